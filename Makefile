@@ -1,0 +1,37 @@
+# recsys: `make demo` and `make test` do all set-up themselves on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+# FLAVOR=gpu installs the CUDA fbgemm-gpu instead of fbgemm-gpu-cpu (on a CUDA machine)
+FLAVOR ?= cpu
+PRESET ?= small
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(FLAVOR)
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[$(FLAVOR),dev]"
+	$(BIN)/pip install --quiet --no-deps torchrec==1.9.2
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# The main job on the embedded defaults: generate -> feast apply -> materialize -> training sets.
+demo: setup
+	$(BIN)/recsys generate --preset $(PRESET) --force
+	cd feature_repo && ../$(BIN)/feast apply
+	cd feature_repo && ../$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
+	$(BIN)/recsys build-dataset --force
+	$(BIN)/recsys summary
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-columns=min,mean,max,rounds
+
+clean:
+	rm -rf feature_repo/data datasets runs .pytest_cache .benchmarks

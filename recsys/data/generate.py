@@ -1,0 +1,182 @@
+"""`recsys generate`: write the synthetic world into a feature repo's offline store.
+
+Impressions are produced in chunks, each a pure function of (seed, day, chunk), in parallel
+worker processes; entity snapshots are pure functions of (seed, id); aggregates are computed
+afterwards by DuckDB from the written impressions. Everything lands in a temporary folder that
+replaces the old offline store only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from recsys.data.presets import START, Preset
+from recsys.data.store import META, check_repo, connect, offline_dir
+from recsys.data.summary import summarize
+from recsys.data.synth import World
+from recsys.errors import UsageError
+from recsys.schema import (DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, SCENARIOS, TABLES,
+                           TIMESTAMP_TYPE)
+from recsys.storage import atomic_dir, check_output_free
+
+ENTITY_CHUNK = 1_000_000
+START_EPOCH = int(START.timestamp())
+_WORLD: World | None = None  # set in the parent before forking the workers
+
+
+def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force: bool = False,
+             progress: bool = True) -> dict:
+    """Generate `preset` into `repo`'s offline store and return its metadata with a summary."""
+    check_repo(repo)
+    if seed < 0:
+        raise UsageError(f"--seed {seed}: the seed must be a non-negative integer")
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: need at least one worker")
+    out = offline_dir(repo)
+    check_output_free(out, force)  # fail before the work, not after it
+
+    global _WORLD
+    _WORLD = World(preset, seed)
+    with atomic_dir(out, force) as tmp:
+        _write_impressions(tmp, preset, workers, progress)
+        _write_entities(_WORLD, tmp)
+        _write_aggregates(tmp, preset)
+        meta = {"preset": preset.name, "seed": seed, "n_users": preset.n_users,
+                "n_items": preset.n_items, "n_rows": preset.n_rows, "n_days": preset.n_days,
+                "start": START.isoformat(), "start_epoch": START_EPOCH,
+                "scenario_bias": [round(float(b), 4) for b in _WORLD.bias]}
+        meta["summary"] = summarize(tmp, meta)
+        (tmp / META).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def chunk_plan(preset: Preset) -> list[tuple[int, int, int]]:
+    """(day, chunk, rows) for every chunk; the last day takes the remainder."""
+    plan = []
+    for day in range(preset.n_days):
+        rows = preset.rows_per_day if day < preset.n_days - 1 else \
+            preset.n_rows - preset.rows_per_day * (preset.n_days - 1)
+        for chunk, first in enumerate(range(0, rows, preset.rows_per_chunk)):
+            plan.append((day, chunk, min(preset.rows_per_chunk, rows - first)))
+    return plan
+
+
+def _timestamps(seconds: np.ndarray) -> pa.Array:
+    micros = (START_EPOCH + np.asarray(seconds, dtype=np.int64)) * 1_000_000
+    return pa.array(micros, pa.int64()).cast(TIMESTAMP_TYPE)
+
+
+def _write_chunk(task: tuple[Path, int, int, int]) -> int:
+    folder, day, chunk, n = task
+    rows = _WORLD.impressions(day, chunk, n)
+    columns = {"request_id": rows.request_id, EVENT_TIMESTAMP: _timestamps(rows.seconds),
+               "user_id": rows.user_id, "item_id": rows.item_id, "scenario": rows.scenario,
+               **dict(zip(DEEP_FEATURES, rows.deep)), "label": rows.label,
+               "p_true": rows.p_true}
+    table = pa.table(columns).cast(TABLES[INTERACTIONS])
+    date = (START + timedelta(days=day)).date().isoformat()
+    part = folder / f"day={date}" / f"part-{chunk:05d}.parquet"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, part)
+    return n
+
+
+def _write_impressions(tmp: Path, preset: Preset, workers: int, progress: bool) -> None:
+    folder = tmp / INTERACTIONS
+    tasks = [(folder, day, chunk, n) for day, chunk, n in chunk_plan(preset)]
+    bar = tqdm(total=preset.n_rows, unit="rows", unit_scale=True, desc="impressions",
+               disable=not progress)
+    if workers == 1:
+        for task in tasks:
+            bar.update(_write_chunk(task))
+    else:  # fork: workers inherit the World built above
+        with mp.get_context("fork").Pool(workers) as pool:
+            for n in pool.imap_unordered(_write_chunk, tasks):
+                bar.update(n)
+    bar.close()
+
+
+def _write_entities(world: World, tmp: Path) -> None:
+    """Profile and text snapshots, stamped at arrival / launch (user text also at a refresh)."""
+    p = world.preset
+    for part, lo in enumerate(range(0, p.n_users, ENTITY_CHUNK)):
+        ids = np.arange(lo, min(lo + ENTITY_CHUNK, p.n_users), dtype=np.int64)
+        arrival = world.user_arrival_day(ids)
+        _write(tmp, "user_profile", part, {"user_id": ids, EVENT_TIMESTAMP:
+               _timestamps(arrival * 86_400), **world.user_profile(ids)})
+        refresh = world.user_refresh_day(ids)
+        again = refresh < p.n_days
+        first, second = world.user_text(ids, 0), world.user_text(ids[again], 1)
+        _write(tmp, "user_text", part, {
+            "user_id": np.concatenate([ids, ids[again]]),
+            EVENT_TIMESTAMP: _timestamps(np.concatenate([arrival, refresh[again]]) * 86_400),
+            **{k: pa.concat_arrays([first[k], second[k]]) for k in first}})
+    for part, lo in enumerate(range(0, p.n_items, ENTITY_CHUNK)):
+        ids = np.arange(lo, min(lo + ENTITY_CHUNK, p.n_items), dtype=np.int64)
+        stamp = _timestamps(world.item_launch_day(ids) * 86_400)
+        _write(tmp, "item_profile", part, {"item_id": ids, EVENT_TIMESTAMP: stamp,
+                                           **world.item_profile(ids)})
+        _write(tmp, "item_text", part, {"item_id": ids, EVENT_TIMESTAMP: stamp,
+                                        **world.item_text(ids)})
+
+
+def _write(tmp: Path, table: str, part: int, columns: dict) -> None:
+    path = tmp / table / f"part-{part:05d}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns).cast(TABLES[table]), path)
+
+
+def _write_aggregates(tmp: Path, preset: Preset) -> None:
+    """Daily aggregates, stamped at the start of the day they describe the past of.
+
+    A 7-day window changes only on the day after activity enters it (day + 1) or leaves it
+    (day + 8), so a row is written exactly then, zeros included: with no TTL expiry the latest
+    row at or before any moment is the exact value at that moment.
+    """
+    con = connect(tmp, START_EPOCH)
+    stamp = f"to_timestamp({START_EPOCH} + s.d * 86400)"
+    clicks = ", ".join(f"sum(label) FILTER (WHERE scenario = {s.code}) AS c{s.code}"
+                       for s in SCENARIOS)
+    user_cols = ", ".join(f"CAST(coalesce(sum(a.c{s.code}), 0) AS INTEGER) "
+                          f"AS user_clicks_7d_s{s.code}" for s in SCENARIOS)
+    window = f"""
+        daily AS (SELECT {{key}}, day_index AS day, {{clicks}}, count(*) AS imp
+                  FROM interactions GROUP BY ALL),
+        stamps AS (SELECT DISTINCT {{key}}, day + o AS d FROM daily, (VALUES (1), (8)) t(o)
+                   WHERE day + o < {preset.n_days})"""
+    join = "FROM stamps s LEFT JOIN daily a ON a.{key} = s.{key} AND a.day BETWEEN s.d - 7 " \
+           "AND s.d - 1 GROUP BY s.{key}, s.d ORDER BY s.{key}, s.d"
+    queries = {
+        "user_agg": f"""WITH {window.format(key='user_id', clicks=clicks)}
+            SELECT s.user_id, {stamp} AS {EVENT_TIMESTAMP}, {user_cols},
+                   CAST(coalesce(sum(a.imp), 0) AS INTEGER) AS user_impressions_7d
+            {join.format(key='user_id')}""",
+        "item_agg": f"""WITH {window.format(key='item_id', clicks='sum(label) AS c')}
+            SELECT s.item_id, {stamp} AS {EVENT_TIMESTAMP},
+                   CAST(coalesce(sum(a.c), 0) AS INTEGER) AS item_clicks_7d,
+                   CAST(coalesce(sum(a.imp), 0) AS INTEGER) AS item_impressions_7d
+            {join.format(key='item_id')}""",
+        # the previous day's statistics, stamped at the start of day d
+        "scenario_stats": f"""
+            SELECT scenario, to_timestamp({START_EPOCH} + (day_index + 1) * 86400)
+                       AS {EVENT_TIMESTAMP},
+                   avg(label) AS scenario_ctr_1d, count(*) AS scenario_impressions_1d
+            FROM interactions WHERE day_index + 1 < {preset.n_days}
+            GROUP BY scenario, day_index ORDER BY scenario, day_index""",
+    }
+    for table, sql in queries.items():
+        path = tmp / table / "part-00000.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reader = con.execute(sql).fetch_record_batch()
+        with pq.ParquetWriter(path, TABLES[table]) as writer:
+            for batch in reader:
+                writer.write_table(pa.Table.from_batches([batch]).cast(TABLES[table]))
+    con.close()

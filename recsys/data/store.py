@@ -1,0 +1,97 @@
+"""The offline store inside a feature repo: where each table lives, its metadata, validation
+against the schema, and a DuckDB connection with one view per table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import yaml
+
+from recsys.errors import DataError, RepoError
+from recsys.schema import INTERACTIONS, OFFLINE_DIR, TABLES
+
+PROJECT = "recsys"
+META = "meta.json"
+
+
+def check_repo(repo: Path) -> Path:
+    """The path of a recsys Feast repo, or a RepoError saying what is wrong with it."""
+    hint = "pass --repo pointing at the recsys feature_repo/ folder"
+    if not repo.is_dir():
+        raise RepoError(f"feature repo '{repo}' not found: {hint}")
+    config = repo / "feature_store.yaml"
+    if not config.is_file():
+        raise RepoError(f"'{repo}' is not a Feast feature repo (no feature_store.yaml): {hint}")
+    try:
+        project = (yaml.safe_load(config.read_text()) or {}).get("project")
+    except yaml.YAMLError as e:
+        raise RepoError(f"{config} is not valid YAML ({e.problem}): fix or restore it") from None
+    if project != PROJECT:
+        raise RepoError(f"{config} belongs to Feast project '{project}', not '{PROJECT}': {hint}")
+    return repo
+
+
+def offline_dir(repo: Path) -> Path:
+    return repo / OFFLINE_DIR
+
+
+def table_files(offline: Path, table: str) -> list[Path]:
+    """A table's Parquet parts (interactions are partitioned by day)."""
+    return sorted((offline / table).glob(_PATTERN[table == INTERACTIONS]))
+
+
+def table_glob(offline: Path, table: str) -> str:
+    return str(offline / table / _PATTERN[table == INTERACTIONS])
+
+
+_PATTERN = {True: "day=*/*.parquet", False: "*.parquet"}
+
+
+def read_meta(repo: Path) -> dict:
+    path = offline_dir(repo) / META
+    if not path.is_file():
+        raise RepoError(f"no generated data in {offline_dir(repo)}: "
+                        f"run `recsys generate --repo {repo}` first")
+    return json.loads(path.read_text())
+
+
+def validate_offline_store(offline: Path) -> None:
+    """Check every Parquet part of every table against the schema (footers only: cheap)."""
+    for table, expected in TABLES.items():
+        files = table_files(offline, table)
+        if not files:
+            raise DataError(f"{offline / table}: no Parquet files; "
+                            f"regenerate with `recsys generate --force`")
+        for file in files:
+            try:
+                actual = pq.read_schema(file)
+            except Exception as e:  # pyarrow raises several types for broken files
+                raise DataError(f"{file}: not a readable Parquet file ({e}); "
+                                f"regenerate or remove it") from None
+            for field in expected:
+                if field.name not in actual.names:
+                    raise DataError(f"{file}: missing column '{field.name}' ({field.type}); "
+                                    f"regenerate with `recsys generate --force` or fix the file")
+                got = actual.field(field.name).type
+                if got != field.type:
+                    raise DataError(f"{file}: column '{field.name}' is {got}, expected "
+                                    f"{field.type}; regenerate with `recsys generate --force` "
+                                    f"or fix the file")
+
+
+def connect(offline: Path, start_epoch: int) -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB with one view per table present; interactions get a `day_index`."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for table in TABLES:
+        if not table_files(offline, table):
+            continue
+        source = f"read_parquet('{table_glob(offline, table)}', hive_partitioning = false)"
+        if table == INTERACTIONS:
+            source = (f"(SELECT *, CAST((epoch_us(event_timestamp) - {start_epoch}::BIGINT * 1000000) "
+                      f"// 86400000000 AS INTEGER) AS day_index FROM {source})")
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM {source}")
+    return con

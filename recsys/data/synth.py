@@ -1,0 +1,340 @@
+"""The synthetic AntM2C world: a generative model whose effects come from structure.
+
+Every user / item attribute is a pure function of (seed, id) through a counter-based hash, so any
+chunk of impressions can be generated anywhere, in any order, with no shared state; a chunk of
+impressions is a pure function of (seed, day, chunk).
+
+Generative model (see DESIGN.md §5):
+- 20 topics with unit centroids in a 16-d latent space. A user likes two topics; an item has one.
+- user latent (scenario s) = shared part (topic centroids + ID noise) + a per-scenario part;
+  item latent = its topic centroid + ID noise; item quality is ID-only.
+- click logit = scenario bias + gain * <user, item> + item quality + profile effects
+  (age x scenario, price level x scenario) + context effects (deep features, some of them
+  scenario-specific) + unobserved noise.
+- profile features and text are drawn from the latent (age from the favourite topic, brand and
+  category from the item topic, words from topic vocabularies): cold users and items carry
+  learnable signal.
+- the scenario bias is solved on a pilot sample so each scenario's positive rate is 1/3 (the
+  release's down-sampled negatives are a per-scenario logit shift).
+- `p_true` is the click probability given everything observable (the noise integrated out), so
+  its AUC against the labels is the Bayes AUC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.special import expit, ndtri
+
+from recsys.data import vocab
+from recsys.data.presets import Preset
+from recsys.schema import DEEP_CATEGORICAL_CARDINALITIES, N_BRANDS, N_DEEP_FEATURES, N_TOPICS, \
+    SCENARIOS
+
+LATENT_DIM = 16
+N_SCENARIOS = len(SCENARIOS)
+SCENARIO_SHARES = np.array([s.share for s in SCENARIOS]) / sum(s.share for s in SCENARIOS)
+TARGET_POSITIVE_RATE = 1 / 3
+NOISE_STD = 0.5  # unobserved per-impression noise on the logit
+AFFINITY_GAIN = 2.2
+SCENARIO_SPECIFIC_STD = 0.45  # size of the per-scenario part of user taste
+BRANDS_PER_TOPIC = N_BRANDS // N_TOPICS
+W = len(vocab.TOPIC_WORDS[0])  # words per topic
+
+# Hash streams: one per attribute, so attributes are independent functions of the id.
+(S_USER_TOPIC, S_USER_LATENT, S_USER_SCEN, S_USER_ACTIVITY, S_USER_PROFILE, S_USER_TEXT,
+ S_USER_REFRESH, S_ITEM_SCEN, S_ITEM_TOPIC, S_ITEM_LATENT, S_ITEM_QUALITY, S_ITEM_POP,
+ S_ITEM_PROFILE, S_ITEM_TEXT) = range(1, 15)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser, vectorised over uint64 (wrap-around is intended)."""
+    with np.errstate(over="ignore"):
+        x = x + _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def hash_uniform(seed: int, stream: int, ids: np.ndarray, k: int = 1) -> np.ndarray:
+    """(len(ids), k) uniforms in (0, 1), a pure function of (seed, stream, id, column)."""
+    key = _mix(np.array([seed * 1_000_003 + stream], dtype=np.uint64))[0]
+    with np.errstate(over="ignore"):
+        x = ids.astype(np.uint64)[:, None] * np.uint64(k) + np.arange(k, dtype=np.uint64)
+        x = _mix(_mix(x ^ key) + key)
+    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+
+
+def hash_normal(seed: int, stream: int, ids: np.ndarray, k: int = 1) -> np.ndarray:
+    return ndtri(hash_uniform(seed, stream, ids, k))
+
+
+def _cohort_bounds(n: int, new_frac: float, n_days: int) -> np.ndarray:
+    """Id boundaries of arrival cohorts: ids [b[d], b[d+1]) arrive on day d (ids grow with
+    arrival, so 'arrived by day d' is a prefix of the id range)."""
+    first = int(round(n * (1 - new_frac))) if n_days > 1 else n
+    later = np.linspace(first, n, n_days, dtype=np.int64)  # days 1..n_days-1 share the rest
+    return np.concatenate([[0], later])
+
+
+def _sample_weighted(rng: np.random.Generator, cum: np.ndarray, lo: np.ndarray,
+                     hi: np.ndarray) -> np.ndarray:
+    """Index in [lo, hi) drawn with probability proportional to weights (cum = their cumsum)."""
+    base = np.where(lo > 0, cum[np.maximum(lo - 1, 0)], 0.0)
+    top = cum[hi - 1]
+    picks = np.searchsorted(cum, base + rng.random(len(lo)) * (top - base), side="right")
+    return np.clip(picks, lo, hi - 1)
+
+
+@dataclass
+class Rows:
+    """One chunk of impressions, as numpy columns."""
+
+    request_id: np.ndarray
+    seconds: np.ndarray  # seconds since the preset's start
+    user_id: np.ndarray
+    item_id: np.ndarray
+    scenario: np.ndarray
+    deep: list[np.ndarray]
+    label: np.ndarray
+    p_true: np.ndarray
+
+
+class World:
+    """Global parameters of one seed: topics, effect tables, arrival cohorts, scenario biases."""
+
+    def __init__(self, preset: Preset, seed: int):
+        self.preset, self.seed = preset, seed
+        rng = np.random.default_rng([seed, 0])
+        topics = rng.normal(size=(N_TOPICS, LATENT_DIM))
+        self.topics = topics / np.linalg.norm(topics, axis=1, keepdims=True)
+        # Effect tables: shared across scenarios plus a scenario-specific part for a few.
+        self.deep_effects = []
+        for i, card in enumerate(DEEP_CATEGORICAL_CARDINALITIES):
+            shared_std = 0.35 if i < 4 else 0.2 if i < 10 else 0.0  # 10..21 carry no signal
+            specific_std = 0.3 if i < 3 else 0.0
+            table = rng.normal(0, shared_std, size=card) + \
+                rng.normal(0, specific_std, size=(N_SCENARIOS, card))
+            self.deep_effects.append(table)
+        self.position_bias = -0.12 * np.arange(DEEP_CATEGORICAL_CARDINALITIES[1])
+        n_numeric = N_DEEP_FEATURES - len(DEEP_CATEGORICAL_CARDINALITIES)
+        self.numeric_beta = np.array([0.3, -0.2] + [0.0] * (n_numeric - 2))
+        self.age_effect = rng.normal(0, 0.3, size=(N_SCENARIOS, 8))
+        self.price_effect = rng.normal(0, 0.3, size=(N_SCENARIOS, 10))
+        # Items per scenario follow the traffic shares; each scenario's item list stays sorted
+        # by id, hence by launch day.
+        self.user_bounds = _cohort_bounds(preset.n_users, preset.new_user_frac, preset.n_days)
+        self.item_bounds = _cohort_bounds(preset.n_items, preset.new_item_frac, preset.n_days)
+        users = np.arange(preset.n_users, dtype=np.int64)
+        self.user_cum = np.cumsum(self.user_activity(users))
+        items = np.arange(preset.n_items, dtype=np.int64)
+        item_scen = self.item_scenario(items)
+        pop = self.item_popularity(items)
+        self.scen_items = [items[item_scen == s] for s in range(N_SCENARIOS)]
+        self.scen_item_cum = [np.cumsum(pop[item_scen == s]) for s in range(N_SCENARIOS)]
+        self.scen_item_bounds = [np.searchsorted(ids, self.item_bounds) for ids in self.scen_items]
+        self.bias = np.zeros(N_SCENARIOS)
+        self.bias = self._calibrate_bias()
+
+    # ---- users -----------------------------------------------------------------------------
+    def user_topics(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u = hash_uniform(self.seed, S_USER_TOPIC, ids, 2)
+        first = (u[:, 0] * N_TOPICS).astype(np.int64)
+        second = (first + 1 + (u[:, 1] * (N_TOPICS - 1)).astype(np.int64)) % N_TOPICS
+        return first, second
+
+    def user_latent(self, ids: np.ndarray, scenario: np.ndarray) -> np.ndarray:
+        first, second = self.user_topics(ids)
+        shared = self.topics[first] + 0.5 * self.topics[second] + \
+            0.6 * hash_normal(self.seed, S_USER_LATENT, ids, LATENT_DIM) / np.sqrt(LATENT_DIM)
+        # per-scenario taste: hashed on (user, scenario)
+        key = ids * N_SCENARIOS + scenario
+        specific = SCENARIO_SPECIFIC_STD * hash_normal(self.seed, S_USER_SCEN, key, LATENT_DIM) \
+            / np.sqrt(LATENT_DIM)
+        return shared + specific
+
+    def user_activity(self, ids: np.ndarray) -> np.ndarray:
+        """Pareto(1.5) activity weights: a heavy tail of busy users, many few-shot ones."""
+        u = hash_uniform(self.seed, S_USER_ACTIVITY, ids)[:, 0]
+        return np.minimum(u ** (-1 / 1.5), 500.0)
+
+    def user_arrival_day(self, ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.user_bounds, ids, side="right") - 1
+
+    def user_profile(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        first, _ = self.user_topics(ids)
+        u = hash_uniform(self.seed, S_USER_PROFILE, ids, 3)
+        age = (first * 3 + (u[:, 0] * 3).astype(np.int64)) % 8  # taste follows age
+        gender = np.where(u[:, 1] < 0.05, 2, (u[:, 1] < np.where(first % 2 == 0, 0.35, 0.7))
+                          .astype(np.int64))
+        city = (u[:, 2] * 6).astype(np.int64)
+        member = np.minimum(np.log2(self.user_activity(ids)).astype(np.int64), 4)
+        return {"user_age_bucket": age, "user_gender": gender, "user_city_level": city,
+                "user_member_level": member}
+
+    def user_text(self, ids: np.ndarray, version: int) -> dict[str, pa.Array]:
+        """Bill / service / query entities drawn from the user's two topics; `version` > 0 is
+        a later refresh of the same tastes with new words."""
+        first, second = self.user_topics(ids)
+        u = hash_uniform(self.seed, S_USER_TEXT, ids * 4 + version, 2 * W + 2)
+        query = _topic_words([(first, 3), (second, 2)], u)
+        bill = _topic_words([(first, 2)], u[:, W:], vocab.BILL_WORDS, u[:, -2])
+        service = _topic_words([(second, 2)], u, vocab.SERVICE_WORDS, u[:, -1])
+        return {"bill_entity_seq": bill, "service_entity_seq": service,
+                "query_entity_seq": query}
+
+    def user_refresh_day(self, ids: np.ndarray) -> np.ndarray:
+        """Day of a user's text refresh (may fall after the last day: then there is none)."""
+        u = hash_uniform(self.seed, S_USER_REFRESH, ids)[:, 0]
+        return self.user_arrival_day(ids) + 1 + (u * self.preset.n_days).astype(np.int64)
+
+    # ---- items -----------------------------------------------------------------------------
+    def item_scenario(self, ids: np.ndarray) -> np.ndarray:
+        u = hash_uniform(self.seed, S_ITEM_SCEN, ids)[:, 0]
+        return np.searchsorted(np.cumsum(SCENARIO_SHARES)[:-1], u, side="right")
+
+    def item_topic(self, ids: np.ndarray) -> np.ndarray:
+        return (hash_uniform(self.seed, S_ITEM_TOPIC, ids)[:, 0] * N_TOPICS).astype(np.int64)
+
+    def item_latent(self, ids: np.ndarray) -> np.ndarray:
+        return self.topics[self.item_topic(ids)] + \
+            0.6 * hash_normal(self.seed, S_ITEM_LATENT, ids, LATENT_DIM) / np.sqrt(LATENT_DIM)
+
+    def item_quality(self, ids: np.ndarray) -> np.ndarray:
+        return 0.4 * hash_normal(self.seed, S_ITEM_QUALITY, ids)[:, 0]
+
+    def item_popularity(self, ids: np.ndarray) -> np.ndarray:
+        """Power-law popularity: Pareto(1.2) weights."""
+        u = hash_uniform(self.seed, S_ITEM_POP, ids)[:, 0]
+        return np.minimum(u ** (-1 / 1.2), 2000.0)
+
+    def item_launch_day(self, ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.item_bounds, ids, side="right") - 1
+
+    def item_profile(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        topic = self.item_topic(ids)
+        u = hash_uniform(self.seed, S_ITEM_PROFILE, ids, 2)
+        brand = topic * BRANDS_PER_TOPIC + (u[:, 0] * BRANDS_PER_TOPIC).astype(np.int64)
+        return {"item_category": topic, "item_brand": brand,
+                "item_price_level": (u[:, 1] * 10).astype(np.int64)}
+
+    def item_text(self, ids: np.ndarray) -> dict[str, pa.Array]:
+        topic = self.item_topic(ids)
+        scen = self.item_scenario(ids)
+        u = hash_uniform(self.seed, S_ITEM_TEXT, ids, W + 2)
+        adjective = np.array(vocab.ADJECTIVES)[(u[:, 0] * len(vocab.ADJECTIVES)).astype(int)]
+        nouns = np.array([w for ws in vocab.SCENARIO_NOUNS for w in ws])
+        per = len(vocab.SCENARIO_NOUNS[0])
+        noun = nouns[scen * per + (u[:, 1] * per).astype(np.int64)]
+        words = _topic_words([(topic, 2)], u[:, 2:], sep=" ")
+        title = pc.binary_join_element_wise(pa.array(adjective), words, pa.array(noun), " ")
+        names = _topic_words([(topic, 3)], u[:, 2:])  # title words come first among these
+        return {"item_title": title, "item_entity_names": names}
+
+    # ---- impressions -----------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator, day: int, n: int) -> tuple[np.ndarray, ...]:
+        """Who sees what on `day`: scenario, user, item and context for n impressions."""
+        p = self.preset
+        scenario = rng.choice(N_SCENARIOS, size=n, p=SCENARIO_SHARES)
+        user_id = self._sample_arrivals(rng, self.user_cum, self.user_bounds, day, n,
+                                        p.new_user_traffic)
+        item_id = np.empty(n, dtype=np.int64)
+        for s in range(N_SCENARIOS):
+            rows = np.flatnonzero(scenario == s)
+            if rows.size == 0:
+                continue
+            if self.scen_items[s].size == 0:
+                raise ValueError(f"scenario {s} has no items: raise the preset's n_items")
+            pos = self._sample_arrivals(rng, self.scen_item_cum[s], self.scen_item_bounds[s],
+                                        day, rows.size, p.new_item_traffic)
+            item_id[rows] = self.scen_items[s][pos]
+        deep = []
+        for card in DEEP_CATEGORICAL_CARDINALITIES:  # skewed toward low codes, like real logs
+            deep.append(np.minimum((rng.random(n) ** 2 * card).astype(np.int64), card - 1))
+        for _ in range(N_DEEP_FEATURES - len(DEEP_CATEGORICAL_CARDINALITIES)):
+            deep.append(rng.normal(size=n).astype(np.float32))
+        return scenario, user_id, item_id, deep
+
+    def _sample_arrivals(self, rng, cum, bounds, day, n, new_traffic) -> np.ndarray:
+        """Activity-weighted draws: a `new_traffic` share from the cohort arriving on `day`,
+        the rest from earlier cohorts (day 0: its own cohort only)."""
+        new = rng.random(n) < (new_traffic if day > 0 else 1.0)
+        lo = np.where(new, bounds[day], 0)
+        hi = np.where(new, bounds[day + 1], bounds[max(day, 1)])
+        empty = hi <= lo  # a cohort with no members: fall back to everyone arrived so far
+        lo, hi = np.where(empty, 0, lo), np.where(empty, bounds[day + 1], hi)
+        return _sample_weighted(rng, cum, lo, hi)
+
+    def observable_logit(self, scenario, user_id, item_id, deep) -> np.ndarray:
+        """Click logit from everything observable, without the scenario bias."""
+        affinity = np.einsum("nd,nd->n", self.user_latent(user_id, scenario),
+                             self.item_latent(item_id))
+        logit = AFFINITY_GAIN * affinity + self.item_quality(item_id)
+        logit += self.age_effect[scenario, self.user_profile(user_id)["user_age_bucket"]]
+        logit += self.price_effect[scenario, self.item_profile(item_id)["item_price_level"]]
+        for i, table in enumerate(self.deep_effects):
+            logit += table[scenario, deep[i]]
+        logit += self.position_bias[deep[1]]
+        n_cat = len(DEEP_CATEGORICAL_CARDINALITIES)
+        for j, beta in enumerate(self.numeric_beta):
+            logit += beta * deep[n_cat + j]
+        return logit
+
+    def click_probability(self, logit_with_bias: np.ndarray) -> np.ndarray:
+        """P(click | observables): the logistic-normal integral over the unobserved noise,
+        by the probit approximation."""
+        return expit(logit_with_bias / np.sqrt(1 + np.pi * NOISE_STD ** 2 / 8))
+
+    def _calibrate_bias(self) -> np.ndarray:
+        """Per-scenario bias giving TARGET_POSITIVE_RATE, solved on a pilot sample."""
+        rng = np.random.default_rng([self.seed, 0, 1])
+        n = min(max(self.preset.rows_per_day, 20_000), 200_000)
+        scenario, user_id, item_id, deep = self.sample(rng, self.preset.n_days - 1, n)
+        logit = self.observable_logit(scenario, user_id, item_id, deep)
+        lo, hi = np.full(N_SCENARIOS, -20.0), np.full(N_SCENARIOS, 20.0)
+        for _ in range(60):  # bisection, all scenarios at once
+            mid = (lo + hi) / 2
+            rate = np.array([self.click_probability(mid[s] + logit[scenario == s]).mean()
+                             for s in range(N_SCENARIOS)])
+            lo, hi = np.where(rate < TARGET_POSITIVE_RATE, mid, lo), \
+                np.where(rate < TARGET_POSITIVE_RATE, hi, mid)
+        return (lo + hi) / 2
+
+    def impressions(self, day: int, chunk: int, n: int) -> Rows:
+        """Chunk `chunk` of `day`: a pure function of (seed, day, chunk)."""
+        rng = np.random.default_rng([self.seed, 1, day, chunk])
+        scenario, user_id, item_id, deep = self.sample(rng, day, n)
+        logit = self.bias[scenario] + self.observable_logit(scenario, user_id, item_id, deep)
+        noise = rng.normal(0, NOISE_STD, size=n)
+        label = (rng.random(n) < expit(logit + noise)).astype(np.int8)
+        seconds = day * 86_400 + np.sort(rng.integers(1, 86_400, size=n))
+        first = day * self.preset.rows_per_day + chunk * self.preset.rows_per_chunk
+        return Rows(request_id=first + np.arange(n, dtype=np.int64), seconds=seconds,
+                    user_id=user_id, item_id=item_id, scenario=scenario.astype(np.int64),
+                    deep=deep, label=label,
+                    p_true=self.click_probability(logit).astype(np.float32))
+
+
+def _topic_words(groups: list[tuple[np.ndarray, int]], u: np.ndarray,
+                 extra: tuple[str, ...] = (), u_extra: np.ndarray | None = None,
+                 sep: str = ", ") -> pa.Array:
+    """Join words: for each (topics, count) group, `count` distinct words of each row's topic,
+    chosen by ranking that row's uniforms u[:, g*W:(g+1)*W] (W words per topic); optionally one
+    more word from `extra` by u_extra. Vectorised through Arrow lists."""
+    width = len(vocab.TOPIC_WORDS[0])
+    flat = np.array([w for ws in vocab.TOPIC_WORDS for w in ws])
+    cols = []
+    for g, (topics, count) in enumerate(groups):
+        picks = np.argsort(u[:, g * width:(g + 1) * width], axis=1)[:, :count]
+        cols.append(flat[topics[:, None] * width + picks])
+    if extra:
+        cols.append(np.array(extra)[(u_extra * len(extra)).astype(np.int64)][:, None])
+    words = np.concatenate(cols, axis=1)
+    n, k = words.shape
+    offsets = np.arange(0, n * k + 1, k, dtype=np.int32)
+    return pc.binary_join(pa.ListArray.from_arrays(offsets, pa.array(words.ravel())), sep)

@@ -1,0 +1,211 @@
+"""The single source of truth: scenarios, entities, feature views and every feature.
+
+The generator, the importers, the Feast definitions (feature_repo/features.py), the validators,
+the loader and the embedding tables are all derived from this module. Adding a feature is one
+line in FEATURES (and, for the generator, one rule that fills it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+import pyarrow as pa
+
+Kind = Literal["id", "categorical", "numeric", "text"]
+Owner = Literal["user", "item", "context", "scenario"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    code: int
+    name: str
+    share: float  # share of impressions in the public AntM2C release
+
+
+# Codes as in the public release; names inferred from its item titles.
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(0, "contents", 0.06),
+    Scenario(1, "mini-programs", 0.25),
+    Scenario(2, "advertisements", 0.51),
+    Scenario(3, "videos", 0.11),
+    Scenario(4, "vouchers", 0.07),
+)
+SCENARIO_NAMES = {s.code: s.name for s in SCENARIOS}
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    join_key: str
+    description: str
+
+
+ENTITIES: tuple[Entity, ...] = (
+    Entity("user", "user_id", "An Alipay-style user, shared by all scenarios"),
+    Entity("item", "item_id", "An item; each item belongs to exactly one scenario"),
+    Entity("scenario", "scenario", "A scenario (kind of item): 0..4"),
+)
+ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
+
+
+@dataclass(frozen=True)
+class View:
+    """A Feast feature view: one entity, one Parquet table under the offline store."""
+
+    name: str
+    entity: str
+    description: str
+    # Snapshots stay valid until replaced; aggregates are written whenever they change (including
+    # back to zero), so a long TTL is exact and lets `feast materialize-incremental` see the data.
+    ttl: timedelta = timedelta(days=3650)
+
+
+VIEWS: tuple[View, ...] = (
+    View("user_profile", "user", "Static user profile, stamped at the user's arrival"),
+    View("user_text", "user", "User behaviour text (bill / service / query entities), refreshed"),
+    View("user_agg", "user", "User clicks per scenario and impressions over the previous 7 days"),
+    View("item_profile", "item", "Item profile, stamped at the item's launch"),
+    View("item_text", "item", "Item title and entity names, stamped at the item's launch"),
+    View("item_agg", "item", "Item clicks and impressions over the previous 7 days"),
+    View("scenario_stats", "scenario", "Scenario CTR and impressions of the previous day"),
+)
+VIEW_BY_NAME = {v.name: v for v in VIEWS}
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: Kind
+    owner: Owner
+    dtype: str  # Arrow type name: int64, int32, float32, string
+    # Vocabulary size of a categorical feature; None for numeric and text features and for IDs,
+    # whose size comes from the data (the preset's user and item counts).
+    cardinality: int | None = None
+    view: str | None = None  # None: rides with the interaction row (IDs and context)
+    description: str = ""
+
+
+N_DEEP_FEATURES = 27
+# deep_features_0..21 are categorical with these vocabulary sizes; 22..26 are numeric.
+DEEP_CATEGORICAL_CARDINALITIES = (
+    24, 10, 7, 5, 4, 8, 16, 32, 64, 100, 3, 6, 12, 50, 200, 1000, 20, 2, 2, 9, 30, 500,
+)
+N_TOPICS = 20  # item categories: one per text topic of the generator
+N_BRANDS = 1000
+
+
+def _deep_features() -> list[Feature]:
+    feats = []
+    for i in range(N_DEEP_FEATURES):
+        if i < len(DEEP_CATEGORICAL_CARDINALITIES):
+            card = DEEP_CATEGORICAL_CARDINALITIES[i]
+            feats.append(Feature(f"deep_features_{i}", "categorical", "context", "int64", card,
+                                 description="Anonymised context feature (categorical)"))
+        else:
+            feats.append(Feature(f"deep_features_{i}", "numeric", "context", "float32",
+                                 description="Anonymised context feature (numeric)"))
+    return feats
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("user_id", "id", "user", "int64", description="User ID"),
+    Feature("item_id", "id", "item", "int64", description="Item ID"),
+    Feature("scenario", "categorical", "scenario", "int64", len(SCENARIOS), None,
+            "Scenario code of the impression"),
+    *_deep_features(),
+    # user profile
+    Feature("user_age_bucket", "categorical", "user", "int64", 8, "user_profile", "Age bucket"),
+    Feature("user_gender", "categorical", "user", "int64", 3, "user_profile", "Gender"),
+    Feature("user_city_level", "categorical", "user", "int64", 6, "user_profile", "City tier"),
+    Feature("user_member_level", "categorical", "user", "int64", 5, "user_profile",
+            "Membership level"),
+    # user text
+    Feature("bill_entity_seq", "text", "user", "string", None, "user_text",
+            "Entities of the user's recent bills"),
+    Feature("service_entity_seq", "text", "user", "string", None, "user_text",
+            "Entities of services the user used"),
+    Feature("query_entity_seq", "text", "user", "string", None, "user_text",
+            "Entities of the user's search queries"),
+    # user aggregates
+    *(Feature(f"user_clicks_7d_s{s.code}", "numeric", "user", "int32", None, "user_agg",
+              f"User clicks in scenario {s.code} ({s.name}) over the previous 7 days")
+      for s in SCENARIOS),
+    Feature("user_impressions_7d", "numeric", "user", "int32", None, "user_agg",
+            "User impressions over the previous 7 days"),
+    # item profile and text
+    Feature("item_category", "categorical", "item", "int64", N_TOPICS, "item_profile",
+            "Item category"),
+    Feature("item_brand", "categorical", "item", "int64", N_BRANDS, "item_profile", "Brand"),
+    Feature("item_price_level", "categorical", "item", "int64", 10, "item_profile",
+            "Price level"),
+    Feature("item_title", "text", "item", "string", None, "item_text", "Item title"),
+    Feature("item_entity_names", "text", "item", "string", None, "item_text",
+            "Entity names attached to the item"),
+    # item aggregates
+    Feature("item_clicks_7d", "numeric", "item", "int32", None, "item_agg",
+            "Item clicks over the previous 7 days"),
+    Feature("item_impressions_7d", "numeric", "item", "int32", None, "item_agg",
+            "Item impressions over the previous 7 days"),
+    # scenario statistics
+    Feature("scenario_ctr_1d", "numeric", "scenario", "float32", None, "scenario_stats",
+            "Scenario click-through rate of the previous day"),
+    Feature("scenario_impressions_1d", "numeric", "scenario", "int64", None, "scenario_stats",
+            "Scenario impressions of the previous day"),
+)
+FEATURE_BY_NAME = {f.name: f for f in FEATURES}
+
+TEXT_FIELDS = tuple(f.name for f in FEATURES if f.kind == "text")
+DEEP_FEATURES = tuple(f.name for f in FEATURES if f.name.startswith("deep_features_"))
+
+EVENT_TIMESTAMP = "event_timestamp"
+LABEL = "label"
+P_TRUE = "p_true"
+REQUEST_ID = "request_id"
+COLD_START_FLAGS = ("zero_shot_user", "few_shot_user", "zero_shot_item", "few_shot_item")
+FEW_SHOT_MAX = 4  # few-shot: 1..4 training interactions; zero-shot: none
+
+# Feast feature services: which views each task reads.
+FEATURE_SERVICES: dict[str, tuple[str, ...]] = {
+    "multi_scenario": ("user_profile", "user_agg", "item_profile", "item_agg", "scenario_stats"),
+    "cold_start": ("user_profile", "user_text", "user_agg", "item_profile", "item_text",
+                   "item_agg"),
+    "multi_modal": tuple(v.name for v in VIEWS),
+}
+DEFAULT_FEATURE_SERVICE = "multi_modal"
+
+_ARROW_TYPES = {"int64": pa.int64(), "int32": pa.int32(), "float32": pa.float32(),
+                "string": pa.string(), "int8": pa.int8()}
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+
+
+def arrow_type(dtype: str) -> pa.DataType:
+    return _ARROW_TYPES[dtype]
+
+
+def view_features(view: str) -> list[Feature]:
+    return [f for f in FEATURES if f.view == view]
+
+
+def view_schema(view: str) -> pa.Schema:
+    """Arrow schema of a view's offline table: join key, event timestamp, features."""
+    key = ENTITY_BY_NAME[VIEW_BY_NAME[view].entity].join_key
+    fields = [pa.field(key, pa.int64()), pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE)]
+    fields += [pa.field(f.name, arrow_type(f.dtype)) for f in view_features(view)]
+    return pa.schema(fields)
+
+
+def interaction_schema() -> pa.Schema:
+    """Arrow schema of the interaction log: one impression per row."""
+    fields = [pa.field(REQUEST_ID, pa.int64()), pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE)]
+    fields += [pa.field(f.name, arrow_type(f.dtype)) for f in FEATURES if f.view is None]
+    fields += [pa.field(LABEL, pa.int8()), pa.field(P_TRUE, pa.float32())]
+    return pa.schema(fields)
+
+
+# Offline store layout (relative to the feature repo): one folder of Parquet parts per table.
+OFFLINE_DIR = "data/offline"
+INTERACTIONS = "interactions"
+TABLES: dict[str, pa.Schema] = {INTERACTIONS: interaction_schema(),
+                                **{v.name: view_schema(v.name) for v in VIEWS}}
