@@ -209,3 +209,13 @@ OFFLINE_DIR = "data/offline"
 INTERACTIONS = "interactions"
 TABLES: dict[str, pa.Schema] = {INTERACTIONS: interaction_schema(),
                                 **{v.name: view_schema(v.name) for v in VIEWS}}
+
+
+def dataset_schema(feature_service: str = DEFAULT_FEATURE_SERVICE) -> pa.Schema:
+    """Arrow schema of a built training set: the interaction row, the service's features, and
+    the cold-start flags."""
+    fields = list(interaction_schema())
+    for view in FEATURE_SERVICES[feature_service]:
+        fields += [pa.field(f.name, arrow_type(f.dtype)) for f in view_features(view)]
+    fields += [pa.field(flag, pa.bool_()) for flag in COLD_START_FLAGS]
+    return pa.schema(fields)

@@ -61,14 +61,14 @@ def print_summary(meta: dict, console: Console | None = None) -> None:
     console.print(table)
     console.print(f"users {s['users']:,} (of {meta['n_users']:,}), items {s['items']:,} "
                   f"(of {meta['n_items']:,})")
-    cold = Table(title="cold start (relative to the training days)")
+    cold = Table(title="cold start: rows (distinct users / items), relative to the training days")
     cold.add_column("split")
     cold.add_column("rows", justify="right")
     for flag in COLD_START_FLAGS:
         cold.add_column(flag.replace("_", " "), justify="right")
     for split, c in s["cold_start"].items():
         cold.add_row(split, f"{c['rows']:,}", *(
-            f"{c[f]['rows']:,} rows / {c[f]['entities']:,}" for f in COLD_START_FLAGS))
+            f"{c[f]['rows']:,} ({c[f]['entities']:,})" for f in COLD_START_FLAGS))
     console.print(cold)
 
 

@@ -209,9 +209,9 @@ class World:
         return 0.4 * hash_normal(self.seed, S_ITEM_QUALITY, ids)[:, 0]
 
     def item_popularity(self, ids: np.ndarray) -> np.ndarray:
-        """Power-law popularity: Pareto(1.2) weights."""
+        """Power-law popularity: Pareto(1) weights, a long tail of rarely shown items."""
         u = hash_uniform(self.seed, S_ITEM_POP, ids)[:, 0]
-        return np.minimum(u ** (-1 / 1.2), 2000.0)
+        return np.minimum(1 / u, 5000.0)
 
     def item_launch_day(self, ids: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.item_bounds, ids, side="right") - 1

@@ -1,0 +1,105 @@
+"""The `recsys` command line. Bad input ends with one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+
+from recsys.errors import RecsysError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Feature-store-centric multi-scenario, multi-modal CTR platform.")
+console = Console()
+
+REPO = typer.Option(Path("feature_repo"), "--repo", help="Feast feature repo folder.")
+FORCE = typer.Option(False, "--force", help="Replace existing output.")
+
+
+def _friendly(fn: Callable) -> Callable:
+    """Print a RecsysError as one line and exit 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RecsysError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _workers_default() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@app.command()
+@_friendly
+def generate(
+    preset: str = typer.Option("small", "--preset", help="tiny | small | medium | full"),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same data."),
+    repo: Path = REPO,
+    workers: int = typer.Option(_workers_default(), "--workers", help="Worker processes."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="Override the preset's rows."),
+    force: bool = FORCE,
+) -> None:
+    """Generate synthetic AntM2C data into the repo's offline store (data/offline/)."""
+    from recsys.data.generate import generate as run
+    from recsys.data.presets import get_preset
+    from recsys.data.summary import print_summary
+
+    meta = run(repo, get_preset(preset, rows), seed=seed, workers=workers, force=force)
+    print_summary(meta, console)
+    console.print(f"offline store: {repo / 'data' / 'offline'}")
+
+
+@app.command("build-dataset")
+@_friendly
+def build_dataset(
+    repo: Path = REPO,
+    out: Optional[Path] = typer.Option(None, "--out", help="Output (default datasets/<preset>)."),
+    feature_service: str = typer.Option("multi_modal", "--feature-service",
+                                        help="Feast feature service to join."),
+    force: bool = FORCE,
+) -> None:
+    """Build train / val / test sets with Feast's point-in-time join."""
+    from recsys.dataset.build import build_dataset as run
+    from recsys.dataset.build import default_out
+
+    out = out or default_out(repo)
+    info = run(repo, out, force=force, service_name=feature_service)
+    sizes = ", ".join(f"{s} {v['rows']:,}" for s, v in info["splits"].items())
+    console.print(f"dataset {out}: {sizes} rows, {len(info['columns'])} columns")
+
+
+@app.command()
+@_friendly
+def summary(
+    repo: Path = REPO,
+    dataset: Optional[Path] = typer.Option(None, "--dataset",
+                                           help="Built dataset (default datasets/<preset>)."),
+) -> None:
+    """Print what was generated and what was built."""
+    from recsys.data.store import check_repo, read_meta
+    from recsys.data.summary import print_summary
+    from recsys.dataset.build import META, default_out
+
+    meta = read_meta(check_repo(repo))
+    print_summary(meta, console)
+    dataset = dataset or default_out(repo)
+    if (dataset / META).is_file():
+        info = json.loads((dataset / META).read_text())
+        for split, v in info["splits"].items():
+            console.print(f"{dataset}/{split}: {v['rows']:,} rows, days {v['days']}")
+    else:
+        console.print(f"no dataset at {dataset}: run `recsys build-dataset`")
+
+
+if __name__ == "__main__":
+    app()
