@@ -57,6 +57,9 @@ def generate(
     meta = run(repo, get_preset(preset, rows), seed=seed, workers=workers, force=force)
     print_summary(meta, console)
     console.print(f"offline store: {repo / 'data' / 'offline'}")
+    if meta.get("feast_reset"):
+        console.print(f"replaced old data; removed Feast state {', '.join(meta['feast_reset'])}: "
+                      f"run `feast apply` and `feast materialize-incremental` again")
 
 
 @app.command("build-dataset")

@@ -23,6 +23,7 @@ from recsys.data.store import META, check_repo, connect, offline_dir
 from recsys.data.summary import summarize
 from recsys.data.synth import World
 from recsys.errors import UsageError
+from recsys.features.store import reset_state
 from recsys.schema import (DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, SCENARIOS, TABLES,
                            TIMESTAMP_TYPE)
 from recsys.storage import atomic_dir, check_output_free
@@ -43,6 +44,7 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
     out = offline_dir(repo)
     check_output_free(out, force)  # fail before the work, not after it
 
+    replacing = out.exists()
     global _WORLD
     _WORLD = World(preset, seed)
     with atomic_dir(out, force) as tmp:
@@ -55,6 +57,8 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
                 "scenario_bias": [round(float(b), 4) for b in _WORLD.bias]}
         meta["summary"] = summarize(tmp, meta)
         (tmp / META).write_text(json.dumps(meta, indent=2))
+    if replacing:  # Feast's registry and online store described the old data
+        meta["feast_reset"] = [str(p) for p in reset_state(repo)]
     return meta
 
 

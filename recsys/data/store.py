@@ -51,7 +51,8 @@ _PATTERN = {True: "day=*/*.parquet", False: "*.parquet"}
 
 
 def read_meta(repo: Path) -> dict:
-    path = offline_dir(repo) / META
+    """The generator's metadata of a (checked) repo's offline store."""
+    path = offline_dir(check_repo(repo)) / META
     if not path.is_file():
         raise RepoError(f"no generated data in {offline_dir(repo)}: "
                         f"run `recsys generate --repo {repo}` first")

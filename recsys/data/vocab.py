@@ -54,7 +54,7 @@ SCENARIO_NOUNS: tuple[tuple[str, ...], ...] = (
     ("voucher", "coupon", "discount", "cashback"),
 )
 
-ADJECTIVES = ("best", "new", "cheap", "popular", "premium", "daily", "local", "smart", "easy",
+ADJECTIVES = ("best", "new", "cheap", "popular", "great", "daily", "local", "smart", "easy",
               "top", "free", "family")
 
 BILL_WORDS = ("electricity bill", "water bill", "phone top-up", "credit card", "rent",

@@ -29,3 +29,24 @@ def feature_service(store, repo: Path, name: str):
     except FeastObjectNotFoundException:
         raise RepoError(f"feature service '{name}' is not registered in {repo}: "
                         f"run `cd {repo} && feast apply` first") from None
+
+
+def reset_state(repo: Path) -> list[Path]:
+    """Remove the repo's file registry and SQLite online store (they describe offline data that
+    was just replaced); return what was removed. `feast apply` and materialize rebuild them."""
+    import yaml
+
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text()) or {}
+    registry = config.get("registry", "data/registry.db")
+    if isinstance(registry, dict):
+        registry = registry.get("path")
+    online = config.get("online_store") or {}
+    candidates = [registry, online.get("path") if online.get("type", "sqlite") == "sqlite"
+                  else None]
+    removed = []
+    for rel in filter(None, candidates):
+        path = Path(rel) if Path(rel).is_absolute() else repo / rel
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed

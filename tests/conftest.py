@@ -1,0 +1,44 @@
+"""Shared fixtures: a copy of the real feature repo holding the tiny preset, applied with the
+real Feast CLI, and its training set built with the real recsys CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's console scripts: recsys, feast
+
+
+def run(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a console script of this environment, capturing its output."""
+    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def copy_repo(dest: Path) -> Path:
+    """A fresh copy of feature_repo/ (definitions only, no data)."""
+    dest.mkdir(parents=True)
+    for name in ("feature_store.yaml", "features.py"):
+        shutil.copy(ROOT / "feature_repo" / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict:
+    """Tiny preset generated, `feast apply`-ed and built into a dataset."""
+    base = tmp_path_factory.mktemp("tiny")
+    repo = copy_repo(base / "feature_repo")
+    run("recsys", "generate", "--preset", "tiny", "--seed", "7", "--repo", str(repo),
+        "--workers", "2")
+    run("feast", "apply", cwd=repo)
+    out = base / "datasets" / "tiny"
+    run("recsys", "build-dataset", "--repo", str(repo), "--out", str(out))
+    return {"base": base, "repo": repo, "offline": repo / "data" / "offline", "dataset": out}

@@ -1,0 +1,130 @@
+"""Bad input: one line on stderr naming the problem, exit code 2, and existing data untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import copy_repo, run
+
+
+def fingerprint(folder: Path) -> str:
+    """Hash of every file's path and bytes under a folder."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(folder)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def fails(*args: str, says: str, cwd: Path | None = None) -> str:
+    proc = run("recsys", *args, cwd=cwd, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and says in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def empty_repo(tmp_path) -> Path:
+    return copy_repo(tmp_path / "repo")
+
+
+def test_unknown_preset(empty_repo):
+    fails("generate", "--preset", "huge", "--repo", str(empty_repo), says="unknown preset 'huge'")
+    assert not (empty_repo / "data").exists()
+
+
+def test_negative_row_count(empty_repo):
+    fails("generate", "--preset", "tiny", "--rows", "-5", "--repo", str(empty_repo),
+          says="--rows -5")
+    assert not (empty_repo / "data").exists()
+
+
+def test_zero_workers(empty_repo):
+    fails("generate", "--preset", "tiny", "--workers", "0", "--repo", str(empty_repo),
+          says="--workers 0")
+
+
+@pytest.mark.parametrize("command", ["generate", "build-dataset", "summary"])
+def test_missing_repo(tmp_path, command):
+    fails(command, "--repo", str(tmp_path / "nowhere"), says="not found")
+
+
+def test_folder_that_is_not_a_feast_repo(tmp_path):
+    fails("generate", "--preset", "tiny", "--repo", str(tmp_path), says="no feature_store.yaml")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_foreign_feast_repo(tmp_path):
+    (tmp_path / "feature_store.yaml").write_text("project: shop\nprovider: local\n")
+    fails("build-dataset", "--repo", str(tmp_path), says="project 'shop'")
+    fails("generate", "--preset", "tiny", "--repo", str(tmp_path), says="project 'shop'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feature_store.yaml"]
+
+
+def test_repo_without_data(empty_repo):
+    fails("build-dataset", "--repo", str(empty_repo), says="run `recsys generate")
+
+
+def test_existing_offline_store_needs_force(tiny):
+    before = fingerprint(tiny["offline"])
+    fails("generate", "--preset", "tiny", "--repo", str(tiny["repo"]), says="pass --force")
+    assert fingerprint(tiny["offline"]) == before
+
+
+def test_existing_dataset_needs_force(tiny):
+    before = fingerprint(tiny["dataset"])
+    fails("build-dataset", "--repo", str(tiny["repo"]), "--out", str(tiny["dataset"]),
+          says="pass --force")
+    assert fingerprint(tiny["dataset"]) == before
+
+
+def test_unknown_feature_service(tiny, tmp_path):
+    fails("build-dataset", "--repo", str(tiny["repo"]), "--out", str(tmp_path / "ds"),
+          "--feature-service", "nope", says="unknown feature service 'nope'")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_build_before_feast_apply(tiny, tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    shutil.copytree(tiny["offline"], repo / "data" / "offline")
+    fails("build-dataset", "--repo", str(repo), "--out", str(tmp_path / "ds"),
+          says="feast apply")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_parquet_with_a_wrong_column_type(tiny, tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    shutil.copytree(tiny["offline"], repo / "data" / "offline")
+    part = repo / "data" / "offline" / "user_profile" / "part-00000.parquet"
+    table = pq.read_table(part)
+    i = table.schema.get_field_index("user_age_bucket")
+    pq.write_table(table.set_column(i, "user_age_bucket",
+                                    table["user_age_bucket"].cast(pa.string())), part)
+    before = fingerprint(repo)
+    line = fails("build-dataset", "--repo", str(repo), "--out", str(tmp_path / "ds"),
+                 says="column 'user_age_bucket' is string, expected int64")
+    assert str(part) in line
+    assert fingerprint(repo) == before
+    assert not (tmp_path / "ds").exists()
+
+
+def test_force_replaces_and_resets_feast_state(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    run("recsys", "generate", "--preset", "tiny", "--rows", "600", "--repo", str(repo))
+    run("feast", "apply", cwd=repo)
+    assert (repo / "data" / "registry.db").exists()
+    proc = run("recsys", "generate", "--preset", "tiny", "--rows", "1200", "--seed", "1",
+               "--repo", str(repo), "--force")
+    assert "feast apply" in proc.stdout
+    assert not (repo / "data" / "registry.db").exists()
+    meta = (repo / "data" / "offline" / "meta.json").read_text()
+    assert '"n_rows": 1200' in meta and '"seed": 1' in meta
+    assert [p.name for p in (repo / "data").iterdir() if p.name.startswith(".")] == []
