@@ -1,0 +1,48 @@
+"""Benchmarks run on RECSYS_BENCH_PRESET (default: small). Paired measurements are collected in
+RESULTS and printed as ratios at the end, measured side by side in the same run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = os.environ.get("RECSYS_BENCH_PRESET", "small")
+RESULTS: dict[str, float] = {}  # name -> mean seconds
+
+
+def copy_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in ("feature_store.yaml", "features.py"):
+        shutil.copy(ROOT / "feature_repo" / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def applied_repo(tmp_path_factory) -> Path:
+    """The benchmark preset generated into a fresh repo copy and `feast apply`-ed."""
+    from recsys.data.generate import generate
+    from recsys.data.presets import get_preset
+
+    repo = copy_repo(tmp_path_factory.mktemp("bench") / "feature_repo")
+    generate(repo, get_preset(PRESET), seed=0, workers=2, progress=False)
+    subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=repo, check=True,
+                   capture_output=True)
+    return repo
+
+
+def pytest_terminal_summary(terminalreporter):
+    pairs = [("build-dataset (Feast)", "raw DuckDB ASOF join")]
+    for a, b in pairs:
+        if a in RESULTS and b in RESULTS:
+            terminalreporter.write_line(
+                f"[{PRESET}] {a}: {RESULTS[a]:.2f} s, {b}: {RESULTS[b]:.2f} s, "
+                f"ratio {RESULTS[a] / RESULTS[b]:.2f}x")
+    for name, value in RESULTS.items():
+        if name.endswith("rows/s"):
+            terminalreporter.write_line(f"[{PRESET}] {name}: {value:,.0f}")
