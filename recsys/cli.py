@@ -104,5 +104,65 @@ def summary(
         console.print(f"no dataset at {dataset}: run `recsys build-dataset`")
 
 
+@app.command()
+@_friendly
+def train(
+    model: str = typer.Option(..., "--model", help="dnn | dnn_mixed | shared_bottom | mmoe | ple"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset",
+                                           help="Dataset folder (default datasets/small)."),
+    epochs: int = typer.Option(3, "--epochs"),
+    batch_size: int = typer.Option(2048, "--batch-size"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<model>)."),
+    force: bool = FORCE,
+) -> None:
+    """Train one model; resumes an interrupted run in the same --out."""
+    from recsys.models import build_model  # noqa: F401  (fails fast on a broken install)
+    from recsys.models import MODELS
+    from recsys.errors import UsageError
+    from recsys.eval.report import metrics_table
+    from recsys.train.loop import TrainConfig
+    from recsys.train.loop import train as run
+
+    if model not in MODELS:
+        raise UsageError(f"unknown model '{model}': choose one of {', '.join(MODELS)} (--model)")
+    metrics = run(dataset or Path("datasets/small"), out or Path("runs") / model,
+                  TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed),
+                  force=force, log=console.print)
+    console.print(metrics_table(metrics))
+    console.print(f"metrics: {(out or Path('runs') / model) / 'metrics.json'}")
+
+
+experiment_app = typer.Typer(no_args_is_help=True, help="Experiments over models and seeds.")
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("multi-scenario")
+@_friendly
+def experiment_multi_scenario(
+    preset: str = typer.Option("small", "--preset", help="Uses datasets/<preset>."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Overrides --preset."),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds 0..K-1."),
+    epochs: int = typer.Option(3, "--epochs"),
+    batch_size: int = typer.Option(2048, "--batch-size"),
+    out: Optional[Path] = typer.Option(None, "--out",
+                                       help="Default runs/multi-scenario-<preset>."),
+    force: bool = FORCE,
+) -> None:
+    """Train dnn, dnn_mixed, shared_bottom, mmoe and ple over K seeds; write the report."""
+    from recsys.errors import UsageError
+    from recsys.eval.report import auc_table
+    from recsys.train.experiment import multi_scenario
+
+    if seeds < 1:
+        raise UsageError(f"--seeds {seeds}: need at least one seed")
+    out = out or Path("runs") / f"multi-scenario-{preset}"
+    results = multi_scenario(dataset or Path("datasets") / preset, out, seeds=seeds,
+                             epochs=epochs, batch_size=batch_size, force=force,
+                             log=console.print)
+    console.print(auc_table(results))
+    console.print(f"report: {out / 'report.md'}, plot: {out / 'per_scenario_auc.png'}")
+
+
 if __name__ == "__main__":
     app()

@@ -8,9 +8,11 @@ Generative model (see DESIGN.md §5):
 - 20 topics with unit centroids in a 16-d latent space. A user likes two topics; an item has one.
 - user latent (scenario s) = shared part (topic centroids + ID noise) + a per-scenario part;
   item latent = its topic centroid + ID noise; item quality is ID-only.
-- click logit = scenario bias + gain * <user, item> + item quality + profile effects
+- click logit = scenario bias + gain * <user, item> + user propensity + item quality + profile
+  effects
   (age x scenario, price level x scenario) + context effects (deep features, some of them
-  scenario-specific) + unobserved noise.
+  scenario-specific) + unobserved noise. User taste and propensity are shared by all
+  scenarios: what a user does in a busy scenario tells about the sparse ones.
 - profile features and text are drawn from the latent (age from the favourite topic, brand and
   category from the item topic, words from topic vocabularies): cold users and items carry
   learnable signal.
@@ -40,14 +42,15 @@ SCENARIO_SHARES = np.array([s.share for s in SCENARIOS]) / sum(s.share for s in 
 TARGET_POSITIVE_RATE = 1 / 3
 NOISE_STD = 0.5  # unobserved per-impression noise on the logit
 AFFINITY_GAIN = 2.2
-SCENARIO_SPECIFIC_STD = 0.45  # size of the per-scenario part of user taste
+SCENARIO_SPECIFIC_STD = 0.3  # size of the per-scenario part of user taste
+USER_BIAS_STD = 0.7  # a user's click propensity, the same in every scenario, known only by ID
 BRANDS_PER_TOPIC = N_BRANDS // N_TOPICS
 W = len(vocab.TOPIC_WORDS[0])  # words per topic
 
 # Hash streams: one per attribute, so attributes are independent functions of the id.
 (S_USER_TOPIC, S_USER_LATENT, S_USER_SCEN, S_USER_ACTIVITY, S_USER_PROFILE, S_USER_TEXT,
  S_USER_REFRESH, S_ITEM_SCEN, S_ITEM_TOPIC, S_ITEM_LATENT, S_ITEM_QUALITY, S_ITEM_POP,
- S_ITEM_PROFILE, S_ITEM_TEXT) = range(1, 15)
+ S_ITEM_PROFILE, S_ITEM_TEXT, S_USER_BIAS) = range(1, 16)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -157,6 +160,9 @@ class World:
         specific = SCENARIO_SPECIFIC_STD * hash_normal(self.seed, S_USER_SCEN, key, LATENT_DIM) \
             / np.sqrt(LATENT_DIM)
         return shared + specific
+
+    def user_bias(self, ids: np.ndarray) -> np.ndarray:
+        return USER_BIAS_STD * hash_normal(self.seed, S_USER_BIAS, ids)[:, 0]
 
     def user_activity(self, ids: np.ndarray) -> np.ndarray:
         """Pareto(1.5) activity weights: a heavy tail of busy users, many few-shot ones."""
@@ -274,7 +280,7 @@ class World:
         """Click logit from everything observable, without the scenario bias."""
         affinity = np.einsum("nd,nd->n", self.user_latent(user_id, scenario),
                              self.item_latent(item_id))
-        logit = AFFINITY_GAIN * affinity + self.item_quality(item_id)
+        logit = AFFINITY_GAIN * affinity + self.user_bias(user_id) + self.item_quality(item_id)
         logit += self.age_effect[scenario, self.user_profile(user_id)["user_age_bucket"]]
         logit += self.price_effect[scenario, self.item_profile(item_id)["item_price_level"]]
         for i, table in enumerate(self.deep_effects):

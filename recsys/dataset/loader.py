@@ -1,0 +1,170 @@
+"""Parquet training sets -> `Batch` (TorchRec KeyedJaggedTensor + dense tensor + labels).
+
+A split is read once with pyarrow into column-major numpy arrays; a batch is a slice (or a
+shuffled gather) of them, turned into tensors without per-row Python. A background thread
+prepares the next batches while the model trains on the current one.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import torch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from recsys.errors import DataError
+from recsys.schema import COLD_START_FLAGS, FEATURES, LABEL, P_TRUE
+
+# Dense features whose values are counts: fed as log1p(count).
+_COUNT_DTYPES = ("int32", "int64")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which columns feed the model, derived from the schema and the dataset's sizes."""
+
+    sparse: tuple[str, ...]  # one embedding table each
+    num_embeddings: tuple[int, ...]
+    dense: tuple[str, ...]
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Layout":
+        ids = {"user_id": meta["n_users"], "item_id": meta["n_items"]}
+        sparse = [f for f in FEATURES if f.kind in ("id", "categorical")]
+        dense = [f for f in FEATURES if f.kind == "numeric"]
+        return cls(sparse=tuple(f.name for f in sparse),
+                   num_embeddings=tuple(ids.get(f.name) or f.cardinality for f in sparse),
+                   dense=tuple(f.name for f in dense))
+
+
+@dataclass
+class Batch:
+    """One mini-batch: sparse IDs as a KJT (one value per feature and row), dense features,
+    labels and the scenario of each row."""
+
+    sparse: KeyedJaggedTensor
+    ids: torch.Tensor  # (B, F) the same IDs as a matrix, for routing rows by scenario
+    dense: torch.Tensor  # (B, D) float32
+    labels: torch.Tensor  # (B,) float32
+    scenario: torch.Tensor  # (B,) int64
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def select(self, mask: torch.Tensor) -> "Batch":
+        ids = self.ids[mask]
+        return Batch(kjt(self.sparse.keys(), ids), ids, self.dense[mask], self.labels[mask],
+                     self.scenario[mask])
+
+
+def kjt(keys: list[str], ids: torch.Tensor) -> KeyedJaggedTensor:
+    """KJT with exactly one value per (feature, row), from a (B, F) ID matrix."""
+    return KeyedJaggedTensor(keys=list(keys), values=ids.t().reshape(-1),
+                             lengths=torch.ones(ids.numel(), dtype=torch.int32))
+
+
+@dataclass
+class SplitData:
+    """A whole split as numpy arrays (the model's inputs plus what evaluation needs)."""
+
+    ids: np.ndarray  # (N, F) int64
+    dense: np.ndarray  # (N, D) float32
+    labels: np.ndarray  # (N,) float32
+    scenario: np.ndarray  # (N,) int64
+    p_true: np.ndarray  # (N,) float32
+    flags: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+def read_meta(dataset: Path) -> dict:
+    path = dataset / "meta.json"
+    if not path.is_file():
+        raise DataError(f"no dataset at {dataset} (missing meta.json): run "
+                        f"`recsys build-dataset` or pass --dataset")
+    return json.loads(path.read_text())
+
+
+def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
+    folder = dataset / split
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise DataError(f"{folder}: no Parquet files: rebuild with `recsys build-dataset --force`")
+    table = pads.dataset([str(f) for f in files], format="parquet").to_table()
+    if table.num_rows == 0:
+        raise DataError(f"{folder}: the {split} split is empty; rebuild it with more data")
+    needed = (*layout.sparse, *layout.dense, LABEL, P_TRUE, *COLD_START_FLAGS)
+    missing = [c for c in needed if c not in table.column_names]
+    if missing:
+        raise DataError(f"{folder}: missing column '{missing[0]}'; rebuild with "
+                        f"`recsys build-dataset --force`")
+    labels = table[LABEL].to_numpy().astype(np.float32)
+    if pc.any(pc.is_null(table[LABEL], nan_is_null=True)).as_py() or \
+            not np.isin(labels, (0.0, 1.0)).all():
+        raise DataError(f"{folder}: column '{LABEL}' must be 0 or 1 on every row (found null, "
+                        f"NaN or other values); fix the data or rebuild the dataset")
+    ids = np.empty((table.num_rows, len(layout.sparse)), dtype=np.int64)
+    for j, (name, size) in enumerate(zip(layout.sparse, layout.num_embeddings)):
+        col = table[name].fill_null(0).to_numpy().astype(np.int64)
+        ids[:, j] = np.remainder(col, size)  # unseen or out-of-range IDs never index outside
+    dense = np.empty((table.num_rows, len(layout.dense)), dtype=np.float32)
+    for j, name in enumerate(layout.dense):
+        col = table[name].fill_null(0).to_numpy().astype(np.float32)
+        counts = str(table.schema.field(name).type) in _COUNT_DTYPES
+        dense[:, j] = np.log1p(np.maximum(col, 0)) if counts else col
+    return SplitData(ids=ids, dense=dense, labels=labels,
+                     scenario=table["scenario"].to_numpy().astype(np.int64),
+                     p_true=table[P_TRUE].to_numpy().astype(np.float32),
+                     flags={f: table[f].to_numpy(zero_copy_only=False).astype(bool)
+                            for f in COLD_START_FLAGS})
+
+
+class BatchLoader:
+    """Iterates a split in batches; shuffled per epoch from (seed, epoch); prefetches in a
+    background thread."""
+
+    def __init__(self, data: SplitData, layout: Layout, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, prefetch: int = 4):
+        self.data, self.keys = data, list(layout.sparse)
+        self.batch_size, self.shuffle, self.seed, self.prefetch = batch_size, shuffle, seed, \
+            prefetch
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.data) // self.batch_size)
+
+    def batch(self, rows: np.ndarray | slice) -> Batch:
+        d = self.data
+        ids = torch.from_numpy(d.ids[rows])
+        return Batch(kjt(self.keys, ids), ids, torch.from_numpy(d.dense[rows]),
+                     torch.from_numpy(d.labels[rows]), torch.from_numpy(d.scenario[rows]))
+
+    def _row_sets(self) -> Iterator[np.ndarray | slice]:
+        n, b = len(self.data), self.batch_size
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+            return (np.sort(order[i:i + b]) for i in range(0, n, b))
+        return (slice(i, min(i + b, n)) for i in range(0, n, b))
+
+    def __iter__(self) -> Iterator[Batch]:
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        done = object()
+
+        def produce():
+            for rows in self._row_sets():
+                q.put(self.batch(rows))
+            q.put(done)
+
+        threading.Thread(target=produce, daemon=True).start()
+        while (item := q.get()) is not done:
+            yield item
+        self.epoch += 1

@@ -1,0 +1,112 @@
+"""Experiment results as a markdown table and a PNG plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _header(results: dict) -> list[str]:
+    names = results["names"]
+    return [f"{c} {names[c]}" if c in names else c for c in results["columns"]]
+
+
+def auc_table(results: dict, key: str = "auc") -> str:
+    """Rows = models, columns = scenarios + overall, mean ± std; best per column in bold."""
+    cols, models = results["columns"], results["models"]
+    better = max if key == "auc" else min
+    best = {}
+    for c in cols:
+        means = [m[key][c]["mean"] for m in models.values() if m[key][c]["mean"] is not None]
+        best[c] = better(means) if means else None
+    lines = ["| model | " + " | ".join(_header(results)) + " |",
+             "| --- |" + " ---: |" * len(cols)]
+    for name, m in models.items():
+        cells = []
+        for c in cols:
+            mean, std = m[key][c]["mean"], m[key][c]["std"]
+            text = "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
+            cells.append(f"**{text}**" if mean is not None and mean == best[c] else text)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if key == "auc":
+        lines.append("| *Bayes (p_true)* | " + " | ".join(
+            "-" if results["oracle_auc"][c] is None else f"*{results['oracle_auc'][c]:.4f}*"
+            for c in cols) + " |")
+    lines.append("| *test rows* | " + " | ".join(f"{results['test_rows'][c]:,}"
+                                                  for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def write_report(results: dict, path: Path) -> None:
+    speed = "\n".join(f"| {name} | {m['examples_per_s']:,.0f} |"
+                      for name, m in results["models"].items())
+    text = f"""# Multi-scenario experiment
+
+Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± std over seeds.
+Bold: best model per column. The Bayes row is the AUC of the generator's true click
+probability, the ceiling no model can pass.
+
+## AUC
+
+{auc_table(results, 'auc')}
+
+## Logloss
+
+{auc_table(results, 'logloss')}
+
+## Training speed (examples/s)
+
+| model | examples/s |
+| --- | ---: |
+{speed}
+
+![per-scenario AUC](per_scenario_auc.png)
+"""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def plot_per_scenario(results: dict, path: Path) -> None:
+    cols, models = results["columns"], results["models"]
+    x = np.arange(len(cols))
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for i, (name, m) in enumerate(models.items()):
+        means = [m["auc"][c]["mean"] or np.nan for c in cols]
+        stds = [m["auc"][c]["std"] or 0.0 for c in cols]
+        ax.bar(x + (i - (len(models) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+               label=name)
+    oracle = [results["oracle_auc"][c] or np.nan for c in cols]
+    ax.scatter(x, oracle, marker="_", s=900, color="black", label="Bayes (p_true)", zorder=3)
+    values = [v for m in models.values() for c in cols if (v := m["auc"][c]["mean"])]
+    low = min(values) - 0.02 if values else 0.5
+    ax.set_ylim(low, max(o for o in oracle if o == o) + 0.01)
+    ax.set_xticks(x, _header(results))
+    ax.set_ylabel("test AUC")
+    ax.set_title(f"Per-scenario AUC, mean ± std over {results['seeds']} seed(s)")
+    ax.legend(ncol=3, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def metrics_table(metrics: dict) -> str:
+    """One run's test metrics as a small markdown table."""
+    rows = [("overall", metrics["overall"], metrics["oracle"]["overall_auc"])]
+    rows += [(f"{c} {m['name']}", m, metrics["oracle"]["scenarios"][c])
+             for c, m in metrics["scenarios"].items()]
+    rows += [(k, m, metrics["oracle"]["subsets"][k]) for k, m in metrics["subsets"].items()]
+    lines = ["| slice | n | AUC | logloss | Bayes AUC |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, m, bayes in rows:
+        fmt = (lambda v: "-" if v is None else f"{v:.4f}")
+        lines.append(f"| {name} | {m['n']:,} | {fmt(m['auc'])} | {fmt(m['logloss'])} | "
+                     f"{fmt(bayes)} |")
+    return "\n".join(lines)

@@ -1,0 +1,29 @@
+"""Models by name. Each takes a `Batch` and returns one logit per row."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from recsys.dataset.loader import Layout
+from recsys.errors import UsageError
+from recsys.models.base import ModelConfig
+from recsys.models.dnn import SingleScenarioDNN
+from recsys.models.dnn_mixed import DNNMixed
+from recsys.models.mmoe import MMoE
+from recsys.models.ple import PLE
+from recsys.models.shared_bottom import SharedBottom
+
+MODELS: dict[str, type[nn.Module]] = {
+    "dnn": SingleScenarioDNN,
+    "dnn_mixed": DNNMixed,
+    "shared_bottom": SharedBottom,
+    "mmoe": MMoE,
+    "ple": PLE,
+}
+MULTI_SCENARIO_MODELS = ("dnn", "dnn_mixed", "shared_bottom", "mmoe", "ple")
+
+
+def build_model(name: str, layout: Layout, cfg: ModelConfig | None = None) -> nn.Module:
+    if name not in MODELS:
+        raise UsageError(f"unknown model '{name}': choose one of {', '.join(MODELS)} (--model)")
+    return MODELS[name](layout, cfg or ModelConfig())

@@ -1,0 +1,82 @@
+"""Shared building blocks: the embedding arch (TorchRec, fused optimizer), MLPs, routing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchrec.modules.embedding_configs import EmbeddingBagConfig
+from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
+from torchrec.optim import RowWiseAdagrad
+
+from recsys.dataset.loader import Batch, Layout
+from recsys.schema import SCENARIOS
+
+N_SCENARIOS = len(SCENARIOS)
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of every model (each uses the fields it needs)."""
+
+    embedding_dim: int = 16
+    embedding_lr: float = 0.05  # row-wise Adagrad, applied inside the backward pass
+    hidden: tuple[int, ...] = (256, 128, 64)  # dnn / dnn_mixed
+    bottom: tuple[int, ...] = (256, 128)  # shared_bottom
+    expert: tuple[int, ...] = (128, 64)  # mmoe / ple experts
+    tower: tuple[int, ...] = (32,)
+    n_experts: int = 4  # mmoe
+    ple_levels: int = 2
+    ple_shared_experts: int = 2
+    ple_task_experts: int = 1
+    dropout: float = 0.0
+
+
+class SparseArch(nn.Module):
+    """One embedding table per sparse feature, sizes from the Layout.
+
+    FusedEmbeddingBagCollection runs FBGEMM's table-batched kernel with row-wise Adagrad
+    applied in the backward pass: only the rows a batch touches are updated, so a step's cost
+    does not grow with table size. The dense optimizer must skip these weights
+    (see `dense_parameters`)."""
+
+    def __init__(self, layout: Layout, cfg: ModelConfig):
+        super().__init__()
+        tables = [EmbeddingBagConfig(name=f"t_{name}", embedding_dim=cfg.embedding_dim,
+                                     num_embeddings=size, feature_names=[name])
+                  for name, size in zip(layout.sparse, layout.num_embeddings)]
+        self.ebc = FusedEmbeddingBagCollection(tables=tables, optimizer_type=RowWiseAdagrad,
+                                               optimizer_kwargs={"lr": cfg.embedding_lr})
+        self.out_dim = cfg.embedding_dim * len(layout.sparse) + len(layout.dense)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return torch.cat([self.ebc(batch.sparse).values(), batch.dense], dim=1)
+
+
+def mlp(in_dim: int, sizes: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in sizes:
+        layers += [nn.Linear(in_dim, size), nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        in_dim = size
+    return nn.Sequential(*layers)
+
+
+def tower(in_dim: int, sizes: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
+    """An MLP ending in one logit."""
+    body = mlp(in_dim, sizes, dropout)
+    return nn.Sequential(*body, nn.Linear(sizes[-1] if sizes else in_dim, 1))
+
+
+def route(per_scenario: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
+    """(B, S) logits of every scenario's tower -> (B,) the row's own scenario."""
+    return per_scenario.gather(1, scenario.unsqueeze(1)).squeeze(1)
+
+
+def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters for the dense optimizer: everything but the fused embedding tables."""
+    fused = {id(p) for m in model.modules() if isinstance(m, FusedEmbeddingBagCollection)
+             for p in m.parameters()}
+    return [p for p in model.parameters() if id(p) not in fused]

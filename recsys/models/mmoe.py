@@ -1,0 +1,27 @@
+"""mmoe: Multi-gate Mixture-of-Experts. Shared experts; each scenario mixes them with its own
+softmax gate and scores with its own tower."""
+
+import torch
+from torch import nn
+
+from recsys.models.base import N_SCENARIOS, ModelConfig, SparseArch, mlp, route, tower
+
+
+class MMoE(nn.Module):
+    def __init__(self, layout, cfg: ModelConfig):
+        super().__init__()
+        self.sparse = SparseArch(layout, cfg)
+        d = self.sparse.out_dim
+        self.experts = nn.ModuleList(mlp(d, cfg.expert, cfg.dropout)
+                                     for _ in range(cfg.n_experts))
+        self.gates = nn.Linear(d, N_SCENARIOS * cfg.n_experts)  # all scenarios' gates at once
+        self.towers = nn.ModuleList(tower(cfg.expert[-1], cfg.tower, cfg.dropout)
+                                    for _ in range(N_SCENARIOS))
+
+    def forward(self, batch):
+        x = self.sparse(batch)
+        experts = torch.stack([e(x) for e in self.experts], dim=1)  # (B, E, H)
+        gates = self.gates(x).view(x.shape[0], N_SCENARIOS, -1).softmax(-1)  # (B, S, E)
+        mixed = torch.einsum("bse,beh->bsh", gates, experts)
+        return route(torch.cat([t(mixed[:, s]) for s, t in enumerate(self.towers)], dim=1),
+                     batch.scenario)

@@ -1,0 +1,58 @@
+"""ple: Progressive Layered Extraction. Each level has shared experts and experts of each
+scenario; a scenario's gate mixes its own and the shared experts, a shared gate mixes all of
+them for the next level; one tower per scenario on the last level."""
+
+import torch
+from torch import nn
+
+from recsys.models.base import N_SCENARIOS, ModelConfig, SparseArch, mlp, route, tower
+
+
+def _mix(gate: nn.Linear, gate_input: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
+    weights = gate(gate_input).softmax(-1).unsqueeze(-1)  # (B, K, 1)
+    return (weights * torch.stack(experts, dim=1)).sum(1)
+
+
+class CGCLevel(nn.Module):
+    """One Customized Gate Control level."""
+
+    def __init__(self, in_dim: int, cfg: ModelConfig, last: bool):
+        super().__init__()
+        def experts(n):
+            return nn.ModuleList(mlp(in_dim, cfg.expert, cfg.dropout) for _ in range(n))
+
+        self.shared = experts(cfg.ple_shared_experts)
+        self.task = nn.ModuleList(experts(cfg.ple_task_experts) for _ in range(N_SCENARIOS))
+        self.task_gates = nn.ModuleList(
+            nn.Linear(in_dim, cfg.ple_task_experts + cfg.ple_shared_experts)
+            for _ in range(N_SCENARIOS))
+        self.shared_gate = None if last else nn.Linear(
+            in_dim, cfg.ple_shared_experts + N_SCENARIOS * cfg.ple_task_experts)
+
+    def forward(self, task_inputs: list[torch.Tensor], shared_input: torch.Tensor):
+        shared = [e(shared_input) for e in self.shared]
+        task = [[e(task_inputs[s]) for e in self.task[s]] for s in range(N_SCENARIOS)]
+        outs = [_mix(self.task_gates[s], task_inputs[s], task[s] + shared)
+                for s in range(N_SCENARIOS)]
+        shared_next = None if self.shared_gate is None else \
+            _mix(self.shared_gate, shared_input, shared + [e for t in task for e in t])
+        return outs, shared_next
+
+
+class PLE(nn.Module):
+    def __init__(self, layout, cfg: ModelConfig):
+        super().__init__()
+        self.sparse = SparseArch(layout, cfg)
+        dims = [self.sparse.out_dim] + [cfg.expert[-1]] * (cfg.ple_levels - 1)
+        self.levels = nn.ModuleList(CGCLevel(d, cfg, last=i == cfg.ple_levels - 1)
+                                    for i, d in enumerate(dims))
+        self.towers = nn.ModuleList(tower(cfg.expert[-1], cfg.tower, cfg.dropout)
+                                    for _ in range(N_SCENARIOS))
+
+    def forward(self, batch):
+        x = self.sparse(batch)
+        task_inputs, shared = [x] * N_SCENARIOS, x
+        for level in self.levels:
+            task_inputs, shared = level(task_inputs, shared)
+        return route(torch.cat([t(h) for t, h in zip(self.towers, task_inputs)], dim=1),
+                     batch.scenario)
