@@ -19,13 +19,15 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# The main job on the embedded defaults: generate -> feast apply -> materialize -> training sets.
+# The main job on the embedded defaults: generate -> feast apply -> materialize -> training sets
+# -> every multi-scenario model trained and evaluated per scenario (report + plot under runs/).
 demo: setup
 	$(BIN)/recsys generate --preset $(PRESET) --force
 	cd feature_repo && ../$(BIN)/feast apply
 	cd feature_repo && ../$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 	$(BIN)/recsys build-dataset --force
 	$(BIN)/recsys summary
+	$(BIN)/recsys experiment multi-scenario --preset $(PRESET) --seeds 1 --force
 
 test: setup
 	$(BIN)/python -m pytest -q tests

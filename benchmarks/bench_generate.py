@@ -17,4 +17,4 @@ def test_generate_rows_per_second(benchmark, tmp_path):
     benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
     rate = preset.n_rows / benchmark.stats.stats.mean
     benchmark.extra_info["rows_per_s"] = rate
-    RESULTS[f"generate {PRESET} rows/s"] = rate
+    RESULTS["generate rows/s"] = rate

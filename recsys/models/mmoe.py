@@ -19,9 +19,12 @@ class MMoE(nn.Module):
                                     for _ in range(N_SCENARIOS))
 
     def forward(self, batch):
-        x = self.sparse(batch)
+        return self.head(self.sparse(batch), batch.scenario)
+
+    def head(self, x, scenario):
+        """Everything after the embedding lookups: experts, gates and towers."""
         experts = torch.stack([e(x) for e in self.experts], dim=1)  # (B, E, H)
         gates = self.gates(x).view(x.shape[0], N_SCENARIOS, -1).softmax(-1)  # (B, S, E)
         mixed = torch.einsum("bse,beh->bsh", gates, experts)
         return route(torch.cat([t(mixed[:, s]) for s, t in enumerate(self.towers)], dim=1),
-                     batch.scenario)
+                     scenario)

@@ -1,0 +1,101 @@
+"""Training-side throughput, each as a pair measured in the same run:
+- loader rows/s next to mmoe training examples/s on the same batches;
+- the full mmoe step next to its MLP stack alone on precomputed inputs (the dense floor);
+- a dnn_mixed step with a 100k-row user table next to a 2M-row one (fused row-wise Adagrad
+  touches only the looked-up rows, so the step should barely change)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.functional import binary_cross_entropy_with_logits
+
+from conftest import RESULTS
+from recsys.dataset.build import build_dataset
+from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
+from recsys.models import build_model
+from recsys.models.base import dense_parameters
+
+BATCH, STEPS = 2048, 40
+
+
+@pytest.fixture(scope="module")
+def train_split(applied_repo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "ds"
+    build_dataset(applied_repo, out, progress=False)
+    layout = Layout.from_meta(read_meta(out))
+    return layout, load_split(out, "train", layout)
+
+
+def _batches(layout, data, n=STEPS):
+    """n batches, cycling over the split as often as needed."""
+    loader, out = BatchLoader(data, layout, BATCH, shuffle=True), []
+    while len(out) < n:
+        out.extend(itertools.islice(loader, n - len(out)))
+    return out
+
+
+def _train_steps(model, batches):
+    opt = torch.optim.Adam(dense_parameters(model), lr=1e-3)
+    for b in batches:
+        loss = binary_cross_entropy_with_logits(model(b), b.labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_loader_rows_per_second(benchmark, train_split):
+    layout, data = train_split
+    loader = BatchLoader(data, layout, BATCH, shuffle=True)
+    benchmark.group = "loader vs training"
+    benchmark.pedantic(lambda: sum(len(b) for b in loader), rounds=3, iterations=1)
+    RESULTS["loader rows/s"] = len(data) / benchmark.stats.stats.mean
+
+
+def test_mmoe_training_examples_per_second(benchmark, train_split):
+    layout, data = train_split
+    batches = _batches(layout, data)
+    model = build_model("mmoe", layout)
+    benchmark.group = "loader vs training"
+    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=3, iterations=1,
+                       warmup_rounds=1)
+    RESULTS["mmoe training examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
+
+
+def test_mmoe_dense_floor(benchmark, train_split):
+    """The same experts / gates / towers on precomputed embedding inputs."""
+    layout, data = train_split
+    model = build_model("mmoe", layout)
+    with torch.no_grad():
+        inputs = [(model.sparse(b), b.scenario, b.labels) for b in _batches(layout, data)]
+    opt = torch.optim.Adam(dense_parameters(model), lr=1e-3)
+
+    def steps():
+        for x, scenario, labels in inputs:
+            loss = binary_cross_entropy_with_logits(model.head(x, scenario), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    benchmark.group = "mmoe full step vs dense floor"
+    benchmark.pedantic(steps, rounds=3, iterations=1, warmup_rounds=1)
+    RESULTS["mmoe dense-floor examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("users", [100_000, 2_000_000])
+def test_step_time_by_user_table_size(benchmark, train_split, users):
+    layout, data = train_split
+    sizes = dict(zip(layout.sparse, layout.num_embeddings), user_id=users)
+    big = dataclasses.replace(layout, num_embeddings=tuple(sizes[n] for n in layout.sparse))
+    ids = data.ids.copy()  # spread user IDs over the whole table
+    ids[:, layout.sparse.index("user_id")] = np.random.default_rng(0).integers(0, users, len(ids))
+    batches = _batches(big, dataclasses.replace(data, ids=ids))
+    model = build_model("dnn_mixed", big)
+    benchmark.group = "user table 100k vs 2M rows"
+    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=3, iterations=1,
+                       warmup_rounds=1)
+    RESULTS[f"dnn_mixed step, {users:,} users"] = benchmark.stats.stats.mean / STEPS

@@ -1,0 +1,197 @@
+"""Training on the tiny preset: every model learns, checkpoints reload exactly, a killed run
+resumes, metrics agree with scikit-learn, experiments write their report, bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from torch.nn.functional import binary_cross_entropy_with_logits
+
+from conftest import BIN, run
+from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
+from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
+from recsys.models import MODELS, build_model
+from recsys.models.base import dense_parameters
+from recsys.train.experiment import multi_scenario
+
+
+@pytest.fixture(scope="module")
+def data(tiny):
+    layout = Layout.from_meta(read_meta(tiny["dataset"]))
+    return layout, load_split(tiny["dataset"], "train", layout), \
+        load_split(tiny["dataset"], "test", layout)
+
+
+def test_layout_follows_the_schema_and_dataset(tiny, data):
+    layout, train, _ = data
+    meta = read_meta(tiny["dataset"])
+    sizes = dict(zip(layout.sparse, layout.num_embeddings))
+    assert sizes["user_id"] == meta["n_users"] and sizes["item_id"] == meta["n_items"]
+    assert sizes["deep_features_0"] == 24 and "deep_features_26" in layout.dense
+    assert (train.ids < np.array(layout.num_embeddings)).all() and (train.ids >= 0).all()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_each_model_learns(data, name):
+    layout, train, _ = data
+    torch.manual_seed(0)
+    model = build_model(name, layout)
+    opt = torch.optim.Adam(dense_parameters(model), lr=3e-3)
+    batch = next(iter(BatchLoader(train, layout, 512, shuffle=True)))
+    losses = []
+    for _ in range(15):
+        loss = binary_cross_entropy_with_logits(model(batch), batch.labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.05, losses
+
+
+def test_dnn_routes_each_row_to_its_own_scenario_network(data):
+    layout, train, _ = data
+    model = build_model("dnn", layout)
+    batch = next(iter(BatchLoader(train, layout, 256)))
+    before = model(batch).detach()
+    with torch.no_grad():  # change scenario 3's network only
+        for p in model.nets[3].net.parameters():
+            p.add_(0.5)
+    changed = (model(batch).detach() != before)
+    assert torch.equal(changed, batch.scenario == 3)
+
+
+def test_checkpoint_reloads_to_identical_predictions(tiny, data, tmp_path):
+    layout, _, test = data
+    from recsys.train.loop import BEST, TrainConfig, train
+    train(tiny["dataset"], tmp_path / "run", TrainConfig(model="mmoe", epochs=1),
+          progress=False, log=lambda s: None)
+    first, second = build_model("mmoe", layout), build_model("mmoe", layout)
+    for m in (first, second):
+        m.load_state_dict(torch.load(tmp_path / "run" / BEST, weights_only=True))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    probs = predict(first, test, layout)
+    assert np.array_equal(probs, predict(second, test, layout))
+    assert metrics["overall"]["auc"] == pytest.approx(roc_auc_score(test.labels, probs), abs=1e-6)
+
+
+def test_killed_run_resumes_from_its_checkpoint(tiny, tmp_path):
+    args = ["train", "--model", "dnn_mixed", "--dataset", str(tiny["dataset"]), "--epochs", "3",
+            "--batch-size", "256"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([str(BIN / "recsys"), *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / "checkpoint.pt").exists() and not (killed / "metrics.json").exists()
+    resumed = run("recsys", *args, "--out", str(killed))
+    assert "resuming" in resumed.stdout
+    run("recsys", *args, "--out", str(tmp_path / "straight"))
+    a = json.loads((killed / "metrics.json").read_text())
+    b = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert [h["val_auc"] for h in a["train"]["history"]] == \
+        pytest.approx([h["val_auc"] for h in b["train"]["history"]], abs=1e-6)
+    assert a["overall"]["auc"] == pytest.approx(b["overall"]["auc"], abs=1e-6)
+
+
+def test_metrics_per_scenario_match_sklearn_and_small_subsets_get_no_auc(data):
+    _, _, test = data
+    probs = np.random.default_rng(0).random(len(test))
+    m = compute_metrics(test, probs)
+    for code, cell in m["scenarios"].items():
+        mask = test.scenario == int(code)
+        assert cell["auc"] == pytest.approx(roc_auc_score(test.labels[mask], probs[mask]),
+                                            abs=1e-6)
+    assert m["oracle"]["overall_auc"] == pytest.approx(roc_auc_score(test.labels, test.p_true))
+    for flag, cell in m["subsets"].items():
+        if cell["n"] < MIN_ROWS:
+            assert cell["auc"] is None and cell["note"] == "too few rows"
+    few = np.zeros(len(test), dtype=bool)
+    few[:MIN_ROWS - 1] = True
+    small = replace(test, flags={**test.flags, "few_shot_item": few})
+    assert compute_metrics(small, probs)["subsets"]["few_shot_item"]["auc"] is None
+
+
+def test_experiment_writes_results_report_and_plot(tiny, tmp_path):
+    out = tmp_path / "exp"
+    results = multi_scenario(tiny["dataset"], out, seeds=1, epochs=1, progress=False,
+                             log=lambda s: None)
+    assert set(results["models"]) == set(MODELS)
+    report = (out / "report.md").read_text()
+    assert "Bayes (p_true)" in report and "| mmoe |" in report and "**" in report
+    assert (out / "per_scenario_auc.png").stat().st_size > 10_000
+    for model in MODELS:
+        auc = results["models"][model]["auc"]["overall"]["mean"]
+        assert 0.5 < auc < results["oracle_auc"]["overall"]
+
+
+def _copy_dataset(tiny, tmp_path, edit):
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny["dataset"], ds)
+    part = sorted((ds / "train").glob("*.parquet"))[0]
+    pq.write_table(edit(pq.read_table(part)), part)
+    return ds
+
+
+def _fails(*args, says):
+    proc = run("recsys", *args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], proc.stderr
+
+
+def test_unknown_model(tiny, tmp_path):
+    _fails("train", "--model", "xgboost", "--dataset", str(tiny["dataset"]),
+           "--out", str(tmp_path / "r"), says="unknown model 'xgboost'")
+
+
+def test_missing_dataset(tmp_path):
+    _fails("train", "--model", "dnn", "--dataset", str(tmp_path / "none"),
+           "--out", str(tmp_path / "r"), says="build-dataset")
+
+
+def test_dataset_missing_a_column(tiny, tmp_path):
+    ds = _copy_dataset(tiny, tmp_path, lambda t: t.drop_columns(["item_brand"]))
+    _fails("train", "--model", "dnn", "--dataset", str(ds), "--out", str(tmp_path / "r"),
+           says="item_brand")
+
+
+def test_nan_labels(tiny, tmp_path):
+    def nan_label(t):
+        labels = t["label"].to_numpy().astype(np.float32)
+        labels[3] = np.nan
+        return t.set_column(t.schema.get_field_index("label"), "label", pa.array(labels))
+    ds = _copy_dataset(tiny, tmp_path, nan_label)
+    _fails("train", "--model", "dnn", "--dataset", str(ds), "--out", str(tmp_path / "r"),
+           says="'label' must be 0 or 1")
+
+
+def test_empty_split(tiny, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny["dataset"], ds)
+    for part in (ds / "val").glob("*.parquet"):
+        pq.write_table(pq.read_table(part).slice(0, 0), part)
+    _fails("train", "--model", "dnn", "--dataset", str(ds), "--out", str(tmp_path / "r"),
+           says="val split is empty")
+
+
+def test_finished_run_needs_force(tiny, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    _fails("train", "--model", "dnn", "--dataset", str(tiny["dataset"]), "--out", str(out),
+           says="pass --force")
+    assert (out / "metrics.json").read_text() == "{}"
