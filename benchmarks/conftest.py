@@ -4,12 +4,13 @@ RESULTS and printed as ratios at the end, measured side by side in the same run.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from recsys.features.store import copy_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = os.environ.get("RECSYS_BENCH_PRESET", "small")
@@ -17,10 +18,8 @@ RESULTS: dict[str, float] = {}  # name -> mean seconds, or a rate where the name
 
 
 def copy_repo(dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for name in ("feature_store.yaml", "features.py"):
-        shutil.copy(ROOT / "feature_repo" / name, dest / name)
-    return dest
+    """A fresh copy of feature_repo/ (definitions only, no data)."""
+    return copy_definitions(ROOT / "feature_repo", dest)
 
 
 @pytest.fixture(scope="session")

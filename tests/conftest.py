@@ -3,12 +3,13 @@ real Feast CLI, and its training set built with the real recsys CLI."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from recsys.features.store import copy_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's console scripts: recsys, feast
@@ -25,10 +26,7 @@ def run(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
 
 def copy_repo(dest: Path) -> Path:
     """A fresh copy of feature_repo/ (definitions only, no data)."""
-    dest.mkdir(parents=True)
-    for name in ("feature_store.yaml", "features.py"):
-        shutil.copy(ROOT / "feature_repo" / name, dest / name)
-    return dest
+    return copy_definitions(ROOT / "feature_repo", dest)
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,7 @@ def plot_per_scenario(results: dict, path: Path) -> None:
     cols, models = results["columns"], results["models"]
     x = np.arange(len(cols))
     width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     for i, (name, m) in enumerate(models.items()):
         means = [m["auc"][c]["mean"] or np.nan for c in cols]
         stds = [m["auc"][c]["std"] or 0.0 for c in cols]
@@ -90,7 +90,8 @@ def plot_per_scenario(results: dict, path: Path) -> None:
     ax.set_xticks(x, _header(results))
     ax.set_ylabel("test AUC")
     ax.set_title(f"Per-scenario AUC, mean ± std over {results['seeds']} seed(s)")
-    ax.legend(ncol=3, fontsize=8, loc="lower right")
+    ax.legend(ncol=len(models) + 1, fontsize=8, loc="upper center",
+              bbox_to_anchor=(0.5, -0.08), frameon=False)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=120)

@@ -50,3 +50,17 @@ def reset_state(repo: Path) -> list[Path]:
             path.unlink()
             removed.append(path)
     return removed
+
+
+DEFINITIONS = ("feature_store.yaml", "features.py")
+
+
+def copy_definitions(repo: Path, dest: Path) -> Path:
+    """A new feature repo at `dest` with `repo`'s definitions and none of its data or state:
+    a sandbox for tests, benchmarks and experiments."""
+    import shutil
+
+    dest.mkdir(parents=True)
+    for name in DEFINITIONS:
+        shutil.copy(repo / name, dest / name)
+    return dest
