@@ -117,20 +117,20 @@ def train(
     force: bool = FORCE,
 ) -> None:
     """Train one model; resumes an interrupted run in the same --out."""
-    from recsys.models import build_model  # noqa: F401  (fails fast on a broken install)
-    from recsys.models import MODELS
     from recsys.errors import UsageError
     from recsys.eval.report import metrics_table
+    from recsys.models import MODELS
     from recsys.train.loop import TrainConfig
     from recsys.train.loop import train as run
 
     if model not in MODELS:
         raise UsageError(f"unknown model '{model}': choose one of {', '.join(MODELS)} (--model)")
-    metrics = run(dataset or Path("datasets/small"), out or Path("runs") / model,
+    out = out or Path("runs") / model
+    metrics = run(dataset or Path("datasets/small"), out,
                   TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed),
                   force=force, log=console.print)
     console.print(metrics_table(metrics))
-    console.print(f"metrics: {(out or Path('runs') / model) / 'metrics.json'}")
+    console.print(f"metrics: {out / 'metrics.json'}")
 
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments over models and seeds.")
