@@ -129,7 +129,7 @@ def train(
     metrics = run(dataset or Path("datasets/small"), out,
                   TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed),
                   force=force, log=console.print)
-    console.print(metrics_table(metrics))
+    console.print(metrics_table(metrics), soft_wrap=True)
     console.print(f"metrics: {out / 'metrics.json'}")
 
 
@@ -160,7 +160,7 @@ def experiment_multi_scenario(
     results = multi_scenario(dataset or Path("datasets") / preset, out, seeds=seeds,
                              epochs=epochs, batch_size=batch_size, force=force,
                              log=console.print)
-    console.print(auc_table(results))
+    console.print(auc_table(results), soft_wrap=True)
     console.print(f"report: {out / 'report.md'}, plot: {out / 'per_scenario_auc.png'}")
 
 
