@@ -23,7 +23,11 @@ MODELS: dict[str, type[nn.Module]] = {
 MULTI_SCENARIO_MODELS = ("dnn", "dnn_mixed", "shared_bottom", "mmoe", "ple")
 
 
-def build_model(name: str, layout: Layout, cfg: ModelConfig | None = None) -> nn.Module:
+def model_class(name: str) -> type[nn.Module]:
     if name not in MODELS:
         raise UsageError(f"unknown model '{name}': choose one of {', '.join(MODELS)} (--model)")
-    return MODELS[name](layout, cfg or ModelConfig())
+    return MODELS[name]
+
+
+def build_model(name: str, layout: Layout, cfg: ModelConfig | None = None) -> nn.Module:
+    return model_class(name)(layout, cfg or ModelConfig())

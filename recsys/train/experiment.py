@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.dataset.loader import read_meta
+from recsys.errors import UsageError
 from recsys.eval.report import plot_per_scenario, write_report
 from recsys.models import MULTI_SCENARIO_MODELS
 from recsys.schema import SCENARIO_NAMES
@@ -20,6 +21,8 @@ from recsys.train.loop import METRICS, TrainConfig, train
 def multi_scenario(dataset: Path, out: Path, seeds: int = 1, epochs: int = 3,
                    batch_size: int = 2048, models: tuple[str, ...] = MULTI_SCENARIO_MODELS,
                    force: bool = False, progress: bool = True, log=print) -> dict:
+    if seeds < 1:
+        raise UsageError(f"--seeds {seeds}: need at least one seed")
     read_meta(dataset)  # fail early, with the dataset's own message
     runs: dict[str, list[dict]] = {m: [] for m in models}
     for seed in range(seeds):

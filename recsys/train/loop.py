@@ -19,7 +19,7 @@ from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
 from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import compute_metrics, predict
 from recsys.eval.metrics import auc
-from recsys.models import build_model
+from recsys.models import build_model, model_class
 from recsys.models.base import ModelConfig, dense_parameters
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
@@ -36,6 +36,7 @@ class TrainConfig:
     model_config: ModelConfig = field(default_factory=ModelConfig)
 
     def check(self) -> None:
+        model_class(self.model)  # an unknown name fails here, before any data is read
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
