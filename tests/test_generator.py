@@ -130,3 +130,11 @@ def test_presets_and_rows_override():
     assert get_preset("small", rows=5000).n_rows == 5000
     assert [p.n_rows for p in PRESETS.values()] == sorted(p.n_rows for p in PRESETS.values())
     assert PRESETS["full"].n_users == 200_000_000
+
+
+def test_text_for_a_full_entity_chunk():
+    """Text for ENTITY_CHUNK ids at once (the medium / full presets write chunks that large)."""
+    from recsys.data.generate import ENTITY_CHUNK
+
+    text = World(TINY, 0).user_text(np.arange(ENTITY_CHUNK, dtype=np.int64), 0)
+    assert all(len(column) == ENTITY_CHUNK for column in text.values())

@@ -331,16 +331,19 @@ def _topic_words(groups: list[tuple[np.ndarray, int]], u: np.ndarray,
                  sep: str = ", ") -> pa.Array:
     """Join words: for each (topics, count) group, `count` distinct words of each row's topic,
     chosen by ranking that row's uniforms u[:, g*W:(g+1)*W] (W words per topic); optionally one
-    more word from `extra` by u_extra. Vectorised through Arrow lists."""
+    more word from `extra` by u_extra. Words are gathered by index from one Arrow vocabulary
+    and joined through Arrow lists: vectorised, no per-row Python."""
     width = len(vocab.TOPIC_WORDS[0])
-    flat = np.array([w for ws in vocab.TOPIC_WORDS for w in ws])
+    words = pa.array([w for ws in vocab.TOPIC_WORDS for w in ws] + list(extra))
     cols = []
     for g, (topics, count) in enumerate(groups):
         picks = np.argsort(u[:, g * width:(g + 1) * width], axis=1)[:, :count]
-        cols.append(flat[topics[:, None] * width + picks])
+        cols.append(topics[:, None] * width + picks)
     if extra:
-        cols.append(np.array(extra)[(u_extra * len(extra)).astype(np.int64)][:, None])
-    words = np.concatenate(cols, axis=1)
-    n, k = words.shape
+        first_extra = width * len(vocab.TOPIC_WORDS)
+        cols.append(first_extra + (u_extra * len(extra)).astype(np.int64)[:, None])
+    index = np.concatenate(cols, axis=1)
+    n, k = index.shape
     offsets = np.arange(0, n * k + 1, k, dtype=np.int32)
-    return pc.binary_join(pa.ListArray.from_arrays(offsets, pa.array(words.ravel())), sep)
+    values = words.take(pa.array(index.ravel()))
+    return pc.binary_join(pa.ListArray.from_arrays(offsets, values), sep)
