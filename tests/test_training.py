@@ -138,10 +138,10 @@ def test_experiment_writes_results_report_and_plot(tiny, tmp_path):
         assert 0.5 < auc < results["oracle_auc"]["overall"]
 
 
-def _copy_dataset(tiny, tmp_path, edit):
+def _copy_dataset(tiny, tmp_path, edit, which=0):
     ds = tmp_path / "ds"
     shutil.copytree(tiny["dataset"], ds)
-    part = sorted((ds / "train").glob("*.parquet"))[0]
+    part = sorted((ds / "train").glob("*.parquet"))[which]
     pq.write_table(edit(pq.read_table(part)), part)
     return ds
 
@@ -163,10 +163,12 @@ def test_missing_dataset(tmp_path):
            "--out", str(tmp_path / "r"), says="build-dataset")
 
 
-def test_dataset_missing_a_column(tiny, tmp_path):
-    ds = _copy_dataset(tiny, tmp_path, lambda t: t.drop_columns(["item_brand"]))
+@pytest.mark.parametrize("which", [0, -1])
+def test_dataset_missing_a_column(tiny, tmp_path, which):
+    """In the first part or in a later one (which a dataset scan would fill with nulls)."""
+    ds = _copy_dataset(tiny, tmp_path, lambda t: t.drop_columns(["item_brand"]), which)
     _fails("train", "--model", "dnn", "--dataset", str(ds), "--out", str(tmp_path / "r"),
-           says="item_brand")
+           says="missing column 'item_brand'")
 
 
 def test_nan_labels(tiny, tmp_path):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -60,27 +61,31 @@ def read_meta(repo: Path) -> dict:
 
 
 def validate_offline_store(offline: Path) -> None:
-    """Check every Parquet part of every table against the schema (footers only: cheap)."""
+    """Check every Parquet part of every table against the schema."""
     for table, expected in TABLES.items():
-        files = table_files(offline, table)
-        if not files:
-            raise DataError(f"{offline / table}: no Parquet files; "
-                            f"regenerate with `recsys generate --force`")
-        for file in files:
-            try:
-                actual = pq.read_schema(file)
-            except Exception as e:  # pyarrow raises several types for broken files
-                raise DataError(f"{file}: not a readable Parquet file ({e}); "
-                                f"regenerate or remove it") from None
-            for field in expected:
-                if field.name not in actual.names:
-                    raise DataError(f"{file}: missing column '{field.name}' ({field.type}); "
-                                    f"regenerate with `recsys generate --force` or fix the file")
-                got = actual.field(field.name).type
-                if got != field.type:
-                    raise DataError(f"{file}: column '{field.name}' is {got}, expected "
-                                    f"{field.type}; regenerate with `recsys generate --force` "
-                                    f"or fix the file")
+        check_parquet_files(table_files(offline, table), expected, offline / table,
+                            "regenerate with `recsys generate --force`")
+
+
+def check_parquet_files(files: list[Path], expected: pa.Schema, folder: Path, fix: str,
+                        check_types: bool = True) -> None:
+    """Every file has every expected column (of the expected type): footers only, cheap.
+    `fix` says how to repair; it ends each error message."""
+    if not files:
+        raise DataError(f"{folder}: no Parquet files; {fix}")
+    for file in files:
+        try:
+            actual = pq.read_schema(file)
+        except Exception as e:  # pyarrow raises several types for broken files
+            raise DataError(f"{file}: not a readable Parquet file ({e}); {fix}") from None
+        for field in expected:
+            if field.name not in actual.names:
+                raise DataError(f"{file}: missing column '{field.name}' ({field.type}); "
+                                f"{fix} or fix the file")
+            got = actual.field(field.name).type
+            if check_types and got != field.type:
+                raise DataError(f"{file}: column '{field.name}' is {got}, expected "
+                                f"{field.type}; {fix} or fix the file")
 
 
 def connect(offline: Path, start_epoch: int) -> duckdb.DuckDBPyConnection:

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recsys.data.store import check_parquet_files
 from recsys.errors import DataError
-from recsys.schema import COLD_START_FLAGS, FEATURES, LABEL, P_TRUE
+from recsys.schema import COLD_START_FLAGS, FEATURES, LABEL, P_TRUE, dataset_schema
 
 # Dense features whose values are counts: fed as log1p(count).
 _COUNT_DTYPES = ("int32", "int64")
@@ -97,16 +99,14 @@ def read_meta(dataset: Path) -> dict:
 def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
     folder = dataset / split
     files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise DataError(f"{folder}: no Parquet files: rebuild with `recsys build-dataset --force`")
+    # every part, not just the first: a dataset scan fills a part's missing column with nulls
+    needed = [f for f in dataset_schema() if f.name in
+              (*layout.sparse, *layout.dense, LABEL, P_TRUE, *COLD_START_FLAGS)]
+    check_parquet_files(files, pa.schema(needed), folder,
+                        "rebuild with `recsys build-dataset --force`", check_types=False)
     table = pads.dataset([str(f) for f in files], format="parquet").to_table()
     if table.num_rows == 0:
         raise DataError(f"{folder}: the {split} split is empty; rebuild it with more data")
-    needed = (*layout.sparse, *layout.dense, LABEL, P_TRUE, *COLD_START_FLAGS)
-    missing = [c for c in needed if c not in table.column_names]
-    if missing:
-        raise DataError(f"{folder}: missing column '{missing[0]}'; rebuild with "
-                        f"`recsys build-dataset --force`")
     labels = table[LABEL].to_numpy().astype(np.float32)
     if pc.any(pc.is_null(table[LABEL], nan_is_null=True)).as_py() or \
             not np.isin(labels, (0.0, 1.0)).all():
