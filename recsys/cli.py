@@ -89,13 +89,13 @@ def summary(
                                            help="Built dataset (default datasets/<preset>)."),
 ) -> None:
     """Print what was generated and what was built."""
-    from recsys.data.store import check_repo, read_meta
+    from recsys.data.store import read_meta
     from recsys.data.summary import print_summary
     from recsys.dataset.build import META, default_out
 
-    meta = read_meta(check_repo(repo))
+    meta = read_meta(repo)
     print_summary(meta, console)
-    dataset = dataset or default_out(repo)
+    dataset = dataset or default_out(repo, meta)
     if (dataset / META).is_file():
         info = json.loads((dataset / META).read_text())
         for split, v in info["splits"].items():

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from recsys.data.store import check_repo, connect, offline_dir, read_meta, validate_offline_store
+from recsys.data.store import connect, offline_dir, read_meta, validate_offline_store
 from recsys.dataset.split import SPLITS, cold_start_flags_sql, split_of_day
 from recsys.errors import DataError
 from recsys.features.store import feature_service, open_store
@@ -25,17 +25,16 @@ from recsys.storage import atomic_dir, check_output_free
 META = "meta.json"
 
 
-def default_out(repo: Path) -> Path:
-    return Path("datasets") / read_meta(repo)["preset"]
+def default_out(repo: Path, meta: dict | None = None) -> Path:
+    return Path("datasets") / (meta or read_meta(repo))["preset"]
 
 
 def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
                   service_name: str = DEFAULT_FEATURE_SERVICE, progress: bool = True) -> dict:
-    check_repo(repo)
-    meta = read_meta(repo)
+    meta = read_meta(repo)  # checks the repo first
     offline = offline_dir(repo)
     validate_offline_store(offline)
-    out = out or default_out(repo)
+    out = out or default_out(repo, meta)
     check_output_free(out, force)
     store = open_store(repo)
     service = feature_service(store, repo, service_name)

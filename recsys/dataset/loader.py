@@ -22,6 +22,7 @@ import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.data.store import check_parquet_files
+from recsys.dataset.build import META
 from recsys.errors import DataError
 from recsys.schema import COLD_START_FLAGS, FEATURES, LABEL, P_TRUE, dataset_schema
 
@@ -89,7 +90,7 @@ class SplitData:
 
 
 def read_meta(dataset: Path) -> dict:
-    path = dataset / "meta.json"
+    path = dataset / META
     if not path.is_file():
         raise DataError(f"no dataset at {dataset} (missing meta.json): run "
                         f"`recsys build-dataset` or pass --dataset")
