@@ -21,7 +21,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 from conftest import BIN, run
 from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
-from recsys.models import MODELS, build_model
+from recsys.models import MODELS, MULTI_SCENARIO_MODELS, build_model
 from recsys.models.base import dense_parameters
 from recsys.train.experiment import multi_scenario
 
@@ -37,8 +37,9 @@ def test_layout_follows_the_schema_and_dataset(tiny, data):
     layout, train, _ = data
     meta = read_meta(tiny["dataset"])
     sizes = dict(zip(layout.sparse, layout.num_embeddings))
-    assert sizes["user_id"] == meta["n_users"] and sizes["item_id"] == meta["n_items"]
-    assert sizes["deep_features_0"] == 24 and "deep_features_26" in layout.dense
+    # every table ends with one unknown row
+    assert sizes["user_id"] == meta["n_users"] + 1 and sizes["item_id"] == meta["n_items"] + 1
+    assert sizes["deep_features_0"] == 25 and "deep_features_26" in layout.dense
     assert (train.ids < np.array(layout.num_embeddings)).all() and (train.ids >= 0).all()
 
 
@@ -129,11 +130,11 @@ def test_experiment_writes_results_report_and_plot(tiny, tmp_path):
     out = tmp_path / "exp"
     results = multi_scenario(tiny["dataset"], out, seeds=1, epochs=1, progress=False,
                              log=lambda s: None)
-    assert set(results["models"]) == set(MODELS)
+    assert set(results["models"]) == set(MULTI_SCENARIO_MODELS)
     report = (out / "report.md").read_text()
     assert "Bayes (p_true)" in report and "| mmoe |" in report and "**" in report
     assert (out / "per_scenario_auc.png").stat().st_size > 10_000
-    for model in MODELS:
+    for model in MULTI_SCENARIO_MODELS:
         auc = results["models"][model]["auc"]["overall"]["mean"]
         assert 0.5 < auc < results["oracle_auc"]["overall"]
 

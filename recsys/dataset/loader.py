@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -24,7 +24,8 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from recsys.data.store import check_parquet_files
 from recsys.dataset.build import META
 from recsys.errors import DataError
-from recsys.schema import COLD_START_FLAGS, FEATURES, LABEL, P_TRUE, dataset_schema
+from recsys.schema import COLD_START_FLAGS, EVENT_TIMESTAMP, FEATURES, LABEL, P_TRUE, \
+    dataset_schema
 
 # Dense features whose values are counts: fed as log1p(count).
 _COUNT_DTYPES = ("int32", "int64")
@@ -35,7 +36,7 @@ class Layout:
     """Which columns feed the model, derived from the schema and the dataset's sizes."""
 
     sparse: tuple[str, ...]  # one embedding table each
-    num_embeddings: tuple[int, ...]
+    num_embeddings: tuple[int, ...]  # the feature's values 0..n-1, then one unknown row
     dense: tuple[str, ...]
 
     @classmethod
@@ -44,8 +45,15 @@ class Layout:
         sparse = [f for f in FEATURES if f.kind in ("id", "categorical")]
         dense = [f for f in FEATURES if f.kind == "numeric"]
         return cls(sparse=tuple(f.name for f in sparse),
-                   num_embeddings=tuple(ids.get(f.name) or f.cardinality for f in sparse),
+                   num_embeddings=tuple((ids.get(f.name) or f.cardinality) + 1 for f in sparse),
                    dense=tuple(f.name for f in dense))
+
+    def slot(self, name: str) -> int:
+        return self.sparse.index(name)
+
+    def unknown_row(self, name: str) -> int:
+        """The row every null, negative or out-of-range value of `name` maps to."""
+        return self.num_embeddings[self.slot(name)] - 1
 
 
 @dataclass
@@ -84,9 +92,23 @@ class SplitData:
     scenario: np.ndarray  # (N,) int64
     p_true: np.ndarray  # (N,) float32
     flags: dict[str, np.ndarray]
+    time: np.ndarray  # (N,) int64 event time (µs): the order of a user's or item's history
 
     def __len__(self) -> int:
         return self.labels.shape[0]
+
+    def take(self, rows: np.ndarray) -> "SplitData":
+        return SplitData(**{f.name: ({k: v[rows] for k, v in value.items()}
+                                     if isinstance(value := getattr(self, f.name), dict)
+                                     else value[rows]) for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: list["SplitData"]) -> "SplitData":
+        first = parts[0]
+        return SplitData(**{f.name: ({k: np.concatenate([p.flags[k] for p in parts])
+                                      for k in first.flags} if f.name == "flags" else
+                                     np.concatenate([getattr(p, f.name) for p in parts]))
+                            for f in fields(first)})
 
 
 def read_meta(dataset: Path) -> dict:
@@ -102,7 +124,8 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
     files = sorted(folder.glob("*.parquet"))
     # every part, not just the first: a dataset scan fills a part's missing column with nulls
     needed = [f for f in dataset_schema() if f.name in
-              (*layout.sparse, *layout.dense, LABEL, P_TRUE, *COLD_START_FLAGS)]
+              (*layout.sparse, *layout.dense, LABEL, P_TRUE, EVENT_TIMESTAMP,
+                            *COLD_START_FLAGS)]
     check_parquet_files(files, pa.schema(needed), folder,
                         "rebuild with `recsys build-dataset --force`", check_types=False)
     table = pads.dataset([str(f) for f in files], format="parquet").to_table()
@@ -115,8 +138,9 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
                         f"NaN or other values); fix the data or rebuild the dataset")
     ids = np.empty((table.num_rows, len(layout.sparse)), dtype=np.int64)
     for j, (name, size) in enumerate(zip(layout.sparse, layout.num_embeddings)):
-        col = table[name].fill_null(0).to_numpy().astype(np.int64)
-        ids[:, j] = np.remainder(col, size)  # unseen or out-of-range IDs never index outside
+        col = table[name].fill_null(-1).to_numpy().astype(np.int64)
+        # unknown values share one row, never trained on real data: a defined cold path
+        ids[:, j] = np.where((col >= 0) & (col < size - 1), col, size - 1)
     dense = np.empty((table.num_rows, len(layout.dense)), dtype=np.float32)
     for j, name in enumerate(layout.dense):
         col = table[name].fill_null(0).to_numpy().astype(np.float32)
@@ -126,7 +150,8 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
                      scenario=table["scenario"].to_numpy().astype(np.int64),
                      p_true=table[P_TRUE].to_numpy().astype(np.float32),
                      flags={f: table[f].to_numpy(zero_copy_only=False).astype(bool)
-                            for f in COLD_START_FLAGS})
+                            for f in COLD_START_FLAGS},
+                     time=table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy())
 
 
 class BatchLoader:

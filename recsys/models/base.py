@@ -31,6 +31,14 @@ class ModelConfig:
     ple_shared_experts: int = 2
     ple_task_experts: int = 1
     dropout: float = 0.0
+    # cold start (dropoutnet, metaemb, maml, melu)
+    id_dropout: float = 0.3  # dropoutnet: share of rows trained with their IDs dropped
+    meta_tasks: int = 32  # tasks (users or items) per meta-learning step
+    meta_weight: float = 1.0  # weight of the meta-learning loss beside the usual loss
+    inner_lr: float = 0.1  # maml / melu: step size of the per-task (inner) update
+    inner_steps: int = 1
+    metaemb_alpha: float = 0.1  # metaemb: weight of the cold loss against the warm-up loss
+    metaemb_lr: float = 0.1  # metaemb: step size of the simulated warm-up
 
 
 class SparseArch(nn.Module):
@@ -48,10 +56,23 @@ class SparseArch(nn.Module):
                   for name, size in zip(layout.sparse, layout.num_embeddings)]
         self.ebc = FusedEmbeddingBagCollection(tables=tables, optimizer_type=RowWiseAdagrad,
                                                optimizer_kwargs={"lr": cfg.embedding_lr})
+        self.dim, self.n_sparse = cfg.embedding_dim, len(layout.sparse)
         self.out_dim = cfg.embedding_dim * len(layout.sparse) + len(layout.dense)
+
+    def lookup(self, batch: Batch) -> torch.Tensor:
+        """(B, F, D): one embedding per sparse feature, in Layout order."""
+        return self.ebc(batch.sparse).values().view(len(batch), self.n_sparse, self.dim)
+
+    def join(self, emb: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(B, F, D) embeddings + the batch's dense features -> the model's input row."""
+        return torch.cat([emb.flatten(1), batch.dense], dim=1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return torch.cat([self.ebc(batch.sparse).values(), batch.dense], dim=1)
+
+    def table(self, name: str) -> torch.Tensor:
+        """The embedding table of feature `name`, as a view: writes change the model."""
+        return self.ebc.state_dict()[f"embedding_bags.t_{name}.weight"]
 
 
 def mlp(in_dim: int, sizes: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
