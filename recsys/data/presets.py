@@ -36,7 +36,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("tiny", n_users=2_000, n_items=400, n_rows=24_000, n_days=6, rows_per_chunk=2_000),
     Preset("small", n_users=20_000, n_items=20_000, n_rows=1_000_000, n_days=8,
-           rows_per_chunk=125_000),
+           rows_per_chunk=125_000, new_user_frac=0.5),
     # About the public 10M release.
     Preset("medium", n_users=2_000_000, n_items=200_000, n_rows=10_000_000, n_days=10,
            rows_per_chunk=250_000),
