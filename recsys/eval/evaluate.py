@@ -16,10 +16,15 @@ MIN_ROWS = 100
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: SplitData, layout: Layout,
-            batch_size: int = 16384) -> np.ndarray:
+            history: SplitData | None = None, batch_size: int = 16384) -> np.ndarray:
+    """Click probabilities of every row. Models that adapt to a user's history at test time
+    (maml, melu) get the training split as `history`."""
     model.eval()
     out = [torch.sigmoid(model(b)).numpy() for b in BatchLoader(data, layout, batch_size)]
-    return np.concatenate(out)
+    probs = np.concatenate(out)
+    if history is not None and hasattr(model, "predict_split"):
+        probs = model.predict_split(data, layout, history, probs)
+    return probs
 
 
 def _cell(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -37,11 +42,18 @@ def compute_metrics(data: SplitData, probs: np.ndarray) -> dict:
         mask = data.scenario == code
         scenarios[str(code)] = {"name": name, **_cell(y[mask], probs[mask])}
         oracle[str(code)] = _cell(y[mask], data.p_true[mask])["auc"]
-    subsets, oracle_subsets = {}, {}
+    subsets, oracle_subsets, oracle_subset_scenarios = {}, {}, {}
     for flag in COLD_START_FLAGS:
         mask = data.flags[flag]
         subsets[flag] = _cell(y[mask], probs[mask])
         oracle_subsets[flag] = _cell(y[mask], data.p_true[mask])["auc"]
+        # per scenario too, where the counts allow (smaller cells say "too few rows")
+        subsets[flag]["scenarios"] = {str(c): _cell(y[m], probs[m]) for c in SCENARIO_NAMES
+                                      if (m := mask & (data.scenario == c)).any()}
+        oracle_subset_scenarios[flag] = {
+            c: _cell(y[m], data.p_true[m])["auc"] for c in subsets[flag]["scenarios"]
+            if (m := mask & (data.scenario == int(c))).any()}
     return {"overall": _cell(y, probs), "scenarios": scenarios, "subsets": subsets,
             "oracle": {"overall_auc": _cell(y, data.p_true)["auc"], "scenarios": oracle,
-                       "subsets": oracle_subsets}}
+                       "subsets": oracle_subsets,
+                       "subset_scenarios": oracle_subset_scenarios}}

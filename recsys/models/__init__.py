@@ -9,6 +9,10 @@ from recsys.errors import UsageError
 from recsys.models.base import ModelConfig
 from recsys.models.dnn import SingleScenarioDNN
 from recsys.models.dnn_mixed import DNNMixed
+from recsys.models.dropoutnet import DropoutNet
+from recsys.models.maml import MAML
+from recsys.models.melu import MeLU
+from recsys.models.metaemb import MetaEmb
 from recsys.models.mmoe import MMoE
 from recsys.models.ple import PLE
 from recsys.models.shared_bottom import SharedBottom
@@ -19,8 +23,13 @@ MODELS: dict[str, type[nn.Module]] = {
     "shared_bottom": SharedBottom,
     "mmoe": MMoE,
     "ple": PLE,
+    "dropoutnet": DropoutNet,
+    "metaemb": MetaEmb,
+    "maml": MAML,
+    "melu": MeLU,
 }
 MULTI_SCENARIO_MODELS = ("dnn", "dnn_mixed", "shared_bottom", "mmoe", "ple")
+COLD_START_MODELS = ("dropoutnet", "metaemb", "maml", "melu")
 
 
 def model_class(name: str) -> type[nn.Module]:

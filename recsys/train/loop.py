@@ -57,6 +57,20 @@ def _save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_trained(run: Path, layout: Layout, train_data) -> torch.nn.Module:
+    """The best epoch of a finished run, ready to predict."""
+    saved = json.loads((run / CONFIG).read_text())
+    cfg = TrainConfig(model=saved["model"], seed=saved["seed"],
+                      model_config=ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                  for k, v in saved["model_config"].items()}))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, layout, cfg.model_config)
+    if hasattr(model, "observe"):
+        model.observe(train_data, cfg.seed)
+    model.load_state_dict(torch.load(run / BEST, weights_only=True))
+    return model
+
+
 def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
           progress: bool = True, log=print) -> dict:
     """Train, evaluate the best epoch on test, write out/metrics.json and return it."""
@@ -80,6 +94,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     val_data = load_split(dataset, "val", layout)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, layout, cfg.model_config)
+    if hasattr(model, "observe"):  # cold-start models: training counts, meta-learning tasks
+        model.observe(train_data, cfg.seed)
     dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.lr)
     state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
              "seconds": 0.0, "examples": 0}
@@ -102,7 +118,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
                    desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", mininterval=1.0)
         start, loss_sum, steps = time.perf_counter(), 0.0, 0
         for batch in loader:
-            loss = binary_cross_entropy_with_logits(model(batch), batch.labels)
+            loss = model.loss(batch) if hasattr(model, "loss") else \
+                binary_cross_entropy_with_logits(model(batch), batch.labels)
             dense_opt.zero_grad()
             loss.backward()  # also updates the embedding rows (fused optimizer)
             dense_opt.step()
@@ -112,7 +129,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         bar.close()
         state["seconds"] += time.perf_counter() - start
         state["examples"] += len(train_data)
-        val_auc = auc(val_data.labels, predict(model, val_data, layout))
+        val_auc = auc(val_data.labels, predict(model, val_data, layout, train_data))
         state["history"].append({"epoch": epoch + 1, "train_loss": loss_sum / steps,
                                  "val_auc": val_auc})
         log(f"{cfg.model} epoch {epoch + 1}: train loss {loss_sum / steps:.4f}, "
@@ -128,7 +145,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     model.load_state_dict(torch.load(out / BEST, weights_only=True))
     test_data = load_split(dataset, "test", layout)
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
-               **compute_metrics(test_data, predict(model, test_data, layout)),
+               **compute_metrics(test_data, predict(model, test_data, layout, train_data)),
                "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),
                          "epochs": state["epoch"], "best_epoch": state["best_epoch"] + 1,
                          "seconds": state["seconds"], "history": state["history"]}}

@@ -1,0 +1,56 @@
+"""A split's rows grouped by user or item in time order: the histories that meta-learning
+adapts on, and the tasks (support rows, then query rows) it trains on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recsys.dataset.loader import SplitData
+from recsys.errors import DataError
+
+
+class Histories:
+    """Row indices of `data` grouped by the entity in sparse column `slot`, each group in
+    time order."""
+
+    def __init__(self, data: SplitData, slot: int):
+        entity = data.ids[:, slot]
+        self.rows = np.lexsort((data.time, entity))  # by entity, then by time
+        sorted_entity = entity[self.rows]
+        self.start = np.flatnonzero(np.r_[True, sorted_entity[1:] != sorted_entity[:-1]])
+        self.count = np.diff(np.r_[self.start, len(self.rows)])
+        self.entity = sorted_entity[self.start]
+
+    def of(self, entities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first (up to) k rows of each entity: (rows (E, k), mask (E, k)); entities
+        without history get an all-False mask."""
+        pos = np.clip(np.searchsorted(self.entity, entities), 0, len(self.entity) - 1)
+        found = self.entity[pos] == entities
+        n = np.where(found, np.minimum(self.count[pos], k), 0)
+        mask = np.arange(k)[None, :] < n[:, None]
+        index = np.where(mask, self.start[pos][:, None] + np.arange(k)[None, :], 0)
+        return self.rows[index], mask
+
+
+class Tasks:
+    """Meta-learning tasks: an entity with at least 2k rows; k consecutive rows as support and
+    the k after them as query (the support always precedes the query in time)."""
+
+    def __init__(self, data: SplitData, slot: int, k: int, what: str):
+        h = Histories(data, slot)
+        keep = h.count >= 2 * k
+        if not keep.any():
+            raise DataError(f"no {what} has {2 * k} training rows, so meta-learning has no "
+                            f"tasks: generate more rows (--rows) or a larger preset")
+        self.rows, self.start, self.count, self.k = h.rows, h.start[keep], h.count[keep], k
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def sample(self, rng: np.random.Generator, n_tasks: int) -> tuple[np.ndarray, np.ndarray]:
+        """(support, query) row indices, each (n_tasks, k)."""
+        task = rng.integers(0, len(self.start), n_tasks)
+        offset = (rng.random(n_tasks) * (self.count[task] - 2 * self.k + 1)).astype(np.int64)
+        first = (self.start[task] + offset)[:, None] + np.arange(2 * self.k)[None, :]
+        window = self.rows[first]
+        return window[:, :self.k], window[:, self.k:]

@@ -1,0 +1,9 @@
+"""maml: users as tasks; the inner loop adapts every layer of the network and the user's own
+embedding (which starts from a meta-learned cold embedding) on the user's first interactions;
+the outer loop learns that starting point from the rows that follow."""
+
+from recsys.models.meta import UserTaskLearner
+
+
+class MAML(UserTaskLearner):
+    adapt_user_embedding = True

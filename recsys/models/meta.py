@@ -1,0 +1,124 @@
+"""Users as tasks (shared by maml and melu): an inner loop adapts some parameters to one user's
+support rows, the outer loop trains the starting point on the rows that follow them.
+
+Meta-training treats every task user as new (its ID slot takes the cold path) so the learned
+starting point is the one a new user needs. At test time a few-shot user (1..FEW_SHOT_MAX
+training rows) is adapted on that history before scoring; zero-shot users take the cold path
+and warm users their own embeddings, as in every cold-start model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.functional import binary_cross_entropy_with_logits as bce
+
+from recsys.dataset.episodes import Histories, Tasks
+from recsys.dataset.loader import BatchLoader, Layout, SplitData
+from recsys.models.cold import ColdStartModel, linear_layers, masked_bce, replace_slot, \
+    task_forward
+from recsys.schema import FEW_SHOT_MAX
+
+USER = "user_id"
+
+
+class UserTaskLearner(ColdStartModel):
+    adapt_user_embedding = False  # maml: the user's own embedding adapts too
+    first_adapted_layer = 0  # layers from this one on adapt per task
+
+    def __init__(self, layout, cfg):
+        super().__init__(layout, cfg)
+        self.layers = linear_layers(self.net)
+        # the cold path of users: a learned starting embedding (the meta-learned one in maml)
+        self.cold_user = nn.Parameter(torch.zeros(cfg.embedding_dim))
+
+    def cold_embedding(self, emb, name):
+        if name == USER:
+            return self.cold_user.expand(emb.shape[0], -1)
+        return super().cold_embedding(emb, name)
+
+    def observe(self, train, seed=0):
+        super().observe(train, seed)
+        self.tasks = Tasks(train, self.slots[USER], FEW_SHOT_MAX, "user")
+
+    # ---- the inner loop ----------------------------------------------------------------------
+    def inputs(self, emb: torch.Tensor, dense: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
+        """(T, K, F, D) embeddings, (T, K, Dd) dense, (T, D) per-task user embedding."""
+        emb = replace_slot(emb, self.slots[USER], user[:, None, :].expand(-1, emb.shape[1], -1))
+        return torch.cat([emb.flatten(2), dense], dim=-1)
+
+    def adapt(self, emb, dense, labels, mask, create_graph: bool):
+        """Per-task parameters after the inner loop on the support rows (T, K, ...), `mask`
+        marking real rows. Returns ({layer: (weight, bias)}, user embedding (T, D))."""
+        n_tasks = emb.shape[0]
+        own = {i: (layer.weight.expand(n_tasks, -1, -1), layer.bias.expand(n_tasks, -1))
+               for i, layer in enumerate(self.layers) if i >= self.first_adapted_layer}
+        user = self.cold_user.expand(n_tasks, -1)
+        for _ in range(self.cfg.inner_steps):
+            logits = task_forward(self.layers, self.inputs(emb, dense, user), own)
+            tensors = [t for pair in own.values() for t in pair]
+            if self.adapt_user_embedding:
+                tensors.append(user)
+            grads = torch.autograd.grad(masked_bce(logits, labels, mask), tensors,
+                                        create_graph=create_graph)
+            lr = self.cfg.inner_lr
+            own = {i: (w - lr * grads[2 * j], b - lr * grads[2 * j + 1])
+                   for j, (i, (w, b)) in enumerate(own.items())}
+            if self.adapt_user_embedding:
+                user = user - lr * grads[-1]
+        return own, user
+
+    def task_rows(self, data: SplitData, index: np.ndarray):
+        """Embeddings, dense features and labels of rows `index` (T, K) of `data`. The
+        embeddings are constants here: only the usual loss moves the tables."""
+        n_tasks, k = index.shape
+        batch = BatchLoader(data, self.layout, index.size).batch(index.ravel())
+        with torch.no_grad():
+            emb = self.sparse.lookup(batch)
+        return (emb.view(n_tasks, k, *emb.shape[1:]), batch.dense.view(n_tasks, k, -1),
+                batch.labels.view(n_tasks, k))
+
+    # ---- training ----------------------------------------------------------------------------
+    def loss(self, batch):
+        return super().loss(batch) + self.cfg.meta_weight * self.meta_loss()
+
+    def meta_loss(self) -> torch.Tensor:
+        support, query = self.tasks.sample(self.rng, self.cfg.meta_tasks)
+        s_emb, s_dense, s_labels = self.task_rows(self.train_data, support)
+        own, user = self.adapt(s_emb, s_dense, s_labels, torch.ones_like(s_labels),
+                               create_graph=True)
+        q_emb, q_dense, q_labels = self.task_rows(self.train_data, query)
+        return bce(task_forward(self.layers, self.inputs(q_emb, q_dense, user), own), q_labels)
+
+    # ---- test time: adapt few-shot users on their history ------------------------------------
+    @torch.no_grad()
+    def predict_split(self, data: SplitData, layout: Layout, history: SplitData,
+                      probs: np.ndarray, chunk: int = 128) -> np.ndarray:
+        """`probs` (the plain predictions) with the rows of few-shot users re-scored after
+        adapting to each user's training history."""
+        self.eval()
+        users = data.ids[:, self.slots[USER]]
+        counts = self.user_id_counts[torch.from_numpy(users)].numpy()
+        rows = np.flatnonzero((counts >= 1) & (counts <= FEW_SHOT_MAX))
+        if rows.size == 0:
+            return probs
+        probs = probs.copy()
+        histories = Histories(history, self.slots[USER])
+        uniq, task = np.unique(users[rows], return_inverse=True)
+        order = np.argsort(task, kind="stable")
+        rows, task = rows[order], task[order]
+        position = np.arange(len(task)) - np.searchsorted(task, task)  # row's rank in its task
+        for first in range(0, len(uniq), chunk):
+            sel = (task >= first) & (task < first + chunk)
+            t, p, r = task[sel] - first, position[sel], rows[sel]
+            n_tasks = min(chunk, len(uniq) - first)
+            support, mask = histories.of(uniq[first:first + n_tasks], FEW_SHOT_MAX)
+            with torch.enable_grad():
+                own, user = self.adapt(*self.task_rows(history, support),
+                                       torch.from_numpy(mask).float(), create_graph=False)
+            query = np.full((n_tasks, p.max() + 1), r[0])
+            query[t, p] = r
+            q_emb, q_dense, _ = self.task_rows(data, query)
+            logits = task_forward(self.layers, self.inputs(q_emb, q_dense, user), own)
+            probs[r] = torch.sigmoid(logits[t, p]).numpy()
+        return probs
