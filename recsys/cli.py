@@ -107,7 +107,8 @@ def summary(
 @app.command()
 @_friendly
 def train(
-    model: str = typer.Option(..., "--model", help="dnn | dnn_mixed | shared_bottom | mmoe | ple"),
+    model: str = typer.Option(..., "--model", help="dnn | dnn_mixed | shared_bottom | mmoe | "
+                              "ple | dropoutnet | metaemb | maml | melu"),
     dataset: Optional[Path] = typer.Option(None, "--dataset",
                                            help="Dataset folder (default datasets/small)."),
     epochs: int = typer.Option(3, "--epochs"),
@@ -155,6 +156,48 @@ def experiment_multi_scenario(
                              log=console.print)
     console.print(auc_table(results), soft_wrap=True)
     console.print(f"report: {out / 'report.md'}, plot: {out / 'per_scenario_auc.png'}")
+
+
+def _best_multi_scenario(results: Path, log) -> str:
+    """The model with the best overall AUC in a multi-scenario experiment's results."""
+    if not results.is_file():
+        log(f"no multi-scenario results at {results}: comparing with mmoe "
+            f"(pass --multi-scenario-results to pick the best model of an experiment)")
+        return "mmoe"
+    models = json.loads(results.read_text())["models"]
+    return max(models, key=lambda m: models[m]["auc"]["overall"]["mean"] or 0.0)
+
+
+@experiment_app.command("cold-start")
+@_friendly
+def experiment_cold_start(
+    preset: str = typer.Option("small", "--preset", help="Uses datasets/<preset>."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Overrides --preset."),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds 0..K-1."),
+    epochs: int = typer.Option(3, "--epochs"),
+    batch_size: int = typer.Option(2048, "--batch-size"),
+    multi_scenario_results: Optional[Path] = typer.Option(
+        None, "--multi-scenario-results",
+        help="Its best model joins the comparison (default "
+             "runs/multi-scenario-<preset>/results.json; mmoe when there is none)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/cold-start-<preset>."),
+    force: bool = FORCE,
+) -> None:
+    """Compare dropoutnet, metaemb, maml and melu with dnn_mixed and the best multi-scenario
+    model on zero-shot / few-shot users and items, plus the warm-up curve of new items."""
+    from recsys.eval.report import auc_table
+    from recsys.train.cold_start import cold_start
+
+    out = out or Path("runs") / f"cold-start-{preset}"
+    best = _best_multi_scenario(
+        multi_scenario_results or Path("runs") / f"multi-scenario-{preset}" / "results.json",
+        console.print)
+    results = cold_start(dataset or Path("datasets") / preset, out, seeds=seeds, epochs=epochs,
+                         batch_size=batch_size, baselines=("dnn_mixed", best), force=force,
+                         log=console.print)
+    console.print(auc_table(results["subsets"]), soft_wrap=True)
+    console.print(auc_table(results["warmup"]), soft_wrap=True)
+    console.print(f"report: {out / 'report.md'}, plot: {out / 'cold_start.png'}")
 
 
 if __name__ == "__main__":

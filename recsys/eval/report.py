@@ -37,8 +37,8 @@ def auc_table(results: dict, key: str = "auc") -> str:
         lines.append("| *Bayes (p_true)* | " + " | ".join(
             "-" if results["oracle_auc"][c] is None else f"*{results['oracle_auc'][c]:.4f}*"
             for c in cols) + " |")
-    lines.append("| *test rows* | " + " | ".join(f"{results['test_rows'][c]:,}"
-                                                  for c in cols) + " |")
+    lines.append(f"| *{results.get('rows_label', 'test rows')}* | " + " | ".join(
+        f"{results['test_rows'][c]:,}" for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -73,10 +73,17 @@ probability, the ceiling no model can pass.
 
 
 def plot_per_scenario(results: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(10, 5))
+    _bars(ax, results)
+    ax.set_title(f"Per-scenario AUC, mean ± std over {results['seeds']} seed(s)")
+    _save(fig, path)
+
+
+def _bars(ax, results: dict) -> None:
+    """Grouped bars: one group per column, one bar per model (mean ± std), Bayes markers."""
     cols, models = results["columns"], results["models"]
     x = np.arange(len(cols))
     width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(10, 5))
     for i, (name, m) in enumerate(models.items()):
         means = [m["auc"][c]["mean"] or np.nan for c in cols]
         stds = [m["auc"][c]["std"] or 0.0 for c in cols]
@@ -89,9 +96,11 @@ def plot_per_scenario(results: dict, path: Path) -> None:
     ax.set_ylim(low, max(o for o in oracle if o == o) + 0.01)
     ax.set_xticks(x, _header(results))
     ax.set_ylabel("test AUC")
-    ax.set_title(f"Per-scenario AUC, mean ± std over {results['seeds']} seed(s)")
-    ax.legend(ncol=len(models) + 1, fontsize=8, loc="upper center",
+    ax.legend(ncol=min(len(models) + 1, 4), fontsize=8, loc="upper center",
               bbox_to_anchor=(0.5, -0.08), frameon=False)
+
+
+def _save(fig, path: Path) -> None:
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -111,3 +120,66 @@ def metrics_table(metrics: dict) -> str:
         lines.append(f"| {name} | {m['n']:,} | {fmt(m['auc'])} | {fmt(m['logloss'])} | "
                      f"{fmt(bayes)} |")
     return "\n".join(lines)
+
+
+def write_cold_start_report(results: dict, path: Path) -> None:
+    subsets, warmup = results["subsets"], results["warmup"]
+    per_scenario = "\n\n".join(f"### {flag}\n\n{auc_table(table)}"
+                               for flag, table in results["per_scenario"].items())
+    speed = "\n".join(f"| {name} | {v:,.0f} |" for name, v in results["examples_per_s"].items())
+    text = f"""# Cold-start experiment
+
+Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± std over seeds.
+Zero-shot: the user / item has no training interaction; few-shot: 1 to 4 of them. Bold: best
+model per column. The Bayes row is the AUC of the generator's true click probability on the
+same rows. A cell with fewer than 100 rows (or one class) has no AUC ("-").
+
+## AUC per cold-start subset
+
+{auc_table(subsets, 'auc')}
+
+## Logloss per cold-start subset
+
+{auc_table(subsets, 'logloss')}
+
+## AUC per subset and scenario
+
+{per_scenario}
+
+## Warm-up of new items
+
+{warmup['items']:,} new items (no training interaction) with more than {3 * warmup['k']} rows
+on the validation and test days. Per item, its first {warmup['k']} rows are warm-up batch a,
+the next {warmup['k']} batch b, the next {warmup['k']} batch c; its later rows are the
+evaluation set. AUC cold, then after each batch (only the new items' ID embeddings move).
+
+{auc_table(warmup, 'auc')}
+
+## Training speed (examples/s)
+
+| model | examples/s |
+| --- | ---: |
+{speed}
+
+![cold-start AUC and warm-up](cold_start.png)
+"""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def plot_cold_start(results: dict, path: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    _bars(left, results["subsets"])
+    left.set_title(f"Cold-start subsets, mean ± std over {results['seeds']} seed(s)")
+    warmup = results["warmup"]
+    stages = warmup["columns"]
+    for name, m in warmup["models"].items():
+        means = [m["auc"][s]["mean"] or np.nan for s in stages]
+        stds = [m["auc"][s]["std"] or 0.0 for s in stages]
+        right.errorbar(stages, means, yerr=stds, marker="o", capsize=3, label=name)
+    right.set_ylabel("AUC on the new items' later rows")
+    right.set_title(f"Warm-up of {warmup['items']:,} new items")
+    right.legend(fontsize=8)
+    _save(fig, path)

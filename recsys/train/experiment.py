@@ -18,31 +18,53 @@ from recsys.schema import SCENARIO_NAMES
 from recsys.train.loop import METRICS, TrainConfig, train
 
 
-def multi_scenario(dataset: Path, out: Path, seeds: int = 1, epochs: int = 3,
-                   batch_size: int = 2048, models: tuple[str, ...] = MULTI_SCENARIO_MODELS,
-                   force: bool = False, progress: bool = True, log=print) -> dict:
+def run_dir(out: Path, model: str, seed: int) -> Path:
+    return out / "runs" / f"{model}-seed{seed}"
+
+
+def train_runs(dataset: Path, out: Path, models: tuple[str, ...], seeds: int, epochs: int,
+               batch_size: int, force: bool, progress: bool, log) -> dict[str, list[dict]]:
+    """metrics.json of every (model, seed) run under out/runs/, training what is missing."""
     if seeds < 1:
         raise UsageError(f"--seeds {seeds}: need at least one seed")
     read_meta(dataset)  # fail early, with the dataset's own message
     runs: dict[str, list[dict]] = {m: [] for m in models}
     for seed in range(seeds):
         for model in models:
-            run_dir = out / "runs" / f"{model}-seed{seed}"
-            if (run_dir / METRICS).exists() and not force:
-                log(f"reusing finished run {run_dir}")
-                metrics = json.loads((run_dir / METRICS).read_text())
+            folder = run_dir(out, model, seed)
+            if (folder / METRICS).exists() and not force:
+                log(f"reusing finished run {folder}")
+                metrics = json.loads((folder / METRICS).read_text())
             else:
                 cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed)
-                metrics = train(dataset, run_dir, cfg, force=force, progress=progress, log=log)
+                metrics = train(dataset, folder, cfg, force=force, progress=progress, log=log)
             runs[model].append(metrics)
+    return runs
+
+
+def write_json(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def multi_scenario(dataset: Path, out: Path, seeds: int = 1, epochs: int = 3,
+                   batch_size: int = 2048, models: tuple[str, ...] = MULTI_SCENARIO_MODELS,
+                   force: bool = False, progress: bool = True, log=print) -> dict:
+    runs = train_runs(dataset, out, models, seeds, epochs, batch_size, force, progress, log)
     results = summarize(runs, dataset, seeds)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, out / "results.json")
+    write_json(results, out / "results.json")
     plot_per_scenario(results, out / "per_scenario_auc.png")
     write_report(results, out / "report.md")
     return results
+
+
+def mean_std(values: list) -> dict:
+    """Mean and standard deviation over seeds of the values that exist (None: too few rows)."""
+    vals = [v for v in values if v is not None]
+    return {"mean": float(np.mean(vals)) if vals else None,
+            "std": float(np.std(vals)) if vals else None, "values": vals}
 
 
 COLUMNS = (*[str(c) for c in SCENARIO_NAMES], "overall")
@@ -59,11 +81,7 @@ def summarize(runs: dict[str, list[dict]], dataset: Path, seeds: int) -> dict:
     for model, ms in runs.items():
         stats = {}
         for key in ("auc", "logloss"):
-            for col in COLUMNS:
-                vals = [v for m in ms if (v := _column(m, col, key)) is not None]
-                stats.setdefault(key, {})[col] = {
-                    "mean": float(np.mean(vals)) if vals else None,
-                    "std": float(np.std(vals)) if vals else None, "values": vals}
+            stats[key] = {col: mean_std([_column(m, col, key) for m in ms]) for col in COLUMNS}
         stats["examples_per_s"] = float(np.mean([m["train"]["examples_per_s"] for m in ms]))
         models[model] = stats
     first = next(iter(runs.values()))[0]

@@ -1,0 +1,85 @@
+"""The warm-up protocol for new items (as in MetaEmb / CVAR).
+
+New items are those with no training interaction. Their later rows (validation and test days,
+in time order) are cut per item into warm-up batches a, b and c of `k` rows each, and the rest
+is the evaluation set. AUC on it is measured cold, then after the model has seen each warm-up
+batch. A warm-up step moves only the new items' ID embedding rows (every other weight is
+restored after it), with the model's own sparse optimizer. A model with a cold path first
+writes its cold embedding into those rows, so warm-up starts from what it would serve cold."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn.functional import binary_cross_entropy_with_logits
+
+from recsys.dataset.episodes import Histories
+from recsys.dataset.loader import BatchLoader, Layout, SplitData
+from recsys.eval.evaluate import MIN_ROWS, predict
+from recsys.eval.metrics import auc
+from recsys.models.base import SparseArch
+from recsys.models.cold import ColdStartModel
+
+STAGES = ("cold", "warm-a", "warm-b", "warm-c")
+WARMUP_K = 2  # rows per new item in each warm-up batch
+ITEM = "item_id"
+
+
+def warmup_sets(train: SplitData, later: SplitData, layout: Layout,
+                k: int = WARMUP_K) -> tuple[np.ndarray, list[SplitData], SplitData]:
+    """(new item IDs, warm-up batches a/b/c, evaluation rows) from the rows after training."""
+    slot = layout.slot(ITEM)
+    seen = np.zeros(layout.num_embeddings[slot], dtype=bool)
+    seen[train.ids[:, slot]] = True
+    seen[-1] = True  # the unknown row is not an item
+    later = later.take(np.flatnonzero(~seen[later.ids[:, slot]]))
+    h = Histories(later, slot)
+    keep = h.count > 3 * k
+    start, count = h.start[keep], h.count[keep]
+    batches = [later.take(h.rows[(start[:, None] + np.arange(i * k, (i + 1) * k)).ravel()])
+               for i in range(3)]
+    rest = np.concatenate([h.rows[s + 3 * k:s + c] for s, c in zip(start, count)]) \
+        if keep.any() else np.zeros(0, dtype=np.int64)
+    return h.entity[keep], batches, later.take(rest)
+
+
+def _auc(model, data: SplitData, layout: Layout, history: SplitData) -> float | None:
+    if len(data) < MIN_ROWS or data.labels.min() == data.labels.max():
+        return None
+    return auc(data.labels, predict(model, data, layout, history))
+
+
+def warmup_curve(model: torch.nn.Module, layout: Layout, train: SplitData, later: SplitData,
+                 k: int = WARMUP_K, batch_size: int = 256) -> dict:
+    """AUC on the new items' evaluation rows at each stage. Changes the model's weights."""
+    items, batches, evaluation = warmup_sets(train, later, layout, k)
+    curve = {"items": int(len(items)), "eval_rows": len(evaluation), "k": k,
+             "auc": {STAGES[0]: _auc(model, evaluation, layout, train)}}
+    if curve["auc"]["cold"] is not None:
+        curve["bayes_auc"] = auc(evaluation.labels, evaluation.p_true)
+    if not len(items) or curve["auc"]["cold"] is None:
+        curve["note"] = "too few rows"
+        return curve
+    rows = torch.from_numpy(items)
+    arches = [m for m in model.modules() if isinstance(m, SparseArch)]
+    if isinstance(model, ColdStartModel):  # start from the cold path's embedding
+        first = BatchLoader(batches[0], layout, len(batches[0])).batch(slice(0, None, k))
+        with torch.no_grad():
+            model.sparse.table(ITEM)[rows] = model.cold_embedding(model.sparse.lookup(first),
+                                                                  ITEM)
+        model.item_id_counts[rows] = 1  # from now on the ID row is the item's embedding
+    for stage, batch_data in zip(STAGES[1:], batches):
+        saved = [{n: a.table(n).clone() for n in layout.sparse} for a in arches]
+        model.eval()
+        for batch in BatchLoader(batch_data, layout, batch_size, shuffle=True):
+            loss = binary_cross_entropy_with_logits(model(batch), batch.labels)
+            loss.backward()  # the fused sparse optimizer updates the rows it touched
+            model.zero_grad()  # the dense weights never move
+        with torch.no_grad():  # undo every change but the new items' rows
+            for arch, tables in zip(arches, saved):
+                warmed = arch.table(ITEM)[rows].clone()
+                for name, before in tables.items():
+                    arch.table(name).copy_(before)
+                arch.table(ITEM)[rows] = warmed
+        curve["auc"][stage] = _auc(model, evaluation, layout, train)
+    return curve
