@@ -15,7 +15,6 @@ import torch
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from conftest import RESULTS
-from recsys.dataset.build import build_dataset
 from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
 from recsys.models import build_model
 from recsys.models.base import dense_parameters
@@ -24,11 +23,9 @@ BATCH, STEPS = 2048, 40
 
 
 @pytest.fixture(scope="module")
-def train_split(applied_repo, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ds") / "ds"
-    build_dataset(applied_repo, out, progress=False)
-    layout = Layout.from_meta(read_meta(out))
-    return layout, load_split(out, "train", layout)
+def train_split(built_dataset):
+    layout = Layout.from_meta(read_meta(built_dataset))
+    return layout, load_split(built_dataset, "train", layout)
 
 
 def _batches(layout, data, n=STEPS):

@@ -35,11 +35,22 @@ def applied_repo(tmp_path_factory) -> Path:
     return repo
 
 
+@pytest.fixture(scope="session")
+def built_dataset(applied_repo, tmp_path_factory) -> Path:
+    from recsys.dataset.build import build_dataset
+
+    out = tmp_path_factory.mktemp("ds") / "ds"
+    build_dataset(applied_repo, out, progress=False)
+    return out
+
+
 def pytest_terminal_summary(terminalreporter):
     pairs = [("build-dataset (Feast)", "raw DuckDB ASOF join"),
              ("loader rows/s", "mmoe training examples/s"),
              ("mmoe training examples/s", "mmoe dense-floor examples/s"),
-             ("dnn_mixed step, 2,000,000 users", "dnn_mixed step, 100,000 users")]
+             ("dnn_mixed step, 2,000,000 users", "dnn_mixed step, 100,000 users"),
+             *((f"{m} training examples/s", "dnn_mixed training examples/s")
+               for m in ("dropoutnet", "metaemb", "maml", "melu"))]
     for name, value in RESULTS.items():
         terminalreporter.write_line(f"[{PRESET}] {name}: {value:,.4g}")
     for a, b in pairs:

@@ -1,0 +1,74 @@
+"""Cold-start methods, measured side by side in one run:
+- training examples/s of dropoutnet, metaemb, maml and melu next to dnn_mixed on the same
+  batches (each method's full objective: meta-learning steps included);
+- test-time adaptation of maml / melu: seconds per few-shot user."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from bench_training import BATCH, STEPS, _batches
+from conftest import RESULTS
+from recsys.dataset.loader import Layout, load_split, read_meta
+from recsys.eval.evaluate import predict
+from recsys.models import COLD_START_MODELS, build_model
+from recsys.models.base import dense_parameters
+from recsys.schema import FEW_SHOT_MAX
+
+
+@pytest.fixture(scope="module")
+def splits(built_dataset):
+    layout = Layout.from_meta(read_meta(built_dataset))
+    return layout, load_split(built_dataset, "train", layout), \
+        load_split(built_dataset, "test", layout)
+
+
+def _model(name, layout, train):
+    torch.manual_seed(0)
+    model = build_model(name, layout)
+    if hasattr(model, "observe"):
+        model.observe(train)
+    return model
+
+
+@pytest.mark.parametrize("name", ["dnn_mixed", *COLD_START_MODELS])
+def test_training_examples_per_second(benchmark, splits, name):
+    layout, train, _ = splits
+    model, batches = _model(name, layout, train), _batches(layout, train)
+    opt = torch.optim.Adam(dense_parameters(model), lr=1e-3)
+
+    def steps():
+        for b in batches:
+            loss = model.loss(b) if hasattr(model, "loss") else \
+                torch.nn.functional.binary_cross_entropy_with_logits(model(b), b.labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    benchmark.group = "cold-start methods vs dnn_mixed"
+    benchmark.pedantic(steps, rounds=3, iterations=1, warmup_rounds=1)
+    RESULTS[f"{name} training examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("name", ["maml", "melu"])
+def test_adaptation_seconds_per_user(benchmark, splits, name):
+    layout, train, test = splits
+    model = _model(name, layout, train)
+    users = test.ids[:, layout.slot("user_id")]
+    counts = model.user_id_counts[torch.from_numpy(users)].numpy()
+    n_users = len(np.unique(users[(counts >= 1) & (counts <= FEW_SHOT_MAX)]))
+    plain = predict(model, test, layout)
+
+    def adapt():
+        start = time.perf_counter()
+        model.predict_split(test, layout, train, plain)
+        return time.perf_counter() - start
+
+    benchmark.group = "test-time adaptation"
+    benchmark.pedantic(adapt, rounds=3, iterations=1)
+    RESULTS[f"{name} adaptation s/user ({n_users:,} few-shot users)"] = \
+        benchmark.stats.stats.mean / max(n_users, 1)
