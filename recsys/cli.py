@@ -19,6 +19,12 @@ console = Console()
 
 REPO = typer.Option(Path("feature_repo"), "--repo", help="Feast feature repo folder.")
 FORCE = typer.Option(False, "--force", help="Replace existing output.")
+EPOCHS = typer.Option(3, "--epochs")
+BATCH_SIZE = typer.Option(2048, "--batch-size")
+# experiments
+PRESET = typer.Option("small", "--preset", help="Uses datasets/<preset>.")
+DATASET = typer.Option(None, "--dataset", help="Overrides --preset.")
+SEEDS = typer.Option(1, "--seeds", help="Seeds 0..K-1.")
 
 
 def _friendly(fn: Callable) -> Callable:
@@ -111,8 +117,8 @@ def train(
                               "ple | dropoutnet | metaemb | maml | melu"),
     dataset: Optional[Path] = typer.Option(None, "--dataset",
                                            help="Dataset folder (default datasets/small)."),
-    epochs: int = typer.Option(3, "--epochs"),
-    batch_size: int = typer.Option(2048, "--batch-size"),
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<model>)."),
     force: bool = FORCE,
@@ -137,11 +143,11 @@ app.add_typer(experiment_app, name="experiment")
 @experiment_app.command("multi-scenario")
 @_friendly
 def experiment_multi_scenario(
-    preset: str = typer.Option("small", "--preset", help="Uses datasets/<preset>."),
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Overrides --preset."),
-    seeds: int = typer.Option(1, "--seeds", help="Seeds 0..K-1."),
-    epochs: int = typer.Option(3, "--epochs"),
-    batch_size: int = typer.Option(2048, "--batch-size"),
+    preset: str = PRESET,
+    dataset: Optional[Path] = DATASET,
+    seeds: int = SEEDS,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
     out: Optional[Path] = typer.Option(None, "--out",
                                        help="Default runs/multi-scenario-<preset>."),
     force: bool = FORCE,
@@ -171,11 +177,11 @@ def _best_multi_scenario(results: Path, log) -> str:
 @experiment_app.command("cold-start")
 @_friendly
 def experiment_cold_start(
-    preset: str = typer.Option("small", "--preset", help="Uses datasets/<preset>."),
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Overrides --preset."),
-    seeds: int = typer.Option(1, "--seeds", help="Seeds 0..K-1."),
-    epochs: int = typer.Option(3, "--epochs"),
-    batch_size: int = typer.Option(2048, "--batch-size"),
+    preset: str = PRESET,
+    dataset: Optional[Path] = DATASET,
+    seeds: int = SEEDS,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
     multi_scenario_results: Optional[Path] = typer.Option(
         None, "--multi-scenario-results",
         help="Its best model joins the comparison (default "
