@@ -45,14 +45,14 @@ def compute_metrics(data: SplitData, probs: np.ndarray) -> dict:
     subsets, oracle_subsets, oracle_subset_scenarios = {}, {}, {}
     for flag in COLD_START_FLAGS:
         mask = data.flags[flag]
-        subsets[flag] = _cell(y[mask], probs[mask])
+        subsets[flag] = {**_cell(y[mask], probs[mask]), "scenarios": {}}
         oracle_subsets[flag] = _cell(y[mask], data.p_true[mask])["auc"]
+        oracle_subset_scenarios[flag] = {}
         # per scenario too, where the counts allow (smaller cells say "too few rows")
-        subsets[flag]["scenarios"] = {str(c): _cell(y[m], probs[m]) for c in SCENARIO_NAMES
-                                      if (m := mask & (data.scenario == c)).any()}
-        oracle_subset_scenarios[flag] = {
-            c: _cell(y[m], data.p_true[m])["auc"] for c in subsets[flag]["scenarios"]
-            if (m := mask & (data.scenario == int(c))).any()}
+        for code in SCENARIO_NAMES:
+            if (m := mask & (data.scenario == code)).any():
+                subsets[flag]["scenarios"][str(code)] = _cell(y[m], probs[m])
+                oracle_subset_scenarios[flag][str(code)] = _cell(y[m], data.p_true[m])["auc"]
     return {"overall": _cell(y, probs), "scenarios": scenarios, "subsets": subsets,
             "oracle": {"overall_auc": _cell(y, data.p_true)["auc"], "scenarios": oracle,
                        "subsets": oracle_subsets,

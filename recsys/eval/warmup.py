@@ -14,7 +14,7 @@ import torch
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from recsys.dataset.episodes import Histories
-from recsys.dataset.loader import BatchLoader, Layout, SplitData
+from recsys.dataset.loader import BatchLoader, Layout, SplitData, rows_batch
 from recsys.eval.evaluate import MIN_ROWS, predict
 from recsys.eval.metrics import auc
 from recsys.models.base import SparseArch
@@ -53,17 +53,17 @@ def warmup_curve(model: torch.nn.Module, layout: Layout, train: SplitData, later
                  k: int = WARMUP_K, batch_size: int = 256) -> dict:
     """AUC on the new items' evaluation rows at each stage. Changes the model's weights."""
     items, batches, evaluation = warmup_sets(train, later, layout, k)
+    cold = _auc(model, evaluation, layout, train)  # None without enough rows (or items)
     curve = {"items": int(len(items)), "eval_rows": len(evaluation), "k": k,
-             "auc": {STAGES[0]: _auc(model, evaluation, layout, train)}}
-    if curve["auc"]["cold"] is not None:
-        curve["bayes_auc"] = auc(evaluation.labels, evaluation.p_true)
-    if not len(items) or curve["auc"]["cold"] is None:
+             "auc": {STAGES[0]: cold}}
+    if cold is None:
         curve["note"] = "too few rows"
         return curve
+    curve["bayes_auc"] = auc(evaluation.labels, evaluation.p_true)
     rows = torch.from_numpy(items)
     arches = [m for m in model.modules() if isinstance(m, SparseArch)]
     if isinstance(model, ColdStartModel):  # start from the cold path's embedding
-        first = BatchLoader(batches[0], layout, len(batches[0])).batch(slice(0, None, k))
+        first = rows_batch(batches[0], layout.sparse, slice(0, None, k))  # one row per item
         with torch.no_grad():
             model.sparse.table(ITEM)[rows] = model.cold_embedding(model.sparse.lookup(first),
                                                                   ITEM)
