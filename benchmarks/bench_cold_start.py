@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench_training import BATCH, STEPS, _batches
+from bench_training import BATCH, STEPS, _batches, _train_steps
 from conftest import RESULTS
 from recsys.dataset.loader import Layout, load_split, read_meta
 from recsys.eval.evaluate import predict
 from recsys.models import COLD_START_MODELS, build_model
-from recsys.models.base import dense_parameters
 from recsys.schema import FEW_SHOT_MAX
 
 
@@ -29,28 +28,16 @@ def splits(built_dataset):
 
 def _model(name, layout, train):
     torch.manual_seed(0)
-    model = build_model(name, layout)
-    if hasattr(model, "observe"):
-        model.observe(train)
-    return model
+    return build_model(name, layout, train=train)
 
 
 @pytest.mark.parametrize("name", ["dnn_mixed", *COLD_START_MODELS])
 def test_training_examples_per_second(benchmark, splits, name):
     layout, train, _ = splits
     model, batches = _model(name, layout, train), _batches(layout, train)
-    opt = torch.optim.Adam(dense_parameters(model), lr=1e-3)
-
-    def steps():
-        for b in batches:
-            loss = model.loss(b) if hasattr(model, "loss") else \
-                torch.nn.functional.binary_cross_entropy_with_logits(model(b), b.labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
     benchmark.group = "cold-start methods vs dnn_mixed"
-    benchmark.pedantic(steps, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=3, iterations=1,
+                       warmup_rounds=1)
     RESULTS[f"{name} training examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
 
 

@@ -17,7 +17,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 from conftest import RESULTS
 from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
 from recsys.models import build_model
-from recsys.models.base import dense_parameters
+from recsys.models.base import dense_parameters, training_loss
 
 BATCH, STEPS = 2048, 40
 
@@ -39,7 +39,7 @@ def _batches(layout, data, n=STEPS):
 def _train_steps(model, batches):
     opt = torch.optim.Adam(dense_parameters(model), lr=1e-3)
     for b in batches:
-        loss = binary_cross_entropy_with_logits(model(b), b.labels)
+        loss = training_loss(model, b)
         opt.zero_grad()
         loss.backward()
         opt.step()

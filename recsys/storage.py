@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from contextlib import contextmanager
@@ -15,6 +16,14 @@ def check_output_free(path: Path, force: bool) -> None:
     """Refuse to replace existing output unless --force was given."""
     if path.exists() and any(path.iterdir()) and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to replace it")
+
+
+def write_json(obj, path: Path) -> None:
+    """Write `obj` as JSON through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
 
 
 @contextmanager

@@ -31,9 +31,7 @@ def splits(tiny):
 
 def _model(name, layout, train, seed=0):
     torch.manual_seed(seed)
-    model = build_model(name, layout)
-    model.observe(train, seed)
-    return model
+    return build_model(name, layout, train=train, seed=seed)
 
 
 @pytest.mark.parametrize("name", COLD_START_MODELS)
@@ -103,10 +101,7 @@ def test_ids_outside_the_table_map_to_the_unknown_row(tiny, splits, tmp_path):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_unseen_ids_are_scored(splits, name):
     layout, train, _, test = splits
-    torch.manual_seed(0)
-    model = build_model(name, layout)
-    if hasattr(model, "observe"):
-        model.observe(train)
+    model = _model(name, layout, train)
     unknown = _with_user_ids(test, layout, layout.unknown_row("user_id"))
     probs = predict(model, unknown, layout, train)
     assert probs.shape == (len(test),) and np.isfinite(probs).all()

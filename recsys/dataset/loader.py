@@ -123,9 +123,8 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
     folder = dataset / split
     files = sorted(folder.glob("*.parquet"))
     # every part, not just the first: a dataset scan fills a part's missing column with nulls
-    needed = [f for f in dataset_schema() if f.name in
-              (*layout.sparse, *layout.dense, LABEL, P_TRUE, EVENT_TIMESTAMP,
-                            *COLD_START_FLAGS)]
+    columns = (*layout.sparse, *layout.dense, LABEL, P_TRUE, EVENT_TIMESTAMP, *COLD_START_FLAGS)
+    needed = [f for f in dataset_schema() if f.name in columns]
     check_parquet_files(files, pa.schema(needed), folder,
                         "rebuild with `recsys build-dataset --force`", check_types=False)
     table = pads.dataset([str(f) for f in files], format="parquet").to_table()
@@ -154,6 +153,14 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
                      time=table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy())
 
 
+def rows_batch(data: SplitData, keys: list[str] | tuple[str, ...],
+               rows: np.ndarray | slice) -> Batch:
+    """One batch of the given rows of a split (`keys`: the Layout's sparse features)."""
+    ids = torch.from_numpy(data.ids[rows])
+    return Batch(kjt(keys, ids), ids, torch.from_numpy(data.dense[rows]),
+                 torch.from_numpy(data.labels[rows]), torch.from_numpy(data.scenario[rows]))
+
+
 class BatchLoader:
     """Iterates a split in batches; shuffled per epoch from (seed, epoch); prefetches in a
     background thread."""
@@ -169,10 +176,7 @@ class BatchLoader:
         return -(-len(self.data) // self.batch_size)
 
     def batch(self, rows: np.ndarray | slice) -> Batch:
-        d = self.data
-        ids = torch.from_numpy(d.ids[rows])
-        return Batch(kjt(self.keys, ids), ids, torch.from_numpy(d.dense[rows]),
-                     torch.from_numpy(d.labels[rows]), torch.from_numpy(d.scenario[rows]))
+        return rows_batch(self.data, self.keys, rows)
 
     def _row_sets(self) -> Iterator[np.ndarray | slice]:
         n, b = len(self.data), self.batch_size

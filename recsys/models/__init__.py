@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from recsys.dataset.loader import Layout
+from recsys.dataset.loader import Layout, SplitData
 from recsys.errors import UsageError
 from recsys.models.base import ModelConfig
 from recsys.models.dnn import SingleScenarioDNN
@@ -38,5 +38,11 @@ def model_class(name: str) -> type[nn.Module]:
     return MODELS[name]
 
 
-def build_model(name: str, layout: Layout, cfg: ModelConfig | None = None) -> nn.Module:
-    return model_class(name)(layout, cfg or ModelConfig())
+def build_model(name: str, layout: Layout, cfg: ModelConfig | None = None,
+                train: SplitData | None = None, seed: int = 0) -> nn.Module:
+    """The named model; given the training split, cold-start models also learn from it what
+    they need before training (interaction counts per ID, meta-learning tasks)."""
+    model = model_class(name)(layout, cfg or ModelConfig())
+    if train is not None and hasattr(model, "observe"):
+        model.observe(train, seed)
+    return model

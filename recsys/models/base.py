@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.functional import binary_cross_entropy_with_logits
 from torchrec.modules.embedding_configs import EmbeddingBagConfig
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
@@ -68,7 +69,7 @@ class SparseArch(nn.Module):
         return torch.cat([emb.flatten(1), batch.dense], dim=1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return torch.cat([self.ebc(batch.sparse).values(), batch.dense], dim=1)
+        return self.join(self.lookup(batch), batch)
 
     def table(self, name: str) -> torch.Tensor:
         """The embedding table of feature `name`, as a view: writes change the model."""
@@ -94,6 +95,13 @@ def tower(in_dim: int, sizes: tuple[int, ...], dropout: float = 0.0) -> nn.Seque
 def route(per_scenario: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
     """(B, S) logits of every scenario's tower -> (B,) the row's own scenario."""
     return per_scenario.gather(1, scenario.unsqueeze(1)).squeeze(1)
+
+
+def training_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """The model's own objective where it has one (the meta-learning models), else BCE."""
+    if hasattr(model, "loss"):
+        return model.loss(batch)
+    return binary_cross_entropy_with_logits(model(batch), batch.labels)
 
 
 def dense_parameters(model: nn.Module) -> list[nn.Parameter]:

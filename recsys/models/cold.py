@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 
-from recsys.dataset.loader import Batch, BatchLoader, Layout, SplitData
+from recsys.dataset.loader import Batch, Layout, SplitData, rows_batch
 from recsys.models.base import ModelConfig, SparseArch, tower
 from recsys.schema import FEATURES
 
@@ -79,8 +79,7 @@ class ColdStartModel(nn.Module):
     # ---- meta-learning helpers -----------------------------------------------------------------
     def rows(self, index: np.ndarray) -> Batch:
         """A batch of training rows by index (any shape; flattened)."""
-        flat = np.asarray(index).ravel()
-        return BatchLoader(self.train_data, self.layout, len(flat)).batch(flat)
+        return rows_batch(self.train_data, self.layout.sparse, np.asarray(index).ravel())
 
 
 def replace_slot(emb: torch.Tensor, slot: int, value: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
 from recsys.dataset.episodes import Histories, Tasks
-from recsys.dataset.loader import BatchLoader, Layout, SplitData
+from recsys.dataset.loader import Layout, SplitData, rows_batch
 from recsys.models.cold import ColdStartModel, linear_layers, masked_bce, replace_slot, \
     task_forward
 from recsys.schema import FEW_SHOT_MAX
@@ -72,7 +72,7 @@ class UserTaskLearner(ColdStartModel):
         """Embeddings, dense features and labels of rows `index` (T, K) of `data`. The
         embeddings are constants here: only the usual loss moves the tables."""
         n_tasks, k = index.shape
-        batch = BatchLoader(data, self.layout, index.size).batch(index.ravel())
+        batch = rows_batch(data, self.layout.sparse, index.ravel())
         with torch.no_grad():
             emb = self.sparse.lookup(batch)
         return (emb.view(n_tasks, k, *emb.shape[1:]), batch.dense.view(n_tasks, k, -1),

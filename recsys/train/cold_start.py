@@ -13,7 +13,8 @@ from recsys.eval.report import plot_cold_start, write_cold_start_report
 from recsys.eval.warmup import STAGES, warmup_curve
 from recsys.models import COLD_START_MODELS
 from recsys.schema import COLD_START_FLAGS, SCENARIO_NAMES
-from recsys.train.experiment import mean_std, run_dir, train_runs, write_json
+from recsys.storage import write_json
+from recsys.train.experiment import mean_std, run_dir, train_runs
 from recsys.train.loop import load_trained
 
 WARMUP = "warmup.json"

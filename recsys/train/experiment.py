@@ -5,7 +5,6 @@ plot. Finished runs are reused and interrupted ones resume, so a killed experime
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from recsys.errors import UsageError
 from recsys.eval.report import plot_per_scenario, write_report
 from recsys.models import MULTI_SCENARIO_MODELS
 from recsys.schema import SCENARIO_NAMES
+from recsys.storage import write_json
 from recsys.train.loop import METRICS, TrainConfig, train
 
 
@@ -40,13 +40,6 @@ def train_runs(dataset: Path, out: Path, models: tuple[str, ...], seeds: int, ep
                 metrics = train(dataset, folder, cfg, force=force, progress=progress, log=log)
             runs[model].append(metrics)
     return runs
-
-
-def write_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def multi_scenario(dataset: Path, out: Path, seeds: int = 1, epochs: int = 3,

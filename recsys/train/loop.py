@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch.nn.functional import binary_cross_entropy_with_logits
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from tqdm import tqdm
 
@@ -20,7 +19,8 @@ from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import compute_metrics, predict
 from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
-from recsys.models.base import ModelConfig, dense_parameters
+from recsys.models.base import ModelConfig, dense_parameters, training_loss
+from recsys.storage import write_json
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
 
@@ -64,9 +64,7 @@ def load_trained(run: Path, layout: Layout, train_data) -> torch.nn.Module:
                       model_config=ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                   for k, v in saved["model_config"].items()}))
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, layout, cfg.model_config)
-    if hasattr(model, "observe"):
-        model.observe(train_data, cfg.seed)
+    model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
     model.load_state_dict(torch.load(run / BEST, weights_only=True))
     return model
 
@@ -93,9 +91,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     train_data = load_split(dataset, "train", layout)
     val_data = load_split(dataset, "val", layout)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, layout, cfg.model_config)
-    if hasattr(model, "observe"):  # cold-start models: training counts, meta-learning tasks
-        model.observe(train_data, cfg.seed)
+    model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
     dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.lr)
     state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
              "seconds": 0.0, "examples": 0}
@@ -118,8 +114,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
                    desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", mininterval=1.0)
         start, loss_sum, steps = time.perf_counter(), 0.0, 0
         for batch in loader:
-            loss = model.loss(batch) if hasattr(model, "loss") else \
-                binary_cross_entropy_with_logits(model(batch), batch.labels)
+            loss = training_loss(model, batch)
             dense_opt.zero_grad()
             loss.backward()  # also updates the embedding rows (fused optimizer)
             dense_opt.step()
@@ -149,7 +144,5 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
                "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),
                          "epochs": state["epoch"], "best_epoch": state["best_epoch"] + 1,
                          "seconds": state["seconds"], "history": state["history"]}}
-    tmp = out / (METRICS + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, out / METRICS)
+    write_json(metrics, out / METRICS)
     return metrics
