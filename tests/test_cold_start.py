@@ -14,7 +14,8 @@ import torch
 
 from conftest import run
 from recsys.dataset.episodes import Histories, Tasks
-from recsys.dataset.loader import BatchLoader, Layout, SplitData, load_split, read_meta
+from recsys.dataset.loader import BatchLoader, Layout, SplitData, load_split, read_meta, \
+    rows_batch
 from recsys.errors import DataError
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
 from recsys.eval.warmup import STAGES, warmup_curve, warmup_sets
@@ -61,15 +62,15 @@ def test_inner_step_changes_adapted_parameters_not_meta_parameters(splits, name)
     model = _model(name, layout, train)
     meta_before = {k: v.clone() for k, v in model.state_dict().items()}
     support, _ = model.tasks.sample(np.random.default_rng(0), 8)
-    emb, dense, labels = model.task_rows(train, support)
-    own, user = model.adapt(emb, dense, labels, torch.ones_like(labels), create_graph=False)
+    emb, dense, labels, raw = model.task_rows(train, support)
+    own, user = model.adapt(emb, dense, labels, raw, torch.ones_like(labels), create_graph=False)
     assert own, "no parameter is adapted"
     for i, (weight, bias) in own.items():
         assert weight.shape[0] == 8  # one copy per task
         assert not torch.allclose(weight, model.layers[i].weight.expand_as(weight))
         assert not torch.allclose(bias, model.layers[i].bias.expand_as(bias))
         assert not torch.allclose(weight[0], weight[1])  # each task its own step
-    moved = not torch.allclose(user, model.cold_user.expand_as(user))
+    moved = not torch.allclose(user, model.cold_embedding(raw[:, 0], "user_id"))
     assert moved == (name == "maml")  # maml adapts the user's embedding, melu does not
     for key, value in model.state_dict().items():
         assert torch.equal(value, meta_before[key]), f"meta parameter {key} changed"
@@ -202,3 +203,19 @@ def test_experiment_cold_start_cli(tiny, tmp_path):
                 "--epochs", "1", "--out", str(out), "--multi-scenario-results",
                 str(tmp_path / "none.json"))
     assert again.stdout.count("reusing finished run") == len(models)
+
+
+@pytest.mark.parametrize("name", COLD_START_MODELS)
+def test_a_new_item_starts_warm_up_from_its_cold_score(splits, name):
+    """start_from_cold makes new items seen (their own rows now serve them) without changing
+    a single score: warm-up starts from exactly what the model served cold."""
+    layout, train, val, _ = splits
+    model = _model(name, layout, train)
+    slot = layout.slot("item_id")
+    new = val.take(np.flatnonzero(model.item_id_counts[torch.from_numpy(val.ids[:, slot])] == 0))
+    assert len(new)
+    cold = predict(model, new, layout)
+    items, first = np.unique(new.ids[:, slot], return_index=True)
+    model.start_from_cold("item_id", torch.from_numpy(items), rows_batch(new, layout.sparse, first))
+    assert (model.item_id_counts[torch.from_numpy(items)] == 1).all()
+    np.testing.assert_allclose(predict(model, new, layout), cold, rtol=1e-4, atol=1e-6)

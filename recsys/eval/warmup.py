@@ -4,7 +4,8 @@ New items are those with no training interaction. Their later rows (validation a
 in time order) are cut per item into warm-up batches a, b and c of `k` rows each, and the rest
 is the evaluation set. AUC on it is measured cold, then after the model has seen each warm-up
 batch. A warm-up step moves only the new items' ID embedding rows (every other weight is
-restored after it), with the model's own sparse optimizer. A model with a cold path first
+restored after it), with the model's own sparse optimizer at a small rate: a new row has no
+Adagrad history, so its first steps would otherwise take the full training rate. A model with a cold path first
 writes its cold embedding into those rows, so warm-up starts from what it would serve cold."""
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from recsys.dataset.episodes import Histories
 from recsys.dataset.loader import BatchLoader, Layout, SplitData, rows_batch
 from recsys.eval.evaluate import MIN_ROWS, predict
 from recsys.eval.metrics import auc
-from recsys.models.base import SparseArch
+from recsys.models.base import SparseArch, set_sparse_lr
 from recsys.models.cold import ColdStartModel
 
 STAGES = ("cold", "warm-a", "warm-b", "warm-c")
 WARMUP_K = 2  # rows per new item in each warm-up batch
+WARMUP_LR = 0.01  # the rows' step size during warm-up (training's is ModelConfig.embedding_lr)
 ITEM = "item_id"
 
 
@@ -50,11 +52,11 @@ def _auc(model, data: SplitData, layout: Layout, history: SplitData) -> float | 
 
 
 def warmup_curve(model: torch.nn.Module, layout: Layout, train: SplitData, later: SplitData,
-                 k: int = WARMUP_K, batch_size: int = 256) -> dict:
+                 k: int = WARMUP_K, batch_size: int = 256, lr: float = WARMUP_LR) -> dict:
     """AUC on the new items' evaluation rows at each stage. Changes the model's weights."""
     items, batches, evaluation = warmup_sets(train, later, layout, k)
     cold = _auc(model, evaluation, layout, train)  # None without enough rows (or items)
-    curve = {"items": int(len(items)), "eval_rows": len(evaluation), "k": k,
+    curve = {"items": int(len(items)), "eval_rows": len(evaluation), "k": k, "lr": lr,
              "auc": {STAGES[0]: cold}}
     if cold is None:
         curve["note"] = "too few rows"
@@ -63,11 +65,9 @@ def warmup_curve(model: torch.nn.Module, layout: Layout, train: SplitData, later
     rows = torch.from_numpy(items)
     arches = [m for m in model.modules() if isinstance(m, SparseArch)]
     if isinstance(model, ColdStartModel):  # start from the cold path's embedding
-        first = rows_batch(batches[0], layout.sparse, slice(0, None, k))  # one row per item
-        with torch.no_grad():
-            model.sparse.table(ITEM)[rows] = model.cold_embedding(model.sparse.lookup(first),
-                                                                  ITEM)
-        model.item_id_counts[rows] = 1  # from now on the ID row is the item's embedding
+        model.start_from_cold(ITEM, rows, rows_batch(batches[0], layout.sparse,
+                                                     slice(0, None, k)))  # one row per item
+    set_sparse_lr(model, lr)
     for stage, batch_data in zip(STAGES[1:], batches):
         saved = [{n: a.table(n).clone() for n in layout.sparse} for a in arches]
         model.eval()

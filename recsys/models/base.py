@@ -33,11 +33,14 @@ class ModelConfig:
     ple_task_experts: int = 1
     dropout: float = 0.0
     # cold start (dropoutnet, metaemb, maml, melu)
-    id_dropout: float = 0.3  # dropoutnet: share of rows trained with their IDs dropped
+    id_dropout: float = 0.3  # share of training rows whose user / item ID is dropped
     meta_tasks: int = 32  # tasks (users or items) per meta-learning step
-    meta_weight: float = 1.0  # weight of the meta-learning loss beside the usual loss
-    inner_lr: float = 0.1  # maml / melu: step size of the per-task (inner) update
+    # maml / melu: weight of the meta loss beside the usual loss. It moves the shared network
+    # with the noisy gradient of a few dozen tasks, which at weight 1 swamps the usual loss.
+    meta_weight: float = 0.1
+    inner_lr: float = 0.01  # maml / melu: step size of the per-task (inner) update
     inner_steps: int = 1
+    metaemb_weight: float = 1.0  # metaemb: its meta loss moves only the generators
     metaemb_alpha: float = 0.1  # metaemb: weight of the cold loss against the warm-up loss
     metaemb_lr: float = 0.1  # metaemb: step size of the simulated warm-up
 
@@ -102,6 +105,19 @@ def training_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     if hasattr(model, "loss"):
         return model.loss(batch)
     return binary_cross_entropy_with_logits(model(batch), batch.labels)
+
+
+def sparse_optimizers(model: nn.Module) -> list:
+    """The fused (in-backward) optimizers of the model's embedding tables."""
+    return [m.fused_optimizer() for m in model.modules()
+            if isinstance(m, FusedEmbeddingBagCollection)]
+
+
+def set_sparse_lr(model: nn.Module, lr: float) -> None:
+    for opt in sparse_optimizers(model):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad()  # hands the new rate to the fused kernel
 
 
 def dense_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -1,8 +1,14 @@
 """Shared machinery of the cold-start models (dropoutnet, metaemb, maml, melu).
 
-Each is the dnn_mixed network (embeddings -> MLP tower) with a defined cold path: a user or
-item ID with no training interaction (a new ID, or a value outside the table) never had its
-embedding row trained, so the model fills that slot with its `cold_embedding` instead. The
+All four share one base, the dnn_mixed network (embeddings -> MLP tower) with two changes:
+- a user's or item's embedding is a content prior (a small MLP over its profile embeddings)
+  plus its own ID row, so the row learns only what the profile does not tell, and an ID with few
+  interactions stays close to its prior;
+- a defined cold path: an ID with no training interaction (a new ID, or a value outside the
+  table) never had its row trained, so its slot takes the model's `cold_embedding` (the prior,
+  unless a model learns a better one). Training drops a share of the rows' IDs to that path at
+  random (DropoutNet), so the network learns to predict from it.
+dropoutnet is this base; metaemb, maml and melu add their meta-learning on top of it. The
 training counts per ID are buffers of the model, saved with it.
 """
 
@@ -31,6 +37,10 @@ class ColdStartModel(nn.Module):
         self.sparse = SparseArch(layout, cfg)
         self.net = tower(self.sparse.out_dim, cfg.hidden, cfg.dropout)
         self.slots = {name: layout.slot(name) for name in COLD_ENTITIES}
+        self.content_slots = {name: [layout.slot(f) for f in CONTENT[name]]
+                              for name in COLD_ENTITIES}
+        self.priors = nn.ModuleDict({name: content_mlp(len(CONTENT[name]), cfg.embedding_dim)
+                                     for name in COLD_ENTITIES})
         for name in COLD_ENTITIES:
             size = layout.num_embeddings[self.slots[name]]
             self.register_buffer(f"{name}_counts", torch.zeros(size, dtype=torch.int32))
@@ -50,24 +60,49 @@ class ColdStartModel(nn.Module):
     def training_counts(self, batch: Batch, name: str) -> torch.Tensor:
         return getattr(self, f"{name}_counts")[batch.ids[:, self.slots[name]]]
 
-    def cold_masks(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {name: self.training_counts(batch, name) == 0 for name in COLD_ENTITIES}
+    def cold_masks(self, batch: Batch, dropout: bool | None = None) -> dict[str, torch.Tensor]:
+        """Rows whose user / item takes the cold path: unseen IDs, and in training (unless
+        `dropout` says otherwise) a random `id_dropout` share of the rest."""
+        masks = {}
+        for name in COLD_ENTITIES:
+            masks[name] = self.training_counts(batch, name) == 0
+            if self.training if dropout is None else dropout:
+                masks[name] |= torch.rand(len(batch)) < self.cfg.id_dropout
+        return masks
 
     # ---- forward -----------------------------------------------------------------------------
+    def prior(self, emb: torch.Tensor, name: str) -> torch.Tensor:
+        """(B, D) content prior of `name` from the rows' embeddings (B, F, D)."""
+        return self.priors[name](emb[:, self.content_slots[name]].flatten(1))
+
     def cold_embedding(self, emb: torch.Tensor, name: str) -> torch.Tensor:
-        """(B, D) embedding for cold IDs of `name`, from the row's embeddings (B, F, D).
-        Here: zeros (no information); subclasses learn better ones."""
-        return emb.new_zeros(emb.shape[0], emb.shape[2])
+        """(B, D) embedding of cold IDs of `name`: the content prior here; metaemb learns
+        its own."""
+        return self.prior(emb, name)
+
+    def compose(self, emb: torch.Tensor, cold: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The looked-up rows (B, F, D) with each entity slot made its embedding: prior + row
+        for seen IDs, the cold embedding for cold ones."""
+        out = emb
+        for name, mask in cold.items():
+            slot = self.slots[name]
+            value = self.prior(emb, name) + emb[:, slot]
+            if mask.any():
+                value = torch.where(mask[:, None], self.cold_embedding(emb, name), value)
+            out = replace_slot(out, slot, value)
+        return out
 
     def embed(self, batch: Batch, cold: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The network's input with each cold slot replaced by its cold embedding."""
+        return self.sparse.join(self.compose(self.sparse.lookup(batch), cold), batch)
+
+    @torch.no_grad()
+    def start_from_cold(self, name: str, ids: torch.Tensor, batch: Batch) -> None:
+        """Make the IDs `ids` (one per row of `batch`) seen, starting from what they were served
+        cold: their rows are set so that prior + row = cold embedding (the warm-up protocol)."""
+        self.eval()
         emb = self.sparse.lookup(batch)
-        for name, mask in cold.items():
-            if mask.any():
-                emb = replace_slot(emb, self.slots[name],
-                                   torch.where(mask[:, None], self.cold_embedding(emb, name),
-                                               emb[:, self.slots[name]]))
-        return self.sparse.join(emb, batch)
+        self.sparse.table(name)[ids] = self.cold_embedding(emb, name) - self.prior(emb, name)
+        getattr(self, f"{name}_counts")[ids] = 1
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.net(self.embed(batch, self.cold_masks(batch))).squeeze(1)
@@ -80,6 +115,11 @@ class ColdStartModel(nn.Module):
     def rows(self, index: np.ndarray) -> Batch:
         """A batch of training rows by index (any shape; flattened)."""
         return rows_batch(self.train_data, self.layout.sparse, np.asarray(index).ravel())
+
+
+def content_mlp(n_features: int, dim: int) -> nn.Sequential:
+    """Profile embeddings (n_features x dim, flattened) -> one embedding of size dim."""
+    return nn.Sequential(nn.Linear(n_features * dim, 32), nn.ReLU(), nn.Linear(32, dim))
 
 
 def replace_slot(emb: torch.Tensor, slot: int, value: torch.Tensor) -> torch.Tensor:

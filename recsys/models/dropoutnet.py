@@ -1,16 +1,10 @@
-"""dropoutnet: trains with user and item ID embeddings dropped at random (replaced by the cold
-path, zeros), so the content features (profile, context) learn to carry the prediction. At
-serving, cold IDs take exactly that path."""
+"""dropoutnet (DropoutNet): trains with user and item ID rows dropped at random to the cold
+path (the content prior), so the profile and context features learn to carry the prediction;
+at serving, cold IDs take exactly that path. It is the shared base of the cold-start models
+(models/cold.py) with nothing added."""
 
-import torch
-
-from recsys.models.cold import COLD_ENTITIES, ColdStartModel
+from recsys.models.cold import ColdStartModel
 
 
 class DropoutNet(ColdStartModel):
-    def cold_masks(self, batch):
-        cold = super().cold_masks(batch)
-        if self.training:
-            for name in COLD_ENTITIES:
-                cold[name] = cold[name] | (torch.rand(len(batch)) < self.cfg.id_dropout)
-        return cold
+    pass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
 from recsys.dataset.episodes import Histories, Tasks
@@ -24,18 +23,11 @@ USER = "user_id"
 
 class UserTaskLearner(ColdStartModel):
     adapt_user_embedding = False  # maml: the user's own embedding adapts too
-    first_adapted_layer = 0  # layers from this one on adapt per task
+    first_adapted_layer = 0  # layers from this one on adapt per task (negative: from the end)
 
     def __init__(self, layout, cfg):
         super().__init__(layout, cfg)
         self.layers = linear_layers(self.net)
-        # the cold path of users: a learned starting embedding (the meta-learned one in maml)
-        self.cold_user = nn.Parameter(torch.zeros(cfg.embedding_dim))
-
-    def cold_embedding(self, emb, name):
-        if name == USER:
-            return self.cold_user.expand(emb.shape[0], -1)
-        return super().cold_embedding(emb, name)
 
     def observe(self, train, seed=0):
         super().observe(train, seed)
@@ -47,13 +39,15 @@ class UserTaskLearner(ColdStartModel):
         emb = replace_slot(emb, self.slots[USER], user[:, None, :].expand(-1, emb.shape[1], -1))
         return torch.cat([emb.flatten(2), dense], dim=-1)
 
-    def adapt(self, emb, dense, labels, mask, create_graph: bool):
-        """Per-task parameters after the inner loop on the support rows (T, K, ...), `mask`
-        marking real rows. Returns ({layer: (weight, bias)}, user embedding (T, D))."""
+    def adapt(self, emb, dense, labels, raw, mask, create_graph: bool):
+        """Per-task parameters after the inner loop on the support rows (T, K, ...) (`raw`: their
+        looked-up rows, `mask`: the real ones). Returns ({layer: (weight, bias)}, user
+        embedding (T, D)). The user starts from the cold path, the content prior."""
         n_tasks = emb.shape[0]
+        first = self.first_adapted_layer % len(self.layers)
         own = {i: (layer.weight.expand(n_tasks, -1, -1), layer.bias.expand(n_tasks, -1))
-               for i, layer in enumerate(self.layers) if i >= self.first_adapted_layer}
-        user = self.cold_user.expand(n_tasks, -1)
+               for i, layer in enumerate(self.layers) if i >= first}
+        user = self.cold_embedding(raw[:, 0], USER)
         for _ in range(self.cfg.inner_steps):
             logits = task_forward(self.layers, self.inputs(emb, dense, user), own)
             tensors = [t for pair in own.values() for t in pair]
@@ -69,14 +63,17 @@ class UserTaskLearner(ColdStartModel):
         return own, user
 
     def task_rows(self, data: SplitData, index: np.ndarray):
-        """Embeddings, dense features and labels of rows `index` (T, K) of `data`. The
-        embeddings are constants here: only the usual loss moves the tables."""
+        """Embeddings (as the base serves them), dense features, labels and looked-up rows of
+        rows `index` (T, K) of `data`. The tables are constants here: only the usual loss moves
+        them."""
         n_tasks, k = index.shape
         batch = rows_batch(data, self.layout.sparse, index.ravel())
         with torch.no_grad():
-            emb = self.sparse.lookup(batch)
-        return (emb.view(n_tasks, k, *emb.shape[1:]), batch.dense.view(n_tasks, k, -1),
-                batch.labels.view(n_tasks, k))
+            raw = self.sparse.lookup(batch)
+            emb = self.compose(raw, self.cold_masks(batch, dropout=False))
+        shape = (n_tasks, k, *raw.shape[1:])
+        return (emb.view(shape), batch.dense.view(n_tasks, k, -1),
+                batch.labels.view(n_tasks, k), raw.view(shape))
 
     # ---- training ----------------------------------------------------------------------------
     def loss(self, batch):
@@ -84,10 +81,10 @@ class UserTaskLearner(ColdStartModel):
 
     def meta_loss(self) -> torch.Tensor:
         support, query = self.tasks.sample(self.rng, self.cfg.meta_tasks)
-        s_emb, s_dense, s_labels = self.task_rows(self.train_data, support)
-        own, user = self.adapt(s_emb, s_dense, s_labels, torch.ones_like(s_labels),
+        s_emb, s_dense, s_labels, s_raw = self.task_rows(self.train_data, support)
+        own, user = self.adapt(s_emb, s_dense, s_labels, s_raw, torch.ones_like(s_labels),
                                create_graph=True)
-        q_emb, q_dense, q_labels = self.task_rows(self.train_data, query)
+        q_emb, q_dense, q_labels, _ = self.task_rows(self.train_data, query)
         return bce(task_forward(self.layers, self.inputs(q_emb, q_dense, user), own), q_labels)
 
     # ---- test time: adapt few-shot users on their history ------------------------------------
@@ -118,7 +115,7 @@ class UserTaskLearner(ColdStartModel):
                                        torch.from_numpy(mask).float(), create_graph=False)
             query = np.full((n_tasks, p.max() + 1), r[0])
             query[t, p] = r
-            q_emb, q_dense, _ = self.task_rows(data, query)
+            q_emb, q_dense, _, _ = self.task_rows(data, query)
             logits = task_forward(self.layers, self.inputs(q_emb, q_dense, user), own)
             probs[r] = torch.sigmoid(logits[t, p]).numpy()
         return probs

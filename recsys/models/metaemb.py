@@ -1,8 +1,10 @@
 """metaemb (Meta-Embedding): a generator makes the initial ID embedding of a new user or item
 from its profile features, trained with the two-phase meta objective on training entities
 treated as new: the cold loss of the generated embedding on k support rows, one simulated
-warm-up step on it, then the warm loss on the k rows that follow. The base network trains as
-usual; the meta objective moves only the generators (the base is frozen inside it)."""
+warm-up step on it, then the warm loss on the k rows that follow. The generated embedding is
+the base's content prior plus the generator's correction (zero at the start); the base network
+trains as usual, and the meta objective moves only the generators (the base is frozen inside
+it)."""
 
 import torch
 from torch import nn
@@ -10,24 +12,25 @@ from torch.func import functional_call
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
 from recsys.dataset.episodes import Tasks
-from recsys.models.cold import COLD_ENTITIES, CONTENT, ColdStartModel, replace_slot
+from recsys.models.cold import COLD_ENTITIES, CONTENT, ColdStartModel, content_mlp, replace_slot
 from recsys.schema import FEW_SHOT_MAX
 
 
 class MetaEmb(ColdStartModel):
     def __init__(self, layout, cfg):
         super().__init__(layout, cfg)
-        d = cfg.embedding_dim
-        self.content_slots = {name: [layout.slot(f) for f in CONTENT[name]]
-                              for name in COLD_ENTITIES}
         self.generators = nn.ModuleDict({
-            name: nn.Sequential(nn.Linear(d * len(CONTENT[name]), 32), nn.ReLU(),
-                                nn.Linear(32, d))
-            for name in COLD_ENTITIES})
+            name: content_mlp(len(CONTENT[name]), cfg.embedding_dim) for name in COLD_ENTITIES})
+        for generator in self.generators.values():  # start from the prior itself
+            nn.init.zeros_(generator[-1].weight)
+            nn.init.zeros_(generator[-1].bias)
 
-    def cold_embedding(self, emb, name):
+    def correction(self, emb, name):
         # the base model's content embeddings feed the generator, which must not move them
         return self.generators[name](emb[:, self.content_slots[name]].detach().flatten(1))
+
+    def cold_embedding(self, emb, name):
+        return self.prior(emb, name) + self.correction(emb, name)
 
     def observe(self, train, seed=0):
         super().observe(train, seed)
@@ -36,7 +39,7 @@ class MetaEmb(ColdStartModel):
 
     def loss(self, batch):
         meta = sum(self.meta_loss(name) for name in COLD_ENTITIES)
-        return super().loss(batch) + self.cfg.meta_weight * meta
+        return super().loss(batch) + self.cfg.metaemb_weight * meta
 
     def meta_loss(self, name: str) -> torch.Tensor:
         support, query = self.tasks[name].sample(self.rng, self.cfg.meta_tasks)
@@ -51,9 +54,12 @@ class MetaEmb(ColdStartModel):
             return bce(logits, batch.labels, reduction="none").view(n_tasks, k).mean(1)
 
         s_batch, q_batch = self.rows(support), self.rows(query)
-        with torch.no_grad():
-            s_emb, q_emb = self.sparse.lookup(s_batch), self.sparse.lookup(q_batch)
-        generated = self.cold_embedding(s_emb[::k], name)  # one per task: (T, D)
+        with torch.no_grad():  # the other entity's slot as the base serves it
+            s_raw, q_raw = self.sparse.lookup(s_batch), self.sparse.lookup(q_batch)
+            s_emb = self.compose(s_raw, self.cold_masks(s_batch, dropout=False))
+            q_emb = self.compose(q_raw, self.cold_masks(q_batch, dropout=False))
+            prior = self.prior(s_raw[::k], name)
+        generated = prior + self.correction(s_raw[::k], name)  # one per task: (T, D)
         cold = loss_with(s_batch, s_emb, generated)
         grad, = torch.autograd.grad(cold.sum(), generated, create_graph=True)
         warm = loss_with(q_batch, q_emb, generated - self.cfg.metaemb_lr * grad)

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from tqdm import tqdm
 
 from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
@@ -19,7 +18,7 @@ from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import compute_metrics, predict
 from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
-from recsys.models.base import ModelConfig, dense_parameters, training_loss
+from recsys.models.base import ModelConfig, dense_parameters, sparse_optimizers, training_loss
 from recsys.storage import write_json
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
@@ -44,11 +43,6 @@ class TrainConfig:
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))  # tuples become lists, as on disk
-
-
-def _fused_optimizers(model: torch.nn.Module) -> list:
-    return [m.fused_optimizer() for m in model.modules()
-            if isinstance(m, FusedEmbeddingBagCollection)]
 
 
 def _save(obj, path: Path) -> None:
@@ -99,7 +93,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         ckpt = torch.load(out / CHECKPOINT, weights_only=False)
         model.load_state_dict(ckpt["model"])
         dense_opt.load_state_dict(ckpt["dense_opt"])
-        for opt, saved in zip(_fused_optimizers(model), ckpt["fused_opts"]):
+        for opt, saved in zip(sparse_optimizers(model), ckpt["fused_opts"]):
             opt.load_state_dict(saved)
         state = ckpt["state"]
         log(f"resuming {out} from epoch {state['epoch'] + 1}")
@@ -134,7 +128,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
             _save(model.state_dict(), out / BEST)
         state["epoch"] = epoch + 1
         _save({"model": model.state_dict(), "dense_opt": dense_opt.state_dict(),
-               "fused_opts": [o.state_dict() for o in _fused_optimizers(model)],
+               "fused_opts": [o.state_dict() for o in sparse_optimizers(model)],
                "state": state}, out / CHECKPOINT)
 
     model.load_state_dict(torch.load(out / BEST, weights_only=True))
