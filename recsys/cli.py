@@ -206,5 +206,84 @@ def experiment_cold_start(
     console.print(f"report: {out / 'report.md'}, plot: {out / 'cold_start.png'}")
 
 
+import_app = typer.Typer(no_args_is_help=True, help="Bring real data into the offline store.")
+app.add_typer(import_app, name="import")
+
+
+def _print_import(meta: dict, repo: Path) -> None:
+    from recsys.data.summary import print_summary
+
+    imp = meta["import"]
+    quarantined = sum(imp["quarantined"].values())
+    console.print(f"rows read {imp['rows_read']:,}, imported {imp['imported']:,}, "
+                  f"quarantined {quarantined:,}"
+                  + "".join(f"\n  {n:,} {why}" for why, n in imp["quarantined"].items()))
+    print_summary(meta, console)
+    console.print(f"offline store: {repo / 'data' / 'offline'} (quarantine: "
+                  f"{repo / 'data' / 'offline' / 'quarantine'}, ID maps: "
+                  f"{repo / 'data' / 'offline' / 'id_maps'})")
+    if meta.get("feast_reset"):
+        console.print(f"replaced old data; removed Feast state {', '.join(meta['feast_reset'])}: "
+                      f"run `feast apply` and `feast materialize-incremental` again")
+
+
+@import_app.command("antm2c")
+@_friendly
+def import_antm2c(
+    files: list[Path] = typer.Argument(..., help="AntM2C CSV part files (antm2c_10m_part*)."),
+    repo: Path = REPO,
+    force: bool = FORCE,
+) -> None:
+    """Import the public AntM2C release (CSV, header + 37 columns) into the offline store."""
+    from recsys.data.importers import import_antm2c as run
+
+    _print_import(run(files, repo, force=force), repo)
+
+
+@import_app.command("interactions")
+@_friendly
+def import_interactions(
+    interactions: Optional[Path] = typer.Option(None, "--interactions",
+                                                help="Interaction log, CSV or Parquet."),
+    users: Optional[Path] = typer.Option(None, "--users", help="Users table (text columns)."),
+    items: Optional[Path] = typer.Option(None, "--items", help="Items table (text columns)."),
+    user_col: Optional[str] = typer.Option(None, "--user-col"),
+    item_col: Optional[str] = typer.Option(None, "--item-col"),
+    time_col: Optional[str] = typer.Option(None, "--time-col",
+                                           help="Epoch seconds or YYYY-MM-DD[ HH:MM:SS]."),
+    label_col: Optional[str] = typer.Option(None, "--label-col"),
+    label_threshold: Optional[float] = typer.Option(
+        None, "--label-threshold", help="Label = 1 where the label column is >= X."),
+    scenario_col: Optional[str] = typer.Option(None, "--scenario-col",
+                                               help="Codes 0..4; default: one scenario."),
+    text_cols: Optional[str] = typer.Option(None, "--text-cols",
+                                            help="Text columns of --users / --items, a,b,c."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping",
+                                           help="YAML file with the same keys (flags win)."),
+    repo: Path = REPO,
+    force: bool = FORCE,
+) -> None:
+    """Import any interaction log (CSV or Parquet) through a column mapping."""
+    from recsys.data.importers import Mapping
+    from recsys.data.importers import import_interactions as run
+    from recsys.errors import UsageError
+
+    flags = {"interactions": interactions, "users": users, "items": items,
+             "user_col": user_col, "item_col": item_col, "time_col": time_col,
+             "label_col": label_col, "label_threshold": label_threshold,
+             "scenario_col": scenario_col,
+             "text_cols": tuple(c for c in text_cols.split(",") if c) if text_cols else None}
+    if mapping is not None:
+        m = Mapping.from_yaml(mapping, **flags)
+    else:
+        missing = [f"--{k.replace('_', '-')}" for k in
+                   ("interactions", "user_col", "item_col", "time_col", "label_col")
+                   if flags[k] is None]
+        if missing:
+            raise UsageError(f"missing {', '.join(missing)}: pass them, or a --mapping file")
+        m = Mapping(**{k: v for k, v in flags.items() if v is not None})
+    _print_import(run(m, repo, force=force), repo)
+
+
 if __name__ == "__main__":
     app()

@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data.presets import START, Preset
-from recsys.data.store import META, check_repo, connect, offline_dir
+from recsys.data.aggregates import write_aggregates
+from recsys.data.store import META, check_repo, offline_dir
 from recsys.data.summary import summarize
 from recsys.data.synth import World
 from recsys.errors import UsageError
 from recsys.features.store import reset_state
-from recsys.schema import (DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, SCENARIOS, TABLES,
-                           TIMESTAMP_TYPE)
+from recsys.schema import DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, TABLES, TIMESTAMP_TYPE
 from recsys.storage import atomic_dir, check_output_free
 
 ENTITY_CHUNK = 1_000_000
@@ -50,7 +50,7 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
     with atomic_dir(out, force) as tmp:
         _write_impressions(tmp, preset, workers, progress)
         _write_entities(_WORLD, tmp)
-        _write_aggregates(tmp, preset)
+        write_aggregates(tmp, START_EPOCH, preset.n_days)
         meta = {"preset": preset.name, "seed": seed, "n_users": preset.n_users,
                 "n_items": preset.n_items, "n_rows": preset.n_rows, "n_days": preset.n_days,
                 "start": START.isoformat(), "start_epoch": START_EPOCH,
@@ -136,51 +136,3 @@ def _write(tmp: Path, table: str, part: int, columns: dict) -> None:
     path = tmp / table / f"part-{part:05d}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns).cast(TABLES[table]), path)
-
-
-def _write_aggregates(tmp: Path, preset: Preset) -> None:
-    """Daily aggregates, stamped at the start of the day they describe the past of.
-
-    A 7-day window changes only on the day after activity enters it (day + 1) or leaves it
-    (day + 8), so a row is written exactly then, zeros included: with no TTL expiry the latest
-    row at or before any moment is the exact value at that moment.
-    """
-    con = connect(tmp, START_EPOCH)
-    stamp = f"to_timestamp({START_EPOCH} + s.d * 86400)"
-    clicks = ", ".join(f"sum(label) FILTER (WHERE scenario = {s.code}) AS c{s.code}"
-                       for s in SCENARIOS)
-    user_cols = ", ".join(f"CAST(coalesce(sum(a.c{s.code}), 0) AS INTEGER) "
-                          f"AS user_clicks_7d_s{s.code}" for s in SCENARIOS)
-    window = f"""
-        daily AS (SELECT {{key}}, day_index AS day, {{clicks}}, count(*) AS imp
-                  FROM interactions GROUP BY ALL),
-        stamps AS (SELECT DISTINCT {{key}}, day + o AS d FROM daily, (VALUES (1), (8)) t(o)
-                   WHERE day + o < {preset.n_days})"""
-    join = "FROM stamps s LEFT JOIN daily a ON a.{key} = s.{key} AND a.day BETWEEN s.d - 7 " \
-           "AND s.d - 1 GROUP BY s.{key}, s.d ORDER BY s.{key}, s.d"
-    queries = {
-        "user_agg": f"""WITH {window.format(key='user_id', clicks=clicks)}
-            SELECT s.user_id, {stamp} AS {EVENT_TIMESTAMP}, {user_cols},
-                   CAST(coalesce(sum(a.imp), 0) AS INTEGER) AS user_impressions_7d
-            {join.format(key='user_id')}""",
-        "item_agg": f"""WITH {window.format(key='item_id', clicks='sum(label) AS c')}
-            SELECT s.item_id, {stamp} AS {EVENT_TIMESTAMP},
-                   CAST(coalesce(sum(a.c), 0) AS INTEGER) AS item_clicks_7d,
-                   CAST(coalesce(sum(a.imp), 0) AS INTEGER) AS item_impressions_7d
-            {join.format(key='item_id')}""",
-        # the previous day's statistics, stamped at the start of day d
-        "scenario_stats": f"""
-            SELECT scenario, to_timestamp({START_EPOCH} + (day_index + 1) * 86400)
-                       AS {EVENT_TIMESTAMP},
-                   avg(label) AS scenario_ctr_1d, count(*) AS scenario_impressions_1d
-            FROM interactions WHERE day_index + 1 < {preset.n_days}
-            GROUP BY scenario, day_index ORDER BY scenario, day_index""",
-    }
-    for table, sql in queries.items():
-        path = tmp / table / "part-00000.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        reader = con.execute(sql).fetch_record_batch()
-        with pq.ParquetWriter(path, TABLES[table]) as writer:
-            for batch in reader:
-                writer.write_table(pa.Table.from_batches([batch]).cast(TABLES[table]))
-    con.close()

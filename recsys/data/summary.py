@@ -49,8 +49,9 @@ def summarize(offline: Path, meta: dict) -> dict:
 def print_summary(meta: dict, console: Console | None = None) -> None:
     console = console or Console()
     s = meta["summary"]
-    table = Table(title=f"synthetic AntM2C: preset {meta['preset']}, seed {meta['seed']}, "
-                        f"{meta['n_days']} days")
+    source = f"imported ({meta['import']['format']})" if "import" in meta else \
+        f"synthetic AntM2C: preset {meta['preset']}, seed {meta['seed']}"
+    table = Table(title=f"{source}, {meta['n_days']} days from {meta['start'][:10]}")
     for col in ("scenario", "rows", "share", "positive rate", "Bayes AUC"):
         table.add_column(col, justify="right" if col != "scenario" else "left")
     for code, sc in s["scenarios"].items():

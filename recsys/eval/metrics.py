@@ -9,13 +9,17 @@ from scipy.stats import rankdata
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC by the rank-sum (Mann-Whitney) formula with average ranks for ties.
 
-    NaN when only one class is present (no meaningful AUC)."""
+    NaN when only one class is present or a score is missing (NaN: imported data has no
+    true click probability)."""
     labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if np.isnan(scores).any():
+        return float("nan")
     n_pos = int(labels.sum())
     n_neg = labels.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    ranks = rankdata(scores)
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

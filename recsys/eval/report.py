@@ -116,7 +116,7 @@ def metrics_table(metrics: dict) -> str:
     rows += [(k, m, metrics["oracle"]["subsets"][k]) for k, m in metrics["subsets"].items()]
     lines = ["| slice | n | AUC | logloss | Bayes AUC |", "| --- | ---: | ---: | ---: | ---: |"]
     for name, m, bayes in rows:
-        fmt = (lambda v: "-" if v is None else f"{v:.4f}")
+        fmt = (lambda v: "-" if v is None or v != v else f"{v:.4f}")
         lines.append(f"| {name} | {m['n']:,} | {fmt(m['auc'])} | {fmt(m['logloss'])} | "
                      f"{fmt(bayes)} |")
     return "\n".join(lines)

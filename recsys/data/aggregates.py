@@ -1,0 +1,60 @@
+"""The aggregate views (user_agg, item_agg, scenario_stats), computed by DuckDB from the
+interactions of an offline store: the generator and the importers write them the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys.data.store import connect
+from recsys.schema import EVENT_TIMESTAMP, SCENARIOS, TABLES
+
+
+def write_aggregates(offline: Path, start_epoch: int, n_days: int) -> None:
+    """Daily aggregates, stamped at the start of the day they describe the past of.
+
+    A 7-day window changes only on the day after activity enters it (day + 1) or leaves it
+    (day + 8), so a row is written exactly then, zeros included: with no TTL expiry the latest
+    row at or before any moment is the exact value at that moment.
+    """
+    con = connect(offline, start_epoch)
+    stamp = f"to_timestamp({start_epoch} + s.d * 86400)"
+    clicks = ", ".join(f"sum(label) FILTER (WHERE scenario = {s.code}) AS c{s.code}"
+                       for s in SCENARIOS)
+    user_cols = ", ".join(f"CAST(coalesce(sum(a.c{s.code}), 0) AS INTEGER) "
+                          f"AS user_clicks_7d_s{s.code}" for s in SCENARIOS)
+    window = f"""
+        daily AS (SELECT {{key}}, day_index AS day, {{clicks}}, count(*) AS imp
+                  FROM interactions GROUP BY ALL),
+        stamps AS (SELECT DISTINCT {{key}}, day + o AS d FROM daily, (VALUES (1), (8)) t(o)
+                   WHERE day + o < {n_days})"""
+    join = "FROM stamps s LEFT JOIN daily a ON a.{key} = s.{key} AND a.day BETWEEN s.d - 7 " \
+           "AND s.d - 1 GROUP BY s.{key}, s.d ORDER BY s.{key}, s.d"
+    queries = {
+        "user_agg": f"""WITH {window.format(key='user_id', clicks=clicks)}
+            SELECT s.user_id, {stamp} AS {EVENT_TIMESTAMP}, {user_cols},
+                   CAST(coalesce(sum(a.imp), 0) AS INTEGER) AS user_impressions_7d
+            {join.format(key='user_id')}""",
+        "item_agg": f"""WITH {window.format(key='item_id', clicks='sum(label) AS c')}
+            SELECT s.item_id, {stamp} AS {EVENT_TIMESTAMP},
+                   CAST(coalesce(sum(a.c), 0) AS INTEGER) AS item_clicks_7d,
+                   CAST(coalesce(sum(a.imp), 0) AS INTEGER) AS item_impressions_7d
+            {join.format(key='item_id')}""",
+        # the previous day's statistics, stamped at the start of day d
+        "scenario_stats": f"""
+            SELECT scenario, to_timestamp({start_epoch} + (day_index + 1) * 86400)
+                       AS {EVENT_TIMESTAMP},
+                   avg(label) AS scenario_ctr_1d, count(*) AS scenario_impressions_1d
+            FROM interactions WHERE day_index + 1 < {n_days}
+            GROUP BY scenario, day_index ORDER BY scenario, day_index""",
+    }
+    for table, sql in queries.items():
+        path = offline / table / "part-00000.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reader = con.execute(sql).fetch_record_batch()
+        with pq.ParquetWriter(path, TABLES[table]) as writer:
+            for batch in reader:
+                writer.write_table(pa.Table.from_batches([batch]).cast(TABLES[table]))
+    con.close()

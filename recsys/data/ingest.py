@@ -1,0 +1,238 @@
+"""Imported interactions -> the offline store the generator writes, shared by every importer.
+
+An importer parses its input block by block into `Parsed` columns (a null where a value could
+not be parsed) and hands each block to `Ingest.add`. Rows with a problem go to the quarantine
+(`quarantine/part-*.parquet`: source file, row, reason, the raw fields as JSON); the rest are
+staged as Parquet. `Ingest.finish` then builds every table with DuckDB, which spills to disk, so
+memory stays bounded whatever the number of rows:
+- raw user / item IDs -> rows 0..n-1 in order of first appearance (`id_maps/`);
+- exact duplicate rows -> quarantine, the first one kept;
+- interactions by day; profile snapshots (all null: the input has no profile) and one text
+  snapshot per distinct text of a user / item, stamped at its first appearance;
+- the aggregate views, the metadata and the summary, as for generated data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recsys.data.aggregates import write_aggregates
+from recsys.data.summary import summarize
+from recsys.errors import DataError
+from recsys.schema import (DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS,
+                           N_DEEP_FEATURES, SCENARIOS, TABLES, TEXT_FIELDS, TIMESTAMP_TYPE,
+                           view_features)
+from recsys.dataset.split import train_days
+
+STAGING, QUARANTINE, ID_MAPS = ".staging", "quarantine", "id_maps"
+QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),
+                               ("reason", pa.string()), ("raw", pa.string())])
+STAGED_SCHEMA = pa.schema(
+    [("source", pa.string()), ("row", pa.int64()), ("raw_user", pa.string()),
+     ("raw_item", pa.string()), ("ts", TIMESTAMP_TYPE), ("label", pa.int8()),
+     ("scenario", pa.int64())]
+    + [(name, pa.string()) for name in DEEP_FEATURES]
+    + [(name, pa.string()) for name in TEXT_FIELDS])
+MIN_DAYS = 3  # training days, then the validation day and the test day
+
+
+@dataclass
+class Parsed:
+    """One block of input rows, parsed. A null in user / item / ts / label / scenario marks a
+    value that is missing or could not be parsed: the row is quarantined with that reason."""
+
+    source: str
+    row: pa.Array  # the row's number in its file (1 = the first data row)
+    user: pa.Array
+    item: pa.Array
+    ts: pa.Array
+    label: pa.Array
+    scenario: pa.Array
+    raw: pa.Table  # the input fields as read, for the quarantine
+    extra: dict[str, pa.Array] = field(default_factory=dict)  # deep features and texts
+
+
+# (column of Parsed, reason when it is null), checked in this order
+REASONS = (("user", "empty user id"), ("item", "empty item id"),
+           ("ts", "unparseable time"), ("label", "label not 0/1"),
+           ("scenario", f"scenario not in 0..{len(SCENARIOS) - 1}"))
+
+
+class Ingest:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        (tmp / STAGING).mkdir()
+        (tmp / QUARANTINE).mkdir()
+        self.rows_read, self.parts = 0, 0
+        self.quarantined: dict[str, int] = {}
+        self._quarantine = pq.ParquetWriter(tmp / QUARANTINE / "part-00000.parquet",
+                                            QUARANTINE_SCHEMA)
+
+    # ---- per block ------------------------------------------------------------------------
+    def add(self, block: Parsed) -> None:
+        n = len(block.row)
+        self.rows_read += n
+        reason = pa.nulls(n, pa.string())
+        for column, why in reversed(REASONS):  # the first failing check wins
+            reason = pc.if_else(pc.is_null(getattr(block, column)), why, reason)
+        bad = pc.is_valid(reason)
+        if pc.any(bad).as_py():
+            self.reject(block.source, pc.filter(block.row, bad), pc.filter(reason, bad),
+                        block.raw.filter(bad))
+        good = pc.invert(bad)
+        columns = {"source": pa.array([block.source] * n, pa.string()), "row": block.row,
+                   "raw_user": block.user, "raw_item": block.item, "ts": block.ts,
+                   "label": block.label, "scenario": block.scenario}
+        for name in STAGED_SCHEMA.names[7:]:
+            columns[name] = block.extra.get(name, pa.nulls(n, pa.string()))
+        staged = pa.table(columns).cast(STAGED_SCHEMA).filter(good)
+        if staged.num_rows:
+            pq.write_table(staged, self.tmp / STAGING / f"part-{self.parts:05d}.parquet")
+            self.parts += 1
+
+    def reject(self, source: str, rows, reasons, raw: pa.Table | list[str]) -> None:
+        """Quarantine rows: `raw` is the rows' fields (a table) or their text (a list)."""
+        if isinstance(raw, pa.Table):
+            raw = [json.dumps(r, ensure_ascii=False) for r in raw.to_pylist()]
+        reasons = pa.array(reasons, pa.string())
+        table = pa.table({"source": pa.array([source] * len(raw), pa.string()),
+                          "row": pa.array(rows, pa.int64()), "reason": reasons,
+                          "raw": pa.array(raw, pa.string())})
+        self._quarantine.write_table(table)
+        for why, count in zip(*pc.value_counts(reasons).flatten()):
+            self.quarantined[why.as_py()] = self.quarantined.get(why.as_py(), 0) + count.as_py()
+
+    def count_read(self, n: int) -> None:
+        """Rows the parser could not hand over as a block (they were rejected directly)."""
+        self.rows_read += n
+
+    # ---- at the end -----------------------------------------------------------------------
+    def finish(self, info: dict) -> dict:
+        """Write every table of the offline store into tmp; return its metadata."""
+        con = duckdb.connect(str(self.tmp / ".import.duckdb"))
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET temp_directory = '{self.tmp / '.duckdb-tmp'}'")
+        if not self.parts:
+            raise DataError(f"no usable row in {', '.join(info['files'])}: every row was "
+                            f"quarantined ({self._reasons()}); fix the input")
+        con.execute(f"""CREATE TABLE staged AS SELECT * FROM
+                        read_parquet('{self.tmp / STAGING}/*.parquet')""")
+        self._drop_duplicates(con)
+        start, n_days = con.execute(
+            "SELECT min(ts::DATE), datediff('day', min(ts::DATE), max(ts::DATE)) + 1 "
+            "FROM good").fetchone()
+        if n_days < MIN_DAYS:
+            raise DataError(f"the usable rows span {n_days} day(s); need at least {MIN_DAYS} "
+                            f"(training days, a validation day, a test day): import more days")
+        start = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
+        start_epoch = int(start.timestamp())
+        counts = self._id_maps(con)
+        self._interactions(con)
+        self._snapshots(con)
+        self._quarantine.close()
+        con.close()
+        for scratch in (STAGING, ".import.duckdb", ".import.duckdb.wal", ".duckdb-tmp"):
+            path = self.tmp / scratch
+            if path.is_dir():
+                for f in path.iterdir():
+                    f.unlink()
+                path.rmdir()
+            elif path.exists():
+                path.unlink()
+        write_aggregates(self.tmp, start_epoch, n_days)
+        n_rows = pq.ParquetDataset(self.tmp / INTERACTIONS).read(columns=["label"]).num_rows
+        meta = {"preset": f"import-{info['format']}", "seed": None, **counts,
+                "n_rows": n_rows, "n_days": n_days, "start": start.isoformat(),
+                "start_epoch": start_epoch,
+                "import": {**info, "rows_read": self.rows_read, "imported": n_rows,
+                           "quarantined": dict(sorted(self.quarantined.items())),
+                           "train_days": train_days(n_days)}}
+        meta["summary"] = summarize(self.tmp, meta)
+        return meta
+
+    def _reasons(self) -> str:
+        return ", ".join(f"{n:,} {why}" for why, n in self.quarantined.items()) or "none read"
+
+    def _drop_duplicates(self, con) -> None:
+        fields = ", ".join(f'"{c}"' for c in STAGED_SCHEMA.names[2:])
+        con.execute(f"""CREATE TABLE ranked AS SELECT *, row_number() OVER (
+                            PARTITION BY {fields} ORDER BY source, row) AS copy FROM staged""")
+        dupes = con.execute("SELECT source, row, to_json(ranked) FROM ranked WHERE copy > 1 "
+                            "ORDER BY source, row").fetch_arrow_table()
+        for source in pc.unique(dupes["source"]).to_pylist():
+            part = dupes.filter(pc.equal(dupes["source"], source))
+            self.reject(source, part["row"], ["duplicate of an earlier row"] * part.num_rows,
+                        part.column(2).to_pylist())
+        con.execute("""CREATE TABLE good AS SELECT * EXCLUDE (copy),
+                           row_number() OVER (ORDER BY ts, source, row) - 1 AS request_id
+                       FROM ranked WHERE copy = 1""")
+        con.execute("DROP TABLE ranked; DROP TABLE staged")
+
+    def _id_maps(self, con) -> dict:
+        (self.tmp / ID_MAPS).mkdir()
+        counts = {}
+        for entity, raw in (("user_id", "raw_user"), ("item_id", "raw_item")):
+            con.execute(f"""CREATE TABLE map_{entity} AS SELECT {raw},
+                                row_number() OVER (ORDER BY min(ts), {raw}) - 1 AS {entity}
+                            FROM good GROUP BY {raw}""")
+            con.execute(f"COPY (SELECT {raw} AS raw_id, {entity} FROM map_{entity} ORDER BY "
+                        f"{entity}) TO '{self.tmp / ID_MAPS / entity}.parquet' (FORMAT parquet)")
+            counts[f"n_{entity.removesuffix('_id')}s"] = \
+                con.execute(f"SELECT count(*) FROM map_{entity}").fetchone()[0]
+        con.execute("""CREATE VIEW joined AS SELECT * FROM good
+                       JOIN map_user_id USING (raw_user) JOIN map_item_id USING (raw_item)""")
+        return counts
+
+    def _interactions(self, con) -> None:
+        schema = TABLES[INTERACTIONS]
+        deep = []
+        for name in DEEP_FEATURES:
+            value = f"nullif(trim({name}), '')"
+            card = FEATURE_BY_NAME[name].cardinality
+            if card is None:
+                deep.append(f"TRY_CAST({value} AS FLOAT) AS {name}")
+            else:  # codes already in range are kept; any other value is hashed into range
+                deep.append(f"""CASE WHEN {value} IS NULL THEN NULL
+                    WHEN TRY_CAST({value} AS BIGINT) BETWEEN 0 AND {card - 1}
+                        THEN TRY_CAST({value} AS BIGINT)
+                    ELSE CAST(hash({value}) % {card} AS BIGINT) END AS {name}""")
+        assert len(deep) == N_DEEP_FEATURES
+        days = [d for d, in con.execute("SELECT DISTINCT ts::DATE FROM good ORDER BY 1").fetchall()]
+        for day in days:
+            reader = con.execute(f"""
+                SELECT request_id, ts AS {EVENT_TIMESTAMP}, user_id, item_id, scenario,
+                       {', '.join(deep)}, label, NULL::FLOAT AS p_true
+                FROM joined WHERE ts::DATE = DATE '{day}' ORDER BY request_id""") \
+                .fetch_record_batch()
+            path = self.tmp / INTERACTIONS / f"day={day.isoformat()}" / "part-00000.parquet"
+            path.parent.mkdir(parents=True)
+            with pq.ParquetWriter(path, schema) as writer:
+                for batch in reader:
+                    writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+
+    def _snapshots(self, con) -> None:
+        for view, key in (("user_profile", "user_id"), ("item_profile", "item_id"),
+                          ("user_text", "user_id"), ("item_text", "item_id")):
+            names = [f.name for f in view_features(view)]
+            if view.endswith("profile"):  # first appearance, no profile known
+                sql = f"""SELECT {key}, min(ts) AS {EVENT_TIMESTAMP},
+                              {', '.join(f'NULL AS {n}' for n in names)}
+                          FROM joined GROUP BY {key} ORDER BY {key}"""
+            else:  # each distinct text, stamped at its first appearance
+                sql = f"""SELECT {key}, min(ts) AS {EVENT_TIMESTAMP}, {', '.join(names)}
+                          FROM joined GROUP BY {key}, {', '.join(names)}
+                          ORDER BY {key}, {EVENT_TIMESTAMP}"""
+            schema = TABLES[view]
+            path = self.tmp / view / "part-00000.parquet"
+            path.parent.mkdir(parents=True)
+            with pq.ParquetWriter(path, schema) as writer:
+                for batch in con.execute(sql).fetch_record_batch():
+                    writer.write_table(pa.Table.from_batches([batch]).cast(schema))
