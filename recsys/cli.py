@@ -45,6 +45,12 @@ def _workers_default() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def _print_feast_reset(meta: dict) -> None:
+    if meta.get("feast_reset"):
+        console.print(f"replaced old data; removed Feast state {', '.join(meta['feast_reset'])}: "
+                      f"run `feast apply` and `feast materialize-incremental` again")
+
+
 @app.command()
 @_friendly
 def generate(
@@ -63,9 +69,7 @@ def generate(
     meta = run(repo, get_preset(preset, rows), seed=seed, workers=workers, force=force)
     print_summary(meta, console)
     console.print(f"offline store: {repo / 'data' / 'offline'}")
-    if meta.get("feast_reset"):
-        console.print(f"replaced old data; removed Feast state {', '.join(meta['feast_reset'])}: "
-                      f"run `feast apply` and `feast materialize-incremental` again")
+    _print_feast_reset(meta)
 
 
 @app.command("build-dataset")
@@ -222,9 +226,7 @@ def _print_import(meta: dict, repo: Path) -> None:
     console.print(f"offline store: {repo / 'data' / 'offline'} (quarantine: "
                   f"{repo / 'data' / 'offline' / 'quarantine'}, ID maps: "
                   f"{repo / 'data' / 'offline' / 'id_maps'})")
-    if meta.get("feast_reset"):
-        console.print(f"replaced old data; removed Feast state {', '.join(meta['feast_reset'])}: "
-                      f"run `feast apply` and `feast materialize-incremental` again")
+    _print_feast_reset(meta)
 
 
 @import_app.command("antm2c")

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from recsys.data.store import connect
+from recsys.data.store import connect, write_query
 from recsys.schema import EVENT_TIMESTAMP, SCENARIOS, TABLES
 
 
@@ -51,10 +48,5 @@ def write_aggregates(offline: Path, start_epoch: int, n_days: int) -> None:
             GROUP BY scenario, day_index ORDER BY scenario, day_index""",
     }
     for table, sql in queries.items():
-        path = offline / table / "part-00000.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        reader = con.execute(sql).fetch_record_batch()
-        with pq.ParquetWriter(path, TABLES[table]) as writer:
-            for batch in reader:
-                writer.write_table(pa.Table.from_batches([batch]).cast(TABLES[table]))
+        write_query(con, sql, offline / table / "part-00000.parquet", TABLES[table])
     con.close()

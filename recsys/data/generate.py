@@ -8,7 +8,6 @@ replaces the old offline store only when complete.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 from datetime import timedelta
 from pathlib import Path
@@ -18,15 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from recsys.data.presets import START, Preset
 from recsys.data.aggregates import write_aggregates
-from recsys.data.store import META, check_repo, offline_dir
+from recsys.data.presets import START, Preset
+from recsys.data.store import check_repo, offline_dir, write_offline_store
 from recsys.data.summary import summarize
 from recsys.data.synth import World
 from recsys.errors import UsageError
-from recsys.features.store import reset_state
 from recsys.schema import DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, TABLES, TIMESTAMP_TYPE
-from recsys.storage import atomic_dir, check_output_free
+from recsys.storage import check_output_free
 
 ENTITY_CHUNK = 1_000_000
 START_EPOCH = int(START.timestamp())
@@ -41,13 +39,11 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
         raise UsageError(f"--seed {seed}: the seed must be a non-negative integer")
     if workers < 1:
         raise UsageError(f"--workers {workers}: need at least one worker")
-    out = offline_dir(repo)
-    check_output_free(out, force)  # fail before the work, not after it
-
-    replacing = out.exists()
+    check_output_free(offline_dir(repo), force)  # fail before building the world
     global _WORLD
     _WORLD = World(preset, seed)
-    with atomic_dir(out, force) as tmp:
+
+    def fill(tmp: Path) -> dict:
         _write_impressions(tmp, preset, workers, progress)
         _write_entities(_WORLD, tmp)
         write_aggregates(tmp, START_EPOCH, preset.n_days)
@@ -56,10 +52,9 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
                 "start": START.isoformat(), "start_epoch": START_EPOCH,
                 "scenario_bias": [round(float(b), 4) for b in _WORLD.bias]}
         meta["summary"] = summarize(tmp, meta)
-        (tmp / META).write_text(json.dumps(meta, indent=2))
-    if replacing:  # Feast's registry and online store described the old data
-        meta["feast_reset"] = [str(p) for p in reset_state(repo)]
-    return meta
+        return meta
+
+    return write_offline_store(repo, force, fill)
 
 
 def chunk_plan(preset: Preset) -> list[tuple[int, int, int]]:

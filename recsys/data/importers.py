@@ -7,7 +7,6 @@ offline store only when complete, and bad input is refused before anything is wr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,11 +19,9 @@ import yaml
 from tqdm import tqdm
 
 from recsys.data.ingest import Ingest, Parsed
-from recsys.data.store import META, check_repo, offline_dir
+from recsys.data.store import write_offline_store
 from recsys.errors import DataError, UsageError
-from recsys.features.store import reset_state
 from recsys.schema import DEEP_FEATURES, SCENARIOS, TIMESTAMP_TYPE
-from recsys.storage import atomic_dir, check_output_free
 
 BLOCK_BYTES = 16 << 20  # CSV bytes per block: memory is a few blocks, whatever the file size
 ANTM2C_COLUMNS = ("user_id", "item_id", "log_time", "label", "bill_entity_seq",
@@ -39,10 +36,7 @@ def run_import(repo: Path, fmt: str, files: list[Path],
                blocks: Callable[[Ingest], Iterator[tuple[Parsed | None, int]]], force: bool,
                progress: bool, extra: dict | None = None) -> dict:
     """Stage every block, then write the offline store in one atomic replacement."""
-    out = offline_dir(check_repo(repo))
-    check_output_free(out, force)
-    replacing = out.exists()
-    with atomic_dir(out, force) as tmp:
+    def fill(tmp: Path) -> dict:
         ingest = Ingest(tmp)
         bar = tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True,
                    desc=f"import {fmt}", disable=not progress)
@@ -51,11 +45,10 @@ def run_import(repo: Path, fmt: str, files: list[Path],
                 ingest.add(block)
             bar.update(done_bytes)
         bar.close()
-        meta = ingest.finish({"format": fmt, "files": [str(f) for f in files], **(extra or {})})
-        (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
-    if replacing:  # Feast's registry and online store described the old data
-        meta["feast_reset"] = [str(p) for p in reset_state(repo)]
-    return meta
+        return ingest.finish({"format": fmt, "files": [str(f) for f in files],
+                              **(extra or {})})
+
+    return write_offline_store(repo, force, fill)
 
 
 def _check_file(path: Path, fix: str) -> None:
@@ -123,11 +116,10 @@ def _reject_invalid(ingest: Ingest | None, path: Path, invalid: list) -> None:
 
 def _int_in(values: pa.Array, allowed: range) -> pa.Array:
     """Integers parsed from strings or numbers; null where a value is not one of `allowed`."""
-    if pa.types.is_string(values.type):
+    if pa.types.is_string(values.type):  # only whole numbers ("1", "1.0") parse
         values = pc.utf8_trim_whitespace(values)
-    ints = pc.cast(values, pa.float64(), safe=False) if not pa.types.is_string(values.type) \
-        else pc.cast(pc.if_else(pc.match_substring_regex(values, r"^-?\d+(\.0+)?$"), values,
-                                None), pa.float64())
+        values = pc.if_else(pc.match_substring_regex(values, r"^-?\d+(\.0+)?$"), values, None)
+    ints = pc.cast(values, pa.float64(), safe=False)
     ok = pc.and_(pc.is_in(ints, pa.array([float(a) for a in allowed])), pc.is_valid(ints))
     return pc.if_else(ok, pc.cast(ints, pa.int64(), safe=False), None)
 

@@ -15,6 +15,7 @@ memory stays bounded whatever the number of rows:
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.data.aggregates import write_aggregates
+from recsys.data.store import write_query
 from recsys.data.summary import summarize
 from recsys.errors import DataError
 from recsys.schema import (DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS,
@@ -32,15 +34,16 @@ from recsys.schema import (DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTE
                            view_features)
 from recsys.dataset.split import train_days
 
-STAGING, QUARANTINE, ID_MAPS = ".staging", "quarantine", "id_maps"
+QUARANTINE, ID_MAPS = "quarantine", "id_maps"
+SCRATCH = ".scratch"  # staged rows, DuckDB's database and spill files: removed at the end
 QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),
                                ("reason", pa.string()), ("raw", pa.string())])
 STAGED_SCHEMA = pa.schema(
     [("source", pa.string()), ("row", pa.int64()), ("raw_user", pa.string()),
      ("raw_item", pa.string()), ("ts", TIMESTAMP_TYPE), ("label", pa.int8()),
      ("scenario", pa.int64())]
-    + [(name, pa.string()) for name in DEEP_FEATURES]
-    + [(name, pa.string()) for name in TEXT_FIELDS])
+    + [(name, pa.string()) for name in (*DEEP_FEATURES, *TEXT_FIELDS)])
+ROW_KEY = ("source", "row")  # where a staged row came from; every other column is its content
 DUCKDB_MEMORY = "1GB"
 MIN_DAYS = 3  # training days, then the validation day and the test day
 
@@ -70,7 +73,8 @@ REASONS = (("user", "empty user id"), ("item", "empty item id"),
 class Ingest:
     def __init__(self, tmp: Path):
         self.tmp = tmp
-        (tmp / STAGING).mkdir()
+        self.staging = tmp / SCRATCH / "staging"
+        self.staging.mkdir(parents=True)
         (tmp / QUARANTINE).mkdir()
         self.rows_read, self.parts = 0, 0
         self.quarantined: dict[str, int] = {}
@@ -92,11 +96,11 @@ class Ingest:
         columns = {"source": pa.array([block.source] * n, pa.string()), "row": block.row,
                    "raw_user": block.user, "raw_item": block.item, "ts": block.ts,
                    "label": block.label, "scenario": block.scenario}
-        for name in STAGED_SCHEMA.names[7:]:
+        for name in (*DEEP_FEATURES, *TEXT_FIELDS):
             columns[name] = block.extra.get(name, pa.nulls(n, pa.string()))
         staged = pa.table(columns).cast(STAGED_SCHEMA).filter(good)
         if staged.num_rows:
-            pq.write_table(staged, self.tmp / STAGING / f"part-{self.parts:05d}.parquet")
+            pq.write_table(staged, self.staging / f"part-{self.parts:05d}.parquet")
             self.parts += 1
 
     def reject(self, source: str, rows, reasons, raw: pa.Table | list[str]) -> None:
@@ -118,9 +122,10 @@ class Ingest:
     # ---- at the end -----------------------------------------------------------------------
     def finish(self, info: dict) -> dict:
         """Write every table of the offline store into tmp; return its metadata."""
-        con = duckdb.connect(str(self.tmp / ".import.duckdb"))
+        scratch = self.tmp / SCRATCH
+        con = duckdb.connect(str(scratch / "import.duckdb"))
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"SET temp_directory = '{self.tmp / '.duckdb-tmp'}'")
+        con.execute(f"SET temp_directory = '{scratch / 'spill'}'")
         # a fixed budget, whatever the machine: beyond it DuckDB spills to the temp directory
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
         con.execute("SET preserve_insertion_order = false")
@@ -128,7 +133,7 @@ class Ingest:
             raise DataError(f"no usable row in {', '.join(info['files'])}: every row was "
                             f"quarantined ({self._reasons()}); fix the input")
         con.execute(f"""CREATE VIEW staged AS SELECT * FROM
-                        read_parquet('{self.tmp / STAGING}/*.parquet')""")
+                        read_parquet('{self.staging}/*.parquet')""")
         self._drop_duplicates(con)
         start, n_days = con.execute(
             "SELECT min(ts::DATE), datediff('day', min(ts::DATE), max(ts::DATE)) + 1 "
@@ -141,18 +146,11 @@ class Ingest:
         counts = self._id_maps(con)
         self._interactions(con)
         self._snapshots(con)
+        n_rows = con.execute("SELECT count(*) FROM good").fetchone()[0]
         self._quarantine.close()
         con.close()
-        for scratch in (STAGING, ".import.duckdb", ".import.duckdb.wal", ".duckdb-tmp"):
-            path = self.tmp / scratch
-            if path.is_dir():
-                for f in path.iterdir():
-                    f.unlink()
-                path.rmdir()
-            elif path.exists():
-                path.unlink()
+        shutil.rmtree(scratch)
         write_aggregates(self.tmp, start_epoch, n_days)
-        n_rows = pq.ParquetDataset(self.tmp / INTERACTIONS).read(columns=["label"]).num_rows
         meta = {"preset": f"import-{info['format']}", "seed": None, **counts,
                 "n_rows": n_rows, "n_days": n_days, "start": start.isoformat(),
                 "start_epoch": start_epoch,
@@ -168,7 +166,7 @@ class Ingest:
     def _drop_duplicates(self, con) -> None:
         """Exact duplicates (every field equal) are found by a 64-bit hash of the fields and
         the time: the window sees four narrow columns, not whole rows."""
-        fields = ", ".join(f'"{c}"' for c in STAGED_SCHEMA.names[2:])
+        fields = ", ".join(f'"{c}"' for c in STAGED_SCHEMA.names if c not in ROW_KEY)
         con.execute(f"""CREATE TABLE dupes AS SELECT source, row FROM (
                             SELECT source, row, row_number() OVER (
                                 PARTITION BY hash({fields}), ts ORDER BY source, row) AS copy
@@ -200,7 +198,6 @@ class Ingest:
         return counts
 
     def _interactions(self, con) -> None:
-        schema = TABLES[INTERACTIONS]
         deep = []
         for name in DEEP_FEATURES:
             value = f"nullif(trim({name}), '')"
@@ -215,16 +212,12 @@ class Ingest:
         assert len(deep) == N_DEEP_FEATURES
         days = [d for d, in con.execute("SELECT DISTINCT ts::DATE FROM good ORDER BY 1").fetchall()]
         for day in days:
-            reader = con.execute(f"""
+            write_query(con, f"""
                 SELECT request_id, ts AS {EVENT_TIMESTAMP}, user_id, item_id, scenario,
                        {', '.join(deep)}, label, NULL::FLOAT AS p_true
-                FROM joined WHERE ts::DATE = DATE '{day}' ORDER BY request_id""") \
-                .fetch_record_batch()
-            path = self.tmp / INTERACTIONS / f"day={day.isoformat()}" / "part-00000.parquet"
-            path.parent.mkdir(parents=True)
-            with pq.ParquetWriter(path, schema) as writer:
-                for batch in reader:
-                    writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+                FROM joined WHERE ts::DATE = DATE '{day}' ORDER BY request_id""",
+                self.tmp / INTERACTIONS / f"day={day.isoformat()}" / "part-00000.parquet",
+                TABLES[INTERACTIONS])
 
     def _snapshots(self, con) -> None:
         for view, key in (("user_profile", "user_id"), ("item_profile", "item_id"),
@@ -238,9 +231,4 @@ class Ingest:
                 sql = f"""SELECT {key}, min(ts) AS {EVENT_TIMESTAMP}, {', '.join(names)}
                           FROM joined GROUP BY {key}, {', '.join(names)}
                           ORDER BY {key}, {EVENT_TIMESTAMP}"""
-            schema = TABLES[view]
-            path = self.tmp / view / "part-00000.parquet"
-            path.parent.mkdir(parents=True)
-            with pq.ParquetWriter(path, schema) as writer:
-                for batch in con.execute(sql).fetch_record_batch():
-                    writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+            write_query(con, sql, self.tmp / view / "part-00000.parquet", TABLES[view])

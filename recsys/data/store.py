@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 import pyarrow as pa
@@ -13,6 +14,7 @@ import yaml
 
 from recsys.errors import DataError, RepoError
 from recsys.schema import INTERACTIONS, OFFLINE_DIR, TABLES
+from recsys.storage import atomic_dir, check_output_free
 
 PROJECT = "recsys"
 META = "meta.json"
@@ -37,6 +39,33 @@ def check_repo(repo: Path) -> Path:
 
 def offline_dir(repo: Path) -> Path:
     return repo / OFFLINE_DIR
+
+
+def write_offline_store(repo: Path, force: bool, fill: Callable[[Path], dict]) -> dict:
+    """Replace `repo`'s offline store in one piece: `fill(tmp)` writes every table into a
+    temporary folder and returns the metadata, written beside them as meta.json. Replacing old
+    data removes the Feast registry and online store that described it (listed in the returned
+    metadata's `feast_reset`)."""
+    from recsys.features.store import reset_state
+
+    out = offline_dir(check_repo(repo))
+    check_output_free(out, force)  # fail before the work, not after it
+    replacing = out.exists()
+    with atomic_dir(out, force) as tmp:
+        meta = fill(tmp)
+        (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
+    if replacing:
+        meta["feast_reset"] = [str(p) for p in reset_state(repo)]
+    return meta
+
+
+def write_query(con: duckdb.DuckDBPyConnection, sql: str, path: Path,
+                schema: pa.Schema) -> None:
+    """Stream a query's result into one Parquet file of the given schema."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in con.execute(sql).fetch_record_batch():
+            writer.write_table(pa.Table.from_batches([batch]).cast(schema))
 
 
 def table_files(offline: Path, table: str) -> list[Path]:
