@@ -5,8 +5,8 @@ in time order) are cut per item into warm-up batches a, b and c of `k` rows each
 is the evaluation set. AUC on it is measured cold, then after the model has seen each warm-up
 batch. A warm-up step moves only the new items' ID embedding rows (every other weight is
 restored after it), with the model's own sparse optimizer at a small rate: a new row has no
-Adagrad history, so its first steps would otherwise take the full training rate. A model with a cold path first
-writes its cold embedding into those rows, so warm-up starts from what it would serve cold."""
+Adagrad history, so its first steps would otherwise take the full training rate. A model with
+a cold path first sets those rows so that warm-up starts from what it would serve cold."""
 
 from __future__ import annotations
 

@@ -63,10 +63,11 @@ class ColdStartModel(nn.Module):
     def cold_masks(self, batch: Batch, dropout: bool | None = None) -> dict[str, torch.Tensor]:
         """Rows whose user / item takes the cold path: unseen IDs, and in training (unless
         `dropout` says otherwise) a random `id_dropout` share of the rest."""
+        dropout = self.training if dropout is None else dropout
         masks = {}
         for name in COLD_ENTITIES:
             masks[name] = self.training_counts(batch, name) == 0
-            if self.training if dropout is None else dropout:
+            if dropout:
                 masks[name] |= torch.rand(len(batch)) < self.cfg.id_dropout
         return masks
 
@@ -75,10 +76,13 @@ class ColdStartModel(nn.Module):
         """(B, D) content prior of `name` from the rows' embeddings (B, F, D)."""
         return self.priors[name](emb[:, self.content_slots[name]].flatten(1))
 
+    def correction(self, emb: torch.Tensor, name: str) -> torch.Tensor | float:
+        """What the cold path adds to the prior: nothing here; metaemb learns a correction."""
+        return 0.0
+
     def cold_embedding(self, emb: torch.Tensor, name: str) -> torch.Tensor:
-        """(B, D) embedding of cold IDs of `name`: the content prior here; metaemb learns
-        its own."""
-        return self.prior(emb, name)
+        """(B, D) embedding of cold IDs of `name`: the content prior plus the correction."""
+        return self.prior(emb, name) + self.correction(emb, name)
 
     def compose(self, emb: torch.Tensor, cold: dict[str, torch.Tensor]) -> torch.Tensor:
         """The looked-up rows (B, F, D) with each entity slot made its embedding: prior + row
@@ -98,10 +102,10 @@ class ColdStartModel(nn.Module):
     @torch.no_grad()
     def start_from_cold(self, name: str, ids: torch.Tensor, batch: Batch) -> None:
         """Make the IDs `ids` (one per row of `batch`) seen, starting from what they were served
-        cold: their rows are set so that prior + row = cold embedding (the warm-up protocol)."""
+        cold: each row is set to the correction, so prior + row = the cold embedding (the
+        warm-up protocol)."""
         self.eval()
-        emb = self.sparse.lookup(batch)
-        self.sparse.table(name)[ids] = self.cold_embedding(emb, name) - self.prior(emb, name)
+        self.sparse.table(name)[ids] = self.correction(self.sparse.lookup(batch), name)
         getattr(self, f"{name}_counts")[ids] = 1
 
     def forward(self, batch: Batch) -> torch.Tensor:

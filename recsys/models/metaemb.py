@@ -29,9 +29,6 @@ class MetaEmb(ColdStartModel):
         # the base model's content embeddings feed the generator, which must not move them
         return self.generators[name](emb[:, self.content_slots[name]].detach().flatten(1))
 
-    def cold_embedding(self, emb, name):
-        return self.prior(emb, name) + self.correction(emb, name)
-
     def observe(self, train, seed=0):
         super().observe(train, seed)
         self.tasks = {name: Tasks(train, slot, FEW_SHOT_MAX, name.removesuffix("_id"))
