@@ -8,14 +8,15 @@ from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.data_format import ParquetFormat
-from feast.types import Float32, Int32, Int64, String
+from feast.types import Array, Float32, Int32, Int64, String
 
 from recsys.schema import ENTITIES, ENTITY_BY_NAME, EVENT_TIMESTAMP, FEATURE_SERVICES, \
     OFFLINE_DIR, VIEWS, view_features
 
 # The DuckDB offline store opens source paths as given, so anchor them to this folder.
 OFFLINE = Path(__file__).resolve().parent / OFFLINE_DIR
-FEAST_TYPES = {"int64": Int64, "int32": Int32, "float32": Float32, "string": String}
+FEAST_TYPES = {"int64": Int64, "int32": Int32, "float32": Float32, "string": String,
+               "list<float32>": Array(Float32)}
 
 entities = {e.name: Entity(name=e.name, join_keys=[e.join_key], value_type=ValueType.INT64,
                            description=e.description)

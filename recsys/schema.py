@@ -13,7 +13,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-Kind = Literal["id", "categorical", "numeric", "text"]
+Kind = Literal["id", "categorical", "numeric", "text", "vector"]
 Owner = Literal["user", "item", "context", "scenario"]
 
 
@@ -70,6 +70,11 @@ VIEWS: tuple[View, ...] = (
     View("item_text", "item", "Item title and entity names, stamped at the item's launch"),
     View("item_agg", "item", "Item clicks and impressions over the previous 7 days"),
     View("scenario_stats", "scenario", "Scenario CTR and impressions of the previous day"),
+    # Written by `recsys encode-text` (empty until then), stamped like the text they encode.
+    View("user_text_vec", "user", "Sentence embeddings of the user's text fields"),
+    View("item_text_vec", "item", "Sentence embeddings of the item's text fields"),
+    # Precomputed per-item image vectors (synthetic ones from the generator, or imported).
+    View("item_image", "item", "Image vector of the item, stamped at the item's launch"),
 )
 VIEW_BY_NAME = {v.name: v for v in VIEWS}
 
@@ -79,7 +84,7 @@ class Feature:
     name: str
     kind: Kind
     owner: Owner
-    dtype: str  # Arrow type name: int64, int32, float32, string
+    dtype: str  # Arrow type name: int64, int32, float32, string, list<float32>
     # Vocabulary size of a categorical feature; None for numeric and text features and for IDs,
     # whose size comes from the data (the preset's user and item counts).
     cardinality: int | None = None
@@ -96,6 +101,11 @@ N_TOPICS = 20  # item categories: one per text topic of the generator
 N_BRANDS = 1000
 
 
+def vector_name(text_field: str) -> str:
+    """The feature holding the sentence embedding of a text field."""
+    return f"{text_field}_vec"
+
+
 def _deep_features() -> list[Feature]:
     feats = []
     for i in range(N_DEEP_FEATURES):
@@ -109,6 +119,19 @@ def _deep_features() -> list[Feature]:
     return feats
 
 
+_TEXT: tuple[Feature, ...] = (
+    Feature("bill_entity_seq", "text", "user", "string", None, "user_text",
+            "Entities of the user's recent bills"),
+    Feature("service_entity_seq", "text", "user", "string", None, "user_text",
+            "Entities of services the user used"),
+    Feature("query_entity_seq", "text", "user", "string", None, "user_text",
+            "Entities of the user's search queries"),
+    Feature("item_title", "text", "item", "string", None, "item_text", "Item title"),
+    Feature("item_entity_names", "text", "item", "string", None, "item_text",
+            "Entity names attached to the item"),
+)
+_TEXT_BY_OWNER = {o: tuple(f for f in _TEXT if f.owner == o) for o in ("user", "item")}
+
 FEATURES: tuple[Feature, ...] = (
     Feature("user_id", "id", "user", "int64", description="User ID"),
     Feature("item_id", "id", "item", "int64", description="Item ID"),
@@ -121,13 +144,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("user_city_level", "categorical", "user", "int64", 6, "user_profile", "City tier"),
     Feature("user_member_level", "categorical", "user", "int64", 5, "user_profile",
             "Membership level"),
-    # user text
-    Feature("bill_entity_seq", "text", "user", "string", None, "user_text",
-            "Entities of the user's recent bills"),
-    Feature("service_entity_seq", "text", "user", "string", None, "user_text",
-            "Entities of services the user used"),
-    Feature("query_entity_seq", "text", "user", "string", None, "user_text",
-            "Entities of the user's search queries"),
+    *_TEXT_BY_OWNER["user"],
     # user aggregates
     *(Feature(f"user_clicks_7d_s{s.code}", "numeric", "user", "int32", None, "user_agg",
               f"User clicks in scenario {s.code} ({s.name}) over the previous 7 days")
@@ -140,9 +157,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("item_brand", "categorical", "item", "int64", N_BRANDS, "item_profile", "Brand"),
     Feature("item_price_level", "categorical", "item", "int64", 10, "item_profile",
             "Price level"),
-    Feature("item_title", "text", "item", "string", None, "item_text", "Item title"),
-    Feature("item_entity_names", "text", "item", "string", None, "item_text",
-            "Entity names attached to the item"),
+    *_TEXT_BY_OWNER["item"],
     # item aggregates
     Feature("item_clicks_7d", "numeric", "item", "int32", None, "item_agg",
             "Item clicks over the previous 7 days"),
@@ -153,10 +168,19 @@ FEATURES: tuple[Feature, ...] = (
             "Scenario click-through rate of the previous day"),
     Feature("scenario_impressions_1d", "numeric", "scenario", "int64", None, "scenario_stats",
             "Scenario impressions of the previous day"),
+    # vectors: one per text field (its sentence embedding), and the item's image vector
+    *(Feature(vector_name(f.name), "vector", f.owner, "list<float32>", None,
+              f"{f.owner}_text_vec", f"Sentence embedding of {f.name}")
+      for f in _TEXT),
+    Feature("item_image_vec", "vector", "item", "list<float32>", None, "item_image",
+            "Image vector of the item"),
 )
 FEATURE_BY_NAME = {f.name: f for f in FEATURES}
 
 TEXT_FIELDS = tuple(f.name for f in FEATURES if f.kind == "text")
+# Modalities a model may add to the IDs (`--text`, `--image`): the views holding their vectors.
+MODALITIES: dict[str, tuple[str, ...]] = {"text": ("user_text_vec", "item_text_vec"),
+                                          "image": ("item_image",)}
 DEEP_FEATURES = tuple(f.name for f in FEATURES if f.name.startswith("deep_features_"))
 
 EVENT_TIMESTAMP = "event_timestamp"
@@ -176,7 +200,7 @@ FEATURE_SERVICES: dict[str, tuple[str, ...]] = {
 DEFAULT_FEATURE_SERVICE = "multi_modal"
 
 _ARROW_TYPES = {"int64": pa.int64(), "int32": pa.int32(), "float32": pa.float32(),
-                "string": pa.string(), "int8": pa.int8()}
+                "string": pa.string(), "int8": pa.int8(), "list<float32>": pa.list_(pa.float32())}
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from recsys.data import vectors
 from recsys.data.aggregates import write_aggregates
 from recsys.data.presets import START, Preset
 from recsys.data.store import check_repo, offline_dir, write_offline_store
@@ -125,6 +126,8 @@ def _write_entities(world: World, tmp: Path) -> None:
                                            **world.item_profile(ids)})
         _write(tmp, "item_text", part, {"item_id": ids, EVENT_TIMESTAMP: stamp,
                                         **world.item_text(ids)})
+        _write(tmp, "item_image", part, {"item_id": ids, EVENT_TIMESTAMP: stamp,
+                                         "item_image_vec": vectors.to_arrow(world.item_image(ids))})
 
 
 def _write(tmp: Path, table: str, part: int, columns: dict) -> None:

@@ -53,10 +53,20 @@ def write_offline_store(repo: Path, force: bool, fill: Callable[[Path], dict]) -
     replacing = out.exists()
     with atomic_dir(out, force) as tmp:
         meta = fill(tmp)
+        for table in TABLES:  # e.g. text vectors: `recsys encode-text` fills them
+            if not table_files(tmp, table):
+                write_empty(tmp, table)
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
     if replacing:
         meta["feast_reset"] = [str(p) for p in reset_state(repo)]
     return meta
+
+
+def write_empty(offline: Path, table: str) -> None:
+    """A table with no rows, so Feast and the validator find every view's source."""
+    path = offline / table / "part-00000.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(TABLES[table].empty_table(), path)
 
 
 def write_query(con: duckdb.DuckDBPyConnection, sql: str, path: Path,

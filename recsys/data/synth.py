@@ -7,7 +7,9 @@ impressions is a pure function of (seed, day, chunk).
 Generative model (see DESIGN.md §5):
 - 20 topics with unit centroids in a 16-d latent space. A user likes two topics; an item has one.
 - user latent (scenario s) = shared part (topic centroids + ID noise) + a per-scenario part;
-  item latent = its topic centroid + ID noise; item quality is ID-only.
+  item latent = its topic centroid + an offset within the topic, half of it spelled out by the
+  item's words (each topic word has its own direction) and half ID noise; item quality is
+  ID-only. So an item's text tells more than its category: where it sits inside its topic.
 - click logit = scenario bias + gain * <user, item> + user propensity + item quality + profile
   effects
   (age x scenario, price level x scenario) + context effects (deep features, some of them
@@ -15,7 +17,8 @@ Generative model (see DESIGN.md §5):
   scenarios: what a user does in a busy scenario tells about the sparse ones.
 - profile features and text are drawn from the latent (age from the favourite topic, brand and
   category from the item topic, words from topic vocabularies): cold users and items carry
-  learnable signal.
+  learnable signal. The synthetic image vector of an item is a fixed random projection of its
+  latent plus noise.
 - the scenario bias is solved on a pilot sample so each scenario's positive rate is 1/3 (the
   release's down-sampled negatives are a per-scenario logit shift).
 - `p_true` is the click probability given everything observable (the noise integrated out), so
@@ -46,11 +49,16 @@ SCENARIO_SPECIFIC_STD = 0.3  # size of the per-scenario part of user taste
 USER_BIAS_STD = 0.7  # a user's click propensity, the same in every scenario, known only by ID
 BRANDS_PER_TOPIC = N_BRANDS // N_TOPICS
 W = len(vocab.TOPIC_WORDS[0])  # words per topic
+ITEM_WORDS = 3  # an item's entity names; its title shows the first two
+WORD_SHARE = 0.5  # share of the variance of an item's within-topic offset set by its words
+ITEM_OFFSET_STD = 0.6  # size of an item's offset from its topic centroid
+IMAGE_DIM = 32
+IMAGE_NOISE_STD = 0.5
 
 # Hash streams: one per attribute, so attributes are independent functions of the id.
 (S_USER_TOPIC, S_USER_LATENT, S_USER_SCEN, S_USER_ACTIVITY, S_USER_PROFILE, S_USER_TEXT,
  S_USER_REFRESH, S_ITEM_SCEN, S_ITEM_TOPIC, S_ITEM_LATENT, S_ITEM_QUALITY, S_ITEM_POP,
- S_ITEM_PROFILE, S_ITEM_TEXT, S_USER_BIAS) = range(1, 16)
+ S_ITEM_PROFILE, S_ITEM_TEXT, S_USER_BIAS, S_ITEM_IMAGE) = range(1, 17)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -129,6 +137,9 @@ class World:
         self.numeric_beta = np.array([0.3, -0.2] + [0.0] * (n_numeric - 2))
         self.age_effect = rng.normal(0, 0.3, size=(N_SCENARIOS, 8))
         self.price_effect = rng.normal(0, 0.3, size=(N_SCENARIOS, 10))
+        # each topic word's direction inside its topic, and the image projection
+        self.word_offsets = rng.normal(size=(N_TOPICS * W, LATENT_DIM)) / np.sqrt(LATENT_DIM)
+        self.image_projection = rng.normal(size=(LATENT_DIM, IMAGE_DIM))
         # Items per scenario follow the traffic shares; each scenario's item list stays sorted
         # by id, hence by launch day.
         self.user_bounds = _cohort_bounds(preset.n_users, preset.new_user_frac, preset.n_days)
@@ -207,9 +218,23 @@ class World:
     def item_topic(self, ids: np.ndarray) -> np.ndarray:
         return (hash_uniform(self.seed, S_ITEM_TOPIC, ids)[:, 0] * N_TOPICS).astype(np.int64)
 
+    def item_words(self, ids: np.ndarray) -> np.ndarray:
+        """(N, ITEM_WORDS) indices into the flattened topic vocabulary: the item's entity names,
+        distinct words of its topic (the title uses the first two)."""
+        u = hash_uniform(self.seed, S_ITEM_TEXT, ids, W + 2)[:, 2:]
+        return self.item_topic(ids)[:, None] * W + np.argsort(u, axis=1)[:, :ITEM_WORDS]
+
     def item_latent(self, ids: np.ndarray) -> np.ndarray:
-        return self.topics[self.item_topic(ids)] + \
-            0.6 * hash_normal(self.seed, S_ITEM_LATENT, ids, LATENT_DIM) / np.sqrt(LATENT_DIM)
+        words = self.word_offsets[self.item_words(ids)].sum(1) / np.sqrt(ITEM_WORDS)
+        own = hash_normal(self.seed, S_ITEM_LATENT, ids, LATENT_DIM) / np.sqrt(LATENT_DIM)
+        offset = np.sqrt(WORD_SHARE) * words + np.sqrt(1 - WORD_SHARE) * own
+        return self.topics[self.item_topic(ids)] + ITEM_OFFSET_STD * offset
+
+    def item_image(self, ids: np.ndarray) -> np.ndarray:
+        """(N, IMAGE_DIM) float32: what a picture of the item shows, its latent, seen noisily."""
+        noise = IMAGE_NOISE_STD * hash_normal(self.seed, S_ITEM_IMAGE, ids, IMAGE_DIM)
+        return (self.item_latent(ids) @ self.image_projection / np.sqrt(LATENT_DIM)
+                + noise).astype(np.float32)
 
     def item_quality(self, ids: np.ndarray) -> np.ndarray:
         return 0.4 * hash_normal(self.seed, S_ITEM_QUALITY, ids)[:, 0]
@@ -230,17 +255,16 @@ class World:
                 "item_price_level": (u[:, 1] * 10).astype(np.int64)}
 
     def item_text(self, ids: np.ndarray) -> dict[str, pa.Array]:
-        topic = self.item_topic(ids)
         scen = self.item_scenario(ids)
-        u = hash_uniform(self.seed, S_ITEM_TEXT, ids, W + 2)
+        u = hash_uniform(self.seed, S_ITEM_TEXT, ids, W + 2)  # [:, 2:] pick the words
         adjective = np.array(vocab.ADJECTIVES)[(u[:, 0] * len(vocab.ADJECTIVES)).astype(int)]
         nouns = np.array([w for ws in vocab.SCENARIO_NOUNS for w in ws])
         per = len(vocab.SCENARIO_NOUNS[0])
         noun = nouns[scen * per + (u[:, 1] * per).astype(np.int64)]
-        words = _topic_words([(topic, 2)], u[:, 2:], sep=" ")
-        title = pc.binary_join_element_wise(pa.array(adjective), words, pa.array(noun), " ")
-        names = _topic_words([(topic, 3)], u[:, 2:])  # title words come first among these
-        return {"item_title": title, "item_entity_names": names}
+        words = self.item_words(ids)
+        title = pc.binary_join_element_wise(pa.array(adjective), _join(words[:, :2], " "),
+                                            pa.array(noun), " ")
+        return {"item_title": title, "item_entity_names": _join(words, ", ")}
 
     # ---- impressions -----------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, day: int, n: int) -> tuple[np.ndarray, ...]:
@@ -342,8 +366,14 @@ def _topic_words(groups: list[tuple[np.ndarray, int]], u: np.ndarray,
     if extra:
         first_extra = width * len(vocab.TOPIC_WORDS)
         cols.append(first_extra + (u_extra * len(extra)).astype(np.int64)[:, None])
-    index = np.concatenate(cols, axis=1)
+    return _join(np.concatenate(cols, axis=1), sep, words)
+
+
+def _join(index: np.ndarray, sep: str, words: pa.Array | None = None) -> pa.Array:
+    """Per row, the words at `index` (N, k) of the vocabulary (default: the topic words)."""
+    if words is None:
+        words = pa.array([w for ws in vocab.TOPIC_WORDS for w in ws])
     n, k = index.shape
     offsets = np.arange(0, n * k + 1, k, dtype=np.int32)
-    values = words.take(pa.array(index.ravel()))
-    return pc.binary_join(pa.ListArray.from_arrays(offsets, values), sep)
+    return pc.binary_join(pa.ListArray.from_arrays(offsets, words.take(pa.array(index.ravel()))),
+                          sep)
