@@ -25,6 +25,8 @@ BATCH_SIZE = typer.Option(2048, "--batch-size")
 PRESET = typer.Option("small", "--preset", help="Uses datasets/<preset>.")
 DATASET = typer.Option(None, "--dataset", help="Overrides --preset.")
 SEEDS = typer.Option(1, "--seeds", help="Seeds 0..K-1.")
+TEXT = typer.Option(False, "--text", help="Add the text vectors (`recsys encode-text`).")
+IMAGE = typer.Option(False, "--image", help="Add the item image vectors.")
 
 
 def _friendly(fn: Callable) -> Callable:
@@ -70,6 +72,35 @@ def generate(
     print_summary(meta, console)
     console.print(f"offline store: {repo / 'data' / 'offline'}")
     _print_feast_reset(meta)
+
+
+@app.command("encode-text")
+@_friendly
+def encode_text(
+    repo: Path = REPO,
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Local sentence-transformers folder (default: the bundled "
+                              "all-MiniLM-L6-v2)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Texts per encoder batch."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
+    dim: int = typer.Option(32, "--dim", help="PCA size of the stored vectors (0: the "
+                                              "model's own size)."),
+    force: bool = FORCE,
+) -> None:
+    """Encode user and item text into vector feature views (each distinct text once, cached)."""
+    from recsys.text.encode import encode_text as run
+
+    stats = run(repo, model, batch_size=batch_size, device=device, dim=dim, force=force,
+                log=console.print)
+    speed = f", {stats['texts_per_s']:,.0f} texts/s" if stats["texts_per_s"] else ""
+    console.print(f"encoded {stats['encoded']:,} new texts in {stats['seconds']:.1f} s{speed}; "
+                  f"{stats['cached']:,} from the cache; de-duplication saved "
+                  f"{stats['saved_by_dedup']:.1%} of {stats['text_values']:,} text values")
+    console.print(f"vectors: {stats['dim']} values each (PCA keeps "
+                  f"{stats['explained_variance']:.1%} of the variance) in "
+                  f"{repo / 'data' / 'offline'}/{{user,item}}_text_vec; cache {stats['cache']}")
+    console.print("run `feast materialize-incremental` (or `feast materialize`) to serve them "
+                  "online, and `recsys build-dataset --force` to train on them")
 
 
 @app.command("build-dataset")
@@ -125,17 +156,23 @@ def train(
     batch_size: int = BATCH_SIZE,
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<model>)."),
+    text: bool = TEXT,
+    image: bool = IMAGE,
+    fusion: str = typer.Option("concat", "--fusion",
+                               help="How vectors join the IDs: concat | gated."),
     force: bool = FORCE,
 ) -> None:
     """Train one model; resumes an interrupted run in the same --out."""
     from recsys.eval.report import metrics_table
+    from recsys.models.base import ModelConfig
     from recsys.train.loop import TrainConfig
     from recsys.train.loop import train as run
 
-    out = out or Path("runs") / model
-    metrics = run(dataset or Path("datasets/small"), out,
-                  TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed),
-                  force=force, log=console.print)
+    modalities = tuple(m for m, on in (("text", text), ("image", image)) if on)
+    cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed,
+                      modalities=modalities, model_config=ModelConfig(fusion=fusion))
+    out = out or Path("runs") / cfg.name
+    metrics = run(dataset or Path("datasets/small"), out, cfg, force=force, log=console.print)
     console.print(metrics_table(metrics), soft_wrap=True)
     console.print(f"metrics: {out / 'metrics.json'}")
 
@@ -208,6 +245,32 @@ def experiment_cold_start(
     console.print(auc_table(results["subsets"]), soft_wrap=True)
     console.print(auc_table(results["warmup"]), soft_wrap=True)
     console.print(f"report: {out / 'report.md'}, plot: {out / 'cold_start.png'}")
+
+
+@experiment_app.command("multi-modal")
+@_friendly
+def experiment_multi_modal(
+    preset: str = PRESET,
+    dataset: Optional[Path] = DATASET,
+    seeds: int = SEEDS,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    image: bool = typer.Option(False, "--image",
+                               help="Also train each model with text and image vectors."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/multi-modal-<preset>."),
+    force: bool = FORCE,
+) -> None:
+    """dnn_mixed and mmoe with and without text vectors: per scenario and on zero-shot users
+    and items, with the paired gain."""
+    from recsys.eval.report import auc_table, gain_table
+    from recsys.train.multi_modal import multi_modal
+
+    out = out or Path("runs") / f"multi-modal-{preset}"
+    results = multi_modal(dataset or Path("datasets") / preset, out, seeds=seeds, epochs=epochs,
+                          batch_size=batch_size, image=image, force=force, log=console.print)
+    console.print(auc_table(results), soft_wrap=True)
+    console.print(gain_table(results), soft_wrap=True)
+    console.print(f"report: {out / 'report.md'}, plot: {out / 'multi_modal.png'}")
 
 
 import_app = typer.Typer(no_args_is_help=True, help="Bring real data into the offline store.")

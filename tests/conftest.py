@@ -31,11 +31,12 @@ def copy_repo(dest: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict:
-    """Tiny preset generated, `feast apply`-ed and built into a dataset."""
+    """Tiny preset generated, its text encoded, `feast apply`-ed and built into a dataset."""
     base = tmp_path_factory.mktemp("tiny")
     repo = copy_repo(base / "feature_repo")
     run("recsys", "generate", "--preset", "tiny", "--seed", "7", "--repo", str(repo),
         "--workers", "2")
+    run("recsys", "encode-text", "--repo", str(repo))
     run("feast", "apply", cwd=repo)
     out = base / "datasets" / "tiny"
     run("recsys", "build-dataset", "--repo", str(repo), "--out", str(out))

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from recsys.data import vectors
 from recsys.data.store import connect, offline_dir, read_meta, validate_offline_store
 from recsys.dataset.split import SPLITS, cold_start_flags_sql, split_of_day
 from recsys.errors import DataError
@@ -44,6 +45,8 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     con = connect(offline, meta["start_epoch"])
     con.execute(f"CREATE TEMP TABLE flags AS {cold_start_flags_sql('interactions', n_days)}")
     rows = {split: 0 for split in SPLITS}
+    # size of each vector feature (0 until some row has one: text not encoded yet)
+    vector_dims = {f.name: 0 for f in schema if pa.types.is_list(f.type)}
     with atomic_dir(out, force) as tmp:
         for day in tqdm(range(n_days), desc="point-in-time join", unit="day",
                         disable=not progress):
@@ -64,13 +67,15 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
             (tmp / split).mkdir(exist_ok=True)
             pq.write_table(_conform(flagged, schema), tmp / split / f"part-{day:03d}.parquet")
             rows[split] += flagged.num_rows
+            for name in vector_dims:
+                vector_dims[name] = vector_dims[name] or vectors.dim_of(flagged[name])
         info = {"preset": meta["preset"], "seed": meta["seed"], "repo": str(repo.resolve()),
                 "feature_service": service_name, "n_users": meta["n_users"],
                 "n_items": meta["n_items"], "n_days": n_days,
                 "splits": {s: {"rows": rows[s], "days": [d for d in range(n_days)
                                                          if split_of_day(d, n_days) == s]}
                            for s in SPLITS},
-                "columns": schema.names}
+                "columns": schema.names, "vector_dims": vector_dims}
         (tmp / META).write_text(json.dumps(info, indent=2))
     con.close()
     return info

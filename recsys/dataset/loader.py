@@ -1,4 +1,5 @@
-"""Parquet training sets -> `Batch` (TorchRec KeyedJaggedTensor + dense tensor + labels).
+"""Parquet training sets -> `Batch` (TorchRec KeyedJaggedTensor + dense tensor + vectors +
+labels).
 
 A split is read once with pyarrow into column-major numpy arrays; a batch is a slice (or a
 shuffled gather) of them, turned into tensors without per-row Python. A background thread
@@ -21,14 +22,30 @@ import pyarrow.dataset as pads
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recsys.data import vectors as vector_columns
 from recsys.data.store import check_parquet_files
 from recsys.dataset.build import META
-from recsys.errors import DataError
-from recsys.schema import COLD_START_FLAGS, EVENT_TIMESTAMP, FEATURES, LABEL, P_TRUE, \
-    dataset_schema
+from recsys.errors import DataError, UsageError
+from recsys.schema import COLD_START_FLAGS, ENTITY_BY_NAME, EVENT_TIMESTAMP, FEATURES, LABEL, \
+    MODALITIES, P_TRUE, VIEW_BY_NAME, dataset_schema, view_features
 
 # Dense features whose values are counts: fed as log1p(count).
 _COUNT_DTYPES = ("int32", "int64")
+
+
+@dataclass(frozen=True)
+class VectorGroup:
+    """The vector features of one view (e.g. a user's three text vectors): the model projects
+    their concatenation into one extra embedding slot of its owner (user / item)."""
+
+    view: str
+    owner: str  # the entity's join key: user_id / item_id
+    columns: tuple[str, ...]
+    dims: tuple[int, ...]
+
+    @property
+    def width(self) -> int:
+        return sum(self.dims)
 
 
 @dataclass(frozen=True)
@@ -38,34 +55,67 @@ class Layout:
     sparse: tuple[str, ...]  # one embedding table each
     num_embeddings: tuple[int, ...]  # the feature's values 0..n-1, then one unknown row
     dense: tuple[str, ...]
+    modalities: tuple[str, ...] = ()  # text / image: vectors beside the IDs
+    vectors: tuple[VectorGroup, ...] = ()
 
     @classmethod
-    def from_meta(cls, meta: dict) -> "Layout":
+    def from_meta(cls, meta: dict, modalities: tuple[str, ...] = ()) -> "Layout":
         ids = {"user_id": meta["n_users"], "item_id": meta["n_items"]}
         sparse = [f for f in FEATURES if f.kind in ("id", "categorical")]
         dense = [f for f in FEATURES if f.kind == "numeric"]
         return cls(sparse=tuple(f.name for f in sparse),
                    num_embeddings=tuple((ids.get(f.name) or f.cardinality) + 1 for f in sparse),
-                   dense=tuple(f.name for f in dense))
+                   dense=tuple(f.name for f in dense), modalities=tuple(modalities),
+                   vectors=tuple(_vector_groups(meta, modalities)))
 
     def slot(self, name: str) -> int:
-        return self.sparse.index(name)
+        """Slot of a sparse feature, or of a vector group (by its view), in the model's
+        (B, slots, D) embeddings: the sparse features first, then the vector groups."""
+        views = [g.view for g in self.vectors]
+        return views.index(name) + len(self.sparse) if name in views else self.sparse.index(name)
+
+    @property
+    def vector_columns(self) -> tuple[str, ...]:
+        return tuple(c for g in self.vectors for c in g.columns)
 
     def unknown_row(self, name: str) -> int:
         """The row every null, negative or out-of-range value of `name` maps to."""
         return self.num_embeddings[self.slot(name)] - 1
 
 
+def _vector_groups(meta: dict, modalities: tuple[str, ...]) -> list[VectorGroup]:
+    """The vector groups of the asked modalities, with sizes the dataset recorded."""
+    dims = meta.get("vector_dims", {})
+    groups = []
+    for modality in modalities:
+        if modality not in MODALITIES:
+            raise UsageError(f"unknown modality '{modality}': choose from "
+                             f"{', '.join(MODALITIES)}")
+        for view in MODALITIES[modality]:
+            columns = tuple(f.name for f in view_features(view))
+            if not all(dims.get(c) for c in columns):
+                how = ("run `recsys encode-text`, then `recsys build-dataset --force`"
+                       if modality == "text" else
+                       "generate or import item image vectors, then `recsys build-dataset "
+                       "--force`")
+                raise DataError(f"the dataset has no {modality} vectors ({view}): {how}")
+            groups.append(VectorGroup(view, ENTITY_BY_NAME[VIEW_BY_NAME[view].entity].join_key,
+                                      columns, tuple(dims[c] for c in columns)))
+    return groups
+
+
 @dataclass
 class Batch:
     """One mini-batch: sparse IDs as a KJT (one value per feature and row), dense features,
-    labels and the scenario of each row."""
+    vector features (text / image; zero columns without them), labels and the scenario of each
+    row."""
 
     sparse: KeyedJaggedTensor
     ids: torch.Tensor  # (B, F) the same IDs as a matrix, for routing rows by scenario
     dense: torch.Tensor  # (B, D) float32
     labels: torch.Tensor  # (B,) float32
     scenario: torch.Tensor  # (B,) int64
+    vectors: torch.Tensor  # (B, V) float32: the Layout's vector groups, concatenated
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -73,7 +123,7 @@ class Batch:
     def select(self, mask: torch.Tensor) -> "Batch":
         ids = self.ids[mask]
         return Batch(kjt(self.sparse.keys(), ids), ids, self.dense[mask], self.labels[mask],
-                     self.scenario[mask])
+                     self.scenario[mask], self.vectors[mask])
 
 
 def kjt(keys: list[str], ids: torch.Tensor) -> KeyedJaggedTensor:
@@ -88,6 +138,7 @@ class SplitData:
 
     ids: np.ndarray  # (N, F) int64
     dense: np.ndarray  # (N, D) float32
+    vectors: np.ndarray  # (N, V) float32 (V = 0 without text / image)
     labels: np.ndarray  # (N,) float32
     scenario: np.ndarray  # (N,) int64
     p_true: np.ndarray  # (N,) float32
@@ -123,11 +174,12 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
     folder = dataset / split
     files = sorted(folder.glob("*.parquet"))
     # every part, not just the first: a dataset scan fills a part's missing column with nulls
-    columns = (*layout.sparse, *layout.dense, LABEL, P_TRUE, EVENT_TIMESTAMP, *COLD_START_FLAGS)
+    columns = (*layout.sparse, *layout.dense, *layout.vector_columns, LABEL, P_TRUE,
+               EVENT_TIMESTAMP, *COLD_START_FLAGS)
     needed = [f for f in dataset_schema() if f.name in columns]
     check_parquet_files(files, pa.schema(needed), folder,
                         "rebuild with `recsys build-dataset --force`", check_types=False)
-    table = pads.dataset([str(f) for f in files], format="parquet").to_table()
+    table = pads.dataset([str(f) for f in files], format="parquet").to_table(columns=list(columns))
     if table.num_rows == 0:
         raise DataError(f"{folder}: the {split} split is empty; rebuild it with more data")
     labels = table[LABEL].to_numpy().astype(np.float32)
@@ -145,7 +197,11 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
         col = table[name].fill_null(0).to_numpy().astype(np.float32)
         counts = str(table.schema.field(name).type) in _COUNT_DTYPES
         dense[:, j] = np.log1p(np.maximum(col, 0)) if counts else col
-    return SplitData(ids=ids, dense=dense, labels=labels,
+    vectors = np.concatenate(
+        [np.zeros((table.num_rows, 0), dtype=np.float32)] +
+        [vector_columns.to_numpy(table[c], d, f"{folder}: column '{c}'")
+         for g in layout.vectors for c, d in zip(g.columns, g.dims)], axis=1)
+    return SplitData(ids=ids, dense=dense, vectors=vectors, labels=labels,
                      scenario=table["scenario"].to_numpy().astype(np.int64),
                      p_true=table[P_TRUE].to_numpy().astype(np.float32),
                      flags={f: table[f].to_numpy(zero_copy_only=False).astype(bool)
@@ -158,7 +214,8 @@ def rows_batch(data: SplitData, keys: list[str] | tuple[str, ...],
     """One batch of the given rows of a split (`keys`: the Layout's sparse features)."""
     ids = torch.from_numpy(data.ids[rows])
     return Batch(kjt(keys, ids), ids, torch.from_numpy(data.dense[rows]),
-                 torch.from_numpy(data.labels[rows]), torch.from_numpy(data.scenario[rows]))
+                 torch.from_numpy(data.labels[rows]), torch.from_numpy(data.scenario[rows]),
+                 torch.from_numpy(data.vectors[rows]))
 
 
 class BatchLoader:

@@ -12,6 +12,7 @@ from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
 
 from recsys.dataset.loader import Batch, Layout
+from recsys.errors import UsageError
 from recsys.schema import SCENARIOS
 
 N_SCENARIOS = len(SCENARIOS)
@@ -32,6 +33,10 @@ class ModelConfig:
     ple_shared_experts: int = 2
     ple_task_experts: int = 1
     dropout: float = 0.0
+    # text / image vectors: "concat" adds each projected vector group as one more embedding
+    # slot; "gated" makes that slot a learned per-dimension mix of the projection and the
+    # owner's ID embedding
+    fusion: str = "concat"
     # cold start (dropoutnet, metaemb, maml, melu)
     id_dropout: float = 0.3  # share of training rows whose user / item ID is dropped
     meta_tasks: int = 32  # tasks (users or items) per meta-learning step
@@ -45,8 +50,12 @@ class ModelConfig:
     metaemb_lr: float = 0.1  # metaemb: step size of the simulated warm-up
 
 
+FUSIONS = ("concat", "gated")
+
+
 class SparseArch(nn.Module):
-    """One embedding table per sparse feature, sizes from the Layout.
+    """One embedding table per sparse feature, sizes from the Layout, and one projection per
+    vector group (text / image) of the Layout.
 
     FusedEmbeddingBagCollection runs FBGEMM's table-batched kernel with row-wise Adagrad
     applied in the backward pass: only the rows a batch touches are updated, so a step's cost
@@ -55,17 +64,38 @@ class SparseArch(nn.Module):
 
     def __init__(self, layout: Layout, cfg: ModelConfig):
         super().__init__()
+        if cfg.fusion not in FUSIONS:
+            raise UsageError(f"--fusion {cfg.fusion}: choose one of {', '.join(FUSIONS)}")
         tables = [EmbeddingBagConfig(name=f"t_{name}", embedding_dim=cfg.embedding_dim,
                                      num_embeddings=size, feature_names=[name])
                   for name, size in zip(layout.sparse, layout.num_embeddings)]
         self.ebc = FusedEmbeddingBagCollection(tables=tables, optimizer_type=RowWiseAdagrad,
                                                optimizer_kwargs={"lr": cfg.embedding_lr})
         self.dim, self.n_sparse = cfg.embedding_dim, len(layout.sparse)
-        self.out_dim = cfg.embedding_dim * len(layout.sparse) + len(layout.dense)
+        groups = layout.vectors
+        self.spans = [(sum(g.width for g in groups[:i]), g.width) for i, g in enumerate(groups)]
+        self.owner_slots = [layout.slot(g.owner) for g in groups]
+        self.projections = nn.ModuleList(nn.Linear(g.width, cfg.embedding_dim) for g in groups)
+        self.gates = nn.ModuleList(nn.Linear(2 * cfg.embedding_dim, cfg.embedding_dim)
+                                   for _ in groups) if cfg.fusion == "gated" else None
+        self.n_slots = len(layout.sparse) + len(groups)
+        self.out_dim = cfg.embedding_dim * self.n_slots + len(layout.dense)
 
     def lookup(self, batch: Batch) -> torch.Tensor:
-        """(B, F, D): one embedding per sparse feature, in Layout order."""
-        return self.ebc(batch.sparse).values().view(len(batch), self.n_sparse, self.dim)
+        """(B, F + G, D): one embedding per sparse feature, in Layout order, then one per
+        vector group."""
+        emb = self.ebc(batch.sparse).values().view(len(batch), self.n_sparse, self.dim)
+        if not self.spans:
+            return emb
+        slots = []
+        for i, (start, width) in enumerate(self.spans):
+            value = self.projections[i](batch.vectors[:, start:start + width])
+            if self.gates is not None:
+                own = emb[:, self.owner_slots[i]]
+                gate = torch.sigmoid(self.gates[i](torch.cat([own, value], dim=1)))
+                value = gate * value + (1 - gate) * own
+            slots.append(value)
+        return torch.cat([emb, torch.stack(slots, dim=1)], dim=1)
 
     def join(self, emb: torch.Tensor, batch: Batch) -> torch.Tensor:
         """(B, F, D) embeddings + the batch's dense features -> the model's input row."""

@@ -1,8 +1,8 @@
 """Shared machinery of the cold-start models (dropoutnet, metaemb, maml, melu).
 
 All four share one base, the dnn_mixed network (embeddings -> MLP tower) with two changes:
-- a user's or item's embedding is a content prior (a small MLP over its profile embeddings)
-  plus its own ID row, so the row learns only what the profile does not tell, and an ID with few
+- a user's or item's embedding is a content prior (a small MLP over its profile embeddings,
+  and its text / image vectors when the model has them) plus its own ID row, so the row learns only what the profile does not tell, and an ID with few
   interactions stays close to its prior;
 - a defined cold path: an ID with no training interaction (a new ID, or a value outside the
   table) never had its row trained, so its slot takes the model's `cold_embedding` (the prior,
@@ -37,10 +37,12 @@ class ColdStartModel(nn.Module):
         self.sparse = SparseArch(layout, cfg)
         self.net = tower(self.sparse.out_dim, cfg.hidden, cfg.dropout)
         self.slots = {name: layout.slot(name) for name in COLD_ENTITIES}
-        self.content_slots = {name: [layout.slot(f) for f in CONTENT[name]]
+        # the profile's embeddings, and with --text / --image the entity's projected vectors
+        self.content_slots = {name: [layout.slot(f) for f in CONTENT[name]] +
+                              [layout.slot(g.view) for g in layout.vectors if g.owner == name]
                               for name in COLD_ENTITIES}
-        self.priors = nn.ModuleDict({name: content_mlp(len(CONTENT[name]), cfg.embedding_dim)
-                                     for name in COLD_ENTITIES})
+        self.priors = nn.ModuleDict({name: content_mlp(len(slots), cfg.embedding_dim)
+                                     for name, slots in self.content_slots.items()})
         for name in COLD_ENTITIES:
             size = layout.num_embeddings[self.slots[name]]
             self.register_buffer(f"{name}_counts", torch.zeros(size, dtype=torch.int32))

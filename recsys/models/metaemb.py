@@ -12,7 +12,7 @@ from torch.func import functional_call
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
 from recsys.dataset.episodes import Tasks
-from recsys.models.cold import COLD_ENTITIES, CONTENT, ColdStartModel, content_mlp, replace_slot
+from recsys.models.cold import COLD_ENTITIES, ColdStartModel, content_mlp, replace_slot
 from recsys.schema import FEW_SHOT_MAX
 
 
@@ -20,7 +20,8 @@ class MetaEmb(ColdStartModel):
     def __init__(self, layout, cfg):
         super().__init__(layout, cfg)
         self.generators = nn.ModuleDict({
-            name: content_mlp(len(CONTENT[name]), cfg.embedding_dim) for name in COLD_ENTITIES})
+            name: content_mlp(len(self.content_slots[name]), cfg.embedding_dim)
+            for name in COLD_ENTITIES})
         for generator in self.generators.values():  # start from the prior itself
             nn.init.zeros_(generator[-1].weight)
             nn.init.zeros_(generator[-1].bias)

@@ -22,9 +22,16 @@ def run_dir(out: Path, model: str, seed: int) -> Path:
     return out / "runs" / f"{model}-seed{seed}"
 
 
+def parse_arm(arm: str) -> tuple[str, tuple[str, ...]]:
+    """An experiment arm "model[+modality...]" -> (model, modalities): "mmoe+text"."""
+    model, *modalities = arm.split("+")
+    return model, tuple(modalities)
+
+
 def train_runs(dataset: Path, out: Path, models: tuple[str, ...], seeds: int, epochs: int,
                batch_size: int, force: bool, progress: bool, log) -> dict[str, list[dict]]:
-    """metrics.json of every (model, seed) run under out/runs/, training what is missing."""
+    """metrics.json of every (arm, seed) run under out/runs/, training what is missing. An arm
+    is a model name, optionally with modalities (`parse_arm`)."""
     if seeds < 1:
         raise UsageError(f"--seeds {seeds}: need at least one seed")
     read_meta(dataset)  # fail early, with the dataset's own message
@@ -36,7 +43,9 @@ def train_runs(dataset: Path, out: Path, models: tuple[str, ...], seeds: int, ep
                 log(f"reusing finished run {folder}")
                 metrics = json.loads((folder / METRICS).read_text())
             else:
-                cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed)
+                name, modalities = parse_arm(model)
+                cfg = TrainConfig(model=name, epochs=epochs, batch_size=batch_size, seed=seed,
+                                  modalities=modalities)
                 metrics = train(dataset, folder, cfg, force=force, progress=progress, log=log)
             runs[model].append(metrics)
     return runs
@@ -63,24 +72,32 @@ def mean_std(values: list) -> dict:
 COLUMNS = (*[str(c) for c in SCENARIO_NAMES], "overall")
 
 
-def _column(metrics: dict, col: str, key: str) -> float | None:
-    cell = metrics["overall"] if col == "overall" else metrics["scenarios"][col]
-    return cell[key]
+def cell(metrics: dict, col: str) -> dict:
+    """A column's block of a run's metrics: a scenario code, "overall" or a cold-start subset."""
+    if col == "overall":
+        return metrics["overall"]
+    return metrics["subsets"][col] if col in metrics["subsets"] else metrics["scenarios"][col]
 
 
-def summarize(runs: dict[str, list[dict]], dataset: Path, seeds: int) -> dict:
+def oracle_auc(metrics: dict, col: str) -> float | None:
+    oracle = metrics["oracle"]
+    if col == "overall":
+        return oracle["overall_auc"]
+    return oracle["subsets"][col] if col in oracle["subsets"] else oracle["scenarios"][col]
+
+
+def summarize(runs: dict[str, list[dict]], dataset: Path, seeds: int,
+              columns: tuple[str, ...] = COLUMNS, experiment: str = "multi-scenario") -> dict:
     """Mean and standard deviation over seeds of AUC and logloss per column."""
     models = {}
     for model, ms in runs.items():
         stats = {}
         for key in ("auc", "logloss"):
-            stats[key] = {col: mean_std([_column(m, col, key) for m in ms]) for col in COLUMNS}
+            stats[key] = {col: mean_std([cell(m, col)[key] for m in ms]) for col in columns}
         stats["examples_per_s"] = float(np.mean([m["train"]["examples_per_s"] for m in ms]))
         models[model] = stats
     first = next(iter(runs.values()))[0]
-    oracle = {**first["oracle"]["scenarios"], "overall": first["oracle"]["overall_auc"]}
-    counts = {**{c: first["scenarios"][c]["n"] for c in first["scenarios"]},
-              "overall": first["overall"]["n"]}
-    return {"experiment": "multi-scenario", "dataset": str(dataset), "seeds": seeds,
-            "columns": list(COLUMNS), "names": {str(k): v for k, v in SCENARIO_NAMES.items()},
-            "models": models, "oracle_auc": oracle, "test_rows": counts}
+    return {"experiment": experiment, "dataset": str(dataset), "seeds": seeds,
+            "columns": list(columns), "names": {str(k): v for k, v in SCENARIO_NAMES.items()},
+            "models": models, "oracle_auc": {c: oracle_auc(first, c) for c in columns},
+            "test_rows": {c: cell(first, c)["n"] for c in columns}}

@@ -18,7 +18,8 @@ from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import compute_metrics, predict
 from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
-from recsys.models.base import ModelConfig, dense_parameters, sparse_optimizers, training_loss
+from recsys.models.base import FUSIONS, ModelConfig, dense_parameters, sparse_optimizers, training_loss
+from recsys.schema import MODALITIES
 from recsys.storage import write_json
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
@@ -32,10 +33,23 @@ class TrainConfig:
     lr: float = 1e-3  # Adam, dense parameters
     seed: int = 0
     patience: int = 1  # epochs without a better validation AUC before stopping
+    modalities: tuple[str, ...] = ()  # "text", "image": vectors fused with the IDs
     model_config: ModelConfig = field(default_factory=ModelConfig)
+
+    @property
+    def name(self) -> str:
+        """The model with its modalities: "mmoe+text"."""
+        return "+".join((self.model, *self.modalities))
 
     def check(self) -> None:
         model_class(self.model)  # an unknown name fails here, before any data is read
+        for modality in self.modalities:
+            if modality not in MODALITIES:
+                raise UsageError(f"unknown modality '{modality}': choose from "
+                                 f"{', '.join(MODALITIES)}")
+        if self.model_config.fusion not in FUSIONS:
+            raise UsageError(f"--fusion {self.model_config.fusion}: choose one of "
+                             f"{', '.join(FUSIONS)}")
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
@@ -52,8 +66,12 @@ def _save(obj, path: Path) -> None:
 
 
 def load_trained(run: Path, layout: Layout, train_data) -> torch.nn.Module:
-    """The best epoch of a finished run, ready to predict."""
+    """The best epoch of a finished run, ready to predict (`layout` must have the run's
+    modalities)."""
     saved = json.loads((run / CONFIG).read_text())
+    if tuple(saved.get("modalities", ())) != layout.modalities:
+        raise UsageError(f"{run} was trained with modalities {saved.get('modalities', [])}, "
+                         f"the data was loaded with {list(layout.modalities)}")
     cfg = TrainConfig(model=saved["model"], seed=saved["seed"],
                       model_config=ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                   for k, v in saved["model_config"].items()}))
@@ -81,7 +99,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
                                 f"pass --force to start over or choose another --out")
     (out / CONFIG).write_text(json.dumps(config, indent=2))
 
-    layout = Layout.from_meta(meta)
+    layout = Layout.from_meta(meta, cfg.modalities)
     train_data = load_split(dataset, "train", layout)
     val_data = load_split(dataset, "val", layout)
     torch.manual_seed(cfg.seed)
@@ -105,7 +123,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         loader.epoch = epoch  # the shuffle is a function of (seed, epoch): resume replays it
         model.train()
         bar = tqdm(total=len(train_data), unit="ex", unit_scale=True, disable=not progress,
-                   desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", mininterval=1.0)
+                   desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", mininterval=1.0)
         start, loss_sum, steps = time.perf_counter(), 0.0, 0
         for batch in loader:
             loss = training_loss(model, batch)
@@ -121,7 +139,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         val_auc = auc(val_data.labels, predict(model, val_data, layout, train_data))
         state["history"].append({"epoch": epoch + 1, "train_loss": loss_sum / steps,
                                  "val_auc": val_auc})
-        log(f"{cfg.model} epoch {epoch + 1}: train loss {loss_sum / steps:.4f}, "
+        log(f"{cfg.name} epoch {epoch + 1}: train loss {loss_sum / steps:.4f}, "
             f"val AUC {val_auc:.4f}")
         if val_auc > state["best_auc"]:
             state["best_auc"], state["best_epoch"] = val_auc, epoch
@@ -134,6 +152,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     model.load_state_dict(torch.load(out / BEST, weights_only=True))
     test_data = load_split(dataset, "test", layout)
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
+               "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
                **compute_metrics(test_data, predict(model, test_data, layout, train_data)),
                "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),
                          "epochs": state["epoch"], "best_epoch": state["best_epoch"] + 1,

@@ -1,0 +1,1 @@
+"""Text as features: sentence-transformer vectors of the offline store's text fields."""

