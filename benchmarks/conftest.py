@@ -50,7 +50,9 @@ def pytest_terminal_summary(terminalreporter):
              ("mmoe training examples/s", "mmoe dense-floor examples/s"),
              ("dnn_mixed step, 2,000,000 users", "dnn_mixed step, 100,000 users"),
              *((f"{m} training examples/s", "dnn_mixed training examples/s")
-               for m in ("dropoutnet", "metaemb", "maml", "melu"))]
+               for m in ("dropoutnet", "metaemb", "maml", "melu")),
+             *((f"{m}+text examples/s (text bench)", f"{m} examples/s (text bench)")
+               for m in ("dnn_mixed", "mmoe"))]
     for name, value in RESULTS.items():
         terminalreporter.write_line(f"[{PRESET}] {name}: {value:,.4g}")
     for a, b in pairs:

@@ -94,7 +94,8 @@ def _bars(ax, results: dict) -> None:
     values = [v for m in models.values() for c in cols if (v := m["auc"][c]["mean"])]
     low = min(values) - 0.02 if values else 0.5
     ax.set_ylim(low, max(o for o in oracle if o == o) + 0.01)
-    ax.set_xticks(x, _header(results))
+    many = len(cols) > 6  # long labels would overlap
+    ax.set_xticks(x, _header(results), rotation=20 if many else 0, ha="right" if many else "center")
     ax.set_ylabel("test AUC")
     ax.legend(ncol=min(len(models) + 1, 4), fontsize=8, loc="upper center",
               bbox_to_anchor=(0.5, -0.08), frameon=False)
