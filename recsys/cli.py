@@ -99,8 +99,10 @@ def encode_text(
     console.print(f"vectors: {stats['dim']} values each (PCA keeps "
                   f"{stats['explained_variance']:.1%} of the variance) in "
                   f"{repo / 'data' / 'offline'}/{{user,item}}_text_vec; cache {stats['cache']}")
-    console.print("run `feast materialize-incremental` (or `feast materialize`) to serve them "
-                  "online, and `recsys build-dataset --force` to train on them")
+    console.print(f"serve them online: `cd {repo} && feast apply && feast materialize "
+                  f"--disable-event-timestamp -v user_text_vec -v item_text_vec` (an incremental "
+                  f"run would skip them: their timestamps are the snapshots'); train on them "
+                  f"after `recsys build-dataset --force`")
 
 
 @app.command("build-dataset")

@@ -43,8 +43,7 @@ def auc_table(results: dict, key: str = "auc") -> str:
 
 
 def write_report(results: dict, path: Path) -> None:
-    speed = "\n".join(f"| {name} | {m['examples_per_s']:,.0f} |"
-                      for name, m in results["models"].items())
+    speed = _speed_rows(results["models"])
     text = f"""# Multi-scenario experiment
 
 Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± std over seeds.
@@ -67,9 +66,7 @@ probability, the ceiling no model can pass.
 
 ![per-scenario AUC](per_scenario_auc.png)
 """
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    _write(path, text)
 
 
 def plot_per_scenario(results: dict, path: Path) -> None:
@@ -99,6 +96,16 @@ def _bars(ax, results: dict) -> None:
     ax.set_ylabel("test AUC")
     ax.legend(ncol=min(len(models) + 1, 4), fontsize=8, loc="upper center",
               bbox_to_anchor=(0.5, -0.08), frameon=False)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _speed_rows(models: dict) -> str:
+    return "\n".join(f"| {name} | {m['examples_per_s']:,.0f} |" for name, m in models.items())
 
 
 def _save(fig, path: Path) -> None:
@@ -164,9 +171,7 @@ evaluation set. AUC cold, then after each batch (only the new items' ID embeddin
 
 ![cold-start AUC and warm-up](cold_start.png)
 """
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    _write(path, text)
 
 
 def plot_cold_start(results: dict, path: Path) -> None:
@@ -199,8 +204,7 @@ def gain_table(results: dict) -> str:
 
 
 def write_multi_modal_report(results: dict, path: Path) -> None:
-    speed = "\n".join(f"| {name} | {m['examples_per_s']:,.0f} |"
-                      for name, m in results["models"].items())
+    speed = _speed_rows(results["models"])
     text = f"""# Multi-modal experiment
 
 Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± std over seeds.
@@ -229,9 +233,7 @@ the Bayes row is the AUC of the generator's true click probability.
 
 ![multi-modal AUC and gains](multi_modal.png)
 """
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    _write(path, text)
 
 
 def plot_multi_modal(results: dict, path: Path) -> None:
