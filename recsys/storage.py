@@ -18,12 +18,16 @@ def check_output_free(path: Path, force: bool) -> None:
         raise OutputExistsError(f"{path} already exists; pass --force to replace it")
 
 
-def write_json(obj, path: Path) -> None:
-    """Write `obj` as JSON through a temporary file and a rename."""
+def write_text(text: str, path: Path) -> None:
+    """Write `text` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(obj, path: Path) -> None:
+    write_text(json.dumps(obj, indent=2), path)
 
 
 @contextmanager

@@ -83,14 +83,19 @@ class Layout:
         return self.num_embeddings[self.slot(name)] - 1
 
 
-def _vector_groups(meta: dict, modalities: tuple[str, ...]) -> list[VectorGroup]:
-    """The vector groups of the asked modalities, with sizes the dataset recorded."""
-    dims = meta.get("vector_dims", {})
-    groups = []
+def check_modalities(modalities: tuple[str, ...]) -> None:
     for modality in modalities:
         if modality not in MODALITIES:
             raise UsageError(f"unknown modality '{modality}': choose from "
                              f"{', '.join(MODALITIES)}")
+
+
+def _vector_groups(meta: dict, modalities: tuple[str, ...]) -> list[VectorGroup]:
+    """The vector groups of the asked modalities, with sizes the dataset recorded."""
+    check_modalities(modalities)
+    dims = meta.get("vector_dims", {})
+    groups = []
+    for modality in modalities:
         for view in MODALITIES[modality]:
             columns = tuple(f.name for f in view_features(view))
             if not all(dims.get(c) for c in columns):

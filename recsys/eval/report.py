@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from recsys.storage import write_text  # noqa: E402
+
 
 def _header(results: dict) -> list[str]:
     names = results["names"]
@@ -66,7 +68,7 @@ probability, the ceiling no model can pass.
 
 ![per-scenario AUC](per_scenario_auc.png)
 """
-    _write(path, text)
+    write_text(text, path)
 
 
 def plot_per_scenario(results: dict, path: Path) -> None:
@@ -79,29 +81,31 @@ def plot_per_scenario(results: dict, path: Path) -> None:
 def _bars(ax, results: dict) -> None:
     """Grouped bars: one group per column, one bar per model (mean ± std), Bayes markers."""
     cols, models = results["columns"], results["models"]
-    x = np.arange(len(cols))
-    width = 0.8 / len(models)
-    for i, (name, m) in enumerate(models.items()):
-        means = [m["auc"][c]["mean"] or np.nan for c in cols]
-        stds = [m["auc"][c]["std"] or 0.0 for c in cols]
-        ax.bar(x + (i - (len(models) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               label=name)
+    x = _grouped_bars(ax, cols, {name: m["auc"] for name, m in models.items()})
     oracle = [results["oracle_auc"][c] or np.nan for c in cols]
     ax.scatter(x, oracle, marker="_", s=900, color="black", label="Bayes (p_true)", zorder=3)
     values = [v for m in models.values() for c in cols if (v := m["auc"][c]["mean"])]
     low = min(values) - 0.02 if values else 0.5
     ax.set_ylim(low, max(o for o in oracle if o == o) + 0.01)
     many = len(cols) > 6  # long labels would overlap
-    ax.set_xticks(x, _header(results), rotation=20 if many else 0, ha="right" if many else "center")
+    ax.set_xticks(x, _header(results), rotation=20 if many else 0,
+                  ha="right" if many else "center")
     ax.set_ylabel("test AUC")
     ax.legend(ncol=min(len(models) + 1, 4), fontsize=8, loc="upper center",
-              bbox_to_anchor=(0.5, -0.08), frameon=False)
+              bbox_to_anchor=(0.5, -0.22 if many else -0.08), frameon=False)
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def _grouped_bars(ax, cols: list[str], series: dict[str, dict]) -> np.ndarray:
+    """One group of bars per column, one bar per series ({column: {"mean", "std"}}), with the
+    std as error bars; returns the groups' x positions."""
+    x = np.arange(len(cols))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, cells) in enumerate(series.items()):
+        means = [np.nan if cells[c]["mean"] is None else cells[c]["mean"] for c in cols]
+        stds = [cells[c]["std"] or 0.0 for c in cols]
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+               label=name)
+    return x
 
 
 def _speed_rows(models: dict) -> str:
@@ -171,7 +175,7 @@ evaluation set. AUC cold, then after each batch (only the new items' ID embeddin
 
 ![cold-start AUC and warm-up](cold_start.png)
 """
-    _write(path, text)
+    write_text(text, path)
 
 
 def plot_cold_start(results: dict, path: Path) -> None:
@@ -233,22 +237,15 @@ the Bayes row is the AUC of the generator's true click probability.
 
 ![multi-modal AUC and gains](multi_modal.png)
 """
-    _write(path, text)
+    write_text(text, path)
 
 
 def plot_multi_modal(results: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(16, 5))
     _bars(left, results)
     left.set_title(f"AUC, mean ± std over {results['seeds']} seed(s)")
-    cols, gains = results["columns"], results["gains"]
-    x = np.arange(len(cols))
-    width = 0.8 / max(len(gains), 1)
-    for i, (name, g) in enumerate(gains.items()):
-        means = [g["auc"][c]["mean"] if g["auc"][c]["mean"] is not None else np.nan
-                 for c in cols]
-        stds = [g["auc"][c]["std"] or 0.0 for c in cols]
-        right.bar(x + (i - (len(gains) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-                  label=name)
+    cols = results["columns"]
+    x = _grouped_bars(right, cols, {name: g["auc"] for name, g in results["gains"].items()})
     right.axhline(0, color="black", linewidth=0.8)
     right.set_xticks(x, _header(results), rotation=20, ha="right")
     right.set_ylabel("AUC gain (with − without)")

@@ -53,6 +53,11 @@ class ModelConfig:
 FUSIONS = ("concat", "gated")
 
 
+def check_fusion(fusion: str) -> None:
+    if fusion not in FUSIONS:
+        raise UsageError(f"--fusion {fusion}: choose one of {', '.join(FUSIONS)}")
+
+
 class SparseArch(nn.Module):
     """One embedding table per sparse feature, sizes from the Layout, and one projection per
     vector group (text / image) of the Layout.
@@ -64,8 +69,7 @@ class SparseArch(nn.Module):
 
     def __init__(self, layout: Layout, cfg: ModelConfig):
         super().__init__()
-        if cfg.fusion not in FUSIONS:
-            raise UsageError(f"--fusion {cfg.fusion}: choose one of {', '.join(FUSIONS)}")
+        check_fusion(cfg.fusion)
         tables = [EmbeddingBagConfig(name=f"t_{name}", embedding_dim=cfg.embedding_dim,
                                      num_embeddings=size, feature_names=[name])
                   for name, size in zip(layout.sparse, layout.num_embeddings)]

@@ -2,8 +2,8 @@
 
 All four share one base, the dnn_mixed network (embeddings -> MLP tower) with two changes:
 - a user's or item's embedding is a content prior (a small MLP over its profile embeddings,
-  and its text / image vectors when the model has them) plus its own ID row, so the row learns only what the profile does not tell, and an ID with few
-  interactions stays close to its prior;
+  and its text / image vectors when the model has them) plus its own ID row, so the row learns
+  only what the profile does not tell, and an ID with few interactions stays close to its prior;
 - a defined cold path: an ID with no training interaction (a new ID, or a value outside the
   table) never had its row trained, so its slot takes the model's `cold_embedding` (the prior,
   unless a model learns a better one). Training drops a share of the rows' IDs to that path at

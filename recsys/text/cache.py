@@ -57,17 +57,34 @@ class TextCache:
                                 f"delete {folder} and run again")
             keys.append(k)
             vectors.append(v)
-        self.keys, self.vectors = np.concatenate(keys), np.concatenate(vectors)
-        order = np.argsort(self.keys, kind="stable")
-        self.keys, self.vectors = self.keys[order], self.vectors[order]
+        # batches not yet merged into the sorted arrays: merging is deferred to the next lookup,
+        # so a run that adds thousands of batches sorts once, not once per batch
+        self._keys, self._vectors = keys, vectors
         self.n_parts = len(parts)
 
+    def _merge(self) -> None:
+        if len(self._keys) == 1:
+            return
+        keys, vectors = np.concatenate(self._keys), np.concatenate(self._vectors)
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._vectors = [keys[order]], [vectors[order]]
+
+    @property
+    def keys(self) -> np.ndarray:
+        self._merge()
+        return self._keys[0]
+
+    @property
+    def vectors(self) -> np.ndarray:
+        self._merge()
+        return self._vectors[0]
+
     def __len__(self) -> int:
-        return len(self.keys)
+        return sum(len(k) for k in self._keys)
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """Index of each key in the cache, -1 where it is missing."""
-        if len(self.keys) == 0:
+        if len(self) == 0:
             return np.full(len(keys), -1)
         pos = np.clip(np.searchsorted(self.keys, keys), 0, len(self.keys) - 1)
         return np.where(self.keys[pos] == keys, pos, -1)
@@ -79,7 +96,7 @@ class TextCache:
         return self.vectors[index]
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        """Persist a batch of new vectors as one part, then make them findable."""
+        """Persist a batch of new vectors as one part; the next lookup finds them."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"part-{self.n_parts:06d}-{os.getpid()}.parquet"
         tmp = path.with_suffix(".tmp")
@@ -89,7 +106,5 @@ class TextCache:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
         self.n_parts += 1
-        keys_all = np.concatenate([self.keys, keys])
-        order = np.argsort(keys_all, kind="stable")
-        self.keys = keys_all[order]
-        self.vectors = np.concatenate([self.vectors, vectors.astype(np.float32)])[order]
+        self._keys.append(keys)
+        self._vectors.append(vectors.astype(np.float32))

@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
+from recsys.dataset.loader import BatchLoader, Layout, check_modalities, load_split, read_meta
 from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import compute_metrics, predict
 from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
-from recsys.models.base import FUSIONS, ModelConfig, dense_parameters, sparse_optimizers, training_loss
-from recsys.schema import MODALITIES
+from recsys.models.base import ModelConfig, check_fusion, dense_parameters, sparse_optimizers, \
+    training_loss
 from recsys.storage import write_json
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
@@ -43,13 +43,8 @@ class TrainConfig:
 
     def check(self) -> None:
         model_class(self.model)  # an unknown name fails here, before any data is read
-        for modality in self.modalities:
-            if modality not in MODALITIES:
-                raise UsageError(f"unknown modality '{modality}': choose from "
-                                 f"{', '.join(MODALITIES)}")
-        if self.model_config.fusion not in FUSIONS:
-            raise UsageError(f"--fusion {self.model_config.fusion}: choose one of "
-                             f"{', '.join(FUSIONS)}")
+        check_modalities(self.modalities)
+        check_fusion(self.model_config.fusion)
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
