@@ -20,7 +20,7 @@ from recsys.models import MODELS, build_model
 from recsys.models.base import ModelConfig, SparseArch, training_loss
 from recsys.text.cache import TextCache, text_keys
 from recsys.text.encode import ENCODING, default_model, encode_missing, load_encoder
-from test_errors import fails
+from test_errors import fails, fingerprint
 
 
 def vectors_of(offline, view: str) -> dict:
@@ -91,6 +91,7 @@ def test_vectors_served_online_equal_the_store(tiny):
 
 
 def test_missing_model_folder_fails_clearly(tiny, tmp_path):
+    before = fingerprint(tiny["offline"])
     fails("encode-text", "--repo", str(tiny["repo"]), "--force", "--model",
           str(tmp_path / "nowhere"), says="no such folder")
     (tmp_path / "notes").mkdir()
@@ -101,6 +102,7 @@ def test_missing_model_folder_fails_clearly(tiny, tmp_path):
     (tmp_path / "half" / "config.json").write_text('{"model_type": "bert"}')
     fails("encode-text", "--repo", str(tiny["repo"]), "--force", "--model",
           str(tmp_path / "half"), says="cannot load it offline")
+    assert fingerprint(tiny["offline"]) == before  # --force, yet nothing was replaced
 
 
 def test_text_asked_of_a_dataset_without_vectors_fails_clearly(tiny):
