@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
 from rich.console import Console
 
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Feature-store-centric multi-scenario, multi-modal CTR platform.")
@@ -162,21 +163,89 @@ def train(
     image: bool = IMAGE,
     fusion: str = typer.Option("concat", "--fusion",
                                help="How vectors join the IDs: concat | gated."),
+    user_rows: Optional[int] = typer.Option(
+        None, "--user-rows", help="Hash raw user IDs into this many rows (IDs of any size; "
+                                  "collisions measured in metrics.json)."),
+    item_rows: Optional[int] = typer.Option(None, "--item-rows", help="The same for items."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes (torchrun); >1 shards the "
+                              "embedding tables with TorchRec DistributedModelParallel."),
+    device: str = typer.Option("cpu", "--device", help="cpu (gloo) | cuda (NCCL, one GPU "
+                               "per process)."),
     force: bool = FORCE,
 ) -> None:
     """Train one model; resumes an interrupted run in the same --out."""
+    from recsys.dataset.loader import read_meta
     from recsys.eval.report import metrics_table
     from recsys.models.base import ModelConfig
+    from recsys.train import distributed
     from recsys.train.loop import TrainConfig
     from recsys.train.loop import train as run
 
     modalities = tuple(m for m, on in (("text", text), ("image", image)) if on)
+    hashed_rows = {n: r for n, r in (("user_id", user_rows), ("item_id", item_rows))
+                   if r is not None}
     cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed,
-                      modalities=modalities, model_config=ModelConfig(fusion=fusion))
+                      modalities=modalities, hashed_rows=hashed_rows,
+                      model_config=ModelConfig(fusion=fusion))
+    dataset = dataset or Path("datasets/small")
     out = out or Path("runs") / cfg.name
-    metrics = run(dataset or Path("datasets/small"), out, cfg, force=force, log=console.print)
-    console.print(metrics_table(metrics), soft_wrap=True)
-    console.print(f"metrics: {out / 'metrics.json'}")
+    distributed.check_device(device)
+    if nproc < 1:
+        raise UsageError(f"--nproc {nproc}: need at least one process")
+    if (nproc > 1 or device == "cuda") and not distributed.under_torchrun():
+        # check here what would fail in every process, then start them
+        cfg.check()
+        distributed.check_shardable(model, nproc, batch_size)
+        read_meta(dataset)
+        args = sys.argv[sys.argv.index("train") + 1:]
+        keep = [a for i, a in enumerate(args) if not a.startswith("--nproc")
+                and not (i and args[i - 1] == "--nproc")]
+        raise typer.Exit(distributed.launch(nproc, keep))
+    ranks = distributed.Ranks.start(device) if distributed.under_torchrun() else \
+        distributed.Ranks()
+    try:
+        metrics = run(dataset, out, cfg, force=force, log=console.print, ranks=ranks)
+    finally:
+        ranks.stop()
+    if ranks.main:
+        console.print(metrics_table(metrics), soft_wrap=True)
+        for name, h in metrics["hashing"].items():
+            console.print(f"{name}: {h['distinct_ids']:,} distinct IDs hashed into "
+                          f"{h['rows']:,} rows; {h['colliding_share']:.2%} share a row "
+                          f"(uniform hashing: {h['expected_share']:.2%})", soft_wrap=True)
+        console.print(f"metrics: {out / 'metrics.json'}")
+
+
+@app.command()
+@_friendly
+def plan(
+    preset: str = typer.Option("full", "--preset", help="ID scale: tiny | small | medium | full"),
+    world_size: int = typer.Option(8, "--world-size", help="Ranks (GPUs or processes)."),
+    device: str = typer.Option("cuda", "--device", help="cuda | cpu"),
+    memory_gb: float = typer.Option(80.0, "--memory-gb", help="Memory per rank (GPU memory "
+                                    "on cuda, host memory on cpu)."),
+    dim: int = typer.Option(16, "--dim", help="Embedding dimension."),
+    dtype: str = typer.Option("fp32", "--dtype", help="Table storage: fp32 | fp16"),
+    uvm: bool = typer.Option(False, "--uvm", help="cuda: allow tables in host memory behind "
+                             "a GPU cache."),
+    host_memory_gb: float = typer.Option(256.0, "--host-memory-gb",
+                                         help="Host memory per rank for --uvm."),
+    batch_size: int = typer.Option(2048, "--batch-size", help="Batch per rank."),
+    model: str = typer.Option("mmoe", "--model"),
+) -> None:
+    """Plan the sharding of a preset's tables with TorchRec's planner (meta device, no memory
+    used): the plan, bytes per rank and whether it fits. Exits 1 when it does not."""
+    from recsys.eval.report import plan_table
+    from recsys.train.plan import PlanRequest, summary
+
+    req = PlanRequest(preset=preset, world_size=world_size, device=device, memory_gb=memory_gb,
+                      dim=dim, dtype=dtype, uvm=uvm, host_memory_gb=host_memory_gb,
+                      batch_size=batch_size, model=model)
+    req.check()
+    report = summary(req)
+    console.print(plan_table(report), soft_wrap=True)
+    if not report["fits"]:
+        raise typer.Exit(1)
 
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments over models and seeds.")

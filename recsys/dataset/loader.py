@@ -25,10 +25,12 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from recsys.data import vectors as vector_columns
 from recsys.data.store import check_parquet_files
 from recsys.dataset.build import META
+from recsys.dataset.hashing import hash_rows
 from recsys.errors import DataError, UsageError
 from recsys.schema import COLD_START_FLAGS, ENTITY_BY_NAME, EVENT_TIMESTAMP, FEATURES, LABEL, \
     MODALITIES, P_TRUE, VIEW_BY_NAME, dataset_schema, view_features
 
+ID_FEATURES = ("user_id", "item_id")
 # Dense features whose values are counts: fed as log1p(count).
 _COUNT_DTYPES = ("int32", "int64")
 
@@ -57,16 +59,26 @@ class Layout:
     dense: tuple[str, ...]
     modalities: tuple[str, ...] = ()  # text / image: vectors beside the IDs
     vectors: tuple[VectorGroup, ...] = ()
+    hashed: tuple[str, ...] = ()  # ID features whose raw values are hashed into their table
 
     @classmethod
-    def from_meta(cls, meta: dict, modalities: tuple[str, ...] = ()) -> "Layout":
-        ids = {"user_id": meta["n_users"], "item_id": meta["n_items"]}
+    def from_meta(cls, meta: dict, modalities: tuple[str, ...] = (),
+                  hashed_rows: dict[str, int] | None = None) -> "Layout":
+        """`hashed_rows`: ID feature -> table rows its raw IDs are hashed into (any size of
+        ID space then fits the table; see dataset.hashing)."""
+        hashed_rows = hashed_rows or {}
+        ids = {"user_id": meta["n_users"], "item_id": meta["n_items"], **hashed_rows}
         sparse = [f for f in FEATURES if f.kind in ("id", "categorical")]
         dense = [f for f in FEATURES if f.kind == "numeric"]
+        for name, rows in hashed_rows.items():
+            if name not in ID_FEATURES or rows < 1:
+                raise UsageError(f"hashed table {name}={rows}: only {', '.join(ID_FEATURES)} "
+                                 f"can be hashed, into at least one row")
         return cls(sparse=tuple(f.name for f in sparse),
                    num_embeddings=tuple((ids.get(f.name) or f.cardinality) + 1 for f in sparse),
                    dense=tuple(f.name for f in dense), modalities=tuple(modalities),
-                   vectors=tuple(_vector_groups(meta, modalities)))
+                   vectors=tuple(_vector_groups(meta, modalities)),
+                   hashed=tuple(n for n in ID_FEATURES if n in hashed_rows))
 
     def slot(self, name: str) -> int:
         """Slot of a sparse feature, or of a vector group (by its view), in the model's
@@ -124,6 +136,12 @@ class Batch:
 
     def __len__(self) -> int:
         return self.labels.shape[0]
+
+    def to(self, device: torch.device) -> "Batch":
+        if device.type == "cpu":
+            return self
+        return Batch(self.sparse.to(device), *(getattr(self, f.name).to(device)
+                                               for f in fields(self)[1:]))
 
     def select(self, mask: torch.Tensor) -> "Batch":
         ids = self.ids[mask]
@@ -195,6 +213,9 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
     ids = np.empty((table.num_rows, len(layout.sparse)), dtype=np.int64)
     for j, (name, size) in enumerate(zip(layout.sparse, layout.num_embeddings)):
         col = table[name].fill_null(-1).to_numpy().astype(np.int64)
+        if name in layout.hashed:
+            ids[:, j] = np.where(col >= 0, hash_rows(col, size - 1), size - 1)
+            continue
         # unknown values share one row, never trained on real data: a defined cold path
         ids[:, j] = np.where((col >= 0) & (col < size - 1), col, size - 1)
     dense = np.empty((table.num_rows, len(layout.dense)), dtype=np.float32)
@@ -214,6 +235,13 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
                      time=table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy())
 
 
+def read_column(dataset: Path, split: str, name: str) -> np.ndarray:
+    """One column of a split as stored (raw IDs before any mapping to rows); nulls as -1."""
+    files = [str(f) for f in sorted((dataset / split).glob("*.parquet"))]
+    column = pads.dataset(files, format="parquet").to_table(columns=[name])[name]
+    return column.fill_null(-1).to_numpy().astype(np.int64)
+
+
 def rows_batch(data: SplitData, keys: list[str] | tuple[str, ...],
                rows: np.ndarray | slice) -> Batch:
     """One batch of the given rows of a split (`keys`: the Layout's sparse features)."""
@@ -225,17 +253,29 @@ def rows_batch(data: SplitData, keys: list[str] | tuple[str, ...],
 
 class BatchLoader:
     """Iterates a split in batches; shuffled per epoch from (seed, epoch); prefetches in a
-    background thread."""
+    background thread.
+
+    In a job of `world` processes, rank r takes every world-th row of the epoch's shuffle
+    (the remainder of len / world is left out), so all ranks run the same number of equal
+    batches, as sharded lookups need; together they cover the split once."""
 
     def __init__(self, data: SplitData, layout: Layout, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, prefetch: int = 4):
+                 seed: int = 0, prefetch: int = 4, rank: int = 0, world: int = 1):
+        if world > 1 and not shuffle:
+            raise ValueError("a loader shared by several ranks must shuffle")
         self.data, self.keys = data, list(layout.sparse)
         self.batch_size, self.shuffle, self.seed, self.prefetch = batch_size, shuffle, seed, \
             prefetch
+        self.rank, self.world = rank, world
         self.epoch = 0
 
+    @property
+    def rows(self) -> int:
+        """Rows this rank iterates per epoch."""
+        return len(self.data) // self.world
+
     def __len__(self) -> int:
-        return -(-len(self.data) // self.batch_size)
+        return -(-self.rows // self.batch_size)
 
     def batch(self, rows: np.ndarray | slice) -> Batch:
         return rows_batch(self.data, self.keys, rows)
@@ -244,7 +284,9 @@ class BatchLoader:
         n, b = len(self.data), self.batch_size
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
-            return (np.sort(order[i:i + b]) for i in range(0, n, b))
+            if self.world > 1:
+                order = order[:n - n % self.world][self.rank::self.world]
+            return (np.sort(order[i:i + b]) for i in range(0, len(order), b))
         return (slice(i, min(i + b, n)) for i in range(0, n, b))
 
     def __iter__(self) -> Iterator[Batch]:

@@ -16,11 +16,13 @@ MIN_ROWS = 100
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: SplitData, layout: Layout,
-            history: SplitData | None = None, batch_size: int = 16384) -> np.ndarray:
+            history: SplitData | None = None, batch_size: int = 16384,
+            device: torch.device = torch.device("cpu")) -> np.ndarray:
     """Click probabilities of every row. Models that adapt to a user's history at test time
     (maml, melu) get the training split as `history`."""
     model.eval()
-    out = [torch.sigmoid(model(b)).numpy() for b in BatchLoader(data, layout, batch_size)]
+    out = [torch.sigmoid(model(b.to(device))).cpu().numpy()
+           for b in BatchLoader(data, layout, batch_size)]
     probs = np.concatenate(out)
     if history is not None and hasattr(model, "predict_split"):
         probs = model.predict_split(data, layout, history, probs)

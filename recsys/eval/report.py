@@ -134,6 +134,43 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def plan_table(report: dict) -> str:
+    """`recsys plan`'s answer: the request, the plan per table and per rank, the verdict."""
+    req = report["request"]
+    gb = (lambda b: f"{b / 2 ** 30:,.2f}")
+    head = (f"{req['preset']} preset, {report['tables']} tables, dim {req['dim']} "
+            f"{req['dtype']}, model {req['model']}, batch {req['batch_size']:,} per rank; "
+            f"{req['world_size']} x {req['device']} rank(s) of {req['memory_gb']:g} GB"
+            + (f" (+ UVM over {req['host_memory_gb']:g} GB host memory)" if req["uvm"] else ""))
+    if not report["fits"]:
+        fixes = "; ".join(report["remedies"]) or "none of fp16 tables, up to 8x the ranks, " \
+            "a quarter of the dim or UVM caching"
+        return (f"{head}\nDOES NOT FIT: {report['reason']}\nthe planner finds a plan with: "
+                f"{fixes}")
+    lines = [head, "", "| table | rows | sharding | kernel | ranks | GB per rank |",
+             "| --- | ---: | --- | --- | --- | ---: |"]
+    small = [t for t in report["shards"] if max(t["bytes_per_rank"].values()) < 2 ** 20]
+    for t in sorted(report["shards"], key=lambda t: -t["rows"]):
+        if t in small:
+            continue
+        ranks = t["ranks"]
+        where = ",".join(map(str, ranks)) if len(ranks) <= 4 else f"{ranks[0]}-{ranks[-1]}"
+        lines.append(f"| {t['table']} | {t['rows']:,} | {t['sharding']} | {t['kernel']} | "
+                     f"{where} | {gb(max(t['bytes_per_rank'].values()))} |")
+    if small:
+        total = sum(b for t in small for b in t["bytes_per_rank"].values())
+        lines.append(f"| {len(small)} tables under 1 MB | {sum(t['rows'] for t in small):,} | "
+                     f"{', '.join(sorted({t['sharding'] for t in small}))} | - | - | "
+                     f"{total / 2 ** 20:,.2f} MB in all |")
+    lines += ["", "| rank | GB (tables + optimizer + dense) |", "| ---: | ---: |"]
+    lines += [f"| {r} | {gb(b)} |" for r, b in enumerate(report["rank_bytes"])]
+    top = max(report["rank_bytes"])
+    lines.append(f"\nFITS: the fullest rank holds {gb(top)} GB of the {gb(report['usable_bytes'])}"
+                 f" GB the planner may use per rank ({top / report['usable_bytes']:.0%}); "
+                 f"tables: weights + row-wise Adagrad state; dense: weights + Adam moments")
+    return "\n".join(lines)
+
+
 def write_cold_start_report(results: dict, path: Path) -> None:
     subsets, warmup = results["subsets"], results["warmup"]
     per_scenario = "\n\n".join(f"### {flag}\n\n{auc_table(table)}"

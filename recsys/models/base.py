@@ -7,9 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
-from torchrec.modules.embedding_configs import EmbeddingBagConfig
+from torchrec.distributed.embeddingbag import ShardedEmbeddingBagCollection
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
+from torchrec.sparse.jagged_tensor import KeyedTensor
 
 from recsys.dataset.loader import Batch, Layout
 from recsys.errors import UsageError
@@ -23,6 +26,7 @@ class ModelConfig:
     """Hyper-parameters of every model (each uses the fields it needs)."""
 
     embedding_dim: int = 16
+    table_dtype: str = "fp32"  # fp32 | fp16 (the embedding tables' storage)
     embedding_lr: float = 0.05  # row-wise Adagrad, applied inside the backward pass
     hidden: tuple[int, ...] = (256, 128, 64)  # dnn / dnn_mixed
     bottom: tuple[int, ...] = (256, 128)  # shared_bottom
@@ -51,6 +55,7 @@ class ModelConfig:
 
 
 FUSIONS = ("concat", "gated")
+TABLE_DTYPES = {"fp32": (DataType.FP32, 4), "fp16": (DataType.FP16, 2)}  # type, bytes
 
 
 def check_fusion(fusion: str) -> None:
@@ -71,11 +76,15 @@ class SparseArch(nn.Module):
         super().__init__()
         check_fusion(cfg.fusion)
         tables = [EmbeddingBagConfig(name=f"t_{name}", embedding_dim=cfg.embedding_dim,
-                                     num_embeddings=size, feature_names=[name])
+                                     num_embeddings=size, feature_names=[name],
+                                     data_type=TABLE_DTYPES[cfg.table_dtype][0])
                   for name, size in zip(layout.sparse, layout.num_embeddings)]
+        # the default device: "meta" when built to be sharded or planned (no memory used)
         self.ebc = FusedEmbeddingBagCollection(tables=tables, optimizer_type=RowWiseAdagrad,
-                                               optimizer_kwargs={"lr": cfg.embedding_lr})
-        self.dim, self.n_sparse = cfg.embedding_dim, len(layout.sparse)
+                                               optimizer_kwargs={"lr": cfg.embedding_lr},
+                                               device=torch.get_default_device())
+        self.dim, self.n_sparse, self.keys = cfg.embedding_dim, len(layout.sparse), \
+            list(layout.sparse)
         groups = layout.vectors
         self.spans = [(sum(g.width for g in groups[:i]), g.width) for i, g in enumerate(groups)]
         self.owner_slots = [layout.slot(g.owner) for g in groups]
@@ -88,7 +97,12 @@ class SparseArch(nn.Module):
     def lookup(self, batch: Batch) -> torch.Tensor:
         """(B, F + G, D): one embedding per sparse feature, in Layout order, then one per
         vector group."""
-        emb = self.ebc(batch.sparse).values().view(len(batch), self.n_sparse, self.dim)
+        pooled = self.ebc(batch.sparse)
+        if pooled.keys() != self.keys:  # sharded tables answer grouped by rank: reorder
+            values = KeyedTensor.regroup([pooled], [self.keys])[0]
+        else:
+            values = pooled.values()
+        emb = values.view(len(batch), self.n_sparse, self.dim)
         if not self.spans:
             return emb
         slots = []
@@ -142,7 +156,10 @@ def training_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
 
 
 def sparse_optimizers(model: nn.Module) -> list:
-    """The fused (in-backward) optimizers of the model's embedding tables."""
+    """The fused (in-backward) optimizers of the model's embedding tables (one for a model
+    sharded by DistributedModelParallel)."""
+    if isinstance(model, DistributedModelParallel):
+        return [model.fused_optimizer]
     return [m.fused_optimizer() for m in model.modules()
             if isinstance(m, FusedEmbeddingBagCollection)]
 
@@ -156,6 +173,7 @@ def set_sparse_lr(model: nn.Module, lr: float) -> None:
 
 def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Parameters for the dense optimizer: everything but the fused embedding tables."""
-    fused = {id(p) for m in model.modules() if isinstance(m, FusedEmbeddingBagCollection)
+    fused = {id(p) for m in model.modules()
+             if isinstance(m, (FusedEmbeddingBagCollection, ShardedEmbeddingBagCollection))
              for p in m.parameters()}
     return [p for p in model.parameters() if id(p) not in fused]

@@ -15,7 +15,7 @@ class SingleScenarioDNN(nn.Module):
         self.nets = nn.ModuleList(DNNMixed(layout, cfg) for _ in range(N_SCENARIOS))
 
     def forward(self, batch):
-        out = torch.zeros(len(batch))
+        out = torch.zeros(len(batch), device=batch.labels.device)
         for s, net in enumerate(self.nets):
             mask = batch.scenario == s
             if mask.any():

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from recsys.dataset.loader import BatchLoader, Layout, check_modalities, load_split, read_meta
+from recsys.dataset.hashing import collisions
+from recsys.dataset.loader import BatchLoader, Layout, check_modalities, load_split, read_column, \
+    read_meta
 from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import compute_metrics, predict
 from recsys.eval.metrics import auc
@@ -21,8 +26,12 @@ from recsys.models import build_model, model_class
 from recsys.models.base import ModelConfig, check_fusion, dense_parameters, sparse_optimizers, \
     training_loss
 from recsys.storage import write_json
+from recsys.train.distributed import Ranks, check_shardable, load_sharded, predict_sharded, \
+    save_sharded, shard
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
+# the same, written by several processes (torch.distributed.checkpoint folders)
+SHARDED, SHARDED_BEST, STATE, DENSE_OPT = "checkpoint", "best", "state.json", "dense_opt.pt"
 
 
 @dataclass
@@ -34,6 +43,8 @@ class TrainConfig:
     seed: int = 0
     patience: int = 1  # epochs without a better validation AUC before stopping
     modalities: tuple[str, ...] = ()  # "text", "image": vectors fused with the IDs
+    # ID feature -> rows its raw IDs are hashed into (--user-rows / --item-rows)
+    hashed_rows: dict[str, int] = field(default_factory=dict)
     model_config: ModelConfig = field(default_factory=ModelConfig)
 
     @property
@@ -45,6 +56,9 @@ class TrainConfig:
         model_class(self.model)  # an unknown name fails here, before any data is read
         check_modalities(self.modalities)
         check_fusion(self.model_config.fusion)
+        for name, rows in self.hashed_rows.items():
+            if rows < 1:
+                raise UsageError(f"--{name.split('_')[0]}-rows {rows}: must be at least 1")
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
@@ -61,67 +75,181 @@ def _save(obj, path: Path) -> None:
 
 
 def load_trained(run: Path, layout: Layout, train_data) -> torch.nn.Module:
-    """The best epoch of a finished run, ready to predict (`layout` must have the run's
-    modalities)."""
+    """The best epoch of a finished run, ready to predict in this process (`layout` must have
+    the run's modalities). A run sharded over several processes is gathered into one here."""
     saved = json.loads((run / CONFIG).read_text())
     if tuple(saved.get("modalities", ())) != layout.modalities:
         raise UsageError(f"{run} was trained with modalities {saved.get('modalities', [])}, "
                          f"the data was loaded with {list(layout.modalities)}")
+    hashed = {n: layout.num_embeddings[layout.slot(n)] - 1 for n in layout.hashed}
+    if saved.get("hashed_rows", {}) != hashed:
+        raise UsageError(f"{run} hashed its IDs into {saved.get('hashed_rows', {})} rows, "
+                         f"the data was loaded with {hashed}")
     cfg = TrainConfig(model=saved["model"], seed=saved["seed"],
                       model_config=ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                   for k, v in saved["model_config"].items()}))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
-    model.load_state_dict(torch.load(run / BEST, weights_only=True))
+    if (run / SHARDED_BEST).is_dir():
+        weights = model.state_dict()
+        load_sharded({"model": weights}, run / SHARDED_BEST)
+        model.load_state_dict(weights)
+    else:
+        model.load_state_dict(torch.load(run / BEST, weights_only=True))
     return model
 
 
-def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
-          progress: bool = True, log=print) -> dict:
-    """Train, evaluate the best epoch on test, write out/metrics.json and return it."""
-    cfg.check()
-    meta = read_meta(dataset)
+class _Checkpoints:
+    """Where a run keeps its latest epoch and its best: torch.save files in one process,
+    torch.distributed.checkpoint folders (each rank writes its shards) in several."""
+
+    def __init__(self, out: Path, ranks: Ranks):
+        self.out, self.ranks = out, ranks
+        self.sharded = ranks.distributed
+
+    def check_resumable(self, nproc_saved: int | None) -> bool:
+        """Whether there is an interrupted run to resume; it must have been written by as many
+        processes as this run has."""
+        single, sharded = (self.out / CHECKPOINT).exists(), (self.out / SHARDED).is_dir()
+        if not (single or sharded):
+            return False
+        if sharded != self.sharded or (nproc_saved or 1) != self.ranks.world:
+            # (a sharded run's optimizer state does not load into another layout)
+            raise OutputExistsError(
+                f"{self.out} holds a checkpoint written by {nproc_saved or 1} process(es); "
+                f"resume it with --nproc {nproc_saved or 1}, or pass --force to start over "
+                f"(`recsys` reads its best epoch in any number of processes)")
+        return True
+
+    def save(self, model, dense_opt, state: dict) -> None:
+        if not self.sharded:
+            _save({"model": model.state_dict(), "dense_opt": dense_opt.state_dict(),
+                   "fused_opts": [o.state_dict() for o in sparse_optimizers(model)],
+                   "state": state}, self.out / CHECKPOINT)
+            return
+        # the dense optimizer is the same on every rank: rank 0 saves it whole
+        save_sharded({"model": model.state_dict(),
+                      "sparse_opt": model.fused_optimizer.state_dict()},
+                     self.out / SHARDED, self.ranks,
+                     extra={STATE: state, DENSE_OPT: dense_opt.state_dict()})
+
+    def load(self, model, dense_opt) -> dict:
+        if not self.sharded:
+            ckpt = torch.load(self.out / CHECKPOINT, weights_only=False)
+            model.load_state_dict(ckpt["model"])
+            dense_opt.load_state_dict(ckpt["dense_opt"])
+            for opt, saved in zip(sparse_optimizers(model), ckpt["fused_opts"]):
+                opt.load_state_dict(saved)
+            return ckpt["state"]
+        saved = {"model": model.state_dict(), "sparse_opt": model.fused_optimizer.state_dict()}
+        load_sharded(saved, self.out / SHARDED)
+        model.load_state_dict(saved["model"])
+        model.fused_optimizer.load_state_dict(saved["sparse_opt"])
+        dense_opt.load_state_dict(torch.load(self.out / SHARDED / DENSE_OPT, weights_only=True))
+        return json.loads((self.out / SHARDED / STATE).read_text())
+
+    def save_best(self, model) -> None:
+        if self.sharded:
+            save_sharded({"model": model.state_dict()}, self.out / SHARDED_BEST, self.ranks)
+        elif self.ranks.main:
+            _save(model.state_dict(), self.out / BEST)
+
+    def load_best(self, model) -> None:
+        if self.sharded:
+            weights = model.state_dict()
+            load_sharded({"model": weights}, self.out / SHARDED_BEST)
+            model.load_state_dict(weights)
+        else:
+            model.load_state_dict(torch.load(self.out / BEST, weights_only=True))
+
+
+def _prepare_out(out: Path, config: dict, force: bool, ranks: Ranks) -> bool:
+    """Check the run folder (every rank), then clear or create it (rank 0); whether to
+    resume."""
     if (out / METRICS).exists() and not force:
         raise OutputExistsError(f"{out} holds a finished run; pass --force to train it again "
                                 f"or choose another --out")
-    if force and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {**cfg.to_json(), "dataset": str(dataset)}
-    resume = (out / CHECKPOINT).exists()
-    if resume and json.loads((out / CONFIG).read_text()) != config:
+    checkpoints = _Checkpoints(out, ranks)
+    saved = json.loads((out / CONFIG).read_text()) if (out / CONFIG).exists() else {}
+    resume = not force and checkpoints.check_resumable(saved.get("nproc"))
+    if resume and saved != config:
         raise OutputExistsError(f"{out} holds an interrupted run with another configuration; "
                                 f"pass --force to start over or choose another --out")
-    (out / CONFIG).write_text(json.dumps(config, indent=2))
+    ranks.barrier()  # every rank has looked before rank 0 changes anything
+    if ranks.main:
+        if force and out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG).write_text(json.dumps(config, indent=2))
+    ranks.barrier()
+    return resume
 
-    layout = Layout.from_meta(meta, cfg.modalities)
+
+def memory_use(model: torch.nn.Module, layout: Layout, dim: int, ranks: Ranks) -> dict:
+    """Peak resident memory of every process next to the bytes the tables and their row-wise
+    Adagrad state need (float32), and the dense parameters with Adam's two moments."""
+    rows = sum(layout.num_embeddings)
+    dense = sum(p.numel() for p in dense_parameters(model)) * 4
+    return {"peak_rss_bytes": ranks.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                           * 1024),
+            "table_bytes": rows * dim * 4, "sparse_optimizer_bytes": rows * 4,
+            "dense_bytes_with_adam": dense * 3}
+
+
+def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
+          progress: bool = True, log=print, ranks: Ranks | None = None) -> dict:
+    """Train, evaluate the best epoch on test, write out/metrics.json and return it. With
+    `ranks` from torchrun, the model is sharded over the processes and each trains on its
+    share of every batch."""
+    ranks = ranks or Ranks()
+    cfg.check()
+    if ranks.distributed:
+        check_shardable(cfg.model, ranks.world, cfg.batch_size)
+    log = log if ranks.main else (lambda *a, **k: None)
+    meta = read_meta(dataset)
+    config = {**cfg.to_json(), "dataset": str(dataset),
+              **({"nproc": ranks.world} if ranks.distributed else {})}
+    resume = _prepare_out(out, config, force, ranks)
+    checkpoints = _Checkpoints(out, ranks)
+
+    layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
     train_data = load_split(dataset, "train", layout)
     val_data = load_split(dataset, "val", layout)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
+    if ranks.distributed:  # built on the meta device: each rank allocates only its shards
+        with torch.device("meta"):
+            model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
+        model = shard(model, ranks)
+        kinds = Counter(p.sharding_type for m in model.plan.plan.values() for p in m.values())
+        log(f"{sum(kinds.values())} tables sharded over {ranks.world} process(es) on "
+            f"{ranks.device.type}: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    else:
+        model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
     dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.lr)
     state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
              "seconds": 0.0, "examples": 0}
     if resume:
-        ckpt = torch.load(out / CHECKPOINT, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        dense_opt.load_state_dict(ckpt["dense_opt"])
-        for opt, saved in zip(sparse_optimizers(model), ckpt["fused_opts"]):
-            opt.load_state_dict(saved)
-        state = ckpt["state"]
+        state = checkpoints.load(model, dense_opt)
         log(f"resuming {out} from epoch {state['epoch'] + 1}")
 
-    loader = BatchLoader(train_data, layout, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    def score(data):
+        if ranks.distributed:
+            return predict_sharded(model, data, layout, ranks)
+        return predict(model, data, layout, train_data)
+
+    loader = BatchLoader(train_data, layout, cfg.batch_size // ranks.world, shuffle=True,
+                         seed=cfg.seed, rank=ranks.rank, world=ranks.world)
     while state["epoch"] < cfg.epochs and \
             state["epoch"] - state["best_epoch"] <= cfg.patience:
         epoch = state["epoch"]
         loader.epoch = epoch  # the shuffle is a function of (seed, epoch): resume replays it
         model.train()
-        bar = tqdm(total=len(train_data), unit="ex", unit_scale=True, disable=not progress,
+        bar = tqdm(total=loader.rows, unit="ex", unit_scale=True,
+                   disable=not (progress and ranks.main),
                    desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", mininterval=1.0)
         start, loss_sum, steps = time.perf_counter(), 0.0, 0
         for batch in loader:
-            loss = training_loss(model, batch)
+            loss = training_loss(model, batch.to(ranks.device))
             dense_opt.zero_grad()
             loss.backward()  # also updates the embedding rows (fused optimizer)
             dense_opt.step()
@@ -130,27 +258,31 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
             bar.set_postfix(loss=f"{loss_sum / steps:.4f}", refresh=False)
         bar.close()
         state["seconds"] += time.perf_counter() - start
-        state["examples"] += len(train_data)
-        val_auc = auc(val_data.labels, predict(model, val_data, layout, train_data))
-        state["history"].append({"epoch": epoch + 1, "train_loss": loss_sum / steps,
+        state["examples"] += loader.rows * ranks.world
+        train_loss = float(np.mean(ranks.gather(loss_sum / steps)))
+        val_auc = auc(val_data.labels, score(val_data))
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
                                  "val_auc": val_auc})
-        log(f"{cfg.name} epoch {epoch + 1}: train loss {loss_sum / steps:.4f}, "
+        log(f"{cfg.name} epoch {epoch + 1}: train loss {train_loss:.4f}, "
             f"val AUC {val_auc:.4f}")
         if val_auc > state["best_auc"]:
             state["best_auc"], state["best_epoch"] = val_auc, epoch
-            _save(model.state_dict(), out / BEST)
+            checkpoints.save_best(model)
         state["epoch"] = epoch + 1
-        _save({"model": model.state_dict(), "dense_opt": dense_opt.state_dict(),
-               "fused_opts": [o.state_dict() for o in sparse_optimizers(model)],
-               "state": state}, out / CHECKPOINT)
+        checkpoints.save(model, dense_opt, state)
 
-    model.load_state_dict(torch.load(out / BEST, weights_only=True))
+    checkpoints.load_best(model)
     test_data = load_split(dataset, "test", layout)
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
                "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
-               **compute_metrics(test_data, predict(model, test_data, layout, train_data)),
+               "nproc": ranks.world, **compute_metrics(test_data, score(test_data)),
+               "hashing": {name: collisions(read_column(dataset, "train", name), rows)
+                           for name, rows in cfg.hashed_rows.items()},
                "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),
                          "epochs": state["epoch"], "best_epoch": state["best_epoch"] + 1,
-                         "seconds": state["seconds"], "history": state["history"]}}
-    write_json(metrics, out / METRICS)
+                         "seconds": state["seconds"], "history": state["history"],
+                         "memory": memory_use(model, layout, cfg.model_config.embedding_dim,
+                                              ranks)}}
+    if ranks.main:
+        write_json(metrics, out / METRICS)
     return metrics

@@ -1,0 +1,140 @@
+"""`recsys plan`: will a preset's tables fit a cluster? The model is built on the meta device (no
+memory used) at the preset's ID scale, TorchRec's planner places every table on the ranks, and
+the plan is printed with its bytes per rank and a verdict; when nothing fits, the same planner
+is asked about the usual remedies (fp16 tables, more ranks, a smaller dim, UVM caching) and the
+ones that fit are named."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torchrec.distributed.planner.types import PlannerError
+from torchrec.distributed.sharding_plan import get_default_sharders
+from torchrec.distributed.types import ShardingPlan
+from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
+
+from recsys.data.presets import get_preset
+from recsys.dataset.loader import Layout
+from recsys.errors import UsageError
+from recsys.models import build_model
+from recsys.models.base import TABLE_DTYPES, ModelConfig, dense_parameters
+from recsys.train.distributed import DEVICES, RESERVED, SHARDABLE_MODELS, GiB, make_planner, \
+    table_rows
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    preset: str = "full"
+    world_size: int = 8
+    device: str = "cuda"
+    memory_gb: float = 80.0  # per rank: GPU memory on cuda, host memory on cpu
+    dim: int = 16
+    dtype: str = "fp32"
+    uvm: bool = False  # cuda: let tables spill to host memory through a UVM cache
+    host_memory_gb: float = 256.0  # per rank, used with uvm
+    batch_size: int = 2048  # per rank
+    model: str = "mmoe"
+
+    def check(self) -> None:
+        get_preset(self.preset)
+        if self.device not in DEVICES:
+            raise UsageError(f"--device {self.device}: choose one of {', '.join(DEVICES)}")
+        if self.dtype not in TABLE_DTYPES:
+            raise UsageError(f"--dtype {self.dtype}: choose one of {', '.join(TABLE_DTYPES)}")
+        if self.model not in SHARDABLE_MODELS:
+            raise UsageError(f"--model {self.model}: choose a shardable model: "
+                             f"{', '.join(SHARDABLE_MODELS)}")
+        for flag, value in (("world-size", self.world_size), ("dim", self.dim),
+                            ("memory-gb", self.memory_gb), ("batch-size", self.batch_size)):
+            if value <= 0:
+                raise UsageError(f"--{flag} {value}: must be positive")
+        if self.uvm and self.device != "cuda":
+            raise UsageError("--uvm: UVM caching needs --device cuda")
+
+
+def _meta_model(req: PlanRequest) -> torch.nn.Module:
+    preset = get_preset(req.preset)
+    layout = Layout.from_meta({"n_users": preset.n_users, "n_items": preset.n_items})
+    with torch.device("meta"):
+        return build_model(req.model, layout,
+                           ModelConfig(embedding_dim=req.dim, table_dtype=req.dtype))
+
+
+def try_plan(req: PlanRequest) -> tuple[ShardingPlan | None, torch.nn.Module, str]:
+    """The planner's plan (None when nothing fits), the meta model, the planner's reason."""
+    model = _meta_model(req)
+    planner = make_planner(req.world_size, min(req.world_size, 8), req.device,
+                           int(req.memory_gb * GiB), table_rows(model), req.batch_size,
+                           int(req.host_memory_gb * GiB), req.uvm)
+    try:
+        return planner.plan(model, get_default_sharders()), model, ""
+    except PlannerError as e:
+        return None, model, str(e).splitlines()[0]
+
+
+def shard_rows(plan: ShardingPlan, model: torch.nn.Module, req: PlanRequest) -> list[dict]:
+    """One row per table: its sharding, kernel, ranks and the bytes each rank holds
+    (weights + row-wise Adagrad state, one float32 per row of each shard)."""
+    width = TABLE_DTYPES[req.dtype][1]
+    configs = {c.name: c for m in model.modules() if isinstance(m, FusedEmbeddingBagCollection)
+               for c in m.embedding_bag_configs()}
+    rows = []
+    for module_plan in plan.plan.values():
+        for name, sharding in module_plan.items():
+            per_rank: dict[int, int] = {}
+            for shard in sharding.sharding_spec.shards:
+                n_rows, n_cols = shard.shard_sizes
+                per_rank[shard.placement.rank()] = per_rank.get(shard.placement.rank(), 0) + \
+                    n_rows * n_cols * width + n_rows * 4
+            rows.append({"table": name, "rows": configs[name].num_embeddings,
+                         "sharding": sharding.sharding_type, "kernel": sharding.compute_kernel,
+                         "ranks": sorted(per_rank), "bytes_per_rank": per_rank})
+    return rows
+
+
+def dense_bytes(model: torch.nn.Module) -> int:
+    """The dense layers with Adam's two moments: replicated on every rank."""
+    return sum(p.numel() for p in dense_parameters(model)) * 4 * 3
+
+
+def summary(req: PlanRequest) -> dict:
+    """The plan as a report: per-table rows, per-rank totals, the verdict, and remedies when
+    it does not fit."""
+    plan, model, reason = try_plan(req)
+    report = {"request": asdict(req), "tables": len(table_rows(model)),
+              "fits": plan is not None}
+    if plan is None:
+        report.update(reason=reason, remedies=remedies(req))
+        return report
+    tables = shard_rows(plan, model, req)
+    dense = dense_bytes(model)
+    ranks = [sum(t["bytes_per_rank"].get(r, 0) for t in tables) for r in range(req.world_size)]
+    report.update(shards=tables, dense_bytes=dense, rank_bytes=[b + dense for b in ranks],
+                  usable_bytes=int(req.memory_gb * GiB * (1 - RESERVED)))
+    return report
+
+
+def remedies(req: PlanRequest) -> list[str]:
+    """The usual changes that make the planner find a plan, as the flags to pass."""
+    options = []  # each kind from the smallest change to the largest
+    if req.dtype == "fp32":
+        options.append(("--dtype fp16", replace(req, dtype="fp16")))
+    for factor in (2, 4, 8):
+        options.append((f"--world-size {req.world_size * factor}",
+                        replace(req, world_size=req.world_size * factor)))
+    for factor in (2, 4):
+        if req.dim // factor >= 4:
+            options.append((f"--dim {req.dim // factor}", replace(req, dim=req.dim // factor)))
+    if req.device == "cuda" and not req.uvm:
+        options.append((f"--uvm (tables cached in GPU memory from {req.host_memory_gb:g} GB "
+                        f"host memory per rank)", replace(req, uvm=True)))
+    found, answered = [], set()
+    for flag, option in options:
+        kind = flag.split()[0]
+        if kind in answered:
+            continue  # the smallest change of each kind that fits is enough
+        if try_plan(option)[0] is not None:
+            found.append(flag)
+            answered.add(kind)
+    return found
