@@ -62,14 +62,28 @@ def generate(
     repo: Path = REPO,
     workers: int = typer.Option(_workers_default(), "--workers", help="Worker processes."),
     rows: Optional[int] = typer.Option(None, "--rows", help="Override the preset's rows."),
+    chunks: Optional[str] = typer.Option(
+        None, "--chunks", help="FIRST:END: write only these impression chunks, into the "
+                               "repo's staging folder (fan a large preset out; a plain "
+                               "generate then assembles)."),
     force: bool = FORCE,
 ) -> None:
     """Generate synthetic AntM2C data into the repo's offline store (data/offline/)."""
     from recsys.data.generate import generate as run
+    from recsys.data.generate import generate_chunks, parse_chunks
     from recsys.data.presets import get_preset
     from recsys.data.summary import print_summary
 
-    meta = run(repo, get_preset(preset, rows), seed=seed, workers=workers, force=force)
+    the_preset = get_preset(preset, rows)
+    if chunks is not None:
+        done = generate_chunks(repo, the_preset, parse_chunks(chunks, the_preset), seed=seed,
+                               workers=workers)
+        console.print(f"chunks {chunks}: wrote {done['written']} of {done['chunks']} "
+                      f"({done['rows']:,} rows; the others were there) to {done['staging']}; "
+                      f"when every chunk is written, `recsys generate` with the same --preset, "
+                      f"--rows and --seed assembles the store", soft_wrap=True)
+        return
+    meta = run(repo, the_preset, seed=seed, workers=workers, force=force)
     print_summary(meta, console)
     console.print(f"offline store: {repo / 'data' / 'offline'}")
     _print_feast_reset(meta)

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import copy_repo
+from conftest import copy_repo, run
 from recsys.data import vocab
-from recsys.data.generate import generate
+from recsys.data.generate import chunk_plan, generate
 from recsys.data.presets import PRESETS, get_preset
 from recsys.data.store import connect, table_files
 from recsys.data.synth import SCENARIO_SHARES, TARGET_POSITIVE_RATE, World
@@ -155,3 +155,30 @@ def test_item_words_and_image_carry_the_latent():
     fit, *_ = np.linalg.lstsq(np.c_[image, np.ones(len(ids))], latent, rcond=None)
     residual = latent - np.c_[image, np.ones(len(ids))] @ fit
     assert 1 - residual.var() / latent.var() > 0.3  # pure noise would explain about 0.08
+
+
+def test_chunk_slices_fanned_out_then_assembled_equal_one_run(tiny_offline, tmp_path):
+    """`generate --chunks` in overlapping slices (a rerun skips what is there), then a plain
+    `generate` assembles: the same store as one run, and the staging folder is gone."""
+    offline, _ = tiny_offline
+    repo = copy_repo(tmp_path / "fanned")
+    common = ["--preset", "tiny", "--seed", "3", "--repo", str(repo)]
+    run("recsys", "generate", *common, "--chunks", "0:7", "--workers", "2")
+    again = run("recsys", "generate", *common, "--chunks", "5:12", "--workers", "1")
+    assert "wrote 5 of 7" in again.stdout
+    assert len(list((repo / "data" / "staging").rglob("*.parquet"))) == len(chunk_plan(TINY))
+    run("recsys", "generate", *common)
+    assert not (repo / "data" / "staging").exists()
+    first, second = _tables(offline), _tables(repo / "data" / "offline")
+    for name in TABLES:
+        assert first[name].equals(second[name]), name
+
+
+@pytest.mark.parametrize("chunks, says", [("4", "write it as FIRST:END"),
+                                          ("3:13", "has 12 chunks"), ("5:5", "FIRST < END")])
+def test_bad_chunk_slice(tmp_path, chunks, says):
+    repo = copy_repo(tmp_path / "repo")
+    proc = run("recsys", "generate", "--preset", "tiny", "--repo", str(repo), "--chunks", chunks,
+               check=False)
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert not (repo / "data").exists()

@@ -4,11 +4,18 @@ Impressions are produced in chunks, each a pure function of (seed, day, chunk), 
 worker processes; entity snapshots are pure functions of (seed, id); aggregates are computed
 afterwards by DuckDB from the written impressions. Everything lands in a temporary folder that
 replaces the old offline store only when complete.
+
+To fan a large preset out over machines, `--chunks a:b` writes only chunks a..b-1 (numbered
+over the whole run) into the repo's staging folder for (preset, rows, seed), one file each,
+skipping files already there; the plain `recsys generate` that follows takes the staged chunks
+in instead of producing them again, and writes the rest.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,20 +39,61 @@ START_EPOCH = int(START.timestamp())
 _WORLD: World | None = None  # set in the parent before forking the workers
 
 
-def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force: bool = False,
-             progress: bool = True) -> dict:
-    """Generate `preset` into `repo`'s offline store and return its metadata with a summary."""
+def staging_dir(repo: Path, preset: Preset, seed: int) -> Path:
+    return repo / "data" / "staging" / f"{preset.name}-rows{preset.n_rows}-seed{seed}"
+
+
+def parse_chunks(text: str, preset: Preset) -> range:
+    """`a:b` -> chunks a..b-1 of the preset's run, checked against its chunk count."""
+    total = len(chunk_plan(preset))
+    try:
+        first, end = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--chunks {text}: write it as FIRST:END, e.g. 0:{min(total, 10)} "
+                         f"(the {preset.name} preset has {total} chunks)") from None
+    if not 0 <= first < end <= total:
+        raise UsageError(f"--chunks {text}: need 0 <= FIRST < END <= {total} (the "
+                         f"{preset.name} preset with {preset.n_rows:,} rows has {total} chunks)")
+    return range(first, end)
+
+
+def generate_chunks(repo: Path, preset: Preset, chunks: range, seed: int = 0, workers: int = 1,
+                    progress: bool = True) -> dict:
+    """Write impression chunks `chunks` into the staging folder; a chunk whose file is already
+    there is kept (a rerun resumes)."""
+    _check_args(repo, seed, workers)
+    folder = staging_dir(repo, preset, seed) / INTERACTIONS
+    tasks = [task for i, task in enumerate(_tasks(folder, preset)) if i in chunks]
+    todo = [t for t in tasks if not _part_path(*t[:3]).exists()]
+    _build_world(preset, seed)
+    _run(todo, workers, sum(t[3] for t in todo), progress)
+    return {"staging": str(folder.parent), "chunks": len(tasks), "written": len(todo),
+            "rows": sum(t[3] for t in todo)}
+
+
+def _check_args(repo: Path, seed: int, workers: int) -> None:
     check_repo(repo)
     if seed < 0:
         raise UsageError(f"--seed {seed}: the seed must be a non-negative integer")
     if workers < 1:
         raise UsageError(f"--workers {workers}: need at least one worker")
-    check_output_free(offline_dir(repo), force)  # fail before building the world
+
+
+def _build_world(preset: Preset, seed: int) -> None:
     global _WORLD
     _WORLD = World(preset, seed)
 
+
+def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force: bool = False,
+             progress: bool = True) -> dict:
+    """Generate `preset` into `repo`'s offline store and return its metadata with a summary."""
+    _check_args(repo, seed, workers)
+    check_output_free(offline_dir(repo), force)  # fail before building the world
+    _build_world(preset, seed)
+    staged = staging_dir(repo, preset, seed)
+
     def fill(tmp: Path) -> dict:
-        _write_impressions(tmp, preset, workers, progress)
+        _write_impressions(tmp, preset, workers, progress, staged / INTERACTIONS)
         _write_entities(_WORLD, tmp)
         write_aggregates(tmp, START_EPOCH, preset.n_days)
         meta = {"preset": preset.name, "seed": seed, "n_users": preset.n_users,
@@ -55,7 +103,11 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
         meta["summary"] = summarize(tmp, meta)
         return meta
 
-    return write_offline_store(repo, force, fill)
+    meta = write_offline_store(repo, force, fill)
+    shutil.rmtree(staged, ignore_errors=True)  # its chunks are in the store now
+    if staged.parent.is_dir() and not any(staged.parent.iterdir()):
+        staged.parent.rmdir()
+    return meta
 
 
 def chunk_plan(preset: Preset) -> list[tuple[int, int, int]]:
@@ -74,6 +126,15 @@ def _timestamps(seconds: np.ndarray) -> pa.Array:
     return pa.array(micros, pa.int64()).cast(TIMESTAMP_TYPE)
 
 
+def _part_path(folder: Path, day: int, chunk: int) -> Path:
+    date = (START + timedelta(days=day)).date().isoformat()
+    return folder / f"day={date}" / f"part-{chunk:05d}.parquet"
+
+
+def _tasks(folder: Path, preset: Preset) -> list[tuple[Path, int, int, int]]:
+    return [(folder, day, chunk, n) for day, chunk, n in chunk_plan(preset)]
+
+
 def _write_chunk(task: tuple[Path, int, int, int]) -> int:
     folder, day, chunk, n = task
     rows = _WORLD.impressions(day, chunk, n)
@@ -82,17 +143,16 @@ def _write_chunk(task: tuple[Path, int, int, int]) -> int:
                **dict(zip(DEEP_FEATURES, rows.deep)), "label": rows.label,
                "p_true": rows.p_true}
     table = pa.table(columns).cast(TABLES[INTERACTIONS])
-    date = (START + timedelta(days=day)).date().isoformat()
-    part = folder / f"day={date}" / f"part-{chunk:05d}.parquet"
+    part = _part_path(folder, day, chunk)
     part.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, part)
+    tmp = part.with_name(part.name + ".tmp")  # a killed worker leaves no half-written part
+    pq.write_table(table, tmp)
+    os.replace(tmp, part)
     return n
 
 
-def _write_impressions(tmp: Path, preset: Preset, workers: int, progress: bool) -> None:
-    folder = tmp / INTERACTIONS
-    tasks = [(folder, day, chunk, n) for day, chunk, n in chunk_plan(preset)]
-    bar = tqdm(total=preset.n_rows, unit="rows", unit_scale=True, desc="impressions",
+def _run(tasks: list, workers: int, rows: int, progress: bool) -> None:
+    bar = tqdm(total=rows, unit="rows", unit_scale=True, desc="impressions",
                disable=not progress)
     if workers == 1:
         for task in tasks:
@@ -102,6 +162,24 @@ def _write_impressions(tmp: Path, preset: Preset, workers: int, progress: bool) 
             for n in pool.imap_unordered(_write_chunk, tasks):
                 bar.update(n)
     bar.close()
+
+
+def _write_impressions(tmp: Path, preset: Preset, workers: int, progress: bool,
+                       staged: Path) -> None:
+    """Every chunk into tmp: taken from `staged` where a `--chunks` run wrote it, else made."""
+    todo = []
+    for task in _tasks(tmp / INTERACTIONS, preset):
+        ready = _part_path(staged, *task[1:3])
+        if ready.exists():
+            target = _part_path(*task[:3])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:  # a hard link: the staged chunk stays until the new store is in place
+                os.link(ready, target)
+            except OSError:
+                shutil.copy2(ready, target)
+        else:
+            todo.append(task)
+    _run(todo, workers, sum(t[3] for t in todo), progress)
 
 
 def _write_entities(world: World, tmp: Path) -> None:
