@@ -52,7 +52,9 @@ def pytest_terminal_summary(terminalreporter):
              *((f"{m} training examples/s", "dnn_mixed training examples/s")
                for m in ("dropoutnet", "metaemb", "maml", "melu")),
              *((f"{m}+text examples/s (text bench)", f"{m} examples/s (text bench)")
-               for m in ("dnn_mixed", "mmoe"))]
+               for m in ("dnn_mixed", "mmoe")),
+             ("generate rows/s, 2 worker(s)", "generate rows/s, 1 worker(s)"),
+             ("mmoe examples/s, 2 process(es)", "mmoe examples/s, 1 process(es)")]
     for name, value in RESULTS.items():
         terminalreporter.write_line(f"[{PRESET}] {name}: {value:,.4g}")
     for a, b in pairs:

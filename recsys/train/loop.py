@@ -159,8 +159,8 @@ class _Checkpoints:
             weights = model.state_dict()
             load_sharded({"model": weights}, self.out / SHARDED_BEST)
             model.load_state_dict(weights)
-        else:
-            model.load_state_dict(torch.load(self.out / BEST, weights_only=True))
+        else:  # mapped, not read: no second copy of the tables in memory
+            model.load_state_dict(torch.load(self.out / BEST, weights_only=True, mmap=True))
 
 
 def _prepare_out(out: Path, config: dict, force: bool, ranks: Ranks) -> bool:
@@ -271,7 +271,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         state["epoch"] = epoch + 1
         checkpoints.save(model, dense_opt, state)
 
-    checkpoints.load_best(model)
+    if state["best_epoch"] != state["epoch"] - 1:  # else the model is the best epoch already
+        checkpoints.load_best(model)
     test_data = load_split(dataset, "test", layout)
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
                "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
