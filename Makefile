@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # The main job on the embedded defaults: generate -> feast apply -> materialize -> training sets
-# -> every multi-scenario model trained and evaluated per scenario (report + plot under runs/).
+# -> every multi-scenario model trained and evaluated per scenario (report + plot under runs/)
+# -> the sharding plan of the full 200M-user scale over 8 x 80 GB GPUs.
 demo: setup
 	$(BIN)/recsys generate --preset $(PRESET) --force
 	cd feature_repo && ../$(BIN)/feast apply
@@ -28,6 +29,7 @@ demo: setup
 	$(BIN)/recsys build-dataset --force
 	$(BIN)/recsys summary
 	$(BIN)/recsys experiment multi-scenario --preset $(PRESET) --seeds 1 --force
+	$(BIN)/recsys plan --preset full --world-size 8 --device cuda --memory-gb 80
 
 test: setup
 	$(BIN)/python -m pytest -q tests

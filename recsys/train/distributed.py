@@ -224,4 +224,6 @@ def save_sharded(state: dict, path: Path, ranks: Ranks, extra: dict | None = Non
 def load_sharded(state: dict, path: Path) -> None:
     """Fill `state`'s tensors in place from a checkpoint, whatever the sharding it was saved
     with (a 2-rank checkpoint loads into one process, too)."""
-    dcp.load(state, checkpoint_id=path, no_dist=not dist.is_initialized())
+    with warnings.catch_warnings():  # "assuming ... a single process": yes, on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(state, checkpoint_id=path, no_dist=not dist.is_initialized())
