@@ -177,3 +177,8 @@ def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
              if isinstance(m, (FusedEmbeddingBagCollection, ShardedEmbeddingBagCollection))
              for p in m.parameters()}
     return [p for p in model.parameters() if id(p) not in fused]
+
+
+def dense_bytes_with_adam(model: nn.Module) -> int:
+    """float32 bytes of the dense parameters with Adam's two moments."""
+    return sum(p.numel() for p in dense_parameters(model)) * 4 * 3

@@ -98,9 +98,14 @@ def table_rows(model: torch.nn.Module) -> dict[str, int]:
             if isinstance(m, FusedEmbeddingBagCollection) for c in m.embedding_bag_configs()}
 
 
-def check_device(device: str) -> None:
+def check_device_name(device: str) -> None:
     if device not in DEVICES:
         raise UsageError(f"--device {device}: choose one of {', '.join(DEVICES)}")
+
+
+def check_device(device: str) -> None:
+    """A known device that this machine has."""
+    check_device_name(device)
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is visible here; use --device cpu or run "
                          "on a GPU machine with the gpu extra (`make setup FLAVOR=gpu`)")
@@ -148,15 +153,13 @@ class Ranks:
         # TorchRec / checkpoint deprecation notices, repeated by every rank, say nothing to users
         warnings.filterwarnings("ignore", category=FutureWarning)
         logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+        where = torch.device("cpu")
         if device == "cuda":
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            torch.cuda.set_device(local)
-            dist.init_process_group("nccl")
-            return cls(dist.get_rank(), dist.get_world_size(), torch.device("cuda", local), True,
-                       int(os.environ["LOCAL_WORLD_SIZE"]))
-        dist.init_process_group("gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), distributed=True,
-                   local_world=int(os.environ["LOCAL_WORLD_SIZE"]))
+            where = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(where)
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), where, True,
+                   int(os.environ["LOCAL_WORLD_SIZE"]))
 
     def stop(self) -> None:
         if dist.is_initialized():
@@ -177,12 +180,11 @@ class Ranks:
 
 def shard(model: torch.nn.Module, ranks: Ranks) -> DistributedModelParallel:
     """The model with its tables placed by TorchRec's planner (same plan on every rank)."""
-    if ranks.device.type == "cuda":
-        memory = torch.cuda.get_device_properties(ranks.device).total_memory
-    else:
-        memory = host_memory_bytes() // ranks.local_world
+    host = host_memory_bytes() // ranks.local_world
+    memory = torch.cuda.get_device_properties(ranks.device).total_memory \
+        if ranks.device.type == "cuda" else host
     planner = make_planner(ranks.world, ranks.local_world, ranks.device.type, memory,
-                           table_rows(model), host_bytes=host_memory_bytes() // ranks.local_world)
+                           table_rows(model), host_bytes=host)
     plan = planner.collective_plan(model, get_default_sharders(), dist.GroupMember.WORLD)
     return DistributedModelParallel(model, device=ranks.device, plan=plan)
 

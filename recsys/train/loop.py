@@ -23,8 +23,8 @@ from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import compute_metrics, predict
 from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
-from recsys.models.base import ModelConfig, check_fusion, dense_parameters, sparse_optimizers, \
-    training_loss
+from recsys.models.base import ModelConfig, check_fusion, dense_bytes_with_adam, \
+    dense_parameters, sparse_optimizers, training_loss
 from recsys.storage import write_json
 from recsys.train.distributed import Ranks, check_shardable, load_sharded, predict_sharded, \
     save_sharded, shard
@@ -90,13 +90,19 @@ def load_trained(run: Path, layout: Layout, train_data) -> torch.nn.Module:
                                                   for k, v in saved["model_config"].items()}))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
+    load_best(model, run)
+    return model
+
+
+def load_best(model: torch.nn.Module, run: Path) -> None:
+    """The run's best epoch into `model`, sharded or not: a `best/` checkpoint folder (written
+    by several processes) is resharded to the model's layout."""
     if (run / SHARDED_BEST).is_dir():
         weights = model.state_dict()
         load_sharded({"model": weights}, run / SHARDED_BEST)
         model.load_state_dict(weights)
-    else:
-        model.load_state_dict(torch.load(run / BEST, weights_only=True))
-    return model
+    else:  # mapped, not read: no second copy of the tables in memory
+        model.load_state_dict(torch.load(run / BEST, weights_only=True, mmap=True))
 
 
 class _Checkpoints:
@@ -154,22 +160,14 @@ class _Checkpoints:
         elif self.ranks.main:
             _save(model.state_dict(), self.out / BEST)
 
-    def load_best(self, model) -> None:
-        if self.sharded:
-            weights = model.state_dict()
-            load_sharded({"model": weights}, self.out / SHARDED_BEST)
-            model.load_state_dict(weights)
-        else:  # mapped, not read: no second copy of the tables in memory
-            model.load_state_dict(torch.load(self.out / BEST, weights_only=True, mmap=True))
 
-
-def _prepare_out(out: Path, config: dict, force: bool, ranks: Ranks) -> bool:
+def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints) -> bool:
     """Check the run folder (every rank), then clear or create it (rank 0); whether to
     resume."""
     if (out / METRICS).exists() and not force:
         raise OutputExistsError(f"{out} holds a finished run; pass --force to train it again "
                                 f"or choose another --out")
-    checkpoints = _Checkpoints(out, ranks)
+    ranks = checkpoints.ranks
     saved = json.loads((out / CONFIG).read_text()) if (out / CONFIG).exists() else {}
     resume = not force and checkpoints.check_resumable(saved.get("nproc"))
     if resume and saved != config:
@@ -189,11 +187,10 @@ def memory_use(model: torch.nn.Module, layout: Layout, dim: int, ranks: Ranks) -
     """Peak resident memory of every process next to the bytes the tables and their row-wise
     Adagrad state need (float32), and the dense parameters with Adam's two moments."""
     rows = sum(layout.num_embeddings)
-    dense = sum(p.numel() for p in dense_parameters(model)) * 4
     return {"peak_rss_bytes": ranks.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                            * 1024),
             "table_bytes": rows * dim * 4, "sparse_optimizer_bytes": rows * 4,
-            "dense_bytes_with_adam": dense * 3}
+            "dense_bytes_with_adam": dense_bytes_with_adam(model)}
 
 
 def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
@@ -209,8 +206,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     meta = read_meta(dataset)
     config = {**cfg.to_json(), "dataset": str(dataset),
               **({"nproc": ranks.world} if ranks.distributed else {})}
-    resume = _prepare_out(out, config, force, ranks)
     checkpoints = _Checkpoints(out, ranks)
+    resume = _prepare_out(out, config, force, checkpoints)
 
     layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
     train_data = load_split(dataset, "train", layout)
@@ -272,7 +269,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         checkpoints.save(model, dense_opt, state)
 
     if state["best_epoch"] != state["epoch"] - 1:  # else the model is the best epoch already
-        checkpoints.load_best(model)
+        load_best(model, out)
     test_data = load_split(dataset, "test", layout)
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
                "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,

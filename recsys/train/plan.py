@@ -12,15 +12,14 @@ import torch
 from torchrec.distributed.planner.types import PlannerError
 from torchrec.distributed.sharding_plan import get_default_sharders
 from torchrec.distributed.types import ShardingPlan
-from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
 from recsys.data.presets import get_preset
 from recsys.dataset.loader import Layout
 from recsys.errors import UsageError
 from recsys.models import build_model
-from recsys.models.base import TABLE_DTYPES, ModelConfig, dense_parameters
-from recsys.train.distributed import DEVICES, RESERVED, SHARDABLE_MODELS, GiB, make_planner, \
-    table_rows
+from recsys.models.base import TABLE_DTYPES, ModelConfig, dense_bytes_with_adam
+from recsys.train.distributed import RESERVED, SHARDABLE_MODELS, GiB, check_device_name, \
+    make_planner, table_rows
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,7 @@ class PlanRequest:
 
     def check(self) -> None:
         get_preset(self.preset)
-        if self.device not in DEVICES:
-            raise UsageError(f"--device {self.device}: choose one of {', '.join(DEVICES)}")
+        check_device_name(self.device)
         if self.dtype not in TABLE_DTYPES:
             raise UsageError(f"--dtype {self.dtype}: choose one of {', '.join(TABLE_DTYPES)}")
         if self.model not in SHARDABLE_MODELS:
@@ -77,8 +75,7 @@ def shard_rows(plan: ShardingPlan, model: torch.nn.Module, req: PlanRequest) -> 
     """One row per table: its sharding, kernel, ranks and the bytes each rank holds
     (weights + row-wise Adagrad state, one float32 per row of each shard)."""
     width = TABLE_DTYPES[req.dtype][1]
-    configs = {c.name: c for m in model.modules() if isinstance(m, FusedEmbeddingBagCollection)
-               for c in m.embedding_bag_configs()}
+    sizes = table_rows(model)
     rows = []
     for module_plan in plan.plan.values():
         for name, sharding in module_plan.items():
@@ -87,15 +84,10 @@ def shard_rows(plan: ShardingPlan, model: torch.nn.Module, req: PlanRequest) -> 
                 n_rows, n_cols = shard.shard_sizes
                 per_rank[shard.placement.rank()] = per_rank.get(shard.placement.rank(), 0) + \
                     n_rows * n_cols * width + n_rows * 4
-            rows.append({"table": name, "rows": configs[name].num_embeddings,
+            rows.append({"table": name, "rows": sizes[name],
                          "sharding": sharding.sharding_type, "kernel": sharding.compute_kernel,
                          "ranks": sorted(per_rank), "bytes_per_rank": per_rank})
     return rows
-
-
-def dense_bytes(model: torch.nn.Module) -> int:
-    """The dense layers with Adam's two moments: replicated on every rank."""
-    return sum(p.numel() for p in dense_parameters(model)) * 4 * 3
 
 
 def summary(req: PlanRequest) -> dict:
@@ -108,7 +100,7 @@ def summary(req: PlanRequest) -> dict:
         report.update(reason=reason, remedies=remedies(req))
         return report
     tables = shard_rows(plan, model, req)
-    dense = dense_bytes(model)
+    dense = dense_bytes_with_adam(model)  # replicated on every rank
     ranks = [sum(t["bytes_per_rank"].get(r, 0) for t in tables) for r in range(req.world_size)]
     report.update(shards=tables, dense_bytes=dense, rank_bytes=[b + dense for b in ranks],
                   usable_bytes=int(req.memory_gb * GiB * (1 - RESERVED)))
