@@ -7,16 +7,23 @@ PRESET ?= small
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(FLAVOR)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup setup-spark demo test bench clean
 
 setup: $(STAMP)
+
+# pyspark for `build-dataset --engine spark` (the tests use it; the demo does not)
+setup-spark: $(VENV)/.spark
+
+$(VENV)/.spark: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[$(FLAVOR),dev,spark]"
+	touch $@
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[$(FLAVOR),dev]"
 	$(BIN)/pip install --quiet --no-deps torchrec==1.9.2
-	rm -f $(VENV)/.installed-*
+	rm -f $(VENV)/.installed-* $(VENV)/.spark
 	touch $@
 
 # The main job on the embedded defaults: generate -> feast apply -> materialize -> training sets
@@ -31,7 +38,7 @@ demo: setup
 	$(BIN)/recsys experiment multi-scenario --preset $(PRESET) --seeds 1 --force
 	$(BIN)/recsys plan --preset full --world-size 8 --device cuda --memory-gb 80
 
-test: setup
+test: setup setup-spark
 	$(BIN)/python -m pytest -q tests
 
 bench: setup

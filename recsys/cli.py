@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from recsys.errors import RecsysError, UsageError
+from recsys.memory import DEFAULT_MEMORY_GB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Feature-store-centric multi-scenario, multi-modal CTR platform.")
@@ -127,16 +128,30 @@ def build_dataset(
     out: Optional[Path] = typer.Option(None, "--out", help="Output (default datasets/<preset>)."),
     feature_service: str = typer.Option("multi_modal", "--feature-service",
                                         help="Feast feature service to join."),
+    memory_gb: float = typer.Option(DEFAULT_MEMORY_GB, "--memory-gb",
+                                    help="Memory budget of the join (GB); DuckDB spills "
+                                    "beyond it."),
+    partition_rows: Optional[int] = typer.Option(
+        None, "--partition-rows", help="Most rows one point-in-time join takes (default: what "
+        "--memory-gb allows)."),
+    engine: str = typer.Option("duckdb", "--engine",
+                               help="duckdb (one machine) | spark (Feast's Spark offline "
+                               "store, master and settings from the repo's config)."),
     force: bool = FORCE,
 ) -> None:
-    """Build train / val / test sets with Feast's point-in-time join."""
+    """Build train / val / test sets with Feast's point-in-time join, partition by partition
+    (a killed build resumes where it stopped)."""
     from recsys.dataset.build import build_dataset as run
     from recsys.dataset.build import default_out
 
     out = out or default_out(repo)
-    info = run(repo, out, force=force, service_name=feature_service)
+    info = run(repo, out, force=force, service_name=feature_service, memory_gb=memory_gb,
+               engine=engine, partition_rows=partition_rows)
     sizes = ", ".join(f"{s} {v['rows']:,}" for s, v in info["splits"].items())
-    console.print(f"dataset {out}: {sizes} rows, {len(info['columns'])} columns")
+    console.print(f"split: {info['split']['how']}; validation from "
+                  f"{info['split']['val_from']}, test from {info['split']['test_from']}")
+    console.print(f"dataset {out}: {sizes} rows, {len(info['columns'])} columns, "
+                  f"{info['build']['partitions']} partition(s) on {engine}")
 
 
 @app.command()
@@ -157,7 +172,7 @@ def summary(
     if (dataset / META).is_file():
         info = json.loads((dataset / META).read_text())
         for split, v in info["splits"].items():
-            console.print(f"{dataset}/{split}: {v['rows']:,} rows, days {v['days']}")
+            console.print(f"{dataset}/{split}: {v['rows']:,} rows in {v['parts']} part(s)")
     else:
         console.print(f"no dataset at {dataset}: run `recsys build-dataset`")
 
@@ -185,6 +200,9 @@ def train(
                               "embedding tables with TorchRec DistributedModelParallel."),
     device: str = typer.Option("cpu", "--device", help="cpu (gloo) | cuda (NCCL, one GPU "
                                "per process)."),
+    checkpoint_every: int = typer.Option(
+        0, "--checkpoint-every", help="Also checkpoint every N steps inside an epoch (0: at "
+        "epoch ends only); a resumed run replays the epoch's batches from there."),
     force: bool = FORCE,
 ) -> None:
     """Train one model; resumes an interrupted run in the same --out."""
@@ -200,7 +218,7 @@ def train(
                    if r is not None}
     cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed,
                       modalities=modalities, hashed_rows=hashed_rows,
-                      model_config=ModelConfig(fusion=fusion))
+                      checkpoint_every=checkpoint_every, model_config=ModelConfig(fusion=fusion))
     dataset = dataset or Path("datasets/small")
     out = out or Path("runs") / cfg.name
     distributed.check_device(device)

@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.data.store import table_glob
-from recsys.dataset.split import train_days
 from recsys.schema import COLD_START_FLAGS, ENTITY_BY_NAME, FEW_SHOT_MAX, INTERACTIONS, \
     SCENARIOS, VIEWS, dataset_schema, view_features
 
@@ -94,18 +93,21 @@ def test_aggregates_only_count_earlier_days(con):
 
 
 def test_split_is_chronological(tiny, con):
+    """Generated data has every day: the last is test, the one before validation."""
     info = json.loads((tiny["dataset"] / "meta.json").read_text())
-    days = {s: set(v["days"]) for s, v in info["splits"].items()}
-    assert max(days["train"]) < min(days["val"]) <= max(days["val"]) < min(days["test"])
+    last = con.execute("SELECT max(day) FROM ds").fetchone()[0]
+    days = {"train": set(range(last - 1)), "val": {last - 1}, "test": {last}}
     for split in ("train", "val", "test"):
         got = {d for (d,) in con.execute(
             f"SELECT DISTINCT day FROM ds WHERE filename LIKE '%/{split}/%'").fetchall()}
         assert got == days[split]
+        n = con.execute(f"SELECT count(*) FROM ds WHERE filename LIKE '%/{split}/%'").fetchone()
+        assert info["splits"][split]["rows"] == n[0]
 
 
 def test_cold_start_flags_follow_their_definition(tiny, con):
     df = con.execute("SELECT * FROM ds").df()
-    n_train_days = train_days(int(df["day"].max()) + 1)
+    n_train_days = int(df["day"].max()) - 1
     train = df[df["day"] < n_train_days]
     for who, key in (("user", "user_id"), ("item", "item_id")):
         counts = df[key].map(train[key].value_counts()).fillna(0)

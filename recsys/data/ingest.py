@@ -32,7 +32,6 @@ from recsys.errors import DataError
 from recsys.schema import (DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS,
                            N_DEEP_FEATURES, SCENARIOS, TABLES, TEXT_FIELDS, TIMESTAMP_TYPE,
                            view_features)
-from recsys.dataset.split import train_days
 
 QUARANTINE, ID_MAPS = "quarantine", "id_maps"
 SCRATCH = ".scratch"  # staged rows, DuckDB's database and spill files: removed at the end
@@ -45,7 +44,6 @@ STAGED_SCHEMA = pa.schema(
     + [(name, pa.string()) for name in (*DEEP_FEATURES, *TEXT_FIELDS)])
 ROW_KEY = ("source", "row")  # where a staged row came from; every other column is its content
 DUCKDB_MEMORY = "1GB"
-MIN_DAYS = 3  # training days, then the validation day and the test day
 
 
 @dataclass
@@ -138,9 +136,6 @@ class Ingest:
         start, n_days = con.execute(
             "SELECT min(ts::DATE), datediff('day', min(ts::DATE), max(ts::DATE)) + 1 "
             "FROM good").fetchone()
-        if n_days < MIN_DAYS:
-            raise DataError(f"the usable rows span {n_days} day(s); need at least {MIN_DAYS} "
-                            f"(training days, a validation day, a test day): import more days")
         start = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
         start_epoch = int(start.timestamp())
         counts = self._id_maps(con)
@@ -155,8 +150,7 @@ class Ingest:
                 "n_rows": n_rows, "n_days": n_days, "start": start.isoformat(),
                 "start_epoch": start_epoch,
                 "import": {**info, "rows_read": self.rows_read, "imported": n_rows,
-                           "quarantined": dict(sorted(self.quarantined.items())),
-                           "train_days": train_days(n_days)}}
+                           "quarantined": dict(sorted(self.quarantined.items()))}}
         meta["summary"] = summarize(self.tmp, meta)
         return meta
 

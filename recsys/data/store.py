@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from recsys.errors import DataError, RepoError
+from recsys.memory import duckdb_limit
 from recsys.schema import INTERACTIONS, OFFLINE_DIR, TABLES
 from recsys.storage import atomic_dir, check_output_free
 
@@ -127,10 +128,23 @@ def check_parquet_files(files: list[Path], expected: pa.Schema, folder: Path, fi
                                 f"{field.type}; {fix} or fix the file")
 
 
-def connect(offline: Path, start_epoch: int) -> duckdb.DuckDBPyConnection:
-    """In-memory DuckDB with one view per table present; interactions get a `day_index`."""
+def limit_memory(con: duckdb.DuckDBPyConnection, memory_bytes: int, spill: Path | None) -> None:
+    """Keep a DuckDB connection under `memory_bytes`; beyond it, sorts, joins and aggregates
+    spill to the folder `spill`."""
+    con.execute(f"SET memory_limit = '{duckdb_limit(memory_bytes)}'")
+    if spill is not None:
+        con.execute(f"SET temp_directory = '{spill}'")
+    con.execute("SET preserve_insertion_order = false")
+
+
+def connect(offline: Path, start_epoch: int, memory_bytes: int | None = None,
+            spill: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB with one view per table present; interactions get a `day_index`.
+    With `memory_bytes`, DuckDB keeps under that budget and spills the rest to `spill`."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    if memory_bytes:
+        limit_memory(con, memory_bytes, spill)
     for table in TABLES:
         if not table_files(offline, table):
             continue

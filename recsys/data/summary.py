@@ -1,5 +1,5 @@
-"""What was generated, as numbers and as a table: rows, users, items, positive rate and Bayes
-AUC per scenario, and the cold-start counts of the validation and test days."""
+"""What was generated or imported, as numbers and as a table: rows, users, items, positive rate
+and Bayes AUC per scenario, and the cold-start counts of the validation and test splits."""
 
 from __future__ import annotations
 
@@ -9,41 +9,53 @@ from rich.console import Console
 from rich.table import Table
 
 from recsys.data.store import connect
-from recsys.dataset.split import cold_start_flags_sql, train_days
-from recsys.eval.metrics import auc
+from recsys.dataset.split import choose_split, cold_start_flags, train_counts_sql
+from recsys.eval.metrics import auc_sql
+from recsys.memory import GiB
 from recsys.schema import COLD_START_FLAGS, SCENARIO_NAMES
+
+SUMMARY_MEMORY = GiB  # DuckDB's budget for the summary's queries; it spills beyond
+NAN = float("nan")
 
 
 def summarize(offline: Path, meta: dict) -> dict:
-    con = connect(offline, meta["start_epoch"])
-    cols = con.execute("SELECT scenario, label, p_true FROM interactions").fetchnumpy()
+    """Every figure from DuckDB queries over the offline store (it spills beyond its budget):
+    nothing here grows with the number of rows."""
+    con = connect(offline, meta["start_epoch"], memory_bytes=SUMMARY_MEMORY)
+    per = {code: (n, pos) for code, n, pos in con.execute(
+        "SELECT scenario, count(*), avg(label) FROM interactions GROUP BY scenario").fetchall()}
+    bayes = auc_sql(con, "interactions", by="scenario")
+    total = sum(n for n, _ in per.values())
     scenarios = {}
     for code, name in SCENARIO_NAMES.items():
-        mask = cols["scenario"] == code
-        scenarios[str(code)] = {
-            "name": name, "rows": int(mask.sum()), "share": float(mask.mean()),
-            "positive_rate": float(cols["label"][mask].mean()) if mask.any() else None,
-            "bayes_auc": auc(cols["label"][mask], cols["p_true"][mask])}
-    users, items = con.execute(
-        "SELECT count(DISTINCT user_id), count(DISTINCT item_id) FROM interactions").fetchone()
-    flags = cold_start_flags_sql("interactions", meta["n_days"])
+        n, pos = per.get(code, (0, None))
+        scenarios[str(code)] = {"name": name, "rows": n, "share": n / total if total else 0.0,
+                                "positive_rate": pos, "bayes_auc": bayes.get(code, NAN)}
+    users, items, positive = con.execute(
+        "SELECT count(DISTINCT user_id), count(DISTINCT item_id), avg(label) "
+        "FROM interactions").fetchone()
+    split = choose_split(con)
+    flags = ", ".join((cold_start_flags("tu.n", "user"), cold_start_flags("ti.n", "item")))
     sums = ", ".join(f"sum({f}::INT), count(DISTINCT CASE WHEN {f} THEN "
                      f"{'user_id' if f.endswith('user') else 'item_id'} END)"
                      for f in COLD_START_FLAGS)
     cold = {}
-    for split, cond in (("val", f"= {train_days(meta['n_days'])}"),
-                        ("test", f"> {train_days(meta['n_days'])}")):
-        row = con.execute(f"""SELECT count(*), {sums} FROM ({flags}) f
-                              JOIN interactions i USING (request_id)
-                              WHERE f.day_index {cond}""").fetchone()
-        cold[split] = {"rows": row[0], **{
+    for name in ("val", "test"):
+        row = con.execute(f"""
+            WITH tu AS ({train_counts_sql('interactions', split, 'user_id')}),
+                 ti AS ({train_counts_sql('interactions', split, 'item_id')})
+            SELECT count(*), {sums} FROM (
+                SELECT i.user_id, i.item_id, {flags} FROM interactions i
+                LEFT JOIN tu USING (user_id) LEFT JOIN ti USING (item_id)
+                WHERE {split.of('epoch_us(i.event_timestamp)')} = '{name}')""").fetchone()
+        cold[name] = {"rows": row[0], **{
             flag: {"rows": int(row[1 + 2 * k] or 0), "entities": int(row[2 + 2 * k] or 0)}
             for k, flag in enumerate(COLD_START_FLAGS)}}
+    overall = auc_sql(con, "interactions")[None]
     con.close()
-    return {"rows": int(cols["label"].size), "users": int(users), "items": int(items),
-            "positive_rate": float(cols["label"].mean()),
-            "bayes_auc": auc(cols["label"], cols["p_true"]),
-            "scenarios": scenarios, "cold_start": cold}
+    return {"rows": total, "users": int(users), "items": int(items),
+            "positive_rate": float(positive), "bayes_auc": overall,
+            "split": split.to_json(), "scenarios": scenarios, "cold_start": cold}
 
 
 def print_summary(meta: dict, console: Console | None = None) -> None:
@@ -62,7 +74,10 @@ def print_summary(meta: dict, console: Console | None = None) -> None:
     console.print(table)
     console.print(f"users {s['users']:,} (of {meta['n_users']:,}), items {s['items']:,} "
                   f"(of {meta['n_items']:,})")
-    cold = Table(title="cold start: rows (distinct users / items), relative to the training days")
+    if split := s.get("split"):
+        console.print(f"split: {split['how']}; validation from {split['val_from']}, "
+                      f"test from {split['test_from']}")
+    cold = Table(title="cold start: rows (distinct users / items), relative to the training rows")
     cold.add_column("split")
     cold.add_column("rows", justify="right")
     for flag in COLD_START_FLAGS:

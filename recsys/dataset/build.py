@@ -1,13 +1,25 @@
-"""`recsys build-dataset`: point-in-time training sets from the feature repo.
+"""`recsys build-dataset`: point-in-time training sets from the feature repo, out of core.
 
-Each day's impressions are the entity rows of one Feast `get_historical_features` call (the
-DuckDB offline store does the point-in-time join), so memory stays bounded by a day. Rows are
-then flagged zero-shot / few-shot and written to <out>/{train,val,test}/part-DDD.parquet.
+The interaction log is cut into partitions that fit a memory budget: runs of days inside one
+split (see dataset.split), and a day still too large for the budget is cut further by a hash
+of the user ID. Each partition's rows are the entity rows of one Feast
+`get_historical_features` call (the point-in-time join), then flagged zero-shot / few-shot and
+written, sorted by time, to <out>/<split>/part-NNNNN.parquet through a temporary name. The
+partitions are built inside a hidden `.NAME.partial` folder, so a killed build resumes where
+it stopped, and the finished dataset replaces <out> in one rename.
+
+Engines: `duckdb` (Feast's DuckDB offline store, one machine, under the budget; DuckDB spills
+beyond it) and `spark` (Feast's Spark offline store: local mode here, a cluster by config).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,15 +27,47 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import vectors
-from recsys.data.store import connect, offline_dir, read_meta, validate_offline_store
-from recsys.dataset.split import SPLITS, cold_start_flags_sql, split_of_day
-from recsys.errors import DataError
+from recsys.data.store import connect, offline_dir, read_meta, table_files, \
+    validate_offline_store
+from recsys.dataset.split import DAY_US, SPLITS, Split, choose_split, cold_start_flags, \
+    train_counts_sql
+from recsys.errors import UsageError
 from recsys.features.store import feature_service, open_store
-from recsys.schema import COLD_START_FLAGS, DEFAULT_FEATURE_SERVICE, EVENT_TIMESTAMP, \
-    REQUEST_ID, dataset_schema
-from recsys.storage import atomic_dir, check_output_free
+from recsys.schema import COLD_START_FLAGS, DEFAULT_FEATURE_SERVICE, ENTITIES, EVENT_TIMESTAMP, \
+    FEATURE_SERVICES, INTERACTIONS, REQUEST_ID, dataset_schema
+from recsys.memory import DEFAULT_MEMORY_GB, GiB
+from recsys.storage import resumable_dir, write_parquet, check_output_free
 
 META = "meta.json"
+ENGINES = ("duckdb", "spark")
+# Bytes a partition's row costs at the peak, as a multiple of its width in Parquet: Feast's
+# join in DuckDB (the larger part: it spills little), the entity frame, the Arrow result, the
+# flagged and sorted copy.
+ROW_COST = 16
+MIN_MEMORY_GB = 0.5  # below this Feast's join of the ten views does not run
+
+ROW_GROUP_ROWS = 65_536  # the loader's unit of reading and of sharing among ranks
+_DAY_FOLDER = re.compile(r"day=(\d{4})-(\d{2})-(\d{2})$")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The rows of one split with event times in [start, end) (µs) and, when `buckets` > 1,
+    hash(user_id) % buckets == bucket."""
+
+    split: str
+    start: int
+    end: int
+    bucket: int
+    buckets: int
+    rows: int
+
+    def where(self) -> str:
+        cond = (f"epoch_us({EVENT_TIMESTAMP}) >= {self.start} AND "
+                f"epoch_us({EVENT_TIMESTAMP}) < {self.end}")
+        if self.buckets > 1:
+            cond += f" AND hash(user_id) % {self.buckets} = {self.bucket}"
+        return cond
 
 
 def default_out(repo: Path, meta: dict | None = None) -> Path:
@@ -31,8 +75,19 @@ def default_out(repo: Path, meta: dict | None = None) -> Path:
 
 
 def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
-                  service_name: str = DEFAULT_FEATURE_SERVICE, progress: bool = True) -> dict:
+                  service_name: str = DEFAULT_FEATURE_SERVICE, progress: bool = True,
+                  memory_gb: float = DEFAULT_MEMORY_GB, engine: str = "duckdb",
+                  partition_rows: int | None = None) -> dict:
+    """`partition_rows`: the most rows one join takes (default: what `memory_gb` allows)."""
     meta = read_meta(repo)  # checks the repo first
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)} "
+                         f"(--engine)")
+    if not memory_gb >= MIN_MEMORY_GB:
+        raise UsageError(f"--memory-gb {memory_gb}: the join needs at least {MIN_MEMORY_GB} "
+                         f"GB; pass a larger budget")
+    if partition_rows is not None and partition_rows < 1:
+        raise UsageError(f"--partition-rows {partition_rows}: must be at least 1")
     offline = offline_dir(repo)
     validate_offline_store(offline)
     out = out or default_out(repo, meta)
@@ -40,48 +95,187 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     store = open_store(repo)
     service = feature_service(store, repo, service_name)
     schema = dataset_schema(service_name)
-    n_days = meta["n_days"]
 
-    con = connect(offline, meta["start_epoch"])
-    con.execute(f"CREATE TEMP TABLE flags AS {cold_start_flags_sql('interactions', n_days)}")
-    rows = {split: 0 for split in SPLITS}
-    # size of each vector feature (0 until some row has one: text not encoded yet)
-    vector_dims = {f.name: 0 for f in schema if pa.types.is_list(f.type)}
-    with atomic_dir(out, force) as tmp:
-        for day in tqdm(range(n_days), desc="point-in-time join", unit="day",
-                        disable=not progress):
-            entity_df = con.execute("SELECT * EXCLUDE (day_index) FROM interactions "
-                                    f"WHERE day_index = {day}").df()
-            if entity_df.empty:
-                raise DataError(f"{offline}/interactions: day {day} has no rows; "
-                                f"regenerate with `recsys generate --force`")
-            joined = store.get_historical_features(entity_df=entity_df,
-                                                   features=service).to_arrow()
-            con.register("joined", joined)
-            flagged = con.execute(f"""
-                SELECT j.*, {', '.join(f'f.{flag}' for flag in COLD_START_FLAGS)}
-                FROM joined j JOIN flags f USING ({REQUEST_ID})
-                ORDER BY j.{EVENT_TIMESTAMP}, j.{REQUEST_ID}""").fetch_arrow_table()
-            con.unregister("joined")
-            split = split_of_day(day, n_days)
-            (tmp / split).mkdir(exist_ok=True)
-            pq.write_table(_conform(flagged, schema), tmp / split / f"part-{day:03d}.parquet")
-            rows[split] += flagged.num_rows
-            for name in vector_dims:
-                vector_dims[name] = vector_dims[name] or vectors.dim_of(flagged[name])
-        info = {"preset": meta["preset"], "seed": meta["seed"], "repo": str(repo.resolve()),
-                "feature_service": service_name, "n_users": meta["n_users"],
-                "n_items": meta["n_items"], "n_days": n_days,
-                "splits": {s: {"rows": rows[s], "days": [d for d in range(n_days)
-                                                         if split_of_day(d, n_days) == s]}
-                           for s in SPLITS},
-                "columns": schema.names, "vector_dims": vector_dims}
-        (tmp / META).write_text(json.dumps(info, indent=2))
-    con.close()
+    budget = int(memory_gb * GiB)  # half to Feast's DuckDB, a quarter to ours
+    spill = out.parent / f".{out.name}.spill"
+    con = connect(offline, meta["start_epoch"], memory_bytes=budget // 4, spill=spill)
+    split = choose_split(con)
+    max_rows = partition_rows or max(1, budget // (ROW_COST * row_width(offline, service_name)))
+    partitions = plan_partitions(con, split, max_rows)
+    plan = {"engine": engine, "feature_service": service_name, "split": asdict(split),
+            "offline": _fingerprint(offline), "partitions": [asdict(p) for p in partitions]}
+    join = _joiner(engine, repo, store, service, budget // 2, spill)
+    try:
+        with resumable_dir(out, force, plan) as tmp:
+            info = _build(con, tmp, offline, split, partitions, join, schema, progress)
+            info.update(_describe(meta, repo, service_name, split, partitions, memory_gb,
+                                  engine, max_rows))
+            (tmp / META).write_text(json.dumps(info, indent=2))
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
     return info
 
 
+def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partition], join,
+           schema: pa.Schema, progress: bool) -> dict:
+    """Write every partition not written yet; return the dataset's columns and vector sizes."""
+    con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql('interactions', split, 'user_id')}")
+    con.execute(f"CREATE TEMP TABLE ti AS {train_counts_sql('interactions', split, 'item_id')}")
+    files = _interaction_files(offline)
+    for i, part in enumerate(tqdm(partitions, desc="point-in-time join", unit="part",
+                                  disable=not progress)):
+        path = tmp / part.split / f"part-{i:05d}.parquet"
+        if path.exists():  # written before a kill: resume after it
+            continue
+        path.parent.mkdir(exist_ok=True)
+        write_parquet(_conform(_build_partition(con, files, part, join), schema), path,
+                      ROW_GROUP_ROWS)
+    vector_dims = {f.name: 0 for f in schema if pa.types.is_list(f.type)}
+    for name in vector_dims:  # size of each vector feature (0 while text is not encoded)
+        for path in sorted(tmp.glob("*/part-*.parquet")):
+            if dim := vectors.dim_of(pq.read_table(path, columns=[name])[name]):
+                vector_dims[name] = dim
+                break
+    return {"columns": schema.names, "vector_dims": vector_dims}
+
+
+def plan_partitions(con, split: Split, max_rows: int) -> list[Partition]:
+    """Runs of whole days of one split up to `max_rows` rows each, in time order; a day of a
+    split above `max_rows` becomes hash buckets of about `max_rows` rows."""
+    segments = con.execute(f"""
+        SELECT {split.of()} AS split, epoch_us({EVENT_TIMESTAMP}) // {DAY_US} AS day,
+               count(*) AS n
+        FROM interactions GROUP BY ALL""").fetchall()
+    order = {s: k for k, s in enumerate(SPLITS)}
+    segments.sort(key=lambda s: (s[1], order[s[0]]))
+    bounds = {"train": (-2 ** 62, split.val_start), "val": (split.val_start, split.test_start),
+              "test": (split.test_start, 2 ** 62)}
+    parts: list[Partition] = []
+    run: list[tuple] = []
+
+    def close_run():
+        if run:
+            lo, hi = bounds[run[0][0]]
+            parts.append(Partition(run[0][0], max(run[0][1] * DAY_US, lo),
+                                   min((run[-1][1] + 1) * DAY_US, hi), 0, 1,
+                                   sum(s[2] for s in run)))
+            run.clear()
+
+    for seg in segments:
+        name, day, n = seg
+        if run and (run[0][0] != name or sum(s[2] for s in run) + n > max_rows):
+            close_run()
+        if n <= max_rows:
+            run.append(seg)
+            continue
+        lo, hi = bounds[name]
+        buckets = math.ceil(n / max_rows)
+        start, end = max(day * DAY_US, lo), min((day + 1) * DAY_US, hi)
+        counts = dict(con.execute(f"""
+            SELECT hash(user_id) % {buckets} AS b, count(*) FROM interactions
+            WHERE epoch_us({EVENT_TIMESTAMP}) >= {start}
+              AND epoch_us({EVENT_TIMESTAMP}) < {end} GROUP BY b""").fetchall())
+        parts += [Partition(name, start, end, b, buckets, counts[b])
+                  for b in range(buckets) if counts.get(b)]
+    close_run()
+    return parts
+
+
+def row_width(offline: Path, service_name: str) -> int:
+    """Bytes of one training row, from the Parquet footers: an interaction row plus a row of
+    every view the service joins (uncompressed sizes)."""
+    width = 0
+    for table in (INTERACTIONS, *FEATURE_SERVICES[service_name]):
+        size = rows = 0
+        for f in table_files(offline, table):
+            md = pq.ParquetFile(f).metadata
+            rows += md.num_rows
+            size += sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
+        width += size // rows if rows else 0
+    return max(width, 64)
+
+
+def _fingerprint(offline: Path) -> list:
+    """What the build read: a changed offline store makes a partial build start afresh."""
+    return sorted([str(p.relative_to(offline)), p.stat().st_size, p.stat().st_mtime_ns]
+                  for p in offline.rglob("*.parquet"))
+
+
+def _interaction_files(offline: Path) -> dict[int, list[str]]:
+    """The interaction log's Parquet files by day number (its `day=YYYY-MM-DD` folders); -1
+    holds every file, for logs laid out otherwise."""
+    by_day: dict[int, list[str]] = {-1: []}
+    for f in table_files(offline, INTERACTIONS):
+        by_day[-1].append(str(f))
+        if m := _DAY_FOLDER.search(f.parent.name):
+            day = date(*map(int, m.groups())).toordinal() - date(1970, 1, 1).toordinal()
+            by_day.setdefault(day, []).append(str(f))
+    return by_day
+
+
+def _build_partition(con, files: dict[int, list[str]], part: Partition, join) -> pa.Table:
+    days = range(part.start // DAY_US, (part.end - 1) // DAY_US + 1)
+    chosen = [f for d in days for f in files.get(d, [])]
+    if sum(len(v) for k, v in files.items() if k >= 0) != len(files[-1]):
+        chosen = files[-1]  # some file outside a day folder: read them all
+    flags = ", ".join((cold_start_flags("tu.n", "user"), cold_start_flags("ti.n", "item")))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE part AS
+        SELECT i.*, {flags}
+        FROM (SELECT * FROM read_parquet({chosen!r}, hive_partitioning = false)
+              WHERE {part.where()}) i
+        LEFT JOIN tu USING (user_id) LEFT JOIN ti USING (item_id)""")
+    keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in ENTITIES)]
+    entity = con.execute(f"SELECT {', '.join(keys)} FROM part").fetch_arrow_table()
+    joined = join(entity)
+    con.register("joined", joined)
+    table = con.execute(f"""
+        SELECT part.*, joined.* EXCLUDE ({', '.join(keys)})
+        FROM part JOIN joined USING ({REQUEST_ID})
+        ORDER BY part.{EVENT_TIMESTAMP}, part.{REQUEST_ID}""").fetch_arrow_table()
+    con.unregister("joined")
+    con.execute("DROP TABLE part")
+    return table
+
+
+def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: Path):
+    """entity rows (Arrow) -> the same rows with the service's features as of their time."""
+    if engine == "spark":
+        from recsys.features.spark import spark_joiner
+
+        return spark_joiner(repo, store, service)
+    from recsys.features.store import limit_feast_memory
+
+    limit_feast_memory(memory_bytes, spill)
+
+    def join(entity: pa.Table) -> pa.Table:
+        return store.get_historical_features(entity_df=entity.to_pandas(),
+                                             features=service).to_arrow()
+
+    return join
+
+
+def _describe(meta: dict, repo: Path, service_name: str, split: Split,
+              partitions: list[Partition], memory_gb: float, engine: str,
+              max_rows: int) -> dict:
+    rows = {s: sum(p.rows for p in partitions if p.split == s) for s in SPLITS}
+    return {"preset": meta["preset"], "seed": meta["seed"], "repo": str(repo.resolve()),
+            "feature_service": service_name, "n_users": meta["n_users"],
+            "n_items": meta["n_items"], "n_days": meta["n_days"],
+            "split": split.to_json(),
+            "splits": {s: {"rows": rows[s],
+                           "parts": sum(p.split == s for p in partitions)} for s in SPLITS},
+            "build": {"engine": engine, "memory_gb": memory_gb,
+                      "partitions": len(partitions), "partition_rows": max_rows,
+                      "hash_partitioned": sum(p.buckets > 1 for p in partitions)}}
+
+
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Select and cast to the dataset schema (a feature absent for a whole day comes back from
-    the join untyped)."""
-    return pa.table([table[f.name].cast(f.type) for f in schema], schema=schema)
+    """Select and cast to the dataset schema (a feature absent for a whole partition comes
+    back from the join untyped)."""
+    def column(f: pa.Field):
+        col = table[f.name]
+        return pa.nulls(len(col), f.type) if col.null_count == len(col) else col.cast(f.type)
+
+    return pa.table([column(f) for f in schema], schema=schema)

@@ -176,6 +176,12 @@ class SplitData:
                                      if isinstance(value := getattr(self, f.name), dict)
                                      else value[rows]) for f in fields(self)})
 
+    def rows(self, start: int, stop: int) -> "SplitData":
+        """Rows [start, stop), as views (no copy)."""
+        return SplitData(**{f.name: ({k: v[start:stop] for k, v in value.items()}
+                                     if isinstance(value := getattr(self, f.name), dict)
+                                     else value[start:stop]) for f in fields(self)})
+
     @staticmethod
     def concat(parts: list["SplitData"]) -> "SplitData":
         first = parts[0]
@@ -193,23 +199,43 @@ def read_meta(dataset: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def needed_columns(layout: Layout, for_metrics: bool = True) -> pa.Schema:
+    """The dataset columns a split is read with: the model's inputs, the label and the
+    scenario, and (`for_metrics`) what evaluation needs besides."""
+    columns = (*layout.sparse, *layout.dense, *layout.vector_columns, LABEL, "scenario",
+               *((P_TRUE, EVENT_TIMESTAMP, *COLD_START_FLAGS) if for_metrics else ()))
+    return pa.schema([f for f in dataset_schema() if f.name in columns])
+
+
 def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
+    """A whole split in memory (the cold-start models' training data; everything else
+    streams it: dataset.stream)."""
     folder = dataset / split
     files = sorted(folder.glob("*.parquet"))
     # every part, not just the first: a dataset scan fills a part's missing column with nulls
-    columns = (*layout.sparse, *layout.dense, *layout.vector_columns, LABEL, P_TRUE,
-               EVENT_TIMESTAMP, *COLD_START_FLAGS)
-    needed = [f for f in dataset_schema() if f.name in columns]
-    check_parquet_files(files, pa.schema(needed), folder,
+    needed = needed_columns(layout)
+    check_parquet_files(files, needed, folder,
                         "rebuild with `recsys build-dataset --force`", check_types=False)
-    table = pads.dataset([str(f) for f in files], format="parquet").to_table(columns=list(columns))
+    table = pads.dataset([str(f) for f in files], format="parquet").to_table(
+        columns=needed.names)
     if table.num_rows == 0:
         raise DataError(f"{folder}: the {split} split is empty; rebuild it with more data")
-    labels = table[LABEL].to_numpy().astype(np.float32)
-    if pc.any(pc.is_null(table[LABEL], nan_is_null=True)).as_py() or \
-            not np.isin(labels, (0.0, 1.0)).all():
+    return to_split_data(table, layout, folder)
+
+
+def check_labels(labels: pa.ChunkedArray | pa.Array, folder: Path) -> None:
+    if pc.any(pc.is_null(labels, nan_is_null=True)).as_py() or \
+            not pc.all(pc.is_in(labels, pa.array([0, 1], labels.type))).as_py():
         raise DataError(f"{folder}: column '{LABEL}' must be 0 or 1 on every row (found null, "
                         f"NaN or other values); fix the data or rebuild the dataset")
+
+
+def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
+    """Arrow rows -> the model's arrays: IDs mapped to table rows (unknown and out-of-range
+    values to the unknown row; hashed features hashed), counts as log1p, vectors
+    concatenated."""
+    labels = table[LABEL].to_numpy().astype(np.float32)
+    check_labels(table[LABEL], folder)
     ids = np.empty((table.num_rows, len(layout.sparse)), dtype=np.int64)
     for j, (name, size) in enumerate(zip(layout.sparse, layout.num_embeddings)):
         col = table[name].fill_null(-1).to_numpy().astype(np.int64)
@@ -227,12 +253,16 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
         [np.zeros((table.num_rows, 0), dtype=np.float32)] +
         [vector_columns.to_numpy(table[c], d, f"{folder}: column '{c}'")
          for g in layout.vectors for c, d in zip(g.columns, g.dims)], axis=1)
+    n, metrics = table.num_rows, P_TRUE in table.column_names
     return SplitData(ids=ids, dense=dense, vectors=vectors, labels=labels,
                      scenario=table["scenario"].to_numpy().astype(np.int64),
-                     p_true=table[P_TRUE].to_numpy().astype(np.float32),
+                     # without the metrics' columns (a training stream): zeros, no flags
+                     p_true=table[P_TRUE].to_numpy().astype(np.float32) if metrics
+                     else np.zeros(n, np.float32),
                      flags={f: table[f].to_numpy(zero_copy_only=False).astype(bool)
-                            for f in COLD_START_FLAGS},
-                     time=table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy())
+                            for f in COLD_START_FLAGS} if metrics else {},
+                     time=table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy() if metrics
+                     else np.zeros(n, np.int64))
 
 
 def read_column(dataset: Path, split: str, name: str) -> np.ndarray:

@@ -10,13 +10,14 @@ from recsys.dataset.loader import BatchLoader, Layout, SplitData
 from recsys.eval.metrics import auc, logloss
 from recsys.schema import COLD_START_FLAGS, SCENARIO_NAMES
 
+EVAL_BATCH = 16384  # rows per batch when scoring a split
 # Below this many rows, or with one class only, a subset gets no AUC: it would mean nothing.
 MIN_ROWS = 100
 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: SplitData, layout: Layout,
-            history: SplitData | None = None, batch_size: int = 16384,
+            history: SplitData | None = None, batch_size: int = EVAL_BATCH,
             device: torch.device = torch.device("cpu")) -> np.ndarray:
     """Click probabilities of every row. Models that adapt to a user's history at test time
     (maml, melu) get the training split as `history`."""
@@ -27,6 +28,16 @@ def predict(model: torch.nn.Module, data: SplitData, layout: Layout,
     if history is not None and hasattr(model, "predict_split"):
         probs = model.predict_split(data, layout, history, probs)
     return probs
+
+
+@torch.no_grad()
+def predict_stream(model: torch.nn.Module, loader,
+                   device: torch.device = torch.device("cpu")) -> np.ndarray:
+    """Click probabilities of every row a (non-shuffling) StreamLoader yields, in order: only
+    the probabilities are kept, the model inputs stream through."""
+    model.eval()
+    out = [torch.sigmoid(model(b.to(device))).cpu().numpy() for b in loader]
+    return np.concatenate(out)
 
 
 def _cell(labels: np.ndarray, probs: np.ndarray) -> dict:

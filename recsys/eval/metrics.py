@@ -27,3 +27,23 @@ def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
     p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
     y = np.asarray(labels, dtype=np.float64)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def auc_sql(con, relation: str, by: str | None = None, label: str = "label",
+            score: str = "p_true") -> dict:
+    """ROC AUC of `score` against `label` in a DuckDB relation, per value of the expression
+    `by` (one group, key None, without it), computed out of core: per distinct score the
+    positives and negatives, then the rank-sum formula with ties counted half. A group with a
+    missing score or one class gets NaN, as `auc` does."""
+    group = f"{by}" if by else "NULL"
+    rows = con.execute(f"""
+        WITH g AS (SELECT {group} AS k, {score} AS s, sum({label}) AS pos,
+                          count(*) - sum({label}) AS neg, count({score}) < count(*) AS missing
+                   FROM {relation} GROUP BY ALL),
+             c AS (SELECT *, coalesce(sum(neg) OVER (PARTITION BY k ORDER BY s ROWS BETWEEN
+                            UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS below FROM g)
+        SELECT k, sum(pos * (below + 0.5 * neg)) AS u, sum(pos) AS p, sum(neg) AS n,
+               bool_or(missing) AS missing
+        FROM c GROUP BY k""").fetchall()
+    return {k: float("nan") if missing or not p or not n else float(u / (p * n))
+            for k, u, p, n, missing in rows}

@@ -17,6 +17,17 @@ def open_store(repo: Path):
     return FeatureStore(repo_path=str(repo))
 
 
+def limit_feast_memory(memory_bytes: int, spill: Path) -> None:
+    """Run Feast's DuckDB offline store (through ibis' default backend) under a memory budget,
+    spilling to `spill` beyond it."""
+    import ibis
+
+    from recsys.memory import duckdb_limit
+
+    ibis.set_backend(ibis.duckdb.connect(memory_limit=duckdb_limit(memory_bytes),
+                                         temp_directory=str(spill)))
+
+
 def feature_service(store, repo: Path, name: str):
     """The named feature service from the registry (`feast apply` puts it there)."""
     from feast.errors import FeastObjectNotFoundException
@@ -52,7 +63,7 @@ def reset_state(repo: Path) -> list[Path]:
     return removed
 
 
-DEFINITIONS = ("feature_store.yaml", "features.py")
+DEFINITIONS = ("feature_store.yaml", "features.py", "spark.yaml")
 
 
 def copy_definitions(repo: Path, dest: Path) -> Path:

@@ -32,7 +32,7 @@ from torchrec.distributed.types import ShardingType
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
 from recsys.errors import UsageError
-from recsys.eval.evaluate import predict
+from recsys.eval.evaluate import predict_stream
 from recsys.models import MULTI_SCENARIO_MODELS
 
 # The models whose every step makes the same lookups on every rank, one forward and backward
@@ -189,14 +189,16 @@ def shard(model: torch.nn.Module, ranks: Ranks) -> DistributedModelParallel:
     return DistributedModelParallel(model, device=ranks.device, plan=plan)
 
 
-def predict_sharded(model, data, layout, ranks: Ranks) -> np.ndarray:
-    """Probabilities of every row of `data`: each rank scores an equal slice (the last one
-    padded, since every rank must make the same sharded lookups), gathered in order."""
-    n = len(data)
-    per = -(-n // ranks.world)
-    rows = np.minimum(np.arange(ranks.rank * per, (ranks.rank + 1) * per), n - 1)
-    probs = predict(model, data.take(rows), layout, device=ranks.device)
-    return np.concatenate(ranks.gather(probs))[:n]
+def predict_sharded(model, files, layout, ranks: Ranks, batch_size: int) -> np.ndarray:
+    """Probabilities of every row of a split (`files`: dataset.stream.SplitFiles): each rank
+    streams an equal stretch (the last one padded, since every rank must make the same
+    sharded lookups), and the stretches are gathered in order."""
+    from recsys.dataset.stream import StreamLoader
+
+    loader = StreamLoader(files, layout, batch_size, rank=ranks.rank, world=ranks.world,
+                          pad=True)
+    probs = predict_stream(model, loader, device=ranks.device)
+    return np.concatenate(ranks.gather(probs))[:files.rows]
 
 
 def save_sharded(state: dict, path: Path, ranks: Ranks, extra: dict | None = None) -> None:

@@ -17,10 +17,10 @@ import torch
 from tqdm import tqdm
 
 from recsys.dataset.hashing import collisions
-from recsys.dataset.loader import BatchLoader, Layout, check_modalities, load_split, read_column, \
-    read_meta
+from recsys.dataset.loader import Layout, check_modalities, load_split, read_column, read_meta
+from recsys.dataset.stream import SplitFiles, StreamLoader, eval_columns
 from recsys.errors import OutputExistsError, UsageError
-from recsys.eval.evaluate import compute_metrics, predict
+from recsys.eval.evaluate import EVAL_BATCH, compute_metrics, predict, predict_stream
 from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
 from recsys.models.base import ModelConfig, check_fusion, dense_bytes_with_adam, \
@@ -42,6 +42,7 @@ class TrainConfig:
     lr: float = 1e-3  # Adam, dense parameters
     seed: int = 0
     patience: int = 1  # epochs without a better validation AUC before stopping
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
     modalities: tuple[str, ...] = ()  # "text", "image": vectors fused with the IDs
     # ID feature -> rows its raw IDs are hashed into (--user-rows / --item-rows)
     hashed_rows: dict[str, int] = field(default_factory=dict)
@@ -63,6 +64,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
                                  f"must be at least 1")
+        if self.checkpoint_every < 0:
+            raise UsageError(f"--checkpoint-every {self.checkpoint_every}: must be 0 (epoch "
+                             f"ends only) or more")
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))  # tuples become lists, as on disk
@@ -210,8 +214,11 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     resume = _prepare_out(out, config, force, checkpoints)
 
     layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
-    train_data = load_split(dataset, "train", layout)
-    val_data = load_split(dataset, "val", layout)
+    train_files = SplitFiles(dataset, "train", layout)
+    val_files = SplitFiles(dataset, "val", layout)
+    # the cold-start models learn counts and tasks from the whole training split in memory
+    train_data = load_split(dataset, "train", layout) \
+        if hasattr(model_class(cfg.model), "observe") else None
     torch.manual_seed(cfg.seed)
     if ranks.distributed:  # built on the meta device: each rank allocates only its shards
         with torch.device("meta"):
@@ -224,40 +231,58 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
     dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.lr)
     state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
-             "seconds": 0.0, "examples": 0}
+             "seconds": 0.0, "examples": 0, "step": 0, "loss_sum": 0.0}
     if resume:
         state = checkpoints.load(model, dense_opt)
-        log(f"resuming {out} from epoch {state['epoch'] + 1}")
+        where = f" step {state['step']}" if state.get("step") else ""
+        log(f"resuming {out} from epoch {state['epoch'] + 1}{where}")
+        if "rng" in state:
+            torch.set_rng_state(torch.tensor(state["rng"], dtype=torch.uint8))
 
-    def score(data):
+    def score(split: str, files: SplitFiles) -> np.ndarray:
+        if hasattr(model, "predict_split"):  # adapts to each user's history: in memory
+            return predict(model, load_split(dataset, split, layout), layout, train_data)
         if ranks.distributed:
-            return predict_sharded(model, data, layout, ranks)
-        return predict(model, data, layout, train_data)
+            return predict_sharded(model, files, layout, ranks, EVAL_BATCH)
+        return predict_stream(model, StreamLoader(files, layout, EVAL_BATCH))
 
-    loader = BatchLoader(train_data, layout, cfg.batch_size // ranks.world, shuffle=True,
-                         seed=cfg.seed, rank=ranks.rank, world=ranks.world)
+    def save(step: int, loss_sum: float) -> None:
+        state.update(step=step, loss_sum=loss_sum, rng=torch.get_rng_state().tolist())
+        checkpoints.save(model, dense_opt, state)
+
+    loader = StreamLoader(train_files, layout, cfg.batch_size // ranks.world, shuffle=True,
+                          seed=cfg.seed, rank=ranks.rank, world=ranks.world)
+    val_labels = eval_columns(dataset, "val").labels
     while state["epoch"] < cfg.epochs and \
             state["epoch"] - state["best_epoch"] <= cfg.patience:
         epoch = state["epoch"]
-        loader.epoch = epoch  # the shuffle is a function of (seed, epoch): resume replays it
+        # the stream is a function of (seed, epoch): a resumed run replays it from its step
+        loader.epoch, loader.start_batch = epoch, state["step"]
         model.train()
-        bar = tqdm(total=loader.rows, unit="ex", unit_scale=True,
+        bar = tqdm(total=len(loader), initial=state["step"], unit="batch",
                    disable=not (progress and ranks.main),
                    desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", mininterval=1.0)
-        start, loss_sum, steps = time.perf_counter(), 0.0, 0
+        start, loss_sum, step = time.perf_counter(), state["loss_sum"], state["step"]
+        seen = 0
         for batch in loader:
             loss = training_loss(model, batch.to(ranks.device))
             dense_opt.zero_grad()
             loss.backward()  # also updates the embedding rows (fused optimizer)
             dense_opt.step()
-            loss_sum, steps = loss_sum + loss.item(), steps + 1
-            bar.update(len(batch))
-            bar.set_postfix(loss=f"{loss_sum / steps:.4f}", refresh=False)
+            loss_sum, step, seen = loss_sum + loss.item(), step + 1, seen + len(batch)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / step:.4f}", refresh=False)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and \
+                    step < len(loader):
+                state["seconds"] += time.perf_counter() - start
+                state["examples"] += seen * ranks.world
+                save(step, loss_sum)
+                start, seen = time.perf_counter(), 0
         bar.close()
         state["seconds"] += time.perf_counter() - start
-        state["examples"] += loader.rows * ranks.world
-        train_loss = float(np.mean(ranks.gather(loss_sum / steps)))
-        val_auc = auc(val_data.labels, score(val_data))
+        state["examples"] += seen * ranks.world
+        train_loss = float(np.mean(ranks.gather(loss_sum / step)))
+        val_auc = auc(val_labels, score("val", val_files))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
                                  "val_auc": val_auc})
         log(f"{cfg.name} epoch {epoch + 1}: train loss {train_loss:.4f}, "
@@ -266,14 +291,15 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
             state["best_auc"], state["best_epoch"] = val_auc, epoch
             checkpoints.save_best(model)
         state["epoch"] = epoch + 1
-        checkpoints.save(model, dense_opt, state)
+        save(0, 0.0)
 
     if state["best_epoch"] != state["epoch"] - 1:  # else the model is the best epoch already
         load_best(model, out)
-    test_data = load_split(dataset, "test", layout)
+    test_probs = score("test", SplitFiles(dataset, "test", layout))
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
                "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
-               "nproc": ranks.world, **compute_metrics(test_data, score(test_data)),
+               "nproc": ranks.world,
+               **compute_metrics(eval_columns(dataset, "test"), test_probs),
                "hashing": {name: collisions(read_column(dataset, "train", name), rows)
                            for name, rows in cfg.hashed_rows.items()},
                "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),

@@ -1,0 +1,170 @@
+"""build-dataset out of core: partitions under a memory budget give the same training set as
+one partition per split and as an independent DuckDB ASOF join; Feast's Spark offline store
+gives the same as DuckDB; logs with gaps, of months and of one day build; a killed build
+resumes to the same result."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import signal
+import subprocess
+import time
+
+import duckdb
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from conftest import BIN, copy_repo, run
+from recsys.data.store import table_glob
+from recsys.schema import ENTITY_BY_NAME, INTERACTIONS, VIEWS, view_features
+
+DAY = 86_400
+
+
+def _table(dataset, split=None):
+    files = sorted(dataset.glob(f"{split or '*'}/*.parquet"))
+    return pads.dataset([str(f) for f in files], format="parquet").to_table() \
+        .sort_by("request_id")
+
+
+def _same_dataset(a, b):
+    for split in ("train", "val", "test"):
+        ta, tb = _table(a, split), _table(b, split)
+        assert ta.num_rows > 0 and ta.equals(tb), split
+
+
+@pytest.fixture(scope="module")
+def builds(tiny, tmp_path_factory):
+    """The tiny repo built twice more: one partition per split (a budget far above the data)
+    and many small ones (a budget that forces time ranges and hash buckets)."""
+    base = tmp_path_factory.mktemp("builds")
+    out = {}
+    for name, rows in (("whole", "100000"), ("parts", "1500")):
+        run("recsys", "build-dataset", "--repo", str(tiny["repo"]), "--out", str(base / name),
+            "--partition-rows", rows)
+        out[name] = base / name
+    return out
+
+
+def test_partitioned_build_equals_one_partition_per_split(tiny, builds):
+    whole = json.loads((builds["whole"] / "meta.json").read_text())
+    parts = json.loads((builds["parts"] / "meta.json").read_text())
+    assert whole["build"]["partitions"] == 3
+    assert parts["build"]["partitions"] > 6 and parts["build"]["hash_partitioned"] > 0
+    assert parts["splits"]["train"]["parts"] > 1
+    _same_dataset(builds["whole"], builds["parts"])
+    _same_dataset(builds["whole"], tiny["dataset"])  # the default budget, too
+
+
+def test_partitioned_build_equals_an_independent_asof_join(tiny, builds):
+    """Every feature of every row equals DuckDB's ASOF join of the raw offline tables."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("ds", _table(builds["parts"]))
+    joins, checks = [], []
+    for v in VIEWS:
+        key = ENTITY_BY_NAME[v.entity].join_key
+        con.execute(f"CREATE VIEW {v.name} AS SELECT * FROM "
+                    f"read_parquet('{table_glob(tiny['offline'], v.name)}')")
+        joins.append(f"ASOF LEFT JOIN {v.name} ON i.{key} = {v.name}.{key} "
+                     f"AND i.event_timestamp >= {v.name}.event_timestamp")
+        checks += [f"ds.{f.name} IS NOT DISTINCT FROM {v.name}.{f.name}"
+                   for f in view_features(v.name)]
+    raw = f"read_parquet('{table_glob(tiny['offline'], INTERACTIONS)}', hive_partitioning=false)"
+    rows, mismatched = con.execute(f"""
+        SELECT count(*), count(*) FILTER (WHERE NOT ({' AND '.join(checks)}))
+        FROM {raw} i {' '.join(joins)} JOIN ds USING (request_id)""").fetchone()
+    assert rows == con.execute("SELECT count(*) FROM ds").fetchone()[0] == 24_000
+    assert mismatched == 0
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java 17 (`java` not on "
+                                                           "PATH)")
+def test_spark_build_equals_duckdb_build(tiny, tmp_path):
+    pytest.importorskip("pyspark", reason="make test installs pyspark (the spark extra)")
+    out = tmp_path / "spark"
+    proc = run("recsys", "build-dataset", "--repo", str(tiny["repo"]), "--out", str(out),
+               "--engine", "spark")
+    assert "on spark" in proc.stdout
+    _same_dataset(tiny["dataset"], out)
+    vectors = _table(out, "train")["item_title_vec"]
+    assert vectors.null_count < len(vectors)  # the encoded text came through Spark too
+
+
+def _log(path, days, rows_per_day=150, seed=0):
+    """An interaction log with rows on the given day offsets (epoch seconds), 0/1 labels."""
+    rng = np.random.default_rng(seed)
+    start = 1_700_006_400  # a midnight, UTC
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["user", "item", "ts", "click"])
+        for day in days:
+            for s in sorted(rng.choice(DAY, rows_per_day, replace=False)):
+                w.writerow([int(rng.integers(60)), int(rng.integers(40)),
+                            start + day * DAY + int(s), int(rng.integers(2))])
+    return path
+
+
+@pytest.mark.parametrize("days, test_day, val_day", [
+    ([0, 1, 4, 5, 9, 12], 12, 9),                   # days without a row between
+    (list(range(0, 150, 7)), 147, 140),              # five months, weekly
+    ([0], None, None),                               # a single day: time quantiles
+])
+def test_any_time_span_builds(tmp_path, days, test_day, val_day):
+    repo = copy_repo(tmp_path / "repo")
+    log = _log(tmp_path / "log.csv", days)
+    run("recsys", "import", "interactions", "--interactions", str(log), "--user-col", "user",
+        "--item-col", "item", "--time-col", "ts", "--label-col", "click", "--repo", str(repo))
+    run("feast", "apply", cwd=repo)
+    out = tmp_path / "ds"
+    proc = run("recsys", "build-dataset", "--repo", str(repo), "--out", str(out))
+    meta = json.loads((out / "meta.json").read_text())
+    rows = {s: meta["splits"][s]["rows"] for s in ("train", "val", "test")}
+    assert sum(rows.values()) == 150 * len(days) and min(rows.values()) > 0
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    first = lambda split: con.execute(  # noqa: E731
+        f"SELECT min(epoch(event_timestamp))::BIGINT, max(epoch(event_timestamp))::BIGINT "
+        f"FROM read_parquet('{out}/{split}/*.parquet')").fetchone()
+    train, val, test = first("train"), first("val"), first("test")
+    assert train[1] < val[0] <= val[1] < test[0]  # chronological, nothing of the future leaks
+    if test_day is None:
+        assert "quantiles" in proc.stdout and abs(rows["train"] - 0.8 * 150) <= 2
+    else:
+        assert (test[0] - 1_700_006_400) // DAY == test_day
+        assert (val[0] - 1_700_006_400) // DAY == val_day == (val[1] - 1_700_006_400) // DAY
+    run("recsys", "train", "--dataset", str(out), "--model", "dnn_mixed", "--epochs", "1",
+        "--batch-size", "64", "--out", str(tmp_path / "run"))
+
+
+def test_killed_build_resumes_where_it_stopped(tiny, builds, tmp_path):
+    out = tmp_path / "ds"
+    args = [str(BIN / "recsys"), "build-dataset", "--repo", str(tiny["repo"]), "--out",
+            str(out), "--partition-rows", "1500"]
+    partial = tmp_path / ".ds.partial"
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(partial.glob("*/part-*.parquet"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in partial.glob("*/part-*.parquet")}
+    assert len(done) >= 3 and not out.exists()
+    run("recsys", *args[1:])
+    assert not partial.exists()
+    for p, mtime in done.items():  # the parts written before the kill were kept, not redone
+        assert (out / p.relative_to(partial)).stat().st_mtime_ns == mtime
+    _same_dataset(builds["parts"], out)
+
+
+def test_build_refuses_bad_flags_and_changes_nothing(tiny, tmp_path):
+    for flags, says in ((["--memory-gb", "0.1"], "--memory-gb 0.1"),
+                        (["--partition-rows", "0"], "--partition-rows 0"),
+                        (["--engine", "hive"], "unknown engine 'hive'")):
+        proc = run("recsys", "build-dataset", "--repo", str(tiny["repo"]), "--out",
+                   str(tmp_path / "ds"), *flags, check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr
+        assert not list(tmp_path.iterdir())
