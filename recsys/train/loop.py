@@ -64,6 +64,8 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
                                  f"must be at least 1")
+        if not 0 <= self.seed < 2 ** 63:
+            raise UsageError(f"--seed {self.seed}: must be a non-negative 64-bit integer")
         if self.checkpoint_every < 0:
             raise UsageError(f"--checkpoint-every {self.checkpoint_every}: must be 0 (epoch "
                              f"ends only) or more")
