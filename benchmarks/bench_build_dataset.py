@@ -1,14 +1,23 @@
-"""build-dataset (Feast point-in-time join + flags + Parquet) next to a raw DuckDB ASOF join of
-the same tables written to Parquet: the price of going through the feature store."""
+"""build-dataset (Feast point-in-time join per partition + flags + Parquet) next to a raw
+DuckDB ASOF join of the same tables written to Parquet, the price of going through the feature
+store; and the build's peak memory at 10x the rows under the same budget (flat in rows)."""
 
 from __future__ import annotations
 
-import duckdb
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-from conftest import RESULTS
+import duckdb
+import pytest
+
+from conftest import PRESET, RESULTS, copy_repo
 from recsys.data.store import connect, offline_dir, read_meta
 from recsys.dataset.build import build_dataset
 from recsys.schema import ENTITY_BY_NAME, VIEWS, view_features
+
+MEMORY_GB = 1.0  # the budget both sizes are built under
 
 
 def test_build_dataset(benchmark, applied_repo, tmp_path):
@@ -39,3 +48,46 @@ def test_raw_duckdb_asof_join(benchmark, applied_repo, tmp_path):
     rows = duckdb.sql(f"SELECT count(*) FROM '{tmp_path / 'raw.parquet'}'").fetchone()[0]
     assert rows == meta["n_rows"]
     RESULTS["raw DuckDB ASOF join"] = benchmark.stats.stats.mean
+
+
+_MEASURE = """
+import json, resource, sys
+from pathlib import Path
+from recsys.dataset.build import build_dataset
+info = build_dataset(Path(sys.argv[1]), Path(sys.argv[2]), memory_gb=float(sys.argv[3]),
+                     progress=False)
+print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "partitions": info["build"]["partitions"]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def tenth_repo(tmp_path_factory):
+    """The benchmark preset at a tenth of its rows, generated and applied."""
+    from recsys.data.generate import generate
+    from recsys.data.presets import get_preset
+
+    preset = get_preset(PRESET)
+    repo = copy_repo(tmp_path_factory.mktemp("tenth") / "feature_repo")
+    generate(repo, get_preset(PRESET, preset.n_rows // 10), seed=0, workers=2, progress=False)
+    subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=repo,
+                   check=True, capture_output=True)
+    return repo
+
+
+@pytest.mark.parametrize("size", ["1x", "10x"])
+def test_build_peak_memory(benchmark, applied_repo, tenth_repo, tmp_path, size):
+    """Peak RSS of a whole `build-dataset` process under a 1 GB budget."""
+    repo = tenth_repo if size == "1x" else applied_repo
+    out = {}
+
+    def build():
+        proc = subprocess.run([sys.executable, "-c", _MEASURE, str(repo), str(tmp_path / "ds"),
+                               str(MEMORY_GB)], capture_output=True, text=True, check=True)
+        out.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        subprocess.run(["rm", "-rf", str(tmp_path / "ds")], check=True)
+
+    benchmark.group = "build peak memory, 1x vs 10x rows"
+    benchmark.pedantic(build, rounds=1, iterations=1)
+    RESULTS[f"build peak RSS bytes, {size} rows"] = out["peak_rss"]
+    RESULTS[f"build partitions, {size} rows"] = out["partitions"]

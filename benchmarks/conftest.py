@@ -46,6 +46,7 @@ def built_dataset(applied_repo, tmp_path_factory) -> Path:
 
 def pytest_terminal_summary(terminalreporter):
     pairs = [("build-dataset (Feast)", "raw DuckDB ASOF join"),
+             ("build peak RSS bytes, 10x rows", "build peak RSS bytes, 1x rows"),
              ("loader rows/s", "mmoe training examples/s"),
              ("mmoe training examples/s", "mmoe dense-floor examples/s"),
              ("dnn_mixed step, 2,000,000 users", "dnn_mixed step, 100,000 users"),

@@ -242,16 +242,14 @@ def _table_blocks(path: Path, ingest: Ingest, columns: list[str]):
         yield from _csv_blocks(path, ingest, columns)
 
 
-def _lookup_texts(path: Path, key: str, cols: tuple[str, ...]) -> dict[str, str]:
-    """key -> its text columns joined by ' ' (a users / items table, one row per entity)."""
-    texts: dict[str, str] = {}
-    for batch, _, _ in _table_blocks(path, None, [key, *cols]):
-        keys = pc.cast(batch.column(0), pa.string()).to_pylist()
-        parts = [pc.cast(batch.column(i + 1), pa.string()).to_pylist()
-                 for i in range(len(cols))]
-        for i, k in enumerate(keys):
-            texts[k] = " ".join(p[i] for p in parts if p[i])
-    return texts
+def _side_text_sql(path: Path, key: str, cols: tuple[str, ...]) -> str:
+    """DuckDB query: (k, text) of a users / items table (one row per entity): the key as text,
+    the text columns joined by ' ', empty values left out."""
+    reader = f"read_parquet('{path}')" if path.suffix == ".parquet" else \
+        f"read_csv('{path}', header = true, all_varchar = true)"
+    parts = ", ".join(f'nullif(CAST("{c}" AS VARCHAR), \'\')' for c in cols)
+    return (f'SELECT CAST("{key}" AS VARCHAR) AS k, min(concat_ws(\' \', {parts})) AS text '
+            f"FROM {reader} GROUP BY k")
 
 
 def _time(values: pa.Array) -> pa.Array:
@@ -300,7 +298,9 @@ def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
     columns = list(dict.fromkeys(wanted.values()))
 
     def blocks(ingest):
-        lookups = {target: _lookup_texts(*spec) for target, spec in side.items() if spec[2]}
+        # texts of the users / items tables are joined in DuckDB when the import finishes
+        ingest.side_texts = {target: _side_text_sql(*spec) for target, spec in side.items()
+                             if spec[2]}
         for batch, rows, step in _table_blocks(m.interactions, ingest, columns):
             if batch is None:
                 yield None, step
@@ -316,13 +316,9 @@ def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
             scenario = _int_in(col[m.scenario_col], range(len(SCENARIOS))) if m.scenario_col \
                 else pa.array([0] * batch.num_rows, pa.int64())
             user, item = _nonempty(col[m.user_col]), _nonempty(col[m.item_col])
-            extra = {target: pa.array([table.get(k) for k in (user if target != "item_title"
-                                                              else item).to_pylist()],
-                                      pa.string())
-                     for target, table in lookups.items()}
             yield Parsed(source=m.interactions.name, row=rows, user=user, item=item,
                          ts=_time(col[m.time_col]), label=label, scenario=scenario,
-                         raw=pa.Table.from_batches([batch]), extra=extra), step
+                         raw=pa.Table.from_batches([batch])), step
 
     info = {"mapping": {k: str(v) if isinstance(v, Path) else v
                         for k, v in vars(m).items() if v not in (None, ())}}

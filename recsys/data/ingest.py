@@ -76,6 +76,9 @@ class Ingest:
         (tmp / QUARANTINE).mkdir()
         self.rows_read, self.parts = 0, 0
         self.quarantined: dict[str, int] = {}
+        # text column -> DuckDB query (k, text) of a users / items table, joined on the raw
+        # user ID (query_entity_seq) or item ID (item_title) of every staged row
+        self.side_texts: dict[str, str] = {}
         self._quarantine = pq.ParquetWriter(tmp / QUARANTINE / "part-00000.parquet",
                                             QUARANTINE_SCHEMA)
 
@@ -130,8 +133,16 @@ class Ingest:
         if not self.parts:
             raise DataError(f"no usable row in {', '.join(info['files'])}: every row was "
                             f"quarantined ({self._reasons()}); fix the input")
-        con.execute(f"""CREATE VIEW staged AS SELECT * FROM
-                        read_parquet('{self.staging}/*.parquet')""")
+        staged = f"read_parquet('{self.staging}/*.parquet')"
+        if self.side_texts:
+            joins = " ".join(
+                f"LEFT JOIN ({sql}) AS t{i} "
+                f"ON s.{'raw_item' if col == 'item_title' else 'raw_user'} = t{i}.k"
+                for i, (col, sql) in enumerate(self.side_texts.items()))
+            replace = ", ".join(f"coalesce(t{i}.text, s.{col}) AS {col}"
+                                for i, col in enumerate(self.side_texts))
+            staged = f"(SELECT s.* REPLACE ({replace}) FROM {staged} AS s {joins})"
+        con.execute(f"CREATE VIEW staged AS SELECT * FROM {staged}")
         self._drop_duplicates(con)
         start, n_days = con.execute(
             "SELECT min(ts::DATE), datediff('day', min(ts::DATE), max(ts::DATE)) + 1 "

@@ -40,6 +40,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     # About the public 10M release.
     Preset("medium", n_users=2_000_000, n_items=200_000, n_rows=10_000_000, n_days=10,
            rows_per_chunk=250_000),
+    # A tenth of the published scale: end to end on one 2-core, 24 GB machine.
+    Preset("large", n_users=20_000_000, n_items=1_000_000, n_rows=100_000_000, n_days=10,
+           rows_per_chunk=1_000_000),
     # The published scale: for clusters, chunks spread over many workers.
     Preset("full", n_users=200_000_000, n_items=6_000_000, n_rows=1_000_000_000, n_days=14,
            rows_per_chunk=1_000_000),

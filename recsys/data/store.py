@@ -135,6 +135,7 @@ def limit_memory(con: duckdb.DuckDBPyConnection, memory_bytes: int, spill: Path 
     if spill is not None:
         con.execute(f"SET temp_directory = '{spill}'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")  # long work shows its own progress
 
 
 def connect(offline: Path, start_epoch: int, memory_bytes: int | None = None,

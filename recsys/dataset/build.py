@@ -18,10 +18,12 @@ import json
 import math
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -40,10 +42,11 @@ from recsys.storage import resumable_dir, write_parquet, check_output_free
 
 META = "meta.json"
 ENGINES = ("duckdb", "spark")
-# Bytes a partition's row costs at the peak, as a multiple of its width in Parquet: Feast's
-# join in DuckDB (the larger part: it spills little), the entity frame, the Arrow result, the
-# flagged and sorted copy.
-ROW_COST = 16
+# Bytes a partition's row costs at the peak, as a multiple of its width in Parquet. Feast's
+# join in DuckDB, which gets half the budget, spills little: it needed about 8x the width
+# (`small`: 120k rows ran in 512 MB, 150k did not); the other half holds the entity frame, the
+# Arrow result and the flagged, sorted copy. 2 x 8 x a margin of 1.5:
+ROW_COST = 24
 MIN_MEMORY_GB = 0.5  # below this Feast's join of the ten views does not run
 
 ROW_GROUP_ROWS = 65_536  # the loader's unit of reading and of sharing among ranks
@@ -123,14 +126,27 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
     con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql('interactions', split, 'user_id')}")
     con.execute(f"CREATE TEMP TABLE ti AS {train_counts_sql('interactions', split, 'item_id')}")
     files = _interaction_files(offline)
-    for i, part in enumerate(tqdm(partitions, desc="point-in-time join", unit="part",
-                                  disable=not progress)):
-        path = tmp / part.split / f"part-{i:05d}.parquet"
-        if path.exists():  # written before a kill: resume after it
-            continue
-        path.parent.mkdir(exist_ok=True)
-        write_parquet(_conform(_build_partition(con, files, part, join), schema), path,
-                      ROW_GROUP_ROWS)
+    # one partition is written in the background while the next one is joined
+    with ThreadPoolExecutor(1, thread_name_prefix="build-writer") as writer:
+        writing = None
+        for i, part in enumerate(tqdm(partitions, desc="point-in-time join", unit="part",
+                                      disable=not progress)):
+            path = tmp / part.split / f"part-{i:05d}.parquet"
+            if path.exists():  # written before a kill: resume after it
+                continue
+            path.parent.mkdir(exist_ok=True)
+            try:
+                table = _conform(_build_partition(con, files, part, join), schema)
+            except duckdb.OutOfMemoryException:
+                raise UsageError(f"the point-in-time join of partition {i} ({part.rows:,} "
+                                 f"rows) ran out of memory: pass a larger --memory-gb or a "
+                                 f"smaller --partition-rows (the partitions written so far "
+                                 f"are kept)") from None
+            if writing is not None:
+                writing.result()  # raises the writer's error, if any
+            writing = writer.submit(write_parquet, table, path, ROW_GROUP_ROWS)
+        if writing is not None:
+            writing.result()
     vector_dims = {f.name: 0 for f in schema if pa.types.is_list(f.type)}
     for name in vector_dims:  # size of each vector feature (0 while text is not encoded)
         for path in sorted(tmp.glob("*/part-*.parquet")):

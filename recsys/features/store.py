@@ -24,8 +24,10 @@ def limit_feast_memory(memory_bytes: int, spill: Path) -> None:
 
     from recsys.memory import duckdb_limit
 
-    ibis.set_backend(ibis.duckdb.connect(memory_limit=duckdb_limit(memory_bytes),
-                                         temp_directory=str(spill)))
+    backend = ibis.duckdb.connect(memory_limit=duckdb_limit(memory_bytes),
+                                  temp_directory=str(spill))
+    backend.raw_sql("SET enable_progress_bar = false")  # the build shows its own progress
+    ibis.set_backend(backend)
 
 
 def feature_service(store, repo: Path, name: str):
