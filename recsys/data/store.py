@@ -95,16 +95,18 @@ def read_meta(repo: Path) -> dict:
     """The generator's metadata of a (checked) repo's offline store."""
     path = offline_dir(check_repo(repo)) / META
     if not path.is_file():
-        raise RepoError(f"no generated data in {offline_dir(repo)}: "
-                        f"run `recsys generate --repo {repo}` first")
+        raise RepoError(f"no data in {offline_dir(repo)}: run `recsys generate --repo {repo}` "
+                        f"or `recsys import ... --repo {repo}` first")
     return json.loads(path.read_text())
 
 
-def validate_offline_store(offline: Path) -> None:
-    """Check every Parquet part of every table against the schema."""
+def validate_offline_store(offline: Path, meta: dict | None = None) -> None:
+    """Check every Parquet part of every table against the schema; the errors say how to
+    write the data again the way it was written (`meta`: the store's metadata)."""
+    how = "import it again with `recsys import ... --force`" if meta and "import" in meta \
+        else "regenerate with `recsys generate --force`"
     for table, expected in TABLES.items():
-        check_parquet_files(table_files(offline, table), expected, offline / table,
-                            "regenerate with `recsys generate --force`")
+        check_parquet_files(table_files(offline, table), expected, offline / table, how)
 
 
 def check_parquet_files(files: list[Path], expected: pa.Schema, folder: Path, fix: str,

@@ -92,7 +92,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     if partition_rows is not None and partition_rows < 1:
         raise UsageError(f"--partition-rows {partition_rows}: must be at least 1")
     offline = offline_dir(repo)
-    validate_offline_store(offline)
+    validate_offline_store(offline, meta)
     out = out or default_out(repo, meta)
     check_output_free(out, force)
     store = open_store(repo)

@@ -265,11 +265,17 @@ def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
                      else np.zeros(n, np.int64))
 
 
-def read_column(dataset: Path, split: str, name: str) -> np.ndarray:
-    """One column of a split as stored (raw IDs before any mapping to rows); nulls as -1."""
-    files = [str(f) for f in sorted((dataset / split).glob("*.parquet"))]
-    column = pads.dataset(files, format="parquet").to_table(columns=[name])[name]
-    return column.fill_null(-1).to_numpy().astype(np.int64)
+def distinct_values(dataset: Path, split: str, name: str) -> np.ndarray:
+    """The distinct non-null values of one column of a split as stored (raw IDs before any
+    mapping to rows), by DuckDB: as many as there are entities, not rows."""
+    import duckdb
+
+    con = duckdb.connect()
+    values = con.execute(f"SELECT DISTINCT {name} FROM "
+                         f"read_parquet('{dataset / split}/*.parquet') "
+                         f"WHERE {name} IS NOT NULL").fetchnumpy()[name]
+    con.close()
+    return np.asarray(values, dtype=np.int64)
 
 
 def rows_batch(data: SplitData, keys: list[str] | tuple[str, ...],

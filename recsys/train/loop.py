@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from recsys.dataset.hashing import collisions
-from recsys.dataset.loader import Layout, check_modalities, load_split, read_column, read_meta
+from recsys.dataset.loader import Layout, check_modalities, distinct_values, load_split, \
+    read_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader, eval_columns
 from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import EVAL_BATCH, compute_metrics, predict, predict_stream
@@ -302,7 +303,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
                "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
                "nproc": ranks.world,
                **compute_metrics(eval_columns(dataset, "test"), test_probs),
-               "hashing": {name: collisions(read_column(dataset, "train", name), rows)
+               "hashing": {name: collisions(distinct_values(dataset, "train", name),
+                                            rows)
                            for name, rows in cfg.hashed_rows.items()},
                "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),
                          "epochs": state["epoch"], "best_epoch": state["best_epoch"] + 1,
