@@ -3,10 +3,14 @@ interactions of an offline store: the generator and the importers write them the
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from recsys.data.store import connect, write_query
+from recsys.memory import GiB
 from recsys.schema import EVENT_TIMESTAMP, SCENARIOS, TABLES
+
+AGGREGATE_MEMORY = 2 * GiB
 
 
 def write_aggregates(offline: Path, start_epoch: int, n_days: int) -> None:
@@ -16,7 +20,9 @@ def write_aggregates(offline: Path, start_epoch: int, n_days: int) -> None:
     (day + 8), so a row is written exactly then, zeros included: with no TTL expiry the latest
     row at or before any moment is the exact value at that moment.
     """
-    con = connect(offline, start_epoch)
+    # under a fixed budget, spilling beyond it (DuckDB's default is 80% of the machine)
+    con = connect(offline, start_epoch, memory_bytes=AGGREGATE_MEMORY,
+                  spill=offline / ".aggregates-spill")
     stamp = f"to_timestamp({start_epoch} + s.d * 86400)"
     clicks = ", ".join(f"sum(label) FILTER (WHERE scenario = {s.code}) AS c{s.code}"
                        for s in SCENARIOS)
@@ -50,3 +56,4 @@ def write_aggregates(offline: Path, start_epoch: int, n_days: int) -> None:
     for table, sql in queries.items():
         write_query(con, sql, offline / table / "part-00000.parquet", TABLES[table])
     con.close()
+    shutil.rmtree(offline / ".aggregates-spill", ignore_errors=True)

@@ -1,8 +1,8 @@
 """`recsys build-dataset`: point-in-time training sets from the feature repo, out of core.
 
-The interaction log is cut into partitions that fit a memory budget: runs of days inside one
-split (see dataset.split), and a day still too large for the budget is cut further by a hash
-of the user ID. Each partition's rows are the entity rows of one Feast
+The interaction log is cut into partitions that fit a memory budget: runs of whole days inside
+one split (see dataset.split), and a day still too large for the budget is cut further into
+buckets of a hash of the user ID. Each partition's rows are the entity rows of one Feast
 `get_historical_features` call (the point-in-time join), then flagged zero-shot / few-shot and
 written, sorted by time, to <out>/<split>/part-NNNNN.parquet through a temporary name. The
 partitions are built inside a hidden `.NAME.partial` folder, so a killed build resumes where
@@ -35,10 +35,10 @@ from recsys.dataset.split import DAY_US, SPLITS, Split, choose_split, cold_start
     train_counts_sql
 from recsys.errors import UsageError
 from recsys.features.store import feature_service, open_store
-from recsys.schema import COLD_START_FLAGS, DEFAULT_FEATURE_SERVICE, ENTITIES, EVENT_TIMESTAMP, \
-    FEATURE_SERVICES, INTERACTIONS, REQUEST_ID, dataset_schema
 from recsys.memory import DEFAULT_MEMORY_GB, GiB
-from recsys.storage import resumable_dir, write_parquet, check_output_free
+from recsys.schema import DEFAULT_FEATURE_SERVICE, ENTITIES, EVENT_TIMESTAMP, FEATURE_SERVICES, \
+    INTERACTIONS, REQUEST_ID, dataset_schema
+from recsys.storage import check_output_free, resumable_dir, write_parquet
 
 META = "meta.json"
 ENGINES = ("duckdb", "spark")
@@ -100,7 +100,8 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     schema = dataset_schema(service_name)
 
     budget = int(memory_gb * GiB)  # half to Feast's DuckDB, a quarter to ours
-    spill = out.parent / f".{out.name}.spill"
+    spill = out.parent / f".{out.name}.spill"  # DuckDB's, removed at the end
+    spill.parent.mkdir(parents=True, exist_ok=True)
     con = connect(offline, meta["start_epoch"], memory_bytes=budget // 4, spill=spill)
     split = choose_split(con)
     max_rows = partition_rows or max(1, budget // (ROW_COST * row_width(offline, service_name)))
