@@ -31,8 +31,8 @@ from tqdm import tqdm
 from recsys.data import vectors
 from recsys.data.store import connect, offline_dir, read_meta, table_files, \
     validate_offline_store
-from recsys.dataset.split import DAY_US, SPLITS, Split, choose_split, cold_start_flags, \
-    train_counts_sql
+from recsys.dataset.split import DAY_US, SPLITS, Split, choose_split, train_counts_sql, \
+    with_cold_start_flags
 from recsys.errors import UsageError
 from recsys.features.store import feature_service, open_store
 from recsys.memory import DEFAULT_MEMORY_GB, GiB
@@ -236,13 +236,10 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, join) ->
     chosen = [f for d in days for f in files.get(d, [])]
     if sum(len(v) for k, v in files.items() if k >= 0) != len(files[-1]):
         chosen = files[-1]  # some file outside a day folder: read them all
-    flags = ", ".join((cold_start_flags("tu.n", "user"), cold_start_flags("ti.n", "item")))
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE part AS
-        SELECT i.*, {flags}
-        FROM (SELECT * FROM read_parquet({chosen!r}, hive_partitioning = false)
-              WHERE {part.where()}) i
-        LEFT JOIN tu USING (user_id) LEFT JOIN ti USING (item_id)""")
+    rows = (f"(SELECT * FROM read_parquet({chosen!r}, hive_partitioning = false) "
+            f"WHERE {part.where()})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE part AS "
+                f"{with_cold_start_flags(rows, 'tu', 'ti')}")
     keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in ENTITIES)]
     entity = con.execute(f"SELECT {', '.join(keys)} FROM part").fetch_arrow_table()
     joined = join(entity)
@@ -262,13 +259,12 @@ def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: P
         from recsys.features.spark import spark_joiner
 
         return spark_joiner(repo, store, service)
-    from recsys.features.store import limit_feast_memory
-
-    limit_feast_memory(memory_bytes, spill)
+    from recsys.features.store import feast_duckdb
 
     def join(entity: pa.Table) -> pa.Table:
-        return store.get_historical_features(entity_df=entity.to_pandas(),
-                                             features=service).to_arrow()
+        with feast_duckdb(memory_bytes, spill):
+            return store.get_historical_features(entity_df=entity.to_pandas(),
+                                                 features=service).to_arrow()
 
     return join
 

@@ -4,6 +4,7 @@ what to run."""
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from recsys.errors import RepoError, UsageError
@@ -17,9 +18,12 @@ def open_store(repo: Path):
     return FeatureStore(repo_path=str(repo))
 
 
-def limit_feast_memory(memory_bytes: int, spill: Path) -> None:
-    """Run Feast's DuckDB offline store (through ibis' default backend) under a memory budget,
-    spilling to `spill` beyond it."""
+@contextmanager
+def feast_duckdb(memory_bytes: int, spill: Path):
+    """Feast's DuckDB offline store (ibis' default backend) on a fresh connection under a
+    memory budget, spilling to `spill` beyond it, closed on exit. ibis keeps every entity frame
+    it is given registered until its connection closes, so one connection per join keeps the
+    process flat over any number of joins."""
     import ibis
 
     from recsys.memory import duckdb_limit
@@ -27,7 +31,13 @@ def limit_feast_memory(memory_bytes: int, spill: Path) -> None:
     backend = ibis.duckdb.connect(memory_limit=duckdb_limit(memory_bytes),
                                   temp_directory=str(spill))
     backend.raw_sql("SET enable_progress_bar = false")  # the build shows its own progress
+    before = ibis.options.default_backend
     ibis.set_backend(backend)
+    try:
+        yield backend
+    finally:
+        ibis.options.default_backend = before
+        backend.disconnect()
 
 
 def feature_service(store, repo: Path, name: str):
