@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from recsys.data.store import connect
-from recsys.dataset.split import choose_split, cold_start_flags, train_counts_sql
+from recsys.dataset.split import choose_split, train_counts_sql, \
+    with_cold_start_flags
 from recsys.eval.metrics import auc_sql
 from recsys.memory import GiB
 from recsys.schema import COLD_START_FLAGS, SCENARIO_NAMES
@@ -35,19 +36,17 @@ def summarize(offline: Path, meta: dict) -> dict:
         "SELECT count(DISTINCT user_id), count(DISTINCT item_id), avg(label) "
         "FROM interactions").fetchone()
     split = choose_split(con)
-    flags = ", ".join((cold_start_flags("tu.n", "user"), cold_start_flags("ti.n", "item")))
     sums = ", ".join(f"sum({f}::INT), count(DISTINCT CASE WHEN {f} THEN "
                      f"{'user_id' if f.endswith('user') else 'item_id'} END)"
                      for f in COLD_START_FLAGS)
     cold = {}
     for name in ("val", "test"):
+        rows = f"(SELECT * FROM interactions WHERE {split.of()} = '{name}')"
         row = con.execute(f"""
             WITH tu AS ({train_counts_sql('interactions', split, 'user_id')}),
                  ti AS ({train_counts_sql('interactions', split, 'item_id')})
-            SELECT count(*), {sums} FROM (
-                SELECT i.user_id, i.item_id, {flags} FROM interactions i
-                LEFT JOIN tu USING (user_id) LEFT JOIN ti USING (item_id)
-                WHERE {split.of('epoch_us(i.event_timestamp)')} = '{name}')""").fetchone()
+            SELECT count(*), {sums} FROM ({with_cold_start_flags(rows, 'tu', 'ti')})
+            """).fetchone()
         cold[name] = {"rows": row[0], **{
             flag: {"rows": int(row[1 + 2 * k] or 0), "entities": int(row[2 + 2 * k] or 0)}
             for k, flag in enumerate(COLD_START_FLAGS)}}

@@ -172,15 +172,16 @@ class SplitData:
         return self.labels.shape[0]
 
     def take(self, rows: np.ndarray) -> "SplitData":
-        return SplitData(**{f.name: ({k: v[rows] for k, v in value.items()}
-                                     if isinstance(value := getattr(self, f.name), dict)
-                                     else value[rows]) for f in fields(self)})
+        return self._each(lambda v: v[rows])
 
     def rows(self, start: int, stop: int) -> "SplitData":
         """Rows [start, stop), as views (no copy)."""
-        return SplitData(**{f.name: ({k: v[start:stop] for k, v in value.items()}
+        return self._each(lambda v: v[start:stop])
+
+    def _each(self, pick) -> "SplitData":
+        return SplitData(**{f.name: ({k: pick(v) for k, v in value.items()}
                                      if isinstance(value := getattr(self, f.name), dict)
-                                     else value[start:stop]) for f in fields(self)})
+                                     else pick(value)) for f in fields(self)})
 
     @staticmethod
     def concat(parts: list["SplitData"]) -> "SplitData":
@@ -220,6 +221,7 @@ def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:
         columns=needed.names)
     if table.num_rows == 0:
         raise DataError(f"{folder}: the {split} split is empty; rebuild it with more data")
+    check_labels(table[LABEL], folder)
     return to_split_data(table, layout, folder)
 
 
@@ -234,8 +236,6 @@ def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
     """Arrow rows -> the model's arrays: IDs mapped to table rows (unknown and out-of-range
     values to the unknown row; hashed features hashed), counts as log1p, vectors
     concatenated."""
-    labels = table[LABEL].to_numpy().astype(np.float32)
-    check_labels(table[LABEL], folder)
     ids = np.empty((table.num_rows, len(layout.sparse)), dtype=np.int64)
     for j, (name, size) in enumerate(zip(layout.sparse, layout.num_embeddings)):
         col = table[name].fill_null(-1).to_numpy().astype(np.int64)
@@ -253,16 +253,31 @@ def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
         [np.zeros((table.num_rows, 0), dtype=np.float32)] +
         [vector_columns.to_numpy(table[c], d, f"{folder}: column '{c}'")
          for g in layout.vectors for c, d in zip(g.columns, g.dims)], axis=1)
-    n, metrics = table.num_rows, P_TRUE in table.column_names
-    return SplitData(ids=ids, dense=dense, vectors=vectors, labels=labels,
+    n = table.num_rows
+    if P_TRUE in table.column_names:
+        return metric_columns(table, ids, dense, vectors)
+    # a training stream reads no metric columns: zeros, no flags
+    return SplitData(ids=ids, dense=dense, vectors=vectors,
+                     labels=table[LABEL].to_numpy().astype(np.float32),
                      scenario=table["scenario"].to_numpy().astype(np.int64),
-                     # without the metrics' columns (a training stream): zeros, no flags
-                     p_true=table[P_TRUE].to_numpy().astype(np.float32) if metrics
-                     else np.zeros(n, np.float32),
+                     p_true=np.zeros(n, np.float32), flags={}, time=np.zeros(n, np.int64))
+
+
+def metric_columns(table: pa.Table, ids: np.ndarray | None = None,
+                   dense: np.ndarray | None = None,
+                   vectors: np.ndarray | None = None) -> SplitData:
+    """The rows of `table` with what the metrics need (labels, scenario, p_true, flags, time)
+    and the given model inputs (none: empty, for evaluation of stored scores)."""
+    n = table.num_rows
+    return SplitData(ids=np.empty((n, 0), np.int64) if ids is None else ids,
+                     dense=np.empty((n, 0), np.float32) if dense is None else dense,
+                     vectors=np.empty((n, 0), np.float32) if vectors is None else vectors,
+                     labels=table[LABEL].to_numpy().astype(np.float32),
+                     scenario=table["scenario"].to_numpy().astype(np.int64),
+                     p_true=table[P_TRUE].to_numpy().astype(np.float32),
                      flags={f: table[f].to_numpy(zero_copy_only=False).astype(bool)
-                            for f in COLD_START_FLAGS} if metrics else {},
-                     time=table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy() if metrics
-                     else np.zeros(n, np.int64))
+                            for f in COLD_START_FLAGS},
+                     time=table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy())
 
 
 def distinct_values(dataset: Path, split: str, name: str) -> np.ndarray:

@@ -72,7 +72,16 @@ def train_counts_sql(interactions: str, split: Split, key: str) -> str:
             f"WHERE epoch_us({EVENT_TIMESTAMP}) < {split.val_start} GROUP BY {key}")
 
 
-def cold_start_flags(n: str, who: str) -> str:
+def with_cold_start_flags(rows: str, user_counts: str, item_counts: str) -> str:
+    """DuckDB query: the relation `rows` with its cold-start flags, given the training counts
+    per user and per item (relations of `train_counts_sql`)."""
+    flags = ", ".join((_flags("tu.n", "user"), _flags("ti.n", "item")))
+    return (f"SELECT i.*, {flags} FROM {rows} i "
+            f"LEFT JOIN {user_counts} tu USING (user_id) LEFT JOIN {item_counts} ti "
+            f"USING (item_id)")
+
+
+def _flags(n: str, who: str) -> str:
     """SQL select items: the zero-shot / few-shot flags of a row whose user / item (`who`) has
     `n` training interactions (null: none). Zero-shot: no training interaction; few-shot:
     1..FEW_SHOT_MAX of them. Training rows are flagged by the same counts, so few-shot users

@@ -29,8 +29,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from recsys.data.store import check_parquet_files
-from recsys.dataset.loader import Batch, Layout, SplitData, check_labels, needed_columns, \
-    rows_batch, to_split_data
+from recsys.dataset.loader import Batch, Layout, SplitData, check_labels, metric_columns, \
+    needed_columns, rows_batch, to_split_data
 from recsys.errors import DataError
 from recsys.schema import COLD_START_FLAGS, EVENT_TIMESTAMP, LABEL, P_TRUE
 
@@ -210,12 +210,4 @@ def eval_columns(dataset: Path, split: str) -> SplitData:
     files = [str(f) for f in sorted((dataset / split).glob("*.parquet"))]
     table = pads.dataset(files, format="parquet").to_table(
         columns=[LABEL, "scenario", P_TRUE, EVENT_TIMESTAMP, *COLD_START_FLAGS])
-    n = table.num_rows
-    return SplitData(ids=np.empty((n, 0), np.int64), dense=np.empty((n, 0), np.float32),
-                     vectors=np.empty((n, 0), np.float32),
-                     labels=table[LABEL].to_numpy().astype(np.float32),
-                     scenario=table["scenario"].to_numpy().astype(np.int64),
-                     p_true=table[P_TRUE].to_numpy().astype(np.float32),
-                     flags={f: table[f].to_numpy(zero_copy_only=False).astype(bool)
-                            for f in COLD_START_FLAGS},
-                     time=table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy())
+    return metric_columns(table)
