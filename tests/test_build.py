@@ -38,7 +38,7 @@ def _same_dataset(a, b):
 
 @pytest.fixture(scope="module")
 def builds(tiny, tmp_path_factory):
-    """The tiny repo as the default budget builds it (one partition per split) and in many
+    """The tiny repo as the default budget builds it (one partition) and in many
     small partitions (time ranges and hash buckets)."""
     out = tmp_path_factory.mktemp("builds") / "parts"
     run("recsys", "build-dataset", "--repo", str(tiny["repo"]), "--out", str(out),
@@ -46,10 +46,10 @@ def builds(tiny, tmp_path_factory):
     return {"whole": tiny["dataset"], "parts": out}
 
 
-def test_partitioned_build_equals_one_partition_per_split(tiny, builds):
+def test_partitioned_build_equals_one_partition(tiny, builds):
     whole = json.loads((builds["whole"] / "meta.json").read_text())
     parts = json.loads((builds["parts"] / "meta.json").read_text())
-    assert whole["build"]["partitions"] == 3
+    assert whole["build"]["partitions"] == 1
     assert parts["build"]["partitions"] > 6 and parts["build"]["hash_partitioned"] > 0
     assert parts["splits"]["train"]["parts"] > 1
     _same_dataset(builds["whole"], builds["parts"])
@@ -116,10 +116,13 @@ def test_any_time_span_builds(tmp_path, days, test_day, val_day):
         "--item-col", "item", "--time-col", "ts", "--label-col", "click", "--repo", str(repo))
     run("feast", "apply", cwd=repo)
     out = tmp_path / "ds"
-    proc = run("recsys", "build-dataset", "--repo", str(repo), "--out", str(out))
+    # the single day in hash buckets that each hold rows of all three splits
+    buckets = ["--partition-rows", "40"] if test_day is None else []
+    proc = run("recsys", "build-dataset", "--repo", str(repo), "--out", str(out), *buckets)
     meta = json.loads((out / "meta.json").read_text())
     rows = {s: meta["splits"][s]["rows"] for s in ("train", "val", "test")}
     assert sum(rows.values()) == 150 * len(days) and min(rows.values()) > 0
+    assert meta["build"]["hash_partitioned"] == (4 if buckets else 0)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     first = lambda split: con.execute(  # noqa: E731

@@ -1,12 +1,13 @@
 """`recsys build-dataset`: point-in-time training sets from the feature repo, out of core.
 
-The interaction log is cut into partitions that fit a memory budget: runs of whole days inside
-one split (see dataset.split), and a day still too large for the budget is cut further into
-buckets of a hash of the user ID. Each partition's rows are the entity rows of one Feast
-`get_historical_features` call (the point-in-time join), then flagged zero-shot / few-shot and
-written, sorted by time, to <out>/<split>/part-NNNNN.parquet through a temporary name. The
-partitions are built inside a hidden `.NAME.partial` folder, so a killed build resumes where
-it stopped, and the finished dataset replaces <out> in one rename.
+The interaction log is cut into partitions that fit a memory budget: runs of whole days, and a
+day still too large for the budget is cut further into buckets of a hash of the user ID. Each
+partition's rows are the entity rows of one Feast `get_historical_features` call (the
+point-in-time join), then flagged zero-shot / few-shot, cut by split (see dataset.split; a
+partition may hold rows of several) and written, sorted by time, to
+<out>/<split>/part-NNNNN.parquet through a temporary name. The partitions are built inside a
+hidden `.NAME.partial` folder, so a killed build resumes where it stopped, and the finished
+dataset replaces <out> in one rename.
 
 Engines: `duckdb` (Feast's DuckDB offline store, one machine, under the budget; DuckDB spills
 beyond it) and `spark` (Feast's Spark offline store: local mode here, a cluster by config).
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -55,15 +57,14 @@ _DAY_FOLDER = re.compile(r"day=(\d{4})-(\d{2})-(\d{2})$")
 
 @dataclass(frozen=True)
 class Partition:
-    """The rows of one split with event times in [start, end) (µs) and, when `buckets` > 1,
-    hash(user_id) % buckets == bucket."""
+    """The log's rows with event times in [start, end) (µs) and, when `buckets` > 1,
+    hash(user_id) % buckets == bucket; `rows` of them per split that has any."""
 
-    split: str
     start: int
     end: int
     bucket: int
     buckets: int
-    rows: int
+    rows: dict[str, int]
 
     def where(self) -> str:
         cond = (f"epoch_us({EVENT_TIMESTAMP}) >= {self.start} AND "
@@ -71,6 +72,10 @@ class Partition:
         if self.buckets > 1:
             cond += f" AND hash(user_id) % {self.buckets} = {self.bucket}"
         return cond
+
+    def paths(self, root: Path, index: int) -> dict[str, Path]:
+        """Where each split's rows of partition `index` go."""
+        return {s: root / s / f"part-{index:05d}.parquet" for s in self.rows}
 
 
 def default_out(repo: Path, meta: dict | None = None) -> Path:
@@ -132,20 +137,19 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
         writing = None
         for i, part in enumerate(tqdm(partitions, desc="point-in-time join", unit="part",
                                       disable=not progress)):
-            path = tmp / part.split / f"part-{i:05d}.parquet"
-            if path.exists():  # written before a kill: resume after it
+            paths = part.paths(tmp, i)
+            if all(p.exists() for p in paths.values()):  # written before a kill: resume after
                 continue
-            path.parent.mkdir(exist_ok=True)
             try:
-                table = _conform(_build_partition(con, files, part, join), schema)
+                table = _build_partition(con, files, part, split, join)
             except duckdb.OutOfMemoryException:
-                raise UsageError(f"the point-in-time join of partition {i} ({part.rows:,} "
-                                 f"rows) ran out of memory: pass a larger --memory-gb or a "
-                                 f"smaller --partition-rows (the partitions written so far "
-                                 f"are kept)") from None
+                raise UsageError(f"the point-in-time join of partition {i} "
+                                 f"({sum(part.rows.values()):,} rows) ran out of memory: pass "
+                                 f"a larger --memory-gb or a smaller --partition-rows (the "
+                                 f"partitions written so far are kept)") from None
             if writing is not None:
                 writing.result()  # raises the writer's error, if any
-            writing = writer.submit(write_parquet, table, path, ROW_GROUP_ROWS)
+            writing = writer.submit(_write_splits, table, paths, schema)
         if writing is not None:
             writing.result()
     vector_dims = {f.name: 0 for f in schema if pa.types.is_list(f.type)}
@@ -158,43 +162,44 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
 
 
 def plan_partitions(con, split: Split, max_rows: int) -> list[Partition]:
-    """Runs of whole days of one split up to `max_rows` rows each, in time order; a day of a
-    split above `max_rows` becomes hash buckets of about `max_rows` rows."""
-    segments = con.execute(f"""
-        SELECT {split.of()} AS split, epoch_us({EVENT_TIMESTAMP}) // {DAY_US} AS day,
-               count(*) AS n
-        FROM interactions GROUP BY ALL""").fetchall()
-    order = {s: k for k, s in enumerate(SPLITS)}
-    segments.sort(key=lambda s: (s[1], order[s[0]]))
-    bounds = {"train": (-2 ** 62, split.val_start), "val": (split.val_start, split.test_start),
-              "test": (split.test_start, 2 ** 62)}
+    """Runs of whole days up to `max_rows` rows each, in time order; a day above `max_rows`
+    becomes hash buckets of about `max_rows` rows."""
+    per_day: dict[int, dict[str, int]] = {}  # one entry per day with rows
+    for day, name, n in con.execute(f"""
+            SELECT epoch_us({EVENT_TIMESTAMP}) // {DAY_US} AS day, {split.of()} AS split,
+                   count(*) AS n
+            FROM interactions GROUP BY ALL ORDER BY day""").fetchall():
+        per_day.setdefault(day, {})[name] = n
     parts: list[Partition] = []
-    run: list[tuple] = []
+    run: list[int] = []
 
     def close_run():
         if run:
-            lo, hi = bounds[run[0][0]]
-            parts.append(Partition(run[0][0], max(run[0][1] * DAY_US, lo),
-                                   min((run[-1][1] + 1) * DAY_US, hi), 0, 1,
-                                   sum(s[2] for s in run)))
+            rows = {s: sum(per_day[d].get(s, 0) for d in run) for s in SPLITS}
+            parts.append(Partition(run[0] * DAY_US, (run[-1] + 1) * DAY_US, 0, 1,
+                                   {s: n for s, n in rows.items() if n}))
             run.clear()
 
-    for seg in segments:
-        name, day, n = seg
-        if run and (run[0][0] != name or sum(s[2] for s in run) + n > max_rows):
+    run_rows = 0
+    for day, counts in per_day.items():
+        n = sum(counts.values())
+        if run and run_rows + n > max_rows:
             close_run()
+            run_rows = 0
         if n <= max_rows:
-            run.append(seg)
+            run.append(day)
+            run_rows += n
             continue
-        lo, hi = bounds[name]
         buckets = math.ceil(n / max_rows)
-        start, end = max(day * DAY_US, lo), min((day + 1) * DAY_US, hi)
-        counts = dict(con.execute(f"""
-            SELECT hash(user_id) % {buckets} AS b, count(*) FROM interactions
-            WHERE epoch_us({EVENT_TIMESTAMP}) >= {start}
-              AND epoch_us({EVENT_TIMESTAMP}) < {end} GROUP BY b""").fetchall())
-        parts += [Partition(name, start, end, b, buckets, counts[b])
-                  for b in range(buckets) if counts.get(b)]
+        start, end = day * DAY_US, (day + 1) * DAY_US
+        by_bucket: dict[int, dict[str, int]] = {}
+        for b, name, k in con.execute(f"""
+                SELECT hash(user_id) % {buckets} AS b, {split.of()} AS split, count(*)
+                FROM interactions
+                WHERE epoch_us({EVENT_TIMESTAMP}) >= {start}
+                  AND epoch_us({EVENT_TIMESTAMP}) < {end} GROUP BY ALL ORDER BY b""").fetchall():
+            by_bucket.setdefault(b, {})[name] = k
+        parts += [Partition(start, end, b, buckets, rows) for b, rows in by_bucket.items()]
     close_run()
     return parts
 
@@ -231,7 +236,10 @@ def _interaction_files(offline: Path) -> dict[int, list[str]]:
     return by_day
 
 
-def _build_partition(con, files: dict[int, list[str]], part: Partition, join) -> pa.Table:
+def _build_partition(con, files: dict[int, list[str]], part: Partition, split: Split,
+                     join) -> pa.Table:
+    """The partition's rows with their features and flags and a `split` column, in time
+    order."""
     days = range(part.start // DAY_US, (part.end - 1) // DAY_US + 1)
     chosen = [f for d in days for f in files.get(d, [])]
     if sum(len(v) for k, v in files.items() if k >= 0) != len(files[-1]):
@@ -245,12 +253,21 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, join) ->
     joined = join(entity)
     con.register("joined", joined)
     table = con.execute(f"""
-        SELECT part.*, joined.* EXCLUDE ({', '.join(keys)})
+        SELECT part.*, joined.* EXCLUDE ({', '.join(keys)}),
+               {split.of(f"epoch_us(part.{EVENT_TIMESTAMP})")} AS split
         FROM part JOIN joined USING ({REQUEST_ID})
         ORDER BY part.{EVENT_TIMESTAMP}, part.{REQUEST_ID}""").fetch_arrow_table()
     con.unregister("joined")
     con.execute("DROP TABLE part")
     return table
+
+
+def _write_splits(table: pa.Table, paths: dict[str, Path], schema: pa.Schema) -> None:
+    """Each split's rows of a partition to its own file (order kept)."""
+    for name, path in paths.items():
+        path.parent.mkdir(exist_ok=True)
+        rows = table.filter(pc.equal(table["split"], name))
+        write_parquet(_conform(rows, schema), path, ROW_GROUP_ROWS)
 
 
 def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: Path):
@@ -272,13 +289,13 @@ def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: P
 def _describe(meta: dict, repo: Path, service_name: str, split: Split,
               partitions: list[Partition], memory_gb: float, engine: str,
               max_rows: int) -> dict:
-    rows = {s: sum(p.rows for p in partitions if p.split == s) for s in SPLITS}
+    rows = {s: sum(p.rows.get(s, 0) for p in partitions) for s in SPLITS}
     return {"preset": meta["preset"], "seed": meta["seed"], "repo": str(repo.resolve()),
             "feature_service": service_name, "n_users": meta["n_users"],
             "n_items": meta["n_items"], "n_days": meta["n_days"],
             "split": split.to_json(),
             "splits": {s: {"rows": rows[s],
-                           "parts": sum(p.split == s for p in partitions)} for s in SPLITS},
+                           "parts": sum(s in p.rows for p in partitions)} for s in SPLITS},
             "build": {"engine": engine, "memory_gb": memory_gb,
                       "partitions": len(partitions), "partition_rows": max_rows,
                       "hash_partitioned": sum(p.buckets > 1 for p in partitions)}}
