@@ -182,3 +182,13 @@ def test_bad_chunk_slice(tmp_path, chunks, says):
                check=False)
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
     assert not (repo / "data").exists()
+
+
+def test_user_weights_summed_in_chunks_equal_one_cumsum():
+    """The generator sums user activity a chunk of ids at a time (bounded memory at `full`);
+    the sums are bit for bit those of one cumsum over every id."""
+    from recsys.data.synth import ENTITY_CHUNK, _cumulative
+
+    world, n = World(TINY, 0), 2 * ENTITY_CHUNK + 12_345
+    whole = np.cumsum(world.user_activity(np.arange(n, dtype=np.int64)))
+    assert np.array_equal(_cumulative(world.user_activity, n), whole)

@@ -29,12 +29,11 @@ from recsys.data.aggregates import write_aggregates
 from recsys.data.presets import START, Preset
 from recsys.data.store import check_repo, offline_dir, write_offline_store
 from recsys.data.summary import summarize
-from recsys.data.synth import World
+from recsys.data.synth import ENTITY_CHUNK, World
 from recsys.errors import UsageError
 from recsys.schema import DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, TABLES, TIMESTAMP_TYPE
 from recsys.storage import check_output_free
 
-ENTITY_CHUNK = 1_000_000
 START_EPOCH = int(START.timestamp())
 _WORLD: World | None = None  # set in the parent before forking the workers
 
