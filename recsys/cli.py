@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
-from recsys.errors import RecsysError, UsageError
+from recsys.errors import RecsysError, UsageError, os_error_message
 from recsys.memory import DEFAULT_MEMORY_GB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -32,15 +32,21 @@ IMAGE = typer.Option(False, "--image", help="Add the item image vectors.")
 
 
 def _friendly(fn: Callable) -> Callable:
-    """Print a RecsysError as one line and exit 2, without a traceback."""
+    """Print a RecsysError, or an OS error the user can act on (full disk, read-only folder,
+    a file in a folder's place), as one line and exit 2, without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except RecsysError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            message = str(e)
+        except OSError as e:
+            message = os_error_message(e)
+            if message is None:
+                raise
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2) from None
 
     return wrapper
 

@@ -1,5 +1,7 @@
 """Errors meant for people: the CLI prints the message as one line and exits non-zero."""
 
+import errno
+
 
 class RecsysError(Exception):
     """Base class: the message says what was wrong, where, and how to fix it."""
@@ -19,3 +21,38 @@ class DataError(RecsysError):
 
 class OutputExistsError(RecsysError):
     """The output already exists and --force was not given."""
+
+
+# What to do about an OS error on a path, by errno: the one place that turns the machine's
+# refusals (full disk, read-only folder, a file where a folder belongs) into a line for people.
+_OS_ADVICE = {
+    errno.ENOSPC: "no space left on the device: free some space or write somewhere else",
+    errno.EDQUOT: "disk quota exceeded: free some space or write somewhere else",
+    errno.EROFS: "the file system is read-only: write somewhere else",
+    errno.EACCES: "permission denied: fix its permissions or write somewhere else",
+    errno.EPERM: "operation not permitted: fix its permissions or write somewhere else",
+    errno.ENOTDIR: "a file stands where a folder is needed: pass a folder path",
+    errno.EISDIR: "is a folder where a file is needed: pass a file path",
+    errno.EEXIST: "already exists and is in the way: remove it or pass another path",
+    errno.ENOENT: "does not exist: check the path",
+}
+
+
+def actionable_os_error(e: BaseException) -> OSError | None:
+    """The OS error the user can act on behind `e` (itself, or what it was raised from or
+    during: torch's writer, say, reports a full disk as a RuntimeError after the OSError)."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in _OS_ADVICE:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def os_error_message(e: BaseException) -> str | None:
+    """One line for an OS error the user can act on, or None for any other (a bug: traceback)."""
+    e = actionable_os_error(e)
+    if e is None:
+        return None
+    advice = _OS_ADVICE[e.errno]
+    where = " -> ".join(f"'{p}'" for p in (e.filename, e.filename2) if p is not None)
+    return f"{where or 'a file'}: {advice}"

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from recsys.errors import OutputExistsError
+from recsys.errors import OutputExistsError, actionable_os_error
 
 
 def check_output_free(path: Path, force: bool) -> None:
@@ -18,12 +18,27 @@ def check_output_free(path: Path, force: bool) -> None:
         raise OutputExistsError(f"{path} already exists; pass --force to replace it")
 
 
-def write_text(text: str, path: Path) -> None:
-    """Write `text` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write; on success it replaces `path` in one
+    rename, so a reader (or a resumed job) sees the whole file or none. On a failure the
+    temporary file is removed, and an OS error (a full disk, say) names `path`."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        cause = actionable_os_error(e)
+        if cause is not None and cause.filename is None:
+            raise OSError(cause.errno, cause.strerror, str(path)) from e
+        raise
+
+
+def write_text(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(obj, path: Path) -> None:
@@ -79,10 +94,16 @@ def _swap_in(tmp: Path, path: Path) -> None:
 
 
 def write_parquet(table, path: Path, row_group_rows: int | None = None) -> None:
-    """Write a Parquet file through a temporary name and a rename: a reader (or a resumed
-    job) sees the whole file or none."""
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, row_group_size=row_group_rows)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=row_group_rows)
+
+
+def save_torch(obj, path: Path) -> None:
+    """torch.save through `replacing`; written through a Python file so that a full disk is an
+    OSError, not a bare C++ stream error."""
+    import torch
+
+    with replacing(path) as tmp, tmp.open("wb") as f:
+        torch.save(obj, f)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -128,3 +129,46 @@ def test_force_replaces_and_resets_feast_state(tmp_path):
     meta = (repo / "data" / "offline" / "meta.json").read_text()
     assert '"n_rows": 1200' in meta and '"seed": 1' in meta
     assert [p.name for p in (repo / "data").iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("command", ["train", "build-dataset"])
+def test_out_naming_a_file(tiny, tmp_path, command):
+    (tmp_path / "a_file").write_text("mine")
+    args = (["train", "--model", "dnn", "--dataset", str(tiny["dataset"]), "--epochs", "1"]
+            if command == "train" else ["build-dataset", "--repo", str(tiny["repo"])])
+    fails(*args, "--out", str(tmp_path / "a_file"), says="a_file")
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
+@pytest.fixture
+def full_disk(tmp_path) -> Path:
+    """A 2 MB file system: writes to it fail with ENOSPC, as on a full disk."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root) to fill a disk")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def ends_with_one_error(proc, says: str) -> None:
+    """Exit 2, no traceback, and the last line on stderr (after any progress) the error."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and says in last, last
+
+
+def test_full_disk(tiny, full_disk):
+    build = run("recsys", "build-dataset", "--repo", str(tiny["repo"]), "--out",
+                str(full_disk / "ds"), check=False)
+    ends_with_one_error(build, says="no space left on the device")
+    assert not (full_disk / "ds").exists()
+    for leftover in full_disk.rglob("*.tmp"):  # a half-written file would pass as whole
+        pytest.fail(f"{leftover} left behind")
+    shutil.rmtree(full_disk / ".ds.partial")
+    train = run("recsys", "train", "--model", "dnn", "--dataset", str(tiny["dataset"]),
+                "--epochs", "1", "--out", str(full_disk / "run"), check=False)
+    ends_with_one_error(train, says="no space left on the device")
+    assert not list(full_disk.rglob("*.pt")) and not list(full_disk.rglob("*.tmp"))

@@ -32,7 +32,7 @@ from recsys.data.summary import summarize
 from recsys.data.synth import ENTITY_CHUNK, World
 from recsys.errors import UsageError
 from recsys.schema import DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, TABLES, TIMESTAMP_TYPE
-from recsys.storage import check_output_free
+from recsys.storage import check_output_free, replacing
 
 START_EPOCH = int(START.timestamp())
 _WORLD: World | None = None  # set in the parent before forking the workers
@@ -144,9 +144,8 @@ def _write_chunk(task: tuple[Path, int, int, int]) -> int:
     table = pa.table(columns).cast(TABLES[INTERACTIONS])
     part = _part_path(folder, day, chunk)
     part.parent.mkdir(parents=True, exist_ok=True)
-    tmp = part.with_name(part.name + ".tmp")  # a killed worker leaves no half-written part
-    pq.write_table(table, tmp)
-    os.replace(tmp, part)
+    with replacing(part) as tmp:  # a killed worker leaves no half-written part
+        pq.write_table(table, tmp)
     return n
 
 

@@ -49,7 +49,7 @@ def choose_split(con, interactions: str = "interactions") -> Split:
         f"SELECT DISTINCT epoch_us({EVENT_TIMESTAMP}) // {DAY_US} AS d FROM {interactions} "
         f"ORDER BY d").fetchall()]
     if not days:
-        raise DataError(f"the repo's interaction log has no rows: generate or import data")
+        raise DataError("the repo's interaction log has no rows: generate or import data")
     if len(days) >= 3:
         return Split(days[-2] * DAY_US, days[-1] * DAY_US, "the last two days with rows")
     val, test = con.execute(

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys.errors import DataError
+from recsys.storage import replacing
 
 KEY = "key"
 VECTOR = "vector"
@@ -99,12 +100,11 @@ class TextCache:
         """Persist a batch of new vectors as one part; the next lookup finds them."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"part-{self.n_parts:06d}-{os.getpid()}.parquet"
-        tmp = path.with_suffix(".tmp")
         flat = pa.array(vectors.astype(np.float32).ravel())
         table = pa.table({KEY: _keys_to_arrow(keys),
                           VECTOR: pa.FixedSizeListArray.from_arrays(flat, self.dim)})
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            pq.write_table(table, tmp)
         self.n_parts += 1
         self._keys.append(keys)
         self._vectors.append(vectors.astype(np.float32))

@@ -31,7 +31,7 @@ from recsys.data.store import offline_dir, read_meta, table_files
 from recsys.errors import OutputExistsError, UsageError
 from recsys.schema import ENTITY_BY_NAME, EVENT_TIMESTAMP, TABLES, VIEW_BY_NAME, view_features, \
     vector_name
-from recsys.storage import atomic_dir, write_json
+from recsys.storage import atomic_dir, replacing, write_json
 from recsys.text.cache import TextCache, text_keys
 
 # text view -> the view holding its vectors
@@ -158,10 +158,8 @@ def encode_text(repo: Path, model: Path | None = None, batch_size: int = 256,
     for view, vec_view in VECTOR_VIEWS.items():
         _write_vectors(offline, tables[view], view, vec_view, distinct, reduced)
     if projection is not None:
-        tmp = offline / (PROJECTION + ".tmp")
-        with tmp.open("wb") as f:
+        with replacing(offline / PROJECTION) as tmp, tmp.open("wb") as f:
             np.savez(f, **{k: v for k, v in projection.items() if k != "explained"})
-        os.replace(tmp, offline / PROJECTION)
     stats = {"model": str(model), "fingerprint": cache_dir.name, "device": device,
              "model_dim": model_dim, "dim": dim or model_dim,
              "explained_variance": projection["explained"] if projection else 1.0,

@@ -4,7 +4,6 @@ every epoch (written atomically), and automatic resume of an interrupted run."""
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import time
@@ -26,7 +25,7 @@ from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
 from recsys.models.base import ModelConfig, check_fusion, dense_bytes_with_adam, \
     dense_parameters, sparse_optimizers, training_loss
-from recsys.storage import write_json
+from recsys.storage import save_torch, write_json
 from recsys.train.distributed import Ranks, check_shardable, load_sharded, predict_sharded, \
     save_sharded, shard
 
@@ -73,12 +72,6 @@ class TrainConfig:
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))  # tuples become lists, as on disk
-
-
-def _save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def load_trained(run: Path, layout: Layout, train_data) -> torch.nn.Module:
@@ -136,7 +129,7 @@ class _Checkpoints:
 
     def save(self, model, dense_opt, state: dict) -> None:
         if not self.sharded:
-            _save({"model": model.state_dict(), "dense_opt": dense_opt.state_dict(),
+            save_torch({"model": model.state_dict(), "dense_opt": dense_opt.state_dict(),
                    "fused_opts": [o.state_dict() for o in sparse_optimizers(model)],
                    "state": state}, self.out / CHECKPOINT)
             return
@@ -165,7 +158,7 @@ class _Checkpoints:
         if self.sharded:
             save_sharded({"model": model.state_dict()}, self.out / SHARDED_BEST, self.ranks)
         elif self.ranks.main:
-            _save(model.state_dict(), self.out / BEST)
+            save_torch(model.state_dict(), self.out / BEST)
 
 
 def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints) -> bool:
