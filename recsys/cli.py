@@ -459,5 +459,21 @@ def import_interactions(
     _print_import(run(m, repo, force=force), repo)
 
 
+def main() -> None:
+    """The `recsys` console script. Click's own usage errors (an unknown flag, a value of the
+    wrong type) are one line too, like every other refusal."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as e:
+        if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+            raise
+        message, ctx = e.format_message(), getattr(e, "ctx", None)
+        if message:  # none after the help printed for a bare `recsys`
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

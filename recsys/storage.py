@@ -1,4 +1,5 @@
-"""Nothing lost: outputs are written to a temporary folder and renamed into place."""
+"""Nothing lost: outputs are written to a temporary folder and renamed into place; files read
+back that are corrupt or truncated are one clear error naming the file, never a traceback."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from recsys.errors import OutputExistsError, actionable_os_error
+from recsys.errors import DataError, OutputExistsError, actionable_os_error
 
 
 def check_output_free(path: Path, force: bool) -> None:
@@ -107,3 +108,42 @@ def save_torch(obj, path: Path) -> None:
 
     with replacing(path) as tmp, tmp.open("wb") as f:
         torch.save(obj, f)
+
+
+def read_json(path: Path, fix: str):
+    """The JSON in `path`; a corrupt or truncated file is a DataError saying `fix`."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is corrupt or truncated (not valid JSON: {e}); {fix}") \
+            from None
+
+
+def read_yaml(path: Path, fix: str):
+    """The YAML in `path` (None when empty); invalid YAML is one line: where and what."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DataError(f"{path} is not valid YAML ({where}{what}); {fix}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text file; {fix}") from None
+
+
+def load_torch(path: Path, fix: str, **kwargs):
+    """torch.load of a file this project wrote; a corrupt or truncated one is a DataError
+    saying `fix`, never a half-loaded state trained over."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        return torch.load(path, **kwargs)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        first = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DataError(f"{path} is corrupt or truncated ({first}); {fix}") from None

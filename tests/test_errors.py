@@ -172,3 +172,36 @@ def test_full_disk(tiny, full_disk):
                 "--epochs", "1", "--out", str(full_disk / "run"), check=False)
     ends_with_one_error(train, says="no space left on the device")
     assert not list(full_disk.rglob("*.pt")) and not list(full_disk.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("args, says", [
+    (["train", "--model", "dnn", "--epochs", "x"], "Invalid value for '--epochs'"),
+    (["build-dataset", "--no-such-flag"], "No such option: --no-such-flag"),
+    (["no-such-command"], "No such command 'no-such-command'"),
+])
+def test_usage_errors_are_one_line(args, says):
+    fails(*args, says=says)
+
+
+def test_invalid_yaml_mapping(empty_repo, tmp_path):
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("user_col: [uid\n  item_col: iid\n")
+    fails("import", "interactions", "--mapping", str(mapping), "--repo", str(empty_repo),
+          says=f"{mapping} is not valid YAML (line 2")
+    assert fingerprint(empty_repo) == fingerprint(copy_repo(tmp_path / "pristine"))
+
+
+@pytest.mark.parametrize("damaged", ["checkpoint.pt", "config.json"])
+def test_corrupt_run_file_is_reported_not_trained_over(tiny, tmp_path, damaged):
+    out = tmp_path / "run"
+    train = ("train", "--model", "dnn", "--dataset", str(tiny["dataset"]), "--epochs", "1",
+             "--out", str(out))
+    run("recsys", *train)
+    (out / "metrics.json").unlink()  # as if killed before the end: the next call resumes
+    path = out / damaged
+    path.write_bytes(path.read_bytes()[:100])
+    before = fingerprint(out)
+    fails(*train, says=f"{path} is corrupt or truncated")
+    assert fingerprint(out) == before
+    run("recsys", *train, "--force")  # the way out the message names
+    assert (out / "metrics.json").exists()

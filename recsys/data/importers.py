@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-import yaml
 from tqdm import tqdm
 
 from recsys.data.ingest import Ingest, Parsed
 from recsys.data.store import write_offline_store
 from recsys.errors import DataError, UsageError
 from recsys.schema import DEEP_FEATURES, SCENARIOS, TIMESTAMP_TYPE
+from recsys.storage import read_yaml
 
 BLOCK_BYTES = 16 << 20  # CSV bytes per block: memory is a few blocks, whatever the file size
 ANTM2C_COLUMNS = ("user_id", "item_id", "log_time", "label", "bill_entity_seq",
@@ -189,10 +189,7 @@ class Mapping:
     @classmethod
     def from_yaml(cls, path: Path, **overrides) -> "Mapping":
         _check_file(path, "pass a YAML mapping file (--mapping)")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UsageError(f"{path}: not valid YAML ({e}); fix the mapping file") from None
+        data = read_yaml(path, "fix the mapping file") or {}
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:

@@ -10,12 +10,11 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from recsys.errors import DataError, RepoError
 from recsys.memory import duckdb_limit
 from recsys.schema import INTERACTIONS, OFFLINE_DIR, TABLES
-from recsys.storage import atomic_dir, check_output_free
+from recsys.storage import atomic_dir, check_output_free, read_json, read_yaml
 
 PROJECT = "recsys"
 META = "meta.json"
@@ -29,10 +28,7 @@ def check_repo(repo: Path) -> Path:
     config = repo / "feature_store.yaml"
     if not config.is_file():
         raise RepoError(f"'{repo}' is not a Feast feature repo (no feature_store.yaml): {hint}")
-    try:
-        project = (yaml.safe_load(config.read_text()) or {}).get("project")
-    except yaml.YAMLError as e:
-        raise RepoError(f"{config} is not valid YAML ({e.problem}): fix or restore it") from None
+    project = (read_yaml(config, "fix or restore it") or {}).get("project")
     if project != PROJECT:
         raise RepoError(f"{config} belongs to Feast project '{project}', not '{PROJECT}': {hint}")
     return repo
@@ -97,7 +93,7 @@ def read_meta(repo: Path) -> dict:
     if not path.is_file():
         raise RepoError(f"no data in {offline_dir(repo)}: run `recsys generate --repo {repo}` "
                         f"or `recsys import ... --repo {repo}` first")
-    return json.loads(path.read_text())
+    return read_json(path, "restore it, or generate / import the data again with --force")
 
 
 def validate_offline_store(offline: Path, meta: dict | None = None) -> None:

@@ -8,7 +8,6 @@ prepares the next batches while the model trains on the current one.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from dataclasses import dataclass, fields
@@ -29,6 +28,7 @@ from recsys.dataset.hashing import hash_rows
 from recsys.errors import DataError, UsageError
 from recsys.schema import COLD_START_FLAGS, ENTITY_BY_NAME, EVENT_TIMESTAMP, FEATURES, LABEL, \
     MODALITIES, P_TRUE, VIEW_BY_NAME, dataset_schema, view_features
+from recsys.storage import read_json
 
 ID_FEATURES = ("user_id", "item_id")
 # Dense features whose values are counts: fed as log1p(count).
@@ -197,7 +197,7 @@ def read_meta(dataset: Path) -> dict:
     if not path.is_file():
         raise DataError(f"no dataset at {dataset} (missing meta.json): run "
                         f"`recsys build-dataset` or pass --dataset")
-    return json.loads(path.read_text())
+    return read_json(path, "build the dataset again with `recsys build-dataset --force`")
 
 
 def needed_columns(layout: Layout, for_metrics: bool = True) -> pa.Schema:

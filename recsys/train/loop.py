@@ -25,11 +25,12 @@ from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
 from recsys.models.base import ModelConfig, check_fusion, dense_bytes_with_adam, \
     dense_parameters, sparse_optimizers, training_loss
-from recsys.storage import save_torch, write_json
+from recsys.storage import load_torch, read_json, save_torch, write_json
 from recsys.train.distributed import Ranks, check_shardable, load_sharded, predict_sharded, \
     save_sharded, shard
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
+RESTART = "pass --force to start the run over, or choose another --out"  # a corrupt run file
 # the same, written by several processes (torch.distributed.checkpoint folders)
 SHARDED, SHARDED_BEST, STATE, DENSE_OPT = "checkpoint", "best", "state.json", "dense_opt.pt"
 
@@ -77,7 +78,7 @@ class TrainConfig:
 def load_trained(run: Path, layout: Layout, train_data) -> torch.nn.Module:
     """The best epoch of a finished run, ready to predict in this process (`layout` must have
     the run's modalities). A run sharded over several processes is gathered into one here."""
-    saved = json.loads((run / CONFIG).read_text())
+    saved = read_json(run / CONFIG, "train the run again")
     if tuple(saved.get("modalities", ())) != layout.modalities:
         raise UsageError(f"{run} was trained with modalities {saved.get('modalities', [])}, "
                          f"the data was loaded with {list(layout.modalities)}")
@@ -102,7 +103,8 @@ def load_best(model: torch.nn.Module, run: Path) -> None:
         load_sharded({"model": weights}, run / SHARDED_BEST)
         model.load_state_dict(weights)
     else:  # mapped, not read: no second copy of the tables in memory
-        model.load_state_dict(torch.load(run / BEST, weights_only=True, mmap=True))
+        model.load_state_dict(load_torch(run / BEST, "train the run again",
+                                         weights_only=True, mmap=True))
 
 
 class _Checkpoints:
@@ -141,7 +143,7 @@ class _Checkpoints:
 
     def load(self, model, dense_opt) -> dict:
         if not self.sharded:
-            ckpt = torch.load(self.out / CHECKPOINT, weights_only=False)
+            ckpt = load_torch(self.out / CHECKPOINT, RESTART, weights_only=False)
             model.load_state_dict(ckpt["model"])
             dense_opt.load_state_dict(ckpt["dense_opt"])
             for opt, saved in zip(sparse_optimizers(model), ckpt["fused_opts"]):
@@ -151,8 +153,9 @@ class _Checkpoints:
         load_sharded(saved, self.out / SHARDED)
         model.load_state_dict(saved["model"])
         model.fused_optimizer.load_state_dict(saved["sparse_opt"])
-        dense_opt.load_state_dict(torch.load(self.out / SHARDED / DENSE_OPT, weights_only=True))
-        return json.loads((self.out / SHARDED / STATE).read_text())
+        dense_opt.load_state_dict(load_torch(self.out / SHARDED / DENSE_OPT, RESTART,
+                                             weights_only=True))
+        return read_json(self.out / SHARDED / STATE, RESTART)
 
     def save_best(self, model) -> None:
         if self.sharded:
@@ -168,7 +171,7 @@ def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints
         raise OutputExistsError(f"{out} holds a finished run; pass --force to train it again "
                                 f"or choose another --out")
     ranks = checkpoints.ranks
-    saved = json.loads((out / CONFIG).read_text()) if (out / CONFIG).exists() else {}
+    saved = read_json(out / CONFIG, RESTART) if (out / CONFIG).exists() and not force else {}
     resume = not force and checkpoints.check_resumable(saved.get("nproc"))
     if resume and saved != config:
         raise OutputExistsError(f"{out} holds an interrupted run with another configuration; "
