@@ -394,6 +394,9 @@ def _print_import(meta: dict, repo: Path) -> None:
     console.print(f"rows read {imp['rows_read']:,}, imported {imp['imported']:,}, "
                   f"quarantined {quarantined:,}"
                   + "".join(f"\n  {n:,} {why}" for why, n in imp["quarantined"].items()))
+    if imp.get("times_read_as"):
+        console.print("times read as " + ", ".join(f"{kind} ({n:,})" for kind, n in
+                                                    imp["times_read_as"].items()))
     print_summary(meta, console)
     console.print(f"offline store: {repo / 'data' / 'offline'} (quarantine: "
                   f"{repo / 'data' / 'offline' / 'quarantine'}, ID maps: "
@@ -424,7 +427,8 @@ def import_interactions(
     user_col: Optional[str] = typer.Option(None, "--user-col"),
     item_col: Optional[str] = typer.Option(None, "--item-col"),
     time_col: Optional[str] = typer.Option(None, "--time-col",
-                                           help="Epoch seconds or YYYY-MM-DD[ HH:MM:SS]."),
+                                           help="Epoch s / ms / µs / ns (told apart by "
+                                           "size) or ISO date-times."),
     label_col: Optional[str] = typer.Option(None, "--label-col"),
     label_threshold: Optional[float] = typer.Option(
         None, "--label-threshold", help="Label = 1 where the label column is >= X."),

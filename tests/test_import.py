@@ -168,6 +168,34 @@ def test_interactions_from_a_yaml_mapping_and_parquet(tmp_path):
     assert sorted(meta["summary"]["scenarios"]) == ["0", "1", "2", "3", "4"]
 
 
+@pytest.mark.parametrize("times, kind", [
+    ([1714521600 + 3600 * i for i in range(96)], "epoch seconds"),
+    ([(1714521600 + 3600 * i) * 1000 for i in range(96)], "epoch milliseconds"),
+    ([str((1714521600 + 3600 * i) * 10 ** 6) for i in range(96)], "epoch microseconds"),
+    ([(1714521600 + 3600 * i) * 10 ** 9 for i in range(96)], "epoch nanoseconds"),
+    ([f"2024-05-{1 + i // 24:02d}T{i % 24:02d}:00:00.5+00:00" for i in range(96)],
+     "ISO date-time with zone"),
+])
+def test_time_columns_in_any_epoch_unit_or_iso(tmp_path, times, kind):
+    """The same four days (2024-05-01..04, one row an hour) whatever the time's encoding; a
+    value no encoding fits is quarantined, not read as another century."""
+    n = len(times)
+    log = tmp_path / "log.parquet"
+    when = [str(t) for t in times] + ["next tuesday"] if isinstance(times[0], str) \
+        else times + [-1]
+    pq.write_table(pa.table({"u": [i % 7 for i in range(n + 1)],
+                             "i": [i % 5 for i in range(n + 1)],
+                             "t": when, "y": [i % 2 for i in range(n + 1)]}), log)
+    repo = copy_repo(tmp_path / "repo")
+    proc = run("recsys", "import", "interactions", "--interactions", str(log), "--user-col",
+               "u", "--item-col", "i", "--time-col", "t", "--label-col", "y",
+               "--repo", str(repo))
+    assert f"times read as {kind} ({n})" in proc.stdout
+    meta = json.loads(repo.joinpath(*OFFLINE, "meta.json").read_text())
+    assert meta["start"].startswith("2024-05-01") and meta["n_days"] == 4
+    assert meta["import"]["quarantined"] == {"unparseable time": 1}
+
+
 def test_bad_interactions_input_is_refused(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     ratings = _ratings(tmp_path / "ratings.csv", n=50)

@@ -249,22 +249,70 @@ def _side_text_sql(path: Path, key: str, cols: tuple[str, ...]) -> str:
             f"FROM {reader} GROUP BY k")
 
 
-def _time(values: pa.Array) -> pa.Array:
-    """Epoch seconds (numbers) or date-time strings -> UTC timestamps; null if unparseable."""
+# Epoch numbers by magnitude: below 1e11 seconds (until the year 5138), below 1e14
+# milliseconds, below 1e17 microseconds, else nanoseconds; (name, upper bound, µs per unit).
+EPOCH_UNITS = (("epoch seconds", 1e11, 1e6), ("epoch milliseconds", 1e14, 1e3),
+               ("epoch microseconds", 1e17, 1.0), ("epoch nanoseconds", 9.3e18, 1e-3))
+# Date-time strings, naive (read as UTC) or with a zone (Z, +01:00, +0100); fractions of a
+# second are parsed apart (strptime has no %f).
+TIME_FORMATS = (("ISO date-time", "%Y-%m-%d %H:%M:%S"), ("ISO date-time", "%Y-%m-%dT%H:%M:%S"),
+                ("ISO date-time with zone", "%Y-%m-%dT%H:%M:%S%z"),
+                ("ISO date-time with zone", "%Y-%m-%d %H:%M:%S%z"), ("ISO date", "%Y-%m-%d"))
+MIN_TIME, MAX_TIME = 0, 253402300799 * 10 ** 6  # 1970-01-01 .. 9999-12-31, µs
+
+
+def _time(values: pa.Array) -> tuple[pa.Array, dict[str, int]]:
+    """Epoch numbers (seconds to nanoseconds, told apart by size) or date-time strings -> UTC
+    timestamps, null where unparseable or outside 1970..9999; and how many values were read
+    as each kind (for the summary)."""
     if pa.types.is_timestamp(values.type):
-        return values.cast(TIMESTAMP_TYPE)
-    if not pa.types.is_string(values.type):
-        return pc.multiply(pc.cast(values, pa.int64(), safe=False), 1_000_000).cast(
-            pa.int64()).cast(TIMESTAMP_TYPE)
-    values = pc.utf8_trim_whitespace(values)
-    digits = pc.match_substring_regex(values, r"^\d+$")
-    seconds = pc.cast(pc.if_else(digits, values, None), pa.int64())
-    from_epoch = pc.multiply(seconds, 1_000_000).cast(TIMESTAMP_TYPE)
-    parsed = None
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
-        one = pc.strptime(values, format=fmt, unit="us", error_is_null=True)
-        parsed = one if parsed is None else pc.coalesce(parsed, one)
-    return pc.coalesce(from_epoch, parsed.cast(TIMESTAMP_TYPE))
+        return values.cast(TIMESTAMP_TYPE), {"timestamps": len(values) - values.null_count}
+    kinds: dict[str, int] = {}
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        values = pc.utf8_trim_whitespace(values)
+        numbers = pc.cast(pc.if_else(pc.match_substring_regex(values, r"^\d+(\.\d+)?$"),
+                                     values, None), pa.float64())
+    else:
+        numbers, values = pc.cast(values, pa.float64(), safe=False), None
+    micros = pa.nulls(len(numbers), pa.float64())
+    for _, below, scale in reversed(EPOCH_UNITS):  # the smallest unit that fits wins
+        unit = pc.and_(pc.greater_equal(numbers, 0), pc.less(numbers, below))
+        micros = pc.if_else(unit, pc.multiply(numbers, scale), micros)
+    epoch = _in_range(pc.cast(pc.floor(micros), pa.int64(), safe=False))
+    _count_units(numbers, kinds)
+    if values is None:
+        return epoch.cast(TIMESTAMP_TYPE), kinds
+    fraction = pc.extract_regex(values, r"^[^.]*T?[^.]*:\d\d(?P<f>\.\d{1,6})\d*")
+    whole = pc.replace_substring_regex(values, r"(:\d\d)\.\d+", r"\1")
+    parsed = pa.nulls(len(values), pa.int64())
+    for name, fmt in TIME_FORMATS:
+        one = pc.strptime(whole, format=fmt, unit="us", error_is_null=True)
+        one = pc.cast(one.cast(pa.timestamp("us", tz="UTC")) if one.type.tz is None else one,
+                      pa.int64())
+        new = pc.and_(pc.is_null(parsed), pc.is_valid(one))
+        kinds[name] = kinds.get(name, 0) + (pc.sum(pc.cast(new, pa.int64())).as_py() or 0)
+        parsed = pc.coalesce(parsed, one)
+    frac_us = pc.cast(pc.multiply(pc.cast(pc.struct_field(fraction, [0]), pa.float64()), 1e6),
+                      pa.int64(), safe=False)
+    parsed = _in_range(pc.add(parsed, pc.coalesce(frac_us, 0)))
+    return pc.coalesce(epoch, parsed).cast(TIMESTAMP_TYPE), \
+        {k: n for k, n in kinds.items() if n}
+
+
+def _count_units(numbers: pa.Array, kinds: dict[str, int]) -> None:
+    """Add to `kinds` how many of `numbers` were read in each epoch unit."""
+    low = 0.0
+    for name, below, _ in EPOCH_UNITS:
+        n = pc.sum(pc.cast(pc.and_(pc.greater_equal(numbers, low), pc.less(numbers, below)),
+                           pa.int64())).as_py() or 0
+        if n:
+            kinds[name] = kinds.get(name, 0) + n
+        low = below
+
+
+def _in_range(micros: pa.Array) -> pa.Array:
+    ok = pc.and_(pc.greater_equal(micros, MIN_TIME), pc.less_equal(micros, MAX_TIME))
+    return pc.if_else(ok, micros, None)
 
 
 def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
@@ -313,9 +361,10 @@ def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
             scenario = _int_in(col[m.scenario_col], range(len(SCENARIOS))) if m.scenario_col \
                 else pa.array([0] * batch.num_rows, pa.int64())
             user, item = _nonempty(col[m.user_col]), _nonempty(col[m.item_col])
+            ts, time_kinds = _time(col[m.time_col])
             yield Parsed(source=m.interactions.name, row=rows, user=user, item=item,
-                         ts=_time(col[m.time_col]), label=label, scenario=scenario,
-                         raw=pa.Table.from_batches([batch])), step
+                         ts=ts, label=label, scenario=scenario,
+                         raw=pa.Table.from_batches([batch]), time_kinds=time_kinds), step
 
     info = {"mapping": {k: str(v) if isinstance(v, Path) else v
                         for k, v in vars(m).items() if v not in (None, ())}}

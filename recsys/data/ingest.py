@@ -60,6 +60,7 @@ class Parsed:
     scenario: pa.Array
     raw: pa.Table  # the input fields as read, for the quarantine
     extra: dict[str, pa.Array] = field(default_factory=dict)  # deep features and texts
+    time_kinds: dict[str, int] = field(default_factory=dict)  # how the times were read
 
 
 # (column of Parsed, reason when it is null), checked in this order
@@ -75,6 +76,7 @@ class Ingest:
         self.staging.mkdir(parents=True)
         (tmp / QUARANTINE).mkdir()
         self.rows_read, self.parts = 0, 0
+        self.time_kinds: dict[str, int] = {}
         self.quarantined: dict[str, int] = {}
         # text column -> DuckDB query (k, text) of a users / items table, joined on the raw
         # user ID (query_entity_seq) or item ID (item_title) of every staged row
@@ -86,6 +88,8 @@ class Ingest:
     def add(self, block: Parsed) -> None:
         n = len(block.row)
         self.rows_read += n
+        for kind, count in block.time_kinds.items():
+            self.time_kinds[kind] = self.time_kinds.get(kind, 0) + count
         reason = pa.nulls(n, pa.string())
         for column, why in reversed(REASONS):  # the first failing check wins
             reason = pc.if_else(pc.is_null(getattr(block, column)), why, reason)
@@ -161,6 +165,7 @@ class Ingest:
                 "n_rows": n_rows, "n_days": n_days, "start": start.isoformat(),
                 "start_epoch": start_epoch,
                 "import": {**info, "rows_read": self.rows_read, "imported": n_rows,
+                           "times_read_as": self.time_kinds,
                            "quarantined": dict(sorted(self.quarantined.items()))}}
         meta["summary"] = summarize(self.tmp, meta)
         return meta
