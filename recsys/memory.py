@@ -1,4 +1,11 @@
-"""Memory budgets: data stages are bounded by a budget, never by the number of rows."""
+"""Memory budgets: data stages are bounded by a budget, never by the number of rows; sizes
+implied by flags are checked against this machine's memory and disk before work starts."""
+
+import os
+import shutil
+from pathlib import Path
+
+from recsys.errors import UsageError
 
 DEFAULT_MEMORY_GB = 4.0  # build-dataset's --memory-gb
 
@@ -8,3 +15,35 @@ GiB = 2 ** 30
 def duckdb_limit(memory_bytes: int) -> str:
     """A DuckDB memory_limit setting for a budget in bytes (at least 64 MB)."""
     return f"{max(memory_bytes // 2 ** 20, 64)}MB"
+
+
+def machine_memory() -> int:
+    """This machine's physical memory, bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def available_memory() -> int:
+    """Memory a new allocation can take now (MemAvailable), bytes."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return machine_memory()
+
+
+def free_disk(path: Path) -> int:
+    """Free bytes on the file system that holds `path` (or its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check_fits(flags: str, need: int, have: int, where: str, fix: str) -> None:
+    """Refuse, with the numbers, work whose `need` (bytes) exceeds what `where` `has`."""
+    if need > have:
+        raise UsageError(f"{flags}: needs about {need / GiB:,.1f} GiB of {where}, "
+                         f"{have / GiB:,.1f} GiB there; {fix}")

@@ -205,3 +205,18 @@ def test_corrupt_run_file_is_reported_not_trained_over(tiny, tmp_path, damaged):
     assert fingerprint(out) == before
     run("recsys", *train, "--force")  # the way out the message names
     assert (out / "metrics.json").exists()
+
+
+def test_sizes_beyond_the_machine_are_refused_before_any_work(tiny, empty_repo, tmp_path):
+    """Flags implying more disk or memory than there is: refused at once with the numbers,
+    nothing written (generate used to run until killed; train died in an allocation)."""
+    before = fingerprint(empty_repo)
+    fails("generate", "--preset", "tiny", "--rows", str(10 ** 15), "--repo", str(empty_repo),
+          says="GiB of disk")
+    assert fingerprint(empty_repo) == before and not (empty_repo / "data").exists()
+    fails("train", "--model", "dnn", "--dataset", str(tiny["dataset"]), "--user-rows",
+          str(10 ** 12), "--out", str(tmp_path / "run"), says="GiB of memory")
+    assert not (tmp_path / "run").exists()
+    fails("build-dataset", "--repo", str(tiny["repo"]), "--out", str(tmp_path / "ds"),
+          "--memory-gb", "1000000", says="pass a smaller --memory-gb")
+    assert not (tmp_path / "ds").exists()

@@ -32,6 +32,7 @@ from recsys.data.summary import summarize
 from recsys.data.synth import ENTITY_CHUNK, World
 from recsys.errors import UsageError
 from recsys.schema import DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, TABLES, TIMESTAMP_TYPE
+from recsys.memory import check_fits, free_disk
 from recsys.storage import check_output_free, replacing
 
 START_EPOCH = int(START.timestamp())
@@ -83,11 +84,18 @@ def _build_world(preset: Preset, seed: int) -> None:
     _WORLD = World(preset, seed)
 
 
+# The offline store's bytes per impression (large preset: 6.7 GB for 100M rows), a floor for
+# the disk a generation needs.
+DISK_BYTES_PER_ROW = 60
+
+
 def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force: bool = False,
              progress: bool = True) -> dict:
     """Generate `preset` into `repo`'s offline store and return its metadata with a summary."""
     _check_args(repo, seed, workers)
     check_output_free(offline_dir(repo), force)  # fail before building the world
+    check_fits(f"--rows {preset.n_rows:,}", preset.n_rows * DISK_BYTES_PER_ROW,
+               free_disk(repo), f"disk at {repo}", "pass fewer --rows or free some space")
     _build_world(preset, seed)
     staged = staging_dir(repo, preset, seed)
 

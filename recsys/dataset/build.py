@@ -37,7 +37,7 @@ from recsys.dataset.split import DAY_US, SPLITS, Split, choose_split, train_coun
     with_cold_start_flags
 from recsys.errors import UsageError
 from recsys.features.store import feature_service, open_store
-from recsys.memory import DEFAULT_MEMORY_GB, GiB
+from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
 from recsys.schema import DEFAULT_FEATURE_SERVICE, ENTITIES, EVENT_TIMESTAMP, FEATURE_SERVICES, \
     INTERACTIONS, REQUEST_ID, dataset_schema
 from recsys.storage import check_output_free, resumable_dir, write_parquet
@@ -94,6 +94,8 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     if not memory_gb >= MIN_MEMORY_GB:
         raise UsageError(f"--memory-gb {memory_gb}: the join needs at least {MIN_MEMORY_GB} "
                          f"GB; pass a larger budget")
+    check_fits(f"--memory-gb {memory_gb}", int(memory_gb * GiB), machine_memory(),
+               "memory on this machine", "pass a smaller --memory-gb")
     if partition_rows is not None and partition_rows < 1:
         raise UsageError(f"--partition-rows {partition_rows}: must be at least 1")
     offline = offline_dir(repo)

@@ -23,8 +23,9 @@ from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import EVAL_BATCH, compute_metrics, predict, predict_stream
 from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
-from recsys.models.base import ModelConfig, check_fusion, dense_bytes_with_adam, \
+from recsys.models.base import TABLE_DTYPES, ModelConfig, check_fusion, dense_bytes_with_adam, \
     dense_parameters, sparse_optimizers, training_loss
+from recsys.memory import available_memory, check_fits
 from recsys.storage import load_torch, read_json, save_torch, write_json
 from recsys.train.distributed import Ranks, check_shardable, load_sharded, predict_sharded, \
     save_sharded, shard
@@ -196,6 +197,20 @@ def memory_use(model: torch.nn.Module, layout: Layout, dim: int, ranks: Ranks) -
             "dense_bytes_with_adam": dense_bytes_with_adam(model)}
 
 
+def _check_tables_fit(layout: Layout, model_config: ModelConfig, ranks: Ranks) -> None:
+    """The embedding tables (weights + one row-wise Adagrad float per row) this machine's
+    processes hold must fit its available memory: refused with the numbers, not a failed
+    allocation. A floor: the dense layers and the batches come on top."""
+    if ranks.device.type != "cpu":
+        return  # GPU memory: `recsys plan` answers that
+    width = TABLE_DTYPES[model_config.table_dtype][1]
+    rows = sum(layout.num_embeddings)
+    need = rows * (model_config.embedding_dim * width + 4) * ranks.local_world // ranks.world
+    flags = f"{rows:,} table rows of dim {model_config.embedding_dim}"
+    check_fits(flags, need, available_memory(), "memory",
+               "pass a smaller --user-rows / --item-rows, or more machines")
+
+
 def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
           progress: bool = True, log=print, ranks: Ranks | None = None) -> dict:
     """Train, evaluate the best epoch on test, write out/metrics.json and return it. With
@@ -209,10 +224,11 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     meta = read_meta(dataset)
     config = {**cfg.to_json(), "dataset": str(dataset),
               **({"nproc": ranks.world} if ranks.distributed else {})}
+    layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
+    _check_tables_fit(layout, cfg.model_config, ranks)  # before anything is written
     checkpoints = _Checkpoints(out, ranks)
     resume = _prepare_out(out, config, force, checkpoints)
 
-    layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
     train_files = SplitFiles(dataset, "train", layout)
     val_files = SplitFiles(dataset, "val", layout)
     # the cold-start models learn counts and tasks from the whole training split in memory
