@@ -96,9 +96,11 @@ def test_unknown_feature_service(tiny, tmp_path):
 def test_build_before_feast_apply(tiny, tmp_path):
     repo = copy_repo(tmp_path / "repo")
     shutil.copytree(tiny["offline"], repo / "data" / "offline")
+    before = fingerprint(repo)
     fails("build-dataset", "--repo", str(repo), "--out", str(tmp_path / "ds"),
           says="feast apply")
     assert not (tmp_path / "ds").exists()
+    assert fingerprint(repo) == before  # no empty registry left behind
 
 
 def test_parquet_with_a_wrong_column_type(tiny, tmp_path):

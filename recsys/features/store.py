@@ -9,13 +9,34 @@ from pathlib import Path
 
 from recsys.errors import RepoError, UsageError
 from recsys.schema import FEATURE_SERVICES
+from recsys.storage import read_yaml
 
 
 def open_store(repo: Path):
+    """The repo's FeatureStore, once `feast apply` has written its registry (opening a store
+    without one would create an empty registry: a refused command must leave the repo as it
+    was)."""
     from feast import FeatureStore  # heavy import: only where Feast is used
 
+    registry = _state_paths(repo)[0]
+    if registry is not None and not registry.is_file():
+        raise RepoError(f"{repo} has no Feast registry ({registry}): run `cd {repo} && feast "
+                        f"apply` first")
     logging.getLogger("feast").setLevel(logging.ERROR)
     return FeatureStore(repo_path=str(repo))
+
+
+def _state_paths(repo: Path) -> tuple[Path | None, Path | None]:
+    """The repo's file registry and SQLite online store, where the config names files."""
+    config = read_yaml(repo / "feature_store.yaml", "fix or restore it") or {}
+    registry = config.get("registry", "data/registry.db")
+    if isinstance(registry, dict):
+        registry = registry.get("path") if registry.get("registry_type", "file") == "file" \
+            else None
+    online = config.get("online_store") or {}
+    paths = [registry, online.get("path") if online.get("type", "sqlite") == "sqlite" else None]
+    return tuple(None if p is None or "://" in str(p) else
+                 (Path(p) if Path(p).is_absolute() else repo / p) for p in paths)
 
 
 @contextmanager
@@ -57,18 +78,8 @@ def feature_service(store, repo: Path, name: str):
 def reset_state(repo: Path) -> list[Path]:
     """Remove the repo's file registry and SQLite online store (they describe offline data that
     was just replaced); return what was removed. `feast apply` and materialize rebuild them."""
-    import yaml
-
-    config = yaml.safe_load((repo / "feature_store.yaml").read_text()) or {}
-    registry = config.get("registry", "data/registry.db")
-    if isinstance(registry, dict):
-        registry = registry.get("path")
-    online = config.get("online_store") or {}
-    candidates = [registry, online.get("path") if online.get("type", "sqlite") == "sqlite"
-                  else None]
     removed = []
-    for rel in filter(None, candidates):
-        path = Path(rel) if Path(rel).is_absolute() else repo / rel
+    for path in filter(None, _state_paths(repo)):
         if path.is_file():
             path.unlink()
             removed.append(path)
