@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import time
 import shutil
 import subprocess
 from pathlib import Path
@@ -222,3 +225,30 @@ def test_sizes_beyond_the_machine_are_refused_before_any_work(tiny, empty_repo, 
     fails("build-dataset", "--repo", str(tiny["repo"]), "--out", str(tmp_path / "ds"),
           "--memory-gb", "1000000", says="pass a smaller --memory-gb")
     assert not (tmp_path / "ds").exists()
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_killed_generator_worker_ends_the_command(empty_repo):
+    """kill -9 of one worker process: the command ends promptly with one line, exit 2, and
+    leaves no offline store (it used to wait forever for the dead worker's chunks)."""
+    from conftest import BIN
+
+    proc = subprocess.Popen([str(BIN / "recsys"), "generate", "--preset", "tiny", "--rows",
+                             "3000000", "--workers", "2", "--repo", str(empty_repo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, "the generator never started its workers"
+    time.sleep(1)  # mid-run
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: a generator worker died")
+    assert not (empty_repo / "data" / "offline").exists()

@@ -14,6 +14,8 @@ in instead of producing them again, and writes the rest.
 from __future__ import annotations
 
 import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 import os
 import shutil
 from datetime import timedelta
@@ -30,7 +32,7 @@ from recsys.data.presets import START, Preset
 from recsys.data.store import check_repo, offline_dir, write_offline_store
 from recsys.data.summary import summarize
 from recsys.data.synth import ENTITY_CHUNK, World
-from recsys.errors import UsageError
+from recsys.errors import RecsysError, UsageError
 from recsys.schema import DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, TABLES, TIMESTAMP_TYPE
 from recsys.memory import check_fits, free_disk
 from recsys.storage import check_output_free, replacing
@@ -158,16 +160,23 @@ def _write_chunk(task: tuple[Path, int, int, int]) -> int:
 
 
 def _run(tasks: list, workers: int, rows: int, progress: bool) -> None:
-    bar = tqdm(total=rows, unit="rows", unit_scale=True, desc="impressions",
-               disable=not progress)
-    if workers == 1:
-        for task in tasks:
-            bar.update(_write_chunk(task))
-    else:  # fork: workers inherit the World built above
-        with mp.get_context("fork").Pool(workers) as pool:
-            for n in pool.imap_unordered(_write_chunk, tasks):
-                bar.update(n)
-    bar.close()
+    with tqdm(total=rows, unit="rows", unit_scale=True, desc="impressions",
+              disable=not progress) as bar:  # closed before any error is printed
+        if workers == 1:
+            for task in tasks:
+                bar.update(_write_chunk(task))
+            return
+        # fork: workers inherit the World built above. An executor, not a Pool: a worker that
+        # dies (killed, out of memory) ends the command instead of leaving it waiting forever.
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+        try:
+            for done in as_completed([pool.submit(_write_chunk, t) for t in tasks]):
+                bar.update(done.result())
+        except BrokenProcessPool:
+            raise RecsysError("a generator worker died (killed, or out of memory): rerun "
+                              "with fewer --workers") from None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _write_impressions(tmp: Path, preset: Preset, workers: int, progress: bool,
