@@ -476,6 +476,9 @@ def main() -> None:
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
             typer.echo(f"error: {message}{hint}", err=True)
         sys.exit(2)
+    if code == 130:  # Ctrl-C, turned into this exit code by typer
+        typer.echo("error: interrupted; outputs are written whole or not at all: rerun to "
+                   "resume or start again", err=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 

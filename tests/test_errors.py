@@ -252,3 +252,24 @@ def test_a_killed_generator_worker_ends_the_command(empty_repo):
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("error: a generator worker died")
     assert not (empty_repo / "data" / "offline").exists()
+
+
+def test_ctrl_c_mid_training_then_a_rerun_resumes(tiny, tmp_path):
+    from conftest import BIN
+
+    out = tmp_path / "run"
+    train = [str(BIN / "recsys"), "train", "--model", "dnn", "--dataset", str(tiny["dataset"]),
+             "--epochs", "4", "--out", str(out)]
+    proc = subprocess.Popen(train, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # at least one epoch done
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    assert not list(out.glob("*.tmp")) and not (out / "metrics.json").exists()
+    again = run("recsys", "train", "--model", "dnn", "--dataset", str(tiny["dataset"]),
+                "--epochs", "4", "--out", str(out))
+    assert "resuming" in again.stdout + again.stderr
