@@ -273,3 +273,27 @@ def test_ctrl_c_mid_training_then_a_rerun_resumes(tiny, tmp_path):
     again = run("recsys", "train", "--model", "dnn", "--dataset", str(tiny["dataset"]),
                 "--epochs", "4", "--out", str(out))
     assert "resuming" in again.stdout + again.stderr
+
+
+@pytest.fixture
+def read_only(tmp_path) -> Path:
+    """A read-only view of an empty feature repo (a read-only bind mount: root ignores file
+    permissions)."""
+    repo, view = copy_repo(tmp_path / "repo"), tmp_path / "read_only"
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(repo), str(view)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot bind-mount here (needs root) to make a read-only folder")
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+    yield view
+    subprocess.run(["umount", str(view)], check=True)
+
+
+def test_read_only_destinations(tiny, read_only):
+    before = fingerprint(read_only)
+    for args in (["generate", "--preset", "tiny", "--repo", str(read_only)],
+                 ["build-dataset", "--repo", str(tiny["repo"]), "--out", str(read_only / "ds")],
+                 ["train", "--model", "dnn", "--dataset", str(tiny["dataset"]), "--epochs", "1",
+                  "--out", str(read_only / "run")]):
+        fails(*args, says="the file system is read-only")
+    assert fingerprint(read_only) == before
