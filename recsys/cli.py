@@ -45,10 +45,19 @@ def _friendly(fn: Callable) -> Callable:
             message = os_error_message(e)
             if message is None:
                 raise
+        _close_progress_bars()
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _close_progress_bars() -> None:
+    """Close the bars a failure left open, so that the error is the last line on stderr."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def _workers_default() -> int:
@@ -477,6 +486,7 @@ def main() -> None:
             typer.echo(f"error: {message}{hint}", err=True)
         sys.exit(2)
     if code == 130:  # Ctrl-C, turned into this exit code by typer
+        _close_progress_bars()
         typer.echo("error: interrupted; outputs are written whole or not at all: rerun to "
                    "resume or start again", err=True)
     sys.exit(code if isinstance(code, int) else 0)

@@ -297,3 +297,19 @@ def test_read_only_destinations(tiny, read_only):
                   "--out", str(read_only / "run")]):
         fails(*args, says="the file system is read-only")
     assert fingerprint(read_only) == before
+
+
+def test_a_damaged_row_group_ends_training_with_one_line(tiny, tmp_path):
+    """Bytes of a data page overwritten after the build (the footer still reads): the loader's
+    thread meets it mid-epoch, and the command ends with the file named, not a traceback."""
+    dataset = tmp_path / "ds"
+    shutil.copytree(tiny["dataset"], dataset)
+    part = sorted((dataset / "train").glob("*.parquet"))[0]
+    data, meta = bytearray(part.read_bytes()), pq.ParquetFile(part).metadata
+    for g in range(meta.num_row_groups):
+        at = meta.row_group(g).column(3).data_page_offset
+        data[at + 10:at + 400] = b"\xff" * 390
+    part.write_bytes(bytes(data))
+    proc = run("recsys", "train", "--model", "dnn", "--dataset", str(dataset), "--epochs", "1",
+               "--out", str(tmp_path / "run"), check=False)
+    ends_with_one_error(proc, says=f"{part}: row group 0 cannot be read")

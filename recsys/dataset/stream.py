@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from recsys.data.store import check_parquet_files
 from recsys.dataset.loader import Batch, Layout, SplitData, check_labels, metric_columns, \
     needed_columns, rows_batch, to_split_data
-from recsys.errors import DataError
+from recsys.errors import DataError, actionable_os_error
 from recsys.schema import COLD_START_FLAGS, EVENT_TIMESTAMP, LABEL, P_TRUE
 
 DEFAULT_BUFFER_ROWS = 262_144  # about 100 MB of model inputs at `small`'s width
@@ -122,8 +123,15 @@ class StreamLoader:
     def _chunks(self) -> Iterator[SplitData]:
         handles: dict[str, pq.ParquetFile] = {}
         for p in self._pieces():
-            pf = handles.get(p.file) or handles.setdefault(p.file, pq.ParquetFile(p.file))
-            table = pf.read_row_group(p.group, columns=self.files.columns.names)
+            try:
+                pf = handles.get(p.file) or handles.setdefault(p.file, pq.ParquetFile(p.file))
+                table = pf.read_row_group(p.group, columns=self.files.columns.names)
+            except (OSError, pa.ArrowException) as e:  # damaged since the footer was checked
+                if actionable_os_error(e) is not None:
+                    raise
+                raise DataError(f"{p.file}: row group {p.group} cannot be read "
+                                f"({' '.join(str(e).split())[:80]}); rebuild the dataset with "
+                                f"`recsys build-dataset --force`") from None
             yield to_split_data(table.slice(p.start, p.stop - p.start), self.layout,
                                 self.files.folder)
 
