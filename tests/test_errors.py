@@ -260,7 +260,10 @@ def test_ctrl_c_mid_training_then_a_rerun_resumes(tiny, tmp_path):
     out = tmp_path / "run"
     train = [str(BIN / "recsys"), "train", "--model", "dnn", "--dataset", str(tiny["dataset"]),
              "--epochs", "4", "--out", str(out)]
-    proc = subprocess.Popen(train, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the default disposition a terminal would
+    proc = subprocess.Popen(train, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # at least one epoch done
