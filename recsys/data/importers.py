@@ -274,40 +274,35 @@ def _time(values: pa.Array) -> tuple[pa.Array, dict[str, int]]:
                                      values, None), pa.float64())
     else:
         numbers, values = pc.cast(values, pa.float64(), safe=False), None
-    micros = pa.nulls(len(numbers), pa.float64())
-    for _, below, scale in reversed(EPOCH_UNITS):  # the smallest unit that fits wins
-        unit = pc.and_(pc.greater_equal(numbers, 0), pc.less(numbers, below))
+    micros, low = pa.nulls(len(numbers), pa.float64()), 0.0
+    for name, below, scale in EPOCH_UNITS:  # each number in the smallest unit that fits
+        unit = pc.and_(pc.greater_equal(numbers, low), pc.less(numbers, below))
         micros = pc.if_else(unit, pc.multiply(numbers, scale), micros)
+        _count(kinds, name, unit)
+        low = below
     epoch = _in_range(pc.cast(pc.floor(micros), pa.int64(), safe=False))
-    _count_units(numbers, kinds)
     if values is None:
         return epoch.cast(TIMESTAMP_TYPE), kinds
-    fraction = pc.extract_regex(values, r"^[^.]*T?[^.]*:\d\d(?P<f>\.\d{1,6})\d*")
+    fraction = pc.extract_regex(values, r":\d\d(?P<f>\.\d{1,6})")
     whole = pc.replace_substring_regex(values, r"(:\d\d)\.\d+", r"\1")
     parsed = pa.nulls(len(values), pa.int64())
     for name, fmt in TIME_FORMATS:
         one = pc.strptime(whole, format=fmt, unit="us", error_is_null=True)
         one = pc.cast(one.cast(pa.timestamp("us", tz="UTC")) if one.type.tz is None else one,
                       pa.int64())
-        new = pc.and_(pc.is_null(parsed), pc.is_valid(one))
-        kinds[name] = kinds.get(name, 0) + (pc.sum(pc.cast(new, pa.int64())).as_py() or 0)
+        _count(kinds, name, pc.and_(pc.is_null(parsed), pc.is_valid(one)))
         parsed = pc.coalesce(parsed, one)
     frac_us = pc.cast(pc.multiply(pc.cast(pc.struct_field(fraction, [0]), pa.float64()), 1e6),
                       pa.int64(), safe=False)
     parsed = _in_range(pc.add(parsed, pc.coalesce(frac_us, 0)))
-    return pc.coalesce(epoch, parsed).cast(TIMESTAMP_TYPE), \
-        {k: n for k, n in kinds.items() if n}
+    return pc.coalesce(epoch, parsed).cast(TIMESTAMP_TYPE), kinds
 
 
-def _count_units(numbers: pa.Array, kinds: dict[str, int]) -> None:
-    """Add to `kinds` how many of `numbers` were read in each epoch unit."""
-    low = 0.0
-    for name, below, _ in EPOCH_UNITS:
-        n = pc.sum(pc.cast(pc.and_(pc.greater_equal(numbers, low), pc.less(numbers, below)),
-                           pa.int64())).as_py() or 0
-        if n:
-            kinds[name] = kinds.get(name, 0) + n
-        low = below
+def _count(kinds: dict[str, int], name: str, mask: pa.Array) -> None:
+    """Add to `kinds[name]` the values `mask` marks (none: no entry)."""
+    n = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
+    if n:
+        kinds[name] = kinds.get(name, 0) + n
 
 
 def _in_range(micros: pa.Array) -> pa.Array:

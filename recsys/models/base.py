@@ -179,6 +179,12 @@ def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if id(p) not in fused]
 
 
+def table_bytes(rows: int, dim: int, dtype: str = "fp32") -> int:
+    """Bytes of `rows` embedding rows of width `dim`: the weights in `dtype` and their row-wise
+    Adagrad state (one float32 per row)."""
+    return rows * dim * TABLE_DTYPES[dtype][1] + rows * 4
+
+
 def dense_bytes_with_adam(model: nn.Module) -> int:
     """float32 bytes of the dense parameters with Adam's two moments."""
     return sum(p.numel() for p in dense_parameters(model)) * 4 * 3

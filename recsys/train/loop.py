@@ -23,8 +23,8 @@ from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import EVAL_BATCH, compute_metrics, predict, predict_stream
 from recsys.eval.metrics import auc
 from recsys.models import build_model, model_class
-from recsys.models.base import TABLE_DTYPES, ModelConfig, check_fusion, dense_bytes_with_adam, \
-    dense_parameters, sparse_optimizers, training_loss
+from recsys.models.base import ModelConfig, check_fusion, dense_bytes_with_adam, \
+    dense_parameters, sparse_optimizers, table_bytes, training_loss
 from recsys.memory import available_memory, check_fits
 from recsys.storage import load_torch, read_json, save_torch, write_json
 from recsys.train.distributed import Ranks, check_shardable, load_sharded, predict_sharded, \
@@ -203,9 +203,9 @@ def _check_tables_fit(layout: Layout, model_config: ModelConfig, ranks: Ranks) -
     allocation. A floor: the dense layers and the batches come on top."""
     if ranks.device.type != "cpu":
         return  # GPU memory: `recsys plan` answers that
-    width = TABLE_DTYPES[model_config.table_dtype][1]
     rows = sum(layout.num_embeddings)
-    need = rows * (model_config.embedding_dim * width + 4) * ranks.local_world // ranks.world
+    need = table_bytes(rows, model_config.embedding_dim, model_config.table_dtype) * \
+        ranks.local_world // ranks.world
     flags = f"{rows:,} table rows of dim {model_config.embedding_dim}"
     check_fits(flags, need, available_memory(), "memory",
                "pass a smaller --user-rows / --item-rows, or more machines")

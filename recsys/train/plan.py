@@ -17,7 +17,7 @@ from recsys.data.presets import get_preset
 from recsys.dataset.loader import Layout
 from recsys.errors import UsageError
 from recsys.models import build_model
-from recsys.models.base import TABLE_DTYPES, ModelConfig, dense_bytes_with_adam
+from recsys.models.base import TABLE_DTYPES, ModelConfig, dense_bytes_with_adam, table_bytes
 from recsys.train.distributed import RESERVED, SHARDABLE_MODELS, GiB, check_device_name, \
     make_planner, table_rows
 
@@ -74,7 +74,6 @@ def try_plan(req: PlanRequest) -> tuple[ShardingPlan | None, torch.nn.Module, st
 def shard_rows(plan: ShardingPlan, model: torch.nn.Module, req: PlanRequest) -> list[dict]:
     """One row per table: its sharding, kernel, ranks and the bytes each rank holds
     (weights + row-wise Adagrad state, one float32 per row of each shard)."""
-    width = TABLE_DTYPES[req.dtype][1]
     sizes = table_rows(model)
     rows = []
     for module_plan in plan.plan.values():
@@ -83,7 +82,7 @@ def shard_rows(plan: ShardingPlan, model: torch.nn.Module, req: PlanRequest) -> 
             for shard in sharding.sharding_spec.shards:
                 n_rows, n_cols = shard.shard_sizes
                 per_rank[shard.placement.rank()] = per_rank.get(shard.placement.rank(), 0) + \
-                    n_rows * n_cols * width + n_rows * 4
+                    table_bytes(n_rows, n_cols, req.dtype)
             rows.append({"table": name, "rows": sizes[name],
                          "sharding": sharding.sharding_type, "kernel": sharding.compute_kernel,
                          "ranks": sorted(per_rank), "bytes_per_rank": per_rank})
