@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+import duckdb
 import typer
 from rich.console import Console
 
-from recsys.errors import RecsysError, UsageError, os_error_message
+from recsys.errors import RecsysError, UsageError, os_error_message, out_of_memory_message
 from recsys.memory import DEFAULT_MEMORY_GB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -32,8 +33,9 @@ IMAGE = typer.Option(False, "--image", help="Add the item image vectors.")
 
 
 def _friendly(fn: Callable) -> Callable:
-    """Print a RecsysError, or an OS error the user can act on (full disk, read-only folder,
-    a file in a folder's place), as one line and exit 2, without a traceback."""
+    """Print a RecsysError, an OS error the user can act on (full disk, read-only folder,
+    a file in a folder's place) or running out of memory as one line and exit 2, without a
+    traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -45,6 +47,8 @@ def _friendly(fn: Callable) -> Callable:
             message = os_error_message(e)
             if message is None:
                 raise
+        except (MemoryError, duckdb.OutOfMemoryException) as e:
+            message = out_of_memory_message(e)
         _close_progress_bars()
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None

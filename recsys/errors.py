@@ -56,3 +56,10 @@ def os_error_message(e: BaseException) -> str | None:
     advice = _OS_ADVICE[e.errno]
     where = " -> ".join(f"'{p}'" for p in (e.filename, e.filename2) if p is not None)
     return f"{where or 'a file'}: {advice}"
+
+
+def out_of_memory_message(e: BaseException) -> str:
+    """One line for a process (or DuckDB under its memory limit) that ran out of memory."""
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else "MemoryError"
+    return (f"out of memory ({detail}): close other programs, or give this command less "
+            f"at a time (a smaller --memory-gb, --batch-size or input where it has one)")

@@ -316,3 +316,18 @@ def test_a_damaged_row_group_ends_training_with_one_line(tiny, tmp_path):
     proc = run("recsys", "train", "--model", "dnn", "--dataset", str(dataset), "--epochs", "1",
                "--out", str(tmp_path / "run"), check=False)
     ends_with_one_error(proc, says=f"{part}: row group 0 cannot be read")
+
+
+def test_running_out_of_memory_is_one_line():
+    """DuckDB's own out-of-memory error is several lines of tuning advice; ours is one."""
+    import duckdb
+
+    from recsys.errors import out_of_memory_message
+
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '20MB'")
+    with pytest.raises(duckdb.OutOfMemoryException) as caught:
+        con.execute("SELECT list(range) FROM range(20000000)").fetchall()
+    message = out_of_memory_message(caught.value)
+    assert "\n" not in message and message.startswith("out of memory (Out of Memory Error")
+    assert out_of_memory_message(MemoryError()).startswith("out of memory (MemoryError)")

@@ -166,6 +166,10 @@ def test_interactions_from_a_yaml_mapping_and_parquet(tmp_path):
     meta = json.loads(repo.joinpath(*OFFLINE, "meta.json").read_text())
     assert meta["n_rows"] == n and meta["n_days"] == 4 and meta["import"]["quarantined"] == {}
     assert sorted(meta["summary"]["scenarios"]) == ["0", "1", "2", "3", "4"]
+    # request ids number the rows in time order, 0..n-1 across the day partitions
+    inter = pq.read_table(repo.joinpath(*OFFLINE, "interactions")).to_pandas()
+    assert sorted(inter["request_id"]) == list(range(n))
+    assert inter.sort_values("request_id")["event_timestamp"].is_monotonic_increasing
 
 
 @pytest.mark.parametrize("times, kind", [

@@ -14,6 +14,7 @@ memory stays bounded whatever the number of rows:
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ STAGED_SCHEMA = pa.schema(
     + [(name, pa.string()) for name in (*DEEP_FEATURES, *TEXT_FIELDS)])
 ROW_KEY = ("source", "row")  # where a staged row came from; every other column is its content
 DUCKDB_MEMORY = "1GB"
+DUPLICATES_PER_BATCH = 100_000  # duplicates are quarantined a batch at a time
 
 
 @dataclass
@@ -113,7 +115,7 @@ class Ingest:
         if isinstance(raw, pa.Table):
             raw = [json.dumps(r, ensure_ascii=False) for r in raw.to_pylist()]
         reasons = pa.array(reasons, pa.string())
-        table = pa.table({"source": pa.array([source] * len(raw), pa.string()),
+        table = pa.table({"source": pa.repeat(source, len(raw)),
                           "row": pa.array(rows, pa.int64()), "reason": reasons,
                           "raw": pa.array(raw, pa.string())})
         self._quarantine.write_table(table)
@@ -174,23 +176,26 @@ class Ingest:
         return ", ".join(f"{n:,} {why}" for why, n in self.quarantined.items()) or "none read"
 
     def _drop_duplicates(self, con) -> None:
-        """Exact duplicates (every field equal) are found by a 64-bit hash of the fields and
-        the time: the window sees four narrow columns, not whole rows."""
+        """Exact duplicates (every field equal, the time included) are found by a 64-bit hash
+        of the fields. A grouping with a fixed-size state (which DuckDB spills) finds the
+        hashes seen more than once; only those rows are ranked to keep the first."""
         fields = ", ".join(f'"{c}"' for c in STAGED_SCHEMA.names if c not in ROW_KEY)
+        con.execute(f"""CREATE TABLE repeated AS SELECT hash({fields}) AS h FROM staged
+                        GROUP BY h HAVING count(*) > 1""")
         con.execute(f"""CREATE TABLE dupes AS SELECT source, row FROM (
                             SELECT source, row, row_number() OVER (
-                                PARTITION BY hash({fields}), ts ORDER BY source, row) AS copy
-                            FROM staged) WHERE copy > 1""")
-        dupes = con.execute("SELECT source, row, to_json(s) FROM staged s SEMI JOIN dupes "
-                            "USING (source, row) ORDER BY source, row").fetch_arrow_table()
-        for source in pc.unique(dupes["source"]).to_pylist():
-            part = dupes.filter(pc.equal(dupes["source"], source))
-            self.reject(source, part["row"], ["duplicate of an earlier row"] * part.num_rows,
-                        part.column(2).to_pylist())
-        con.execute("""CREATE TABLE good AS SELECT *,
-                           row_number() OVER (ORDER BY ts, source, row) - 1 AS request_id
-                       FROM staged ANTI JOIN dupes USING (source, row)""")
-        con.execute("DROP TABLE dupes; DROP VIEW staged")
+                                PARTITION BY h ORDER BY source, row) AS copy
+                            FROM (SELECT source, row, hash({fields}) AS h FROM staged)
+                            SEMI JOIN repeated USING (h)) WHERE copy > 1""")
+        copies = con.execute("SELECT source, row, to_json(s) AS raw FROM staged s SEMI JOIN "
+                             "dupes USING (source, row) ORDER BY source, row")
+        for batch in copies.fetch_record_batch(DUPLICATES_PER_BATCH):
+            for source in pc.unique(batch["source"]).to_pylist():
+                part = batch.filter(pc.equal(batch["source"], source))
+                self.reject(source, part["row"],
+                            pa.repeat("duplicate of an earlier row", part.num_rows), part["raw"])
+        con.execute("CREATE TABLE good AS SELECT * FROM staged ANTI JOIN dupes USING (source, row)")
+        con.execute("DROP TABLE dupes; DROP TABLE repeated; DROP VIEW staged")
 
     def _id_maps(self, con) -> dict:
         (self.tmp / ID_MAPS).mkdir()
@@ -220,10 +225,14 @@ class Ingest:
                         THEN TRY_CAST({value} AS BIGINT)
                     ELSE CAST(hash({value}) % {card} AS BIGINT) END AS {name}""")
         assert len(deep) == N_DEEP_FEATURES
-        days = [d for d, in con.execute("SELECT DISTINCT ts::DATE FROM good ORDER BY 1").fetchall()]
-        for day in days:
+        # request ids follow time: a day's ids start after the earlier days' rows, so each
+        # day is numbered on its own (no window over every row, which DuckDB would not spill)
+        days = con.execute("SELECT ts::DATE, count(*) FROM good GROUP BY 1 ORDER BY 1").fetchall()
+        first_ids = itertools.accumulate((n for _, n in days), initial=0)
+        for (day, _), first_id in zip(days, first_ids):
             write_query(con, f"""
-                SELECT request_id, ts AS {EVENT_TIMESTAMP}, user_id, item_id, scenario,
+                SELECT {first_id} + row_number() OVER (ORDER BY ts, source, row) - 1
+                           AS request_id, ts AS {EVENT_TIMESTAMP}, user_id, item_id, scenario,
                        {', '.join(deep)}, label, NULL::FLOAT AS p_true
                 FROM joined WHERE ts::DATE = DATE '{day}' ORDER BY request_id""",
                 self.tmp / INTERACTIONS / f"day={day.isoformat()}" / "part-00000.parquet",
