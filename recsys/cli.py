@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.console import Console
 
 from recsys.errors import RecsysError, UsageError, os_error_message, out_of_memory_message
 from recsys.memory import DEFAULT_MEMORY_GB
+from recsys.storage import read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Feature-store-centric multi-scenario, multi-modal CTR platform.")
@@ -189,7 +189,8 @@ def summary(
     print_summary(meta, console)
     dataset = dataset or default_out(repo, meta)
     if (dataset / META).is_file():
-        info = json.loads((dataset / META).read_text())
+        info = read_json(dataset / META,
+                         "build the dataset again with `recsys build-dataset --force`")
         for split, v in info["splits"].items():
             console.print(f"{dataset}/{split}: {v['rows']:,} rows in {v['parts']} part(s)")
     else:
@@ -333,7 +334,8 @@ def _best_multi_scenario(results: Path, log) -> str:
         log(f"no multi-scenario results at {results}: comparing with mmoe "
             f"(pass --multi-scenario-results to pick the best model of an experiment)")
         return "mmoe"
-    models = json.loads(results.read_text())["models"]
+    models = read_json(results, "run the multi-scenario experiment again, or pass another "
+                       "--multi-scenario-results")["models"]
     return max(models, key=lambda m: models[m]["auc"]["overall"]["mean"] or 0.0)
 
 

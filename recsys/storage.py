@@ -51,8 +51,10 @@ def atomic_dir(path: Path, force: bool) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `path` in two renames.
 
     A failure or a kill leaves the old `path` untouched (the temporary folder is removed on
-    exceptions; a hard kill leaves only a hidden `.NAME.tmp-PID` sibling behind).
+    exceptions; a hard kill leaves a hidden `.NAME.tmp-PID` sibling, which the next write
+    of `path` removes).
     """
+    _clear_killed(path)
     check_output_free(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
@@ -72,6 +74,7 @@ def resumable_dir(path: Path, force: bool, plan: dict) -> Iterator[Path]:
     a rerun whose `plan` (a JSON-able description of the work) is the same finds there what
     was done so far; another plan starts it afresh. The old `path` stays untouched until the
     new one is complete."""
+    _clear_killed(path)
     check_output_free(path, force)
     tmp = path.parent / f".{path.name}.partial"
     plan_file = tmp / ".plan.json"
@@ -84,6 +87,29 @@ def resumable_dir(path: Path, force: bool, plan: dict) -> Iterator[Path]:
     yield tmp
     plan_file.unlink()
     _swap_in(tmp, path)
+
+
+def _clear_killed(path: Path) -> None:
+    """What a killed writer of `path` left behind: its half-written `.NAME.tmp-PID` folder is
+    removed, and an old `path` it had moved aside but not yet replaced is put back."""
+    for left in path.parent.glob(f".{path.name}.*-*"):
+        kind, _, pid = left.name.removeprefix(f".{path.name}.").partition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not path.exists():
+            left.rename(path)
+        else:
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _swap_in(tmp: Path, path: Path) -> None:

@@ -71,6 +71,22 @@ def _csv_header(path: Path) -> list[str]:
     return [c.strip().strip('"') for c in first.split(",")]
 
 
+def _read_or_say(path: Path, open_reader):
+    """The batches of the reader `open_reader()` opens; a file it cannot read on (bytes that
+    are not UTF-8, say) is a DataError naming the file and the place."""
+    try:
+        reader = open_reader()
+        while True:
+            try:
+                batch = next(reader)
+            except StopIteration:
+                return
+            yield batch
+    except pa.ArrowInvalid as e:
+        raise DataError(f"{path}: cannot be read as UTF-8 CSV ({str(e).splitlines()[0]}); "
+                        f"fix that row or convert the file to UTF-8") from None
+
+
 def _csv_blocks(path: Path, ingest: Ingest | None, columns: list[str]):
     """(record batch of strings, row numbers, bytes consumed) per block; rows with the wrong
     number of fields (a truncated last line, say) are quarantined as they are met (skipped
@@ -81,15 +97,17 @@ def _csv_blocks(path: Path, ingest: Ingest | None, columns: list[str]):
         invalid.append(row)
         return "skip"
 
-    reader = pacsv.open_csv(
-        path, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
-                                             include_columns=columns,
-                                             strings_can_be_null=False,
-                                             quoted_strings_can_be_null=False))
+    def open_reader():
+        return pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
+                                                 include_columns=columns,
+                                                 strings_can_be_null=False,
+                                                 quoted_strings_can_be_null=False))
+
     size, done, first_row = path.stat().st_size, 0, 1
-    for batch in reader:
+    for batch in _read_or_say(path, open_reader):
         if invalid:
             _reject_invalid(ingest, path, invalid)
         rows = pa.array(range(first_row, first_row + batch.num_rows), pa.int64())
@@ -191,10 +209,19 @@ class Mapping:
         _check_file(path, "pass a YAML mapping file (--mapping)")
         data = read_yaml(path, "fix the mapping file") or {}
         known = set(cls.__dataclass_fields__)
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: holds a {type(data).__name__}, not `key: value` lines; "
+                             f"the keys are {', '.join(sorted(known))}")
         unknown = set(data) - known
         if unknown:
             raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; the keys "
                              f"are {', '.join(sorted(known))}")
+        for key, value in data.items():
+            wanted = (int, float) if key == "label_threshold" else \
+                (str, list) if key == "text_cols" else str
+            if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+                raise UsageError(f"{path}: {key} is {value!r}; it takes "
+                                 f"{'a number' if key == 'label_threshold' else 'a name'}")
         data.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("interactions", "users", "items"):
             if data.get(key) is not None:
@@ -372,6 +399,8 @@ def _check_labels(m: Mapping) -> None:
     if m.label_threshold is not None:
         return
     for batch, _, _ in _table_blocks(m.interactions, None, [m.label_col]):
+        if batch is None:  # the bytes after the last block
+            continue
         values = pc.cast(batch.column(0), pa.string())
         values = pc.drop_null(pc.utf8_trim_whitespace(values))
         values = pc.filter(values, pc.not_equal(values, ""))

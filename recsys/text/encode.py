@@ -14,7 +14,6 @@ set about 8 GB. The projection is saved beside the tables so new text can be enc
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from recsys.data.store import offline_dir, read_meta, table_files
 from recsys.errors import OutputExistsError, UsageError
 from recsys.schema import ENTITY_BY_NAME, EVENT_TIMESTAMP, TABLES, VIEW_BY_NAME, view_features, \
     vector_name
-from recsys.storage import atomic_dir, replacing, write_json
+from recsys.storage import atomic_dir, read_json, replacing, write_json
 from recsys.text.cache import TextCache, text_keys
 
 # text view -> the view holding its vectors
@@ -206,4 +205,5 @@ def _write_vectors(offline: Path, table: pa.Table, view: str, vec_view: str,
 
 def read_encoding(offline: Path) -> dict | None:
     path = offline / ENCODING
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path, "encode again with `recsys encode-text --force`") \
+        if path.is_file() else None

@@ -5,7 +5,6 @@ Finished runs and warm-up curves are reused, so a killed experiment continues.""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from recsys.dataset.loader import Layout, SplitData, load_split, read_meta
@@ -13,7 +12,7 @@ from recsys.eval.report import plot_cold_start, write_cold_start_report
 from recsys.eval.warmup import STAGES, warmup_curve
 from recsys.models import COLD_START_MODELS
 from recsys.schema import COLD_START_FLAGS, SCENARIO_NAMES
-from recsys.storage import write_json
+from recsys.storage import read_json, write_json
 from recsys.train.experiment import mean_std, run_dir, train_runs
 from recsys.train.loop import load_trained
 
@@ -42,7 +41,7 @@ def warmup_curves(dataset: Path, out: Path, models: tuple[str, ...], seeds: int,
         for model in models:
             path = run_dir(out, model, seed) / WARMUP
             if path.exists() and not force:
-                curves[model].append(json.loads(path.read_text()))
+                curves[model].append(read_json(path, "pass --force to run it again"))
                 continue
             if train is None:  # read once, only when some curve is missing
                 train = load_split(dataset, "train", layout)

@@ -4,7 +4,6 @@ plot. Finished runs are reused and interrupted ones resume, so a killed experime
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from recsys.errors import UsageError
 from recsys.eval.report import plot_per_scenario, write_report
 from recsys.models import MULTI_SCENARIO_MODELS
 from recsys.schema import SCENARIO_NAMES
-from recsys.storage import write_json
+from recsys.storage import read_json, write_json
 from recsys.train.loop import METRICS, TrainConfig, train
 
 
@@ -41,7 +40,7 @@ def train_runs(dataset: Path, out: Path, models: tuple[str, ...], seeds: int, ep
             folder = run_dir(out, model, seed)
             if (folder / METRICS).exists() and not force:
                 log(f"reusing finished run {folder}")
-                metrics = json.loads((folder / METRICS).read_text())
+                metrics = read_json(folder / METRICS, "pass --force to run it again")
             else:
                 name, modalities = parse_arm(model)
                 cfg = TrainConfig(model=name, epochs=epochs, batch_size=batch_size, seed=seed,

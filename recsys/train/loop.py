@@ -226,11 +226,12 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
               **({"nproc": ranks.world} if ranks.distributed else {})}
     layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
     _check_tables_fit(layout, cfg.model_config, ranks)  # before anything is written
+    # the splits' footers and labels too: a damaged dataset is refused before the run starts
+    train_files, val_files, test_files = (SplitFiles(dataset, split, layout)
+                                          for split in ("train", "val", "test"))
     checkpoints = _Checkpoints(out, ranks)
     resume = _prepare_out(out, config, force, checkpoints)
 
-    train_files = SplitFiles(dataset, "train", layout)
-    val_files = SplitFiles(dataset, "val", layout)
     # the cold-start models learn counts and tasks from the whole training split in memory
     train_data = load_split(dataset, "train", layout) \
         if hasattr(model_class(cfg.model), "observe") else None
@@ -310,7 +311,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
 
     if state["best_epoch"] != state["epoch"] - 1:  # else the model is the best epoch already
         load_best(model, out)
-    test_probs = score("test", SplitFiles(dataset, "test", layout))
+    test_probs = score("test", test_files)
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
                "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
                "nproc": ranks.world,
