@@ -38,8 +38,9 @@ demo: setup
 	$(BIN)/recsys experiment multi-scenario --preset $(PRESET) --seeds 1 --force
 	$(BIN)/recsys plan --preset full --world-size 8 --device cuda --memory-gb 80
 
+# two workers: most tests wait on a subprocess (the real CLI, Feast, Spark) on one core
 test: setup setup-spark
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-columns=min,mean,max,rounds

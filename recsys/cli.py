@@ -484,18 +484,29 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except Exception as e:
-        if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+        if _caused_by_ctrl_c(e):  # DuckDB, say, reports Ctrl-C as "Query interrupted"
+            code = 130
+        elif not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
             raise
-        message, ctx = e.format_message(), getattr(e, "ctx", None)
-        if message:  # none after the help printed for a bare `recsys`
-            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-            typer.echo(f"error: {message}{hint}", err=True)
-        sys.exit(2)
+        else:
+            message, ctx = e.format_message(), getattr(e, "ctx", None)
+            if message:  # none after the help printed for a bare `recsys`
+                hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+                typer.echo(f"error: {message}{hint}", err=True)
+            sys.exit(2)
     if code == 130:  # Ctrl-C, turned into this exit code by typer
         _close_progress_bars()
         typer.echo("error: interrupted; outputs are written whole or not at all: rerun to "
                    "resume or start again", err=True)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _caused_by_ctrl_c(e: BaseException | None) -> bool:
+    while e is not None:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 if __name__ == "__main__":
