@@ -35,6 +35,7 @@ from recsys.errors import DataError, actionable_os_error
 from recsys.schema import COLD_START_FLAGS, EVENT_TIMESTAMP, LABEL, P_TRUE
 
 DEFAULT_BUFFER_ROWS = 262_144  # about 100 MB of model inputs at `small`'s width
+PREFETCH = 4  # batches made ahead by the background thread
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class StreamLoader:
 
     def __init__(self, files: SplitFiles, layout: Layout, batch_size: int,
                  shuffle: bool = False, seed: int = 0, rank: int = 0, world: int = 1,
-                 buffer_rows: int = DEFAULT_BUFFER_ROWS, prefetch: int = 4, pad: bool = False):
+                 buffer_rows: int = DEFAULT_BUFFER_ROWS, prefetch: int = PREFETCH,
+                 pad: bool = False):
         self.files, self.layout, self.keys = files, layout, list(layout.sparse)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world, self.pad = rank, world, pad

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from recsys.dataset.hashing import collisions
 from recsys.dataset.loader import Layout, check_modalities, distinct_values, load_split, \
     read_meta
-from recsys.dataset.stream import SplitFiles, StreamLoader, eval_columns
+from recsys.dataset.stream import PREFETCH, SplitFiles, StreamLoader, eval_columns
 from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import EVAL_BATCH, compute_metrics, predict, predict_stream
 from recsys.eval.metrics import auc
@@ -211,6 +211,20 @@ def _check_tables_fit(layout: Layout, model_config: ModelConfig, ranks: Ranks) -
                "pass a smaller --user-rows / --item-rows, or more machines")
 
 
+def _check_batch_fits(layout: Layout, model_config: ModelConfig, batch_size: int,
+                      rows: int) -> None:
+    """A batch's inputs (in the shuffle buffer, the prefetched batches and the one in use) and
+    its embeddings with their gradients must fit available memory: a floor, the model's
+    activations come on top."""
+    batch = min(batch_size, rows)
+    inputs = 8 * len(layout.sparse) + 4 * len(layout.dense) + \
+        4 * sum(g.width for g in layout.vectors)
+    embeddings = 4 * model_config.embedding_dim * (len(layout.sparse) + len(layout.vectors))
+    need = batch * (inputs * (PREFETCH + 2) + 2 * embeddings)
+    check_fits(f"--batch-size {batch_size:,}", need, available_memory(), "memory",
+               "pass a smaller --batch-size")
+
+
 def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
           progress: bool = True, log=print, ranks: Ranks | None = None) -> dict:
     """Train, evaluate the best epoch on test, write out/metrics.json and return it. With
@@ -229,6 +243,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     # the splits' footers and labels too: a damaged dataset is refused before the run starts
     train_files, val_files, test_files = (SplitFiles(dataset, split, layout)
                                           for split in ("train", "val", "test"))
+    _check_batch_fits(layout, cfg.model_config, cfg.batch_size, train_files.rows)
     checkpoints = _Checkpoints(out, ranks)
     resume = _prepare_out(out, config, force, checkpoints)
 
