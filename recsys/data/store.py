@@ -149,7 +149,8 @@ def connect(offline: Path, start_epoch: int, memory_bytes: int | None = None,
             continue
         source = f"read_parquet('{table_glob(offline, table)}', hive_partitioning = false)"
         if table == INTERACTIONS:
-            source = (f"(SELECT *, CAST((epoch_us(event_timestamp) - {start_epoch}::BIGINT * 1000000) "
-                      f"// 86400000000 AS INTEGER) AS day_index FROM {source})")
+            source = (f"(SELECT *, CAST((epoch_us(event_timestamp) "
+                      f"- {start_epoch}::BIGINT * 1000000) // 86400000000 AS INTEGER) "
+                      f"AS day_index FROM {source})")
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {source}")
     return con
