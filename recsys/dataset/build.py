@@ -248,18 +248,19 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, split: S
         chosen = files[-1]  # some file outside a day folder: read them all
     rows = (f"(SELECT * FROM read_parquet({chosen!r}, hive_partitioning = false) "
             f"WHERE {part.where()})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE part AS "
+                f"{with_cold_start_flags(rows, 'tu', 'ti')}")
     keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in ENTITIES)]
-    # only the keys are read for Feast; the wide rows are read again, with their flags, as
-    # they are joined back (held in memory only once, and not during Feast's join)
-    entity = con.execute(f"SELECT {', '.join(keys)} FROM {rows}").fetch_arrow_table()
+    entity = con.execute(f"SELECT {', '.join(keys)} FROM part").fetch_arrow_table()
     joined = join(entity)
     con.register("joined", joined)
     table = con.execute(f"""
         SELECT part.*, joined.* EXCLUDE ({', '.join(keys)}),
                {split.of(f"epoch_us(part.{EVENT_TIMESTAMP})")} AS split
-        FROM ({with_cold_start_flags(rows, 'tu', 'ti')}) part JOIN joined USING ({REQUEST_ID})
+        FROM part JOIN joined USING ({REQUEST_ID})
         ORDER BY part.{EVENT_TIMESTAMP}, part.{REQUEST_ID}""").fetch_arrow_table()
     con.unregister("joined")
+    con.execute("DROP TABLE part")
     return table
 
 
