@@ -12,7 +12,8 @@ import duckdb
 import typer
 from rich.console import Console
 
-from recsys.errors import RecsysError, UsageError, os_error_message, out_of_memory_message
+from recsys.errors import RecsysError, UsageError, causes, os_error_message, \
+    out_of_memory_message
 from recsys.memory import DEFAULT_MEMORY_GB
 from recsys.storage import read_json
 
@@ -484,7 +485,8 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except Exception as e:
-        if _caused_by_ctrl_c(e):  # DuckDB, say, reports Ctrl-C as "Query interrupted"
+        if any(isinstance(c, KeyboardInterrupt) for c in causes(e)):
+            # DuckDB, say, reports Ctrl-C as "Query interrupted", raised from the interrupt
             code = 130
         elif not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
             raise
@@ -499,14 +501,6 @@ def main() -> None:
         typer.echo("error: interrupted; outputs are written whole or not at all: rerun to "
                    "resume or start again", err=True)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _caused_by_ctrl_c(e: BaseException | None) -> bool:
-    while e is not None:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Errors meant for people: the CLI prints the message as one line and exits non-zero."""
 
 import errno
+from typing import Iterator
 
 
 class RecsysError(Exception):
@@ -38,14 +39,18 @@ _OS_ADVICE = {
 }
 
 
+def causes(e: BaseException | None) -> Iterator[BaseException]:
+    """`e`, then what it was raised from or during, and so on down the chain."""
+    while e is not None:
+        yield e
+        e = e.__cause__ or e.__context__
+
+
 def actionable_os_error(e: BaseException) -> OSError | None:
     """The OS error the user can act on behind `e` (itself, or what it was raised from or
     during: torch's writer, say, reports a full disk as a RuntimeError after the OSError)."""
-    while e is not None:
-        if isinstance(e, OSError) and e.errno in _OS_ADVICE:
-            return e
-        e = e.__cause__ or e.__context__
-    return None
+    return next((c for c in causes(e) if isinstance(c, OSError) and c.errno in _OS_ADVICE),
+                None)
 
 
 def os_error_message(e: BaseException) -> str | None:

@@ -17,11 +17,15 @@ import pytest
 from conftest import copy_repo, run
 
 
-def fingerprint(folder: Path) -> str:
-    """Hash of every file's path and bytes under a folder."""
+def fingerprint(folder: Path, skip=lambda name: False) -> str:
+    """Hash of every file's path and bytes under a folder, but those with a path part (a file
+    or folder name) that `skip` names."""
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(folder)).encode())
+        rel = f.relative_to(folder)
+        if any(skip(part) for part in rel.parts):
+            continue
+        h.update(str(rel).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 

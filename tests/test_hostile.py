@@ -230,19 +230,10 @@ def test_hostile_input_is_refused_in_one_line(world, untouched, case, tmp_path):
 
 # --- interruptions: kill -9 and Ctrl-C mid-run ---------------------------------------------
 
-def _state(folder: Path) -> str:
-    """Fingerprint of what a reader sees: hidden leftovers of a killed writer (`.NAME.tmp-PID`,
-    a resumable `.NAME.partial`) are not part of it."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = f.relative_to(folder)
-        if any(".tmp-" in part or part.endswith(".partial") for part in rel.parts):
-            continue
-        h.update(str(rel).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
+def _hidden_work(name: str) -> bool:
+    """A killed writer's hidden folder (`.NAME.tmp-PID`, a resumable `.NAME.partial`): not part
+    of what a reader sees."""
+    return ".tmp-" in name or name.endswith(".partial")
 
 
 def _interrupt(args: list[str], sig: int, marker: str, log: Path) -> tuple[int, str]:
@@ -306,7 +297,7 @@ def test_interrupted_mid_run_keeps_the_old_state_and_a_rerun_succeeds(tiny, tmp_
         sorted((places["repo"] / "data" / "text_cache").rglob("part-*.parquet"))[-1].unlink()
     args, marker, writes = INTERRUPTED[command]
     args = [a.format(**places) for a in args]
-    before = _state(places[writes]) if places[writes].exists() else None
+    before = fingerprint(places[writes], skip=_hidden_work) if places[writes].exists() else None
     code, stderr = _interrupt(args, sig, marker, tmp_path / "stderr.txt")
     assert "Traceback" not in stderr, stderr
     if sig == signal.SIGINT:
@@ -315,8 +306,9 @@ def test_interrupted_mid_run_keeps_the_old_state_and_a_rerun_succeeds(tiny, tmp_
     else:
         assert code == -signal.SIGKILL
     if command != "train":  # a run keeps its checkpoints: a rerun resumes from them
-        assert _state(places[writes]) == before, f"{writes} changed by an interrupted {command}"
+        assert fingerprint(places[writes], skip=_hidden_work) == before, \
+            f"{writes} changed by an interrupted {command}"
     run("recsys", *args)
     leftovers = [p for p in places[writes].parent.rglob("*")
-                 if ".tmp-" in p.name or p.name.endswith((".partial", ".tmp"))]
+                 if _hidden_work(p.name) or p.name.endswith(".tmp")]
     assert not leftovers, leftovers

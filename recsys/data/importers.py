@@ -75,13 +75,7 @@ def _read_or_say(path: Path, open_reader):
     """The batches of the reader `open_reader()` opens; a file it cannot read on (bytes that
     are not UTF-8, say) is a DataError naming the file and the place."""
     try:
-        reader = open_reader()
-        while True:
-            try:
-                batch = next(reader)
-            except StopIteration:
-                return
-            yield batch
+        yield from open_reader()
     except pa.ArrowInvalid as e:
         raise DataError(f"{path}: cannot be read as UTF-8 CSV ({str(e).splitlines()[0]}); "
                         f"fix that row or convert the file to UTF-8") from None
@@ -189,6 +183,11 @@ def import_antm2c(files: list[Path], repo: Path, force: bool = False,
 
 
 # ---- any interaction log ----------------------------------------------------------------------
+# What a mapping key takes where it is not a name (of a column or a file): (types, in words)
+_MAPPING_VALUES = {"label_threshold": ((int, float), "a number"),
+                   "text_cols": ((str, list), "a name")}
+
+
 @dataclass
 class Mapping:
     """How the columns of an interaction log map onto the platform's (CLI flags or YAML)."""
@@ -217,11 +216,9 @@ class Mapping:
             raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; the keys "
                              f"are {', '.join(sorted(known))}")
         for key, value in data.items():
-            wanted = (int, float) if key == "label_threshold" else \
-                (str, list) if key == "text_cols" else str
-            if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
-                raise UsageError(f"{path}: {key} is {value!r}; it takes "
-                                 f"{'a number' if key == 'label_threshold' else 'a name'}")
+            types, takes = _MAPPING_VALUES.get(key, (str, "a name"))
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+                raise UsageError(f"{path}: {key} is {value!r}; it takes {takes}")
         data.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("interactions", "users", "items"):
             if data.get(key) is not None:
