@@ -27,3 +27,30 @@ def test_logloss_matches_sklearn():
     y = rng.random(1000) < 0.4
     p = rng.random(1000)
     assert abs(logloss(y, p) - log_loss(y, p)) < 1e-6
+
+
+def test_auc_sql_matches_sklearn_per_group_across_batches(monkeypatch):
+    """Out of core: ties, groups and runs split across the sorted batches it sums."""
+    import duckdb
+    import pyarrow as pa
+
+    from recsys.eval import metrics
+
+    monkeypatch.setattr(metrics, "AUC_BATCH_ROWS", 97)  # many batches, groups cut across them
+    rng = np.random.default_rng(2)
+    y = (rng.random(6000) < 0.3).astype(np.int32)
+    s = np.round(rng.random(6000) + 0.3 * y, 2)
+    g = rng.integers(0, 4, 6000)
+    s_missing = s.copy()
+    s_missing[g == 3] = np.nan  # a group with a missing score: NaN, as auc gives
+    con = duckdb.connect()
+    con.register("t", pa.table({"label": y, "s": s, "g": g, "m": s_missing,
+                                "one": np.zeros(6000, np.int32)}))
+    per_group = metrics.auc_sql(con, "t", by="g", score="s")
+    assert set(per_group) == {"0", "1", "2", "3"}
+    for k in range(4):
+        assert abs(per_group[str(k)] - roc_auc_score(y[g == k], s[g == k])) < 1e-9
+    assert abs(metrics.auc_sql(con, "t", score="s")[None] - roc_auc_score(y, s)) < 1e-9
+    with_missing = metrics.auc_sql(con, "t", by="g", score="m")
+    assert math.isnan(with_missing["3"]) and not math.isnan(with_missing["0"])
+    assert math.isnan(metrics.auc_sql(con, "t", label="one", score="s")[None])

@@ -73,8 +73,10 @@ def test_dnn_routes_each_row_to_its_own_scenario_network(data):
 
 
 def test_checkpoint_reloads_to_identical_predictions(tiny, data, tmp_path):
+    """...and the run's stored test scores are those predictions, row for row, with the
+    metrics computed from them out of core equal to the same metrics in memory."""
     layout, _, test = data
-    from recsys.train.loop import BEST, TrainConfig, train
+    from recsys.train.loop import BEST, SCORES, TrainConfig, train
     train(tiny["dataset"], tmp_path / "run", TrainConfig(model="mmoe", epochs=1),
           progress=False, log=lambda s: None)
     first, second = build_model("mmoe", layout), build_model("mmoe", layout)
@@ -84,6 +86,22 @@ def test_checkpoint_reloads_to_identical_predictions(tiny, data, tmp_path):
     probs = predict(first, test, layout)
     assert np.array_equal(probs, predict(second, test, layout))
     assert metrics["overall"]["auc"] == pytest.approx(roc_auc_score(test.labels, probs), abs=1e-6)
+    stored = pq.read_table(tmp_path / "run" / SCORES.format(split="test"))["score"].to_numpy()
+    assert np.array_equal(stored, probs)
+    in_memory = compute_metrics(test, probs)
+    assert_close({k: metrics[k] for k in in_memory}, in_memory)
+
+
+def assert_close(a, b, path: str = "") -> None:
+    """Nested metrics equal, floats within 1e-9 (DuckDB's parallel sums may round apart)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_close(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, abs=1e-9, nan_ok=True), path
+    else:
+        assert a == b, path
 
 
 def test_killed_run_resumes_from_its_checkpoint(tiny, tmp_path):

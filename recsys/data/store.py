@@ -126,13 +126,15 @@ def check_parquet_files(files: list[Path], expected: pa.Schema, folder: Path, fi
                                 f"{field.type}; {fix} or fix the file")
 
 
-def limit_memory(con: duckdb.DuckDBPyConnection, memory_bytes: int, spill: Path | None) -> None:
+def limit_memory(con: duckdb.DuckDBPyConnection, memory_bytes: int, spill: Path | None,
+                 keep_order: bool = False) -> None:
     """Keep a DuckDB connection under `memory_bytes`; beyond it, sorts, joins and aggregates
-    spill to the folder `spill`."""
+    spill to the folder `spill`. Rows keep their order only with `keep_order` (which costs
+    memory): a positional join needs it."""
     con.execute(f"SET memory_limit = '{duckdb_limit(memory_bytes)}'")
     if spill is not None:
         con.execute(f"SET temp_directory = '{spill}'")
-    con.execute("SET preserve_insertion_order = false")
+    con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
     con.execute("SET enable_progress_bar = false")  # long work shows its own progress
 
 

@@ -31,7 +31,7 @@ def summarize(offline: Path, meta: dict) -> dict:
     for code, name in SCENARIO_NAMES.items():
         n, pos = per.get(code, (0, None))
         scenarios[str(code)] = {"name": name, "rows": n, "share": n / total if total else 0.0,
-                                "positive_rate": pos, "bayes_auc": bayes.get(code, NAN)}
+                                "positive_rate": pos, "bayes_auc": bayes.get(str(code), NAN)}
     users, items, positive = con.execute(
         "SELECT count(DISTINCT user_id), count(DISTINCT item_id), avg(label) "
         "FROM interactions").fetchone()

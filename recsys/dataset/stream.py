@@ -25,14 +25,13 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from recsys.data.store import check_parquet_files
-from recsys.dataset.loader import Batch, Layout, SplitData, check_labels, metric_columns, \
-    needed_columns, rows_batch, to_split_data
+from recsys.dataset.loader import Batch, Layout, SplitData, check_labels, needed_columns, \
+    rows_batch, to_split_data
 from recsys.errors import DataError, actionable_os_error
-from recsys.schema import COLD_START_FLAGS, EVENT_TIMESTAMP, LABEL, P_TRUE
+from recsys.schema import LABEL
 
 DEFAULT_BUFFER_ROWS = 262_144  # about 100 MB of model inputs at `small`'s width
 PREFETCH = 4  # batches made ahead by the background thread
@@ -211,12 +210,3 @@ class StreamLoader:
 @dataclass
 class _Failure:
     error: BaseException
-
-
-def eval_columns(dataset: Path, split: str) -> SplitData:
-    """What the metrics need of a split, and nothing else: labels, scenario, p_true, flags and
-    time (about 15 bytes a row; the model inputs stay on disk)."""
-    files = [str(f) for f in sorted((dataset / split).glob("*.parquet"))]
-    table = pads.dataset(files, format="parquet").to_table(
-        columns=[LABEL, "scenario", P_TRUE, EVENT_TIMESTAMP, *COLD_START_FLAGS])
-    return metric_columns(table)

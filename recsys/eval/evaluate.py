@@ -1,72 +1,162 @@
-"""Predictions and the metrics of a run: overall, per scenario, per cold-start subset, and the
-Bayes AUC of `p_true` beside each."""
+"""Scores and the metrics of a run: overall, per scenario, per cold-start subset, and the
+Bayes AUC of `p_true` beside each.
+
+A split's scores are written to Parquet as they stream out of the model, and the metrics are
+DuckDB queries over the split's files and those scores, joined by position: memory is bounded
+by a budget, not by the split's rows."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
+from recsys.data.store import limit_memory
 from recsys.dataset.loader import BatchLoader, Layout, SplitData
-from recsys.eval.metrics import auc, logloss
-from recsys.schema import COLD_START_FLAGS, SCENARIO_NAMES
+from recsys.eval.metrics import auc_sql
+from recsys.memory import GiB
+from recsys.schema import COLD_START_FLAGS, LABEL, P_TRUE, SCENARIO_NAMES
+from recsys.storage import replacing
 
 EVAL_BATCH = 16384  # rows per batch when scoring a split
 # Below this many rows, or with one class only, a subset gets no AUC: it would mean nothing.
 MIN_ROWS = 100
+METRICS_MEMORY = GiB  # DuckDB's budget for the metrics' queries; it spills beyond
+SCORE = "score"  # the click probability column of a scores file
+LOGLOSS_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] for the log loss
 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: SplitData, layout: Layout,
             history: SplitData | None = None, batch_size: int = EVAL_BATCH,
             device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """Click probabilities of every row. Models that adapt to a user's history at test time
-    (maml, melu) get the training split as `history`."""
-    model.eval()
-    out = [torch.sigmoid(model(b.to(device))).cpu().numpy()
-           for b in BatchLoader(data, layout, batch_size)]
-    probs = np.concatenate(out)
+    """Click probabilities of every row of a split held in memory. Models that adapt to a
+    user's history at test time (maml, melu) get the training split as `history`."""
+    probs = np.concatenate(list(score_batches(model, BatchLoader(data, layout, batch_size),
+                                              device)))
     if history is not None and hasattr(model, "predict_split"):
         probs = model.predict_split(data, layout, history, probs)
     return probs
 
 
 @torch.no_grad()
+def score_batches(model: torch.nn.Module, loader,
+                  device: torch.device = torch.device("cpu")) -> Iterator[np.ndarray]:
+    """Click probabilities of each batch a (non-shuffling) loader yields, in order."""
+    model.eval()
+    for batch in loader:
+        yield torch.sigmoid(model(batch.to(device))).cpu().numpy()
+
+
 def predict_stream(model: torch.nn.Module, loader,
                    device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """Click probabilities of every row a (non-shuffling) StreamLoader yields, in order: only
-    the probabilities are kept, the model inputs stream through."""
-    model.eval()
-    out = [torch.sigmoid(model(b.to(device))).cpu().numpy() for b in loader]
-    return np.concatenate(out)
+    """Click probabilities of every row a (non-shuffling) loader yields, in one array."""
+    return np.concatenate(list(score_batches(model, loader, device)))
 
 
-def _cell(labels: np.ndarray, probs: np.ndarray) -> dict:
-    n = int(labels.size)
-    if n < MIN_ROWS or labels.min() == labels.max():
-        return {"auc": None, "logloss": None, "n": n, "note": "too few rows"}
-    return {"auc": auc(labels, probs), "logloss": logloss(labels, probs), "n": n}
+def write_scores(batches: Iterable[np.ndarray], path: Path) -> Path:
+    """Scores, one row group per batch, to `path` (written whole or not at all)."""
+    schema = pa.schema([(SCORE, pa.float32())])
+    with replacing(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for probs in batches:
+            writer.write_table(pa.table([np.asarray(probs, np.float32)], schema=schema))
+    return path
+
+
+def split_metrics(dataset: Path, split: str, scores: Path) -> dict:
+    """The metrics.json blocks of a split's stored scores (see `compute_metrics`)."""
+    with _scored(dataset, split, scores) as (con, relation):
+        return _metrics(con, relation)
+
+
+def split_auc(dataset: Path, split: str, scores: Path) -> float:
+    """The overall AUC of a split's stored scores."""
+    with _scored(dataset, split, scores) as (con, relation):
+        return auc_sql(con, relation, score=SCORE)[None]
 
 
 def compute_metrics(data: SplitData, probs: np.ndarray) -> dict:
-    """The `overall` / `scenarios` / `subsets` / `oracle` blocks of metrics.json."""
-    y = data.labels
-    scenarios, oracle = {}, {}
-    for code, name in SCENARIO_NAMES.items():
-        mask = data.scenario == code
-        scenarios[str(code)] = {"name": name, **_cell(y[mask], probs[mask])}
-        oracle[str(code)] = _cell(y[mask], data.p_true[mask])["auc"]
-    subsets, oracle_subsets, oracle_subset_scenarios = {}, {}, {}
-    for flag in COLD_START_FLAGS:
-        mask = data.flags[flag]
-        subsets[flag] = {**_cell(y[mask], probs[mask]), "scenarios": {}}
-        oracle_subsets[flag] = _cell(y[mask], data.p_true[mask])["auc"]
-        oracle_subset_scenarios[flag] = {}
-        # per scenario too, where the counts allow (smaller cells say "too few rows")
-        for code in SCENARIO_NAMES:
-            if (m := mask & (data.scenario == code)).any():
-                subsets[flag]["scenarios"][str(code)] = _cell(y[m], probs[m])
-                oracle_subset_scenarios[flag][str(code)] = _cell(y[m], data.p_true[m])["auc"]
-    return {"overall": _cell(y, probs), "scenarios": scenarios, "subsets": subsets,
-            "oracle": {"overall_auc": _cell(y, data.p_true)["auc"], "scenarios": oracle,
-                       "subsets": oracle_subsets,
-                       "subset_scenarios": oracle_subset_scenarios}}
+    """The `overall` / `scenarios` / `subsets` / `oracle` blocks of metrics.json, for a split
+    held in memory: the same queries as for stored scores."""
+    table = pa.table({LABEL: data.labels, "scenario": data.scenario, P_TRUE: data.p_true,
+                      **data.flags, SCORE: np.asarray(probs, np.float32)})
+    con = duckdb.connect()
+    con.register("scored", table)
+    try:
+        return _metrics(con, "scored")
+    finally:
+        con.close()
+
+
+class _scored:
+    """A DuckDB connection under METRICS_MEMORY (spilling to a temporary folder beside the
+    scores) and the relation of a split's metric columns beside its stored scores."""
+
+    def __init__(self, dataset: Path, split: str, scores: Path):
+        files = ", ".join(f"'{f}'" for f in sorted((dataset / split).glob("*.parquet")))
+        columns = ", ".join([LABEL, "scenario", P_TRUE, *COLD_START_FLAGS])
+        # the scores were written in the split's file order: a positional join pairs them
+        self.relation = (f"(SELECT {columns} FROM read_parquet([{files}])) "
+                         f"POSITIONAL JOIN (SELECT {SCORE} FROM read_parquet('{scores}'))")
+        self.spill = tempfile.TemporaryDirectory(prefix=".metrics-spill-", dir=scores.parent)
+
+    def __enter__(self):
+        self.con = duckdb.connect()
+        limit_memory(self.con, METRICS_MEMORY, Path(self.spill.name), keep_order=True)
+        return self.con, self.relation
+
+    def __exit__(self, *exc):
+        self.con.close()
+        self.spill.cleanup()
+
+
+def _metrics(con, relation: str) -> dict:
+    # every row counts in its groups: all rows, its scenario, and each cold-start subset it
+    # is in, alone and with its scenario
+    keys = ["'all'", "'s' || scenario"] + [
+        key for flag in COLD_START_FLAGS
+        for key in (f"CASE WHEN {flag} THEN '{flag}' END",
+                    f"CASE WHEN {flag} THEN '{flag}:s' || scenario END")]
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW grouped AS
+        SELECT {LABEL}::DOUBLE AS label, {SCORE}, {P_TRUE},
+               unnest(list_filter([{', '.join(keys)}], k -> k IS NOT NULL)) AS k
+        FROM {relation}""")
+    p = f"greatest(least({SCORE}::DOUBLE, 1 - {LOGLOSS_EPS}), {LOGLOSS_EPS})"
+    counts = {k: (n, pos, loss) for k, n, pos, loss in con.execute(f"""
+        SELECT k, count(*), sum(label), avg(-(label * ln({p}) + (1 - label) * ln(1 - {p})))
+        FROM grouped GROUP BY k""").fetchall()}
+    model_auc = auc_sql(con, "grouped", by="k", score=SCORE)
+    bayes_auc = auc_sql(con, "grouped", by="k", score=P_TRUE)
+
+    def enough(key: str) -> bool:
+        n, pos, _ = counts.get(key, (0, 0, None))
+        return n >= MIN_ROWS and 0 < pos < n
+
+    def cell(key: str) -> dict:
+        n = int(counts.get(key, (0,))[0])
+        if not enough(key):
+            return {"auc": None, "logloss": None, "n": n, "note": "too few rows"}
+        return {"auc": model_auc[key], "logloss": float(counts[key][2]), "n": n}
+
+    def oracle(key: str) -> float | None:
+        return bayes_auc[key] if enough(key) else None
+
+    subsets = {flag: {**cell(flag), "scenarios": {
+        str(code): cell(f"{flag}:s{code}") for code in SCENARIO_NAMES
+        if f"{flag}:s{code}" in counts}} for flag in COLD_START_FLAGS}
+    return {"overall": cell("all"),
+            "scenarios": {str(code): {"name": name, **cell(f"s{code}")}
+                          for code, name in SCENARIO_NAMES.items()},
+            "subsets": subsets,
+            "oracle": {"overall_auc": oracle("all"),
+                       "scenarios": {str(code): oracle(f"s{code}") for code in SCENARIO_NAMES},
+                       "subsets": {flag: oracle(flag) for flag in COLD_START_FLAGS},
+                       "subset_scenarios": {flag: {
+                           str(code): oracle(f"{flag}:s{code}") for code in SCENARIO_NAMES
+                           if f"{flag}:s{code}" in counts} for flag in COLD_START_FLAGS}}}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+AUC_BATCH_ROWS = 1 << 18  # sorted (group, score) rows summed at a time by auc_sql
+
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC by the rank-sum (Mann-Whitney) formula with average ranks for ties.
@@ -32,18 +34,25 @@ def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
 def auc_sql(con, relation: str, by: str | None = None, label: str = "label",
             score: str = "p_true") -> dict:
     """ROC AUC of `score` against `label` in a DuckDB relation, per value of the expression
-    `by` (one group, key None, without it), computed out of core: per distinct score the
-    positives and negatives, then the rank-sum formula with ties counted half. A group with a
-    missing score or one class gets NaN, as `auc` does."""
-    group = f"{by}" if by else "NULL"
-    rows = con.execute(f"""
-        WITH g AS (SELECT {group} AS k, {score} AS s, sum({label}) AS pos,
-                          count(*) - sum({label}) AS neg, count({score}) < count(*) AS missing
-                   FROM {relation} GROUP BY ALL),
-             c AS (SELECT *, coalesce(sum(neg) OVER (PARTITION BY k ORDER BY s ROWS BETWEEN
-                            UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS below FROM g)
-        SELECT k, sum(pos * (below + 0.5 * neg)) AS u, sum(pos) AS p, sum(neg) AS n,
-               bool_or(missing) AS missing
-        FROM c GROUP BY k""").fetchall()
-    return {k: float("nan") if missing or not p or not n else float(u / (p * n))
-            for k, u, p, n, missing in rows}
+    `by` (as text; one group, key None, without it), computed out of core: DuckDB counts the
+    positives and negatives of each (group, distinct score) and sorts them (both spill beyond
+    its memory limit); the rank-sum formula, ties counted half, is then summed a batch of
+    sorted rows at a time. A group with a missing score or one class gets NaN, as `auc` does."""
+    key = f"CAST({by} AS VARCHAR)" if by else "NULL::VARCHAR"
+    reader = con.execute(f"""
+        SELECT {key} AS k, {score}::DOUBLE AS s, sum({label})::DOUBLE AS pos,
+               count(*) - sum({label})::DOUBLE AS neg
+        FROM {relation} GROUP BY ALL ORDER BY k, s""").fetch_record_batch(AUC_BATCH_ROWS)
+    sums: dict = {}  # group -> (U, positives, negatives, a score is missing)
+    for batch in reader:
+        k, s, pos, neg = (c.to_numpy(zero_copy_only=False) for c in batch.columns)
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        for lo, hi in zip(starts, np.r_[starts[1:], len(k)]):  # a run per group, few a batch
+            u, p, n, missing = sums.get(k[lo], (0.0, 0.0, 0.0, False))
+            run_neg = neg[lo:hi]
+            below = n + np.cumsum(run_neg) - run_neg  # negatives scored lower, across batches
+            sums[k[lo]] = (u + float(pos[lo:hi] @ (below + 0.5 * run_neg)),
+                           p + pos[lo:hi].sum(), n + run_neg.sum(),
+                           missing or bool(np.isnan(s[lo:hi]).any()))
+    return {k: float("nan") if missing or not p or not n else u / (p * n)
+            for k, (u, p, n, missing) in sums.items()}

@@ -18,10 +18,10 @@ from tqdm import tqdm
 from recsys.dataset.hashing import collisions
 from recsys.dataset.loader import Layout, check_modalities, distinct_values, load_split, \
     read_meta
-from recsys.dataset.stream import PREFETCH, SplitFiles, StreamLoader, eval_columns
+from recsys.dataset.stream import PREFETCH, SplitFiles, StreamLoader
 from recsys.errors import OutputExistsError, UsageError
-from recsys.eval.evaluate import EVAL_BATCH, compute_metrics, predict, predict_stream
-from recsys.eval.metrics import auc
+from recsys.eval.evaluate import EVAL_BATCH, predict, score_batches, split_auc, \
+    split_metrics, write_scores
 from recsys.models import build_model, model_class
 from recsys.models.base import ModelConfig, check_fusion, dense_bytes_with_adam, \
     dense_parameters, sparse_optimizers, table_bytes, training_loss
@@ -31,6 +31,7 @@ from recsys.train.distributed import Ranks, check_shardable, load_sharded, predi
     save_sharded, shard
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
+SCORES = "{split}_scores.parquet"  # a split's scores, row for row with its files (val: last epoch)
 RESTART = "pass --force to start the run over, or choose another --out"  # a corrupt run file
 # the same, written by several processes (torch.distributed.checkpoint folders)
 SHARDED, SHARDED_BEST, STATE, DENSE_OPT = "checkpoint", "best", "state.json", "dense_opt.pt"
@@ -270,12 +271,19 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         if "rng" in state:
             torch.set_rng_state(torch.tensor(state["rng"], dtype=torch.uint8))
 
-    def score(split: str, files: SplitFiles) -> np.ndarray:
+    def score(split: str, files: SplitFiles) -> Path:
+        """The split's scores, written to the run folder as they stream out of the model."""
         if hasattr(model, "predict_split"):  # adapts to each user's history: in memory
-            return predict(model, load_split(dataset, split, layout), layout, train_data)
-        if ranks.distributed:
-            return predict_sharded(model, files, layout, ranks, EVAL_BATCH)
-        return predict_stream(model, StreamLoader(files, layout, EVAL_BATCH))
+            batches = [predict(model, load_split(dataset, split, layout), layout, train_data)]
+        elif ranks.distributed:
+            batches = [predict_sharded(model, files, layout, ranks, EVAL_BATCH)]
+        else:
+            batches = score_batches(model, StreamLoader(files, layout, EVAL_BATCH))
+        path = out / SCORES.format(split=split)
+        if ranks.main:
+            write_scores(batches, path)
+        ranks.barrier()
+        return path
 
     def save(step: int, loss_sum: float) -> None:
         state.update(step=step, loss_sum=loss_sum, rng=torch.get_rng_state().tolist())
@@ -283,7 +291,6 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
 
     loader = StreamLoader(train_files, layout, cfg.batch_size // ranks.world, shuffle=True,
                           seed=cfg.seed, rank=ranks.rank, world=ranks.world)
-    val_labels = eval_columns(dataset, "val").labels
     while state["epoch"] < cfg.epochs and \
             state["epoch"] - state["best_epoch"] <= cfg.patience:
         epoch = state["epoch"]
@@ -313,7 +320,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         state["seconds"] += time.perf_counter() - start
         state["examples"] += seen * ranks.world
         train_loss = float(np.mean(ranks.gather(loss_sum / step)))
-        val_auc = auc(val_labels, score("val", val_files))
+        val_auc = split_auc(dataset, "val", score("val", val_files))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
                                  "val_auc": val_auc})
         log(f"{cfg.name} epoch {epoch + 1}: train loss {train_loss:.4f}, "
@@ -326,11 +333,11 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
 
     if state["best_epoch"] != state["epoch"] - 1:  # else the model is the best epoch already
         load_best(model, out)
-    test_probs = score("test", test_files)
+    test_scores = score("test", test_files)
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
                "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
                "nproc": ranks.world,
-               **compute_metrics(eval_columns(dataset, "test"), test_probs),
+               **split_metrics(dataset, "test", test_scores),
                "hashing": {name: collisions(distinct_values(dataset, "train", name),
                                             rows)
                            for name, rows in cfg.hashed_rows.items()},
