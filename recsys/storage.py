@@ -120,11 +120,13 @@ def _swap_in(tmp: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_parquet(table, path: Path, row_group_rows: int | None = None) -> None:
+def write_parquet(table, path: Path, row_group_rows: int | None = None,
+                  dictionary: bool | list[str] = True) -> None:
+    """`dictionary`: the columns to dictionary-encode (True: all)."""
     import pyarrow.parquet as pq
 
     with replacing(path) as tmp:
-        pq.write_table(table, tmp, row_group_size=row_group_rows)
+        pq.write_table(table, tmp, row_group_size=row_group_rows, use_dictionary=dictionary)
 
 
 def save_torch(obj, path: Path) -> None:

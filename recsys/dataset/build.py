@@ -38,8 +38,8 @@ from recsys.dataset.split import DAY_US, SPLITS, Split, choose_split, train_coun
 from recsys.errors import UsageError
 from recsys.features.store import feature_service, open_store
 from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
-from recsys.schema import DEFAULT_FEATURE_SERVICE, ENTITIES, EVENT_TIMESTAMP, FEATURE_SERVICES, \
-    INTERACTIONS, REQUEST_ID, dataset_schema
+from recsys.schema import DEFAULT_FEATURE_SERVICE, ENTITIES, EVENT_TIMESTAMP, FEATURE_BY_NAME, \
+    FEATURE_SERVICES, INTERACTIONS, LABEL, REQUEST_ID, dataset_schema
 from recsys.storage import check_output_free, resumable_dir, write_parquet
 
 META = "meta.json"
@@ -269,7 +269,17 @@ def _write_splits(table: pa.Table, paths: dict[str, Path], schema: pa.Schema) ->
     for name, path in paths.items():
         path.parent.mkdir(exist_ok=True)
         rows = table.filter(pc.equal(table["split"], name))
-        write_parquet(_conform(rows, schema), path, ROW_GROUP_ROWS)
+        write_parquet(_conform(rows, schema), path, ROW_GROUP_ROWS,
+                      dictionary=_dictionary_columns(schema))
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth a Parquet dictionary: categorical and text features and the label,
+    few distinct values each. For IDs, times and numbers pyarrow would build a dictionary and
+    give it up, which doubled the time to write a partition and to read it back."""
+    return [f.name for f in schema if f.name == LABEL or
+            (f.name in FEATURE_BY_NAME and FEATURE_BY_NAME[f.name].kind in ("categorical",
+                                                                           "text"))]
 
 
 def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: Path):
