@@ -45,7 +45,7 @@ def test_auc_sql_matches_sklearn_per_group_across_batches(monkeypatch):
     s_missing[g == 3] = np.nan  # a group with a missing score: NaN, as auc gives
     con = duckdb.connect()
     con.register("t", pa.table({"label": y, "s": s, "g": g, "m": s_missing,
-                                "one": np.zeros(6000, np.int32)}))
+                                "one": np.zeros(6000, np.int32), "half": np.full(6000, 0.5)}))
     per_group = metrics.auc_sql(con, "t", by="g", score="s")
     assert set(per_group) == {"0", "1", "2", "3"}
     for k in range(4):
@@ -54,3 +54,23 @@ def test_auc_sql_matches_sklearn_per_group_across_batches(monkeypatch):
     with_missing = metrics.auc_sql(con, "t", by="g", score="m")
     assert math.isnan(with_missing["3"]) and not math.isnan(with_missing["0"])
     assert math.isnan(metrics.auc_sql(con, "t", label="one", score="s")[None])
+    assert metrics.auc_sql(con, "t", score="half")[None] == 0.5  # one tie run, many batches
+
+
+def test_auc_sql_spills_beyond_a_small_budget(tmp_path):
+    """A million distinct scores under DuckDB's smallest budget (64 MB): the sort spills to
+    disk, and the AUC is still exact."""
+    import duckdb
+
+    from recsys.data.store import limit_memory
+    from recsys.eval.metrics import auc_sql
+
+    con = duckdb.connect()
+    limit_memory(con, 64 * 2 ** 20, tmp_path)
+    con.execute("CREATE TABLE t AS SELECT (random() < 0.3)::INT AS label, random() AS s, "
+                "i % 3 AS g FROM range(1000000) r(i)")
+    got = auc_sql(con, "t", by="g", score="s")
+    cols = con.execute("SELECT label, s, g FROM t").fetchnumpy()
+    for k in range(3):
+        mask = cols["g"] == k
+        assert abs(got[str(k)] - auc(cols["label"][mask], cols["s"][mask])) < 1e-9
