@@ -7,7 +7,7 @@ by a budget, not by the split's rows."""
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -95,8 +95,8 @@ def compute_metrics(data: SplitData, probs: np.ndarray) -> dict:
 
 
 class _scored:
-    """A DuckDB connection under METRICS_MEMORY (spilling to a temporary folder beside the
-    scores) and the relation of a split's metric columns beside its stored scores."""
+    """A DuckDB connection under METRICS_MEMORY (spilling to a folder beside the scores)
+    and the relation of a split's metric columns beside its stored scores."""
 
     def __init__(self, dataset: Path, split: str, scores: Path):
         files = ", ".join(f"'{f}'" for f in sorted((dataset / split).glob("*.parquet")))
@@ -104,16 +104,17 @@ class _scored:
         # the scores were written in the split's file order: a positional join pairs them
         self.relation = (f"(SELECT {columns} FROM read_parquet([{files}])) "
                          f"POSITIONAL JOIN (SELECT {SCORE} FROM read_parquet('{scores}'))")
-        self.spill = tempfile.TemporaryDirectory(prefix=".metrics-spill-", dir=scores.parent)
+        self.spill = scores.parent / ".metrics-spill"  # one name: a killed run's is cleared
 
     def __enter__(self):
+        shutil.rmtree(self.spill, ignore_errors=True)
         self.con = duckdb.connect()
-        limit_memory(self.con, METRICS_MEMORY, Path(self.spill.name), keep_order=True)
+        limit_memory(self.con, METRICS_MEMORY, self.spill, keep_order=True)
         return self.con, self.relation
 
     def __exit__(self, *exc):
         self.con.close()
-        self.spill.cleanup()
+        shutil.rmtree(self.spill, ignore_errors=True)
 
 
 def _metrics(con, relation: str) -> dict:

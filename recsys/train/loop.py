@@ -285,6 +285,10 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         ranks.barrier()
         return path
 
+    def main_only(compute):
+        """What the main rank computes from the stored scores, handed to every rank."""
+        return ranks.gather(compute() if ranks.main else None)[0]
+
     def save(step: int, loss_sum: float) -> None:
         state.update(step=step, loss_sum=loss_sum, rng=torch.get_rng_state().tolist())
         checkpoints.save(model, dense_opt, state)
@@ -320,7 +324,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         state["seconds"] += time.perf_counter() - start
         state["examples"] += seen * ranks.world
         train_loss = float(np.mean(ranks.gather(loss_sum / step)))
-        val_auc = split_auc(dataset, "val", score("val", val_files))
+        val_scores = score("val", val_files)
+        val_auc = main_only(lambda: split_auc(dataset, "val", val_scores))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
                                  "val_auc": val_auc})
         log(f"{cfg.name} epoch {epoch + 1}: train loss {train_loss:.4f}, "
@@ -337,7 +342,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
                "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
                "nproc": ranks.world,
-               **split_metrics(dataset, "test", test_scores),
+               **main_only(lambda: split_metrics(dataset, "test", test_scores)),
                "hashing": {name: collisions(distinct_values(dataset, "train", name),
                                             rows)
                            for name, rows in cfg.hashed_rows.items()},
