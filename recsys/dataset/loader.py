@@ -263,15 +263,11 @@ def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
                      p_true=np.zeros(n, np.float32), flags={}, time=np.zeros(n, np.int64))
 
 
-def metric_columns(table: pa.Table, ids: np.ndarray | None = None,
-                   dense: np.ndarray | None = None,
-                   vectors: np.ndarray | None = None) -> SplitData:
-    """The rows of `table` with what the metrics need (labels, scenario, p_true, flags, time)
-    and the given model inputs (none: empty, for evaluation of stored scores)."""
-    n = table.num_rows
-    return SplitData(ids=np.empty((n, 0), np.int64) if ids is None else ids,
-                     dense=np.empty((n, 0), np.float32) if dense is None else dense,
-                     vectors=np.empty((n, 0), np.float32) if vectors is None else vectors,
+def metric_columns(table: pa.Table, ids: np.ndarray, dense: np.ndarray,
+                   vectors: np.ndarray) -> SplitData:
+    """The rows of `table` with the given model inputs and what the metrics need (labels,
+    scenario, p_true, flags, time)."""
+    return SplitData(ids=ids, dense=dense, vectors=vectors,
                      labels=table[LABEL].to_numpy().astype(np.float32),
                      scenario=table["scenario"].to_numpy().astype(np.int64),
                      p_true=table[P_TRUE].to_numpy().astype(np.float32),

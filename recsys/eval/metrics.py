@@ -57,13 +57,18 @@ def auc_sql(con, relation: str, by: str | None = None, label: str = "label",
             if (carry[0], carry[1]) == (keys[0], scores[0]):
                 pos[0], neg[0] = pos[0] + carry[2], neg[0] + carry[3]
             else:
-                _add_runs(sums, [carry[0]], np.array([carry[2]]), np.array([carry[3]]))
+                _add_carry(sums, carry)
         carry = (keys[-1], scores[-1], pos[-1], neg[-1])
         _add_runs(sums, keys[:-1], pos[:-1], neg[:-1])
     if carry is not None:
-        _add_runs(sums, [carry[0]], np.array([carry[2]]), np.array([carry[3]]))
+        _add_carry(sums, carry)
     return {k: float("nan") if missing or not p or not n else u / (p * n)
             for k, (u, p, n, missing) in sums.items()}
+
+
+def _add_carry(sums: dict, carry: tuple) -> None:
+    """Add the one tie run a batch ended in, once it is known to be whole."""
+    _add_runs(sums, [carry[0]], np.array([carry[2]]), np.array([carry[3]]))
 
 
 def _add_runs(sums: dict, keys, pos: np.ndarray, neg: np.ndarray) -> None:
