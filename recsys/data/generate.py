@@ -160,23 +160,30 @@ def _write_chunk(task: tuple[Path, int, int, int]) -> int:
 
 
 def _run(tasks: list, workers: int, rows: int, progress: bool) -> None:
-    with tqdm(total=rows, unit="rows", unit_scale=True, desc="impressions",
-              disable=not progress) as bar:  # closed before any error is printed
-        if workers == 1:
+    def bar():  # closed before any error is printed
+        return tqdm(total=rows, unit="rows", unit_scale=True, desc="impressions",
+                    disable=not progress)
+
+    if workers == 1:
+        with bar() as shown:
             for task in tasks:
-                bar.update(_write_chunk(task))
-            return
-        # fork: workers inherit the World built above. An executor, not a Pool: a worker that
-        # dies (killed, out of memory) ends the command instead of leaving it waiting forever.
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
-        try:
-            for done in as_completed([pool.submit(_write_chunk, t) for t in tasks]):
-                bar.update(done.result())
-        except BrokenProcessPool:
-            raise RecsysError("a generator worker died (killed, or out of memory): rerun "
-                              "with fewer --workers") from None
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+                shown.update(_write_chunk(task))
+        return
+    # fork: workers inherit the World built above. An executor, not a Pool: a worker that
+    # dies (killed, out of memory) ends the command instead of leaving it waiting forever.
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    try:
+        # the workers are forked by the first submit, before the bar shows: Python loses a
+        # Ctrl-C that lands inside a fork (printed as an ignored exception, the run goes on)
+        futures = [pool.submit(_write_chunk, t) for t in tasks]
+        with bar() as shown:
+            for done in as_completed(futures):
+                shown.update(done.result())
+    except BrokenProcessPool:
+        raise RecsysError("a generator worker died (killed, or out of memory): rerun "
+                          "with fewer --workers") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _write_impressions(tmp: Path, preset: Preset, workers: int, progress: bool,
