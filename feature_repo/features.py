@@ -1,7 +1,8 @@
-"""Feast definitions for recsys, derived from recsys/schema.py (the single source of truth).
+"""Feast definitions for recsys, read from this repo's schema.yaml (the single source of truth,
+written by `recsys generate` and `recsys import`; edit it, then `feast apply`).
 
-Entities user / item / scenario; one feature view per schema.VIEWS entry over the Parquet parts
-that `recsys generate` writes under data/offline/; one feature service per task.
+One entity per schema entity; one feature view per schema view over the Parquet parts under
+data/offline/; one feature service per task.
 """
 
 from pathlib import Path
@@ -10,17 +11,18 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueT
 from feast.data_format import ParquetFormat
 from feast.types import Array, Float32, Int32, Int64, String
 
-from recsys.schema import ENTITIES, ENTITY_BY_NAME, EVENT_TIMESTAMP, FEATURE_SERVICES, \
-    OFFLINE_DIR, VIEWS, view_features
+from recsys.schema import EVENT_TIMESTAMP, OFFLINE_DIR, SCHEMA_FILE, Schema
 
+HERE = Path(__file__).resolve().parent
+SCHEMA = Schema.load(HERE / SCHEMA_FILE)
 # The DuckDB offline store opens source paths as given, so anchor them to this folder.
-OFFLINE = Path(__file__).resolve().parent / OFFLINE_DIR
+OFFLINE = HERE / OFFLINE_DIR
 FEAST_TYPES = {"int64": Int64, "int32": Int32, "float32": Float32, "string": String,
                "list<float32>": Array(Float32)}
 
 entities = {e.name: Entity(name=e.name, join_keys=[e.join_key], value_type=ValueType.INT64,
                            description=e.description)
-            for e in ENTITIES}
+            for e in SCHEMA.entities}
 
 feature_views = {
     v.name: FeatureView(
@@ -28,19 +30,19 @@ feature_views = {
         entities=[entities[v.entity]],
         ttl=v.ttl,
         schema=[Field(name=f.name, dtype=FEAST_TYPES[f.dtype], description=f.description)
-                for f in view_features(v.name)],
+                for f in SCHEMA.view_features(v.name)],
         source=FileSource(name=f"{v.name}_source", path=str(OFFLINE / v.name),
                           file_format=ParquetFormat(), timestamp_field=EVENT_TIMESTAMP),
         online=True,
         description=v.description,
-        tags={"join_key": ENTITY_BY_NAME[v.entity].join_key},
+        tags={"join_key": SCHEMA.join_key(v.name)},
     )
-    for v in VIEWS
+    for v in SCHEMA.views
 }
 
 feature_services = {
     name: FeatureService(name=name, features=[feature_views[v] for v in views])
-    for name, views in FEATURE_SERVICES.items()
+    for name, views in SCHEMA.services.items()
 }
 
 # Feast discovers definitions as module-level objects.

@@ -1,22 +1,29 @@
 """The single source of truth: scenarios, entities, feature views and every feature.
 
-The generator, the importers, the Feast definitions (feature_repo/features.py), the validators,
-the loader and the embedding tables are all derived from this module. Adding a feature is one
-line in FEATURES (and, for the generator, one rule that fills it).
+A repo's facts live in its `schema.yaml` (a `Schema`), written by `recsys generate` and
+`recsys import` and read by the Feast definitions (feature_repo/features.py). `ANTM2C` is the
+built-in schema that the generator and the AntM2C importer write; the module constants below
+are its parts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+
+from recsys.errors import DataError
 
 Kind = Literal["id", "categorical", "numeric", "text", "vector"]
 Owner = Literal["user", "item", "context", "scenario"]
+Dtype = Literal["int64", "int32", "float32", "string", "list<float32>"]  # Arrow type names
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class Scenario:
     code: int
@@ -35,6 +42,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 SCENARIO_NAMES = {s.code: s.name for s in SCENARIOS}
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class Entity:
     name: str
@@ -50,6 +58,7 @@ ENTITIES: tuple[Entity, ...] = (
 ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class View:
     """A Feast feature view: one entity, one Parquet table under the offline store."""
@@ -79,12 +88,13 @@ VIEWS: tuple[View, ...] = (
 VIEW_BY_NAME = {v.name: v for v in VIEWS}
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class Feature:
     name: str
     kind: Kind
     owner: Owner
-    dtype: str  # Arrow type name: int64, int32, float32, string, list<float32>
+    dtype: Dtype
     # Vocabulary size of a categorical feature; None for numeric and text features and for IDs,
     # whose size comes from the data (the preset's user and item counts).
     cardinality: int | None = None
@@ -243,3 +253,107 @@ def dataset_schema(feature_service: str = DEFAULT_FEATURE_SERVICE) -> pa.Schema:
         fields += [pa.field(f.name, arrow_type(f.dtype)) for f in view_features(view)]
     fields += [pa.field(flag, pa.bool_()) for flag in COLD_START_FLAGS]
     return pa.schema(fields)
+
+
+# ---- a repo's schema file ------------------------------------------------------------------
+SCHEMA_FILE = "schema.yaml"  # in the feature repo, beside features.py
+
+
+@with_config(ConfigDict(extra="forbid"))
+@dataclass(frozen=True)
+class Schema:
+    """A repo's feature facts: its scenarios, entities, Feast views, every feature and the
+    feature services (the views each task reads)."""
+
+    name: str
+    scenarios: tuple[Scenario, ...]
+    entities: tuple[Entity, ...]
+    views: tuple[View, ...]
+    features: tuple[Feature, ...]
+    services: dict[str, tuple[str, ...]]
+    default_service: str
+
+    def view_features(self, view: str) -> list[Feature]:
+        return [f for f in self.features if f.view == view]
+
+    def join_key(self, view: str) -> str:
+        entity = next(v.entity for v in self.views if v.name == view)
+        return next(e.join_key for e in self.entities if e.name == entity)
+
+    def problems(self) -> list[str]:
+        """What refers to nothing, or is named twice."""
+        found = []
+        for what, names in (("scenario code", [s.code for s in self.scenarios]),
+                            ("entity", [e.name for e in self.entities]),
+                            ("view", [v.name for v in self.views]),
+                            ("feature", [f.name for f in self.features])):
+            found += [f"{what} {n!r} is declared twice" for n in sorted(
+                {n for n in names if names.count(n) > 1}, key=str)]
+        entities, views = {e.name for e in self.entities}, {v.name for v in self.views}
+        found += [f"view {v.name!r}: entity {v.entity!r} is not declared"
+                  for v in self.views if v.entity not in entities]
+        found += [f"feature {f.name!r}: view {f.view!r} is not declared"
+                  for f in self.features if f.view is not None and f.view not in views]
+        found += [f"feature {f.name!r}: a categorical feature needs a cardinality"
+                  for f in self.features if f.kind == "categorical" and not f.cardinality]
+        found += [f"service {name!r}: view {v!r} is not declared"
+                  for name, vs in self.services.items() for v in vs if v not in views]
+        if self.default_service not in self.services:
+            found.append(f"default_service {self.default_service!r} is not a declared service")
+        return found
+
+    def save(self, path: Path) -> None:
+        """To YAML, one line per scenario, entity, view and feature (written whole or not at
+        all)."""
+        import yaml
+
+        from recsys.storage import replacing
+
+        text = yaml.safe_dump(_ADAPTER.dump_python(self, mode="json"), sort_keys=False,
+                              default_flow_style=None, width=1 << 16)
+        with replacing(path) as tmp:
+            tmp.write_text(text)
+
+    @classmethod
+    def load(cls, path: Path) -> Schema:
+        """A schema file, checked: a bad key, type or reference is one DataError naming it."""
+        from recsys.storage import read_yaml
+
+        fix = ("fix the file, or write it again with `recsys generate` / `recsys import ... "
+               "--force`")
+        if not path.is_file():
+            raise DataError(f"{path}: no schema file; {fix}")
+        data = read_yaml(path, fix)
+        try:
+            schema = _ADAPTER.validate_python(data)
+        except ValidationError as e:
+            error = e.errors()[0]
+            what = _PLAIN.get(error["type"], error["msg"])
+            raise DataError(f"{path}: {_where(data, error['loc'])}: {what}; {fix}") from None
+        if problems := schema.problems():
+            raise DataError(f"{path}: {problems[0]}; {fix}")
+        return schema
+
+
+_ADAPTER = TypeAdapter(Schema)
+_PLAIN = {"missing": "missing (it is required)", "missing_argument": "missing (it is required)",
+          "unexpected_keyword_argument": "not a known key (check its spelling)"}
+
+
+def _where(data, loc: tuple) -> str:
+    """A pydantic error location as a person reads it: features[3] (user_gender).kind."""
+    parts, node = [], data
+    for key in loc:
+        found = isinstance(node, dict) and key in node or \
+            isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+        node = node[key] if found else None
+        if isinstance(key, int) and parts:
+            name = node.get("name") if isinstance(node, dict) else None
+            parts[-1] += f"[{key}]" + (f" ({name})" if name else "")
+        else:
+            parts.append(str(key))
+    return ".".join(parts) or "the file"
+
+
+ANTM2C = Schema("antm2c", SCENARIOS, ENTITIES, VIEWS, FEATURES, FEATURE_SERVICES,
+                DEFAULT_FEATURE_SERVICE)

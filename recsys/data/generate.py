@@ -33,7 +33,8 @@ from recsys.data.store import check_repo, offline_dir, write_offline_store
 from recsys.data.summary import summarize
 from recsys.data.synth import ENTITY_CHUNK, World
 from recsys.errors import RecsysError, UsageError
-from recsys.schema import DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, TABLES, TIMESTAMP_TYPE
+from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, TABLES, \
+    TIMESTAMP_TYPE
 from recsys.memory import check_fits, free_disk
 from recsys.storage import check_output_free, replacing
 
@@ -112,7 +113,7 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
         meta["summary"] = summarize(tmp, meta)
         return meta
 
-    meta = write_offline_store(repo, force, fill)
+    meta = write_offline_store(repo, force, fill, ANTM2C)
     shutil.rmtree(staged, ignore_errors=True)  # its chunks are in the store now
     if staged.parent.is_dir() and not any(staged.parent.iterdir()):
         staged.parent.rmdir()

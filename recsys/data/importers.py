@@ -20,7 +20,7 @@ from tqdm import tqdm
 from recsys.data.ingest import Ingest, Parsed
 from recsys.data.store import write_offline_store
 from recsys.errors import DataError, UsageError
-from recsys.schema import DEEP_FEATURES, SCENARIOS, TIMESTAMP_TYPE
+from recsys.schema import ANTM2C, DEEP_FEATURES, SCENARIOS, TIMESTAMP_TYPE
 from recsys.storage import read_yaml
 
 BLOCK_BYTES = 16 << 20  # CSV bytes per block: memory is a few blocks, whatever the file size
@@ -48,7 +48,7 @@ def run_import(repo: Path, fmt: str, files: list[Path],
         return ingest.finish({"format": fmt, "files": [str(f) for f in files],
                               **(extra or {})})
 
-    return write_offline_store(repo, force, fill)
+    return write_offline_store(repo, force, fill, ANTM2C)
 
 
 def _check_file(path: Path, fix: str) -> None:

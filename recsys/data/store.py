@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from recsys.errors import DataError, RepoError
 from recsys.memory import duckdb_limit
-from recsys.schema import INTERACTIONS, OFFLINE_DIR, TABLES
+from recsys.schema import INTERACTIONS, OFFLINE_DIR, SCHEMA_FILE, TABLES, Schema
 from recsys.storage import atomic_dir, check_output_free, read_json, read_yaml
 
 PROJECT = "recsys"
@@ -38,11 +38,13 @@ def offline_dir(repo: Path) -> Path:
     return repo / OFFLINE_DIR
 
 
-def write_offline_store(repo: Path, force: bool, fill: Callable[[Path], dict]) -> dict:
+def write_offline_store(repo: Path, force: bool, fill: Callable[[Path], dict],
+                        schema: Schema) -> dict:
     """Replace `repo`'s offline store in one piece: `fill(tmp)` writes every table into a
-    temporary folder and returns the metadata, written beside them as meta.json. Replacing old
-    data removes the Feast registry and online store that described it (listed in the returned
-    metadata's `feast_reset`)."""
+    temporary folder and returns the metadata, written beside them as meta.json; `schema`, the
+    facts of those tables, goes to the repo's schema.yaml. Replacing old data removes the Feast
+    registry and online store that described it (listed in the returned metadata's
+    `feast_reset`)."""
     from recsys.features.store import reset_state
 
     out = offline_dir(check_repo(repo))
@@ -54,6 +56,7 @@ def write_offline_store(repo: Path, force: bool, fill: Callable[[Path], dict]) -
             if not table_files(tmp, table):
                 write_empty(tmp, table)
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
+    schema.save(repo / SCHEMA_FILE)
     if replacing:
         meta["feast_reset"] = [str(p) for p in reset_state(repo)]
     return meta

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from recsys.errors import RepoError, UsageError
-from recsys.schema import FEATURE_SERVICES
+from recsys.schema import FEATURE_SERVICES, SCHEMA_FILE
 from recsys.storage import read_yaml
 
 
@@ -86,7 +86,7 @@ def reset_state(repo: Path) -> list[Path]:
     return removed
 
 
-DEFINITIONS = ("feature_store.yaml", "features.py", "spark.yaml")
+DEFINITIONS = ("feature_store.yaml", "features.py", "spark.yaml", SCHEMA_FILE)
 
 
 def copy_definitions(repo: Path, dest: Path) -> Path:
