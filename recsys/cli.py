@@ -146,8 +146,9 @@ def encode_text(
 def build_dataset(
     repo: Path = REPO,
     out: Optional[Path] = typer.Option(None, "--out", help="Output (default datasets/<preset>)."),
-    feature_service: str = typer.Option("multi_modal", "--feature-service",
-                                        help="Feast feature service to join."),
+    feature_service: Optional[str] = typer.Option(
+        None, "--feature-service", help="Feast feature service to join (default: the repo "
+                                        "schema's default_service)."),
     memory_gb: float = typer.Option(DEFAULT_MEMORY_GB, "--memory-gb",
                                     help="Memory budget of the join (GB); DuckDB spills "
                                     "beyond it."),

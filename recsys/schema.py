@@ -218,41 +218,9 @@ def arrow_type(dtype: str) -> pa.DataType:
     return _ARROW_TYPES[dtype]
 
 
-def view_features(view: str) -> list[Feature]:
-    return [f for f in FEATURES if f.view == view]
-
-
-def view_schema(view: str) -> pa.Schema:
-    """Arrow schema of a view's offline table: join key, event timestamp, features."""
-    key = ENTITY_BY_NAME[VIEW_BY_NAME[view].entity].join_key
-    fields = [pa.field(key, pa.int64()), pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE)]
-    fields += [pa.field(f.name, arrow_type(f.dtype)) for f in view_features(view)]
-    return pa.schema(fields)
-
-
-def interaction_schema() -> pa.Schema:
-    """Arrow schema of the interaction log: one impression per row."""
-    fields = [pa.field(REQUEST_ID, pa.int64()), pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE)]
-    fields += [pa.field(f.name, arrow_type(f.dtype)) for f in FEATURES if f.view is None]
-    fields += [pa.field(LABEL, pa.int8()), pa.field(P_TRUE, pa.float32())]
-    return pa.schema(fields)
-
-
 # Offline store layout (relative to the feature repo): one folder of Parquet parts per table.
 OFFLINE_DIR = "data/offline"
 INTERACTIONS = "interactions"
-TABLES: dict[str, pa.Schema] = {INTERACTIONS: interaction_schema(),
-                                **{v.name: view_schema(v.name) for v in VIEWS}}
-
-
-def dataset_schema(feature_service: str = DEFAULT_FEATURE_SERVICE) -> pa.Schema:
-    """Arrow schema of a built training set: the interaction row, the service's features, and
-    the cold-start flags."""
-    fields = list(interaction_schema())
-    for view in FEATURE_SERVICES[feature_service]:
-        fields += [pa.field(f.name, arrow_type(f.dtype)) for f in view_features(view)]
-    fields += [pa.field(flag, pa.bool_()) for flag in COLD_START_FLAGS]
-    return pa.schema(fields)
 
 
 # ---- a repo's schema file ------------------------------------------------------------------
@@ -279,6 +247,43 @@ class Schema:
     def join_key(self, view: str) -> str:
         entity = next(v.entity for v in self.views if v.name == view)
         return next(e.join_key for e in self.entities if e.name == entity)
+
+    def view_schema(self, view: str) -> pa.Schema:
+        """Arrow schema of a view's offline table: join key, event timestamp, features."""
+        fields = [pa.field(self.join_key(view), pa.int64()),
+                  pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE)]
+        fields += [pa.field(f.name, arrow_type(f.dtype)) for f in self.view_features(view)]
+        return pa.schema(fields)
+
+    def interaction_schema(self) -> pa.Schema:
+        """Arrow schema of the interaction log: one impression per row, with the features that
+        ride with it (IDs and context)."""
+        fields = [pa.field(REQUEST_ID, pa.int64()), pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE)]
+        fields += [pa.field(f.name, arrow_type(f.dtype)) for f in self.features
+                   if f.view is None]
+        fields += [pa.field(LABEL, pa.int8()), pa.field(P_TRUE, pa.float32())]
+        return pa.schema(fields)
+
+    def tables(self) -> dict[str, pa.Schema]:
+        """Every table of the offline store: the interaction log and one per view."""
+        return {INTERACTIONS: self.interaction_schema(),
+                **{v.name: self.view_schema(v.name) for v in self.views}}
+
+    def dataset_schema(self, service: str | None = None) -> pa.Schema:
+        """Arrow schema of a built training set: the interaction row, the service's features
+        (the default service's without one), and the cold-start flags."""
+        fields = list(self.interaction_schema())
+        for view in self.services[service or self.default_service]:
+            fields += [pa.field(f.name, arrow_type(f.dtype)) for f in self.view_features(view)]
+        fields += [pa.field(flag, pa.bool_()) for flag in COLD_START_FLAGS]
+        return pa.schema(fields)
+
+    def to_json(self) -> dict:
+        return _ADAPTER.dump_python(self, mode="json")
+
+    @classmethod
+    def from_json(cls, data: dict) -> Schema:
+        return _ADAPTER.validate_python(data)
 
     def problems(self) -> list[str]:
         """What refers to nothing, or is named twice."""
@@ -309,7 +314,7 @@ class Schema:
 
         from recsys.storage import replacing
 
-        text = yaml.safe_dump(_ADAPTER.dump_python(self, mode="json"), sort_keys=False,
+        text = yaml.safe_dump(self.to_json(), sort_keys=False,
                               default_flow_style=None, width=1 << 16)
         with replacing(path) as tmp:
             tmp.write_text(text)
@@ -357,3 +362,9 @@ def _where(data, loc: tuple) -> str:
 
 ANTM2C = Schema("antm2c", SCENARIOS, ENTITIES, VIEWS, FEATURES, FEATURE_SERVICES,
                 DEFAULT_FEATURE_SERVICE)
+# the built-in schema's tables and training set, for the generator and the AntM2C importer
+view_features = ANTM2C.view_features
+view_schema = ANTM2C.view_schema
+interaction_schema = ANTM2C.interaction_schema
+dataset_schema = ANTM2C.dataset_schema
+TABLES: dict[str, pa.Schema] = ANTM2C.tables()

@@ -3,11 +3,15 @@ it plus `feast apply` changes what Feast registers, and a bad file is one clear 
 
 from __future__ import annotations
 
+import json
+
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from feast import FeatureStore
 
 from conftest import ROOT, copy_repo, run
+from recsys.dataset.loader import Layout, read_meta
 from recsys.errors import DataError
 from recsys.schema import ANTM2C, SCHEMA_FILE, Schema
 
@@ -94,3 +98,35 @@ def test_a_missing_or_broken_schema_file(tmp_path):
     (tmp_path / SCHEMA_FILE).write_text("- just\n- a list\n")
     with pytest.raises(DataError, match="schema.yaml: the file: Input should be"):
         Schema.load(tmp_path / SCHEMA_FILE)
+
+
+def test_build_and_train_follow_the_edited_schema(tmp_path):
+    """A feature dropped from the repo's schema and another default service: the training set,
+    its layout and a training run go by the edit, not by the built-in schema."""
+    repo = copy_repo(tmp_path / "repo")
+    run("recsys", "generate", "--preset", "tiny", "--repo", str(repo), "--workers", "1")
+    data = yaml.safe_load((repo / SCHEMA_FILE).read_text())
+    data["features"] = [f for f in data["features"] if f["name"] != "item_price_level"]
+    data["default_service"] = "multi_scenario"
+    (repo / SCHEMA_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+    run("feast", "apply", cwd=repo)
+    dataset = tmp_path / "ds"
+    run("recsys", "build-dataset", "--repo", str(repo), "--out", str(dataset))
+    meta = read_meta(dataset)
+    assert meta["feature_service"] == "multi_scenario"
+    columns = pq.read_schema(next((dataset / "train").glob("*.parquet"))).names
+    assert "item_price_level" not in columns and "item_brand" in columns
+    assert "item_title" not in columns  # the text views are not in multi_scenario
+    layout = Layout.from_meta(meta)
+    assert "item_price_level" not in layout.sparse and "item_brand" in layout.sparse
+    assert set(layout.sparse + layout.dense) <= set(columns)
+    run("recsys", "train", "--model", "mmoe", "--dataset", str(dataset), "--epochs", "1",
+        "--out", str(tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["overall"]["auc"] > 0.5
+    # a broken schema file stops the build in one line, before anything is written
+    data["features"][0]["kind"] = "colour"
+    (repo / SCHEMA_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = run("recsys", "build-dataset", "--repo", str(repo), "--out", str(tmp_path / "ds2"),
+               check=False)
+    assert proc.returncode == 2 and not (tmp_path / "ds2").exists()
+    assert proc.stderr.strip().count("\n") == 0 and "features[0] (user_id).kind" in proc.stderr

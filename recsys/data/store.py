@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from recsys.errors import DataError, RepoError
 from recsys.memory import duckdb_limit
-from recsys.schema import INTERACTIONS, OFFLINE_DIR, SCHEMA_FILE, TABLES, Schema
+from recsys.schema import ANTM2C, INTERACTIONS, OFFLINE_DIR, SCHEMA_FILE, TABLES, Schema
 from recsys.storage import atomic_dir, check_output_free, read_json, read_yaml
 
 PROJECT = "recsys"
@@ -32,6 +32,11 @@ def check_repo(repo: Path) -> Path:
     if project != PROJECT:
         raise RepoError(f"{config} belongs to Feast project '{project}', not '{PROJECT}': {hint}")
     return repo
+
+
+def read_schema(repo: Path) -> Schema:
+    """The (checked) repo's schema.yaml, written with its data by generate / import."""
+    return Schema.load(check_repo(repo) / SCHEMA_FILE)
 
 
 def offline_dir(repo: Path) -> Path:
@@ -99,12 +104,13 @@ def read_meta(repo: Path) -> dict:
     return read_json(path, "restore it, or generate / import the data again with --force")
 
 
-def validate_offline_store(offline: Path, meta: dict | None = None) -> None:
+def validate_offline_store(offline: Path, meta: dict | None = None,
+                           schema: Schema = ANTM2C) -> None:
     """Check every Parquet part of every table against the schema; the errors say how to
     write the data again the way it was written (`meta`: the store's metadata)."""
     how = "import it again with `recsys import ... --force`" if meta and "import" in meta \
         else "regenerate with `recsys generate --force`"
-    for table, expected in TABLES.items():
+    for table, expected in schema.tables().items():
         check_parquet_files(table_files(offline, table), expected, offline / table, how)
 
 

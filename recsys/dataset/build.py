@@ -31,15 +31,14 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import vectors
-from recsys.data.store import connect, offline_dir, read_meta, table_files, \
+from recsys.data.store import connect, offline_dir, read_meta, read_schema, table_files, \
     validate_offline_store
 from recsys.dataset.split import DAY_US, SPLITS, Split, choose_split, train_counts_sql, \
     with_cold_start_flags
 from recsys.errors import UsageError
 from recsys.features.store import feature_service, open_store
 from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
-from recsys.schema import DEFAULT_FEATURE_SERVICE, ENTITIES, EVENT_TIMESTAMP, FEATURE_BY_NAME, \
-    FEATURE_SERVICES, INTERACTIONS, LABEL, REQUEST_ID, dataset_schema
+from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS, LABEL, REQUEST_ID, Schema
 from recsys.storage import check_output_free, resumable_dir, write_parquet
 
 META = "meta.json"
@@ -83,11 +82,14 @@ def default_out(repo: Path, meta: dict | None = None) -> Path:
 
 
 def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
-                  service_name: str = DEFAULT_FEATURE_SERVICE, progress: bool = True,
+                  service_name: str | None = None, progress: bool = True,
                   memory_gb: float = DEFAULT_MEMORY_GB, engine: str = "duckdb",
                   partition_rows: int | None = None) -> dict:
-    """`partition_rows`: the most rows one join takes (default: what `memory_gb` allows)."""
+    """`service_name`: the feature service to join (default: the repo schema's default).
+    `partition_rows`: the most rows one join takes (default: what `memory_gb` allows)."""
     meta = read_meta(repo)  # checks the repo first
+    repo_schema = read_schema(repo)
+    service_name = repo_schema.default_service if service_name is None else service_name
     if engine not in ENGINES:
         raise UsageError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)} "
                          f"(--engine)")
@@ -99,28 +101,30 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     if partition_rows is not None and partition_rows < 1:
         raise UsageError(f"--partition-rows {partition_rows}: must be at least 1")
     offline = offline_dir(repo)
-    validate_offline_store(offline, meta)
+    validate_offline_store(offline, meta, repo_schema)
     out = out or default_out(repo, meta)
     check_output_free(out, force)
     store = open_store(repo)
-    service = feature_service(store, repo, service_name)
-    schema = dataset_schema(service_name)
+    service = feature_service(store, repo, service_name, repo_schema)
+    schema = repo_schema.dataset_schema(service_name)
 
     budget = int(memory_gb * GiB)  # half to Feast's DuckDB, a quarter to ours
     spill = out.parent / f".{out.name}.spill"  # DuckDB's, removed at the end
     spill.parent.mkdir(parents=True, exist_ok=True)
     con = connect(offline, meta["start_epoch"], memory_bytes=budget // 4, spill=spill)
     split = choose_split(con)
-    max_rows = partition_rows or max(1, budget // (ROW_COST * row_width(offline, service_name)))
+    width = row_width(offline, repo_schema.services[service_name])
+    max_rows = partition_rows or max(1, budget // (ROW_COST * width))
     partitions = plan_partitions(con, split, max_rows)
     plan = {"engine": engine, "feature_service": service_name, "split": asdict(split),
             "offline": _fingerprint(offline), "partitions": [asdict(p) for p in partitions]}
     join = _joiner(engine, repo, store, service, budget // 2, spill)
     try:
         with resumable_dir(out, force, plan) as tmp:
-            info = _build(con, tmp, offline, split, partitions, join, schema, progress)
-            info.update(_describe(meta, repo, service_name, split, partitions, memory_gb,
-                                  engine, max_rows))
+            info = _build(con, tmp, offline, split, partitions, join, repo_schema, schema,
+                          progress)
+            info.update(_describe(meta, repo, repo_schema, service_name, split, partitions,
+                                  memory_gb, engine, max_rows))
             (tmp / META).write_text(json.dumps(info, indent=2))
     finally:
         con.close()
@@ -129,8 +133,11 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
 
 
 def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partition], join,
-           schema: pa.Schema, progress: bool) -> dict:
-    """Write every partition not written yet; return the dataset's columns and vector sizes."""
+           repo_schema: Schema, schema: pa.Schema, progress: bool) -> dict:
+    """Write every partition not written yet; return the dataset's columns and vector sizes.
+    `schema`: the dataset's Arrow schema (of `repo_schema`'s service)."""
+    keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
+    dictionary = _dictionary_columns(repo_schema, schema)
     con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql('interactions', split, 'user_id')}")
     con.execute(f"CREATE TEMP TABLE ti AS {train_counts_sql('interactions', split, 'item_id')}")
     files = _interaction_files(offline)
@@ -143,7 +150,7 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
             if all(p.exists() for p in paths.values()):  # written before a kill: resume after
                 continue
             try:
-                table = _build_partition(con, files, part, split, join)
+                table = _build_partition(con, files, part, split, join, keys)
             except duckdb.OutOfMemoryException:
                 raise UsageError(f"the point-in-time join of partition {i} "
                                  f"({sum(part.rows.values()):,} rows) ran out of memory: pass "
@@ -151,7 +158,7 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
                                  f"partitions written so far are kept)") from None
             if writing is not None:
                 writing.result()  # raises the writer's error, if any
-            writing = writer.submit(_write_splits, table, paths, schema)
+            writing = writer.submit(_write_splits, table, paths, schema, dictionary)
         if writing is not None:
             writing.result()
     vector_dims = {f.name: 0 for f in schema if pa.types.is_list(f.type)}
@@ -206,11 +213,11 @@ def plan_partitions(con, split: Split, max_rows: int) -> list[Partition]:
     return parts
 
 
-def row_width(offline: Path, service_name: str) -> int:
+def row_width(offline: Path, views: tuple[str, ...]) -> int:
     """Bytes of one training row, from the Parquet footers: an interaction row plus a row of
-    every view the service joins (uncompressed sizes)."""
+    each of `views` (uncompressed sizes)."""
     width = 0
-    for table in (INTERACTIONS, *FEATURE_SERVICES[service_name]):
+    for table in (INTERACTIONS, *views):
         size = rows = 0
         for f in table_files(offline, table):
             md = pq.ParquetFile(f).metadata
@@ -239,9 +246,9 @@ def _interaction_files(offline: Path) -> dict[int, list[str]]:
 
 
 def _build_partition(con, files: dict[int, list[str]], part: Partition, split: Split,
-                     join) -> pa.Table:
+                     join, keys: list[str]) -> pa.Table:
     """The partition's rows with their features and flags and a `split` column, in time
-    order."""
+    order. `keys`: the request ID, the event time and the entities' join keys."""
     days = range(part.start // DAY_US, (part.end - 1) // DAY_US + 1)
     chosen = [f for d in days for f in files.get(d, [])]
     if sum(len(v) for k, v in files.items() if k >= 0) != len(files[-1]):
@@ -250,7 +257,6 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, split: S
             f"WHERE {part.where()})")
     con.execute(f"CREATE OR REPLACE TEMP TABLE part AS "
                 f"{with_cold_start_flags(rows, 'tu', 'ti')}")
-    keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in ENTITIES)]
     entity = con.execute(f"SELECT {', '.join(keys)} FROM part").fetch_arrow_table()
     joined = join(entity)
     con.register("joined", joined)
@@ -264,7 +270,8 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, split: S
     return table
 
 
-def _write_splits(table: pa.Table, paths: dict[str, Path], schema: pa.Schema) -> None:
+def _write_splits(table: pa.Table, paths: dict[str, Path], schema: pa.Schema,
+                  dictionary: list[str]) -> None:
     """Each split's rows of a partition to its own file (order kept). The rows are in time
     order and a split is a range of time, so each split's rows are one slice of the table:
     no filtered copy of a wide table."""
@@ -280,16 +287,15 @@ def _write_splits(table: pa.Table, paths: dict[str, Path], schema: pa.Schema) ->
             raise RuntimeError(f"partition rows are not in time order ({paths[name]})")
         paths[name].parent.mkdir(exist_ok=True)
         write_parquet(_conform(part, schema), paths[name], ROW_GROUP_ROWS,
-                      dictionary=_dictionary_columns(schema))
+                      dictionary=dictionary)
 
 
-def _dictionary_columns(schema: pa.Schema) -> list[str]:
+def _dictionary_columns(repo_schema: Schema, schema: pa.Schema) -> list[str]:
     """The columns worth a Parquet dictionary: categorical and text features and the label,
     few distinct values each. For IDs, times and numbers pyarrow would build a dictionary and
     give it up, which doubled the time to write a partition and to read it back."""
-    return [f.name for f in schema if f.name == LABEL or
-            (f.name in FEATURE_BY_NAME and FEATURE_BY_NAME[f.name].kind in ("categorical",
-                                                                           "text"))]
+    kinds = {f.name: f.kind for f in repo_schema.features}
+    return [n for n in schema.names if n == LABEL or kinds.get(n) in ("categorical", "text")]
 
 
 def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: Path):
@@ -308,12 +314,13 @@ def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: P
     return join
 
 
-def _describe(meta: dict, repo: Path, service_name: str, split: Split,
+def _describe(meta: dict, repo: Path, repo_schema: Schema, service_name: str, split: Split,
               partitions: list[Partition], memory_gb: float, engine: str,
               max_rows: int) -> dict:
     rows = {s: sum(p.rows.get(s, 0) for p in partitions) for s in SPLITS}
     return {"preset": meta["preset"], "seed": meta["seed"], "repo": str(repo.resolve()),
-            "feature_service": service_name, "n_users": meta["n_users"],
+            "feature_service": service_name, "schema": repo_schema.to_json(),
+            "n_users": meta["n_users"],
             "n_items": meta["n_items"], "n_days": meta["n_days"],
             "split": split.to_json(),
             "splits": {s: {"rows": rows[s],

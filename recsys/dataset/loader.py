@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -26,8 +26,8 @@ from recsys.data.store import check_parquet_files
 from recsys.dataset.build import META
 from recsys.dataset.hashing import hash_rows
 from recsys.errors import DataError, UsageError
-from recsys.schema import COLD_START_FLAGS, ENTITY_BY_NAME, EVENT_TIMESTAMP, FEATURES, LABEL, \
-    MODALITIES, P_TRUE, VIEW_BY_NAME, dataset_schema, view_features
+from recsys.schema import ANTM2C, COLD_START_FLAGS, EVENT_TIMESTAMP, LABEL, MODALITIES, P_TRUE, \
+    Schema
 from recsys.storage import read_json
 
 ID_FEATURES = ("user_id", "item_id")
@@ -52,7 +52,7 @@ class VectorGroup:
 
 @dataclass(frozen=True)
 class Layout:
-    """Which columns feed the model, derived from the schema and the dataset's sizes."""
+    """Which columns feed the model, derived from the dataset's schema and sizes."""
 
     sparse: tuple[str, ...]  # one embedding table each
     num_embeddings: tuple[int, ...]  # the feature's values 0..n-1, then one unknown row
@@ -60,16 +60,22 @@ class Layout:
     modalities: tuple[str, ...] = ()  # text / image: vectors beside the IDs
     vectors: tuple[VectorGroup, ...] = ()
     hashed: tuple[str, ...] = ()  # ID features whose raw values are hashed into their table
+    # the dataset's columns (Arrow types), of the repo schema's feature service it was built with
+    columns: pa.Schema = field(default_factory=ANTM2C.dataset_schema, compare=False)
 
     @classmethod
     def from_meta(cls, meta: dict, modalities: tuple[str, ...] = (),
                   hashed_rows: dict[str, int] | None = None) -> "Layout":
-        """`hashed_rows`: ID feature -> table rows its raw IDs are hashed into (any size of
-        ID space then fits the table; see dataset.hashing)."""
+        """`meta`: a dataset's meta.json, whose schema and feature service say its columns.
+        `hashed_rows`: ID feature -> table rows its raw IDs are hashed into (any size of ID
+        space then fits the table; see dataset.hashing)."""
         hashed_rows = hashed_rows or {}
+        schema = dataset_facts(meta)
+        columns = schema.dataset_schema(meta.get("feature_service"))
         ids = {"user_id": meta["n_users"], "item_id": meta["n_items"], **hashed_rows}
-        sparse = [f for f in FEATURES if f.kind in ("id", "categorical")]
-        dense = [f for f in FEATURES if f.kind == "numeric"]
+        features = [f for f in schema.features if f.name in columns.names]
+        sparse = [f for f in features if f.kind in ("id", "categorical")]
+        dense = [f for f in features if f.kind == "numeric"]
         for name, rows in hashed_rows.items():
             if name not in ID_FEATURES or rows < 1:
                 raise UsageError(f"hashed table {name}={rows}: only {', '.join(ID_FEATURES)} "
@@ -77,8 +83,8 @@ class Layout:
         return cls(sparse=tuple(f.name for f in sparse),
                    num_embeddings=tuple((ids.get(f.name) or f.cardinality) + 1 for f in sparse),
                    dense=tuple(f.name for f in dense), modalities=tuple(modalities),
-                   vectors=tuple(_vector_groups(meta, modalities)),
-                   hashed=tuple(n for n in ID_FEATURES if n in hashed_rows))
+                   vectors=tuple(_vector_groups(meta, schema, modalities)),
+                   hashed=tuple(n for n in ID_FEATURES if n in hashed_rows), columns=columns)
 
     def slot(self, name: str) -> int:
         """Slot of a sparse feature, or of a vector group (by its view), in the model's
@@ -102,22 +108,29 @@ def check_modalities(modalities: tuple[str, ...]) -> None:
                              f"{', '.join(MODALITIES)}")
 
 
-def _vector_groups(meta: dict, modalities: tuple[str, ...]) -> list[VectorGroup]:
+def dataset_facts(meta: dict) -> Schema:
+    """The schema a dataset was built with (its meta.json); datasets built before schemas
+    were recorded hold the built-in AntM2C one."""
+    return Schema.from_json(meta["schema"]) if "schema" in meta else ANTM2C
+
+
+def _vector_groups(meta: dict, schema: Schema,
+                   modalities: tuple[str, ...]) -> list[VectorGroup]:
     """The vector groups of the asked modalities, with sizes the dataset recorded."""
     check_modalities(modalities)
     dims = meta.get("vector_dims", {})
     groups = []
     for modality in modalities:
         for view in MODALITIES[modality]:
-            columns = tuple(f.name for f in view_features(view))
+            columns = tuple(f.name for f in schema.view_features(view))
             if not all(dims.get(c) for c in columns):
                 how = ("run `recsys encode-text`, then `recsys build-dataset --force`"
                        if modality == "text" else
                        "generate or import item image vectors, then `recsys build-dataset "
                        "--force`")
                 raise DataError(f"the dataset has no {modality} vectors ({view}): {how}")
-            groups.append(VectorGroup(view, ENTITY_BY_NAME[VIEW_BY_NAME[view].entity].join_key,
-                                      columns, tuple(dims[c] for c in columns)))
+            groups.append(VectorGroup(view, schema.join_key(view), columns,
+                                      tuple(dims[c] for c in columns)))
     return groups
 
 
@@ -205,7 +218,7 @@ def needed_columns(layout: Layout, for_metrics: bool = True) -> pa.Schema:
     scenario, and (`for_metrics`) what evaluation needs besides."""
     columns = (*layout.sparse, *layout.dense, *layout.vector_columns, LABEL, "scenario",
                *((P_TRUE, EVENT_TIMESTAMP, *COLD_START_FLAGS) if for_metrics else ()))
-    return pa.schema([f for f in dataset_schema() if f.name in columns])
+    return pa.schema([f for f in layout.columns if f.name in columns])
 
 
 def load_split(dataset: Path, split: str, layout: Layout) -> SplitData:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from recsys.errors import RepoError, UsageError
-from recsys.schema import FEATURE_SERVICES, SCHEMA_FILE
+from recsys.schema import SCHEMA_FILE, Schema
 from recsys.storage import read_yaml
 
 
@@ -61,13 +61,14 @@ def feast_duckdb(memory_bytes: int, spill: Path):
         backend.disconnect()
 
 
-def feature_service(store, repo: Path, name: str):
-    """The named feature service from the registry (`feast apply` puts it there)."""
+def feature_service(store, repo: Path, name: str, schema: Schema):
+    """The named feature service of the repo's schema, from the registry (`feast apply` puts
+    it there)."""
     from feast.errors import FeastObjectNotFoundException
 
-    if name not in FEATURE_SERVICES:
+    if name not in schema.services:
         raise UsageError(f"unknown feature service '{name}': choose one of "
-                         f"{', '.join(FEATURE_SERVICES)} (--feature-service)")
+                         f"{', '.join(schema.services)} (--feature-service)")
     try:
         return store.get_feature_service(name)
     except FeastObjectNotFoundException:
