@@ -241,6 +241,11 @@ class Schema:
     services: dict[str, tuple[str, ...]]
     default_service: str
 
+    @property
+    def scenario_names(self) -> tuple[str, ...]:
+        """The scenarios' names, by code (codes are 0..N-1)."""
+        return tuple(s.name for s in sorted(self.scenarios, key=lambda s: s.code))
+
     def view_features(self, view: str) -> list[Feature]:
         return [f for f in self.features if f.view == view]
 
@@ -294,6 +299,9 @@ class Schema:
                             ("feature", [f.name for f in self.features])):
             found += [f"{what} {n!r} is declared twice" for n in sorted(
                 {n for n in names if names.count(n) > 1}, key=str)]
+        codes = sorted(s.code for s in self.scenarios)
+        if not codes or codes != list(range(len(codes))):
+            found.append(f"scenario codes {codes} must be 0..N-1, N at least 1")
         entities, views = {e.name for e in self.entities}, {v.name for v in self.views}
         found += [f"view {v.name!r}: entity {v.entity!r} is not declared"
                   for v in self.views if v.entity not in entities]

@@ -134,7 +134,8 @@ def test_few_shot_users_are_adapted_at_test_time(splits):
 
 def test_subsets_with_too_few_rows_get_no_auc(splits):
     layout, _, _, test = splits
-    metrics = compute_metrics(test, np.full(len(test), 0.5, dtype=np.float32))
+    metrics = compute_metrics(test, np.full(len(test), 0.5, dtype=np.float32),
+                              layout.scenarios)
     cells = [(f, c, cell) for f, sub in metrics["subsets"].items()
              for c, cell in sub["scenarios"].items()]
     small = [x for x in cells if x[2]["n"] < MIN_ROWS]

@@ -72,6 +72,25 @@ def test_dnn_routes_each_row_to_its_own_scenario_network(data):
     assert torch.equal(changed, batch.scenario == 3)
 
 
+@pytest.mark.parametrize("n_scenarios", [1, 2, 7])
+@pytest.mark.parametrize("name", [m for m in MULTI_SCENARIO_MODELS if m != "dnn_mixed"])
+def test_models_have_one_tower_per_scenario_of_the_layout(data, name, n_scenarios):
+    """The scenarios come from the dataset's schema: the model has as many towers (or
+    networks) and routes every row to its own, whatever their number."""
+    layout, train, _ = data
+    layout = replace(layout, scenarios=tuple(f"s{i}" for i in range(n_scenarios)))
+    model = build_model(name, layout)
+    heads = model.nets if name == "dnn" else model.towers
+    assert len(heads) == n_scenarios
+    batch = next(iter(BatchLoader(train, layout, 256)))
+    batch.scenario = batch.scenario % n_scenarios
+    before = model(batch).detach()
+    with torch.no_grad():  # change the last scenario's head only
+        for p in heads[-1].parameters():
+            p.add_(0.5)
+    assert torch.equal(model(batch).detach() != before, batch.scenario == n_scenarios - 1)
+
+
 def test_checkpoint_reloads_to_identical_predictions(tiny, data, tmp_path):
     """...and the run's stored test scores are those predictions, row for row, with the
     metrics computed from them out of core equal to the same metrics in memory."""
@@ -88,7 +107,7 @@ def test_checkpoint_reloads_to_identical_predictions(tiny, data, tmp_path):
     assert metrics["overall"]["auc"] == pytest.approx(roc_auc_score(test.labels, probs), abs=1e-6)
     stored = pq.read_table(tmp_path / "run" / SCORES.format(split="test"))["score"].to_numpy()
     assert np.array_equal(stored, probs)
-    in_memory = compute_metrics(test, probs)
+    in_memory = compute_metrics(test, probs, layout.scenarios)
     assert_close({k: metrics[k] for k in in_memory}, in_memory)
 
 
@@ -127,9 +146,9 @@ def test_killed_run_resumes_from_its_checkpoint(tiny, tmp_path):
 
 
 def test_metrics_per_scenario_match_sklearn_and_small_subsets_get_no_auc(data):
-    _, _, test = data
+    layout, _, test = data
     probs = np.random.default_rng(0).random(len(test))
-    m = compute_metrics(test, probs)
+    m = compute_metrics(test, probs, layout.scenarios)
     for code, cell in m["scenarios"].items():
         mask = test.scenario == int(code)
         assert cell["auc"] == pytest.approx(roc_auc_score(test.labels[mask], probs[mask]),
@@ -141,7 +160,8 @@ def test_metrics_per_scenario_match_sklearn_and_small_subsets_get_no_auc(data):
     few = np.zeros(len(test), dtype=bool)
     few[:MIN_ROWS - 1] = True
     small = replace(test, flags={**test.flags, "few_shot_item": few})
-    assert compute_metrics(small, probs)["subsets"]["few_shot_item"]["auc"] is None
+    assert compute_metrics(small, probs, layout.scenarios)["subsets"]["few_shot_item"]["auc"] \
+        is None
 
 
 def test_experiment_writes_results_report_and_plot(tiny, tmp_path):

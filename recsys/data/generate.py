@@ -110,7 +110,7 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
                 "n_items": preset.n_items, "n_rows": preset.n_rows, "n_days": preset.n_days,
                 "start": START.isoformat(), "start_epoch": START_EPOCH,
                 "scenario_bias": [round(float(b), 4) for b in _WORLD.bias]}
-        meta["summary"] = summarize(tmp, meta)
+        meta["summary"] = summarize(tmp, meta, ANTM2C.scenario_names)
         return meta
 
     meta = write_offline_store(repo, force, fill, ANTM2C)

@@ -30,7 +30,7 @@ from recsys.data.aggregates import write_aggregates
 from recsys.data.store import write_query
 from recsys.data.summary import summarize
 from recsys.errors import DataError
-from recsys.schema import (DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS,
+from recsys.schema import (ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS,
                            N_DEEP_FEATURES, SCENARIOS, TABLES, TEXT_FIELDS, TIMESTAMP_TYPE,
                            view_features)
 
@@ -169,7 +169,7 @@ class Ingest:
                 "import": {**info, "rows_read": self.rows_read, "imported": n_rows,
                            "times_read_as": self.time_kinds,
                            "quarantined": dict(sorted(self.quarantined.items()))}}
-        meta["summary"] = summarize(self.tmp, meta)
+        meta["summary"] = summarize(self.tmp, meta, ANTM2C.scenario_names)
         return meta
 
     def _reasons(self) -> str:

@@ -13,22 +13,22 @@ from recsys.dataset.split import choose_split, train_counts_sql, \
     with_cold_start_flags
 from recsys.eval.metrics import auc_sql
 from recsys.memory import GiB
-from recsys.schema import COLD_START_FLAGS, SCENARIO_NAMES
+from recsys.schema import COLD_START_FLAGS
 
 SUMMARY_MEMORY = GiB  # DuckDB's budget for the summary's queries; it spills beyond
 NAN = float("nan")
 
 
-def summarize(offline: Path, meta: dict) -> dict:
+def summarize(offline: Path, meta: dict, scenarios: tuple[str, ...]) -> dict:
     """Every figure from DuckDB queries over the offline store (it spills beyond its budget):
-    nothing here grows with the number of rows."""
+    nothing here grows with the number of rows. `scenarios`: their names, by code."""
     con = connect(offline, meta["start_epoch"], memory_bytes=SUMMARY_MEMORY)
     per = {code: (n, pos) for code, n, pos in con.execute(
         "SELECT scenario, count(*), avg(label) FROM interactions GROUP BY scenario").fetchall()}
     bayes = auc_sql(con, "interactions", by="scenario")
     total = sum(n for n, _ in per.values())
     scenarios = {}
-    for code, name in SCENARIO_NAMES.items():
+    for code, name in enumerate(scenarios):
         n, pos = per.get(code, (0, None))
         scenarios[str(code)] = {"name": name, "rows": n, "share": n / total if total else 0.0,
                                 "positive_rate": pos, "bayes_auc": bayes.get(str(code), NAN)}

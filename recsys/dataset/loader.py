@@ -57,6 +57,7 @@ class Layout:
     sparse: tuple[str, ...]  # one embedding table each
     num_embeddings: tuple[int, ...]  # the feature's values 0..n-1, then one unknown row
     dense: tuple[str, ...]
+    scenarios: tuple[str, ...]  # the scenarios' names, by code: one tower (or net) each
     modalities: tuple[str, ...] = ()  # text / image: vectors beside the IDs
     vectors: tuple[VectorGroup, ...] = ()
     hashed: tuple[str, ...] = ()  # ID features whose raw values are hashed into their table
@@ -82,7 +83,8 @@ class Layout:
                                  f"can be hashed, into at least one row")
         return cls(sparse=tuple(f.name for f in sparse),
                    num_embeddings=tuple((ids.get(f.name) or f.cardinality) + 1 for f in sparse),
-                   dense=tuple(f.name for f in dense), modalities=tuple(modalities),
+                   dense=tuple(f.name for f in dense), scenarios=schema.scenario_names,
+                   modalities=tuple(modalities),
                    vectors=tuple(_vector_groups(meta, schema, modalities)),
                    hashed=tuple(n for n in ID_FEATURES if n in hashed_rows), columns=columns)
 

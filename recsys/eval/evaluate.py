@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import torch
 
 from recsys.data.store import limit_memory
-from recsys.dataset.loader import BatchLoader, Layout, SplitData
+from recsys.dataset.loader import BatchLoader, Layout, SplitData, dataset_facts, read_meta
 from recsys.eval.metrics import auc_sql
 from recsys.memory import GiB
-from recsys.schema import COLD_START_FLAGS, LABEL, P_TRUE, SCENARIO_NAMES
+from recsys.schema import COLD_START_FLAGS, LABEL, P_TRUE
 from recsys.storage import replacing
 
 EVAL_BATCH = 16384  # rows per batch when scoring a split
@@ -74,8 +74,9 @@ def write_scores(batches: Iterable[np.ndarray], path: Path) -> Path:
 
 def split_metrics(dataset: Path, split: str, scores: Path) -> dict:
     """The metrics.json blocks of a split's stored scores (see `compute_metrics`)."""
+    scenarios = dataset_facts(read_meta(dataset)).scenario_names
     with _scored(dataset, split, scores) as (con, relation):
-        return _metrics(con, relation)
+        return _metrics(con, relation, scenarios)
 
 
 def split_auc(dataset: Path, split: str, scores: Path) -> float:
@@ -84,15 +85,16 @@ def split_auc(dataset: Path, split: str, scores: Path) -> float:
         return auc_sql(con, relation, score=SCORE)[None]
 
 
-def compute_metrics(data: SplitData, probs: np.ndarray) -> dict:
+def compute_metrics(data: SplitData, probs: np.ndarray, scenarios: tuple[str, ...]) -> dict:
     """The `overall` / `scenarios` / `subsets` / `oracle` blocks of metrics.json, for a split
-    held in memory: the same queries as for stored scores."""
+    held in memory: the same queries as for stored scores. `scenarios`: their names by code
+    (`Layout.scenarios`)."""
     table = pa.table({LABEL: data.labels, "scenario": data.scenario, P_TRUE: data.p_true,
                       **data.flags, SCORE: np.asarray(probs, np.float32)})
     con = duckdb.connect()
     con.register("scored", table)
     try:
-        return _metrics(con, "scored")
+        return _metrics(con, "scored", scenarios)
     finally:
         con.close()
 
@@ -120,7 +122,7 @@ class _scored:
         shutil.rmtree(self.spill, ignore_errors=True)
 
 
-def _metrics(con, relation: str) -> dict:
+def _metrics(con, relation: str, scenarios: tuple[str, ...]) -> dict:
     # every row counts in its groups: all rows, its scenario, and each cold-start subset it
     # is in, alone and with its scenario
     keys = ["'all'", "'s' || scenario"] + [
@@ -152,15 +154,16 @@ def _metrics(con, relation: str) -> dict:
         return bayes_auc[key] if enough(key) else None
 
     subsets = {flag: {**cell(flag), "scenarios": {
-        str(code): cell(f"{flag}:s{code}") for code in SCENARIO_NAMES
+        str(code): cell(f"{flag}:s{code}") for code in range(len(scenarios))
         if f"{flag}:s{code}" in counts}} for flag in COLD_START_FLAGS}
     return {"overall": cell("all"),
             "scenarios": {str(code): {"name": name, **cell(f"s{code}")}
-                          for code, name in SCENARIO_NAMES.items()},
+                          for code, name in enumerate(scenarios)},
             "subsets": subsets,
             "oracle": {"overall_auc": oracle("all"),
-                       "scenarios": {str(code): oracle(f"s{code}") for code in SCENARIO_NAMES},
+                       "scenarios": {str(code): oracle(f"s{code}")
+                                     for code in range(len(scenarios))},
                        "subsets": {flag: oracle(flag) for flag in COLD_START_FLAGS},
                        "subset_scenarios": {flag: {
-                           str(code): oracle(f"{flag}:s{code}") for code in SCENARIO_NAMES
+                           str(code): oracle(f"{flag}:s{code}") for code in range(len(scenarios))
                            if f"{flag}:s{code}" in counts} for flag in COLD_START_FLAGS}}}

@@ -16,9 +16,6 @@ from torchrec.sparse.jagged_tensor import KeyedTensor
 
 from recsys.dataset.loader import Batch, Layout
 from recsys.errors import UsageError
-from recsys.schema import SCENARIOS
-
-N_SCENARIOS = len(SCENARIOS)
 
 
 @dataclass

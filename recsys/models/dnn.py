@@ -5,14 +5,14 @@ scenario's rows alone, exactly as if trained separately."""
 import torch
 from torch import nn
 
-from recsys.models.base import N_SCENARIOS, ModelConfig
+from recsys.models.base import ModelConfig
 from recsys.models.dnn_mixed import DNNMixed
 
 
 class SingleScenarioDNN(nn.Module):
     def __init__(self, layout, cfg: ModelConfig):
         super().__init__()
-        self.nets = nn.ModuleList(DNNMixed(layout, cfg) for _ in range(N_SCENARIOS))
+        self.nets = nn.ModuleList(DNNMixed(layout, cfg) for _ in layout.scenarios)
 
     def forward(self, batch):
         out = torch.zeros(len(batch), device=batch.labels.device)

@@ -4,19 +4,19 @@ softmax gate and scores with its own tower."""
 import torch
 from torch import nn
 
-from recsys.models.base import N_SCENARIOS, ModelConfig, SparseArch, mlp, route, tower
+from recsys.models.base import ModelConfig, SparseArch, mlp, route, tower
 
 
 class MMoE(nn.Module):
     def __init__(self, layout, cfg: ModelConfig):
         super().__init__()
         self.sparse = SparseArch(layout, cfg)
-        d = self.sparse.out_dim
+        d, self.n_scenarios = self.sparse.out_dim, len(layout.scenarios)
         self.experts = nn.ModuleList(mlp(d, cfg.expert, cfg.dropout)
                                      for _ in range(cfg.n_experts))
-        self.gates = nn.Linear(d, N_SCENARIOS * cfg.n_experts)  # all scenarios' gates at once
+        self.gates = nn.Linear(d, self.n_scenarios * cfg.n_experts)  # all scenarios' gates at once
         self.towers = nn.ModuleList(tower(cfg.expert[-1], cfg.tower, cfg.dropout)
-                                    for _ in range(N_SCENARIOS))
+                                    for _ in layout.scenarios)
 
     def forward(self, batch):
         return self.head(self.sparse(batch), batch.scenario)
@@ -24,7 +24,7 @@ class MMoE(nn.Module):
     def head(self, x, scenario):
         """Everything after the embedding lookups: experts, gates and towers."""
         experts = torch.stack([e(x) for e in self.experts], dim=1)  # (B, E, H)
-        gates = self.gates(x).view(x.shape[0], N_SCENARIOS, -1).softmax(-1)  # (B, S, E)
+        gates = self.gates(x).view(x.shape[0], self.n_scenarios, -1).softmax(-1)  # (B, S, E)
         mixed = torch.einsum("bse,beh->bsh", gates, experts)
         return route(torch.cat([t(mixed[:, s]) for s, t in enumerate(self.towers)], dim=1),
                      scenario)

@@ -5,7 +5,7 @@ them for the next level; one tower per scenario on the last level."""
 import torch
 from torch import nn
 
-from recsys.models.base import N_SCENARIOS, ModelConfig, SparseArch, mlp, route, tower
+from recsys.models.base import ModelConfig, SparseArch, mlp, route, tower
 
 
 def _mix(gate: nn.Linear, gate_input: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
@@ -16,24 +16,25 @@ def _mix(gate: nn.Linear, gate_input: torch.Tensor, experts: list[torch.Tensor])
 class CGCLevel(nn.Module):
     """One Customized Gate Control level."""
 
-    def __init__(self, in_dim: int, cfg: ModelConfig, last: bool):
+    def __init__(self, in_dim: int, cfg: ModelConfig, n_scenarios: int, last: bool):
         super().__init__()
+        self.n_scenarios = n_scenarios
         def experts(n):
             return nn.ModuleList(mlp(in_dim, cfg.expert, cfg.dropout) for _ in range(n))
 
         self.shared = experts(cfg.ple_shared_experts)
-        self.task = nn.ModuleList(experts(cfg.ple_task_experts) for _ in range(N_SCENARIOS))
+        self.task = nn.ModuleList(experts(cfg.ple_task_experts) for _ in range(n_scenarios))
         self.task_gates = nn.ModuleList(
             nn.Linear(in_dim, cfg.ple_task_experts + cfg.ple_shared_experts)
-            for _ in range(N_SCENARIOS))
+            for _ in range(n_scenarios))
         self.shared_gate = None if last else nn.Linear(
-            in_dim, cfg.ple_shared_experts + N_SCENARIOS * cfg.ple_task_experts)
+            in_dim, cfg.ple_shared_experts + n_scenarios * cfg.ple_task_experts)
 
     def forward(self, task_inputs: list[torch.Tensor], shared_input: torch.Tensor):
         shared = [e(shared_input) for e in self.shared]
-        task = [[e(task_inputs[s]) for e in self.task[s]] for s in range(N_SCENARIOS)]
+        task = [[e(task_inputs[s]) for e in self.task[s]] for s in range(self.n_scenarios)]
         outs = [_mix(self.task_gates[s], task_inputs[s], task[s] + shared)
-                for s in range(N_SCENARIOS)]
+                for s in range(self.n_scenarios)]
         shared_next = None if self.shared_gate is None else \
             _mix(self.shared_gate, shared_input, shared + [e for t in task for e in t])
         return outs, shared_next
@@ -44,14 +45,15 @@ class PLE(nn.Module):
         super().__init__()
         self.sparse = SparseArch(layout, cfg)
         dims = [self.sparse.out_dim] + [cfg.expert[-1]] * (cfg.ple_levels - 1)
-        self.levels = nn.ModuleList(CGCLevel(d, cfg, last=i == cfg.ple_levels - 1)
+        self.levels = nn.ModuleList(CGCLevel(d, cfg, len(layout.scenarios),
+                                             last=i == cfg.ple_levels - 1)
                                     for i, d in enumerate(dims))
         self.towers = nn.ModuleList(tower(cfg.expert[-1], cfg.tower, cfg.dropout)
-                                    for _ in range(N_SCENARIOS))
+                                    for _ in layout.scenarios)
 
     def forward(self, batch):
         x = self.sparse(batch)
-        task_inputs, shared = [x] * N_SCENARIOS, x
+        task_inputs, shared = [x] * len(self.towers), x
         for level in self.levels:
             task_inputs, shared = level(task_inputs, shared)
         return route(torch.cat([t(h) for t, h in zip(self.towers, task_inputs)], dim=1),

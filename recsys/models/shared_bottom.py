@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from recsys.models.base import N_SCENARIOS, ModelConfig, SparseArch, mlp, route, tower
+from recsys.models.base import ModelConfig, SparseArch, mlp, route, tower
 
 
 class SharedBottom(nn.Module):
@@ -12,7 +12,7 @@ class SharedBottom(nn.Module):
         self.sparse = SparseArch(layout, cfg)
         self.bottom = mlp(self.sparse.out_dim, cfg.bottom, cfg.dropout)
         self.towers = nn.ModuleList(tower(cfg.bottom[-1], cfg.tower, cfg.dropout)
-                                    for _ in range(N_SCENARIOS))
+                                    for _ in layout.scenarios)
 
     def forward(self, batch):
         h = self.bottom(self.sparse(batch))

@@ -11,7 +11,7 @@ from recsys.dataset.loader import Layout, SplitData, load_split, read_meta
 from recsys.eval.report import plot_cold_start, write_cold_start_report
 from recsys.eval.warmup import STAGES, warmup_curve
 from recsys.models import COLD_START_MODELS
-from recsys.schema import COLD_START_FLAGS, SCENARIO_NAMES
+from recsys.schema import COLD_START_FLAGS
 from recsys.storage import read_json, write_json
 from recsys.train.experiment import mean_std, run_dir, train_runs
 from recsys.train.loop import load_trained
@@ -73,7 +73,7 @@ def summarize(runs: dict[str, list[dict]], curves: dict[str, list[dict]], datase
     for flag in COLD_START_FLAGS:
         cols = list(first["subsets"][flag]["scenarios"])
         per_scenario[flag] = _table(
-            cols, {c: SCENARIO_NAMES[int(c)] for c in cols},
+            cols, {c: first["scenarios"][c]["name"] for c in cols},
             {m: {"auc": {c: mean_std([r["subsets"][flag]["scenarios"][c]["auc"] for r in rs])
                          for c in cols}} for m, rs in runs.items()},
             {c: first["oracle"]["subset_scenarios"][flag].get(c) for c in cols},

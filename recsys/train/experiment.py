@@ -12,7 +12,6 @@ from recsys.dataset.loader import read_meta
 from recsys.errors import UsageError
 from recsys.eval.report import plot_per_scenario, write_report
 from recsys.models import MULTI_SCENARIO_MODELS
-from recsys.schema import SCENARIO_NAMES
 from recsys.storage import read_json, write_json
 from recsys.train.loop import METRICS, TrainConfig, train
 
@@ -68,7 +67,10 @@ def mean_std(values: list) -> dict:
             "std": float(np.std(vals)) if vals else None, "values": vals}
 
 
-COLUMNS = (*[str(c) for c in SCENARIO_NAMES], "overall")
+def scenario_columns(metrics: dict) -> tuple[str, ...]:
+    """A run's scenario codes (as its metrics.json names them: the dataset's scenarios), then
+    "overall"."""
+    return (*metrics["scenarios"], "overall")
 
 
 def cell(metrics: dict, col: str) -> dict:
@@ -86,8 +88,12 @@ def oracle_auc(metrics: dict, col: str) -> float | None:
 
 
 def summarize(runs: dict[str, list[dict]], dataset: Path, seeds: int,
-              columns: tuple[str, ...] = COLUMNS, experiment: str = "multi-scenario") -> dict:
-    """Mean and standard deviation over seeds of AUC and logloss per column."""
+              columns: tuple[str, ...] | None = None,
+              experiment: str = "multi-scenario") -> dict:
+    """Mean and standard deviation over seeds of AUC and logloss per column (default: each
+    scenario and overall)."""
+    first = next(iter(runs.values()))[0]
+    columns = columns or scenario_columns(first)
     models = {}
     for model, ms in runs.items():
         stats = {}
@@ -95,8 +101,8 @@ def summarize(runs: dict[str, list[dict]], dataset: Path, seeds: int,
             stats[key] = {col: mean_std([cell(m, col)[key] for m in ms]) for col in columns}
         stats["examples_per_s"] = float(np.mean([m["train"]["examples_per_s"] for m in ms]))
         models[model] = stats
-    first = next(iter(runs.values()))[0]
     return {"experiment": experiment, "dataset": str(dataset), "seeds": seeds,
-            "columns": list(columns), "names": {str(k): v for k, v in SCENARIO_NAMES.items()},
+            "columns": list(columns),
+            "names": {code: s["name"] for code, s in first["scenarios"].items()},
             "models": models, "oracle_auc": {c: oracle_auc(first, c) for c in columns},
             "test_rows": {c: cell(first, c)["n"] for c in columns}}

@@ -9,10 +9,14 @@ from pathlib import Path
 
 from recsys.eval.report import plot_multi_modal, write_multi_modal_report
 from recsys.storage import write_json
-from recsys.train.experiment import COLUMNS, cell, mean_std, summarize, train_runs
+from recsys.train.experiment import cell, mean_std, scenario_columns, summarize, train_runs
 
 SUBSETS = ("zero_shot_user", "zero_shot_item")
-MULTI_MODAL_COLUMNS = (*COLUMNS, *SUBSETS)
+
+
+def columns_of(runs: dict[str, list[dict]]) -> tuple[str, ...]:
+    """Each scenario, overall, and the zero-shot subsets."""
+    return (*scenario_columns(next(iter(runs.values()))[0]), *SUBSETS)
 
 
 def arms(models: tuple[str, ...], image: bool) -> tuple[str, ...]:
@@ -27,7 +31,7 @@ def multi_modal(dataset: Path, out: Path, seeds: int = 1, epochs: int = 3,
                 log=print) -> dict:
     runs = train_runs(dataset, out, arms(models, image), seeds, epochs, batch_size, force,
                       progress, log)
-    results = summarize(runs, dataset, seeds, MULTI_MODAL_COLUMNS, "multi-modal")
+    results = summarize(runs, dataset, seeds, columns_of(runs), "multi-modal")
     results["gains"] = gains(runs, models)
     write_json(results, out / "results.json")
     plot_multi_modal(results, out / "multi_modal.png")
@@ -44,7 +48,7 @@ def gains(runs: dict[str, list[dict]], models: tuple[str, ...]) -> dict:
             if arm == model or not arm.startswith(model + "+"):
                 continue
             diffs = {}
-            for col in MULTI_MODAL_COLUMNS:
+            for col in columns_of(runs):
                 pairs = [(cell(w, col)["auc"], cell(b, col)["auc"])
                          for w, b in zip(runs[arm], runs[model])]
                 diffs[col] = mean_std([a - b for a, b in pairs
