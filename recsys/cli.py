@@ -158,16 +158,32 @@ def build_dataset(
     engine: str = typer.Option("duckdb", "--engine",
                                help="duckdb (one machine) | spark (Feast's Spark offline "
                                "store, master and settings from the repo's config)."),
+    split: str = typer.Option("auto", "--split", help="How validation and test are cut off: "
+                              "auto | days | dates | quantiles (auto picks days or quantiles "
+                              "for the span of the data and prints what it chose)."),
+    val_days: Optional[int] = typer.Option(None, "--val-days",
+                                           help="--split days: validation days (default 1)."),
+    test_days: Optional[int] = typer.Option(None, "--test-days",
+                                            help="--split days: test days (default 1)."),
+    val_from: Optional[str] = typer.Option(None, "--val-from",
+                                           help="--split dates: validation from (ISO date)."),
+    test_from: Optional[str] = typer.Option(None, "--test-from",
+                                            help="--split dates: test from (ISO date)."),
+    shares: Optional[str] = typer.Option(None, "--shares", help="--split quantiles: percent "
+                                         "of the rows in train/val/test (default 80/10/10)."),
     force: bool = FORCE,
 ) -> None:
     """Build train / val / test sets with Feast's point-in-time join, partition by partition
     (a killed build resumes where it stopped)."""
     from recsys.dataset.build import build_dataset as run
     from recsys.dataset.build import default_out
+    from recsys.dataset.split import split_spec
 
+    spec = split_spec(split, val_days=val_days, test_days=test_days, val_from=val_from,
+                      test_from=test_from, shares=shares)
     out = out or default_out(repo)
     info = run(repo, out, force=force, service_name=feature_service, memory_gb=memory_gb,
-               engine=engine, partition_rows=partition_rows)
+               engine=engine, partition_rows=partition_rows, split_spec=spec)
     sizes = ", ".join(f"{s} {v['rows']:,}" for s, v in info["splits"].items())
     console.print(f"split: {info['split']['how']}; validation from "
                   f"{info['split']['val_from']}, test from {info['split']['test_from']}")

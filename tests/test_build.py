@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -104,21 +105,28 @@ def _log(path, days, rows_per_day=150, seed=0):
     return path
 
 
-@pytest.mark.parametrize("days, test_day, val_day", [
-    ([0, 1, 4, 5, 9, 12], 12, 9),                   # days without a row between
-    (list(range(0, 150, 7)), 147, 140),              # five months, weekly
-    ([0], None, None),                               # a single day: time quantiles
-])
-def test_any_time_span_builds(tmp_path, days, test_day, val_day):
+def _imported(tmp_path, days) -> Path:
+    """A repo holding an imported log of 150 rows on each of `days`, applied."""
     repo = copy_repo(tmp_path / "repo")
     log = _log(tmp_path / "log.csv", days)
     run("recsys", "import", "interactions", "--interactions", str(log), "--user-col", "user",
         "--item-col", "item", "--time-col", "ts", "--label-col", "click", "--repo", str(repo))
     run("feast", "apply", cwd=repo)
+    return repo
+
+
+@pytest.mark.parametrize("days, split, test_day, val_day", [
+    ([0, 1, 4, 5, 9, 12], [], 12, 9),                     # days without a row between (auto)
+    (list(range(0, 150, 7)), ["--split", "days"], 147, 140),  # five months, weekly
+    ([0], [], None, None),                                # a single day: time quantiles
+])
+def test_any_time_span_builds(tmp_path, days, split, test_day, val_day):
+    repo = _imported(tmp_path, days)
     out = tmp_path / "ds"
     # the single day in hash buckets that each hold rows of all three splits
     buckets = ["--partition-rows", "40"] if test_day is None else []
-    proc = run("recsys", "build-dataset", "--repo", str(repo), "--out", str(out), *buckets)
+    proc = run("recsys", "build-dataset", "--repo", str(repo), "--out", str(out), *buckets,
+               *split)
     meta = json.loads((out / "meta.json").read_text())
     rows = {s: meta["splits"][s]["rows"] for s in ("train", "val", "test")}
     assert sum(rows.values()) == 150 * len(days) and min(rows.values()) > 0
@@ -167,3 +175,55 @@ def test_build_refuses_bad_flags_and_changes_nothing(tiny, tmp_path):
                    str(tmp_path / "ds"), *flags, check=False)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr
         assert not list(tmp_path.iterdir())
+
+
+def _split_days(out: Path) -> dict[str, tuple[int, int]]:
+    """The first and last day (since the log's start) of each split's rows, and its rows."""
+    con = duckdb.connect()
+    return {s: con.execute(
+        f"SELECT min(epoch(event_timestamp))::BIGINT // {DAY} - {1_700_006_400 // DAY}, "
+        f"max(epoch(event_timestamp))::BIGINT // {DAY} - {1_700_006_400 // DAY}, count(*) "
+        f"FROM read_parquet('{out}/{s}/*.parquet')").fetchone() for s in ("train", "val", "test")}
+
+
+def test_split_choices(tmp_path):
+    """auto picks quantiles for months of data and says so; days, dates and shares cut where
+    asked; a flag of another mode, or a cut that leaves a split empty, is one clear line."""
+    repo = _imported(tmp_path, list(range(0, 150, 7)))  # 22 weekly days, 3,300 rows
+
+    def build(*args, name="ds"):
+        proc = run("recsys", "build-dataset", "--repo", str(repo), "--out",
+                   str(tmp_path / name), "--force", *args, check=False)
+        return proc, tmp_path / name
+
+    proc, out = build()
+    assert "time quantiles 80/10/10 of the rows (auto: 22 day(s)" in proc.stdout
+    rows = {s: n for s, (_, _, n) in _split_days(out).items()}
+    assert abs(rows["train"] - 0.8 * 3300) <= 150 and abs(rows["test"] - 0.1 * 3300) <= 150
+    proc, out = build("--split", "days", "--val-days", "2", "--test-days", "3")
+    got = _split_days(out)
+    assert got["test"][:2] == (133, 147) and got["val"][:2] == (119, 126), proc.stdout
+    proc, out = build("--split", "dates", "--val-from", "2023-12-15",
+                      "--test-from", "2024-02-01T00:00")
+    got = _split_days(out)
+    assert got["train"][1] < got["val"][0] and got["val"][1] < got["test"][0]
+    assert got["test"][0] == 84 and got["val"][0] == 35, got  # the first days with rows after
+    proc, out = build("--split", "quantiles", "--shares", "50/25/25")
+    assert abs(_split_days(out)["train"][2] - 1650) <= 150
+    for args, says in [
+        (["--split", "quantiles", "--val-days", "2"], "--val-days applies to --split days"),
+        (["--split", "dates", "--val-from", "2023-12-15"], "needs --val-from and --test-from"),
+        (["--split", "dates", "--val-from", "2024-02-01", "--test-from", "2023-12-15"],
+         "must come before"),
+        (["--split", "dates", "--val-from", "soon", "--test-from", "2024-02-01"],
+         "--val-from soon: not an ISO date"),
+        (["--split", "dates", "--val-from", "2030-01-01", "--test-from", "2030-02-01"],
+         "cannot be split that way"),
+        (["--split", "days", "--val-days", "20", "--test-days", "2"], "too few"),
+        (["--shares", "80/20"], "--shares 80/20: three positive"),
+        (["--shares", "a/b/c"], "three whole percentages"),
+        (["--split", "weeks"], "--split weeks: choose one of"),
+    ]:
+        proc, bad = build(*args, name="bad")
+        assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
+        assert proc.stderr.strip().count("\n") == 0 and not bad.exists(), args

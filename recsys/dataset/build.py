@@ -33,8 +33,8 @@ from tqdm import tqdm
 from recsys.data import vectors
 from recsys.data.store import connect, offline_dir, read_meta, read_schema, table_files, \
     validate_offline_store
-from recsys.dataset.split import DAY_US, SPLITS, Split, choose_split, train_counts_sql, \
-    with_cold_start_flags
+from recsys.dataset.split import DAY_US, SPLITS, Split, SplitSpec, choose_split, \
+    train_counts_sql, with_cold_start_flags
 from recsys.errors import UsageError
 from recsys.features.store import feature_service, open_store
 from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
@@ -84,10 +84,13 @@ def default_out(repo: Path, meta: dict | None = None) -> Path:
 def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
                   service_name: str | None = None, progress: bool = True,
                   memory_gb: float = DEFAULT_MEMORY_GB, engine: str = "duckdb",
-                  partition_rows: int | None = None) -> dict:
+                  partition_rows: int | None = None,
+                  split_spec: SplitSpec = SplitSpec()) -> dict:
     """`service_name`: the feature service to join (default: the repo schema's default).
-    `partition_rows`: the most rows one join takes (default: what `memory_gb` allows)."""
+    `partition_rows`: the most rows one join takes (default: what `memory_gb` allows).
+    `split_spec`: how validation and test are cut off (see dataset.split)."""
     meta = read_meta(repo)  # checks the repo first
+    split_spec.check()
     repo_schema = read_schema(repo)
     service_name = repo_schema.default_service if service_name is None else service_name
     if engine not in ENGINES:
@@ -112,7 +115,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     spill = out.parent / f".{out.name}.spill"  # DuckDB's, removed at the end
     spill.parent.mkdir(parents=True, exist_ok=True)
     con = connect(offline, meta["start_epoch"], memory_bytes=budget // 4, spill=spill)
-    split = choose_split(con)
+    split = choose_split(con, spec=split_spec)
     width = row_width(offline, repo_schema.services[service_name])
     max_rows = partition_rows or max(1, budget // (ROW_COST * width))
     partitions = plan_partitions(con, split, max_rows)

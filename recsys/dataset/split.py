@@ -1,10 +1,17 @@
 """The chronological split and the cold-start definitions, shared by the data summary and by
 build-dataset so both count the same thing.
 
-The split is read off the data, not off a calendar: the last day that has rows is test, the
-day with rows before it validation, every earlier row training. Days without rows are skipped,
-so a log with gaps or spanning months splits the same way. A log of fewer than three days with
-rows is cut at time quantiles instead (80 / 10 / 10 % of the rows), so a single day works too.
+A split is two cuts in time: validation from one timestamp, test from a later one, training
+every earlier row; every row at or after a cut belongs to the later split, so nothing of the
+future reaches training. Ways to choose the cuts (`SplitSpec`):
+
+- `days`: the last `test_days` days that have rows are test, the `val_days` days with rows
+  before them validation. Days without rows are skipped, so gaps do not matter.
+- `dates`: validation from `val_from`, test from `test_from` (ISO dates or times, UTC).
+- `quantiles`: cuts at the time quantiles of the rows, e.g. 80/10/10 of the rows.
+- `auto` (the default): `days` 1/1 where the log has 3 to 30 days with rows and each of its
+  last two days holds at least 5% of the rows (a generated log, say), else `quantiles` 80/10/10
+  (months of ratings, a single day).
 """
 
 from __future__ import annotations
@@ -12,12 +19,82 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from recsys.errors import DataError
+from recsys.errors import DataError, UsageError
 from recsys.schema import EVENT_TIMESTAMP, FEW_SHOT_MAX
 
 SPLITS = ("train", "val", "test")
 DAY_US = 86_400_000_000
-QUANTILES = (0.8, 0.9)  # where validation and test start, for logs of fewer than three days
+SPLIT_MODES = ("auto", "days", "dates", "quantiles")
+SHARES = (80, 10, 10)  # percent of the rows in train / val / test, by time quantiles
+AUTO_DAYS = (3, 30)  # `auto` splits by days for logs with this many days with rows ...
+AUTO_MIN_DAY_SHARE = 0.05  # ... whose last two days each hold at least this share of the rows
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How to choose the split (see the module's doc); checked by `check`."""
+
+    mode: str = "auto"
+    val_days: int = 1
+    test_days: int = 1
+    val_from: str | None = None
+    test_from: str | None = None
+    shares: tuple[int, int, int] = SHARES
+
+    def check(self) -> "SplitSpec":
+        if self.mode not in SPLIT_MODES:
+            raise UsageError(f"--split {self.mode}: choose one of {', '.join(SPLIT_MODES)}")
+        if self.val_days < 1 or self.test_days < 1:
+            raise UsageError(f"--val-days {self.val_days} --test-days {self.test_days}: each "
+                             f"must be at least 1")
+        if self.mode == "dates":
+            if not (self.val_from and self.test_from):
+                raise UsageError("--split dates needs --val-from and --test-from (ISO dates, "
+                                 "e.g. 2026-01-09)")
+            if _us(self.val_from, "--val-from") >= _us(self.test_from, "--test-from"):
+                raise UsageError(f"--val-from {self.val_from} must come before --test-from "
+                                 f"{self.test_from}")
+        if len(self.shares) != 3 or min(self.shares) <= 0 or sum(self.shares) != 100:
+            raise UsageError(f"--shares {'/'.join(map(str, self.shares))}: three positive "
+                             f"percentages of train / val / test that sum to 100, e.g. 80/10/10")
+        return self
+
+
+_FLAGS_OF = {"days": ("val_days", "test_days"), "dates": ("val_from", "test_from"),
+             "quantiles": ("shares",), "auto": ("shares",)}
+
+
+def split_spec(mode: str, **flags) -> SplitSpec:
+    """The spec of `--split MODE` and its flags (None: not given), checked: a flag of another
+    mode is refused rather than ignored."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    for name in given:
+        if mode in _FLAGS_OF and name not in _FLAGS_OF[mode]:
+            owner = next(m for m, names in _FLAGS_OF.items() if name in names)
+            raise UsageError(f"--{name.replace('_', '-')} applies to --split {owner}, not "
+                             f"--split {mode}")
+    if "shares" in given:
+        given["shares"] = parse_shares(given["shares"])
+    return SplitSpec(mode, **given).check()
+
+
+def parse_shares(text: str) -> tuple[int, int, int]:
+    """'80/10/10' -> (80, 10, 10)."""
+    try:
+        return tuple(int(p) for p in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shares {text}: three whole percentages, e.g. 80/10/10") from None
+
+
+def _us(text: str, flag: str) -> int:
+    """An ISO date or time (UTC unless it says otherwise) in microseconds since the epoch."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text}: not an ISO date or time (e.g. 2026-01-09 or "
+                         f"2026-01-09T12:00)") from None
+    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -43,26 +120,52 @@ def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, tz=timezone.utc).isoformat()
 
 
-def choose_split(con, interactions: str = "interactions") -> Split:
-    """The split of the relation `interactions` (one DuckDB pass over its event times)."""
-    days = [d for (d,) in con.execute(
-        f"SELECT DISTINCT epoch_us({EVENT_TIMESTAMP}) // {DAY_US} AS d FROM {interactions} "
-        f"ORDER BY d").fetchall()]
+def choose_split(con, interactions: str = "interactions",
+                 spec: SplitSpec = SplitSpec()) -> Split:
+    """The split of the relation `interactions` chosen as `spec` says (DuckDB passes over its
+    event times); every split must get rows."""
+    time = f"epoch_us({EVENT_TIMESTAMP})"
+    days = con.execute(f"SELECT {time} // {DAY_US} AS d, count(*) FROM {interactions} "
+                       f"GROUP BY d ORDER BY d").fetchall()
     if not days:
         raise DataError("the repo's interaction log has no rows: generate or import data")
-    if len(days) >= 3:
-        return Split(days[-2] * DAY_US, days[-1] * DAY_US, "the last two days with rows")
-    val, test = con.execute(
-        f"SELECT quantile_disc(epoch_us({EVENT_TIMESTAMP}), {QUANTILES[0]}), "
-        f"quantile_disc(epoch_us({EVENT_TIMESTAMP}), {QUANTILES[1]}) "
-        f"FROM {interactions}").fetchone()
-    split = Split(val, test, "time quantiles 80/10/10 (fewer than three days with rows)")
+    mode, auto = spec.mode, ""
+    if mode == "auto":
+        total = sum(n for _, n in days)
+        fits = AUTO_DAYS[0] <= len(days) <= AUTO_DAYS[1] and \
+            min(n for _, n in days[-2:]) >= AUTO_MIN_DAY_SHARE * total
+        mode = "days" if fits else "quantiles"
+        spec = SplitSpec(mode) if fits else SplitSpec(mode, shares=spec.shares)
+        auto = f" (auto: {len(days)} day(s) with rows, the last two with " + \
+            (f"at least {AUTO_MIN_DAY_SHARE:.0%} of them each)" if fits else
+             f"{days[-1][1]:,} and {days[-2][1] if len(days) > 1 else 0:,} of {total:,})")
+    if mode == "days":
+        if len(days) < spec.val_days + spec.test_days + 1:
+            raise DataError(f"the repo's interaction log has {len(days)} day(s) with rows, too "
+                            f"few for {spec.val_days} validation and {spec.test_days} test "
+                            f"day(s) and a training day: pass fewer days or --split quantiles")
+        first_val, first_test = days[-spec.test_days - spec.val_days][0], \
+            days[-spec.test_days][0]
+        split = Split(first_val * DAY_US, first_test * DAY_US,
+                      f"days: the last {spec.test_days} day(s) with rows test, the "
+                      f"{spec.val_days} before validation{auto}")
+    elif mode == "dates":
+        split = Split(_us(spec.val_from, "--val-from"), _us(spec.test_from, "--test-from"),
+                      f"dates: validation from {spec.val_from}, test from {spec.test_from}")
+    else:
+        train, val, _ = spec.shares
+        cuts = con.execute(f"SELECT quantile_disc({time}, {train / 100}), "
+                           f"quantile_disc({time}, {(train + val) / 100}) "
+                           f"FROM {interactions}").fetchone()
+        split = Split(*cuts, f"time quantiles {'/'.join(map(str, spec.shares))} of the "
+                             f"rows{auto}")
     counts = dict(con.execute(f"SELECT {split.of()} AS s, count(*) FROM {interactions} "
                               f"GROUP BY s").fetchall())
     if any(not counts.get(s) for s in SPLITS):
-        raise DataError(f"the repo's interaction log cannot be split in time: its "
-                        f"{sum(counts.values()):,} rows have too few distinct timestamps "
-                        f"(rows per split: {counts}); import rows from more points in time")
+        raise DataError(f"the repo's interaction log cannot be split that way ({split.how}): "
+                        f"rows per split {counts} of {sum(counts.values()):,}; choose other "
+                        f"cuts (--split, --val-days / --test-days, --val-from / --test-from, "
+                        f"--shares) or import rows from more points in time")
     return split
 
 
