@@ -28,6 +28,8 @@ def test_generate_writes_the_schema(tmp_path):
     (repo / SCHEMA_FILE).unlink()
     run("recsys", "generate", "--preset", "tiny", "--repo", str(repo), "--workers", "1")
     assert Schema.load(repo / SCHEMA_FILE) == ANTM2C
+    summary = json.loads((repo / "data" / "offline" / "meta.json").read_text())["summary"]
+    assert [s["name"] for s in summary["scenarios"].values()] == list(ANTM2C.scenario_names)
 
 
 def test_an_edited_schema_is_what_feast_registers(tmp_path):

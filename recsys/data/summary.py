@@ -27,10 +27,10 @@ def summarize(offline: Path, meta: dict, scenarios: tuple[str, ...]) -> dict:
         "SELECT scenario, count(*), avg(label) FROM interactions GROUP BY scenario").fetchall()}
     bayes = auc_sql(con, "interactions", by="scenario")
     total = sum(n for n, _ in per.values())
-    scenarios = {}
+    per_scenario = {}
     for code, name in enumerate(scenarios):
         n, pos = per.get(code, (0, None))
-        scenarios[str(code)] = {"name": name, "rows": n, "share": n / total if total else 0.0,
+        per_scenario[str(code)] = {"name": name, "rows": n, "share": n / total if total else 0.0,
                                 "positive_rate": pos, "bayes_auc": bayes.get(str(code), NAN)}
     users, items, positive = con.execute(
         "SELECT count(DISTINCT user_id), count(DISTINCT item_id), avg(label) "
@@ -54,7 +54,7 @@ def summarize(offline: Path, meta: dict, scenarios: tuple[str, ...]) -> dict:
     con.close()
     return {"rows": total, "users": int(users), "items": int(items),
             "positive_rate": float(positive), "bayes_auc": overall,
-            "split": split.to_json(), "scenarios": scenarios, "cold_start": cold}
+            "split": split.to_json(), "scenarios": per_scenario, "cold_start": cold}
 
 
 def print_summary(meta: dict, console: Console | None = None) -> None:
