@@ -18,7 +18,7 @@ SCHEMA = Schema.load(HERE / SCHEMA_FILE)
 # The DuckDB offline store opens source paths as given, so anchor them to this folder.
 OFFLINE = HERE / OFFLINE_DIR
 FEAST_TYPES = {"int64": Int64, "int32": Int32, "float32": Float32, "string": String,
-               "list<float32>": Array(Float32)}
+               "list<int64>": Array(Int64), "list<float32>": Array(Float32)}
 
 entities = {e.name: Entity(name=e.name, join_keys=[e.join_key], value_type=ValueType.INT64,
                            description=e.description)

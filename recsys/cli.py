@@ -78,7 +78,8 @@ def _print_feast_reset(meta: dict) -> None:
 @app.command()
 @_friendly
 def generate(
-    preset: str = typer.Option("small", "--preset", help="tiny | small | medium | full"),
+    preset: str = typer.Option("small", "--preset",
+                               help="tiny | small | medium | large | full"),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same data."),
     repo: Path = REPO,
     workers: int = typer.Option(_workers_default(), "--workers", help="Worker processes."),
@@ -199,12 +200,15 @@ def summary(
                                            help="Built dataset (default datasets/<preset>)."),
 ) -> None:
     """Print what was generated and what was built."""
-    from recsys.data.store import read_meta
-    from recsys.data.summary import print_summary
+    from recsys.data.store import offline_dir, read_meta
+    from recsys.data.summary import print_import, print_summary
     from recsys.dataset.build import META, default_out
 
     meta = read_meta(repo)
-    print_summary(meta, console)
+    if "import" in meta:  # what was read, what each column became, the maps
+        print_import(meta, offline_dir(repo), console)
+    else:
+        print_summary(meta, console)
     dataset = dataset or default_out(repo, meta)
     if (dataset / META).is_file():
         info = read_json(dataset / META,
@@ -420,20 +424,9 @@ app.add_typer(import_app, name="import")
 
 
 def _print_import(meta: dict, repo: Path) -> None:
-    from recsys.data.summary import print_summary
+    from recsys.data.summary import print_import
 
-    imp = meta["import"]
-    quarantined = sum(imp["quarantined"].values())
-    console.print(f"rows read {imp['rows_read']:,}, imported {imp['imported']:,}, "
-                  f"quarantined {quarantined:,}"
-                  + "".join(f"\n  {n:,} {why}" for why, n in imp["quarantined"].items()))
-    if imp.get("times_read_as"):
-        console.print("times read as " + ", ".join(f"{kind} ({n:,})" for kind, n in
-                                                    imp["times_read_as"].items()))
-    print_summary(meta, console)
-    console.print(f"offline store: {repo / 'data' / 'offline'} (quarantine: "
-                  f"{repo / 'data' / 'offline' / 'quarantine'}, ID maps: "
-                  f"{repo / 'data' / 'offline' / 'id_maps'})")
+    print_import(meta, repo / "data" / "offline", console)
     _print_feast_reset(meta)
 
 
@@ -455,8 +448,10 @@ def import_antm2c(
 def import_interactions(
     interactions: Optional[Path] = typer.Option(None, "--interactions",
                                                 help="Interaction log, CSV or Parquet."),
-    users: Optional[Path] = typer.Option(None, "--users", help="Users table (text columns)."),
-    items: Optional[Path] = typer.Option(None, "--items", help="Items table (text columns)."),
+    users: Optional[Path] = typer.Option(None, "--users", help="Users table: its columns "
+                                         "become user features."),
+    items: Optional[Path] = typer.Option(None, "--items", help="Items table: its columns "
+                                         "become item features."),
     user_col: Optional[str] = typer.Option(None, "--user-col"),
     item_col: Optional[str] = typer.Option(None, "--item-col"),
     time_col: Optional[str] = typer.Option(None, "--time-col",
@@ -465,34 +460,45 @@ def import_interactions(
     label_col: Optional[str] = typer.Option(None, "--label-col"),
     label_threshold: Optional[float] = typer.Option(
         None, "--label-threshold", help="Label = 1 where the label column is >= X."),
-    scenario_col: Optional[str] = typer.Option(None, "--scenario-col",
-                                               help="Codes 0..4; default: one scenario."),
+    scenario_col: Optional[str] = typer.Option(
+        None, "--scenario-col", help="Each distinct value (any type, at most 64) is a "
+        "scenario; default: one scenario."),
+    categorical_cols: Optional[str] = typer.Option(
+        None, "--categorical-cols", help="Columns (of any table) that are categorical, a,b."),
+    numeric_cols: Optional[str] = typer.Option(None, "--numeric-cols",
+                                               help="Columns that are numeric."),
     text_cols: Optional[str] = typer.Option(None, "--text-cols",
-                                            help="Text columns of --users / --items, a,b,c."),
+                                            help="Columns of --users / --items that are text."),
+    ignore_cols: Optional[str] = typer.Option(None, "--ignore-cols",
+                                              help="Columns to leave out."),
     mapping: Optional[Path] = typer.Option(None, "--mapping",
-                                           help="YAML file with the same keys (flags win)."),
+                                           help="YAML file with the same keys and `columns:` "
+                                                "(flags win)."),
     repo: Path = REPO,
     force: bool = FORCE,
 ) -> None:
-    """Import any interaction log (CSV or Parquet) through a column mapping."""
-    from recsys.data.importers import Mapping
+    """Import any interaction log (CSV or Parquet) through a column mapping; every other
+    column of the log and of the users / items tables becomes a feature (its kind declared
+    or inferred)."""
+    from recsys.data.importers import Mapping, declared_from_flags
     from recsys.data.importers import import_interactions as run
     from recsys.errors import UsageError
 
     flags = {"interactions": interactions, "users": users, "items": items,
              "user_col": user_col, "item_col": item_col, "time_col": time_col,
              "label_col": label_col, "label_threshold": label_threshold,
-             "scenario_col": scenario_col,
-             "text_cols": tuple(c for c in text_cols.split(",") if c) if text_cols else None}
+             "scenario_col": scenario_col}
+    declared = declared_from_flags(categorical_cols=categorical_cols, numeric_cols=numeric_cols,
+                                   text_cols=text_cols, ignore_cols=ignore_cols)
     if mapping is not None:
-        m = Mapping.from_yaml(mapping, **flags)
+        m = Mapping.from_yaml(mapping, declared, **flags)
     else:
         missing = [f"--{k.replace('_', '-')}" for k in
                    ("interactions", "user_col", "item_col", "time_col", "label_col")
                    if flags[k] is None]
         if missing:
             raise UsageError(f"missing {', '.join(missing)}: pass them, or a --mapping file")
-        m = Mapping(**{k: v for k, v in flags.items() if v is not None})
+        m = Mapping(**{k: v for k, v in flags.items() if v is not None}, columns=declared)
     _print_import(run(m, repo, force=force), repo)
 
 

@@ -20,7 +20,8 @@ from recsys.errors import DataError
 
 Kind = Literal["id", "categorical", "numeric", "text", "vector"]
 Owner = Literal["user", "item", "context", "scenario"]
-Dtype = Literal["int64", "int32", "float32", "string", "list<float32>"]  # Arrow type names
+# Arrow type names; list<int64>: a multi-valued categorical feature (genres, tags)
+Dtype = Literal["int64", "int32", "float32", "string", "list<int64>", "list<float32>"]
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -71,17 +72,30 @@ class View:
     ttl: timedelta = timedelta(days=3650)
 
 
+# The views every repo has, whatever its data: aggregates written by recsys itself
+AGGREGATE_VIEWS = {
+    "user_agg": View("user_agg", "user",
+                     "User clicks per scenario and impressions over the previous 7 days"),
+    "item_agg": View("item_agg", "item", "Item clicks and impressions over the previous 7 days"),
+    "scenario_stats": View("scenario_stats", "scenario",
+                           "Scenario CTR and impressions of the previous day"),
+}
+# Written by `recsys encode-text` (empty until then), stamped like the text they encode.
+TEXT_VECTOR_VIEWS = {
+    "user": View("user_text_vec", "user", "Sentence embeddings of the user's text fields"),
+    "item": View("item_text_vec", "item", "Sentence embeddings of the item's text fields"),
+}
+
 VIEWS: tuple[View, ...] = (
     View("user_profile", "user", "Static user profile, stamped at the user's arrival"),
     View("user_text", "user", "User behaviour text (bill / service / query entities), refreshed"),
-    View("user_agg", "user", "User clicks per scenario and impressions over the previous 7 days"),
+    AGGREGATE_VIEWS["user_agg"],
     View("item_profile", "item", "Item profile, stamped at the item's launch"),
     View("item_text", "item", "Item title and entity names, stamped at the item's launch"),
-    View("item_agg", "item", "Item clicks and impressions over the previous 7 days"),
-    View("scenario_stats", "scenario", "Scenario CTR and impressions of the previous day"),
-    # Written by `recsys encode-text` (empty until then), stamped like the text they encode.
-    View("user_text_vec", "user", "Sentence embeddings of the user's text fields"),
-    View("item_text_vec", "item", "Sentence embeddings of the item's text fields"),
+    AGGREGATE_VIEWS["item_agg"],
+    AGGREGATE_VIEWS["scenario_stats"],
+    TEXT_VECTOR_VIEWS["user"],
+    TEXT_VECTOR_VIEWS["item"],
     # Precomputed per-item image vectors (synthetic ones from the generator, or imported).
     View("item_image", "item", "Image vector of the item, stamped at the item's launch"),
 )
@@ -100,6 +114,16 @@ class Feature:
     cardinality: int | None = None
     view: str | None = None  # None: rides with the interaction row (IDs and context)
     description: str = ""
+    # Features coded from data by `recsys import interactions`: the file (in the offline
+    # store) mapping raw values to codes; the most values a multi-valued row keeps; and the
+    # (mean, std) a numeric feature is standardized with.
+    vocabulary: str | None = None
+    max_values: int | None = None
+    scale: tuple[float, float] | None = None
+
+    @property
+    def multi_valued(self) -> bool:
+        return self.dtype == "list<int64>"
 
 
 N_DEEP_FEATURES = 27
@@ -142,11 +166,41 @@ _TEXT: tuple[Feature, ...] = (
 )
 _TEXT_BY_OWNER = {o: tuple(f for f in _TEXT if f.owner == o) for o in ("user", "item")}
 
+def aggregate_features(view: str, scenarios: tuple[Scenario, ...]) -> tuple[Feature, ...]:
+    """The features of an aggregate view (AGGREGATE_VIEWS): one click count per scenario."""
+    if view == "user_agg":
+        return (*(Feature(f"user_clicks_7d_s{s.code}", "numeric", "user", "int32", None,
+                          "user_agg", f"User clicks in scenario {s.code} ({s.name}) over the "
+                          f"previous 7 days") for s in scenarios),
+                Feature("user_impressions_7d", "numeric", "user", "int32", None, "user_agg",
+                        "User impressions over the previous 7 days"))
+    if view == "item_agg":
+        return (Feature("item_clicks_7d", "numeric", "item", "int32", None, "item_agg",
+                        "Item clicks over the previous 7 days"),
+                Feature("item_impressions_7d", "numeric", "item", "int32", None, "item_agg",
+                        "Item impressions over the previous 7 days"))
+    return (Feature("scenario_ctr_1d", "numeric", "scenario", "float32", None, "scenario_stats",
+                    "Scenario click-through rate of the previous day"),
+            Feature("scenario_impressions_1d", "numeric", "scenario", "int64", None,
+                    "scenario_stats", "Scenario impressions of the previous day"))
+
+
+def text_vector_features(texts: tuple[Feature, ...]) -> tuple[Feature, ...]:
+    """One sentence-embedding feature per text feature, in its owner's TEXT_VECTOR_VIEWS."""
+    return tuple(Feature(vector_name(f.name), "vector", f.owner, "list<float32>", None,
+                         TEXT_VECTOR_VIEWS[f.owner].name, f"Sentence embedding of {f.name}")
+                 for f in texts)
+
+
+def id_features(n_scenarios: int) -> tuple[Feature, ...]:
+    return (Feature("user_id", "id", "user", "int64", description="User ID"),
+            Feature("item_id", "id", "item", "int64", description="Item ID"),
+            Feature("scenario", "categorical", "scenario", "int64", n_scenarios, None,
+                    "Scenario code of the impression"))
+
+
 FEATURES: tuple[Feature, ...] = (
-    Feature("user_id", "id", "user", "int64", description="User ID"),
-    Feature("item_id", "id", "item", "int64", description="Item ID"),
-    Feature("scenario", "categorical", "scenario", "int64", len(SCENARIOS), None,
-            "Scenario code of the impression"),
+    *id_features(len(SCENARIOS)),
     *_deep_features(),
     # user profile
     Feature("user_age_bucket", "categorical", "user", "int64", 8, "user_profile", "Age bucket"),
@@ -155,12 +209,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("user_member_level", "categorical", "user", "int64", 5, "user_profile",
             "Membership level"),
     *_TEXT_BY_OWNER["user"],
-    # user aggregates
-    *(Feature(f"user_clicks_7d_s{s.code}", "numeric", "user", "int32", None, "user_agg",
-              f"User clicks in scenario {s.code} ({s.name}) over the previous 7 days")
-      for s in SCENARIOS),
-    Feature("user_impressions_7d", "numeric", "user", "int32", None, "user_agg",
-            "User impressions over the previous 7 days"),
+    *aggregate_features("user_agg", SCENARIOS),
     # item profile and text
     Feature("item_category", "categorical", "item", "int64", N_TOPICS, "item_profile",
             "Item category"),
@@ -168,20 +217,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature("item_price_level", "categorical", "item", "int64", 10, "item_profile",
             "Price level"),
     *_TEXT_BY_OWNER["item"],
-    # item aggregates
-    Feature("item_clicks_7d", "numeric", "item", "int32", None, "item_agg",
-            "Item clicks over the previous 7 days"),
-    Feature("item_impressions_7d", "numeric", "item", "int32", None, "item_agg",
-            "Item impressions over the previous 7 days"),
-    # scenario statistics
-    Feature("scenario_ctr_1d", "numeric", "scenario", "float32", None, "scenario_stats",
-            "Scenario click-through rate of the previous day"),
-    Feature("scenario_impressions_1d", "numeric", "scenario", "int64", None, "scenario_stats",
-            "Scenario impressions of the previous day"),
+    *aggregate_features("item_agg", SCENARIOS),
+    *aggregate_features("scenario_stats", SCENARIOS),
     # vectors: one per text field (its sentence embedding), and the item's image vector
-    *(Feature(vector_name(f.name), "vector", f.owner, "list<float32>", None,
-              f"{f.owner}_text_vec", f"Sentence embedding of {f.name}")
-      for f in _TEXT),
+    *text_vector_features(_TEXT),
     Feature("item_image_vec", "vector", "item", "list<float32>", None, "item_image",
             "Image vector of the item"),
 )
@@ -189,8 +228,7 @@ FEATURE_BY_NAME = {f.name: f for f in FEATURES}
 
 TEXT_FIELDS = tuple(f.name for f in FEATURES if f.kind == "text")
 # Modalities a model may add to the IDs (`--text`, `--image`): the views holding their vectors.
-MODALITIES: dict[str, tuple[str, ...]] = {"text": ("user_text_vec", "item_text_vec"),
-                                          "image": ("item_image",)}
+MODALITIES = ("text", "image")
 DEEP_FEATURES = tuple(f.name for f in FEATURES if f.name.startswith("deep_features_"))
 
 EVENT_TIMESTAMP = "event_timestamp"
@@ -210,7 +248,9 @@ FEATURE_SERVICES: dict[str, tuple[str, ...]] = {
 DEFAULT_FEATURE_SERVICE = "multi_modal"
 
 _ARROW_TYPES = {"int64": pa.int64(), "int32": pa.int32(), "float32": pa.float32(),
-                "string": pa.string(), "int8": pa.int8(), "list<float32>": pa.list_(pa.float32())}
+                "string": pa.string(), "int8": pa.int8(), "list<int64>": pa.list_(pa.int64()),
+                "list<float32>": pa.list_(pa.float32())}
+_OPTIONAL = ("vocabulary", "max_values", "scale")  # left out of a schema's JSON when unset
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
 
@@ -249,6 +289,17 @@ class Schema:
     def view_features(self, view: str) -> list[Feature]:
         return [f for f in self.features if f.view == view]
 
+    def modality_views(self, modality: str) -> tuple[str, ...]:
+        """The views holding a modality's vectors (MODALITIES): text, the sentence embeddings
+        of the text features; image, every other vector feature."""
+        texts = {vector_name(f.name) for f in self.features if f.kind == "text"}
+        views = []
+        for view in self.views:
+            vecs = [f for f in self.view_features(view.name) if f.kind == "vector"]
+            if vecs and all((f.name in texts) == (modality == "text") for f in vecs):
+                views.append(view.name)
+        return tuple(views)
+
     def join_key(self, view: str) -> str:
         entity = next(v.entity for v in self.views if v.name == view)
         return next(e.join_key for e in self.entities if e.name == entity)
@@ -284,7 +335,12 @@ class Schema:
         return pa.schema(fields)
 
     def to_json(self) -> dict:
-        return _ADAPTER.dump_python(self, mode="json")
+        data = _ADAPTER.dump_python(self, mode="json")
+        for f in data["features"]:
+            for key in _OPTIONAL:
+                if f[key] is None:
+                    del f[key]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> Schema:
@@ -309,6 +365,11 @@ class Schema:
                   for f in self.features if f.view is not None and f.view not in views]
         found += [f"feature {f.name!r}: a categorical feature needs a cardinality"
                   for f in self.features if f.kind == "categorical" and not f.cardinality]
+        found += [f"feature {f.name!r}: dtype list<int64> is for categorical features, with "
+                  f"max_values of at least 1" for f in self.features if f.multi_valued and
+                  (f.kind != "categorical" or not f.max_values or f.max_values < 1)]
+        found += [f"feature {f.name!r}: scale (mean, std) needs a std above 0"
+                  for f in self.features if f.scale is not None and not f.scale[1] > 0]
         found += [f"service {name!r}: view {v!r} is not declared"
                   for name, vs in self.services.items() for v in vs if v not in views]
         if self.default_service not in self.services:
@@ -322,8 +383,18 @@ class Schema:
 
         from recsys.storage import replacing
 
-        text = yaml.safe_dump(self.to_json(), sort_keys=False,
-                              default_flow_style=None, width=1 << 16)
+        def dump(value, flow=None) -> str:
+            return yaml.safe_dump(value, sort_keys=False, default_flow_style=flow,
+                                  width=1 << 16)
+
+        lines = []
+        for key, value in self.to_json().items():
+            if isinstance(value, list):  # an entry a line, however nested
+                lines += [f"{key}:"] + [f"- {dump(v, True).strip()}" for v in value]
+            else:  # a scalar, or the services (a flow list each)
+                lines.append(dump({key: value}, None if isinstance(value, dict) else False)
+                             .rstrip("\n"))
+        text = "\n".join(lines) + "\n"
         with replacing(path) as tmp:
             tmp.write_text(text)
 

@@ -14,7 +14,7 @@ import pytest
 
 from antm2c_files import antm2c_rows, write_antm2c
 from conftest import copy_repo, run
-from recsys.data.store import validate_offline_store
+from recsys.data.store import read_schema, validate_offline_store
 
 OFFLINE = ("data", "offline")
 
@@ -134,14 +134,14 @@ def test_interactions_ratings_with_threshold_and_titles(tmp_path):
         "timestamp", "--label-col", "rating", "--label-threshold", "4", "--text-cols",
         "title,genres", "--repo", str(repo))
     offline = repo.joinpath(*OFFLINE)
-    validate_offline_store(offline)
+    validate_offline_store(offline, schema=read_schema(repo))
     meta = json.loads((offline / "meta.json").read_text())
     assert meta["import"]["quarantined"] == {"unparseable time": 1}
     inter = pq.read_table(offline / "interactions").to_pandas()
     assert set(inter["scenario"]) == {0}  # no scenario column: one scenario
     assert 0.2 < inter["label"].mean() < 0.8
-    titles = pq.read_table(offline / "item_text")["item_title"].to_pylist()
-    assert "Movie" in titles[0] and "Drama|Comedy" in titles[0]
+    text = pq.read_table(offline / "item_text").to_pydict()  # each text column a feature
+    assert text["item_title"][0].startswith("Movie") and text["item_genres"][0] == "Drama|Comedy"
     run("feast", "apply", cwd=repo)
     run("recsys", "build-dataset", "--repo", str(repo), "--out", str(tmp_path / "ds"))
     run("recsys", "train", "--dataset", str(tmp_path / "ds"), "--model", "dnn", "--epochs",

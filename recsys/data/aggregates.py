@@ -8,13 +8,19 @@ from pathlib import Path
 
 from recsys.data.store import connect, write_query
 from recsys.memory import GiB
-from recsys.schema import EVENT_TIMESTAMP, SCENARIOS, TABLES
+from recsys.schema import EVENT_TIMESTAMP, Schema
 
 AGGREGATE_MEMORY = 2 * GiB
 
 
-def write_aggregates(offline: Path, start_epoch: int, n_days: int) -> None:
-    """Daily aggregates, stamped at the start of the day they describe the past of.
+def user_clicks(code: int) -> str:
+    """The user_agg feature counting a user's clicks in scenario `code`."""
+    return f"user_clicks_7d_s{code}"
+
+
+def write_aggregates(offline: Path, start_epoch: int, n_days: int, schema: Schema) -> None:
+    """Daily aggregates, stamped at the start of the day they describe the past of (one
+    click count per scenario of `schema`).
 
     A 7-day window changes only on the day after activity enters it (day + 1) or leaves it
     (day + 8), so a row is written exactly then, zeros included: with no TTL expiry the latest
@@ -25,9 +31,9 @@ def write_aggregates(offline: Path, start_epoch: int, n_days: int) -> None:
                   spill=offline / ".aggregates-spill")
     stamp = f"to_timestamp({start_epoch} + s.d * 86400)"
     clicks = ", ".join(f"sum(label) FILTER (WHERE scenario = {s.code}) AS c{s.code}"
-                       for s in SCENARIOS)
+                       for s in schema.scenarios)
     user_cols = ", ".join(f"CAST(coalesce(sum(a.c{s.code}), 0) AS INTEGER) "
-                          f"AS user_clicks_7d_s{s.code}" for s in SCENARIOS)
+                          f"AS {user_clicks(s.code)}" for s in schema.scenarios)
     window = f"""
         daily AS (SELECT {{key}}, day_index AS day, {{clicks}}, count(*) AS imp
                   FROM interactions GROUP BY ALL),
@@ -53,7 +59,8 @@ def write_aggregates(offline: Path, start_epoch: int, n_days: int) -> None:
             FROM interactions WHERE day_index + 1 < {n_days}
             GROUP BY scenario, day_index ORDER BY scenario, day_index""",
     }
+    tables = schema.tables()
     for table, sql in queries.items():
-        write_query(con, sql, offline / table / "part-00000.parquet", TABLES[table])
+        write_query(con, sql, offline / table / "part-00000.parquet", tables[table])
     con.close()
     shutil.rmtree(offline / ".aggregates-spill", ignore_errors=True)

@@ -105,15 +105,15 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
     def fill(tmp: Path) -> dict:
         _write_impressions(tmp, preset, workers, progress, staged / INTERACTIONS)
         _write_entities(_WORLD, tmp)
-        write_aggregates(tmp, START_EPOCH, preset.n_days)
+        write_aggregates(tmp, START_EPOCH, preset.n_days, ANTM2C)
         meta = {"preset": preset.name, "seed": seed, "n_users": preset.n_users,
                 "n_items": preset.n_items, "n_rows": preset.n_rows, "n_days": preset.n_days,
                 "start": START.isoformat(), "start_epoch": START_EPOCH,
                 "scenario_bias": [round(float(b), 4) for b in _WORLD.bias]}
         meta["summary"] = summarize(tmp, meta, ANTM2C.scenario_names)
-        return meta
+        return meta, ANTM2C
 
-    meta = write_offline_store(repo, force, fill, ANTM2C)
+    meta = write_offline_store(repo, force, fill)
     shutil.rmtree(staged, ignore_errors=True)  # its chunks are in the store now
     if staged.parent.is_dir() and not any(staged.parent.iterdir()):
         staged.parent.rmdir()

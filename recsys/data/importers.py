@@ -7,7 +7,8 @@ offline store only when complete, and bad input is refused before anything is wr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -17,10 +18,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from recsys.data.ingest import Ingest, Parsed
+from recsys.data.columns import MAX_SCENARIOS, Column, ColumnStats, Declared, decide, \
+    name_features, parse_declarations
+from recsys.data.imported import ENTITY_TABLES, RESERVED, DeclaredTables, Side, \
+    staged_side_schema
+from recsys.data.ingest import SCRATCH, AntM2CTables, Counts, Ingest, Parsed, Tables
 from recsys.data.store import write_offline_store
 from recsys.errors import DataError, UsageError
-from recsys.schema import ANTM2C, DEEP_FEATURES, SCENARIOS, TIMESTAMP_TYPE
+from recsys.schema import DEEP_FEATURES, SCENARIOS, TIMESTAMP_TYPE, Schema
 from recsys.storage import read_yaml
 
 BLOCK_BYTES = 16 << 20  # CSV bytes per block: memory is a few blocks, whatever the file size
@@ -34,10 +39,11 @@ ANTM2C_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # ---- the shared frame ---------------------------------------------------------------------
 def run_import(repo: Path, fmt: str, files: list[Path],
                blocks: Callable[[Ingest], Iterator[tuple[Parsed | None, int]]], force: bool,
-               progress: bool, extra: dict | None = None) -> dict:
-    """Stage every block, then write the offline store in one atomic replacement."""
-    def fill(tmp: Path) -> dict:
-        ingest = Ingest(tmp)
+               progress: bool, tables: Tables, extra: dict | None = None) -> dict:
+    """Stage every block, then write the offline store in one atomic replacement. `blocks`
+    yields parsed blocks of the log (None: bytes read, nothing to add) and the bytes read."""
+    def fill(tmp: Path) -> tuple[dict, Schema]:
+        ingest = Ingest(tmp, tables)
         bar = tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True,
                    desc=f"import {fmt}", disable=not progress)
         for block, done_bytes in blocks(ingest):
@@ -48,7 +54,7 @@ def run_import(repo: Path, fmt: str, files: list[Path],
         return ingest.finish({"format": fmt, "files": [str(f) for f in files],
                               **(extra or {})})
 
-    return write_offline_store(repo, force, fill, ANTM2C)
+    return write_offline_store(repo, force, fill)
 
 
 def _check_file(path: Path, fix: str) -> None:
@@ -81,7 +87,7 @@ def _read_or_say(path: Path, open_reader):
                         f"fix that row or convert the file to UTF-8") from None
 
 
-def _csv_blocks(path: Path, ingest: Ingest | None, columns: list[str]):
+def _csv_blocks(path: Path, ingest: Counts | None, columns: list[str]):
     """(record batch of strings, row numbers, bytes consumed) per block; rows with the wrong
     number of fields (a truncated last line, say) are quarantined as they are met (skipped
     when there is no `ingest`: a pre-pass)."""
@@ -115,7 +121,7 @@ def _csv_blocks(path: Path, ingest: Ingest | None, columns: list[str]):
         yield None, None, size - done
 
 
-def _reject_invalid(ingest: Ingest | None, path: Path, invalid: list) -> None:
+def _reject_invalid(ingest: Counts | None, path: Path, invalid: list) -> None:
     if ingest is None:
         invalid.clear()
         return
@@ -179,18 +185,23 @@ def import_antm2c(files: list[Path], repo: Path, force: bool = False,
                     extra={**{n: col[n] for n in DEEP_FEATURES},
                            **{n: col[n] for n in ANTM2C_TEXTS}}), step
 
-    return run_import(repo, "antm2c", files, blocks, force, progress)
+    return run_import(repo, "antm2c", files, blocks, force, progress, AntM2CTables())
 
 
 # ---- any interaction log ----------------------------------------------------------------------
 # What a mapping key takes where it is not a name (of a column or a file): (types, in words)
 _MAPPING_VALUES = {"label_threshold": ((int, float), "a number"),
-                   "text_cols": ((str, list), "a name")}
+                   "columns": ((dict,), "`column: kind` lines")}
+# flags that declare columns: (Mapping field, kind)
+KIND_FLAGS = {"categorical_cols": "categorical", "numeric_cols": "numeric", "text_cols": "text",
+              "ignore_cols": "ignore"}
 
 
 @dataclass
 class Mapping:
-    """How the columns of an interaction log map onto the platform's (CLI flags or YAML)."""
+    """How the columns of an interaction log map onto the platform's (CLI flags or YAML).
+    `columns`: declared kinds (column -> Declared); every other column of the log (besides
+    the mapped ones), of `users` and of `items` is a feature of an inferred kind."""
 
     interactions: Path
     user_col: str
@@ -201,37 +212,63 @@ class Mapping:
     items: Path | None = None
     label_threshold: float | None = None
     scenario_col: str | None = None
-    text_cols: tuple[str, ...] = ()
+    columns: dict[str, Declared] = field(default_factory=dict)
 
     @classmethod
-    def from_yaml(cls, path: Path, **overrides) -> "Mapping":
+    def from_yaml(cls, path: Path, declared: dict[str, Declared] | None = None,
+                  **overrides) -> "Mapping":
+        """The mapping file; `declared` (from flags) and `overrides` win over its keys."""
         _check_file(path, "pass a YAML mapping file (--mapping)")
         data = read_yaml(path, "fix the mapping file") or {}
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) | set(KIND_FLAGS)
         if not isinstance(data, dict):
             raise UsageError(f"{path}: holds a {type(data).__name__}, not `key: value` lines; "
                              f"the keys are {', '.join(sorted(known))}")
         unknown = set(data) - known
         if unknown:
-            raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; the keys "
-                             f"are {', '.join(sorted(known))}")
+            raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                             f"the keys are {', '.join(sorted(known))}")
         for key, value in data.items():
-            types, takes = _MAPPING_VALUES.get(key, (str, "a name"))
+            types, takes = _MAPPING_VALUES.get(key, ((str, list), "a name") if key in KIND_FLAGS
+                                               else ((str,), "a name"))
             if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
                 raise UsageError(f"{path}: {key} is {value!r}; it takes {takes}")
+        columns = parse_declarations(data.pop("columns", None), str(path))
+        for key, kind in KIND_FLAGS.items():
+            columns.update({c: Declared(kind) for c in _names(data.pop(key, None))})
+        columns.update(declared or {})
         data.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("interactions", "users", "items"):
             if data.get(key) is not None:
                 data[key] = (path.parent / data[key]) if not Path(data[key]).is_absolute() \
                     else Path(data[key])
-        if isinstance(data.get("text_cols"), str):
-            data["text_cols"] = tuple(c for c in data["text_cols"].split(",") if c)
         missing = [k for k in ("interactions", "user_col", "item_col", "time_col", "label_col")
                    if not data.get(k)]
         if missing:
             raise UsageError(f"{path}: missing {', '.join(missing)}; add them to the mapping "
                              f"file or pass them as flags")
-        return cls(**data)
+        return cls(**data, columns=columns)
+
+    def mapped(self) -> dict[str, str]:
+        """The log's mapped columns, by flag."""
+        out = {"--user-col": self.user_col, "--item-col": self.item_col,
+               "--time-col": self.time_col, "--label-col": self.label_col}
+        if self.scenario_col:
+            out["--scenario-col"] = self.scenario_col
+        return out
+
+
+def declared_from_flags(**lists: str | None) -> dict[str, Declared]:
+    """--categorical-cols a,b --numeric-cols c ... -> column -> Declared."""
+    return {c: Declared(KIND_FLAGS[flag]) for flag, names in lists.items()
+            for c in _names(names)}
+
+
+def _names(value) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else value
+    return [str(c).strip() for c in items if str(c).strip()]
 
 
 def _columns_of(path: Path) -> list[str]:
@@ -261,16 +298,6 @@ def _table_blocks(path: Path, ingest: Ingest, columns: list[str]):
             yield batch, rows, size * batch.num_rows // max(pf.metadata.num_rows, 1)
     else:
         yield from _csv_blocks(path, ingest, columns)
-
-
-def _side_text_sql(path: Path, key: str, cols: tuple[str, ...]) -> str:
-    """DuckDB query: (k, text) of a users / items table (one row per entity): the key as text,
-    the text columns joined by ' ', empty values left out."""
-    reader = f"read_parquet('{path}')" if path.suffix == ".parquet" else \
-        f"read_csv('{path}', header = true, all_varchar = true)"
-    parts = ", ".join(f'nullif(CAST("{c}" AS VARCHAR), \'\')' for c in cols)
-    return (f'SELECT CAST("{key}" AS VARCHAR) AS k, min(concat_ws(\' \', {parts})) AS text '
-            f"FROM {reader} GROUP BY k")
 
 
 # Epoch numbers by magnitude: below 1e11 seconds (until the year 5138), below 1e14
@@ -336,73 +363,176 @@ def _in_range(micros: pa.Array) -> pa.Array:
 
 def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
                         progress: bool = True) -> dict:
-    """Import any interaction log (CSV or Parquet) through a column mapping."""
+    """Import any interaction log (CSV or Parquet) through a column mapping: a survey pass
+    decides every column's kind and the scenarios, then the log and the users / items tables
+    are staged and built (nothing is written before the survey has checked everything)."""
     m = mapping
     _check_file(m.interactions, "pass the interaction log (--interactions)")
-    wanted = {"--user-col": m.user_col, "--item-col": m.item_col, "--time-col": m.time_col,
-              "--label-col": m.label_col}
-    if m.scenario_col:
-        wanted["--scenario-col"] = m.scenario_col
-    _need(m.interactions, _columns_of(m.interactions), wanted)
-    side = {}  # text per entity from the users / items tables
-    for flag, path, key, target in (("--users", m.users, m.user_col, "query_entity_seq"),
-                                    ("--items", m.items, m.item_col, "item_title")):
-        if path is None:
-            continue
-        _check_file(path, f"pass an existing file ({flag})")
-        cols = _columns_of(path)
-        text = tuple(c for c in m.text_cols if c in cols)
-        _need(path, cols, {"the key": key})
-        side[target] = (path, key, text)
-    unplaced = [c for c in m.text_cols if not any(c in s[2] for s in side.values())]
-    if unplaced:
-        raise UsageError(f"--text-cols {', '.join(unplaced)}: no such column in the --users or "
-                         f"--items table; name columns of those tables")
-    _check_labels(m)
-    columns = list(dict.fromkeys(wanted.values()))
+    log_columns = _columns_of(m.interactions)
+    _need(m.interactions, log_columns, m.mapped())
+    tables = {"interactions": (m.interactions, None, [c for c in log_columns
+                                                     if c not in m.mapped().values()])}
+    for flag, table, path, key in (("--users", "users", m.users, m.user_col),
+                                   ("--items", "items", m.items, m.item_col)):
+        if path is not None:
+            _check_file(path, f"pass an existing file ({flag})")
+            cols = _columns_of(path)
+            _need(path, cols, {f"the key, as in the log's {key}": key})
+            tables[table] = (path, key, [c for c in cols if c != key])
+    _check_declared(m, tables)
+    scenarios, stats = _survey_log(m, tables["interactions"][2], progress)
+    columns = [decide("interactions", m.interactions, c, stats[c], m.columns.get(c))
+               for c in tables["interactions"][2]]
+    for table, (path, key, cols) in tables.items():
+        if table != "interactions":
+            side_stats = _survey(path, cols, progress, f"survey {path.name}")
+            columns += [decide(table, path, c, side_stats[c], m.columns.get(c)) for c in cols]
+    name_features(columns, RESERVED)
+    codes = pa.array([name for name, _ in scenarios], pa.string())
+    context = [c for c in columns if c.table == "interactions" and c.kind != "ignore"]
+    sides: dict[str, Side] = {}  # the staged users / items tables, in the import's scratch
 
     def blocks(ingest):
-        # texts of the users / items tables are joined in DuckDB when the import finishes
-        ingest.side_texts = {target: _side_text_sql(*spec) for target, spec in side.items()
-                             if spec[2]}
-        for batch, rows, step in _table_blocks(m.interactions, ingest, columns):
+        for table, (path, key, _) in tables.items():
+            if table != "interactions":
+                sides[table] = Side(path, ingest.tmp / SCRATCH / table, Counts(ingest, table))
+                yield from _stage_side(sides[table], key, columns)
+        for batch, rows, step in _table_blocks(m.interactions, ingest, log_columns):
             if batch is None:
                 yield None, step
                 continue
             col = dict(zip(batch.schema.names, batch.columns))
-            label = col[m.label_col]
-            if m.label_threshold is not None:
-                score = pc.cast(_nonempty(label), pa.float64(), safe=False) \
-                    if pa.types.is_string(label.type) else pc.cast(label, pa.float64())
-                label = pc.cast(pc.greater_equal(score, m.label_threshold), pa.int8())
-            else:
-                label = pc.cast(_int_in(label, range(2)), pa.int8())
-            scenario = _int_in(col[m.scenario_col], range(len(SCENARIOS))) if m.scenario_col \
-                else pa.array([0] * batch.num_rows, pa.int64())
-            user, item = _nonempty(col[m.user_col]), _nonempty(col[m.item_col])
             ts, time_kinds = _time(col[m.time_col])
-            yield Parsed(source=m.interactions.name, row=rows, user=user, item=item,
-                         ts=ts, label=label, scenario=scenario,
-                         raw=pa.Table.from_batches([batch]), time_kinds=time_kinds), step
+            scenario = pc.cast(pc.index_in(_nonempty(col[m.scenario_col]), value_set=codes),
+                               pa.int64()) if m.scenario_col \
+                else pa.repeat(pa.scalar(0, pa.int64()), batch.num_rows)
+            yield Parsed(source=m.interactions.name, row=rows, user=_nonempty(col[m.user_col]),
+                         item=_nonempty(col[m.item_col]), ts=ts,
+                         label=_label(col[m.label_col], m.label_threshold), scenario=scenario,
+                         raw=pa.Table.from_batches([batch]), time_kinds=time_kinds,
+                         extra={c.name: pc.cast(col[c.source], pa.string())
+                                for c in context}), step
 
     info = {"mapping": {k: str(v) if isinstance(v, Path) else v
-                        for k, v in vars(m).items() if v not in (None, ())}}
-    return run_import(repo, "interactions", [m.interactions], blocks, force, progress, info)
+                        for k, v in vars(m).items() if v not in (None, {}) and k != "columns"}}
+    files = [path for path, _, _ in tables.values()]
+    return run_import(repo, "interactions", files, blocks, force, progress,
+                      DeclaredTables(scenarios, columns, sides), info)
 
 
-def _check_labels(m: Mapping) -> None:
-    """Without a threshold the label column must be binary: one pass over that column only,
-    before anything is written."""
-    if m.label_threshold is not None:
-        return
-    for batch, _, _ in _table_blocks(m.interactions, None, [m.label_col]):
-        if batch is None:  # the bytes after the last block
+def _label(values: pa.Array, threshold: float | None) -> pa.Array:
+    """0/1 labels: values >= `threshold`, or the values themselves where they are 0/1."""
+    if threshold is None:
+        return pc.cast(_int_in(values, range(2)), pa.int8())
+    score = pc.cast(_nonempty(values), pa.float64(), safe=False) \
+        if pa.types.is_string(values.type) else pc.cast(values, pa.float64())
+    return pc.cast(pc.greater_equal(score, threshold), pa.int8())
+
+
+def _check_declared(m: Mapping, tables: dict) -> None:
+    """Every declared column is a column of some table and not a mapped one."""
+    for col in m.columns:
+        if col in m.mapped().values() or any(col == key for _, key, _ in tables.values()):
+            raise UsageError(f"columns.{col}: '{col}' is a mapped column (user, item, time, "
+                             f"label or scenario), not a feature; leave it out of the declared "
+                             f"columns")
+        if not any(col in cols for _, _, cols in tables.values()):
+            files = ", ".join(str(p) for p, _, _ in tables.values())
+            raise UsageError(f"columns.{col}: no column '{col}' in {files}; declare columns "
+                             f"those files have")
+
+
+def _survey(path: Path, columns: list[str], progress: bool, desc: str,
+            on_batch=None) -> dict[str, ColumnStats]:
+    """Counters over every value of `columns` (one streamed pass; see data.columns)."""
+    stats = {c: ColumnStats() for c in columns}
+    # shown after a second: a refusal found at once stays the only line on stderr
+    bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=desc,
+               disable=not progress, delay=1)
+    read = [c for c in dict.fromkeys([*columns, *(on_batch.columns if on_batch else [])])]
+    for batch, _, step in _table_blocks(path, None, read):
+        if batch is not None:
+            for c in columns:
+                stats[c].add(batch[c])
+            if on_batch:
+                on_batch(batch)
+        bar.update(step)
+    bar.close()
+    return stats
+
+
+class _LogChecks:
+    """What the survey checks of the log's label and scenario columns."""
+
+    def __init__(self, m: Mapping):
+        self.m = m
+        self.columns = [m.label_col] + ([m.scenario_col] if m.scenario_col else [])
+        self.scenarios: dict[str, int] = {}
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        m = self.m
+        if m.label_threshold is None:  # the label column must be binary
+            values = pc.cast(batch[m.label_col], pa.string())
+            values = pc.drop_null(pc.utf8_trim_whitespace(values))
+            values = pc.filter(values, pc.not_equal(values, ""))
+            bad = pc.filter(values, pc.is_null(_int_in(values, range(2))))
+            if len(bad):
+                raise UsageError(f"{m.interactions}: column '{m.label_col}' (--label-col) is "
+                                 f"not binary (found '{bad[0].as_py()}'); pass "
+                                 f"--label-threshold X to turn values >= X into clicks")
+        if m.scenario_col:
+            counts = pc.value_counts(pc.drop_null(_nonempty(batch[m.scenario_col])))
+            for value, n in zip(counts.field("values").to_pylist(),
+                                counts.field("counts").to_pylist()):
+                self.scenarios[value] = self.scenarios.get(value, 0) + n
+            if len(self.scenarios) > MAX_SCENARIOS:
+                raise UsageError(f"{m.interactions}: column '{m.scenario_col}' "
+                                 f"(--scenario-col) has more than {MAX_SCENARIOS} distinct "
+                                 f"values; a scenario is a kind of item or surface (a few, "
+                                 f"each with its own tower): pass another column, or none")
+
+
+def _survey_log(m: Mapping, context: list[str],
+                progress: bool) -> tuple[list[tuple[str, int]], dict[str, ColumnStats]]:
+    """The log's scenarios (name, rows) by code, and its context columns' counters."""
+    checks = _LogChecks(m)
+    stats = _survey(m.interactions, context, progress, f"survey {m.interactions.name}",
+                    on_batch=checks)
+    if not m.scenario_col:
+        return [("all", 0)], stats
+    names = list(checks.scenarios)
+    if not names:
+        raise UsageError(f"{m.interactions}: column '{m.scenario_col}' (--scenario-col) has no "
+                         f"values; pass another column, or none for a single scenario")
+    whole = all(re.fullmatch(r"[+-]?\d+", n) for n in names)  # codes sort as numbers
+    names.sort(key=lambda n: (int(n), n) if whole else (0, n))
+    return [(n, checks.scenarios[n]) for n in names], stats
+
+
+def _stage_side(side: Side, key: str, columns: list[Column]):
+    """A users / items table's rows as text, staged as Parquet (a row without an ID is
+    quarantined); yields (None, bytes read) for the progress bar."""
+    used = [c for c in columns if c.path == side.path and c.kind != "ignore"]
+    schema = staged_side_schema(used)
+    side.staging.mkdir(parents=True)
+    entity = ENTITY_TABLES[side.counts.table][0]
+    parts = 0
+    for batch, rows, step in _table_blocks(side.path, side.counts,
+                                           [key, *(c.source for c in used)]):
+        if batch is None:
+            yield None, step
             continue
-        values = pc.cast(batch.column(0), pa.string())
-        values = pc.drop_null(pc.utf8_trim_whitespace(values))
-        values = pc.filter(values, pc.not_equal(values, ""))
-        bad = pc.filter(values, pc.is_null(_int_in(values, range(2))))
-        if len(bad):
-            raise UsageError(f"{m.interactions}: column '{m.label_col}' (--label-col) is not "
-                             f"binary (found '{bad[0].as_py()}'); pass --label-threshold X to "
-                             f"turn values >= X into clicks")
+        side.counts.rows_read += batch.num_rows
+        k = _nonempty(batch[key])
+        if k.null_count:
+            bad = pc.is_null(k)
+            side.counts.reject(side.path.name, pc.filter(rows, bad),
+                               pa.repeat(f"empty {entity} id", k.null_count),
+                               pa.Table.from_batches([batch]).filter(bad))
+        staged = pa.table([pa.repeat(side.path.name, batch.num_rows), rows, k] +
+                          [pc.cast(batch[c.source], pa.string()) for c in used], schema=schema)
+        pq.write_table(staged.filter(pc.is_valid(k)), side.staging / f"part-{parts:05d}.parquet")
+        parts += 1
+        yield None, step
+    if not parts:  # an empty table: DuckDB still finds its columns
+        pq.write_table(schema.empty_table(), side.staging / "part-00000.parquet")

@@ -7,8 +7,8 @@ staged as Parquet. `Ingest.finish` then builds every table with DuckDB, which sp
 memory stays bounded whatever the number of rows:
 - raw user / item IDs -> rows 0..n-1 in order of first appearance (`id_maps/`);
 - exact duplicate rows -> quarantine, the first one kept;
-- interactions by day; profile snapshots (all null: the input has no profile) and one text
-  snapshot per distinct text of a user / item, stamped at its first appearance;
+- interactions by day, with the features that ride with the row;
+- the entity views (profiles, text): how they are made is the importer's `Tables`;
 - the aggregate views, the metadata and the summary, as for generated data.
 """
 
@@ -20,6 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
@@ -27,22 +28,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.data.aggregates import write_aggregates
-from recsys.data.store import write_query
+from recsys.data.store import ID_MAPS, QUARANTINE, write_query
 from recsys.data.summary import summarize
 from recsys.errors import DataError
-from recsys.schema import (ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS,
-                           N_DEEP_FEATURES, SCENARIOS, TABLES, TEXT_FIELDS, TIMESTAMP_TYPE,
-                           view_features)
+from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, \
+    INTERACTIONS, SCENARIOS, TEXT_FIELDS, TIMESTAMP_TYPE, Schema
 
-QUARANTINE, ID_MAPS = "quarantine", "id_maps"
 SCRATCH = ".scratch"  # staged rows, DuckDB's database and spill files: removed at the end
 QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),
                                ("reason", pa.string()), ("raw", pa.string())])
-STAGED_SCHEMA = pa.schema(
-    [("source", pa.string()), ("row", pa.int64()), ("raw_user", pa.string()),
-     ("raw_item", pa.string()), ("ts", TIMESTAMP_TYPE), ("label", pa.int8()),
-     ("scenario", pa.int64())]
-    + [(name, pa.string()) for name in (*DEEP_FEATURES, *TEXT_FIELDS)])
+KEYS = (("source", pa.string()), ("row", pa.int64()), ("raw_user", pa.string()),
+        ("raw_item", pa.string()), ("ts", TIMESTAMP_TYPE), ("label", pa.int8()),
+        ("scenario", pa.int64()))
 ROW_KEY = ("source", "row")  # where a staged row came from; every other column is its content
 DUCKDB_MEMORY = "1GB"
 DUPLICATES_PER_BATCH = 100_000  # duplicates are quarantined a batch at a time
@@ -59,32 +56,77 @@ class Parsed:
     item: pa.Array
     ts: pa.Array
     label: pa.Array
-    scenario: pa.Array
+    scenario: pa.Array  # the scenario's code
     raw: pa.Table  # the input fields as read, for the quarantine
-    extra: dict[str, pa.Array] = field(default_factory=dict)  # deep features and texts
+    extra: dict[str, pa.Array] = field(default_factory=dict)  # the staged columns, as text
     time_kinds: dict[str, int] = field(default_factory=dict)  # how the times were read
 
 
-# (column of Parsed, reason when it is null), checked in this order
-REASONS = (("user", "empty user id"), ("item", "empty item id"),
-           ("ts", "unparseable time"), ("label", "label not 0/1"),
-           ("scenario", f"scenario not in 0..{len(SCENARIOS) - 1}"))
+class Tables(Protocol):
+    """What an importer adds to the shared frame: the staged columns beside the keys, the
+    features of an interaction row, the entity views and the final schema."""
+
+    staged: tuple[str, ...]  # columns staged as text with every row
+    scenario_reason: str  # why a row whose scenario is null is quarantined
+
+    def extra_ids(self, entity: str) -> str | None:
+        """SQL of raw IDs (column `k`) that get rows after the log's own (entities known from
+        elsewhere, such as a users table), or None."""
+
+    def interaction_features(self, con) -> tuple[list[str], str]:
+        """SELECT expressions of the row's features (over `joined`) and the JOINs they need."""
+
+    def snapshots(self, con, tmp: Path, start_epoch: int) -> None:
+        """Write the entity views (every table but the interactions and the aggregates)."""
+
+    def schema(self) -> Schema:
+        """The tables' facts (after `snapshots`, which may learn cardinalities)."""
+
+    def describe(self) -> dict:
+        """What the import adds to the metadata."""
 
 
-class Ingest:
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
+class Counts:
+    """Rows read and quarantined by reason, for the log or a users / items table."""
+
+    def __init__(self, ingest: Ingest, table: str):
+        self.ingest, self.table = ingest, table
+        self.rows_read = 0
+        self.quarantined: dict[str, int] = {}
+
+    def count_read(self, n: int) -> None:
+        """Rows the parser could not hand over as a block (they were rejected directly)."""
+        self.rows_read += n
+
+    def reject(self, source: str, rows, reasons, raw: pa.Table | list[str]) -> None:
+        """Quarantine rows: `raw` is the rows' fields (a table) or their text (a list)."""
+        if isinstance(raw, pa.Table):
+            raw = [json.dumps(r, ensure_ascii=False, default=str) for r in raw.to_pylist()]
+        reasons = pa.array(reasons, pa.string())
+        table = pa.table({"source": pa.repeat(source, len(raw)),
+                          "row": pa.array(rows, pa.int64()), "reason": reasons,
+                          "raw": pa.array(raw, pa.string())})
+        self.ingest.quarantine.write_table(table)
+        for why, count in zip(*pc.value_counts(reasons).flatten()):
+            self.quarantined[why.as_py()] = self.quarantined.get(why.as_py(), 0) + count.as_py()
+
+
+class Ingest(Counts):
+    def __init__(self, tmp: Path, tables: Tables):
+        self.tmp, self.tables = tmp, tables
         self.staging = tmp / SCRATCH / "staging"
         self.staging.mkdir(parents=True)
         (tmp / QUARANTINE).mkdir()
-        self.rows_read, self.parts = 0, 0
+        self.quarantine = pq.ParquetWriter(tmp / QUARANTINE / "part-00000.parquet",
+                                           QUARANTINE_SCHEMA)
+        super().__init__(self, INTERACTIONS)
+        self.parts = 0
         self.time_kinds: dict[str, int] = {}
-        self.quarantined: dict[str, int] = {}
-        # text column -> DuckDB query (k, text) of a users / items table, joined on the raw
-        # user ID (query_entity_seq) or item ID (item_title) of every staged row
-        self.side_texts: dict[str, str] = {}
-        self._quarantine = pq.ParquetWriter(tmp / QUARANTINE / "part-00000.parquet",
-                                            QUARANTINE_SCHEMA)
+        self.staged_schema = pa.schema(list(KEYS) + [(c, pa.string()) for c in tables.staged])
+        # (column of Parsed, reason when it is null), checked in this order
+        self.reasons = (("user", "empty user id"), ("item", "empty item id"),
+                        ("ts", "unparseable time"), ("label", "label not 0/1"),
+                        ("scenario", tables.scenario_reason))
 
     # ---- per block ------------------------------------------------------------------------
     def add(self, block: Parsed) -> None:
@@ -93,7 +135,7 @@ class Ingest:
         for kind, count in block.time_kinds.items():
             self.time_kinds[kind] = self.time_kinds.get(kind, 0) + count
         reason = pa.nulls(n, pa.string())
-        for column, why in reversed(REASONS):  # the first failing check wins
+        for column, why in reversed(self.reasons):  # the first failing check wins
             reason = pc.if_else(pc.is_null(getattr(block, column)), why, reason)
         bad = pc.is_valid(reason)
         if pc.any(bad).as_py():
@@ -103,32 +145,16 @@ class Ingest:
         columns = {"source": pa.array([block.source] * n, pa.string()), "row": block.row,
                    "raw_user": block.user, "raw_item": block.item, "ts": block.ts,
                    "label": block.label, "scenario": block.scenario}
-        for name in (*DEEP_FEATURES, *TEXT_FIELDS):
+        for name in self.tables.staged:
             columns[name] = block.extra.get(name, pa.nulls(n, pa.string()))
-        staged = pa.table(columns).cast(STAGED_SCHEMA).filter(good)
+        staged = pa.table(columns).cast(self.staged_schema).filter(good)
         if staged.num_rows:
             pq.write_table(staged, self.staging / f"part-{self.parts:05d}.parquet")
             self.parts += 1
 
-    def reject(self, source: str, rows, reasons, raw: pa.Table | list[str]) -> None:
-        """Quarantine rows: `raw` is the rows' fields (a table) or their text (a list)."""
-        if isinstance(raw, pa.Table):
-            raw = [json.dumps(r, ensure_ascii=False) for r in raw.to_pylist()]
-        reasons = pa.array(reasons, pa.string())
-        table = pa.table({"source": pa.repeat(source, len(raw)),
-                          "row": pa.array(rows, pa.int64()), "reason": reasons,
-                          "raw": pa.array(raw, pa.string())})
-        self._quarantine.write_table(table)
-        for why, count in zip(*pc.value_counts(reasons).flatten()):
-            self.quarantined[why.as_py()] = self.quarantined.get(why.as_py(), 0) + count.as_py()
-
-    def count_read(self, n: int) -> None:
-        """Rows the parser could not hand over as a block (they were rejected directly)."""
-        self.rows_read += n
-
     # ---- at the end -----------------------------------------------------------------------
-    def finish(self, info: dict) -> dict:
-        """Write every table of the offline store into tmp; return its metadata."""
+    def finish(self, info: dict) -> tuple[dict, Schema]:
+        """Write every table of the offline store into tmp; return its metadata and schema."""
         scratch = self.tmp / SCRATCH
         con = duckdb.connect(str(scratch / "import.duckdb"))
         con.execute("SET TimeZone = 'UTC'")
@@ -139,16 +165,7 @@ class Ingest:
         if not self.parts:
             raise DataError(f"no usable row in {', '.join(info['files'])}: every row was "
                             f"quarantined ({self._reasons()}); fix the input")
-        staged = f"read_parquet('{self.staging}/*.parquet')"
-        if self.side_texts:
-            joins = " ".join(
-                f"LEFT JOIN ({sql}) AS t{i} "
-                f"ON s.{'raw_item' if col == 'item_title' else 'raw_user'} = t{i}.k"
-                for i, (col, sql) in enumerate(self.side_texts.items()))
-            replace = ", ".join(f"coalesce(t{i}.text, s.{col}) AS {col}"
-                                for i, col in enumerate(self.side_texts))
-            staged = f"(SELECT s.* REPLACE ({replace}) FROM {staged} AS s {joins})"
-        con.execute(f"CREATE VIEW staged AS SELECT * FROM {staged}")
+        con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet('{self.staging}/*.parquet')")
         self._drop_duplicates(con)
         start, n_days = con.execute(
             "SELECT min(ts::DATE), datediff('day', min(ts::DATE), max(ts::DATE)) + 1 "
@@ -156,21 +173,23 @@ class Ingest:
         start = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
         start_epoch = int(start.timestamp())
         counts = self._id_maps(con)
-        self._interactions(con)
-        self._snapshots(con)
+        self.tables.snapshots(con, self.tmp, start_epoch)
+        schema = self.tables.schema()
+        self._interactions(con, schema)
         n_rows = con.execute("SELECT count(*) FROM good").fetchone()[0]
-        self._quarantine.close()
+        self.quarantine.close()
         con.close()
         shutil.rmtree(scratch)
-        write_aggregates(self.tmp, start_epoch, n_days)
+        write_aggregates(self.tmp, start_epoch, n_days, schema)
         meta = {"preset": f"import-{info['format']}", "seed": None, **counts,
                 "n_rows": n_rows, "n_days": n_days, "start": start.isoformat(),
                 "start_epoch": start_epoch,
                 "import": {**info, "rows_read": self.rows_read, "imported": n_rows,
                            "times_read_as": self.time_kinds,
-                           "quarantined": dict(sorted(self.quarantined.items()))}}
-        meta["summary"] = summarize(self.tmp, meta, ANTM2C.scenario_names)
-        return meta
+                           "quarantined": dict(sorted(self.quarantined.items())),
+                           **self.tables.describe()}}
+        meta["summary"] = summarize(self.tmp, meta, schema.scenario_names)
+        return meta, schema
 
     def _reasons(self) -> str:
         return ", ".join(f"{n:,} {why}" for why, n in self.quarantined.items()) or "none read"
@@ -179,7 +198,7 @@ class Ingest:
         """Exact duplicates (every field equal, the time included) are found by a 64-bit hash
         of the fields. A grouping with a fixed-size state (which DuckDB spills) finds the
         hashes seen more than once; only those rows are ranked to keep the first."""
-        fields = ", ".join(f'"{c}"' for c in STAGED_SCHEMA.names if c not in ROW_KEY)
+        fields = ", ".join(f'"{c}"' for c in self.staged_schema.names if c not in ROW_KEY)
         con.execute(f"""CREATE TABLE repeated AS SELECT hash({fields}) AS h FROM staged
                         GROUP BY h HAVING count(*) > 1""")
         con.execute(f"""CREATE TABLE dupes AS SELECT source, row FROM (
@@ -201,9 +220,14 @@ class Ingest:
         (self.tmp / ID_MAPS).mkdir()
         counts = {}
         for entity, raw in (("user_id", "raw_user"), ("item_id", "raw_item")):
+            ids = f"SELECT {raw}, min(ts) AS first FROM good GROUP BY {raw}"
+            if extra := self.tables.extra_ids(entity):  # after the log's, by raw ID
+                ids += (f" UNION ALL SELECT DISTINCT e.k, NULL FROM ({extra}) AS e ANTI JOIN "
+                        f"(SELECT DISTINCT {raw} FROM good) AS g ON e.k = g.{raw}")
             con.execute(f"""CREATE TABLE map_{entity} AS SELECT {raw},
-                                row_number() OVER (ORDER BY min(ts), {raw}) - 1 AS {entity}
-                            FROM good GROUP BY {raw}""")
+                                row_number() OVER (ORDER BY first NULLS LAST, {raw}) - 1
+                                    AS {entity}
+                            FROM ({ids})""")
             con.execute(f"COPY (SELECT {raw} AS raw_id, {entity} FROM map_{entity} ORDER BY "
                         f"{entity}) TO '{self.tmp / ID_MAPS / entity}.parquet' (FORMAT parquet)")
             counts[f"n_{entity.removesuffix('_id')}s"] = \
@@ -212,7 +236,34 @@ class Ingest:
                        JOIN map_user_id USING (raw_user) JOIN map_item_id USING (raw_item)""")
         return counts
 
-    def _interactions(self, con) -> None:
+    def _interactions(self, con, schema: Schema) -> None:
+        features, joins = self.tables.interaction_features(con)
+        columns = schema.interaction_schema()
+        # request ids follow time: a day's ids start after the earlier days' rows, so each
+        # day is numbered on its own (no window over every row, which DuckDB would not spill)
+        days = con.execute("SELECT ts::DATE, count(*) FROM good GROUP BY 1 ORDER BY 1").fetchall()
+        first_ids = itertools.accumulate((n for _, n in days), initial=0)
+        for (day, _), first_id in zip(days, first_ids):
+            write_query(con, f"""
+                SELECT {first_id} + row_number() OVER (ORDER BY ts, source, row) - 1
+                           AS request_id, ts AS {EVENT_TIMESTAMP}, user_id, item_id, scenario,
+                       {''.join(f'{f}, ' for f in features)}label, NULL::FLOAT AS p_true
+                FROM joined {joins} WHERE ts::DATE = DATE '{day}' ORDER BY request_id""",
+                self.tmp / INTERACTIONS / f"day={day.isoformat()}" / "part-00000.parquet",
+                columns)
+
+
+class AntM2CTables:
+    """The public AntM2C release: its deep features ride with the row, its texts give one
+    snapshot per distinct text of a user / item, and the profiles are unknown."""
+
+    staged = (*DEEP_FEATURES, *TEXT_FIELDS)
+    scenario_reason = f"scenario not in 0..{len(SCENARIOS) - 1}"
+
+    def extra_ids(self, entity: str) -> None:
+        return None
+
+    def interaction_features(self, con) -> tuple[list[str], str]:
         deep = []
         for name in DEEP_FEATURES:
             value = f"nullif(trim({name}), '')"
@@ -224,24 +275,13 @@ class Ingest:
                     WHEN TRY_CAST({value} AS BIGINT) BETWEEN 0 AND {card - 1}
                         THEN TRY_CAST({value} AS BIGINT)
                     ELSE CAST(hash({value}) % {card} AS BIGINT) END AS {name}""")
-        assert len(deep) == N_DEEP_FEATURES
-        # request ids follow time: a day's ids start after the earlier days' rows, so each
-        # day is numbered on its own (no window over every row, which DuckDB would not spill)
-        days = con.execute("SELECT ts::DATE, count(*) FROM good GROUP BY 1 ORDER BY 1").fetchall()
-        first_ids = itertools.accumulate((n for _, n in days), initial=0)
-        for (day, _), first_id in zip(days, first_ids):
-            write_query(con, f"""
-                SELECT {first_id} + row_number() OVER (ORDER BY ts, source, row) - 1
-                           AS request_id, ts AS {EVENT_TIMESTAMP}, user_id, item_id, scenario,
-                       {', '.join(deep)}, label, NULL::FLOAT AS p_true
-                FROM joined WHERE ts::DATE = DATE '{day}' ORDER BY request_id""",
-                self.tmp / INTERACTIONS / f"day={day.isoformat()}" / "part-00000.parquet",
-                TABLES[INTERACTIONS])
+        return deep, ""
 
-    def _snapshots(self, con) -> None:
+    def snapshots(self, con, tmp: Path, start_epoch: int) -> None:
+        tables = ANTM2C.tables()
         for view, key in (("user_profile", "user_id"), ("item_profile", "item_id"),
                           ("user_text", "user_id"), ("item_text", "item_id")):
-            names = [f.name for f in view_features(view)]
+            names = [f.name for f in ANTM2C.view_features(view)]
             if view.endswith("profile"):  # first appearance, no profile known
                 sql = f"""SELECT {key}, min(ts) AS {EVENT_TIMESTAMP},
                               {', '.join(f'NULL AS {n}' for n in names)}
@@ -250,4 +290,10 @@ class Ingest:
                 sql = f"""SELECT {key}, min(ts) AS {EVENT_TIMESTAMP}, {', '.join(names)}
                           FROM joined GROUP BY {key}, {', '.join(names)}
                           ORDER BY {key}, {EVENT_TIMESTAMP}"""
-            write_query(con, sql, self.tmp / view / "part-00000.parquet", TABLES[view])
+            write_query(con, sql, tmp / view / "part-00000.parquet", tables[view])
+
+    def schema(self) -> Schema:
+        return ANTM2C
+
+    def describe(self) -> dict:
+        return {}

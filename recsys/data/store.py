@@ -13,11 +13,13 @@ import pyarrow.parquet as pq
 
 from recsys.errors import DataError, RepoError
 from recsys.memory import duckdb_limit
-from recsys.schema import ANTM2C, INTERACTIONS, OFFLINE_DIR, SCHEMA_FILE, TABLES, Schema
+from recsys.schema import ANTM2C, INTERACTIONS, OFFLINE_DIR, SCHEMA_FILE, Schema
 from recsys.storage import atomic_dir, check_output_free, read_json, read_yaml
 
 PROJECT = "recsys"
 META = "meta.json"
+# folders of the offline store that are not feature tables
+QUARANTINE, ID_MAPS, VOCABULARIES = "quarantine", "id_maps", "vocabularies"
 
 
 def check_repo(repo: Path) -> Path:
@@ -43,23 +45,23 @@ def offline_dir(repo: Path) -> Path:
     return repo / OFFLINE_DIR
 
 
-def write_offline_store(repo: Path, force: bool, fill: Callable[[Path], dict],
-                        schema: Schema) -> dict:
+def write_offline_store(repo: Path, force: bool,
+                        fill: Callable[[Path], tuple[dict, Schema]]) -> dict:
     """Replace `repo`'s offline store in one piece: `fill(tmp)` writes every table into a
-    temporary folder and returns the metadata, written beside them as meta.json; `schema`, the
-    facts of those tables, goes to the repo's schema.yaml. Replacing old data removes the Feast
-    registry and online store that described it (listed in the returned metadata's
-    `feast_reset`)."""
+    temporary folder and returns the metadata, written beside them as meta.json, and the
+    schema, the facts of those tables, which goes to the repo's schema.yaml. Replacing old
+    data removes the Feast registry and online store that described it (listed in the
+    returned metadata's `feast_reset`)."""
     from recsys.features.store import reset_state
 
     out = offline_dir(check_repo(repo))
     check_output_free(out, force)  # fail before the work, not after it
     replacing = out.exists()
     with atomic_dir(out, force) as tmp:
-        meta = fill(tmp)
-        for table in TABLES:  # e.g. text vectors: `recsys encode-text` fills them
-            if not table_files(tmp, table):
-                write_empty(tmp, table)
+        meta, schema = fill(tmp)
+        for table, columns in schema.tables().items():  # e.g. text vectors: `recsys
+            if not table_files(tmp, table):               # encode-text` fills them
+                write_empty(tmp, table, columns)
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
     schema.save(repo / SCHEMA_FILE)
     if replacing:
@@ -67,11 +69,11 @@ def write_offline_store(repo: Path, force: bool, fill: Callable[[Path], dict],
     return meta
 
 
-def write_empty(offline: Path, table: str) -> None:
+def write_empty(offline: Path, table: str, columns: pa.Schema) -> None:
     """A table with no rows, so Feast and the validator find every view's source."""
     path = offline / table / "part-00000.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(TABLES[table].empty_table(), path)
+    pq.write_table(columns.empty_table(), path)
 
 
 def write_query(con: duckdb.DuckDBPyConnection, sql: str, path: Path,
@@ -155,8 +157,10 @@ def connect(offline: Path, start_epoch: int, memory_bytes: int | None = None,
     con.execute("SET TimeZone = 'UTC'")
     if memory_bytes:
         limit_memory(con, memory_bytes, spill)
-    for table in TABLES:
-        if not table_files(offline, table):
+    folders = sorted(p.name for p in offline.iterdir() if p.is_dir()) if offline.is_dir() else []
+    for table in folders:
+        if table.startswith(".") or table in (QUARANTINE, ID_MAPS, VOCABULARIES) or \
+                not table_files(offline, table):
             continue
         source = f"read_parquet('{table_glob(offline, table)}', hive_partitioning = false)"
         if table == INTERACTIONS:
