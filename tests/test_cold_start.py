@@ -155,6 +155,14 @@ def test_histories_are_in_time_order(splits):
     assert (train.ids[rows[:, 0], layout.slot("user_id")] == h.entity[:50]).all()
 
 
+def test_no_new_item_gives_an_empty_warmup(splits):
+    """Data whose later rows bring no new item (every item trained on) has no warm-up set."""
+    layout, train, _, _ = splits
+    items, batches, evaluation = warmup_sets(train, train, layout)
+    assert len(items) == 0 and len(evaluation) == 0 and all(len(b) == 0 for b in batches)
+    assert len(Histories(train.take(np.arange(0)), layout.slot("item_id")).entity) == 0
+
+
 def test_no_tasks_is_a_clear_error(splits):
     layout, train, _, _ = splits
     with pytest.raises(DataError, match="meta-learning has no tasks"):
@@ -217,6 +225,6 @@ def test_a_new_item_starts_warm_up_from_its_cold_score(splits, name):
     assert len(new)
     cold = predict(model, new, layout)
     items, first = np.unique(new.ids[:, slot], return_index=True)
-    model.start_from_cold("item_id", torch.from_numpy(items), rows_batch(new, layout.sparse, first))
+    model.start_from_cold("item_id", torch.from_numpy(items), rows_batch(new, layout, first))
     assert (model.item_id_counts[torch.from_numpy(items)] == 1).all()
     np.testing.assert_allclose(predict(model, new, layout), cold, rtol=1e-4, atol=1e-6)

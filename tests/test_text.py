@@ -117,7 +117,7 @@ def test_every_model_trains_with_text_and_image(tiny, fusion):
     assert [g.width for g in layout.vectors] == [96, 64, 32]
     train = load_split(tiny["dataset"], "train", layout)
     assert train.vectors.shape == (len(train), 192) and np.abs(train.vectors).sum() > 0
-    batch = rows_batch(train, layout.sparse, np.arange(256))
+    batch = rows_batch(train, layout, np.arange(256))
     for name in MODELS:
         torch.manual_seed(0)
         model = build_model(name, layout, ModelConfig(fusion=fusion), train)

@@ -17,7 +17,8 @@ class Histories:
         entity = data.ids[:, slot]
         self.rows = np.lexsort((data.time, entity))  # by entity, then by time
         sorted_entity = entity[self.rows]
-        self.start = np.flatnonzero(np.r_[True, sorted_entity[1:] != sorted_entity[:-1]])
+        self.start = np.flatnonzero(np.r_[True, sorted_entity[1:] != sorted_entity[:-1]]) \
+            if len(entity) else np.zeros(0, dtype=np.int64)  # no rows: no entity
         self.count = np.diff(np.r_[self.start, len(self.rows)])
         self.entity = sorted_entity[self.start]
 

@@ -54,7 +54,7 @@ class VectorGroup:
 class Layout:
     """Which columns feed the model, derived from the dataset's schema and sizes."""
 
-    sparse: tuple[str, ...]  # one embedding table each
+    sparse: tuple[str, ...]  # one embedding table each; the multi-valued ones last
     num_embeddings: tuple[int, ...]  # the feature's values 0..n-1, then one unknown row
     dense: tuple[str, ...]
     scenarios: tuple[str, ...]  # the scenarios' names, by code: one tower (or net) each
@@ -63,6 +63,12 @@ class Layout:
     hashed: tuple[str, ...] = ()  # ID features whose raw values are hashed into their table
     # the dataset's columns (Arrow types), of the repo schema's feature service it was built with
     columns: pa.Schema = field(default_factory=ANTM2C.dataset_schema, compare=False)
+    # per sparse feature: the values a row holds (1; a multi-valued one's max_values, pooled
+    # by their mean) and its owner (user / item / context / scenario)
+    widths: tuple[int, ...] = ()
+    owners: tuple[str, ...] = ()
+    # per dense feature: the (mean, std) it is standardized with, or None
+    scales: tuple[tuple[float, float] | None, ...] = ()
 
     @classmethod
     def from_meta(cls, meta: dict, modalities: tuple[str, ...] = (),
@@ -76,6 +82,8 @@ class Layout:
         ids = {"user_id": meta["n_users"], "item_id": meta["n_items"], **hashed_rows}
         features = [f for f in schema.features if f.name in columns.names]
         sparse = [f for f in features if f.kind in ("id", "categorical")]
+        # one column each first, then the bags of several values (kjt relies on it)
+        sparse.sort(key=lambda f: f.multi_valued and f.max_values > 1)
         dense = [f for f in features if f.kind == "numeric"]
         for name, rows in hashed_rows.items():
             if name not in ID_FEATURES or rows < 1:
@@ -86,7 +94,21 @@ class Layout:
                    dense=tuple(f.name for f in dense), scenarios=schema.scenario_names,
                    modalities=tuple(modalities),
                    vectors=tuple(_vector_groups(meta, schema, modalities)),
-                   hashed=tuple(n for n in ID_FEATURES if n in hashed_rows), columns=columns)
+                   hashed=tuple(n for n in ID_FEATURES if n in hashed_rows), columns=columns,
+                   widths=tuple(f.max_values if f.multi_valued else 1 for f in sparse),
+                   owners=tuple(f.owner for f in sparse),
+                   scales=tuple(f.scale for f in dense))
+
+    def content(self, owner: str) -> tuple[str, ...]:
+        """The sparse features describing a user / item besides its ID (its profile)."""
+        return tuple(n for n, o in zip(self.sparse, self.owners)
+                     if o == owner and n not in ID_FEATURES)
+
+    @property
+    def id_columns(self) -> int:
+        """Columns of a batch's ID matrix: one per single-valued feature, then each
+        multi-valued feature's `widths` (padded with -1)."""
+        return sum(self.widths) if self.widths else len(self.sparse)
 
     def slot(self, name: str) -> int:
         """Slot of a sparse feature, or of a vector group (by its view), in the model's
@@ -123,7 +145,11 @@ def _vector_groups(meta: dict, schema: Schema,
     dims = meta.get("vector_dims", {})
     groups = []
     for modality in modalities:
-        for view in MODALITIES[modality]:
+        views = schema.modality_views(modality)
+        if not views:
+            raise DataError(f"the dataset's schema has no {modality} vectors (--{modality}): "
+                            f"train without --{modality}")
+        for view in views:
             columns = tuple(f.name for f in schema.view_features(view))
             if not all(dims.get(c) for c in columns):
                 how = ("run `recsys encode-text`, then `recsys build-dataset --force`"
@@ -143,11 +169,14 @@ class Batch:
     row."""
 
     sparse: KeyedJaggedTensor
-    ids: torch.Tensor  # (B, F) the same IDs as a matrix, for routing rows by scenario
+    # (B, Layout.id_columns) the same IDs as a matrix, for routing rows by scenario: column j
+    # is sparse feature j for the single-valued ones (they come first)
+    ids: torch.Tensor
     dense: torch.Tensor  # (B, D) float32
     labels: torch.Tensor  # (B,) float32
     scenario: torch.Tensor  # (B,) int64
     vectors: torch.Tensor  # (B, V) float32: the Layout's vector groups, concatenated
+    widths: tuple[int, ...] = ()  # Layout.widths
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -156,18 +185,32 @@ class Batch:
         if device.type == "cpu":
             return self
         return Batch(self.sparse.to(device), *(getattr(self, f.name).to(device)
-                                               for f in fields(self)[1:]))
+                                               for f in fields(self)[1:-1]), self.widths)
 
     def select(self, mask: torch.Tensor) -> "Batch":
         ids = self.ids[mask]
-        return Batch(kjt(self.sparse.keys(), ids), ids, self.dense[mask], self.labels[mask],
-                     self.scenario[mask], self.vectors[mask])
+        return Batch(kjt(self.sparse.keys(), ids, self.widths), ids, self.dense[mask],
+                     self.labels[mask], self.scenario[mask], self.vectors[mask], self.widths)
 
 
-def kjt(keys: list[str], ids: torch.Tensor) -> KeyedJaggedTensor:
-    """KJT with exactly one value per (feature, row), from a (B, F) ID matrix."""
-    return KeyedJaggedTensor(keys=list(keys), values=ids.t().reshape(-1),
-                             lengths=torch.ones(ids.numel(), dtype=torch.int32))
+def kjt(keys: list[str] | tuple[str, ...], ids: torch.Tensor,
+        widths: tuple[int, ...] = ()) -> KeyedJaggedTensor:
+    """KJT from a (B, columns) ID matrix: one value per (feature, row) for the single-valued
+    features; a multi-valued one's `widths[j]` columns give its values, -1 padding left out."""
+    single = sum(1 for w in widths if w == 1) if widths else len(keys)
+    values = [ids[:, :single].t().reshape(-1)]
+    lengths = [torch.ones(ids.shape[0] * single, dtype=torch.int32)]
+    at = single
+    for width in widths[single:]:
+        bag = ids[:, at:at + width]
+        held = bag >= 0
+        values.append(bag[held])  # row-major: each row's values in order
+        lengths.append(held.sum(1, dtype=torch.int32))
+        at += width
+    if len(values) == 1:
+        return KeyedJaggedTensor(keys=list(keys), values=values[0], lengths=lengths[0])
+    return KeyedJaggedTensor(keys=list(keys), values=torch.cat(values),
+                             lengths=torch.cat(lengths))
 
 
 @dataclass
@@ -251,18 +294,28 @@ def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
     """Arrow rows -> the model's arrays: IDs mapped to table rows (unknown and out-of-range
     values to the unknown row; hashed features hashed), counts as log1p, vectors
     concatenated."""
-    ids = np.empty((table.num_rows, len(layout.sparse)), dtype=np.int64)
-    for j, (name, size) in enumerate(zip(layout.sparse, layout.num_embeddings)):
-        col = table[name].fill_null(-1).to_numpy().astype(np.int64)
-        if name in layout.hashed:
-            ids[:, j] = np.where(col >= 0, hash_rows(col, size - 1), size - 1)
-            continue
-        # unknown values share one row, never trained on real data: a defined cold path
-        ids[:, j] = np.where((col >= 0) & (col < size - 1), col, size - 1)
+    ids = np.empty((table.num_rows, layout.id_columns), dtype=np.int64)
+    at = 0
+    for name, size, width in zip(layout.sparse, layout.num_embeddings,
+                                 layout.widths or (1,) * len(layout.sparse)):
+        if width > 1 or pa.types.is_list(table.schema.field(name).type):
+            ids[:, at:at + width] = bag_matrix(table[name], width, size - 1)
+        else:
+            col = table[name].fill_null(-1).to_numpy().astype(np.int64)
+            if name in layout.hashed:
+                ids[:, at] = np.where(col >= 0, hash_rows(col, size - 1), size - 1)
+            else:  # unknown values share one row, never trained on real data: a cold path
+                ids[:, at] = np.where((col >= 0) & (col < size - 1), col, size - 1)
+        at += width
     dense = np.empty((table.num_rows, len(layout.dense)), dtype=np.float32)
-    for j, name in enumerate(layout.dense):
-        col = table[name].fill_null(0).to_numpy().astype(np.float32)
+    for j, (name, scale) in enumerate(zip(layout.dense,
+                                          layout.scales or (None,) * len(layout.dense))):
         counts = str(table.schema.field(name).type) in _COUNT_DTYPES
+        if scale is not None:  # standardized; a missing value is the mean
+            col = table[name].to_numpy(zero_copy_only=False).astype(np.float32)
+            dense[:, j] = np.nan_to_num((col - scale[0]) / scale[1], nan=0.0)
+            continue
+        col = table[name].fill_null(0).to_numpy().astype(np.float32)
         dense[:, j] = np.log1p(np.maximum(col, 0)) if counts else col
     vectors = np.concatenate(
         [np.zeros((table.num_rows, 0), dtype=np.float32)] +
@@ -276,6 +329,23 @@ def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
                      labels=table[LABEL].to_numpy().astype(np.float32),
                      scenario=table["scenario"].to_numpy().astype(np.int64),
                      p_true=np.zeros(n, np.float32), flags={}, time=np.zeros(n, np.int64))
+
+
+def bag_matrix(column: pa.ChunkedArray, width: int, unknown: int) -> np.ndarray:
+    """A list<int64> column -> (N, width) codes, -1 after a row's values; values beyond the
+    table and a row with none (null, empty) give the unknown row."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(column)
+    out = np.full((n, width), -1, dtype=np.int64)
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(column).fill_null(-1).to_numpy(zero_copy_only=False)
+    row = np.repeat(np.arange(n), lengths)
+    pos = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    keep = pos < width
+    values = values[keep]
+    out[row[keep], pos[keep]] = np.where((values >= 0) & (values < unknown), values, unknown)
+    out[lengths == 0, 0] = unknown
+    return out
 
 
 def metric_columns(table: pa.Table, ids: np.ndarray, dense: np.ndarray,
@@ -304,13 +374,13 @@ def distinct_values(dataset: Path, split: str, name: str) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
-def rows_batch(data: SplitData, keys: list[str] | tuple[str, ...],
-               rows: np.ndarray | slice) -> Batch:
-    """One batch of the given rows of a split (`keys`: the Layout's sparse features)."""
+def rows_batch(data: SplitData, layout: Layout, rows: np.ndarray | slice) -> Batch:
+    """One batch of the given rows of a split."""
     ids = torch.from_numpy(data.ids[rows])
-    return Batch(kjt(keys, ids), ids, torch.from_numpy(data.dense[rows]),
-                 torch.from_numpy(data.labels[rows]), torch.from_numpy(data.scenario[rows]),
-                 torch.from_numpy(data.vectors[rows]))
+    return Batch(kjt(layout.sparse, ids, layout.widths), ids,
+                 torch.from_numpy(data.dense[rows]), torch.from_numpy(data.labels[rows]),
+                 torch.from_numpy(data.scenario[rows]), torch.from_numpy(data.vectors[rows]),
+                 layout.widths)
 
 
 class BatchLoader:
@@ -325,7 +395,7 @@ class BatchLoader:
                  seed: int = 0, prefetch: int = 4, rank: int = 0, world: int = 1):
         if world > 1 and not shuffle:
             raise ValueError("a loader shared by several ranks must shuffle")
-        self.data, self.keys = data, list(layout.sparse)
+        self.data, self.layout = data, layout
         self.batch_size, self.shuffle, self.seed, self.prefetch = batch_size, shuffle, seed, \
             prefetch
         self.rank, self.world = rank, world
@@ -340,7 +410,7 @@ class BatchLoader:
         return -(-self.rows // self.batch_size)
 
     def batch(self, rows: np.ndarray | slice) -> Batch:
-        return rows_batch(self.data, self.keys, rows)
+        return rows_batch(self.data, self.layout, rows)
 
     def _row_sets(self) -> Iterator[np.ndarray | slice]:
         n, b = len(self.data), self.batch_size

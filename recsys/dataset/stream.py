@@ -93,7 +93,7 @@ class StreamLoader:
                  shuffle: bool = False, seed: int = 0, rank: int = 0, world: int = 1,
                  buffer_rows: int = DEFAULT_BUFFER_ROWS, prefetch: int = PREFETCH,
                  pad: bool = False):
-        self.files, self.layout, self.keys = files, layout, list(layout.sparse)
+        self.files, self.layout = files, layout
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world, self.pad = rank, world, pad
         self.buffer_rows, self.prefetch = max(buffer_rows, batch_size), prefetch
@@ -188,7 +188,7 @@ class StreamLoader:
             try:
                 for i, rows in enumerate(self.row_sets()):
                     if i >= self.start_batch and \
-                            not put(rows_batch(rows, self.keys, slice(None))):
+                            not put(rows_batch(rows, self.layout, slice(None))):
                         return
                 put(done)
             except BaseException as e:  # handed to the consumer, which raises it

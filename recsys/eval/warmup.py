@@ -65,7 +65,7 @@ def warmup_curve(model: torch.nn.Module, layout: Layout, train: SplitData, later
     rows = torch.from_numpy(items)
     arches = [m for m in model.modules() if isinstance(m, SparseArch)]
     if isinstance(model, ColdStartModel):  # start from the cold path's embedding
-        model.start_from_cold(ITEM, rows, rows_batch(batches[0], layout.sparse,
+        model.start_from_cold(ITEM, rows, rows_batch(batches[0], layout,
                                                      slice(0, None, k)))  # one row per item
     set_sparse_lr(model, lr)
     for stage, batch_data in zip(STAGES[1:], batches):

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 from torchrec.distributed.embeddingbag import ShardedEmbeddingBagCollection
 from torchrec.distributed.model_parallel import DistributedModelParallel
-from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig
+from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig, PoolingType
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
 from torchrec.sparse.jagged_tensor import KeyedTensor
@@ -72,10 +72,13 @@ class SparseArch(nn.Module):
     def __init__(self, layout: Layout, cfg: ModelConfig):
         super().__init__()
         check_fusion(cfg.fusion)
+        # a multi-valued feature's values (genres) are pooled by their mean
+        widths = layout.widths or (1,) * len(layout.sparse)
         tables = [EmbeddingBagConfig(name=f"t_{name}", embedding_dim=cfg.embedding_dim,
                                      num_embeddings=size, feature_names=[name],
-                                     data_type=TABLE_DTYPES[cfg.table_dtype][0])
-                  for name, size in zip(layout.sparse, layout.num_embeddings)]
+                                     data_type=TABLE_DTYPES[cfg.table_dtype][0],
+                                     pooling=PoolingType.MEAN if width > 1 else PoolingType.SUM)
+                  for name, size, width in zip(layout.sparse, layout.num_embeddings, widths)]
         # the default device: "meta" when built to be sharded or planned (no memory used)
         self.ebc = FusedEmbeddingBagCollection(tables=tables, optimizer_type=RowWiseAdagrad,
                                                optimizer_kwargs={"lr": cfg.embedding_lr},

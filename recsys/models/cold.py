@@ -21,13 +21,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 
 from recsys.dataset.loader import Batch, Layout, SplitData, rows_batch
 from recsys.models.base import ModelConfig, SparseArch, tower
-from recsys.schema import FEATURES
-
 COLD_ENTITIES = ("user_id", "item_id")
-# What is known about a new user / item before any interaction: its profile features.
-CONTENT = {f"{owner}_id": tuple(f.name for f in FEATURES
-                                if f.owner == owner and f.kind == "categorical")
-           for owner in ("user", "item")}
 
 
 class ColdStartModel(nn.Module):
@@ -37,8 +31,10 @@ class ColdStartModel(nn.Module):
         self.sparse = SparseArch(layout, cfg)
         self.net = tower(self.sparse.out_dim, cfg.hidden, cfg.dropout)
         self.slots = {name: layout.slot(name) for name in COLD_ENTITIES}
-        # the profile's embeddings, and with --text / --image the entity's projected vectors
-        self.content_slots = {name: [layout.slot(f) for f in CONTENT[name]] +
+        # what is known of a new user / item before any interaction: its profile's
+        # embeddings, and with --text / --image its projected vectors
+        self.content_slots = {name: [layout.slot(f) for f in
+                                     layout.content(name.removesuffix("_id"))] +
                               [layout.slot(g.view) for g in layout.vectors if g.owner == name]
                               for name in COLD_ENTITIES}
         self.priors = nn.ModuleDict({name: content_mlp(len(slots), cfg.embedding_dim)
@@ -120,7 +116,7 @@ class ColdStartModel(nn.Module):
     # ---- meta-learning helpers -----------------------------------------------------------------
     def rows(self, index: np.ndarray) -> Batch:
         """A batch of training rows by index (any shape; flattened)."""
-        return rows_batch(self.train_data, self.layout.sparse, np.asarray(index).ravel())
+        return rows_batch(self.train_data, self.layout, np.asarray(index).ravel())
 
 
 def content_mlp(n_features: int, dim: int) -> nn.Sequential:

@@ -67,7 +67,7 @@ class UserTaskLearner(ColdStartModel):
         rows `index` (T, K) of `data`. The tables are constants here: only the usual loss moves
         them."""
         n_tasks, k = index.shape
-        batch = rows_batch(data, self.layout.sparse, index.ravel())
+        batch = rows_batch(data, self.layout, index.ravel())
         with torch.no_grad():
             raw = self.sparse.lookup(batch)
             emb = self.compose(raw, self.cold_masks(batch, dropout=False))

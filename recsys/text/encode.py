@@ -1,8 +1,9 @@
 """`recsys encode-text`: sentence embeddings of the offline store's text as feature views.
 
-Every text field of every user / item snapshot (schema: kind "text") gets a vector feature
-(`<field>_vec`) in the user_text_vec / item_text_vec views, with the snapshot's key and event
-timestamp, so Feast's point-in-time join serves the vector of the text that was current.
+Every text field of every user / item snapshot (the repo schema's features of kind "text") gets
+a vector feature (`<field>_vec`) in the user_text_vec / item_text_vec views, with the
+snapshot's key and event timestamp, so Feast's point-in-time join serves the vector of the text
+that was current.
 
 Each distinct string is encoded once: most snapshots repeat strings, and the hash-keyed cache
 (text/cache.py) keeps every vector ever made by this model, so a rerun encodes only new text.
@@ -26,15 +27,12 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import vectors
-from recsys.data.store import offline_dir, read_meta, table_files
+from recsys.data.store import offline_dir, read_meta, read_schema, table_files
 from recsys.errors import OutputExistsError, UsageError
-from recsys.schema import ENTITY_BY_NAME, EVENT_TIMESTAMP, TABLES, VIEW_BY_NAME, view_features, \
-    vector_name
+from recsys.schema import EVENT_TIMESTAMP, Schema, vector_name
 from recsys.storage import atomic_dir, read_json, replacing, write_json
 from recsys.text.cache import TextCache, text_keys
 
-# text view -> the view holding its vectors
-VECTOR_VIEWS = {"user_text": "user_text_vec", "item_text": "item_text_vec"}
 ENCODING = "text_encoding.json"
 PROJECTION = "text_projection.npz"
 CACHE_DIR = "data/text_cache"
@@ -85,8 +83,18 @@ def load_encoder(model: Path, device: str):
                          f"local sentence-transformers folder") from None
 
 
-def _existing_vectors(offline: Path) -> int:
-    return sum(pq.read_metadata(f).num_rows for view in VECTOR_VIEWS.values()
+def vector_views(schema: Schema) -> dict[str, str]:
+    """Each view holding text features -> the view holding their vectors."""
+    by_name = {f.name: f for f in schema.features}
+    out = {}
+    for f in schema.features:
+        if f.kind == "text" and (vec := by_name.get(vector_name(f.name))) is not None:
+            out[f.view] = vec.view
+    return out
+
+
+def _existing_vectors(offline: Path, views: dict[str, str]) -> int:
+    return sum(pq.read_metadata(f).num_rows for view in views.values()
                for f in table_files(offline, view))
 
 
@@ -115,12 +123,14 @@ def encode_text(repo: Path, model: Path | None = None, batch_size: int = 256,
                 progress: bool = True, log=print) -> dict:
     """Encode the repo's text into its vector views; return the run's statistics."""
     read_meta(repo)  # a repo with generated or imported data
+    schema = read_schema(repo)
+    views = vector_views(schema)
     offline = offline_dir(repo)
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     if dim < 0:
         raise UsageError(f"--dim {dim}: must be 0 (keep the model's size) or more")
-    if _existing_vectors(offline) and not force:
+    if _existing_vectors(offline, views) and not force:
         raise OutputExistsError(f"{offline}: text vectors already exist; pass --force to "
                                 f"encode again (cached texts are not re-encoded)")
     model = model or default_model()
@@ -132,10 +142,10 @@ def encode_text(repo: Path, model: Path | None = None, batch_size: int = 256,
     cache = TextCache(cache_dir, model_dim)
 
     tables, fields = {}, {}
-    for view in VECTOR_VIEWS:
+    for view in views:
         tables[view] = pads.dataset([str(f) for f in table_files(offline, view)]).to_table()
-        fields[view] = [f.name for f in view_features(view)]
-    columns = [tables[v][f] for v in VECTOR_VIEWS for f in fields[v]]
+        fields[view] = [f.name for f in schema.view_features(view) if f.kind == "text"]
+    columns = [tables[v][f] for v in views for f in fields[v]]
     n_values = sum(len(c) - c.null_count for c in columns)
     distinct = pc.unique(pa.chunked_array([c.cast(pa.string()) for c in columns]).drop_null())
     texts = distinct.to_pylist()
@@ -143,8 +153,8 @@ def encode_text(repo: Path, model: Path | None = None, batch_size: int = 256,
         raise UsageError(f"--dim {dim}: only {len(texts)} distinct texts in {offline}, too few "
                          f"to fit the projection; pass a smaller --dim, or 0 to keep the "
                          f"model's {model_dim} values" if texts else
-                         f"{offline}: the user_text and item_text views hold no text; import "
-                         f"text columns (`recsys import interactions --text-cols`) first")
+                         f"{offline}: the repo's text views hold no text; import text columns "
+                         f"(`recsys import interactions --users / --items`) first")
     keys = text_keys(texts)
     missing = int((cache.find(keys) < 0).sum())
     log(f"{n_values:,} text values, {len(texts):,} distinct, {len(texts) - missing:,} "
@@ -154,8 +164,8 @@ def encode_text(repo: Path, model: Path | None = None, batch_size: int = 256,
     full = cache.get(keys)  # (distinct, model_dim), in `texts` order
     projection = fit_projection(full, dim) if dim else None
     reduced = project(full, projection) if dim else full
-    for view, vec_view in VECTOR_VIEWS.items():
-        _write_vectors(offline, tables[view], view, vec_view, distinct, reduced)
+    for view, vec_view in views.items():
+        _write_vectors(offline, schema, tables[view], view, vec_view, distinct, reduced)
     if projection is not None:
         with replacing(offline / PROJECTION) as tmp, tmp.open("wb") as f:
             np.savez(f, **{k: v for k, v in projection.items() if k != "explained"})
@@ -189,18 +199,19 @@ def encode_missing(encoder, texts: list[str], keys: np.ndarray, cache: TextCache
     return time.perf_counter() - start
 
 
-def _write_vectors(offline: Path, table: pa.Table, view: str, vec_view: str,
+def _write_vectors(offline: Path, schema: Schema, table: pa.Table, view: str, vec_view: str,
                    distinct: pa.Array, reduced: np.ndarray) -> None:
     """The vector view's table: the text view's keys and timestamps, one vector per field."""
-    key = ENTITY_BY_NAME[VIEW_BY_NAME[view].entity].join_key
+    key = schema.join_key(view)
     columns = {key: table[key], EVENT_TIMESTAMP: table[EVENT_TIMESTAMP]}
-    for field in (f.name for f in view_features(view)):
+    for field in (f.name for f in schema.view_features(view) if f.kind == "text"):
         index = pc.index_in(table[field].cast(pa.string()), value_set=distinct)
         valid = index.is_valid().to_numpy(zero_copy_only=False)
         rows = index.fill_null(0).to_numpy(zero_copy_only=False)
         columns[vector_name(field)] = vectors.to_arrow(reduced[rows], valid)
     with atomic_dir(offline / vec_view, force=True) as tmp:
-        pq.write_table(pa.table(columns).cast(TABLES[vec_view]), tmp / "part-00000.parquet")
+        pq.write_table(pa.table(columns).cast(schema.view_schema(vec_view)),
+                       tmp / "part-00000.parquet")
 
 
 def read_encoding(offline: Path) -> dict | None:
