@@ -151,7 +151,9 @@ def _metrics(con, relation: str, scenarios: tuple[str, ...]) -> dict:
         return {"auc": model_auc[key], "logloss": float(counts[key][2]), "n": n}
 
     def oracle(key: str) -> float | None:
-        return bayes_auc[key] if enough(key) else None
+        """The Bayes AUC of p_true; None where the data has none (imported data)."""
+        value = bayes_auc.get(key)
+        return value if enough(key) and value is not None and value == value else None
 
     subsets = {flag: {**cell(flag), "scenarios": {
         str(code): cell(f"{flag}:s{code}") for code in range(len(scenarios))

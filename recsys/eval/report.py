@@ -35,7 +35,7 @@ def auc_table(results: dict, key: str = "auc") -> str:
             text = "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
             cells.append(f"**{text}**" if mean is not None and mean == best[c] else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    if key == "auc":
+    if key == "auc" and any(v is not None for v in results["oracle_auc"].values()):
         lines.append("| *Bayes (p_true)* | " + " | ".join(
             "-" if results["oracle_auc"][c] is None else f"*{results['oracle_auc'][c]:.4f}*"
             for c in cols) + " |")
@@ -49,8 +49,8 @@ def write_report(results: dict, path: Path) -> None:
     text = f"""# Multi-scenario experiment
 
 Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± std over seeds.
-Bold: best model per column. The Bayes row is the AUC of the generator's true click
-probability, the ceiling no model can pass.
+Bold: best model per column. The Bayes row (generated data only) is the AUC of the
+generator's true click probability, the ceiling no model can pass.
 
 ## AUC
 
@@ -83,10 +83,13 @@ def _bars(ax, results: dict) -> None:
     cols, models = results["columns"], results["models"]
     x = _grouped_bars(ax, cols, {name: m["auc"] for name, m in models.items()})
     oracle = [results["oracle_auc"][c] or np.nan for c in cols]
-    ax.scatter(x, oracle, marker="_", s=900, color="black", label="Bayes (p_true)", zorder=3)
+    if any(o == o for o in oracle):  # generated data: its true click probability's AUC
+        ax.scatter(x, oracle, marker="_", s=900, color="black", label="Bayes (p_true)",
+                   zorder=3)
     values = [v for m in models.values() for c in cols if (v := m["auc"][c]["mean"])]
     low = min(values) - 0.02 if values else 0.5
-    ax.set_ylim(low, max(o for o in oracle if o == o) + 0.01)
+    high = max([o for o in oracle if o == o] + [v + 0.01 for v in values] + [low + 0.05])
+    ax.set_ylim(low, high + 0.01)
     many = len(cols) > 6  # long labels would overlap
     ax.set_xticks(x, _header(results), rotation=20 if many else 0,
                   ha="right" if many else "center")
@@ -126,11 +129,16 @@ def metrics_table(metrics: dict) -> str:
     rows += [(f"{c} {m['name']}", m, metrics["oracle"]["scenarios"][c])
              for c, m in metrics["scenarios"].items()]
     rows += [(k, m, metrics["oracle"]["subsets"][k]) for k, m in metrics["subsets"].items()]
-    lines = ["| slice | n | AUC | logloss | Bayes AUC |", "| --- | ---: | ---: | ---: | ---: |"]
+    known = any(b is not None and b == b for _, _, b in rows)  # generated data's p_true
+
+    def fmt(v):
+        return "-" if v is None or v != v else f"{v:.4f}"
+
+    lines = ["| slice | n | AUC | logloss |" + (" Bayes AUC |" if known else ""),
+             "| --- | ---: | ---: | ---: |" + (" ---: |" if known else "")]
     for name, m, bayes in rows:
-        fmt = (lambda v: "-" if v is None or v != v else f"{v:.4f}")
-        lines.append(f"| {name} | {m['n']:,} | {fmt(m['auc'])} | {fmt(m['logloss'])} | "
-                     f"{fmt(bayes)} |")
+        lines.append(f"| {name} | {m['n']:,} | {fmt(m['auc'])} | {fmt(m['logloss'])} |"
+                     + (f" {fmt(bayes)} |" if known else ""))
     return "\n".join(lines)
 
 
@@ -180,8 +188,8 @@ def write_cold_start_report(results: dict, path: Path) -> None:
 
 Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± std over seeds.
 Zero-shot: the user / item has no training interaction; few-shot: 1 to 4 of them. Bold: best
-model per column. The Bayes row is the AUC of the generator's true click probability on the
-same rows. A cell with fewer than 100 rows (or one class) has no AUC ("-").
+model per column. The Bayes row (generated data only) is the AUC of the generator's true
+click probability on the same rows. A cell with fewer than 100 rows (or one class) has no AUC ("-").
 
 ## AUC per cold-start subset
 
@@ -252,7 +260,7 @@ Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± 
 `+text`: the model also gets the sentence embeddings of the user's and the item's text
 (`recsys encode-text`), each group projected into one more embedding slot; `+image`: the item's
 image vector too. Zero-shot: the user / item has no training interaction. Bold: best per column;
-the Bayes row is the AUC of the generator's true click probability.
+the Bayes row (generated data only) is the AUC of the generator's true click probability.
 
 ## AUC
 
