@@ -1,12 +1,20 @@
 """A split's rows grouped by user or item in time order: the histories that meta-learning
-adapts on, and the tasks (support rows, then query rows) it trains on."""
+adapts on, the tasks (support rows, then query rows) it trains on, and the sampler that hands a
+model an episode of tasks with every training batch.
+
+The sampler, not the model, holds the training split and draws the tasks: draw n is a pure
+function of (seed, n), and n is its whole state, checkpointed with the run, so a resumed run
+draws the tasks an uninterrupted one would have."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from recsys.dataset.loader import SplitData
+from recsys.dataset.loader import Batch, Layout, SplitData, rows_batch
 from recsys.errors import DataError
+from recsys.schema import FEW_SHOT_MAX
 
 
 class Histories:
@@ -55,3 +63,43 @@ class Tasks:
         first = (self.start[task] + offset)[:, None] + np.arange(2 * self.k)[None, :]
         window = self.rows[first]
         return window[:, :self.k], window[:, self.k:]
+
+
+@dataclass
+class Episode:
+    """`tasks` tasks of `k` support rows each, then the `k` query rows that follow them: the
+    support and query rows as batches, task by task (rows t*k .. t*k + k - 1 are task t's)."""
+
+    support: Batch
+    query: Batch
+    tasks: int
+    k: int
+
+
+class EpisodeSampler:
+    """One episode per entity (user_id / item_id) for each training step, from the training
+    split (held here, in memory)."""
+
+    def __init__(self, data: SplitData, layout: Layout, entities: tuple[str, ...],
+                 n_tasks: int, seed: int, k: int = FEW_SHOT_MAX):
+        self.data, self.layout, self.n_tasks, self.seed = data, layout, n_tasks, seed
+        self.tasks = {name: Tasks(data, layout.slot(name), k, name.removesuffix("_id"))
+                      for name in entities}
+        self.draws = 0
+
+    def next(self) -> dict[str, Episode]:
+        rng = np.random.default_rng([self.seed, 7, self.draws])
+        self.draws += 1
+        out = {}
+        for name, tasks in self.tasks.items():
+            support, query = tasks.sample(rng, self.n_tasks)
+            out[name] = Episode(rows_batch(self.data, self.layout, support.ravel()),
+                                rows_batch(self.data, self.layout, query.ravel()),
+                                self.n_tasks, tasks.k)
+        return out
+
+    def state_dict(self) -> dict:
+        return {"draws": self.draws}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.draws = int(state["draws"])

@@ -67,8 +67,9 @@ class Layout:
     # by their mean) and its owner (user / item / context / scenario)
     widths: tuple[int, ...] = ()
     owners: tuple[str, ...] = ()
-    # per dense feature: the (mean, std) it is standardized with, or None
+    # per dense feature: the (mean, std) it is standardized with, or None; and its owner
     scales: tuple[tuple[float, float] | None, ...] = ()
+    dense_owners: tuple[str, ...] = ()
 
     @classmethod
     def from_meta(cls, meta: dict, modalities: tuple[str, ...] = (),
@@ -97,7 +98,8 @@ class Layout:
                    hashed=tuple(n for n in ID_FEATURES if n in hashed_rows), columns=columns,
                    widths=tuple(f.max_values if f.multi_valued else 1 for f in sparse),
                    owners=tuple(f.owner for f in sparse),
-                   scales=tuple(f.scale for f in dense))
+                   scales=tuple(f.scale for f in dense),
+                   dense_owners=tuple(f.owner for f in dense))
 
     def content(self, owner: str) -> tuple[str, ...]:
         """The sparse features describing a user / item besides its ID (its profile)."""

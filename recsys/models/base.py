@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+from pydantic import ConfigDict, with_config
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 from torchrec.distributed.embeddingbag import ShardedEmbeddingBagCollection
@@ -16,48 +18,93 @@ from torchrec.sparse.jagged_tensor import KeyedTensor
 
 from recsys.dataset.loader import Batch, Layout
 from recsys.errors import UsageError
+from recsys.models.dcn import CrossNet
 
 
+@with_config(ConfigDict(extra="forbid"))  # a config file's unknown key is an error
 @dataclass
 class ModelConfig:
-    """Hyper-parameters of every model (each uses the fields it needs)."""
+    """Hyper-parameters every model has; each model's own config (models/<name>.py) adds its
+    layers. A run's config.json records them all (`recsys train --config` sets them)."""
 
     embedding_dim: int = 16
     table_dtype: str = "fp32"  # fp32 | fp16 (the embedding tables' storage)
-    embedding_lr: float = 0.05  # row-wise Adagrad, applied inside the backward pass
-    hidden: tuple[int, ...] = (256, 128, 64)  # dnn / dnn_mixed
-    bottom: tuple[int, ...] = (256, 128)  # shared_bottom
-    expert: tuple[int, ...] = (128, 64)  # mmoe / ple experts
-    tower: tuple[int, ...] = (32,)
-    n_experts: int = 4  # mmoe
-    ple_levels: int = 2
-    ple_shared_experts: int = 2
-    ple_task_experts: int = 1
+    embedding_lr: float = 0.05  # the sparse optimizer: row-wise Adagrad, inside the backward pass
     dropout: float = 0.0
     # text / image vectors: "concat" adds each projected vector group as one more embedding
     # slot; "gated" makes that slot a learned per-dimension mix of the projection and the
     # owner's ID embedding
     fusion: str = "concat"
-    # cold start (dropoutnet, metaemb, maml, melu)
-    id_dropout: float = 0.3  # share of training rows whose user / item ID is dropped
-    meta_tasks: int = 32  # tasks (users or items) per meta-learning step
-    # maml / melu: weight of the meta loss beside the usual loss. It moves the shared network
-    # with the noisy gradient of a few dozen tasks, which at weight 1 swamps the usual loss.
-    meta_weight: float = 0.1
-    inner_lr: float = 0.01  # maml / melu: step size of the per-task (inner) update
-    inner_steps: int = 1
-    metaemb_weight: float = 1.0  # metaemb: its meta loss moves only the generators
-    metaemb_alpha: float = 0.1  # metaemb: weight of the cold loss against the warm-up loss
-    metaemb_lr: float = 0.1  # metaemb: step size of the simulated warm-up
+    # the bottom every model's layers sit on: "mlp" is none (the embeddings as they are);
+    # "dcn" is DCN-v2's cross layers, x <- x0 * (W x + b) + x, W of rank `cross_rank`
+    backbone: str = "mlp"
+    cross_layers: int = 2
+    cross_rank: int = 64  # 0: full rank
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model needs and offers beyond forward(batch) -> logits and loss(batch)."""
+
+    family: str  # "multi-scenario" | "cold-start": which experiment it belongs to
+    shardable: bool = True  # DistributedModelParallel can shard its tables (one lookup a step)
+    # entities whose meta-learning episodes (dataset.episodes) its loss takes
+    episodes: tuple[str, ...] = ()
+    cold_path: bool = False  # counts training interactions per ID: the unseen go cold
+    adapts: bool = False  # adapts to each few-shot user's history at test time
+
+
+class Model(nn.Module):
+    """The contract every model keeps: a function of its batches. `forward(batch)` gives one
+    logit per row; `loss(batch, episode)` the training objective (binary cross-entropy unless
+    the model has its own; `episode` holds the meta-learning tasks a model with
+    `capabilities.episodes` trains on); `Config` is its hyper-parameters."""
+
+    capabilities: ClassVar[Capabilities]
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def loss(self, batch: Batch, episode=None) -> torch.Tensor:
+        return binary_cross_entropy_with_logits(self(batch), batch.labels)
 
 
 FUSIONS = ("concat", "gated")
+BACKBONES = ("mlp", "dcn")
 TABLE_DTYPES = {"fp32": (DataType.FP32, 4), "fp16": (DataType.FP16, 2)}  # type, bytes
 
 
 def check_fusion(fusion: str) -> None:
     if fusion not in FUSIONS:
         raise UsageError(f"--fusion {fusion}: choose one of {', '.join(FUSIONS)}")
+
+
+# integer hyper-parameters that may be 0 (every other one counts something: at least 1)
+ZERO_ALLOWED = ("cross_layers", "cross_rank")
+SHARES = ("dropout", "id_dropout")  # in [0, 1)
+
+
+def check_model_config(cfg: ModelConfig) -> None:
+    """Values the types allow but the models cannot take: one UsageError naming the key."""
+    check_fusion(cfg.fusion)
+    if cfg.backbone not in BACKBONES:
+        raise UsageError(f"backbone {cfg.backbone!r}: choose one of {', '.join(BACKBONES)}")
+    if cfg.table_dtype not in TABLE_DTYPES:
+        raise UsageError(f"table_dtype {cfg.table_dtype!r}: choose one of "
+                         f"{', '.join(TABLE_DTYPES)}")
+    for key, value in vars(cfg).items():
+        if isinstance(value, tuple):  # layer sizes
+            bad = any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
+            what = "layer sizes of at least 1 each"
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        elif key in SHARES:
+            bad, what = not 0 <= value < 1, "in [0, 1)"
+        elif isinstance(value, int):
+            floor = 0 if key in ZERO_ALLOWED else 1
+            bad, what = value < floor, f"at least {floor}"
+        else:
+            bad, what = value < 0, "at least 0"
+        if bad:
+            raise UsageError(f"{key} {value!r}: must be {what}")
 
 
 class SparseArch(nn.Module):
@@ -93,6 +140,8 @@ class SparseArch(nn.Module):
                                    for _ in groups) if cfg.fusion == "gated" else None
         self.n_slots = len(layout.sparse) + len(groups)
         self.out_dim = cfg.embedding_dim * self.n_slots + len(layout.dense)
+        self.backbone = CrossNet(self.out_dim, cfg.cross_layers, cfg.cross_rank) \
+            if cfg.backbone == "dcn" else nn.Identity()
 
     def lookup(self, batch: Batch) -> torch.Tensor:
         """(B, F + G, D): one embedding per sparse feature, in Layout order, then one per
@@ -116,8 +165,13 @@ class SparseArch(nn.Module):
         return torch.cat([emb, torch.stack(slots, dim=1)], dim=1)
 
     def join(self, emb: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """(B, F, D) embeddings + the batch's dense features -> the model's input row."""
-        return torch.cat([emb.flatten(1), batch.dense], dim=1)
+        """(B, F, D) embeddings + the batch's dense features -> the model's input row, through
+        the backbone (cross layers with --backbone dcn)."""
+        return self.rows(torch.cat([emb.flatten(1), batch.dense], dim=1))
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone over input rows (..., out_dim): the one place it is applied."""
+        return self.backbone(x)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.join(self.lookup(batch), batch)
@@ -125,6 +179,23 @@ class SparseArch(nn.Module):
     def table(self, name: str) -> torch.Tensor:
         """The embedding table of feature `name`, as a view: writes change the model."""
         return self.ebc.state_dict()[f"embedding_bags.t_{name}.weight"]
+
+
+class ScenarioSide(nn.Module):
+    """What describes a row's scenario, for the models that condition on it (star's auxiliary
+    network, pepnet's embedding gate, m2m's scenario knowledge): the scenario's embedding and
+    the scenario's own dense features (its statistics of the day before)."""
+
+    def __init__(self, layout: Layout, dim: int):
+        super().__init__()
+        self.slot = layout.slot("scenario") if "scenario" in layout.sparse else None
+        self.dense = [j for j, o in enumerate(layout.dense_owners) if o == "scenario"]
+        self.width = (dim if self.slot is not None else 0) + len(self.dense)
+
+    def forward(self, emb: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(B, width) from the looked-up embeddings (B, F, D) and the batch."""
+        parts = [emb[:, self.slot]] if self.slot is not None else []
+        return torch.cat(parts + [batch.dense[:, self.dense]], dim=1)
 
 
 def mlp(in_dim: int, sizes: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
@@ -148,10 +219,11 @@ def route(per_scenario: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
     return per_scenario.gather(1, scenario.unsqueeze(1)).squeeze(1)
 
 
-def training_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """The model's own objective where it has one (the meta-learning models), else BCE."""
-    if hasattr(model, "loss"):
-        return model.loss(batch)
+def training_loss(model: nn.Module, batch: Batch, episode=None) -> torch.Tensor:
+    """The model's objective (`Model.loss`); a model sharded by DistributedModelParallel,
+    whose wrapper has no `loss`, trains on binary cross-entropy (the shardable models' own)."""
+    if isinstance(model, Model):
+        return model.loss(batch, episode)
     return binary_cross_entropy_with_logits(model(batch), batch.labels)
 
 

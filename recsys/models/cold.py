@@ -9,23 +9,49 @@ All four share one base, the dnn_mixed network (embeddings -> MLP tower) with tw
   unless a model learns a better one). Training drops a share of the rows' IDs to that path at
   random (DropoutNet), so the network learns to predict from it.
 dropoutnet is this base; metaemb, maml and melu add their meta-learning on top of it. The
-training counts per ID are buffers of the model, saved with it.
+training counts per ID are buffers of the model, handed to it before training
+(dataset.counts) and saved with it; the meta-learning tasks come with each batch as an episode
+(dataset.episodes). So every model is a function of its batches: a resumed run replays an
+uninterrupted one, and a saved model loads without its training split.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 
-from recsys.dataset.loader import Batch, Layout, SplitData, rows_batch
-from recsys.models.base import ModelConfig, SparseArch, tower
+from recsys.dataset.loader import Batch, Layout
+from recsys.models.base import Capabilities, Model, SparseArch, tower
+from recsys.models.dnn_mixed import DNNConfig
+
 COLD_ENTITIES = ("user_id", "item_id")
 
 
-class ColdStartModel(nn.Module):
-    def __init__(self, layout: Layout, cfg: ModelConfig):
+@dataclass
+class ColdStartConfig(DNNConfig):
+    id_dropout: float = 0.3  # share of training rows whose user / item ID is dropped
+    meta_tasks: int = 32  # tasks (users or items) per meta-learning step
+    # maml / melu: weight of the meta loss beside the usual loss. It moves the shared network
+    # with the noisy gradient of a few dozen tasks, which at weight 1 swamps the usual loss.
+    meta_weight: float = 0.1
+    inner_lr: float = 0.01  # maml / melu: step size of the per-task (inner) update
+    inner_steps: int = 1
+    metaemb_weight: float = 1.0  # metaemb: its meta loss moves only the generators
+    metaemb_alpha: float = 0.1  # metaemb: weight of the cold loss against the warm-up loss
+    metaemb_lr: float = 0.1  # metaemb: step size of the simulated warm-up
+
+
+class ColdStartModel(Model):
+    # not shardable: the priors and meta-learning read and write table rows directly, which
+    # sharded tables do not offer
+    capabilities = Capabilities("cold-start", shardable=False, cold_path=True)
+    Config = ColdStartConfig
+
+    def __init__(self, layout: Layout, cfg: ColdStartConfig):
         super().__init__()
         self.layout, self.cfg = layout, cfg
         self.sparse = SparseArch(layout, cfg)
@@ -42,18 +68,17 @@ class ColdStartModel(nn.Module):
         for name in COLD_ENTITIES:
             size = layout.num_embeddings[self.slots[name]]
             self.register_buffer(f"{name}_counts", torch.zeros(size, dtype=torch.int32))
-        self.rng = np.random.default_rng(0)
 
     # ---- set-up from the training split ------------------------------------------------------
-    def observe(self, train: SplitData, seed: int = 0) -> None:
-        """Count training interactions per ID (the unknown row stays at zero: always cold)."""
-        for name, slot in self.slots.items():
-            counts = getattr(self, f"{name}_counts")
-            n = np.bincount(train.ids[:, slot], minlength=counts.numel())[:counts.numel()]
+    def set_counts(self, counts: dict[str, np.ndarray]) -> None:
+        """Training interactions per ID row (dataset.counts; the unknown row stays at zero:
+        always cold)."""
+        for name in COLD_ENTITIES:
+            buffer = getattr(self, f"{name}_counts")
+            n = np.asarray(counts[name], dtype=np.int64)[:buffer.numel()].copy()
             n[-1] = 0
-            counts.copy_(torch.from_numpy(n.astype(np.int32)))
-        self.rng = np.random.default_rng([seed, 7])
-        self.train_data = train
+            buffer.copy_(torch.from_numpy(np.minimum(n, np.iinfo(np.int32).max)
+                                          .astype(np.int32)))
 
     def training_counts(self, batch: Batch, name: str) -> torch.Tensor:
         return getattr(self, f"{name}_counts")[batch.ids[:, self.slots[name]]]
@@ -109,14 +134,10 @@ class ColdStartModel(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.net(self.embed(batch, self.cold_masks(batch))).squeeze(1)
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        """The training objective on one batch (subclasses add their meta-learning terms)."""
+    def loss(self, batch: Batch, episode=None) -> torch.Tensor:
+        """The training objective on one batch (subclasses add their meta-learning terms on
+        the episode's tasks)."""
         return binary_cross_entropy_with_logits(self(batch), batch.labels)
-
-    # ---- meta-learning helpers -----------------------------------------------------------------
-    def rows(self, index: np.ndarray) -> Batch:
-        """A batch of training rows by index (any shape; flattened)."""
-        return rows_batch(self.train_data, self.layout, np.asarray(index).ravel())
 
 
 def content_mlp(n_features: int, dim: int) -> nn.Sequential:

@@ -5,12 +5,17 @@ scenario's rows alone, exactly as if trained separately."""
 import torch
 from torch import nn
 
-from recsys.models.base import ModelConfig
-from recsys.models.dnn_mixed import DNNMixed
+from recsys.models.base import Capabilities, Model
+from recsys.models.dnn_mixed import DNNConfig, DNNMixed
 
 
-class SingleScenarioDNN(nn.Module):
-    def __init__(self, layout, cfg: ModelConfig):
+class SingleScenarioDNN(Model):
+    # not shardable: a batch without a scenario's rows skips its network, and a sharded
+    # lookup must run on every rank at once
+    capabilities = Capabilities("multi-scenario", shardable=False)
+    Config = DNNConfig
+
+    def __init__(self, layout, cfg: DNNConfig):
         super().__init__()
         self.nets = nn.ModuleList(DNNMixed(layout, cfg) for _ in layout.scenarios)
 

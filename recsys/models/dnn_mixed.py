@@ -1,12 +1,20 @@
 """dnn_mixed: one DNN on all scenarios; the scenario is one of its sparse features."""
 
-from torch import nn
+from dataclasses import dataclass
 
-from recsys.models.base import ModelConfig, SparseArch, tower
+from recsys.models.base import Capabilities, Model, ModelConfig, SparseArch, tower
 
 
-class DNNMixed(nn.Module):
-    def __init__(self, layout, cfg: ModelConfig):
+@dataclass
+class DNNConfig(ModelConfig):
+    hidden: tuple[int, ...] = (256, 128, 64)
+
+
+class DNNMixed(Model):
+    capabilities = Capabilities("multi-scenario")
+    Config = DNNConfig
+
+    def __init__(self, layout, cfg: DNNConfig):
         super().__init__()
         self.sparse = SparseArch(layout, cfg)
         self.net = tower(self.sparse.out_dim, cfg.hidden, cfg.dropout)

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
-from recsys.dataset.episodes import Histories, Tasks
-from recsys.dataset.loader import Layout, SplitData, rows_batch
+from recsys.dataset.episodes import Episode, Histories
+from recsys.dataset.loader import Batch, Layout, SplitData, rows_batch
+from recsys.models.base import Capabilities
 from recsys.models.cold import ColdStartModel, linear_layers, masked_bce, replace_slot, \
     task_forward
 from recsys.schema import FEW_SHOT_MAX
@@ -22,6 +23,8 @@ USER = "user_id"
 
 
 class UserTaskLearner(ColdStartModel):
+    capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
+                                episodes=(USER,), adapts=True)
     adapt_user_embedding = False  # maml: the user's own embedding adapts too
     first_adapted_layer = 0  # layers from this one on adapt per task (negative: from the end)
 
@@ -29,15 +32,11 @@ class UserTaskLearner(ColdStartModel):
         super().__init__(layout, cfg)
         self.layers = linear_layers(self.net)
 
-    def observe(self, train, seed=0):
-        super().observe(train, seed)
-        self.tasks = Tasks(train, self.slots[USER], FEW_SHOT_MAX, "user")
-
     # ---- the inner loop ----------------------------------------------------------------------
     def inputs(self, emb: torch.Tensor, dense: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
         """(T, K, F, D) embeddings, (T, K, Dd) dense, (T, D) per-task user embedding."""
         emb = replace_slot(emb, self.slots[USER], user[:, None, :].expand(-1, emb.shape[1], -1))
-        return torch.cat([emb.flatten(2), dense], dim=-1)
+        return self.sparse.rows(torch.cat([emb.flatten(2), dense], dim=-1))
 
     def adapt(self, emb, dense, labels, raw, mask, create_graph: bool):
         """Per-task parameters after the inner loop on the support rows (T, K, ...) (`raw`: their
@@ -62,12 +61,10 @@ class UserTaskLearner(ColdStartModel):
                 user = user - lr * grads[-1]
         return own, user
 
-    def task_rows(self, data: SplitData, index: np.ndarray):
+    def task_rows(self, batch: Batch, n_tasks: int, k: int):
         """Embeddings (as the base serves them), dense features, labels and looked-up rows of
-        rows `index` (T, K) of `data`. The tables are constants here: only the usual loss moves
-        them."""
-        n_tasks, k = index.shape
-        batch = rows_batch(data, self.layout, index.ravel())
+        a batch of `n_tasks` tasks of `k` rows each, as (T, K, ...). The tables are constants
+        here: only the usual loss moves them."""
         with torch.no_grad():
             raw = self.sparse.lookup(batch)
             emb = self.compose(raw, self.cold_masks(batch, dropout=False))
@@ -76,15 +73,15 @@ class UserTaskLearner(ColdStartModel):
                 batch.labels.view(n_tasks, k), raw.view(shape))
 
     # ---- training ----------------------------------------------------------------------------
-    def loss(self, batch):
-        return super().loss(batch) + self.cfg.meta_weight * self.meta_loss()
+    def loss(self, batch, episode=None):
+        return super().loss(batch) + self.cfg.meta_weight * self.meta_loss(episode[USER])
 
-    def meta_loss(self) -> torch.Tensor:
-        support, query = self.tasks.sample(self.rng, self.cfg.meta_tasks)
-        s_emb, s_dense, s_labels, s_raw = self.task_rows(self.train_data, support)
+    def meta_loss(self, episode: Episode) -> torch.Tensor:
+        s_emb, s_dense, s_labels, s_raw = self.task_rows(episode.support, episode.tasks,
+                                                         episode.k)
         own, user = self.adapt(s_emb, s_dense, s_labels, s_raw, torch.ones_like(s_labels),
                                create_graph=True)
-        q_emb, q_dense, q_labels, _ = self.task_rows(self.train_data, query)
+        q_emb, q_dense, q_labels, _ = self.task_rows(episode.query, episode.tasks, episode.k)
         return bce(task_forward(self.layers, self.inputs(q_emb, q_dense, user), own), q_labels)
 
     # ---- test time: adapt few-shot users on their history ------------------------------------
@@ -111,11 +108,15 @@ class UserTaskLearner(ColdStartModel):
             n_tasks = min(chunk, len(uniq) - first)
             support, mask = histories.of(uniq[first:first + n_tasks], FEW_SHOT_MAX)
             with torch.enable_grad():
-                own, user = self.adapt(*self.task_rows(history, support),
+                own, user = self.adapt(*self._task_rows(history, support),
                                        torch.from_numpy(mask).float(), create_graph=False)
             query = np.full((n_tasks, p.max() + 1), r[0])
             query[t, p] = r
-            q_emb, q_dense, _, _ = self.task_rows(data, query)
+            q_emb, q_dense, _, _ = self._task_rows(data, query)
             logits = task_forward(self.layers, self.inputs(q_emb, q_dense, user), own)
             probs[r] = torch.sigmoid(logits[t, p]).numpy()
         return probs
+
+    def _task_rows(self, data: SplitData, index: np.ndarray):
+        """`task_rows` of rows `index` (T, K) of `data`."""
+        return self.task_rows(rows_batch(data, self.layout, index.ravel()), *index.shape)

@@ -11,12 +11,15 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
-from recsys.dataset.episodes import Tasks
+from recsys.dataset.episodes import Episode
+from recsys.models.base import Capabilities
 from recsys.models.cold import COLD_ENTITIES, ColdStartModel, content_mlp, replace_slot
-from recsys.schema import FEW_SHOT_MAX
 
 
 class MetaEmb(ColdStartModel):
+    capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
+                                episodes=COLD_ENTITIES)
+
     def __init__(self, layout, cfg):
         super().__init__(layout, cfg)
         self.generators = nn.ModuleDict({
@@ -30,28 +33,24 @@ class MetaEmb(ColdStartModel):
         # the base model's content embeddings feed the generator, which must not move them
         return self.generators[name](emb[:, self.content_slots[name]].detach().flatten(1))
 
-    def observe(self, train, seed=0):
-        super().observe(train, seed)
-        self.tasks = {name: Tasks(train, slot, FEW_SHOT_MAX, name.removesuffix("_id"))
-                      for name, slot in self.slots.items()}
-
-    def loss(self, batch):
-        meta = sum(self.meta_loss(name) for name in COLD_ENTITIES)
+    def loss(self, batch, episode=None):
+        meta = sum(self.meta_loss(name, episode[name]) for name in COLD_ENTITIES)
         return super().loss(batch) + self.cfg.metaemb_weight * meta
 
-    def meta_loss(self, name: str) -> torch.Tensor:
-        support, query = self.tasks[name].sample(self.rng, self.cfg.meta_tasks)
-        n_tasks, k = support.shape
+    def meta_loss(self, name: str, episode: Episode) -> torch.Tensor:
+        n_tasks, k = episode.tasks, episode.k
         task = torch.arange(n_tasks).repeat_interleave(k)
         frozen = {key: p.detach() for key, p in self.net.named_parameters()}
+        bottom = {key: p.detach() for key, p in self.sparse.backbone.named_parameters()}
         slot = self.slots[name]
 
         def loss_with(batch, emb, vectors):  # per-row BCE with the tasks' embeddings in place
-            x = self.sparse.join(replace_slot(emb, slot, vectors[task]), batch)
+            x = torch.cat([replace_slot(emb, slot, vectors[task]).flatten(1), batch.dense], 1)
+            x = functional_call(self.sparse.backbone, bottom, (x,))  # frozen too, with dcn
             logits = functional_call(self.net, frozen, (x,)).squeeze(1)
             return bce(logits, batch.labels, reduction="none").view(n_tasks, k).mean(1)
 
-        s_batch, q_batch = self.rows(support), self.rows(query)
+        s_batch, q_batch = episode.support, episode.query
         with torch.no_grad():  # the other entity's slot as the base serves it
             s_raw, q_raw = self.sparse.lookup(s_batch), self.sparse.lookup(q_batch)
             s_emb = self.compose(s_raw, self.cold_masks(s_batch, dropout=False))

@@ -1,14 +1,26 @@
 """mmoe: Multi-gate Mixture-of-Experts. Shared experts; each scenario mixes them with its own
 softmax gate and scores with its own tower."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from recsys.models.base import ModelConfig, SparseArch, mlp, route, tower
+from recsys.models.base import Capabilities, Model, ModelConfig, SparseArch, mlp, route, tower
 
 
-class MMoE(nn.Module):
-    def __init__(self, layout, cfg: ModelConfig):
+@dataclass
+class MMoEConfig(ModelConfig):
+    expert: tuple[int, ...] = (128, 64)
+    tower: tuple[int, ...] = (32,)
+    n_experts: int = 4
+
+
+class MMoE(Model):
+    capabilities = Capabilities("multi-scenario")
+    Config = MMoEConfig
+
+    def __init__(self, layout, cfg: MMoEConfig):
         super().__init__()
         self.sparse = SparseArch(layout, cfg)
         d, self.n_scenarios = self.sparse.out_dim, len(layout.scenarios)

@@ -2,10 +2,21 @@
 scenario; a scenario's gate mixes its own and the shared experts, a shared gate mixes all of
 them for the next level; one tower per scenario on the last level."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from recsys.models.base import ModelConfig, SparseArch, mlp, route, tower
+from recsys.models.base import Capabilities, Model, ModelConfig, SparseArch, mlp, route, tower
+
+
+@dataclass
+class PLEConfig(ModelConfig):
+    expert: tuple[int, ...] = (128, 64)
+    tower: tuple[int, ...] = (32,)
+    levels: int = 2
+    shared_experts: int = 2
+    task_experts: int = 1  # per scenario
 
 
 def _mix(gate: nn.Linear, gate_input: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
@@ -16,19 +27,19 @@ def _mix(gate: nn.Linear, gate_input: torch.Tensor, experts: list[torch.Tensor])
 class CGCLevel(nn.Module):
     """One Customized Gate Control level."""
 
-    def __init__(self, in_dim: int, cfg: ModelConfig, n_scenarios: int, last: bool):
+    def __init__(self, in_dim: int, cfg: PLEConfig, n_scenarios: int, last: bool):
         super().__init__()
         self.n_scenarios = n_scenarios
         def experts(n):
             return nn.ModuleList(mlp(in_dim, cfg.expert, cfg.dropout) for _ in range(n))
 
-        self.shared = experts(cfg.ple_shared_experts)
-        self.task = nn.ModuleList(experts(cfg.ple_task_experts) for _ in range(n_scenarios))
+        self.shared = experts(cfg.shared_experts)
+        self.task = nn.ModuleList(experts(cfg.task_experts) for _ in range(n_scenarios))
         self.task_gates = nn.ModuleList(
-            nn.Linear(in_dim, cfg.ple_task_experts + cfg.ple_shared_experts)
+            nn.Linear(in_dim, cfg.task_experts + cfg.shared_experts)
             for _ in range(n_scenarios))
         self.shared_gate = None if last else nn.Linear(
-            in_dim, cfg.ple_shared_experts + n_scenarios * cfg.ple_task_experts)
+            in_dim, cfg.shared_experts + n_scenarios * cfg.task_experts)
 
     def forward(self, task_inputs: list[torch.Tensor], shared_input: torch.Tensor):
         shared = [e(shared_input) for e in self.shared]
@@ -40,13 +51,16 @@ class CGCLevel(nn.Module):
         return outs, shared_next
 
 
-class PLE(nn.Module):
-    def __init__(self, layout, cfg: ModelConfig):
+class PLE(Model):
+    capabilities = Capabilities("multi-scenario")
+    Config = PLEConfig
+
+    def __init__(self, layout, cfg: PLEConfig):
         super().__init__()
         self.sparse = SparseArch(layout, cfg)
-        dims = [self.sparse.out_dim] + [cfg.expert[-1]] * (cfg.ple_levels - 1)
+        dims = [self.sparse.out_dim] + [cfg.expert[-1]] * (cfg.levels - 1)
         self.levels = nn.ModuleList(CGCLevel(d, cfg, len(layout.scenarios),
-                                             last=i == cfg.ple_levels - 1)
+                                             last=i == cfg.levels - 1)
                                     for i, d in enumerate(dims))
         self.towers = nn.ModuleList(tower(cfg.expert[-1], cfg.tower, cfg.dropout)
                                     for _ in layout.scenarios)

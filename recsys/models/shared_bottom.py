@@ -1,13 +1,24 @@
 """shared_bottom: a shared MLP bottom, one tower per scenario."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from recsys.models.base import ModelConfig, SparseArch, mlp, route, tower
+from recsys.models.base import Capabilities, Model, ModelConfig, SparseArch, mlp, route, tower
 
 
-class SharedBottom(nn.Module):
-    def __init__(self, layout, cfg: ModelConfig):
+@dataclass
+class SharedBottomConfig(ModelConfig):
+    bottom: tuple[int, ...] = (256, 128)
+    tower: tuple[int, ...] = (32,)
+
+
+class SharedBottom(Model):
+    capabilities = Capabilities("multi-scenario")
+    Config = SharedBottomConfig
+
+    def __init__(self, layout, cfg: SharedBottomConfig):
         super().__init__()
         self.sparse = SparseArch(layout, cfg)
         self.bottom = mlp(self.sparse.out_dim, cfg.bottom, cfg.dropout)
