@@ -23,8 +23,11 @@ console = Console()
 
 REPO = typer.Option(Path("feature_repo"), "--repo", help="Feast feature repo folder.")
 FORCE = typer.Option(False, "--force", help="Replace existing output.")
-EPOCHS = typer.Option(3, "--epochs")
-BATCH_SIZE = typer.Option(2048, "--batch-size")
+# None: not given, so a --config file's value (or the default) holds
+EPOCHS = typer.Option(None, "--epochs", help="Default 3.")
+BATCH_SIZE = typer.Option(None, "--batch-size", help="Default 2048.")
+CONFIG = typer.Option(None, "--config", help="YAML file of the run's hyper-parameters "
+                      "(shaped like a run's config.json; flags win).")
 # experiments
 PRESET = typer.Option("small", "--preset", help="Uses datasets/<preset>.")
 DATASET = typer.Option(None, "--dataset", help="Overrides --preset.")
@@ -222,18 +225,23 @@ def summary(
 @app.command()
 @_friendly
 def train(
-    model: str = typer.Option(..., "--model", help="dnn | dnn_mixed | shared_bottom | mmoe | "
-                              "ple | dropoutnet | metaemb | maml | melu"),
+    model: Optional[str] = typer.Option(None, "--model", help="dnn | dnn_mixed | shared_bottom "
+                                        "| mmoe | ple | star | pepnet | m2m | dropoutnet | "
+                                        "metaemb | maml | melu (or `model:` in --config)"),
     dataset: Optional[Path] = typer.Option(None, "--dataset",
                                            help="Dataset folder (default datasets/small)."),
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
-    seed: int = typer.Option(0, "--seed"),
+    config: Optional[Path] = CONFIG,
+    epochs: Optional[int] = EPOCHS,
+    batch_size: Optional[int] = BATCH_SIZE,
+    seed: Optional[int] = typer.Option(None, "--seed", help="Default 0."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<model>)."),
     text: bool = TEXT,
     image: bool = IMAGE,
-    fusion: str = typer.Option("concat", "--fusion",
-                               help="How vectors join the IDs: concat | gated."),
+    fusion: Optional[str] = typer.Option(None, "--fusion",
+                                         help="How vectors join the IDs: concat (default) | "
+                                              "gated."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="The bottom of the model: "
+                                           "mlp (default: none) | dcn (DCN-v2 cross layers)."),
     user_rows: Optional[int] = typer.Option(
         None, "--user-rows", help="Hash raw user IDs into this many rows (IDs of any size; "
                                   "collisions measured in metrics.json)."),
@@ -242,25 +250,29 @@ def train(
                               "embedding tables with TorchRec DistributedModelParallel."),
     device: str = typer.Option("cpu", "--device", help="cpu (gloo) | cuda (NCCL, one GPU "
                                "per process)."),
-    checkpoint_every: int = typer.Option(
-        0, "--checkpoint-every", help="Also checkpoint every N steps inside an epoch (0: at "
-        "epoch ends only); a resumed run replays the epoch's batches from there."),
+    checkpoint_every: Optional[int] = typer.Option(
+        None, "--checkpoint-every", help="Also checkpoint every N steps inside an epoch (0, the "
+        "default: at epoch ends only); a resumed run replays the epoch's batches from there."),
     force: bool = FORCE,
 ) -> None:
     """Train one model; resumes an interrupted run in the same --out."""
     from recsys.dataset.loader import read_meta
     from recsys.eval.report import metrics_table
-    from recsys.models.base import ModelConfig
     from recsys.train import distributed
-    from recsys.train.loop import TrainConfig
+    from recsys.train.config import read_config, resolve
     from recsys.train.loop import train as run
 
-    modalities = tuple(m for m, on in (("text", text), ("image", image)) if on)
+    file = read_config(config, model) if config is not None else {}
+    if model is None and "model" not in file:
+        raise UsageError("missing --model: pass it, or `model:` in a --config file")
+    modalities = [m for m, on in (("text", text), ("image", image)) if on]
     hashed_rows = {n: r for n, r in (("user_id", user_rows), ("item_id", item_rows))
                    if r is not None}
-    cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, seed=seed,
-                      modalities=modalities, hashed_rows=hashed_rows,
-                      checkpoint_every=checkpoint_every, model_config=ModelConfig(fusion=fusion))
+    cfg = resolve(file, {"model": model, "epochs": epochs, "batch_size": batch_size,
+                         "seed": seed, "checkpoint_every": checkpoint_every,
+                         "modalities": modalities or None, "hashed_rows": hashed_rows or None},
+                  {"fusion": fusion, "backbone": backbone},
+                  f"--config {config}" if config else "the flags")
     dataset = dataset or Path("datasets/small")
     out = out or Path("runs") / cfg.name
     distributed.check_device(device)
@@ -268,8 +280,7 @@ def train(
         raise UsageError(f"--nproc {nproc}: need at least one process")
     if (nproc > 1 or device == "cuda") and not distributed.under_torchrun():
         # check here what would fail in every process, then start them
-        cfg.check()
-        distributed.check_shardable(model, nproc, batch_size)
+        distributed.check_shardable(cfg.model, nproc, cfg.batch_size)
         read_meta(dataset)
         args = sys.argv[sys.argv.index("train") + 1:]
         keep = [a for i, a in enumerate(args) if not a.startswith("--nproc")
@@ -326,27 +337,48 @@ experiment_app = typer.Typer(no_args_is_help=True, help="Experiments over models
 app.add_typer(experiment_app, name="experiment")
 
 
+def _experiment_config(config: Optional[Path]) -> dict:
+    from recsys.train.config import read_config
+
+    return read_config(config) if config is not None else {}
+
+
+def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
 @experiment_app.command("multi-scenario")
 @_friendly
 def experiment_multi_scenario(
     preset: str = PRESET,
     dataset: Optional[Path] = DATASET,
     seeds: int = SEEDS,
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
+    models: Optional[str] = typer.Option(
+        None, "--models", help="Models to compare, a,b,c (default: every multi-scenario "
+        "model: dnn, dnn_mixed, shared_bottom, mmoe, ple, star, pepnet, m2m)."),
+    backbones: str = typer.Option("mlp", "--backbones", help="Run each model on these "
+                                  "bottoms: mlp | dcn | mlp,dcn."),
+    config: Optional[Path] = CONFIG,
+    epochs: Optional[int] = EPOCHS,
+    batch_size: Optional[int] = BATCH_SIZE,
     out: Optional[Path] = typer.Option(None, "--out",
                                        help="Default runs/multi-scenario-<preset>."),
     force: bool = FORCE,
 ) -> None:
-    """Train dnn, dnn_mixed, shared_bottom, mmoe and ple over K seeds; write the report."""
-    from recsys.eval.report import auc_table
+    """Train the multi-scenario models over K seeds; write the report, the paired gains over
+    dnn and the plot."""
+    from recsys.eval.report import auc_table, gain_table
     from recsys.train.experiment import multi_scenario
 
     out = out or Path("runs") / f"multi-scenario-{preset}"
     results = multi_scenario(dataset or Path("datasets") / preset, out, seeds=seeds,
-                             epochs=epochs, batch_size=batch_size, force=force,
+                             models=_names(models), backbones=_names(backbones) or ("mlp",),
+                             file=_experiment_config(config),
+                             flags={"epochs": epochs, "batch_size": batch_size}, force=force,
                              log=console.print)
     console.print(auc_table(results), soft_wrap=True)
+    if results.get("gains"):
+        console.print(gain_table(results), soft_wrap=True)
     console.print(f"report: {out / 'report.md'}, plot: {out / 'per_scenario_auc.png'}")
 
 
@@ -373,6 +405,7 @@ def experiment_cold_start(
         None, "--multi-scenario-results",
         help="Its best model joins the comparison (default "
              "runs/multi-scenario-<preset>/results.json; mmoe when there is none)."),
+    config: Optional[Path] = CONFIG,
     out: Optional[Path] = typer.Option(None, "--out", help="Default runs/cold-start-<preset>."),
     force: bool = FORCE,
 ) -> None:
@@ -385,8 +418,9 @@ def experiment_cold_start(
     best = _best_multi_scenario(
         multi_scenario_results or Path("runs") / f"multi-scenario-{preset}" / "results.json",
         console.print)
-    results = cold_start(dataset or Path("datasets") / preset, out, seeds=seeds, epochs=epochs,
-                         batch_size=batch_size, baselines=("dnn_mixed", best), force=force,
+    results = cold_start(dataset or Path("datasets") / preset, out, seeds=seeds,
+                         baselines=("dnn_mixed", best), file=_experiment_config(config),
+                         flags={"epochs": epochs, "batch_size": batch_size}, force=force,
                          log=console.print)
     console.print(auc_table(results["subsets"]), soft_wrap=True)
     console.print(auc_table(results["warmup"]), soft_wrap=True)
@@ -403,6 +437,7 @@ def experiment_multi_modal(
     batch_size: int = BATCH_SIZE,
     image: bool = typer.Option(False, "--image",
                                help="Also train each model with text and image vectors."),
+    config: Optional[Path] = CONFIG,
     out: Optional[Path] = typer.Option(None, "--out", help="Default runs/multi-modal-<preset>."),
     force: bool = FORCE,
 ) -> None:
@@ -412,8 +447,10 @@ def experiment_multi_modal(
     from recsys.train.multi_modal import multi_modal
 
     out = out or Path("runs") / f"multi-modal-{preset}"
-    results = multi_modal(dataset or Path("datasets") / preset, out, seeds=seeds, epochs=epochs,
-                          batch_size=batch_size, image=image, force=force, log=console.print)
+    results = multi_modal(dataset or Path("datasets") / preset, out, seeds=seeds, image=image,
+                          file=_experiment_config(config),
+                          flags={"epochs": epochs, "batch_size": batch_size}, force=force,
+                          log=console.print)
     console.print(auc_table(results), soft_wrap=True)
     console.print(gain_table(results), soft_wrap=True)
     console.print(f"report: {out / 'report.md'}, plot: {out / 'multi_modal.png'}")

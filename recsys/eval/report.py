@@ -56,7 +56,7 @@ generator's true click probability, the ceiling no model can pass.
 
 {auc_table(results, 'auc')}
 
-## Logloss
+{_gains_section(results)}## Logloss
 
 {auc_table(results, 'logloss')}
 
@@ -69,6 +69,16 @@ generator's true click probability, the ceiling no model can pass.
 ![per-scenario AUC](per_scenario_auc.png)
 """
     write_text(text, path)
+
+
+def _gains_section(results: dict) -> str:
+    if not results.get("gains"):
+        return ""
+    return f"""## AUC gain over dnn (same seed, the model minus dnn)
+
+{gain_table(results)}
+
+"""
 
 
 def plot_per_scenario(results: dict, path: Path) -> None:
@@ -241,7 +251,7 @@ def plot_cold_start(results: dict, path: Path) -> None:
 
 
 def gain_table(results: dict) -> str:
-    """The paired AUC gains of a multi-modal experiment: mean ± std over seeds, signed."""
+    """An experiment's paired AUC gains: mean ± std over seeds, signed."""
     cols = results["columns"]
     lines = ["| gain | " + " | ".join(_header(results)) + " |",
              "| --- |" + " ---: |" * len(cols)]

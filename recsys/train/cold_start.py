@@ -10,7 +10,7 @@ from pathlib import Path
 from recsys.dataset.loader import Layout, SplitData, load_split, read_meta
 from recsys.eval.report import plot_cold_start, write_cold_start_report
 from recsys.eval.warmup import STAGES, warmup_curve
-from recsys.models import COLD_START_MODELS
+from recsys.models import model_names
 from recsys.schema import COLD_START_FLAGS
 from recsys.storage import read_json, write_json
 from recsys.train.experiment import mean_std, run_dir, train_runs
@@ -19,11 +19,13 @@ from recsys.train.loop import load_trained
 WARMUP = "warmup.json"
 
 
-def cold_start(dataset: Path, out: Path, seeds: int = 1, epochs: int = 3,
-               batch_size: int = 2048, baselines: tuple[str, ...] = ("dnn_mixed", "mmoe"),
-               force: bool = False, progress: bool = True, log=print) -> dict:
-    models = tuple(dict.fromkeys((*baselines, *COLD_START_MODELS)))  # in order, no repeats
-    runs = train_runs(dataset, out, models, seeds, epochs, batch_size, force, progress, log)
+def cold_start(dataset: Path, out: Path, seeds: int = 1,
+               baselines: tuple[str, ...] = ("dnn_mixed", "mmoe"), file: dict | None = None,
+               flags: dict | None = None, force: bool = False, progress: bool = True,
+               log=print) -> dict:
+    # the baselines, then every cold-start model, in order, no repeats
+    models = tuple(dict.fromkeys((*baselines, *model_names(family="cold-start"))))
+    runs = train_runs(dataset, out, models, seeds, force, progress, log, file, flags)
     curves = warmup_curves(dataset, out, models, seeds, force, log)
     results = summarize(runs, curves, dataset, seeds)
     write_json(results, out / "results.json")
@@ -47,7 +49,7 @@ def warmup_curves(dataset: Path, out: Path, models: tuple[str, ...], seeds: int,
                 train = load_split(dataset, "train", layout)
                 later = SplitData.concat([load_split(dataset, s, layout)
                                           for s in ("val", "test")])
-            curve = warmup_curve(load_trained(path.parent, layout, train), layout, train, later)
+            curve = warmup_curve(load_trained(path.parent, layout), layout, train, later)
             log(f"warm-up {model} seed {seed}: " + ", ".join(
                 f"{k} {v:.4f}" if v is not None else f"{k} -" for k, v in curve["auc"].items()))
             write_json(curve, path)

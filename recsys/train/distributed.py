@@ -33,13 +33,7 @@ from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict_stream
-from recsys.models import MULTI_SCENARIO_MODELS
-
-# The models whose every step makes the same lookups on every rank, one forward and backward
-# through one set of tables. dnn skips a scenario's network when a batch has none of its rows
-# (a sharded lookup must run on all ranks at once); the cold-start models read and write table
-# rows directly (priors, meta-learning tasks), which sharded tables do not offer.
-SHARDABLE_MODELS = tuple(m for m in MULTI_SCENARIO_MODELS if m != "dnn")
+from recsys.models import model_class, model_names
 DEVICES = ("cpu", "cuda")
 GiB = 2 ** 30
 RESERVED = 0.1  # share of each rank's memory the planner keeps for everything else
@@ -112,9 +106,11 @@ def check_device(device: str) -> None:
 
 
 def check_shardable(model: str, nproc: int, batch_size: int) -> None:
-    if model not in SHARDABLE_MODELS:
+    # shardable: every step makes the same lookups on every rank, one forward and backward
+    # through one set of tables (models declare it: Capabilities.shardable)
+    if not model_class(model).capabilities.shardable:
         raise UsageError(f"--nproc {nproc}: {model} trains in one process only; shardable "
-                         f"models: {', '.join(SHARDABLE_MODELS)}")
+                         f"models: {', '.join(model_names(shardable=True))}")
     if batch_size % nproc:
         raise UsageError(f"--batch-size {batch_size} is not a multiple of --nproc {nproc}: each "
                          f"process takes an equal share of every batch")

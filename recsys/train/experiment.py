@@ -1,9 +1,12 @@
-"""`recsys experiment multi-scenario`: every multi-scenario model over K seeds, then a table like
-the paper's (mean ± std per scenario and overall, best per column marked, Bayes AUC row) and a
-plot. Finished runs are reused and interrupted ones resume, so a killed experiment continues."""
+"""`recsys experiment multi-scenario`: the multi-scenario models (the paper's and the newer
+ones, or those `--models` names), optionally each also on the DCN backbone, over K seeds; then
+a table like the paper's (mean ± std per scenario and overall, best per column marked, Bayes AUC
+row where the data has one), the paired gain of each over `dnn` per scenario, and a plot.
+Finished runs are reused and interrupted ones resume, so a killed experiment continues."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -11,53 +14,123 @@ import numpy as np
 from recsys.dataset.loader import read_meta
 from recsys.errors import UsageError
 from recsys.eval.report import plot_per_scenario, write_report
-from recsys.models import MULTI_SCENARIO_MODELS
+from recsys.models import model_class, model_names
+from recsys.models.base import BACKBONES, ModelConfig
+from recsys.schema import MODALITIES
 from recsys.storage import read_json, write_json
-from recsys.train.loop import METRICS, TrainConfig, train
+from recsys.train.config import TrainConfig
+from recsys.train.loop import METRICS, train
+
+BASELINE = "dnn"  # the multi-scenario experiment's gains are paired with it, seed by seed
 
 
-def run_dir(out: Path, model: str, seed: int) -> Path:
-    return out / "runs" / f"{model}-seed{seed}"
+def run_dir(out: Path, arm: str, seed: int) -> Path:
+    return out / "runs" / f"{arm}-seed{seed}"
 
 
-def parse_arm(arm: str) -> tuple[str, tuple[str, ...]]:
-    """An experiment arm "model[+modality...]" -> (model, modalities): "mmoe+text"."""
-    model, *modalities = arm.split("+")
-    return model, tuple(modalities)
+def parse_arm(arm: str) -> tuple[str, tuple[str, ...], str]:
+    """An experiment arm "model[+modality...][+backbone]" -> (model, modalities, backbone):
+    "mmoe+text+dcn"."""
+    model, *extras = arm.split("+")
+    modalities = tuple(e for e in extras if e in MODALITIES)
+    backbones = [e for e in extras if e in BACKBONES]
+    unknown = [e for e in extras if e not in modalities and e not in backbones]
+    if unknown or len(backbones) > 1:
+        raise UsageError(f"arm {arm!r}: after the model come modalities "
+                         f"({', '.join(MODALITIES)}) and at most one backbone "
+                         f"({', '.join(BACKBONES)})")
+    model_class(model)
+    return model, modalities, backbones[0] if backbones else "mlp"
 
 
-def train_runs(dataset: Path, out: Path, models: tuple[str, ...], seeds: int, epochs: int,
-               batch_size: int, force: bool, progress: bool, log) -> dict[str, list[dict]]:
+def arm_config(arm: str, seed: int, file: dict, flags: dict, where: str) -> TrainConfig:
+    """The run config of an arm and seed: the defaults, then the experiment's config file (its
+    run keys, and of its model_config the keys every model has), then the flags given."""
+    model, modalities, backbone = parse_arm(arm)
+    common = {f.name for f in fields(ModelConfig)}
+    shared = file.get("model_config") or {}
+    if not isinstance(shared, dict):
+        raise UsageError(f"{where}: model_config is {shared!r}; it takes `key: value` lines")
+    if unknown := [k for k in shared if k not in common]:
+        raise UsageError(f"{where}: model_config.{unknown[0]}: an experiment's config takes "
+                         f"the keys every model has ({', '.join(sorted(common))}); a model's "
+                         f"own keys go to `recsys train --config`")
+    data = {**{k: v for k, v in file.items() if k != "model"},
+            **{k: v for k, v in flags.items() if v is not None},
+            "model": model, "seed": seed, "modalities": list(modalities),
+            "model_config": {**shared, "backbone": backbone} if backbone != "mlp"
+            else {**shared}}
+    cfg = TrainConfig.from_json(data, where)
+    cfg.check()
+    return cfg
+
+
+def train_runs(dataset: Path, out: Path, arms: tuple[str, ...], seeds: int, force: bool,
+               progress: bool, log, file: dict | None = None,
+               flags: dict | None = None) -> dict[str, list[dict]]:
     """metrics.json of every (arm, seed) run under out/runs/, training what is missing. An arm
-    is a model name, optionally with modalities (`parse_arm`)."""
+    is a model name with modalities and a backbone (`parse_arm`); `file` is the experiment's
+    config file, `flags` its epochs / batch size given on the command line."""
     if seeds < 1:
         raise UsageError(f"--seeds {seeds}: need at least one seed")
     read_meta(dataset)  # fail early, with the dataset's own message
-    runs: dict[str, list[dict]] = {m: [] for m in models}
+    file, flags = file or {}, flags or {}
+    configs = {(arm, seed): arm_config(arm, seed, file, flags, "--config")
+               for seed in range(seeds) for arm in arms}  # every arm checked before any run
+    runs: dict[str, list[dict]] = {a: [] for a in arms}
     for seed in range(seeds):
-        for model in models:
-            folder = run_dir(out, model, seed)
+        for arm in arms:
+            folder = run_dir(out, arm, seed)
             if (folder / METRICS).exists() and not force:
                 log(f"reusing finished run {folder}")
                 metrics = read_json(folder / METRICS, "pass --force to run it again")
             else:
-                name, modalities = parse_arm(model)
-                cfg = TrainConfig(model=name, epochs=epochs, batch_size=batch_size, seed=seed,
-                                  modalities=modalities)
-                metrics = train(dataset, folder, cfg, force=force, progress=progress, log=log)
-            runs[model].append(metrics)
+                metrics = train(dataset, folder, configs[arm, seed], force=force,
+                                progress=progress, log=log)
+            runs[arm].append(metrics)
     return runs
 
 
-def multi_scenario(dataset: Path, out: Path, seeds: int = 1, epochs: int = 3,
-                   batch_size: int = 2048, models: tuple[str, ...] = MULTI_SCENARIO_MODELS,
-                   force: bool = False, progress: bool = True, log=print) -> dict:
-    runs = train_runs(dataset, out, models, seeds, epochs, batch_size, force, progress, log)
+def multi_scenario_arms(models: tuple[str, ...] | None = None,
+                        backbones: tuple[str, ...] = ("mlp",)) -> tuple[str, ...]:
+    """Each model on each backbone: "mmoe", "mmoe+dcn"; every multi-scenario model by
+    default."""
+    models = models or model_names(family="multi-scenario")
+    for b in backbones:
+        if b not in BACKBONES:
+            raise UsageError(f"--backbones {b}: choose from {', '.join(BACKBONES)}")
+    return tuple(m if b == "mlp" else f"{m}+{b}" for b in backbones for m in models)
+
+
+def multi_scenario(dataset: Path, out: Path, seeds: int = 1,
+                   models: tuple[str, ...] | None = None, backbones: tuple[str, ...] = ("mlp",),
+                   file: dict | None = None, flags: dict | None = None, force: bool = False,
+                   progress: bool = True, log=print) -> dict:
+    arms = multi_scenario_arms(models, backbones)
+    runs = train_runs(dataset, out, arms, seeds, force, progress, log, file, flags)
     results = summarize(runs, dataset, seeds)
+    if BASELINE in runs:
+        results["gains"] = paired_gains(runs, [(a, BASELINE) for a in arms if a != BASELINE],
+                                        results["columns"])
     write_json(results, out / "results.json")
     plot_per_scenario(results, out / "per_scenario_auc.png")
     write_report(results, out / "report.md")
     return results
+
+
+def paired_gains(runs: dict[str, list[dict]], pairs: list[tuple[str, str]],
+                 columns: list[str] | tuple[str, ...]) -> dict:
+    """For each (arm, baseline): AUC(arm) - AUC(baseline), seed by seed, as mean ± std over
+    seeds per column (a results block `report.gain_table` prints)."""
+    table = {}
+    for arm, base in pairs:
+        diffs = {}
+        for col in columns:
+            pairs_ = [(cell(a, col)["auc"], cell(b, col)["auc"])
+                      for a, b in zip(runs[arm], runs[base])]
+            diffs[col] = mean_std([a - b for a, b in pairs_ if a is not None and b is not None])
+        table[f"{arm} − {base}"] = {"auc": diffs}
+    return table
 
 
 def mean_std(values: list) -> dict:

@@ -8,78 +8,44 @@ import resource
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from recsys.dataset.counts import training_counts
+from recsys.dataset.episodes import EpisodeSampler
 from recsys.dataset.hashing import collisions
-from recsys.dataset.loader import Layout, check_modalities, distinct_values, load_split, \
-    read_meta
+from recsys.dataset.loader import Layout, distinct_values, load_split, read_meta
 from recsys.dataset.stream import PREFETCH, SplitFiles, StreamLoader
 from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import EVAL_BATCH, predict, score_batches, split_auc, \
     split_metrics, write_scores
 from recsys.models import build_model, model_class
-from recsys.models.base import ModelConfig, check_fusion, dense_bytes_with_adam, \
-    dense_parameters, sparse_optimizers, table_bytes, training_loss
+from recsys.models.base import ModelConfig, dense_bytes_with_adam, dense_parameters, \
+    sparse_optimizers, table_bytes, training_loss
+from recsys.models.cold import COLD_ENTITIES
+from recsys.provenance import code_version, dataset_fingerprint
 from recsys.memory import available_memory, check_fits
 from recsys.storage import load_torch, read_json, save_torch, write_json
+from recsys.train.config import PROVENANCE, TrainConfig
 from recsys.train.distributed import Ranks, check_shardable, load_sharded, predict_sharded, \
     save_sharded, shard
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
+# config.json records beside the config the dataset, its fingerprint, the processes and the
+# code (config.PROVENANCE); a changed commit does not stop a resume, the rest does
 SCORES = "{split}_scores.parquet"  # a split's scores, row for row with its files (val: last epoch)
 RESTART = "pass --force to start the run over, or choose another --out"  # a corrupt run file
 # the same, written by several processes (torch.distributed.checkpoint folders)
 SHARDED, SHARDED_BEST, STATE, DENSE_OPT = "checkpoint", "best", "state.json", "dense_opt.pt"
 
 
-@dataclass
-class TrainConfig:
-    model: str
-    epochs: int = 3
-    batch_size: int = 2048
-    lr: float = 1e-3  # Adam, dense parameters
-    seed: int = 0
-    patience: int = 1  # epochs without a better validation AUC before stopping
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
-    modalities: tuple[str, ...] = ()  # "text", "image": vectors fused with the IDs
-    # ID feature -> rows its raw IDs are hashed into (--user-rows / --item-rows)
-    hashed_rows: dict[str, int] = field(default_factory=dict)
-    model_config: ModelConfig = field(default_factory=ModelConfig)
-
-    @property
-    def name(self) -> str:
-        """The model with its modalities: "mmoe+text"."""
-        return "+".join((self.model, *self.modalities))
-
-    def check(self) -> None:
-        model_class(self.model)  # an unknown name fails here, before any data is read
-        check_modalities(self.modalities)
-        check_fusion(self.model_config.fusion)
-        for name, rows in self.hashed_rows.items():
-            if rows < 1:
-                raise UsageError(f"--{name.split('_')[0]}-rows {rows}: must be at least 1")
-        for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
-                                 f"must be at least 1")
-        if not 0 <= self.seed < 2 ** 63:
-            raise UsageError(f"--seed {self.seed}: must be a non-negative 64-bit integer")
-        if self.checkpoint_every < 0:
-            raise UsageError(f"--checkpoint-every {self.checkpoint_every}: must be 0 (epoch "
-                             f"ends only) or more")
-
-    def to_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))  # tuples become lists, as on disk
-
-
-def load_trained(run: Path, layout: Layout, train_data) -> torch.nn.Module:
+def load_trained(run: Path, layout: Layout) -> torch.nn.Module:
     """The best epoch of a finished run, ready to predict in this process (`layout` must have
-    the run's modalities). A run sharded over several processes is gathered into one here."""
+    the run's modalities): built from its config.json and weights alone, no data needed. A run
+    sharded over several processes is gathered into one here."""
     saved = read_json(run / CONFIG, "train the run again")
     if tuple(saved.get("modalities", ())) != layout.modalities:
         raise UsageError(f"{run} was trained with modalities {saved.get('modalities', [])}, "
@@ -88,11 +54,10 @@ def load_trained(run: Path, layout: Layout, train_data) -> torch.nn.Module:
     if saved.get("hashed_rows", {}) != hashed:
         raise UsageError(f"{run} hashed its IDs into {saved.get('hashed_rows', {})} rows, "
                          f"the data was loaded with {hashed}")
-    cfg = TrainConfig(model=saved["model"], seed=saved["seed"],
-                      model_config=ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                  for k, v in saved["model_config"].items()}))
+    cfg = TrainConfig.from_json({k: v for k, v in saved.items() if k not in PROVENANCE},
+                                f"{run / CONFIG}")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
+    model = build_model(cfg.model, layout, cfg.model_config)
     load_best(model, run)
     return model
 
@@ -175,7 +140,9 @@ def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints
     ranks = checkpoints.ranks
     saved = read_json(out / CONFIG, RESTART) if (out / CONFIG).exists() and not force else {}
     resume = not force and checkpoints.check_resumable(saved.get("nproc"))
-    if resume and saved != config:
+    same = {k: v for k, v in saved.items() if k != "code"} == \
+        {k: v for k, v in config.items() if k != "code"}
+    if resume and not same:
         raise OutputExistsError(f"{out} holds an interrupted run with another configuration; "
                                 f"pass --force to start over or choose another --out")
     ranks.barrier()  # every rank has looked before rank 0 changes anything
@@ -237,8 +204,11 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         check_shardable(cfg.model, ranks.world, cfg.batch_size)
     log = log if ranks.main else (lambda *a, **k: None)
     meta = read_meta(dataset)
+    can = model_class(cfg.model).capabilities
+    # the resolved config and where it ran: any number in a report traces back to it
     config = {**cfg.to_json(), "dataset": str(dataset),
-              **({"nproc": ranks.world} if ranks.distributed else {})}
+              "dataset_fingerprint": dataset_fingerprint(dataset),
+              **({"nproc": ranks.world} if ranks.distributed else {}), "code": code_version()}
     layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
     _check_tables_fit(layout, cfg.model_config, ranks)  # before anything is written
     # the splits' footers and labels too: a damaged dataset is refused before the run starts
@@ -248,20 +218,25 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     checkpoints = _Checkpoints(out, ranks)
     resume = _prepare_out(out, config, force, checkpoints)
 
-    # the cold-start models learn counts and tasks from the whole training split in memory
+    # meta-learning episodes and test-time adaptation read the training split in memory
     train_data = load_split(dataset, "train", layout) \
-        if hasattr(model_class(cfg.model), "observe") else None
+        if can.episodes or can.adapts else None
     torch.manual_seed(cfg.seed)
     if ranks.distributed:  # built on the meta device: each rank allocates only its shards
         with torch.device("meta"):
-            model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
+            model = build_model(cfg.model, layout, cfg.model_config)
         model = shard(model, ranks)
         kinds = Counter(p.sharding_type for m in model.plan.plan.values() for p in m.values())
         log(f"{sum(kinds.values())} tables sharded over {ranks.world} process(es) on "
             f"{ranks.device.type}: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
     else:
-        model = build_model(cfg.model, layout, cfg.model_config, train_data, cfg.seed)
-    dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.lr)
+        model = build_model(cfg.model, layout, cfg.model_config)
+    if can.cold_path:  # the unseen IDs take the cold path: counted once, saved with the model
+        model.set_counts(training_counts(train_files, layout, COLD_ENTITIES))
+    sampler = EpisodeSampler(train_data, layout, can.episodes, cfg.model_config.meta_tasks,
+                             cfg.seed) if can.episodes else None
+    dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.dense_lr,
+                                 weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
              "seconds": 0.0, "examples": 0, "step": 0, "loss_sum": 0.0}
     if resume:
@@ -270,10 +245,12 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         log(f"resuming {out} from epoch {state['epoch'] + 1}{where}")
         if "rng" in state:
             torch.set_rng_state(torch.tensor(state["rng"], dtype=torch.uint8))
+        if sampler is not None:
+            sampler.load_state_dict(state["episodes"])
 
     def score(split: str, files: SplitFiles) -> Path:
         """The split's scores, written to the run folder as they stream out of the model."""
-        if hasattr(model, "predict_split"):  # adapts to each user's history: in memory
+        if can.adapts:  # adapts to each user's history: in memory
             batches = [predict(model, load_split(dataset, split, layout), layout, train_data)]
         elif ranks.distributed:
             batches = [predict_sharded(model, files, layout, ranks, EVAL_BATCH)]
@@ -291,6 +268,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
 
     def save(step: int, loss_sum: float) -> None:
         state.update(step=step, loss_sum=loss_sum, rng=torch.get_rng_state().tolist())
+        if sampler is not None:
+            state["episodes"] = sampler.state_dict()
         checkpoints.save(model, dense_opt, state)
 
     loader = StreamLoader(train_files, layout, cfg.batch_size // ranks.world, shuffle=True,
@@ -307,7 +286,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         start, loss_sum, step = time.perf_counter(), state["loss_sum"], state["step"]
         seen = 0
         for batch in loader:
-            loss = training_loss(model, batch.to(ranks.device))
+            episode = sampler.next() if sampler is not None else None
+            loss = training_loss(model, batch.to(ranks.device), episode)
             dense_opt.zero_grad()
             loss.backward()  # also updates the embedding rows (fused optimizer)
             dense_opt.step()

@@ -16,10 +16,9 @@ from torchrec.distributed.types import ShardingPlan
 from recsys.data.presets import get_preset
 from recsys.dataset.loader import Layout
 from recsys.errors import UsageError
-from recsys.models import build_model
-from recsys.models.base import TABLE_DTYPES, ModelConfig, dense_bytes_with_adam, table_bytes
-from recsys.train.distributed import RESERVED, SHARDABLE_MODELS, GiB, check_device_name, \
-    make_planner, table_rows
+from recsys.models import build_model, model_class, model_names
+from recsys.models.base import TABLE_DTYPES, dense_bytes_with_adam, table_bytes
+from recsys.train.distributed import RESERVED, GiB, check_device_name, make_planner, table_rows
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,9 @@ class PlanRequest:
         check_device_name(self.device)
         if self.dtype not in TABLE_DTYPES:
             raise UsageError(f"--dtype {self.dtype}: choose one of {', '.join(TABLE_DTYPES)}")
-        if self.model not in SHARDABLE_MODELS:
+        if self.model not in model_names(shardable=True):
             raise UsageError(f"--model {self.model}: choose a shardable model: "
-                             f"{', '.join(SHARDABLE_MODELS)}")
+                             f"{', '.join(model_names(shardable=True))}")
         for flag, value in (("world-size", self.world_size), ("dim", self.dim),
                             ("memory-gb", self.memory_gb), ("batch-size", self.batch_size)):
             if value <= 0:
@@ -55,8 +54,8 @@ def _meta_model(req: PlanRequest) -> torch.nn.Module:
     preset = get_preset(req.preset)
     layout = Layout.from_meta({"n_users": preset.n_users, "n_items": preset.n_items})
     with torch.device("meta"):
-        return build_model(req.model, layout,
-                           ModelConfig(embedding_dim=req.dim, table_dtype=req.dtype))
+        return build_model(req.model, layout, model_class(req.model).Config(
+            embedding_dim=req.dim, table_dtype=req.dtype))
 
 
 def try_plan(req: PlanRequest) -> tuple[ShardingPlan | None, torch.nn.Module, str]:

@@ -1,0 +1,152 @@
+"""A training run's configuration: every hyper-parameter of the run, the optimizers and the
+model, with the defaults kept here (the run) and in each model's `Config` (the model).
+
+`recsys train --config FILE.yaml` and `recsys experiment ... --config FILE.yaml` read it; the
+file has the shape of a run's config.json (without its provenance), and flags given on the
+command line win over it:
+
+    model: mmoe            # train only; experiments take their models from --models
+    epochs: 3
+    batch_size: 2048
+    dense_lr: 0.001        # Adam on the dense layers
+    weight_decay: 0.0      # of the dense layers (Adam's L2)
+    model_config:          # the model's keys (for an experiment: the keys every model has)
+      embedding_dim: 16
+      embedding_lr: 0.05   # row-wise Adagrad on the embedding rows
+      backbone: dcn
+      n_experts: 8
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+
+from recsys.dataset.loader import check_modalities
+from recsys.errors import UsageError
+from recsys.models import model_class
+from recsys.models.base import ModelConfig, check_model_config
+from recsys.storage import read_yaml
+
+
+@with_config(ConfigDict(extra="forbid"))  # a config file's unknown key is an error
+@dataclass
+class TrainConfig:
+    model: str
+    epochs: int = 3
+    batch_size: int = 2048
+    dense_lr: float = 1e-3  # Adam, dense parameters (the sparse rate is the model's)
+    weight_decay: float = 0.0
+    seed: int = 0
+    patience: int = 1  # epochs without a better validation AUC before stopping
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
+    modalities: tuple[str, ...] = ()  # "text", "image": vectors fused with the IDs
+    # ID feature -> rows its raw IDs are hashed into (--user-rows / --item-rows)
+    hashed_rows: dict[str, int] = field(default_factory=dict)
+    model_config: ModelConfig | None = None  # None: the model's defaults
+
+    def __post_init__(self):
+        if self.model_config is None:
+            self.model_config = model_class(self.model).Config()
+
+    @property
+    def name(self) -> str:
+        """The model with its modalities and a non-default backbone: "mmoe+text+dcn"."""
+        backbone = () if self.model_config.backbone == "mlp" else (self.model_config.backbone,)
+        return "+".join((self.model, *self.modalities, *backbone))
+
+    def check(self) -> None:
+        cls = model_class(self.model)  # an unknown name fails here, before any data is read
+        if not isinstance(self.model_config, cls.Config):
+            raise UsageError(f"{self.model} takes a {cls.Config.__name__}")
+        check_modalities(self.modalities)
+        check_model_config(self.model_config)
+        for name, rows in self.hashed_rows.items():
+            if rows < 1:
+                raise UsageError(f"--{name.split('_')[0]}-rows {rows}: must be at least 1")
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
+                                 f"must be at least 1")
+        for name in ("dense_lr", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise UsageError(f"{name} {getattr(self, name)}: must be at least 0")
+        if not 0 <= self.seed < 2 ** 63:
+            raise UsageError(f"--seed {self.seed}: must be a non-negative 64-bit integer")
+        if self.checkpoint_every < 0:
+            raise UsageError(f"--checkpoint-every {self.checkpoint_every}: must be 0 (epoch "
+                             f"ends only) or more")
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))  # tuples become lists, as on disk
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "the config") -> "TrainConfig":
+        """A config from its JSON / YAML form (config.json, a --config file), checked: an
+        unknown key or a value of the wrong type is one UsageError naming it."""
+        if not isinstance(data, dict):
+            raise UsageError(f"{where}: holds a {type(data).__name__}, not `key: value` lines")
+        data = dict(data)
+        if "model" not in data:
+            raise UsageError(f"{where}: model: missing (it is required)")
+        model = model_class(str(data["model"]))
+        model_data = data.pop("model_config", None) or {}
+        run = _validated(TrainConfig, {**data, "model_config": None}, where)
+        run.model_config = _validated(
+            model.Config, model_data, where, "model_config.",
+            f"; {run.model} takes {', '.join(f.name for f in fields(model.Config))}")
+        return run
+
+
+# the run's keys a config file may set; a run's config.json also holds where it ran, which a
+# config file read from it leaves aside
+FILE_KEYS = tuple(f.name for f in fields(TrainConfig))
+PROVENANCE = ("dataset", "dataset_fingerprint", "nproc", "code")
+
+
+def _validated(cls, data: dict, where: str, prefix: str = "", hint: str = ""):
+    """`data` as an instance of the dataclass `cls`, or a UsageError naming the first bad key
+    (`prefix`: where `data` sits in the file; `hint` ends the message)."""
+    try:
+        return TypeAdapter(cls).validate_python(data)
+    except ValidationError as e:
+        error = e.errors()[0]
+        loc = prefix + ".".join(str(p) for p in error["loc"]) or "the file"
+        what = {"missing": "missing (it is required)",
+                "unexpected_keyword_argument": "not a known key (check its spelling)"}.get(
+            error["type"], error["msg"])
+        raise UsageError(f"{where}: {loc}: {what}{hint}") from None
+
+
+def read_config(path: Path, model: str | None = None) -> dict:
+    """A --config file's keys (checked that they are a run's keys). `model`: the --model flag,
+    which wins over the file's."""
+    if not path.is_file():
+        raise UsageError(f"--config {path}: no such file; pass a YAML config file")
+    data = read_yaml(path, "fix the config file") or {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: holds a {type(data).__name__}, not `key: value` lines; the "
+                         f"keys are {', '.join(FILE_KEYS)}")
+    data = {k: v for k, v in data.items() if k not in PROVENANCE}
+    unknown = [k for k in data if k not in FILE_KEYS]
+    if unknown:
+        raise UsageError(f"{path}: {unknown[0]}: not a known key; the keys are "
+                         f"{', '.join(FILE_KEYS)}")
+    if model is not None:
+        data["model"] = model
+    return data
+
+
+def resolve(file: dict, flags: dict, model_flags: dict | None = None,
+            where: str = "the config") -> TrainConfig:
+    """The run's config: the defaults, then the config file's keys, then the flags given
+    (None: not given). `model_flags` go into the model's config (--fusion, --backbone)."""
+    data = {**file, **{k: v for k, v in flags.items() if v is not None}}
+    data["model_config"] = {**(data.get("model_config") or {}),
+                            **{k: v for k, v in (model_flags or {}).items() if v is not None}}
+    cfg = TrainConfig.from_json(data, where)
+    cfg.check()
+    return cfg
