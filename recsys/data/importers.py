@@ -78,10 +78,13 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def _read_or_say(path: Path, open_reader):
-    """The batches of the reader `open_reader()` opens; a file it cannot read on (bytes that
-    are not UTF-8, say) is a DataError naming the file and the place."""
+    """The batches of the reader `open_reader()` opens, closed when they end or the reading
+    stops (not left to the interpreter's exit, where a reader's read-ahead thread could still
+    be running); a file it cannot read on (bytes that are not UTF-8, say) is a DataError
+    naming the file and the place."""
     try:
-        yield from open_reader()
+        with open_reader() as reader:
+            yield from reader
     except pa.ArrowInvalid as e:
         raise DataError(f"{path}: cannot be read as UTF-8 CSV ({str(e).splitlines()[0]}); "
                         f"fix that row or convert the file to UTF-8") from None
@@ -290,12 +293,12 @@ def _need(path: Path, columns: list[str], wanted: dict[str, str]) -> None:
 
 def _table_blocks(path: Path, ingest: Ingest, columns: list[str]):
     if path.suffix == ".parquet":
-        pf = pq.ParquetFile(path)
-        size, first = path.stat().st_size, 1
-        for batch in pf.iter_batches(batch_size=200_000, columns=columns):
-            rows = pa.array(range(first, first + batch.num_rows), pa.int64())
-            first += batch.num_rows
-            yield batch, rows, size * batch.num_rows // max(pf.metadata.num_rows, 1)
+        with pq.ParquetFile(path) as pf:
+            size, first = path.stat().st_size, 1
+            for batch in pf.iter_batches(batch_size=200_000, columns=columns):
+                rows = pa.array(range(first, first + batch.num_rows), pa.int64())
+                first += batch.num_rows
+                yield batch, rows, size * batch.num_rows // max(pf.metadata.num_rows, 1)
     else:
         yield from _csv_blocks(path, ingest, columns)
 
