@@ -15,7 +15,9 @@ from bench_training import BATCH, STEPS, _batches, _train_steps
 from conftest import RESULTS
 from recsys.dataset.loader import Layout, load_split, read_meta
 from recsys.eval.evaluate import predict
-from recsys.models import COLD_START_MODELS, build_model
+from recsys.dataset.episodes import EpisodeSampler
+from recsys.models import build_model, model_names
+from recsys.models.cold import COLD_ENTITIES
 from recsys.schema import FEW_SHOT_MAX
 
 
@@ -27,16 +29,25 @@ def splits(built_dataset):
 
 
 def _model(name, layout, train):
+    """The model as `recsys train` prepares it (counts, episodes) and its sampler."""
     torch.manual_seed(0)
-    return build_model(name, layout, train=train)
+    model = build_model(name, layout)
+    can = model.capabilities
+    if can.cold_path:
+        model.set_counts({n: np.bincount(train.ids[:, layout.slot(n)],
+                                         minlength=layout.num_embeddings[layout.slot(n)])
+                          for n in COLD_ENTITIES})
+    sampler = EpisodeSampler(train, layout, can.episodes, model.cfg.meta_tasks, 0) \
+        if can.episodes else None
+    return model, sampler
 
 
-@pytest.mark.parametrize("name", ["dnn_mixed", *COLD_START_MODELS])
+@pytest.mark.parametrize("name", ["dnn_mixed", *model_names(family="cold-start")])
 def test_training_examples_per_second(benchmark, splits, name):
     layout, train, _ = splits
-    model, batches = _model(name, layout, train), _batches(layout, train)
+    (model, sampler), batches = _model(name, layout, train), _batches(layout, train)
     benchmark.group = "cold-start methods vs dnn_mixed"
-    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=3, iterations=1,
+    benchmark.pedantic(lambda: _train_steps(model, batches, sampler), rounds=3, iterations=1,
                        warmup_rounds=1)
     RESULTS[f"{name} training examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
 
@@ -44,7 +55,7 @@ def test_training_examples_per_second(benchmark, splits, name):
 @pytest.mark.parametrize("name", ["maml", "melu"])
 def test_adaptation_seconds_per_user(benchmark, splits, name):
     layout, train, test = splits
-    model = _model(name, layout, train)
+    model, _ = _model(name, layout, train)
     users = test.ids[:, layout.slot("user_id")]
     counts = model.user_id_counts[torch.from_numpy(users)].numpy()
     n_users = len(np.unique(users[(counts >= 1) & (counts <= FEW_SHOT_MAX)]))

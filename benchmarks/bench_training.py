@@ -1,6 +1,8 @@
 """Training-side throughput, each as a pair measured in the same run:
 - the streaming loader's rows/s (Parquet row groups -> shuffle buffer -> batches) next to mmoe
   training examples/s on batches it made;
+- every multi-scenario model's training examples/s, on the MLP and the DCN backbone, next to
+  mmoe's on the same batches;
 - the full mmoe step next to its MLP stack alone on precomputed inputs (the dense floor);
 - a dnn_mixed step with a 100k-row user table next to a 2M-row one (fused row-wise Adagrad
   touches only the looked-up rows, so the step should barely change)."""
@@ -18,7 +20,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 from conftest import RESULTS
 from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader
-from recsys.models import build_model
+from recsys.models import MODELS, build_model, model_names
 from recsys.models.base import dense_parameters, training_loss
 
 BATCH, STEPS = 2048, 40
@@ -38,10 +40,11 @@ def _batches(layout, data, n=STEPS):
     return out
 
 
-def _train_steps(model, batches):
+def _train_steps(model, batches, sampler=None):
+    """One optimizer step per batch, each with its episode where the model takes them."""
     opt = torch.optim.Adam(dense_parameters(model), lr=1e-3)
     for b in batches:
-        loss = training_loss(model, b)
+        loss = training_loss(model, b, sampler.next() if sampler is not None else None)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -66,6 +69,19 @@ def test_mmoe_training_examples_per_second(benchmark, built_dataset):
     benchmark.pedantic(lambda: _train_steps(model, batches), rounds=3, iterations=1,
                        warmup_rounds=1)
     RESULTS["mmoe training examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "dcn"])
+@pytest.mark.parametrize("name", model_names(family="multi-scenario"))
+def test_model_training_examples_per_second(benchmark, train_split, name, backbone):
+    layout, data = train_split
+    torch.manual_seed(0)
+    model = build_model(name, layout, MODELS[name].Config(backbone=backbone))
+    batches = _batches(layout, data)
+    benchmark.group = "multi-scenario models vs mmoe"
+    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=3, iterations=1,
+                       warmup_rounds=1)
+    RESULTS[f"{name} ({backbone}) examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
 
 
 def test_mmoe_dense_floor(benchmark, train_split):

@@ -45,10 +45,14 @@ def built_dataset(applied_repo, tmp_path_factory) -> Path:
 
 
 def pytest_terminal_summary(terminalreporter):
+    from recsys.models import model_names
+
     pairs = [("build-dataset (Feast)", "raw DuckDB ASOF join"),
              ("build peak RSS bytes, 10x rows", "build peak RSS bytes, 1x rows"),
              ("loader rows/s", "mmoe training examples/s"),
              ("mmoe training examples/s", "mmoe dense-floor examples/s"),
+             *((f"{m} ({b}) examples/s", "mmoe (mlp) examples/s")
+               for b in ("mlp", "dcn") for m in model_names(family="multi-scenario")),
              ("dnn_mixed step, 2,000,000 users", "dnn_mixed step, 100,000 users"),
              *((f"{m} training examples/s", "dnn_mixed training examples/s")
                for m in ("dropoutnet", "metaemb", "maml", "melu")),

@@ -3,7 +3,15 @@ real Feast CLI, and its training set built with the real recsys CLI."""
 
 from __future__ import annotations
 
-import subprocess
+import os
+
+# One OpenMP thread per process: the tests run on two workers, each starting CLI processes,
+# and torch's idle OpenMP threads spin, so two threads a process on two cores made a training
+# run ten times slower (40-57 s against 3-5 s a model in test_models); one thread also makes
+# every float sum's order fixed. Set before anything imports torch; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import subprocess  # noqa: E402
 import sys
 from pathlib import Path
 

@@ -13,13 +13,16 @@ import pytest
 import torch
 
 from conftest import run
-from recsys.dataset.episodes import Histories, Tasks
+from recsys.dataset.counts import training_counts
+from recsys.dataset.episodes import EpisodeSampler, Histories, Tasks
+from recsys.dataset.stream import SplitFiles
 from recsys.dataset.loader import BatchLoader, Layout, SplitData, load_split, read_meta, \
     rows_batch
 from recsys.errors import DataError
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
 from recsys.eval.warmup import STAGES, warmup_curve, warmup_sets
-from recsys.models import COLD_START_MODELS, MODELS, build_model
+from recsys.models import MODELS, build_model, model_names
+from recsys.models.cold import COLD_ENTITIES
 from recsys.models.base import dense_parameters
 from recsys.schema import FEW_SHOT_MAX
 
@@ -30,26 +33,49 @@ def splits(tiny):
     return layout, *(load_split(tiny["dataset"], s, layout) for s in ("train", "val", "test"))
 
 
-def _model(name, layout, train, seed=0):
+@pytest.fixture(scope="module")
+def counts(tiny, splits):
+    """Training interactions per user / item row, streamed as `recsys train` counts them."""
+    return training_counts(SplitFiles(tiny["dataset"], "train", splits[0]), splits[0],
+                           COLD_ENTITIES)
+
+
+def test_streamed_counts_equal_the_split_in_memory(splits, counts):
+    layout, train, _, _ = splits
+    for name in COLD_ENTITIES:
+        assert np.array_equal(counts[name], np.bincount(train.ids[:, layout.slot(name)],
+                                                        minlength=len(counts[name])))
+
+
+def _model(name, layout, train, seed=0, counts=None):
+    """The model as `recsys train` prepares it, and its episode sampler (None without)."""
     torch.manual_seed(seed)
-    return build_model(name, layout, train=train, seed=seed)
+    model = build_model(name, layout)
+    can = model.capabilities
+    if can.cold_path:
+        model.set_counts(counts or {n: np.bincount(train.ids[:, layout.slot(n)],
+                                                   minlength=layout.num_embeddings[
+                                                       layout.slot(n)])
+                                    for n in COLD_ENTITIES})
+    sampler = EpisodeSampler(train, layout, can.episodes, model.cfg.meta_tasks, seed) \
+        if can.episodes else None
+    return model, sampler
 
 
-@pytest.mark.parametrize("name", COLD_START_MODELS)
+@pytest.mark.parametrize("name", model_names(family="cold-start"))
 def test_each_method_improves_on_its_own_loss(splits, name):
     layout, train, _, _ = splits
-    model = _model(name, layout, train)
+    model, sampler = _model(name, layout, train)
     opt = torch.optim.Adam(dense_parameters(model), lr=3e-3)
     batches = iter(BatchLoader(train, layout, 512, shuffle=True))
-    fixed = next(batches)
+    fixed, fixed_episode = next(batches), sampler.next() if sampler else None
 
     def own_loss():  # the same batch and the same meta-learning tasks every time
-        model.rng = np.random.default_rng(1)
-        return model.loss(fixed).item()  # no backward: nothing moves
+        return model.loss(fixed, fixed_episode).item()  # no backward: nothing moves
 
     before = own_loss()
     for _, batch in zip(range(20), batches):
-        loss = model.loss(batch)
+        loss = model.loss(batch, sampler.next() if sampler else None)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -59,10 +85,10 @@ def test_each_method_improves_on_its_own_loss(splits, name):
 @pytest.mark.parametrize("name", ["maml", "melu"])
 def test_inner_step_changes_adapted_parameters_not_meta_parameters(splits, name):
     layout, train, _, _ = splits
-    model = _model(name, layout, train)
+    model, _ = _model(name, layout, train)
     meta_before = {k: v.clone() for k, v in model.state_dict().items()}
-    support, _ = model.tasks.sample(np.random.default_rng(0), 8)
-    emb, dense, labels, raw = model.task_rows(train, support)
+    episode = EpisodeSampler(train, layout, ("user_id",), 8, 0).next()["user_id"]
+    emb, dense, labels, raw = model.task_rows(episode.support, episode.tasks, episode.k)
     own, user = model.adapt(emb, dense, labels, raw, torch.ones_like(labels), create_graph=False)
     assert own, "no parameter is adapted"
     for i, (weight, bias) in own.items():
@@ -102,17 +128,17 @@ def test_ids_outside_the_table_map_to_the_unknown_row(tiny, splits, tmp_path):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_unseen_ids_are_scored(splits, name):
     layout, train, _, test = splits
-    model = _model(name, layout, train)
+    model, _ = _model(name, layout, train)
     unknown = _with_user_ids(test, layout, layout.unknown_row("user_id"))
     probs = predict(model, unknown, layout, train)
     assert probs.shape == (len(test),) and np.isfinite(probs).all()
 
 
-@pytest.mark.parametrize("name", COLD_START_MODELS)
+@pytest.mark.parametrize("name", model_names(family="cold-start"))
 def test_zero_shot_users_take_the_cold_path(splits, name):
     """A user never seen in training scores exactly as the unknown row: one defined path."""
     layout, train, _, test = splits
-    model = _model(name, layout, train)
+    model, _ = _model(name, layout, train)
     zero = test.take(np.flatnonzero(test.flags["zero_shot_user"]))
     assert len(zero)
     as_unknown = _with_user_ids(zero, layout, layout.unknown_row("user_id"))
@@ -122,7 +148,7 @@ def test_zero_shot_users_take_the_cold_path(splits, name):
 
 def test_few_shot_users_are_adapted_at_test_time(splits):
     layout, train, _, test = splits
-    model = _model("maml", layout, train)
+    model, _ = _model("maml", layout, train)
     plain = predict(model, test, layout)
     adapted = predict(model, test, layout, history=train)
     counts = model.user_id_counts[torch.from_numpy(test.ids[:, layout.slot("user_id")])]
@@ -178,7 +204,7 @@ def test_warmup_protocol(splits):
     for a, b in zip(batches, batches[1:] + [evaluation]):  # each stage precedes the next
         for item in items[:20]:
             assert a.time[a.ids[:, slot] == item].max() <= b.time[b.ids[:, slot] == item].min()
-    model = _model("metaemb", layout, train)
+    model, _ = _model("metaemb", layout, train)
     tables = {n: model.sparse.table(n).clone() for n in layout.sparse}
     dense = {k: v.clone() for k, v in model.net.state_dict().items()}
     curve = warmup_curve(model, layout, train, later, k=1)
@@ -200,7 +226,7 @@ def test_experiment_cold_start_cli(tiny, tmp_path):
     assert "comparing with mmoe" in proc.stdout
     results = json.loads((out / "results.json").read_text())
     models = results["subsets"]["models"]
-    assert list(models) == ["dnn_mixed", "mmoe", *COLD_START_MODELS]
+    assert list(models) == ["dnn_mixed", "mmoe", *model_names(family="cold-start")]
     for m in models.values():
         assert set(m["auc"]) == {"zero_shot_user", "few_shot_user", "zero_shot_item",
                                  "few_shot_item"}
@@ -214,12 +240,12 @@ def test_experiment_cold_start_cli(tiny, tmp_path):
     assert again.stdout.count("reusing finished run") == len(models)
 
 
-@pytest.mark.parametrize("name", COLD_START_MODELS)
+@pytest.mark.parametrize("name", model_names(family="cold-start"))
 def test_a_new_item_starts_warm_up_from_its_cold_score(splits, name):
     """start_from_cold makes new items seen (their own rows now serve them) without changing
     a single score: warm-up starts from exactly what the model served cold."""
     layout, train, val, _ = splits
-    model = _model(name, layout, train)
+    model, _ = _model(name, layout, train)
     slot = layout.slot("item_id")
     new = val.take(np.flatnonzero(model.item_id_counts[torch.from_numpy(val.ids[:, slot])] == 0))
     assert len(new)

@@ -17,7 +17,8 @@ from conftest import run
 from recsys.dataset.loader import Layout, load_split, read_meta, rows_batch
 from recsys.errors import DataError
 from recsys.models import MODELS, build_model
-from recsys.models.base import ModelConfig, SparseArch, training_loss
+from recsys.dataset.episodes import EpisodeSampler
+from recsys.models.base import SparseArch, training_loss
 from recsys.text.cache import TextCache, text_keys
 from recsys.text.encode import ENCODING, default_model, encode_missing, load_encoder
 from test_errors import fails, fingerprint
@@ -120,9 +121,12 @@ def test_every_model_trains_with_text_and_image(tiny, fusion):
     batch = rows_batch(train, layout, np.arange(256))
     for name in MODELS:
         torch.manual_seed(0)
-        model = build_model(name, layout, ModelConfig(fusion=fusion), train)
+        model = build_model(name, layout, MODELS[name].Config(fusion=fusion))
+        can = model.capabilities
+        episode = EpisodeSampler(train, layout, can.episodes, 8, 0).next() \
+            if can.episodes else None
         model.train()
-        loss = training_loss(model, batch)
+        loss = training_loss(model, batch, episode)
         loss.backward()
         # the vectors reach the loss (dnn: through each scenario's own network)
         grads = [p.grad for m in model.modules() if isinstance(m, SparseArch)

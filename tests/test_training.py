@@ -19,9 +19,11 @@ from sklearn.metrics import roc_auc_score
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from conftest import BIN, run
-from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
+from recsys.dataset.loader import BatchLoader, Layout, kjt, load_split, read_meta
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
-from recsys.models import MODELS, MULTI_SCENARIO_MODELS, build_model
+from recsys.models import MODELS, build_model, model_names
+
+MULTI_SCENARIO_MODELS = model_names(family="multi-scenario")
 from recsys.models.base import dense_parameters
 from recsys.train.experiment import multi_scenario
 
@@ -73,7 +75,7 @@ def test_dnn_routes_each_row_to_its_own_scenario_network(data):
 
 
 @pytest.mark.parametrize("n_scenarios", [1, 2, 7])
-@pytest.mark.parametrize("name", [m for m in MULTI_SCENARIO_MODELS if m != "dnn_mixed"])
+@pytest.mark.parametrize("name", ["dnn", "shared_bottom", "mmoe", "ple"])
 def test_models_have_one_tower_per_scenario_of_the_layout(data, name, n_scenarios):
     """The scenarios come from the dataset's schema: the model has as many towers (or
     networks) and routes every row to its own, whatever their number."""
@@ -91,11 +93,42 @@ def test_models_have_one_tower_per_scenario_of_the_layout(data, name, n_scenario
     assert torch.equal(model(batch).detach() != before, batch.scenario == n_scenarios - 1)
 
 
+@pytest.mark.parametrize("n_scenarios", [1, 2, 7])
+@pytest.mark.parametrize("name", ["star", "pepnet", "m2m"])
+def test_scenario_conditioned_models_size_themselves_from_the_layout(data, name, n_scenarios):
+    """star (a network per scenario on a shared centre), pepnet (a scenario gate on the
+    embeddings) and m2m (a tower generated from the scenario): for any number of scenarios, a
+    row's score depends on its scenario."""
+    layout, train, _ = data
+    layout = replace(layout, scenarios=tuple(f"s{i}" for i in range(n_scenarios)))
+    torch.manual_seed(0)
+    model = build_model(name, layout)
+    batch = next(iter(BatchLoader(train, layout, 256)))
+    batch.scenario = batch.scenario % n_scenarios
+    model.eval()
+    with torch.no_grad():
+        before = model(batch)
+        if n_scenarios == 1:
+            assert before.shape == (256,) and torch.isfinite(before).all()
+            return
+        if name == "star":  # a scenario's own factors: only its rows move
+            model.layers[0].scenario_weight[1].mul_(1.5)
+            assert torch.equal(model(batch) != before, batch.scenario == 1)
+            return
+        slot = layout.slot("scenario")  # the scenario feature is what conditions them
+        other = batch.ids.clone()
+        other[:, slot] = (other[:, slot] + 1) % n_scenarios
+        moved = model(replace(batch, sparse=kjt(layout.sparse, other, layout.widths),
+                              ids=other))
+    assert (moved != before).float().mean() > 0.9
+
+
 def test_checkpoint_reloads_to_identical_predictions(tiny, data, tmp_path):
     """...and the run's stored test scores are those predictions, row for row, with the
     metrics computed from them out of core equal to the same metrics in memory."""
     layout, _, test = data
-    from recsys.train.loop import BEST, SCORES, TrainConfig, train
+    from recsys.train.config import TrainConfig
+    from recsys.train.loop import BEST, SCORES, train
     train(tiny["dataset"], tmp_path / "run", TrainConfig(model="mmoe", epochs=1),
           progress=False, log=lambda s: None)
     first, second = build_model("mmoe", layout), build_model("mmoe", layout)
@@ -165,15 +198,27 @@ def test_metrics_per_scenario_match_sklearn_and_small_subsets_get_no_auc(data):
 
 
 def test_experiment_writes_results_report_and_plot(tiny, tmp_path):
+    """--models and --backbones pick the arms; the report has the paired gains over dnn."""
     out = tmp_path / "exp"
-    results = multi_scenario(tiny["dataset"], out, seeds=1, epochs=1, progress=False,
+    results = multi_scenario(tiny["dataset"], out, seeds=1, models=("dnn", "mmoe", "star"),
+                             backbones=("mlp", "dcn"), flags={"epochs": 1, "batch_size": 512},
+                             progress=False,
                              log=lambda s: None)
-    assert set(results["models"]) == set(MULTI_SCENARIO_MODELS)
+    arms = ["dnn", "mmoe", "star", "dnn+dcn", "mmoe+dcn", "star+dcn"]
+    assert list(results["models"]) == arms
+    assert list(results["gains"]) == [f"{a} − dnn" for a in arms[1:]]
+    gain = results["gains"]["mmoe − dnn"]["auc"]["overall"]
+    mean = results["models"]
+    assert gain["mean"] == pytest.approx(mean["mmoe"]["auc"]["overall"]["mean"] -
+                                         mean["dnn"]["auc"]["overall"]["mean"])
     report = (out / "report.md").read_text()
-    assert "Bayes (p_true)" in report and "| mmoe |" in report and "**" in report
+    assert "Bayes (p_true)" in report and "| mmoe+dcn |" in report and "**" in report
+    assert "AUC gain over dnn" in report and "| star − dnn |" in report
     assert (out / "per_scenario_auc.png").stat().st_size > 10_000
-    for model in MULTI_SCENARIO_MODELS:
-        auc = results["models"][model]["auc"]["overall"]["mean"]
+    config = json.loads((out / "runs" / "star+dcn-seed0" / "config.json").read_text())
+    assert config["model_config"]["backbone"] == "dcn" and config["epochs"] == 1
+    for arm in arms:
+        auc = results["models"][arm]["auc"]["overall"]["mean"]
         assert 0.5 < auc < results["oracle_auc"]["overall"]
 
 
