@@ -255,6 +255,18 @@ def _interrupt(args: list[str], sig: int, marker: str, log: Path) -> tuple[int, 
     return proc.returncode, log.read_text()
 
 
+def _no_process_left(repo: Path, seconds: float = 10) -> None:
+    """Nothing started for `repo` (a generator's workers, say) outlives the killed command."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = subprocess.run(["pgrep", "-f", f"--repo {repo}"], capture_output=True,
+                              text=True).stdout.split()
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not left, f"processes of the killed command still run: {left}"
+
+
 def _big_log(path: Path, n: int = 400_000) -> Path:
     """A log large enough that its import is still running when interrupted."""
     import numpy as np
@@ -305,6 +317,7 @@ def test_interrupted_mid_run_keeps_the_old_state_and_a_rerun_succeeds(tiny, tmp_
         assert stderr.strip().splitlines()[-1].startswith("error: interrupted"), stderr
     else:
         assert code == -signal.SIGKILL
+        _no_process_left(places["repo"])
     if command != "train":  # a run keeps its checkpoints: a rerun resumes from them
         assert fingerprint(places[writes], skip=_hidden_work) == before, \
             f"{writes} changed by an interrupted {command}"

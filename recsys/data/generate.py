@@ -13,9 +13,11 @@ in instead of producing them again, and writes the rest.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import shutil
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
@@ -160,6 +162,18 @@ def _write_chunk(task: tuple[Path, int, int, int]) -> int:
     return n
 
 
+def _die_with_parent() -> None:
+    """A worker ends with the command, even when the command is killed with -9 (no chance to
+    shut its pool down): the kernel sends it SIGKILL when its parent exits (Linux's
+    PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent was already gone before prctl
+        os._exit(1)
+
+
 def _run(tasks: list, workers: int, rows: int, progress: bool) -> None:
     def bar():  # closed before any error is printed
         return tqdm(total=rows, unit="rows", unit_scale=True, desc="impressions",
@@ -172,7 +186,8 @@ def _run(tasks: list, workers: int, rows: int, progress: bool) -> None:
         return
     # fork: workers inherit the World built above. An executor, not a Pool: a worker that
     # dies (killed, out of memory) ends the command instead of leaving it waiting forever.
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
+                               initializer=_die_with_parent)
     try:
         # the workers are forked by the first submit, before the bar shows: Python loses a
         # Ctrl-C that lands inside a fork (printed as an ignored exception, the run goes on)
