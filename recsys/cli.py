@@ -53,19 +53,37 @@ def _friendly(fn: Callable) -> Callable:
                 raise
         except (MemoryError, duckdb.OutOfMemoryException) as e:
             message = out_of_memory_message(e)
-        _close_progress_bars()
-        typer.echo(f"error: {message}", err=True)
+        _print_error(message)
         raise typer.Exit(2) from None
 
     return wrapper
 
 
-def _close_progress_bars() -> None:
-    """Close the bars a failure left open, so that the error is the last line on stderr."""
+class _LineAwareStderr:
+    """sys.stderr that knows whether its last write left a line open (a progress bar redraws
+    its line without ending it), so that an error still starts a line of its own."""
+
+    def __init__(self, stream):
+        self._stream, self.line_open = stream, False
+
+    def write(self, text: str) -> int:
+        if text:
+            self.line_open = not text.endswith("\n")
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _print_error(message: str) -> None:
+    """The one error line: after the bars a failure left open, on a line of its own, last."""
     from tqdm import tqdm
 
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
+    start = "\n" if getattr(sys.stderr, "line_open", False) else ""
+    sys.stderr.write(f"{start}error: {message}\n")
+    sys.stderr.flush()
 
 
 def _workers_default() -> int:
@@ -554,12 +572,11 @@ def main() -> None:
             message, ctx = e.format_message(), getattr(e, "ctx", None)
             if message:  # none after the help printed for a bare `recsys`
                 hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-                typer.echo(f"error: {message}{hint}", err=True)
+                _print_error(f"{message}{hint}")
             sys.exit(2)
     if code == 130:  # Ctrl-C, turned into this exit code by typer
-        _close_progress_bars()
-        typer.echo("error: interrupted; outputs are written whole or not at all: rerun to "
-                   "resume or start again", err=True)
+        _print_error("interrupted; outputs are written whole or not at all: rerun to resume "
+                     "or start again")
     sys.exit(code if isinstance(code, int) else 0)
 
 
