@@ -8,6 +8,7 @@ prepares the next batches while the model trains on the current one.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from dataclasses import dataclass, field, fields
@@ -125,6 +126,26 @@ class Layout:
     def unknown_row(self, name: str) -> int:
         """The row every null, negative or out-of-range value of `name` maps to."""
         return self.num_embeddings[self.slot(name)] - 1
+
+    @functools.cached_property
+    def inputs(self) -> tuple["InputColumn", ...]:
+        """Every column the model reads, with where it lands and how it is transformed."""
+        out, at = [], 0
+        for name, size, width in zip(self.sparse, self.num_embeddings,
+                                     self.widths or (1,) * len(self.sparse)):
+            out.append(InputColumn(name, "ids", at, width, size=size,
+                                   hashed=name in self.hashed))
+            at += width
+        for j, (name, scale) in enumerate(zip(self.dense,
+                                              self.scales or (None,) * len(self.dense))):
+            counts = str(self.columns.field(name).type) in _COUNT_DTYPES
+            out.append(InputColumn(name, "dense", j, 1, counts=counts, scale=scale))
+        at = 0
+        for group in self.vectors:
+            for name, dim in zip(group.columns, group.dims):
+                out.append(InputColumn(name, "vectors", at, dim))
+                at += dim
+        return tuple(out)
 
 
 def check_modalities(modalities: tuple[str, ...]) -> None:
@@ -294,36 +315,16 @@ def check_labels(labels: pa.ChunkedArray | pa.Array, folder: Path) -> None:
 
 def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
     """Arrow rows -> the model's arrays: IDs mapped to table rows (unknown and out-of-range
-    values to the unknown row; hashed features hashed), counts as log1p, vectors
-    concatenated."""
-    ids = np.empty((table.num_rows, layout.id_columns), dtype=np.int64)
-    at = 0
-    for name, size, width in zip(layout.sparse, layout.num_embeddings,
-                                 layout.widths or (1,) * len(layout.sparse)):
-        if width > 1 or pa.types.is_list(table.schema.field(name).type):
-            ids[:, at:at + width] = bag_matrix(table[name], width, size - 1)
-        else:
-            col = table[name].fill_null(-1).to_numpy().astype(np.int64)
-            if name in layout.hashed:
-                ids[:, at] = np.where(col >= 0, hash_rows(col, size - 1), size - 1)
-            else:  # unknown values share one row, never trained on real data: a cold path
-                ids[:, at] = np.where((col >= 0) & (col < size - 1), col, size - 1)
-        at += width
-    dense = np.empty((table.num_rows, len(layout.dense)), dtype=np.float32)
-    for j, (name, scale) in enumerate(zip(layout.dense,
-                                          layout.scales or (None,) * len(layout.dense))):
-        counts = str(table.schema.field(name).type) in _COUNT_DTYPES
-        if scale is not None:  # standardized; a missing value is the mean
-            col = table[name].to_numpy(zero_copy_only=False).astype(np.float32)
-            dense[:, j] = np.nan_to_num((col - scale[0]) / scale[1], nan=0.0)
-            continue
-        col = table[name].fill_null(0).to_numpy().astype(np.float32)
-        dense[:, j] = np.log1p(np.maximum(col, 0)) if counts else col
-    vectors = np.concatenate(
-        [np.zeros((table.num_rows, 0), dtype=np.float32)] +
-        [vector_columns.to_numpy(table[c], d, f"{folder}: column '{c}'")
-         for g in layout.vectors for c, d in zip(g.columns, g.dims)], axis=1)
+    values to the unknown row; hashed features hashed), counts as log1p, standardized
+    numbers, vectors concatenated (see InputColumn)."""
     n = table.num_rows
+    out = {"ids": np.empty((n, layout.id_columns), dtype=np.int64),
+           "dense": np.empty((n, len(layout.dense)), dtype=np.float32),
+           "vectors": np.empty((n, sum(g.width for g in layout.vectors)), dtype=np.float32)}
+    for column in layout.inputs:
+        out[column.matrix][:, column.start:column.start + column.width] = \
+            column.transform(table[column.name], folder)
+    ids, dense, vectors = out["ids"], out["dense"], out["vectors"]
     if P_TRUE in table.column_names:
         return metric_columns(table, ids, dense, vectors)
     # a training stream reads no metric columns: zeros, no flags
@@ -331,6 +332,48 @@ def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
                      labels=table[LABEL].to_numpy().astype(np.float32),
                      scenario=table["scenario"].to_numpy().astype(np.int64),
                      p_true=np.zeros(n, np.float32), flags={}, time=np.zeros(n, np.int64))
+
+
+@dataclass(frozen=True)
+class InputColumn:
+    """Where a dataset column lands in the model's input matrices (`matrix`: ids, dense or
+    vectors; columns start..start + width) and how its values are turned into inputs: the one
+    place training, evaluation and serving transform a column."""
+
+    name: str
+    matrix: str
+    start: int
+    width: int
+    size: int = 0  # ids: the table's rows, the last one the unknown row
+    hashed: bool = False  # ids: raw IDs hashed into the table
+    counts: bool = False  # dense: a count, fed as log1p
+    scale: tuple[float, float] | None = None  # dense: (mean, std) it is standardized with
+
+    def transform(self, column: pa.ChunkedArray | pa.Array, folder: Path) -> np.ndarray:
+        """(N, width) inputs of the column's N values."""
+        if self.matrix == "vectors":
+            return vector_columns.to_numpy(column, self.width, f"{folder}: column "
+                                                               f"'{self.name}'")
+        if self.matrix == "dense":
+            if self.scale is not None:  # standardized; a missing value is the mean
+                col = column.to_numpy(zero_copy_only=False).astype(np.float32)
+                return np.nan_to_num((col - self.scale[0]) / self.scale[1], nan=0.0)[:, None]
+            col = _filled(column, 0).astype(np.float32)
+            return (np.log1p(np.maximum(col, 0)) if self.counts else col)[:, None]
+        unknown = self.size - 1
+        if self.width > 1 or pa.types.is_list(column.type):
+            return bag_matrix(column, self.width, unknown)
+        col = _filled(column, -1).astype(np.int64)
+        if self.hashed:
+            return np.where(col >= 0, hash_rows(col, unknown), unknown)[:, None]
+        # unknown values share one row, never trained on real data: a defined cold path
+        return np.where((col >= 0) & (col < unknown), col, unknown)[:, None]
+
+
+def _filled(column: pa.ChunkedArray | pa.Array, value) -> np.ndarray:
+    """A column as numpy, nulls replaced by `value` (pyarrow's fill_null only where there are
+    nulls: on the columns without, it cost as much as the rest of the conversion)."""
+    return (column.fill_null(value) if column.null_count else column).to_numpy()
 
 
 def bag_matrix(column: pa.ChunkedArray, width: int, unknown: int) -> np.ndarray:

@@ -34,6 +34,7 @@ from recsys.train.distributed import Ranks, check_shardable, load_sharded, predi
     save_sharded, shard
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
+DATASET_META = "dataset.json"  # the dataset's meta.json, kept with the run
 # config.json records beside the config the dataset, its fingerprint, the processes and the
 # code (config.PROVENANCE); a changed commit does not stop a resume, the rest does
 SCORES = "{split}_scores.parquet"  # a split's scores, row for row with its files (val: last epoch)
@@ -131,9 +132,11 @@ class _Checkpoints:
             save_torch(model.state_dict(), self.out / BEST)
 
 
-def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints) -> bool:
-    """Check the run folder (every rank), then clear or create it (rank 0); whether to
-    resume."""
+def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints,
+                 meta: dict) -> bool:
+    """Check the run folder (every rank), then clear or create it (rank 0) with the config and
+    the dataset's metadata (its schema and sizes: what serving rebuilds the model's inputs
+    from); whether to resume."""
     if (out / METRICS).exists() and not force:
         raise OutputExistsError(f"{out} holds a finished run; pass --force to train it again "
                                 f"or choose another --out")
@@ -151,6 +154,7 @@ def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(json.dumps(config, indent=2))
+        write_json(meta, out / DATASET_META)
     ranks.barrier()
     return resume
 
@@ -216,7 +220,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
                                           for split in ("train", "val", "test"))
     _check_batch_fits(layout, cfg.model_config, cfg.batch_size, train_files.rows)
     checkpoints = _Checkpoints(out, ranks)
-    resume = _prepare_out(out, config, force, checkpoints)
+    resume = _prepare_out(out, config, force, checkpoints, meta)
 
     # meta-learning episodes and test-time adaptation read the training split in memory
     train_data = load_split(dataset, "train", layout) \
