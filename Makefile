@@ -7,7 +7,7 @@ PRESET ?= small
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(FLAVOR)
 
-.PHONY: setup setup-spark demo test bench clean
+.PHONY: setup setup-spark setup-redis demo test bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,13 @@ setup-spark: $(VENV)/.spark
 $(VENV)/.spark: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[$(FLAVOR),dev,spark]"
 	touch $@
+
+# redis-server (Debian package) for the serving tests on a real Redis online store
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+setup-redis:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; } || \
+	  echo "warning: redis-server could not be installed; the tests on it are skipped"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,7 +46,7 @@ demo: setup
 	$(BIN)/recsys plan --preset full --world-size 8 --device cuda --memory-gb 80
 
 # two workers: most tests wait on a subprocess (the real CLI, Feast, Spark) on one core
-test: setup setup-spark
+test: setup setup-spark setup-redis
 	$(BIN)/python -m pytest -q -n 2 tests
 
 bench: setup

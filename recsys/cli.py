@@ -351,6 +351,46 @@ def plan(
         raise typer.Exit(1)
 
 
+@app.command()
+@_friendly
+def serve(
+    run: Path = typer.Option(..., "--run", help="A finished run folder (runs/<name>)."),
+    repo: Path = REPO,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind: loopback unless "
+                             "told otherwise (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port"),
+    workers: int = typer.Option(1, "--workers", help="Server processes, each with the model "
+                                "and its caches."),
+    refresh_seconds: float = typer.Option(
+        10.0, "--refresh-seconds", help="How often the item cache checks for a new "
+        "materialization of the online store (0: never)."),
+) -> None:
+    """Serve a trained run: POST /score, GET /health, /metadata, /metrics."""
+    import json
+
+    import uvicorn
+
+    from recsys.data.store import check_repo
+    from recsys.serve.app import SETTINGS_ENV, Settings, create_app
+
+    check_repo(repo)
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port}: choose 1..65535")
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: need at least one")
+    settings = Settings(str(run), str(repo), refresh_seconds)
+    app_ = create_app(settings)  # a bad run or repo fails here, before the port is taken
+    console.print(f"serving {app_.state.scorer.info['name']} from {run} on "
+                  f"http://{host}:{port} ({workers} worker(s))")
+    if workers == 1:
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        return
+    os.environ[SETTINGS_ENV] = json.dumps(vars(settings))
+    app_.state.scorer.close()
+    uvicorn.run("recsys.serve.app:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level="warning")
+
+
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments over models and seeds.")
 app.add_typer(experiment_app, name="experiment")
 
@@ -560,6 +600,7 @@ def import_interactions(
 def main() -> None:
     """The `recsys` console script. Click's own usage errors (an unknown flag, a value of the
     wrong type) are one line too, like every other refusal."""
+    sys.stderr = _LineAwareStderr(sys.stderr)
     try:
         code = app(standalone_mode=False)
     except Exception as e:

@@ -18,7 +18,7 @@ def open_store(repo: Path):
     was)."""
     from feast import FeatureStore  # heavy import: only where Feast is used
 
-    registry = _state_paths(repo)[0]
+    registry = state_paths(repo)[0]
     if registry is not None and not registry.is_file():
         raise RepoError(f"{repo} has no Feast registry ({registry}): run `cd {repo} && feast "
                         f"apply` first")
@@ -26,7 +26,7 @@ def open_store(repo: Path):
     return FeatureStore(repo_path=str(repo))
 
 
-def _state_paths(repo: Path) -> tuple[Path | None, Path | None]:
+def state_paths(repo: Path) -> tuple[Path | None, Path | None]:
     """The repo's file registry and SQLite online store, where the config names files."""
     config = read_yaml(repo / "feature_store.yaml", "fix or restore it") or {}
     registry = config.get("registry", "data/registry.db")
@@ -80,7 +80,7 @@ def reset_state(repo: Path) -> list[Path]:
     """Remove the repo's file registry and SQLite online store (they describe offline data that
     was just replaced); return what was removed. `feast apply` and materialize rebuild them."""
     removed = []
-    for path in filter(None, _state_paths(repo)):
+    for path in filter(None, state_paths(repo)):
         if path.is_file():
             path.unlink()
             removed.append(path)

@@ -1,0 +1,180 @@
+"""`recsys serve`: a trained run behind HTTP (FastAPI on uvicorn).
+
+- POST /score {"user_id", "scenario", "item_ids": [...], "context": {...}} ->
+  {"scores": [{"item_id", "score"}, ...]} best first; the model's and the dataset's
+  fingerprints in the X-Recsys-Model and X-Recsys-Dataset headers.
+- GET /health, GET /metadata (model, config, dataset, feature service, versions), GET /metrics
+  (Prometheus text: requests by endpoint and status, latency histograms, refusals by reason).
+
+A bad request is a 4xx with one clear message in {"error": ...} (malformed JSON 400, a body over
+MAX_BODY_BYTES 413, anything the request schema or the model refuses 422), counted, and the
+server goes on serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, \
+    generate_latest
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from recsys.serve.scorer import Request as ScoreRequest
+from recsys.serve.scorer import RequestError, Scorer
+
+MAX_CANDIDATES = 1000  # items one request may score
+MAX_BODY_BYTES = 1 << 20  # a request body beyond this is refused (413) before it is parsed
+SETTINGS_ENV = "RECSYS_SERVE"  # the settings of each worker process (JSON)
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+class ScoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictInt | StrictStr
+    scenario: StrictInt | StrictStr
+    item_ids: list[StrictInt] | list[StrictStr] = Field(min_length=1,
+                                                        max_length=MAX_CANDIDATES)
+    context: dict[str, StrictInt | float | StrictStr | None] = Field(default_factory=dict)
+
+
+@dataclass
+class Settings:
+    run: str
+    repo: str
+    refresh_seconds: float = 10.0
+
+
+class _Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("recsys_requests", "Requests by endpoint and status",
+                                ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("recsys_request_seconds", "Request latency",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.features = Histogram("recsys_feature_seconds", "Reading and assembling the "
+                                  "features of a /score request", buckets=LATENCY_BUCKETS,
+                                  registry=self.registry)
+        self.refused = Counter("recsys_refused", "Refused requests by reason", ["reason"],
+                               registry=self.registry)
+
+
+def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
+    torch.set_num_threads(1)  # one request, one core: concurrency comes from the requests
+    scorer = scorer or Scorer(Path(settings.run), Path(settings.repo), settings.refresh_seconds)
+    metrics = _Metrics()
+    app = FastAPI(title="recsys", docs_url=None, redoc_url=None)
+    headers = {"X-Recsys-Model": f"{scorer.info['name']} {scorer.info['model_fingerprint']}",
+               "X-Recsys-Dataset": str(scorer.info["dataset_fingerprint"])}
+
+    def refuse(status: int, reason: str, message: str) -> JSONResponse:
+        metrics.refused.labels(reason).inc()
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        start = time.perf_counter()
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            response = refuse(413, "body too large", f"request body over {MAX_BODY_BYTES:,} "
+                              f"bytes; send at most {MAX_CANDIDATES:,} candidates")
+        else:
+            response = await call_next(request)
+        endpoint = request.url.path
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+        return response
+
+    @app.post("/score")
+    async def score(request: Request):
+        body = b""
+        async for chunk in request.stream():  # a body sent without a length is capped too
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return refuse(413, "body too large", f"request body over {MAX_BODY_BYTES:,} "
+                              f"bytes; send at most {MAX_CANDIDATES:,} candidates")
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            return refuse(400, "malformed json", f"malformed JSON: {e}")
+        try:
+            parsed = ScoreBody.model_validate(data)
+        except ValidationError as e:
+            return refuse(422, "invalid request", _first_error(e))
+        if len(set(parsed.item_ids)) < len(parsed.item_ids):
+            seen, twice = set(), None
+            for item in parsed.item_ids:
+                if item in seen:
+                    twice = item
+                    break
+                seen.add(item)
+            return refuse(422, "duplicate items", f"item_ids: {twice!r} appears more than "
+                          f"once; send each candidate once")
+        try:
+            result = await run_in_threadpool(scorer.score, ScoreRequest(
+                parsed.user_id, parsed.scenario, parsed.item_ids, parsed.context))
+        except RequestError as e:
+            return refuse(422, "invalid request", str(e))
+        metrics.features.observe(result.feature_seconds)
+        order = (-result.scores).argsort(kind="stable")
+        return JSONResponse({"scores": [{"item_id": result.item_ids[i],
+                                         "score": float(result.scores[i])} for i in order]},
+                            headers=headers)
+
+    @app.get("/health")
+    def health():
+        return JSONResponse({"status": "ok", "reloads": scorer.features.reloads},
+                            headers=headers)
+
+    @app.get("/metadata")
+    def metadata():
+        return JSONResponse({**scorer.info, "limits": {"max_candidates": MAX_CANDIDATES,
+                                                       "max_body_bytes": MAX_BODY_BYTES},
+                             "versions": _versions()}, headers=headers)
+
+    @app.get("/metrics")
+    def prometheus():
+        return PlainTextResponse(generate_latest(metrics.registry),
+                                 media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, error: Exception):  # one request fails, not the server
+        metrics.refused.labels("server error").inc()
+        return JSONResponse({"error": f"server error: {type(error).__name__}: {error}"},
+                            status_code=500, headers=headers)
+
+    app.state.scorer = scorer
+    return app
+
+
+def _first_error(error: ValidationError) -> str:
+    """The first problem of a request body, as a person reads it: item_ids: ..."""
+    errors = error.errors()  # an unknown key says more than the missing one it replaced
+    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
+    where = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("list[", "int", "str",
+                                                                         "float", "none")))
+    what = {"missing": "missing (it is required)",
+            "extra_forbidden": "not a known key (the keys: user_id, scenario, item_ids, "
+                               "context)"}.get(e["type"], e["msg"])
+    if e["type"] in ("too_short", "too_long") and "item_ids" in where:
+        what = f"send 1 to {MAX_CANDIDATES:,} candidates"
+    return f"{where or 'the body'}: {what}"
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("recsys", "torch", "torchrec", "feast", "fastapi")}
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker process (`recsys serve --workers N`)."""
+    return create_app(Settings(**json.loads(os.environ[SETTINGS_ENV])))

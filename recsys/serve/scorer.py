@@ -1,0 +1,206 @@
+"""A trained run scoring candidates: the request's rows are assembled in the columns and types
+of the dataset the run trained on (the user's, items' and scenario's features from the online
+store, the context from the request) and go through the loader's own `to_split_data` and
+`rows_batch` into one model call, so a served row is transformed exactly as a training row
+was. Unknown users, items and categorical values are nulls there: the model's cold path."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from recsys.data.store import offline_dir
+from recsys.dataset.loader import Layout, SplitData, dataset_facts, needed_columns, \
+    rows_batch
+from recsys.errors import DataError, RecsysError
+from recsys.serve.features import OnlineFeatures, check_online
+from recsys.storage import read_json
+from recsys.train.config import PROVENANCE, TrainConfig
+from recsys.train.loop import BEST, CONFIG, DATASET_META, SHARDED_BEST, load_trained
+
+RAW = Path("request")  # what the loader's messages name as the rows' origin
+
+
+class RequestError(RecsysError):
+    """A request the server refuses (HTTP 422), with the reason."""
+
+
+@dataclass
+class Request:
+    user_id: int | str
+    scenario: int | str
+    item_ids: list[int] | list[str]
+    context: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Scores:
+    item_ids: list
+    scores: np.ndarray  # click probabilities, the items' order
+    feature_seconds: float  # reading and assembling the features
+    model_seconds: float
+
+
+class Scorer:
+    def __init__(self, run: Path, repo: Path, refresh_seconds: float = 10.0):
+        if not (run / CONFIG).is_file() or not ((run / BEST).is_file() or
+                                                (run / SHARDED_BEST).is_dir()):
+            raise DataError(f"{run}: not a finished run (no {CONFIG} or {BEST}); pass --run "
+                            f"runs/<name> of a `recsys train` that finished")
+        check_online(repo)
+        saved = read_json(run / CONFIG, "train the run again")
+        cfg = TrainConfig.from_json({k: v for k, v in saved.items() if k not in PROVENANCE},
+                                    str(run / CONFIG))
+        meta_path = run / DATASET_META if (run / DATASET_META).is_file() else \
+            Path(saved["dataset"]) / "meta.json"  # runs trained before it was kept
+        meta = read_json(meta_path, "train the run again")
+        self.layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
+        self.schema = dataset_facts(meta)
+        self.service = meta.get("feature_service") or self.schema.default_service
+        self.columns = needed_columns(self.layout, for_metrics=False)
+        self.model = load_trained(run, self.layout).eval()
+        # a column the request leaves out (a context feature, the unknown user's) is null:
+        # its inputs are the same every time
+        self.null_inputs = {c.name: c.transform(pa.nulls(1, self.columns.field(c.name).type),
+                                                RAW) for c in self.layout.inputs}
+        self.features = OnlineFeatures(repo, self.schema, self.service, self.columns,
+                                       meta["n_items"], refresh_seconds, prepare=self._prepare)
+        by_name = {f.name: f for f in self.schema.features}
+        entities = {e.join_key for e in self.schema.entities}
+        self.context = {n: by_name[n] for n in self.columns.names
+                        if n in by_name and by_name[n].view is None and n not in entities}
+        self.vocabularies = {n: _vocabulary(offline_dir(repo) / f.vocabulary)
+                             for n, f in self.context.items() if f.vocabulary}
+        self.scenarios = {s.name: s.code for s in self.schema.scenarios}
+        weights = run / BEST if (run / BEST).is_file() else run / SHARDED_BEST / ".metadata"
+        self.info = {"run": str(run), "model": cfg.model, "name": cfg.name,
+                     "model_fingerprint": _file_hash(weights),
+                     "dataset": saved.get("dataset"),
+                     "dataset_fingerprint": saved.get("dataset_fingerprint"),
+                     "feature_service": self.service, "schema": self.schema.name,
+                     "scenarios": list(self.schema.scenario_names), "code": saved.get("code"),
+                     "config": cfg.to_json()}
+
+    # ---- the request's parts ------------------------------------------------------------------
+    def scenario_code(self, value: int | str) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                0 <= value < len(self.schema.scenarios):
+            return value
+        if isinstance(value, str) and value in self.scenarios:
+            return self.scenarios[value]
+        raise RequestError(f"scenario: unknown scenario {value!r}; the model's are "
+                           + ", ".join(f"{c} ({n})" for n, c in self.scenarios.items()))
+
+    def context_values(self, context: dict) -> dict[str, object]:
+        """The context's values as the dataset holds them (codes through the vocabularies);
+        an unknown key or a value of the wrong kind is a RequestError."""
+        out = {}
+        for name, value in context.items():
+            feature = self.context.get(name)
+            if feature is None:
+                raise RequestError(f"context.{name}: not a context feature of the model; its "
+                                   f"context features are {', '.join(self.context) or 'none'}")
+            if value is None:
+                out[name] = None
+            elif name in self.vocabularies:  # any value; an unseen one takes the unknown row
+                out[name] = self.vocabularies[name].get(_as_text(value))
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    (feature.kind == "categorical" and not float(value).is_integer()):
+                raise RequestError(f"context.{name}: {value!r} is not a "
+                                   f"{'code (a whole number)' if feature.kind == 'categorical' else 'number'}")
+            else:
+                out[name] = int(value) if feature.kind == "categorical" else float(value)
+        return out
+
+    # ---- scoring --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, request: Request) -> Scores:
+        start = time.perf_counter()
+        scenario = self.scenario_code(request.scenario)
+        context = self.context_values(request.context)
+        user = int(self.features.users.lookup([request.user_id])[0])
+        items = self.features.items.lookup(request.item_ids)
+        data = self._inputs(user, scenario, items, context)
+        batch = rows_batch(data, self.layout, slice(None))
+        middle = time.perf_counter()
+        probs = torch.sigmoid(self.model(batch)).numpy()
+        return Scores(request.item_ids, probs, middle - start, time.perf_counter() - middle)
+
+    # ---- the model's inputs ----------------------------------------------------------------------
+    # Each column is transformed by the loader's own InputColumn.transform: an item's or a
+    # scenario's once per cache load, the request's own (the user's, the context's) per
+    # request, and the results placed side by side. The transforms act on each column and
+    # each row alone, so this equals transforming the assembled rows.
+    def _prepare(self, caches: dict) -> dict:
+        """The model's inputs of every item (then the unknown one) and every scenario."""
+        items, scenarios = caches["item"], caches["scenario"]
+        n, s = items.num_rows - 1, scenarios.num_rows - 1  # then each an all-null row
+        values = {"item": {"item_id": pa.array(np.arange(n + 1), mask=np.arange(n + 1) == n,
+                                               type=pa.int64()),
+                           **{c: items[c] for c in items.column_names}},
+                  "scenario": {"scenario": pa.array(np.arange(s + 1), mask=np.arange(s + 1) == s,
+                                                    type=pa.int64()),
+                               **{c: scenarios[c] for c in scenarios.column_names}}}
+        return {"inputs": {part: [(c, c.transform(v[c.name], RAW))
+                                  for c in self.layout.inputs if c.name in v]
+                           for part, v in values.items()}}
+
+    def _inputs(self, user: int, scenario: int, items: np.ndarray,
+                context: dict[str, object]) -> SplitData:
+        """One row per candidate: the request's own inputs repeated, each item's and the
+        scenario's placed from the caches."""
+        caches = self.features.caches
+        placed = {c.name for part in caches["inputs"].values() for c, _ in part}
+        user_row = self.features.user(user) if user >= 0 else pa.table({})
+        values = {**({"user_id": pa.array([user], pa.int64())} if user >= 0 else {}),
+                  **{c: user_row[c] for c in user_row.column_names},
+                  **{c: pa.array([v], self.columns.field(c).type) for c, v in context.items()}}
+        n, unknown = len(items), caches["item"].num_rows - 1
+        out = {"ids": np.empty((n, self.layout.id_columns), dtype=np.int64),
+               "dense": np.empty((n, len(self.layout.dense)), dtype=np.float32),
+               "vectors": np.empty((n, sum(g.width for g in self.layout.vectors)),
+                                   dtype=np.float32)}
+        for c in self.layout.inputs:
+            if c.name not in placed:  # the request's own: one row, repeated
+                value = values.get(c.name)
+                out[c.matrix][:, c.start:c.start + c.width] = self.null_inputs[c.name] \
+                    if value is None else c.transform(value, RAW)
+        rows = {"item": np.where((items >= 0) & (items < unknown), items, unknown),
+                "scenario": np.full(n, scenario)}
+        for part, columns in caches["inputs"].items():
+            for c, inputs in columns:
+                out[c.matrix][:, c.start:c.start + c.width] = inputs[rows[part]]
+        return SplitData(**out, labels=np.zeros(n, np.float32),
+                         scenario=np.full(n, scenario, dtype=np.int64),
+                         p_true=np.zeros(n, np.float32), flags={},
+                         time=np.zeros(n, np.int64))
+
+    def close(self) -> None:
+        self.features.close()
+
+
+def _as_text(value) -> str:
+    """A context value as the import's vocabulary wrote it (the text of the value)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _vocabulary(path: Path) -> dict[str, int]:
+    table = pq.read_table(path, columns=["value", "code"])
+    return dict(zip(table["value"].to_pylist(), table["code"].to_pylist()))
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()[:16]

@@ -1,0 +1,105 @@
+"""Real servers for the tests and benchmarks: `recsys serve` and `redis-server` as
+subprocesses on free loopback ports, stopped when the block ends."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def recsys_server(run: Path, repo: Path, *args: str, timeout: float = 180):
+    """`recsys serve` on a free port; yields an httpx client bound to it."""
+    port = free_port()
+    log = run.parent / f"serve-{port}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "recsys"), "serve", "--run", str(run), "--repo",
+                                 str(repo), "--port", str(port), *args], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"recsys serve exited: {log.read_text()}")
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"no /health: {log.read_text()}"
+                time.sleep(0.2)
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def redis_available() -> str | None:
+    """Why no redis-server can run here, or None when one can."""
+    return None if shutil.which("redis-server") else \
+        "redis-server is not installed (Debian package redis-server; `make test` installs it)"
+
+
+@contextmanager
+def redis_server(folder: Path):
+    """A throwaway redis-server on a free loopback port (no persistence); yields its port."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "no redis-server"
+                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def copy_applied(src: Path, dest: Path, redis_port: int | None = None) -> Path:
+    """A copy of a feature repo with its data and online store but a registry of its own,
+    `feast apply`-ed (on a Redis online store when a port is given). Feast's registry records
+    the online tables by absolute path: applied over a copy of the original's registry, a
+    change of online store would tear down the original's tables."""
+    from recsys.features.store import state_paths
+
+    shutil.copytree(src, dest)
+    registry = state_paths(dest)[0]
+    if registry is not None:
+        registry.unlink(missing_ok=True)
+    if redis_port is not None:
+        use_redis(dest, redis_port)
+    subprocess.run([str(BIN / "feast"), "apply"], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def use_redis(repo: Path, port: int) -> None:
+    """Point a repo's feature_store.yaml at a Redis online store."""
+    import yaml
+
+    path = repo / "feature_store.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["online_store"] = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))

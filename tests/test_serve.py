@@ -1,0 +1,231 @@
+"""`recsys serve` through a real HTTP client against a real server (uvicorn, the Feast online
+store of the tiny preset): the endpoints, served scores equal to the offline scores of the same
+test rows (with and without text vectors), every bad input a 4xx while serving goes on, a
+restart with the same answers, a re-materialization seen by the item cache, and Redis end to
+end."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run
+from recsys.serve.app import MAX_BODY_BYTES, MAX_CANDIDATES
+from recsys.train.config import TrainConfig
+from recsys.train.loop import SCORES, train
+from serving import copy_applied, recsys_server, redis_available, redis_server
+
+QUIET = {"progress": False, "log": lambda *a, **k: None}
+
+
+def _materialize(repo, end: datetime | None = None, everything: bool = False) -> None:
+    """Feast's incremental materialization up to `end` (now), or every row up to it."""
+    end = (end or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S")
+    if everything:
+        run("feast", "materialize", "2000-01-01T00:00:00", end, cwd=repo)
+    else:
+        run("feast", "materialize-incremental", end, cwd=repo)
+
+
+@pytest.fixture(scope="module")
+def served(tiny, tmp_path_factory):
+    """A copy of the tiny repo, materialized, and two runs on its dataset: mmoe, and
+    dnn_mixed with the text vectors."""
+    base = tmp_path_factory.mktemp("serve")
+    repo = copy_applied(tiny["repo"], base / "repo")
+    _materialize(repo)
+    runs = {}
+    for name, model, modalities in (("mmoe", "mmoe", ()), ("text", "dnn_mixed", ("text",))):
+        cfg = TrainConfig(model=model, epochs=1, batch_size=1024, modalities=modalities)
+        train(tiny["dataset"], base / name, cfg, **QUIET)
+        runs[name] = base / name
+    test = pads.dataset(sorted(str(p) for p in (tiny["dataset"] / "test").glob("*.parquet"))
+                        ).to_table()
+    return {"repo": repo, "runs": runs, "test": test, "base": base}
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    with recsys_server(served["runs"]["mmoe"], served["repo"]) as client:
+        yield client
+
+
+def _request(test: pa.Table, row: int) -> dict:
+    """The /score body of test row `row`: its user, scenario, item and context."""
+    context = [c for c in test.column_names if c.startswith("deep_features_")]
+    value = {c: test[c][row].as_py() for c in ("user_id", "item_id", "scenario", *context)}
+    return {"user_id": value["user_id"], "scenario": value["scenario"],
+            "item_ids": [value["item_id"]], "context": {c: value[c] for c in context}}
+
+
+def _served_equals_offline(client, run_dir, test, n=120) -> None:
+    offline = pq.read_table(run_dir / SCORES.format(split="test"))["score"].to_numpy()
+    rows = np.random.default_rng(0).choice(test.num_rows, n, replace=False)
+    served = np.array([client.post("/score", json=_request(test, int(r))).json()
+                       ["scores"][0]["score"] for r in rows])
+    np.testing.assert_allclose(served, offline[rows], atol=1e-5, rtol=0)
+
+
+def test_endpoints(server, served):
+    body = _request(served["test"], 0)
+    body["item_ids"] = [0, 1, 2, 3, 10 ** 9]  # the last one unknown: its cold path
+    response = server.post("/score", json=body)
+    assert response.status_code == 200
+    scores = response.json()["scores"]
+    assert sorted(s["item_id"] for s in scores) == sorted(body["item_ids"])
+    values = [s["score"] for s in scores]
+    assert values == sorted(values, reverse=True) and all(0 < v < 1 for v in values)
+    config = json.loads((served["runs"]["mmoe"] / "config.json").read_text())
+    assert response.headers["x-recsys-dataset"] == config["dataset_fingerprint"]
+    assert response.headers["x-recsys-model"].startswith("mmoe ")
+    meta = server.get("/metadata").json()
+    assert meta["model"] == "mmoe" and meta["feature_service"] == "multi_modal"
+    assert meta["config"]["model_config"]["n_experts"] == 4 and "feast" in meta["versions"]
+    assert meta["limits"]["max_candidates"] == MAX_CANDIDATES
+    assert server.get("/health").json()["status"] == "ok"
+    metrics = server.get("/metrics").text
+    assert 'recsys_requests_total{endpoint="/score",status="200"}' in metrics
+    assert "recsys_request_seconds_bucket" in metrics and "recsys_feature_seconds" in metrics
+
+
+def test_served_scores_equal_the_offline_scores(server, served):
+    """Test rows of the last day (every feature there stamped at or before its start, so the
+    online store's latest values are the rows' point-in-time ones) score as `recsys train`
+    scored them."""
+    _served_equals_offline(server, served["runs"]["mmoe"], served["test"])
+
+
+def test_served_scores_with_text_vectors_equal_the_offline_scores(served):
+    with recsys_server(served["runs"]["text"], served["repo"]) as client:
+        _served_equals_offline(client, served["runs"]["text"], served["test"], n=60)
+
+
+BAD = [
+    ({"user_id": [3], "scenario": 1, "item_ids": [1]}, 422, "user_id: Input should be"),
+    ({"user_id": 3, "scenario": 1, "item_ids": "1,2"}, 422, "item_ids: Input should be"),
+    ({"user_id": 3, "scenario": 1.5, "item_ids": [1]}, 422, "scenario: Input should be"),
+    ({"user_id": 3, "scenario": "ads", "item_ids": [1]}, 422, "unknown scenario 'ads'"),
+    ({"user_id": 3, "scenario": 9, "item_ids": [1]}, 422, "unknown scenario 9"),
+    ({"user_id": 3, "scenario": 1, "item_ids": []}, 422, "send 1 to 1,000 candidates"),
+    ({"user_id": 3, "scenario": 1, "item_ids": list(range(MAX_CANDIDATES + 1))}, 422,
+     "send 1 to 1,000 candidates"),
+    ({"user_id": 3, "scenario": 1, "item_ids": [4, 5, 4]}, 422, "4 appears more than once"),
+    ({"user_id": 3, "scenario": 1}, 422, "item_ids: missing"),
+    ({"user": 3, "scenario": 1, "item_ids": [1]}, 422, "user: not a known key"),
+    ({"user_id": 3, "scenario": 1, "item_ids": [1], "context": {"weather": 1}}, 422,
+     "context.weather: not a context feature"),
+    ({"user_id": 3, "scenario": 1, "item_ids": [1], "context": {"deep_features_0": 1.5}},
+     422, "context.deep_features_0: 1.5 is not a code"),
+    ({"user_id": 3, "scenario": 1, "item_ids": [1], "context": {"deep_features_22": "x"}},
+     422, "context.deep_features_22: 'x' is not a number"),
+]
+
+
+@pytest.mark.parametrize("body, status, says", BAD)
+def test_bad_requests_are_a_4xx_with_a_clear_message(server, body, status, says):
+    response = server.post("/score", json=body)
+    assert response.status_code == status and says in response.json()["error"], response.text
+    assert server.get("/health").status_code == 200  # it goes on serving
+
+
+def test_malformed_or_oversized_bodies(server):
+    def post(content, **headers):
+        return server.post("/score", content=content, headers={
+            "content-type": "application/json", **headers})
+
+    response = post(b'{"user_id": 3,')
+    assert response.status_code == 400 and "malformed JSON" in response.json()["error"]
+    big = json.dumps({"user_id": 3, "scenario": 1, "item_ids": [1],
+                      "context": {"deep_features_0": "x" * MAX_BODY_BYTES}}).encode()
+    response = post(big)
+    assert response.status_code == 413 and "over 1,048,576 bytes" in response.json()["error"]
+    response = post(iter([big[i:i + 65536] for i in range(0, len(big), 65536)]))  # chunked
+    assert response.status_code == 413
+    assert post(b"\xff\xfe").status_code == 400
+    assert server.get("/health").status_code == 200
+    metrics = server.get("/metrics").text
+    assert 'recsys_refused_total{reason="body too large"}' in metrics
+
+
+def test_unknown_users_and_items_take_the_cold_path(server, served):
+    body = _request(served["test"], 3)
+    known = server.post("/score", json=body).json()["scores"][0]["score"]
+    for change in ({"user_id": 10 ** 12}, {"user_id": "someone"},
+                   {"item_ids": [10 ** 9, 10 ** 9 + 1]},
+                   {"context": {"deep_features_0": 10 ** 6}}):  # a code beyond the vocabulary
+        response = server.post("/score", json={**body, **change})
+        assert response.status_code == 200, response.text
+        assert all(0 < s["score"] < 1 for s in response.json()["scores"])
+    same = server.post("/score", json=body).json()["scores"][0]["score"]
+    assert same == known
+
+
+def test_a_restarted_server_gives_the_same_answers(served):
+    body = _request(served["test"], 5)
+    body["item_ids"] = list(range(50))
+    answers = []
+    for _ in range(2):
+        with recsys_server(served["runs"]["mmoe"], served["repo"]) as client:
+            answers.append(client.post("/score", json=body).json())
+    assert answers[0] == answers[1]
+
+
+def test_a_new_materialization_reaches_the_item_cache(served, tmp_path):
+    """A later item profile, materialized while the server runs, is served within the
+    cache's refresh interval, without a restart."""
+    repo = copy_applied(served["repo"], tmp_path / "repo")
+    body = _request(served["test"], 7)
+    item = body["item_ids"][0]
+    with recsys_server(served["runs"]["mmoe"], repo, "--refresh-seconds", "0.5") as client:
+        before = client.post("/score", json=body).json()["scores"][0]["score"]
+        profile = pq.read_table(next((repo / "data" / "offline" / "item_profile")
+                                     .glob("*.parquet")))
+        now = datetime.now(timezone.utc)
+        changed = profile.filter(pa.compute.equal(profile["item_id"], item)).slice(0, 1)
+        changed = changed.set_column(1, "event_timestamp", pa.array(
+            [now], changed.schema.field("event_timestamp").type))
+        for name in ("item_category", "item_brand", "item_price_level"):
+            i = changed.schema.get_field_index(name)
+            changed = changed.set_column(i, name, pa.array([(changed[name][0].as_py() + 7) % 10],
+                                                           changed.schema.field(name).type))
+        pq.write_table(changed, repo / "data" / "offline" / "item_profile" / "part-later.parquet")
+        _materialize(repo, now + timedelta(minutes=1))
+        deadline = time.monotonic() + 60
+        while client.get("/health").json()["reloads"] < 1:
+            assert time.monotonic() < deadline, "the item cache never reloaded"
+            time.sleep(0.2)
+        after = client.post("/score", json=body).json()["scores"][0]["score"]
+    assert after != before
+
+
+@pytest.mark.skipif(redis_available() is not None, reason=str(redis_available()))
+def test_redis_end_to_end(served, tmp_path):
+    """A real redis-server as the online store: materialized into, served from, and the
+    answers those of the SQLite store."""
+    body = _request(served["test"], 11)
+    body["item_ids"] = list(range(100))
+    with recsys_server(served["runs"]["mmoe"], served["repo"]) as client:
+        sqlite = client.post("/score", json=body).json()
+    with redis_server(tmp_path) as port:
+        repo = copy_applied(served["repo"], tmp_path / "repo", redis_port=port)
+        _materialize(repo, everything=True)
+        with recsys_server(served["runs"]["mmoe"], repo) as client:
+            assert client.post("/score", json=body).json() == sqlite
+            assert client.get("/metadata").json()["feature_service"] == "multi_modal"
+
+
+def test_serve_refuses_what_it_cannot_serve(served, tmp_path):
+    for args, says in ((["--run", str(tmp_path / "nothing")], "not a finished run"),
+                       (["--run", str(served["runs"]["mmoe"]), "--port", "0"], "--port 0"),
+                       (["--run", str(served["runs"]["mmoe"]), "--repo", str(tmp_path)],
+                        "not a Feast feature repo")):
+        proc = run("recsys", "serve", "--repo", str(served["repo"]), *args, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and says in lines[0], proc.stderr
