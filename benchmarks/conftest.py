@@ -59,6 +59,11 @@ def pytest_terminal_summary(terminalreporter):
              *((f"{m}+text examples/s (text bench)", f"{m} examples/s (text bench)")
                for m in ("dnn_mixed", "mmoe")),
              ("generate rows/s, 2 worker(s)", "generate rows/s, 1 worker(s)"),
+             ("/score sqlite, 100 candidates p99 ms", "/score redis, 100 candidates p99 ms"),
+             ("/score sqlite, 100 candidates p99 ms",
+              "feast serve /get-online-features, 1 user + 100 items p99 ms"),
+             ("/score sqlite, 100 candidates p50 ms",
+              "feast serve /get-online-features, 1 user + 100 items p50 ms"),
              ("mmoe examples/s, 2 process(es)", "mmoe examples/s, 1 process(es)")]
     for name, value in RESULTS.items():
         terminalreporter.write_line(f"[{PRESET}] {name}: {value:,.4g}")

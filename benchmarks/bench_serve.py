@@ -1,0 +1,190 @@
+"""Serving, measured side by side in one run on loopback (the benchmark preset, an mmoe run):
+- `recsys serve`'s /score latency p50 / p99 at 1 and 100 candidates, with the share of the
+  server's time spent reading and assembling features (from its /metrics), on the SQLite and
+  on a Redis online store;
+- Feast's own feature server (`feast serve`) answering /get-online-features for the same user
+  and 100 items, next to /score at 100 candidates;
+- a bounded load test: 20 s, 8 concurrent clients, 100 candidates each: errors, p50 / p99, and
+  requests/s."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import RESULTS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from serving import copy_applied, free_port, recsys_server, redis_available, \
+    redis_server  # noqa: E402
+
+BIN = Path(sys.executable).parent
+REQUESTS = 300  # per latency measurement
+LOAD_SECONDS, CLIENTS = 20, 8
+
+
+def _feast(repo: Path, *args: str) -> None:
+    subprocess.run([str(BIN / "feast"), *args], cwd=repo, check=True, capture_output=True)
+
+
+def _materialize(repo: Path) -> None:
+    _feast(repo, "materialize", "2000-01-01T00:00:00",
+           datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+@pytest.fixture(scope="module")
+def served_run(applied_repo, built_dataset, tmp_path_factory):
+    from recsys.train.config import TrainConfig
+    from recsys.train.loop import train
+
+    _materialize(applied_repo)
+    out = tmp_path_factory.mktemp("serve") / "mmoe"
+    train(built_dataset, out, TrainConfig(model="mmoe", epochs=1), progress=False,
+          log=lambda *a, **k: None)
+    return out
+
+
+def _bodies(n_candidates: int, count: int, seed: int = 0) -> list[dict]:
+    """Requests of known users and items of the benchmark preset."""
+    from recsys.data.presets import get_preset
+    from conftest import PRESET
+
+    preset, rng = get_preset(PRESET), np.random.default_rng([n_candidates, seed])
+    return [{"user_id": int(rng.integers(preset.n_users // 2)), "scenario": int(rng.integers(5)),
+             "item_ids": [int(i) for i in rng.choice(preset.n_items // 2, n_candidates,
+                                                     replace=False)]}
+            for _ in range(count)]
+
+
+def _latencies(client: httpx.Client, path: str, bodies: list[dict]) -> np.ndarray:
+    for body in bodies[:20]:  # warm
+        assert client.post(path, json=body).status_code == 200
+    out = []
+    for body in bodies:
+        start = time.perf_counter()
+        assert client.post(path, json=body).status_code == 200
+        out.append(time.perf_counter() - start)
+    return np.array(out)
+
+
+def _feature_share(client: httpx.Client) -> float:
+    """Of the server's /score time, the share spent reading and assembling features."""
+    text = client.get("/metrics").text
+
+    def total(pattern):
+        return float(re.search(pattern + r" ([0-9.e+-]+)", text).group(1))
+
+    return total(r"recsys_feature_seconds_sum") / \
+        total(r'recsys_request_seconds_sum\{endpoint="/score"\}')
+
+
+def _record(name: str, seconds: np.ndarray) -> None:
+    RESULTS[f"{name} p50 ms"] = float(np.percentile(seconds, 50) * 1e3)
+    RESULTS[f"{name} p99 ms"] = float(np.percentile(seconds, 99) * 1e3)
+
+
+def _score_latencies(benchmark, client, store: str) -> None:
+    for n in (1, 100):
+        seconds = _latencies(client, "/score", _bodies(n, REQUESTS))
+        _record(f"/score {store}, {n} candidates", seconds)
+    RESULTS[f"/score {store} feature share"] = _feature_share(client)
+    bodies = iter(_bodies(100, 10_000))
+    benchmark.pedantic(lambda: client.post("/score", json=next(bodies)), rounds=100,
+                       iterations=1, warmup_rounds=5)
+
+
+def test_score_latency_sqlite(benchmark, served_run, applied_repo):
+    benchmark.group = "serve /score, 100 candidates"
+    with recsys_server(served_run, applied_repo) as client:
+        _score_latencies(benchmark, client, "sqlite")
+
+
+@pytest.mark.skipif(redis_available() is not None, reason=str(redis_available()))
+def test_score_latency_redis(benchmark, served_run, applied_repo, tmp_path):
+    benchmark.group = "serve /score, 100 candidates"
+    with redis_server(tmp_path) as port:
+        repo = copy_applied(applied_repo, tmp_path / "repo", redis_port=port)
+        _materialize(repo)
+        with recsys_server(served_run, repo) as client:
+            _score_latencies(benchmark, client, "redis")
+
+
+def test_feast_feature_server_for_the_same_rows(benchmark, served_run, applied_repo):
+    """`feast serve` reading the same user and 100 items (the features /score needs)."""
+    from recsys.serve.scorer import Scorer
+
+    scorer = Scorer(served_run, applied_repo, refresh_seconds=0)
+    refs = [r for entity in ("user", "item") for r in scorer.features.views.refs(entity)]
+    scorer.close()
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "feast"), "serve", "--host", "127.0.0.1", "-p",
+                             str(port)], cwd=applied_repo, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline and proc.poll() is None, "no feast serve"
+                time.sleep(0.3)
+            bodies = [{"features": refs, "entities": {"user_id": [b["user_id"]] * 100,
+                                                      "item_id": b["item_ids"]}}
+                      for b in _bodies(100, REQUESTS)]
+            _record("feast serve /get-online-features, 1 user + 100 items",
+                    _latencies(client, "/get-online-features", bodies))
+            benchmark.group = "serve /score, 100 candidates"
+            rows = iter(bodies * 2)
+            benchmark.pedantic(lambda: client.post("/get-online-features", json=next(rows)),
+                               rounds=100, iterations=1, warmup_rounds=5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_load(benchmark, served_run, applied_repo):
+    """8 clients for 20 s, each sending 100-candidate requests as fast as answered."""
+    benchmark.group = "serve load test"
+    with recsys_server(served_run, applied_repo) as first:
+        base = str(first.base_url)
+        seconds, errors = [], []
+
+        def client(k: int, stop: float):
+            bodies = _bodies(100, 500, seed=1 + k)
+            with httpx.Client(base_url=base, timeout=30) as c:
+                i = 0
+                while time.monotonic() < stop:
+                    start = time.perf_counter()
+                    response = c.post("/score", json=bodies[i % len(bodies)])
+                    seconds.append(time.perf_counter() - start)
+                    if response.status_code != 200:
+                        errors.append(response.status_code)
+                    i += 1
+
+        def load() -> float:
+            start = time.monotonic()
+            threads = [threading.Thread(target=client, args=(k, start + LOAD_SECONDS))
+                       for k in range(CLIENTS)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return time.monotonic() - start
+
+        elapsed = benchmark.pedantic(load, rounds=1, iterations=1)
+    _record(f"load test ({CLIENTS} clients, 100 candidates)", np.array(seconds))
+    RESULTS[f"load test requests/s ({CLIENTS} clients)"] = len(seconds) / elapsed
+    RESULTS[f"load test errors ({CLIENTS} clients)"] = float(len(errors))
+    assert not errors, errors[:5]
