@@ -79,19 +79,9 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
         metrics.refused.labels(reason).inc()
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        start = time.perf_counter()
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-            response = refuse(413, "body too large", f"request body over {MAX_BODY_BYTES:,} "
-                              f"bytes; send at most {MAX_CANDIDATES:,} candidates")
-        else:
-            response = await call_next(request)
-        endpoint = request.url.path
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(_Measured, metrics=metrics, too_large=lambda: refuse(
+        413, "body too large", f"request body over {MAX_BODY_BYTES:,} bytes; send at most "
+        f"{MAX_CANDIDATES:,} candidates"))
 
     @app.post("/score")
     async def score(request: Request):
@@ -153,6 +143,35 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
 
     app.state.scorer = scorer
     return app
+
+
+class _Measured:
+    """Counts and times every request, and refuses a declared body over the limit before it is
+    read. Plain ASGI: an `@app.middleware` costs a task and a stream per request."""
+
+    def __init__(self, app, metrics: _Metrics, too_large):
+        self.app, self.metrics, self.too_large = app, metrics, too_large
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        size = dict(scope["headers"]).get(b"content-length")
+        try:
+            if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+                await self.too_large()(scope, receive, sending)
+            else:
+                await self.app(scope, receive, sending)
+        finally:
+            self.metrics.requests.labels(scope["path"], str(status)).inc()
+            self.metrics.latency.labels(scope["path"]).observe(time.perf_counter() - start)
 
 
 def _first_error(error: ValidationError) -> str:
