@@ -371,7 +371,7 @@ def serve(
     import uvicorn
 
     from recsys.data.store import check_repo
-    from recsys.serve.app import SETTINGS_ENV, Settings, create_app
+    from recsys.serve.app import METRICS_DIR_ENV, SETTINGS_ENV, Settings, create_app
 
     check_repo(repo)
     if not 0 < port < 65536:
@@ -385,10 +385,15 @@ def serve(
     if workers == 1:
         uvicorn.run(app_, host=host, port=port, log_level="warning")
         return
+    import tempfile
+
     os.environ[SETTINGS_ENV] = json.dumps(vars(settings))
     app_.state.scorer.close()
-    uvicorn.run("recsys.serve.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="warning")
+    with tempfile.TemporaryDirectory(prefix="recsys-metrics-") as counts:
+        # the workers' prometheus_client reads it on import, and Feast keeps one already set
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[METRICS_DIR_ENV] = counts
+        uvicorn.run("recsys.serve.app:app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level="warning")
 
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments over models and seeds.")

@@ -46,8 +46,8 @@ def recsys_server(run: Path, repo: Path, *args: str, timeout: float = 180):
                 time.sleep(0.2)
             yield client
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        proc.terminate()  # a supervisor of --workers N stops its workers first
+        proc.wait(timeout=60)
 
 
 def redis_available() -> str | None:

@@ -10,6 +10,7 @@ import json
 import time
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -167,14 +168,19 @@ def test_unknown_users_and_items_take_the_cold_path(server, served):
     assert same == known
 
 
-def test_a_restarted_server_gives_the_same_answers(served):
+def test_a_restarted_server_gives_the_same_answers_on_two_workers(served):
+    """Restarted with --workers 2: the same answers from either worker, and /metrics counts
+    the requests of both, whichever answers it."""
     body = _request(served["test"], 5)
     body["item_ids"] = list(range(50))
-    answers = []
-    for _ in range(2):
-        with recsys_server(served["runs"]["mmoe"], served["repo"]) as client:
-            answers.append(client.post("/score", json=body).json())
-    assert answers[0] == answers[1]
+    with recsys_server(served["runs"]["mmoe"], served["repo"]) as client:
+        first = client.post("/score", json=body).json()
+    with recsys_server(served["runs"]["mmoe"], served["repo"], "--workers", "2") as client:
+        for _ in range(12):  # fresh connections, spread over the workers
+            with httpx.Client(base_url=client.base_url, timeout=30) as single:
+                assert single.post("/score", json=body).json() == first
+        metrics = client.get("/metrics").text
+    assert 'recsys_requests_total{endpoint="/score",status="200"} 12.0' in metrics, metrics
 
 
 def test_a_new_materialization_reaches_the_item_cache(served, tmp_path):

@@ -33,6 +33,9 @@ from recsys.serve.scorer import RequestError, Scorer
 MAX_CANDIDATES = 1000  # items one request may score
 MAX_BODY_BYTES = 1 << 20  # a request body beyond this is refused (413) before it is parsed
 SETTINGS_ENV = "RECSYS_SERVE"  # the settings of each worker process (JSON)
+# the folder where the workers of `--workers N` count (prometheus_client's multiprocess mode;
+# its own PROMETHEUS_MULTIPROC_DIR cannot tell, as Feast sets it on import in every process)
+METRICS_DIR_ENV = "RECSYS_SERVE_METRICS_DIR"
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -132,7 +135,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
 
     @app.get("/metrics")
     def prometheus():
-        return PlainTextResponse(generate_latest(metrics.registry),
+        return PlainTextResponse(generate_latest(_all_workers() or metrics.registry),
                                  media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(Exception)
@@ -172,6 +175,19 @@ class _Measured:
         finally:
             self.metrics.requests.labels(scope["path"], str(status)).inc()
             self.metrics.latency.labels(scope["path"]).observe(time.perf_counter() - start)
+
+
+def _all_workers() -> CollectorRegistry | None:
+    """Under `--workers N` every worker counts into files of one folder (prometheus_client's
+    multiprocess mode), so /metrics, whichever worker answers it, sums all of them."""
+    folder = os.environ.get(METRICS_DIR_ENV)
+    if not folder:
+        return None
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=folder)
+    return registry
 
 
 def _first_error(error: ValidationError) -> str:
