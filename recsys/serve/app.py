@@ -82,9 +82,11 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
         metrics.refused.labels(reason).inc()
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    app.add_middleware(_Measured, metrics=metrics, too_large=lambda: refuse(
-        413, "body too large", f"request body over {MAX_BODY_BYTES:,} bytes; send at most "
-        f"{MAX_CANDIDATES:,} candidates"))
+    def too_large() -> JSONResponse:  # declared by its length, or found while reading it
+        return refuse(413, "body too large", f"request body over {MAX_BODY_BYTES:,} bytes; "
+                      f"send at most {MAX_CANDIDATES:,} candidates")
+
+    app.add_middleware(_Measured, metrics=metrics, too_large=too_large)
 
     @app.post("/score")
     async def score(request: Request):
@@ -92,8 +94,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
         async for chunk in request.stream():  # a body sent without a length is capped too
             body += chunk
             if len(body) > MAX_BODY_BYTES:
-                return refuse(413, "body too large", f"request body over {MAX_BODY_BYTES:,} "
-                              f"bytes; send at most {MAX_CANDIDATES:,} candidates")
+                return too_large()
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
