@@ -47,7 +47,7 @@ demo: setup
 
 # two workers: most tests wait on a subprocess (the real CLI, Feast, Spark) on one core
 test: setup setup-spark setup-redis
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --durations=25 tests
 
 bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-columns=min,mean,max,rounds

@@ -21,17 +21,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Feature-store-centric multi-scenario, multi-modal CTR platform.")
 console = Console()
 
+
+def _positive(value: Optional[float]) -> Optional[float]:
+    if value is not None and not value > 0:
+        raise typer.BadParameter("Input should be greater than 0")
+    return value
+
+
+# A flag's range is declared with the flag (min=, _positive): click refuses a value outside it
+# before a command imports torch and TorchRec (seconds); the library still checks the resolved
+# values, which a --config file may also set.
 REPO = typer.Option(Path("feature_repo"), "--repo", help="Feast feature repo folder.")
 FORCE = typer.Option(False, "--force", help="Replace existing output.")
 # None: not given, so a --config file's value (or the default) holds
-EPOCHS = typer.Option(None, "--epochs", help="Default 3.")
-BATCH_SIZE = typer.Option(None, "--batch-size", help="Default 2048.")
+EPOCHS = typer.Option(None, "--epochs", min=1, help="Default 3.")
+BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="Default 2048.")
 CONFIG = typer.Option(None, "--config", help="YAML file of the run's hyper-parameters "
                       "(shaped like a run's config.json; flags win).")
 # experiments
 PRESET = typer.Option("small", "--preset", help="Uses datasets/<preset>.")
 DATASET = typer.Option(None, "--dataset", help="Overrides --preset.")
-SEEDS = typer.Option(1, "--seeds", help="Seeds 0..K-1.")
+SEEDS = typer.Option(1, "--seeds", min=1, help="Seeds 0..K-1.")
 TEXT = typer.Option(False, "--text", help="Add the text vectors (`recsys encode-text`).")
 IMAGE = typer.Option(False, "--image", help="Add the item image vectors.")
 
@@ -251,7 +261,7 @@ def train(
     config: Optional[Path] = CONFIG,
     epochs: Optional[int] = EPOCHS,
     batch_size: Optional[int] = BATCH_SIZE,
-    seed: Optional[int] = typer.Option(None, "--seed", help="Default 0."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2 ** 63 - 1, help="Default 0."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<model>)."),
     text: bool = TEXT,
     image: bool = IMAGE,
@@ -261,15 +271,16 @@ def train(
     backbone: Optional[str] = typer.Option(None, "--backbone", help="The bottom of the model: "
                                            "mlp (default: none) | dcn (DCN-v2 cross layers)."),
     user_rows: Optional[int] = typer.Option(
-        None, "--user-rows", help="Hash raw user IDs into this many rows (IDs of any size; "
+        None, "--user-rows", min=1, help="Hash raw user IDs into this many rows (IDs of any size; "
                                   "collisions measured in metrics.json)."),
-    item_rows: Optional[int] = typer.Option(None, "--item-rows", help="The same for items."),
-    nproc: int = typer.Option(1, "--nproc", help="Processes (torchrun); >1 shards the "
+    item_rows: Optional[int] = typer.Option(None, "--item-rows", min=1,
+                                             help="The same for items."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (torchrun); >1 shards the "
                               "embedding tables with TorchRec DistributedModelParallel."),
     device: str = typer.Option("cpu", "--device", help="cpu (gloo) | cuda (NCCL, one GPU "
                                "per process)."),
     checkpoint_every: Optional[int] = typer.Option(
-        None, "--checkpoint-every", help="Also checkpoint every N steps inside an epoch (0, the "
+        None, "--checkpoint-every", min=0, help="Also checkpoint every N steps inside an epoch (0, the "
         "default: at epoch ends only); a resumed run replays the epoch's batches from there."),
     force: bool = FORCE,
 ) -> None:
@@ -323,17 +334,18 @@ def train(
 @_friendly
 def plan(
     preset: str = typer.Option("full", "--preset", help="ID scale: tiny | small | medium | full"),
-    world_size: int = typer.Option(8, "--world-size", help="Ranks (GPUs or processes)."),
+    world_size: int = typer.Option(8, "--world-size", min=1, help="Ranks (GPUs or processes)."),
     device: str = typer.Option("cuda", "--device", help="cuda | cpu"),
-    memory_gb: float = typer.Option(80.0, "--memory-gb", help="Memory per rank (GPU memory "
+    memory_gb: float = typer.Option(80.0, "--memory-gb", callback=_positive,
+                                    help="Memory per rank (GPU memory "
                                     "on cuda, host memory on cpu)."),
-    dim: int = typer.Option(16, "--dim", help="Embedding dimension."),
+    dim: int = typer.Option(16, "--dim", min=1, help="Embedding dimension."),
     dtype: str = typer.Option("fp32", "--dtype", help="Table storage: fp32 | fp16"),
     uvm: bool = typer.Option(False, "--uvm", help="cuda: allow tables in host memory behind "
                              "a GPU cache."),
-    host_memory_gb: float = typer.Option(256.0, "--host-memory-gb",
+    host_memory_gb: float = typer.Option(256.0, "--host-memory-gb", callback=_positive,
                                          help="Host memory per rank for --uvm."),
-    batch_size: int = typer.Option(2048, "--batch-size", help="Batch per rank."),
+    batch_size: int = typer.Option(2048, "--batch-size", min=1, help="Batch per rank."),
     model: str = typer.Option("mmoe", "--model"),
 ) -> None:
     """Plan the sharding of a preset's tables with TorchRec's planner (meta device, no memory

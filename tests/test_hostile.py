@@ -29,6 +29,7 @@ FILES = {
     "unknown_key.yaml": b"user_col: u\nitem_col: i\ntime_col: t\nlabel_col: y\ncolour: red\n",
     "wrong_type.yaml": b"user_col: [1, 2]\nitem_col: i\ntime_col: t\nlabel_col: y\n",
     "corrupt.json": b'{"models": {"mmoe": ',
+    "zero_epochs.yaml": b"model: dnn\nepochs: 0\n",
     "garbage.parquet": b"PAR1" + b"\x00" * 100,
 }
 PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar
@@ -164,6 +165,8 @@ CASES = [
     ("train", "--model dnn --dataset {ds} --out {out} --item-rows -1", "--item-rows"),
     ("train", "--model dnn --dataset {ds} --out {out} --seed -1", "--seed"),
     ("train", "--model dnn --dataset {ds} --out {out} --seed 18446744073709551616", "--seed"),
+    ("train", "--config {tmp}/zero_epochs.yaml --dataset {ds} --out {out}",
+     "zero_epochs.yaml: --epochs 0"),  # the library's own check, for a value from a file
     ("train", "--model dnn --dataset {tmp}/missing --out {out}", "missing"),
     ("train", "--model dnn --dataset {repo} --out {out}", "dataset"),
     ("train", "--model dnn --dataset {broken_ds} --out {out}", "meta.json"),

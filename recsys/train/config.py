@@ -148,5 +148,11 @@ def resolve(file: dict, flags: dict, model_flags: dict | None = None,
     data["model_config"] = {**(data.get("model_config") or {}),
                             **{k: v for k, v in (model_flags or {}).items() if v is not None}}
     cfg = TrainConfig.from_json(data, where)
-    cfg.check()
+    try:
+        cfg.check()
+    except UsageError as e:  # name the file when the value came from it
+        given = [k for d in (flags, model_flags or {}) for k, v in d.items() if v is not None]
+        if not file or any(f"--{k.replace('_', '-')} " in str(e) for k in given):
+            raise
+        raise UsageError(f"{where}: {e}") from None
     return cfg
