@@ -11,6 +11,7 @@ import os
 # every float sum's order fixed. Set before anything imports torch; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys
 from pathlib import Path
@@ -30,6 +31,16 @@ def run(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar
+
+
+def error_lines(stderr: str) -> list[str]:
+    """What a refused command said, without the progress bars of the work it did before it
+    found the fault (a bar is drawn only once its work has run a moment: under load, a read
+    of a small file shows one)."""
+    return [ln for ln in stderr.strip().splitlines() if ln.strip() and not PROGRESS.search(ln)]
 
 
 def copy_repo(dest: Path) -> Path:

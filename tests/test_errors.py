@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import copy_repo, run
+from conftest import copy_repo, error_lines, run
 
 
 def fingerprint(folder: Path, skip=lambda name: False) -> str:
@@ -33,7 +33,7 @@ def fingerprint(folder: Path, skip=lambda name: False) -> str:
 def fails(*args: str, says: str, cwd: Path | None = None) -> str:
     proc = run("recsys", *args, cwd=cwd, check=False)
     assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ") and says in lines[0], lines[0]
     return lines[0]

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BIN, copy_repo, run
+from conftest import BIN, copy_repo, error_lines, run
 from test_errors import fingerprint
 
 # name -> what to write there; `{tmp}/<name>` in a case's arguments is made before it runs
@@ -32,7 +32,6 @@ FILES = {
     "zero_epochs.yaml": b"model: dnn\nepochs: 0\n",
     "garbage.parquet": b"PAR1" + b"\x00" * 100,
 }
-PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar
 LOG = ["--user-col", "u", "--item-col", "i", "--time-col", "t", "--label-col", "y"]
 
 
@@ -221,8 +220,7 @@ def test_hostile_input_is_refused_in_one_line(world, untouched, case, tmp_path):
                *_argv(args, {**world, "empty": empty, "out": out}), check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    lines = [ln for ln in proc.stderr.strip().splitlines()
-             if ln.strip() and not PROGRESS.search(ln)]  # progress bars of work done before
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ") and says in lines[0], lines[0]
     for name, before in untouched.items():

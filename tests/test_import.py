@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from antm2c_files import antm2c_rows, write_antm2c
-from conftest import copy_repo, run
+from conftest import copy_repo, error_lines, run
 from recsys.data.store import read_schema, validate_offline_store
 
 OFFLINE = ("data", "offline")
@@ -90,7 +90,7 @@ def test_import_refuses_to_overwrite_without_force(antm2c_import):
 def _refused(repo, *args) -> str:
     proc = run("recsys", "import", *args, "--repo", str(repo), check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert not repo.joinpath(*OFFLINE).exists(), "bad input wrote data"
     return lines[0]

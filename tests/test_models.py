@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, error_lines, run
 from recsys.dataset.loader import Layout, load_split, read_meta
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict
@@ -119,7 +119,7 @@ def test_a_bad_config_file_is_one_line_exit_2(tiny, tmp_path):
     proc = run("recsys", "train", "--config", str(config), "--dataset", str(tiny["dataset"]),
                "--out", str(tmp_path / "run"), check=False)
     assert proc.returncode == 2 and not (tmp_path / "run").exists()
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and "model_config.n_expert: not a known key" in lines[0]
 
 

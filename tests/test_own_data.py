@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import copy_repo, run
+from conftest import copy_repo, error_lines, run
 from recsys.data.store import read_schema
 from recsys.schema import SCHEMA_FILE
 
@@ -150,7 +150,7 @@ def _refused(tmp_path, data, *args) -> str:
     repo = copy_repo(tmp_path / "repo")
     proc = run("recsys", "import", "interactions", *args, "--repo", str(repo), check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert not (repo / "data" / "offline").exists() and \
         (repo / SCHEMA_FILE).read_text() == copy_repo(tmp_path / "fresh").joinpath(

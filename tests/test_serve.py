@@ -17,7 +17,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run
+from conftest import error_lines, run
 from recsys.serve.app import MAX_BODY_BYTES, MAX_CANDIDATES
 from recsys.train.config import TrainConfig
 from recsys.train.loop import SCORES, train
@@ -233,5 +233,5 @@ def test_serve_refuses_what_it_cannot_serve(served, tmp_path):
                        (["--run", str(served["runs"]["mmoe"]), "--repo", str(tmp_path)],
                         "not a Feast feature repo")):
         proc = run("recsys", "serve", "--repo", str(served["repo"]), *args, check=False)
-        lines = proc.stderr.strip().splitlines()
+        lines = error_lines(proc.stderr)
         assert proc.returncode == 2 and len(lines) == 1 and says in lines[0], proc.stderr

@@ -18,7 +18,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.nn.functional import binary_cross_entropy_with_logits
 
-from conftest import BIN, run
+from conftest import BIN, error_lines, run
 from recsys.dataset.loader import BatchLoader, Layout, kjt, load_split, read_meta
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
 from recsys.models import MODELS, build_model, model_names
@@ -233,7 +233,7 @@ def _copy_dataset(tiny, tmp_path, edit, which=0):
 def _fails(*args, says):
     proc = run("recsys", *args, check=False)
     assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and says in lines[0], proc.stderr
 
 
