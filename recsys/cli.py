@@ -280,8 +280,9 @@ def train(
     device: str = typer.Option("cpu", "--device", help="cpu (gloo) | cuda (NCCL, one GPU "
                                "per process)."),
     checkpoint_every: Optional[int] = typer.Option(
-        None, "--checkpoint-every", min=0, help="Also checkpoint every N steps inside an epoch (0, the "
-        "default: at epoch ends only); a resumed run replays the epoch's batches from there."),
+        None, "--checkpoint-every", min=0, help="Also checkpoint every N steps inside an epoch "
+        "(0, the default: at epoch ends only); a resumed run replays the epoch's batches from "
+        "there."),
     force: bool = FORCE,
 ) -> None:
     """Train one model; resumes an interrupted run in the same --out."""
