@@ -211,3 +211,25 @@ def test_bad_interactions_input_is_refused(tmp_path):
                "--item-col", "i", "--time-col", "t", "--label-col", "l"]
     assert "no such file" in _refused(repo, *missing)
     assert "missing --interactions" in _refused(repo, "interactions", "--user-col", "u")
+
+
+def test_a_csv_reader_lets_go_of_its_row_handler_before_the_reading_returns(tmp_path):
+    """pyarrow's read-ahead thread may still hold the Python row handler after the reader
+    closes; dropped while the interpreter exits, it aborts the process (a refusal ended in
+    "terminate called without an active exception", exit -6). Reading, whole or stopped
+    early, returns only once nothing but the reading held the handler."""
+    import gc
+
+    from recsys.data.importers import _csv_blocks, _SkipInvalid
+
+    path = tmp_path / "log.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(2000)) + "1\n")
+    for attempt in range(100):
+        blocks = _csv_blocks(path, None, ["a", "b"])
+        if attempt % 2:
+            next(blocks)
+            blocks.close()  # a refusal met in the first block
+        else:
+            assert sum(batch.num_rows for batch, _, _ in blocks if batch is not None) == 2000
+        del blocks
+        assert not [o for o in gc.get_objects() if isinstance(o, _SkipInvalid)], attempt

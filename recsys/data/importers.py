@@ -8,6 +8,8 @@ offline store only when complete, and bad input is refused before anything is wr
 from __future__ import annotations
 
 import re
+import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -29,6 +31,7 @@ from recsys.schema import DEEP_FEATURES, SCENARIOS, TIMESTAMP_TYPE, Schema
 from recsys.storage import read_yaml
 
 BLOCK_BYTES = 16 << 20  # CSV bytes per block: memory is a few blocks, whatever the file size
+HANDLER_RELEASE_S = 10.0  # the longest wait for pyarrow's threads to drop a CSV row handler
 ANTM2C_COLUMNS = ("user_id", "item_id", "log_time", "label", "bill_entity_seq",
                   "service_entity_seq", "query_entity_seq", "item_entity_names", "item_title",
                   "scene", *DEEP_FEATURES)
@@ -77,17 +80,39 @@ def _csv_header(path: Path) -> list[str]:
     return [c.strip().strip('"') for c in first.split(",")]
 
 
-def _read_or_say(path: Path, open_reader):
-    """The batches of the reader `open_reader()` opens, closed when they end or the reading
-    stops (not left to the interpreter's exit, where a reader's read-ahead thread could still
-    be running); a file it cannot read on (bytes that are not UTF-8, say) is a DataError
-    naming the file and the place."""
+class _SkipInvalid:
+    """pyarrow's handler of rows with the wrong number of fields: keeps them, skips them."""
+
+    def __init__(self, rows: list):
+        self.rows = rows
+
+    def __call__(self, row) -> str:
+        self.rows.append(row)
+        return "skip"
+
+
+def _read_or_say(path: Path, open_reader, invalid: list):
+    """The batches of the reader `open_reader(handler)` opens, rows with the wrong number of
+    fields put in `invalid`; a file it cannot read on (bytes that are not UTF-8, say) is a
+    DataError naming the file and the place. The reader is closed when its batches end or the
+    reading stops, and the generator returns only once pyarrow's read-ahead threads have
+    dropped the Python handler: a thread that drops it while the interpreter exits cannot
+    take the GIL and aborts the process ("terminate called without an active exception")."""
+    handler = _SkipInvalid(invalid)
+    released = weakref.ref(handler)
+    reader = None
     try:
-        with open_reader() as reader:
+        reader, handler = open_reader(handler), None
+        with reader:
             yield from reader
     except pa.ArrowInvalid as e:
         raise DataError(f"{path}: cannot be read as UTF-8 CSV ({str(e).splitlines()[0]}); "
                         f"fix that row or convert the file to UTF-8") from None
+    finally:
+        reader = handler = None
+        deadline = time.monotonic() + HANDLER_RELEASE_S
+        while released() is not None and time.monotonic() < deadline:
+            time.sleep(0.001)  # lets the thread that holds it take the GIL
 
 
 def _csv_blocks(path: Path, ingest: Counts | None, columns: list[str]):
@@ -96,21 +121,17 @@ def _csv_blocks(path: Path, ingest: Counts | None, columns: list[str]):
     when there is no `ingest`: a pre-pass)."""
     invalid: list = []
 
-    def on_invalid(row) -> str:
-        invalid.append(row)
-        return "skip"
-
-    def open_reader():
+    def open_reader(handler):
         return pacsv.open_csv(
             path, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=handler),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
                                                  include_columns=columns,
                                                  strings_can_be_null=False,
                                                  quoted_strings_can_be_null=False))
 
     size, done, first_row = path.stat().st_size, 0, 1
-    for batch in _read_or_say(path, open_reader):
+    for batch in _read_or_say(path, open_reader, invalid):
         if invalid:
             _reject_invalid(ingest, path, invalid)
         rows = pa.array(range(first_row, first_row + batch.num_rows), pa.int64())
