@@ -12,11 +12,13 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import re  # noqa: E402
+import shutil
 import subprocess  # noqa: E402
 import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from recsys.features.store import copy_definitions
 
@@ -48,15 +50,34 @@ def copy_repo(dest: Path) -> Path:
     return copy_definitions(ROOT / "feature_repo", dest)
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> dict:
-    """Tiny preset generated, its text encoded, `feast apply`-ed and built into a dataset."""
-    base = tmp_path_factory.mktemp("tiny")
+def build_tiny(base: Path) -> None:
+    """Tiny preset generated, its text encoded, `feast apply`-ed and built into a dataset
+    under `base`."""
     repo = copy_repo(base / "feature_repo")
     run("recsys", "generate", "--preset", "tiny", "--seed", "7", "--repo", str(repo),
         "--workers", "2")
     run("recsys", "encode-text", "--repo", str(repo))
     run("feast", "apply", cwd=repo)
-    out = base / "datasets" / "tiny"
-    run("recsys", "build-dataset", "--repo", str(repo), "--out", str(out))
-    return {"base": base, "repo": repo, "offline": repo / "data" / "offline", "dataset": out}
+    run("recsys", "build-dataset", "--repo", str(repo), "--out", str(base / "datasets" / "tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict:
+    """The tiny preset's repo and dataset (see build_tiny), a copy of its own for each
+    worker, whose tests may change it. Built once a run: the first xdist worker builds it in
+    the run's shared folder under a file lock, the other waits and copies it."""
+    base = tmp_path_factory.mktemp("tiny")
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        build_tiny(base)
+    else:
+        shared = tmp_path_factory.getbasetemp().parent / "tiny-shared"  # this run's, not a worker's
+        with FileLock(f"{shared}.lock"):
+            if not (shared / "built").exists():
+                shutil.rmtree(shared, ignore_errors=True)  # a worker that failed half-way
+                build_tiny(shared)
+                (shared / "built").touch()
+        shutil.rmtree(base)
+        shutil.copytree(shared, base, ignore=shutil.ignore_patterns("built"))
+    repo = base / "feature_repo"
+    return {"base": base, "repo": repo, "offline": repo / "data" / "offline",
+            "dataset": base / "datasets" / "tiny"}
