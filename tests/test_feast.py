@@ -44,3 +44,16 @@ def test_materialize_incremental_then_online_features(tiny):
                                     entity_rows=[{"user_id": 1, "item_id": 1,
                                                   "scenario": 2}]).to_dict()
     assert row["item_title"][0] and row["scenario_ctr_1d"][0] is not None
+
+
+def test_feast_opened_through_recsys_skips_typeguard_and_other_commands_never_load_it():
+    """recsys.features turns Feast's import-time @typechecked instrumentation off (half of
+    `import feast`); a command that never opens Feast does not pay for typeguard at all."""
+    import subprocess
+    import sys
+
+    code = ("import sys, recsys.cli; assert 'typeguard' not in sys.modules\n"
+            "from recsys.features.store import open_store\n"
+            "import feast, typeguard\n"
+            "assert typeguard.typechecked.__module__ == 'recsys.features'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

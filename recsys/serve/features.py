@@ -98,9 +98,9 @@ class OnlineFeatures:
                  n_items: int, refresh_seconds: float = 10.0, prepare=None):
         """`prepare(caches)`: what to derive from a fresh cache (the model's inputs of every
         item), kept with it and replaced with it."""
-        from feast import FeatureStore
+        from recsys.features.store import open_store
 
-        self.store = FeatureStore(repo_path=str(repo))
+        self.store = open_store(repo)
         self.columns = columns  # the model's columns, with their types
         self.views = Views.of(schema, service, set(columns.names))
         self.n_items, self.n_scenarios = n_items, len(schema.scenarios)
