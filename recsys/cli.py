@@ -532,6 +532,48 @@ def experiment_multi_modal(
     console.print(f"report: {out / 'report.md'}, plot: {out / 'multi_modal.png'}")
 
 
+@experiment_app.command("gate")
+@_friendly
+def experiment_gate(
+    results: list[Path] = typer.Argument(
+        ..., help="Experiment results: results.json files or the experiments' --out folders."),
+    gates: Path = typer.Option(Path("benchmarks") / "quality_gates.json", "--gates",
+                               help="Expected AUC per model and column, with a tolerance."),
+    record: bool = typer.Option(False, "--record", help="Write the gates from these results "
+                                "instead of checking them (a deliberate new baseline)."),
+    tolerance: float = typer.Option(None, "--tolerance", callback=_positive,
+                                    help="With --record: the gates' tolerance (default 0.002)."),
+    force: bool = FORCE,
+) -> None:
+    """Check experiment results against the quality gates; exits 1 naming every cell that
+    moved beyond its tolerance."""
+    from recsys.errors import OutputExistsError
+    from recsys.eval import gates as quality
+    from recsys.storage import write_json
+
+    loaded = quality.load_results(results)
+    if record:
+        if gates.exists() and not force:
+            raise OutputExistsError(f"{gates} already exists; pass --force to replace it")
+        table = quality.record(loaded, tolerance or quality.DEFAULT_TOLERANCE,
+                               quality.measured_at(loaded))
+        write_json(table, gates)
+        n = sum(len(cols) for exp in table["experiments"].values() for models in exp.values()
+                for cols in models.values())
+        console.print(f"recorded {n} gated cells over {table['seeds']} seed(s) in {gates}")
+        return
+    cells = quality.check(loaded, quality.read_gates(gates))
+    failed = [c for c in cells if not c.passed]
+    for c in cells:
+        console.print(c.line(), soft_wrap=True, highlight=False)
+    console.print(f"{len(cells) - len(failed)} of {len(cells)} gated cells within tolerance "
+                  f"({gates})")
+    for c in failed:
+        _print_error(f"gate failed: {c.line()}")
+    if failed:
+        raise typer.Exit(1)
+
+
 import_app = typer.Typer(no_args_is_help=True, help="Bring real data into the offline store.")
 app.add_typer(import_app, name="import")
 

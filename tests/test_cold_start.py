@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import run
+from conftest import error_lines, run
 from recsys.dataset.counts import training_counts
 from recsys.dataset.episodes import EpisodeSampler, Histories, Tasks
 from recsys.dataset.stream import SplitFiles
@@ -238,6 +238,42 @@ def test_experiment_cold_start_cli(tiny, tmp_path):
                 "--epochs", "1", "--out", str(out), "--multi-scenario-results",
                 str(tmp_path / "none.json"))
     assert again.stdout.count("reusing finished run") == len(models)
+    _gate_the_experiment(out, tmp_path / "gates.json")
+
+
+def _gate_the_experiment(out, gates):
+    """`recsys experiment gate`: recorded gates pass; one cell moved beyond its tolerance fails
+    the run, naming that cell and no other; nothing recorded is overwritten without --force."""
+    recorded = run("recsys", "experiment", "gate", str(out), "--gates", str(gates), "--record")
+    table = json.loads(gates.read_text())
+    n = sum(len(c) for e in table["experiments"].values() for m in e.values() for c in m.values())
+    assert f"recorded {n} gated cells over 1 seed(s)" in recorded.stdout and n > 40
+    assert set(table["experiments"]["cold-start"]) >= {"subsets", "warmup"}
+    assert table["measured_at"]["datasets"]["cold-start"]["preset"] == "tiny"
+    passed = run("recsys", "experiment", "gate", str(out), "--gates", str(gates))
+    assert f"{n} of {n} gated cells within tolerance" in passed.stdout
+
+    cell = table["experiments"]["cold-start"]["subsets"]["dropoutnet"]
+    cell["zero_shot_user"] = round(cell["zero_shot_user"] + 0.0025, 4)  # tolerance 0.002
+    gates.write_text(json.dumps(table))
+    moved = run("recsys", "experiment", "gate", str(out / "results.json"), "--gates", str(gates),
+                check=False)
+    assert moved.returncode == 1
+    assert f"{n - 1} of {n} gated cells within tolerance" in moved.stdout
+    [line] = error_lines(moved.stderr)
+    assert line.startswith("error: gate failed: cold-start / subsets / dropoutnet / "
+                           "zero_shot_user: AUC ") and line.endswith(" FELL"), line
+
+    again = run("recsys", "experiment", "gate", str(out), "--gates", str(gates), "--record",
+                check=False)
+    assert again.returncode == 2 and "pass --force" in again.stderr
+    assert json.loads(gates.read_text()) == table
+    table["seeds"] = 3
+    gates.write_text(json.dumps(table))
+    seeds = run("recsys", "experiment", "gate", str(out), "--gates", str(gates), check=False)
+    assert seeds.returncode == 2 and error_lines(seeds.stderr) == [
+        "error: the cold-start results are a mean over 1 seed(s), the gates over 3: run the "
+        "experiment with --seeds 3"]
 
 
 @pytest.mark.parametrize("name", model_names(family="cold-start"))

@@ -1,0 +1,152 @@
+"""Quality gates: the test AUC an experiment is expected to reach, per model and column, with a
+tolerance and the number of seeds it is a mean over, kept in one JSON file. `check` compares
+experiment results with it and names every cell that moved; `record` writes it from results
+(a deliberate new baseline).
+
+A gates file:
+    {"seeds": 3, "tolerance": 0.002, "measured_at": {...},
+     "experiments": {"multi-scenario": {"per_scenario": {"mmoe": {"0": 0.7301, "overall": 0.744}}},
+                     "cold-start": {"subsets": {...}, "warmup": {...}, ...}}}
+A cell is a number (the mean AUC over `seeds` seeds, within `tolerance`) or
+{"auc": number, "tolerance": number} for a cell with its own tolerance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys.errors import DataError, UsageError
+from recsys.storage import read_json
+
+DEFAULT_TOLERANCE = 0.002  # well under the smallest effect the paper reports (+0.0005..0.0057)
+
+
+def auc_blocks(results: dict) -> dict[str, dict]:
+    """An experiment's AUC tables by name, each a block with columns / names / models (the
+    shape report.auc_table prints)."""
+    if results.get("experiment") == "cold-start":
+        return {"subsets": results["subsets"], "warmup": results["warmup"],
+                **{f"per_scenario {flag}": block
+                   for flag, block in results["per_scenario"].items()}}
+    return {"per_scenario": results}
+
+
+@dataclass(frozen=True)
+class Cell:
+    experiment: str
+    table: str
+    model: str
+    column: str
+    expected: float
+    tolerance: float
+    got: float | None  # None: the results have no such model or column
+
+    @property
+    def passed(self) -> bool:
+        return self.got is not None and abs(self.got - self.expected) <= self.tolerance
+
+    def where(self) -> str:
+        return f"{self.experiment} / {self.table} / {self.model} / {self.column}"
+
+    def line(self) -> str:
+        if self.got is None:
+            return f"{self.where()}: not in the results (expected AUC {self.expected:.4f})"
+        verdict = "ok" if self.passed else ("ROSE" if self.got > self.expected else "FELL")
+        return (f"{self.where()}: AUC {self.got:.4f}, expected {self.expected:.4f} ± "
+                f"{self.tolerance:.4f} ({self.got - self.expected:+.4f}) {verdict}")
+
+
+def load_results(paths: list[Path]) -> list[dict]:
+    """Experiment results from results.json files or the experiments' --out folders."""
+    files = [p / "results.json" if p.is_dir() else p for p in paths]
+    for f in files:
+        if not f.is_file():
+            raise UsageError(f"{f}: no experiment results there; run `recsys experiment ...` "
+                             f"first or pass its results.json")
+    return [read_json(f, "run the experiment again") for f in files]
+
+
+def measured_at(results: list[dict]) -> dict:
+    """Where recorded gates come from: the code's commit and each experiment's dataset (its
+    preset, data seed and fingerprint)."""
+    from recsys.provenance import code_version, dataset_fingerprint
+
+    datasets = {}
+    for res in results:
+        ds = Path(res["dataset"])
+        meta = read_json(ds / "meta.json", "build the dataset again") \
+            if (ds / "meta.json").is_file() else {}
+        datasets[res.get("experiment", "multi-scenario")] = {
+            "dataset": str(ds), "preset": meta.get("preset"), "seed": meta.get("seed"),
+            "fingerprint": dataset_fingerprint(ds) if meta else None}
+    return {**code_version(), "datasets": datasets}
+
+
+def read_gates(path: Path) -> dict:
+    if not path.is_file():
+        raise UsageError(f"--gates {path}: no such file; record one with `recsys experiment "
+                         f"gate RESULTS --gates {path} --record`")
+    gates = read_json(path, "restore it from git or record it again with --record")
+    if not isinstance(gates, dict) or not isinstance(gates.get("experiments"), dict) \
+            or not isinstance(gates.get("seeds"), int):
+        raise DataError(f"{path}: a gates file needs \"seeds\" (an integer) and "
+                        f"\"experiments\" (an object); record it again with --record")
+    return gates
+
+
+def _expected(value, default_tolerance: float, where: str) -> tuple[float, float]:
+    if isinstance(value, (int, float)):
+        return float(value), default_tolerance
+    if isinstance(value, dict) and isinstance(value.get("auc"), (int, float)):
+        return float(value["auc"]), float(value.get("tolerance", default_tolerance))
+    raise DataError(f"gates {where}: a cell is a number or {{\"auc\": n, \"tolerance\": t}}, "
+                    f"not {value!r}")
+
+
+def check(results: list[dict], gates: dict) -> list[Cell]:
+    """Every gated cell of the experiments in `results`, with the value each one got. An
+    experiment without gates, or results over another number of seeds, is a UsageError."""
+    cells = []
+    tolerance = float(gates.get("tolerance", DEFAULT_TOLERANCE))
+    for res in results:
+        name = res.get("experiment", "multi-scenario")
+        if name not in gates["experiments"]:
+            raise UsageError(f"the gates have no \"{name}\" experiment (they gate "
+                             f"{', '.join(gates['experiments']) or 'nothing'}); record it "
+                             f"with --record")
+        if res["seeds"] != gates["seeds"]:
+            raise UsageError(f"the {name} results are a mean over {res['seeds']} seed(s), the "
+                             f"gates over {gates['seeds']}: run the experiment with "
+                             f"--seeds {gates['seeds']}")
+        blocks = auc_blocks(res)
+        for table, models in gates["experiments"][name].items():
+            block = blocks.get(table, {"models": {}})
+            for model, columns in models.items():
+                got_model = block["models"].get(model)
+                for column, value in columns.items():
+                    expected, tol = _expected(value, tolerance, f"{name} / {table} / {model} / "
+                                                                f"{column}")
+                    got = None
+                    if got_model is not None and column in got_model["auc"]:
+                        got = got_model["auc"][column]["mean"]
+                    cells.append(Cell(name, table, model, column, expected, tol, got))
+    return cells
+
+
+def record(results: list[dict], tolerance: float, measured_at: dict) -> dict:
+    """Gates that the given results pass: every model and column they have, to 4 decimals
+    (columns too small to have an AUC are left out)."""
+    seeds = {r["seeds"] for r in results}
+    if len(seeds) != 1:
+        raise UsageError(f"the results are over different numbers of seeds ({sorted(seeds)}); "
+                         f"gate experiments run with the same --seeds")
+    experiments = {}
+    for res in results:
+        experiments[res.get("experiment", "multi-scenario")] = {
+            table: {model: {col: round(stats["auc"][col]["mean"], 4)
+                            for col in block["columns"]
+                            if stats["auc"][col]["mean"] is not None}
+                    for model, stats in block["models"].items()}
+            for table, block in auc_blocks(res).items()}
+    return {"seeds": seeds.pop(), "tolerance": tolerance, "measured_at": measured_at,
+            "experiments": experiments}
