@@ -7,7 +7,7 @@ PRESET ?= small
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(FLAVOR)
 
-.PHONY: setup setup-spark setup-redis demo test bench clean
+.PHONY: setup setup-spark setup-peer setup-redis demo test bench bench-quality clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,13 @@ setup-spark: $(VENV)/.spark
 
 $(VENV)/.spark: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[$(FLAVOR),dev,spark]"
+	touch $@
+
+# torch-rechub, the peer `make bench` trains beside recsys
+setup-peer: $(VENV)/.peer
+
+$(VENV)/.peer: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[$(FLAVOR),dev,peer]"
 	touch $@
 
 # redis-server (Debian package) for the serving tests on a real Redis online store
@@ -30,7 +37,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[$(FLAVOR),dev]"
 	$(BIN)/pip install --quiet --no-deps torchrec==1.9.2
-	rm -f $(VENV)/.installed-* $(VENV)/.spark
+	rm -f $(VENV)/.installed-* $(VENV)/.spark $(VENV)/.peer
 	touch $@
 
 # The main job on the embedded defaults: generate -> feast apply -> materialize -> training sets
@@ -49,8 +56,22 @@ demo: setup
 test: setup setup-spark setup-redis
 	$(BIN)/python -m pytest -q -n 2 --durations=25 tests
 
-bench: setup
-	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-columns=min,mean,max,rounds
+# Throughput and memory on $(PRESET): pytest-benchmark's JSON (also autosaved under .benchmarks/)
+# rendered into benchmarks/RESULTS.md, the ratios side by side, the commit and the machine
+BENCH_JSON := .benchmarks/latest.json
+bench: setup setup-redis setup-peer
+	mkdir -p .benchmarks
+	RECSYS_BENCH_PRESET=$(PRESET) $(BIN)/python -m pytest -q benchmarks --benchmark-only \
+	  --benchmark-columns=min,mean,max,rounds --benchmark-json=$(BENCH_JSON) \
+	  --benchmark-autosave; rc=$$?; \
+	  test -s $(BENCH_JSON) && $(BIN)/python benchmarks/render.py bench $(BENCH_JSON); exit $$rc
+
+# Quality gates (opt-in): the three experiments over SEEDS seeds on $(PRESET), checked against
+# benchmarks/quality_gates.json (exit 1 naming the cells that moved), rendered into
+# benchmarks/RESULTS.md
+SEEDS ?= 2
+bench-quality: setup
+	$(BIN)/python benchmarks/quality.py --preset $(PRESET) --seeds $(SEEDS)
 
 clean:
 	rm -rf feature_repo/data datasets runs .pytest_cache .benchmarks

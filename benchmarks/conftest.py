@@ -15,6 +15,7 @@ from recsys.features.store import copy_definitions
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = os.environ.get("RECSYS_BENCH_PRESET", "small")
 RESULTS: dict[str, float] = {}  # name -> mean seconds, or a rate where the name says so
+AREA: dict[str, str] = {}  # name -> the benchmark module that measured it
 
 
 def copy_repo(dest: Path) -> Path:
@@ -44,29 +45,62 @@ def built_dataset(applied_repo, tmp_path_factory) -> Path:
     return out
 
 
-def pytest_terminal_summary(terminalreporter):
+# Ratios that matter, each measured side by side in one run: (numerator, denominator)
+def ratio_pairs() -> list[tuple[str, str]]:
     from recsys.models import model_names
 
-    pairs = [("build-dataset (Feast)", "raw DuckDB ASOF join"),
-             ("build peak RSS bytes, 10x rows", "build peak RSS bytes, 1x rows"),
-             ("loader rows/s", "mmoe training examples/s"),
-             ("mmoe training examples/s", "mmoe dense-floor examples/s"),
-             *((f"{m} ({b}) examples/s", "mmoe (mlp) examples/s")
-               for b in ("mlp", "dcn") for m in model_names(family="multi-scenario")),
-             ("dnn_mixed step, 2,000,000 users", "dnn_mixed step, 100,000 users"),
-             *((f"{m} training examples/s", "dnn_mixed training examples/s")
-               for m in ("dropoutnet", "metaemb", "maml", "melu")),
-             *((f"{m}+text examples/s (text bench)", f"{m} examples/s (text bench)")
-               for m in ("dnn_mixed", "mmoe")),
-             ("generate rows/s, 2 worker(s)", "generate rows/s, 1 worker(s)"),
-             ("/score sqlite, 100 candidates p99 ms", "/score redis, 100 candidates p99 ms"),
-             ("/score sqlite, 100 candidates p99 ms",
-              "feast serve /get-online-features, 1 user + 100 items p99 ms"),
-             ("/score sqlite, 100 candidates p50 ms",
-              "feast serve /get-online-features, 1 user + 100 items p50 ms"),
-             ("mmoe examples/s, 2 process(es)", "mmoe examples/s, 1 process(es)")]
+    return [("build-dataset (Feast)", "raw DuckDB ASOF join"),
+            ("build peak RSS bytes, 10x rows", "build peak RSS bytes, 1x rows"),
+            ("loader rows/s", "mmoe training examples/s"),
+            ("mmoe training examples/s", "mmoe dense-floor examples/s"),
+            *((f"{m} ({b}) examples/s", "mmoe (mlp) examples/s")
+              for b in ("mlp", "dcn") for m in model_names(family="multi-scenario")),
+            ("dnn_mixed step, 2,000,000 users", "dnn_mixed step, 100,000 users"),
+            *((f"{m} training examples/s", "dnn_mixed training examples/s")
+              for m in ("dropoutnet", "metaemb", "maml", "melu")),
+            *((f"{m}+text examples/s (text bench)", f"{m} examples/s (text bench)")
+              for m in ("dnn_mixed", "mmoe")),
+            ("generate rows/s, 2 worker(s)", "generate rows/s, 1 worker(s)"),
+            ("/score sqlite, 100 candidates p99 ms", "/score redis, 100 candidates p99 ms"),
+            ("/score sqlite, 100 candidates p99 ms",
+             "feast serve /get-online-features, 1 user + 100 items p99 ms"),
+            ("/score sqlite, 100 candidates p50 ms",
+             "feast serve /get-online-features, 1 user + 100 items p50 ms"),
+            ("mmoe examples/s, 2 process(es)", "mmoe examples/s, 1 process(es)"),
+            *((k, k.replace("recsys", "torch-rechub", 1)) for k in list(RESULTS)
+              if k.startswith("recsys mmoe examples/s, "))]
+
+
+def ratios() -> list[dict]:
+    return [{"name": f"{a} / {b}", "value": RESULTS[a] / RESULTS[b], "module": AREA[a]}
+            for a, b in ratio_pairs() if a in RESULTS and b in RESULTS]
+
+
+@pytest.fixture(autouse=True)
+def _remember_area(request):
+    """Every RESULTS entry a benchmark module sets belongs to that module's area."""
+    before = set(RESULTS)
+    yield
+    for name in set(RESULTS) - before:
+        AREA[name] = request.module.__name__
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from recsys.provenance import machine_facts
+
+    machine_info.update(machine_facts())
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """What benchmarks/render.py turns into benchmarks/RESULTS.md, besides the timings."""
+    output_json["recsys"] = {
+        "preset": PRESET,
+        "results": [{"name": k, "value": v, "module": AREA.get(k, "")} for k, v in RESULTS.items()],
+        "ratios": ratios()}
+
+
+def pytest_terminal_summary(terminalreporter):
     for name, value in RESULTS.items():
         terminalreporter.write_line(f"[{PRESET}] {name}: {value:,.4g}")
-    for a, b in pairs:
-        if a in RESULTS and b in RESULTS:
-            terminalreporter.write_line(f"[{PRESET}] {a} / {b} = {RESULTS[a] / RESULTS[b]:.2f}")
+    for r in ratios():
+        terminalreporter.write_line(f"[{PRESET}] {r['name']} = {r['value']:.2f}")

@@ -1,0 +1,132 @@
+"""A real peer side by side: torch-rechub's MMOE (one nn.Embedding per feature, dense Adam on
+every parameter) next to `recsys train --model mmoe` (TorchRec fused tables, row-wise sparse
+update), on the same built dataset: the same columns (the batches of recsys's streaming
+loader), batch 2048, seed 0, one epoch, test AUC. At the dataset's own user table and with a
+2M-row and a 20M-row one (the peer's extra rows are never looked up, but dense Adam updates
+them every step; recsys hashes its users into the bigger table, `--user-rows`). With the
+20M-row table the peer's dense Adam step takes seconds, so there it trains only the first
+PEER_STEPS_20M batches (examples/s, no AUC) unless RECSYS_BENCH_PEER_FULL=1 asks for the
+whole epoch (about 50 minutes on `small` on two cores).
+
+The peer is installed only for benchmarks (`pip install -e .[peer]`, which `make bench` does);
+without it these are skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import RESULTS
+from recsys.dataset.loader import Layout, read_meta
+from recsys.dataset.stream import SplitFiles, StreamLoader
+from recsys.eval.metrics import auc
+
+rechub = pytest.importorskip("torch_rechub", reason="the peer extra: pip install -e .[peer]")
+from torch_rechub.basic.features import DenseFeature, SparseFeature  # noqa: E402
+from torch_rechub.models.multi_task import MMOE  # noqa: E402
+
+RECSYS = Path(sys.executable).parent / "recsys"
+BATCH, EMBEDDING_DIM = 2048, 16  # recsys's defaults for mmoe (its config)
+USER_ROWS = (None, 2_000_001, 20_000_001)  # None: the dataset's own
+PEER_STEPS_20M = 40
+FULL = os.environ.get("RECSYS_BENCH_PEER_FULL") == "1"
+
+
+def _label(user_rows: int | None, layout: Layout) -> str:
+    rows = user_rows or layout.num_embeddings[layout.sparse.index("user_id")]
+    return f"{rows:,} user rows"
+
+
+def peer_mmoe(layout: Layout, user_rows: int | None) -> MMOE:
+    """torch-rechub's MMOE with recsys mmoe's sizes: 4 experts of (128, 64), a (32,) tower per
+    scenario, 16-dim embeddings, every sparse and dense column of the dataset."""
+    sizes = dict(zip(layout.sparse, layout.num_embeddings))
+    if user_rows:
+        sizes["user_id"] = user_rows
+    features = [SparseFeature(name, vocab_size=rows, embed_dim=EMBEDDING_DIM)
+                for name, rows in sizes.items()] + [DenseFeature(name) for name in layout.dense]
+    n = len(layout.scenarios)
+    return MMOE(features, ["classification"] * n, n_expert=4, expert_params={"dims": [128, 64]},
+                tower_params_list=[{"dims": [32]}] * n)
+
+
+def _inputs(batch, layout: Layout) -> dict[str, torch.Tensor]:
+    x = {name: batch.ids[:, j] for j, name in enumerate(layout.sparse)}
+    x.update({name: batch.dense[:, j] for j, name in enumerate(layout.dense)})
+    return x
+
+
+def _scored(model, batch, layout) -> torch.Tensor:
+    """Each row's click probability from its own scenario's tower."""
+    return model(_inputs(batch, layout)).gather(1, batch.scenario[:, None]).squeeze(1)
+
+
+def train_peer(dataset: Path, layout: Layout, user_rows: int | None,
+               max_steps: int | None = None) -> dict:
+    """One epoch (or its first max_steps batches, then no test AUC) of the peer."""
+    torch.manual_seed(0)
+    model = peer_mmoe(layout, user_rows)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = StreamLoader(SplitFiles(dataset, "train", layout), layout, BATCH, shuffle=True,
+                          seed=0)
+    model.train()
+    start, examples, batches, stopped = time.perf_counter(), 0, 0, False
+    for batch in loader:
+        if batches == max_steps:
+            stopped = True
+            break
+        loss = torch.nn.functional.binary_cross_entropy(
+            _scored(model, batch, layout).clamp(1e-7, 1 - 1e-7), batch.labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        examples += len(batch)
+        batches += 1
+    seconds = time.perf_counter() - start
+    if stopped:
+        return {"examples_per_s": examples / seconds, "auc": None, "batches": batches}
+    model.eval()
+    labels, scores = [], []
+    with torch.no_grad():
+        for batch in StreamLoader(SplitFiles(dataset, "test", layout), layout, 8192):
+            labels.append(batch.labels.numpy())
+            scores.append(_scored(model, batch, layout).numpy())
+    return {"examples_per_s": examples / seconds, "batches": batches,
+            "auc": auc(np.concatenate(labels), np.concatenate(scores))}
+
+
+def train_recsys(dataset: Path, out: Path, user_rows: int | None) -> dict:
+    cmd = [str(RECSYS), "train", "--model", "mmoe", "--dataset", str(dataset), "--epochs", "1",
+           "--batch-size", str(BATCH), "--seed", "0", "--out", str(out), "--force",
+           *(["--user-rows", str(user_rows)] if user_rows else [])]
+    subprocess.run(cmd, check=True, capture_output=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"examples_per_s": metrics["train"]["examples_per_s"],
+            "auc": metrics["overall"]["auc"]}
+
+
+@pytest.mark.parametrize("user_rows", USER_ROWS, ids=["own", "2M", "20M"])
+def test_peer_mmoe_beside_recsys_mmoe(benchmark, built_dataset, tmp_path, user_rows):
+    layout = Layout.from_meta(read_meta(built_dataset))
+    if any(w > 1 for w in layout.widths):
+        pytest.skip("the peer takes one value per sparse feature; this dataset has bags")
+    label = _label(user_rows, layout)
+    benchmark.group = f"torch-rechub mmoe vs recsys mmoe, {label}"
+    steps = PEER_STEPS_20M if user_rows == USER_ROWS[-1] and not FULL else None
+    peer = benchmark.pedantic(lambda: train_peer(built_dataset, layout, user_rows, steps),
+                              rounds=1, iterations=1)
+    ours = train_recsys(built_dataset, tmp_path / "run", user_rows)
+    RESULTS[f"torch-rechub mmoe examples/s, {label}"] = peer["examples_per_s"]
+    RESULTS[f"torch-rechub mmoe batches trained, {label}"] = peer["batches"]
+    if peer["auc"] is not None:
+        RESULTS[f"torch-rechub mmoe test AUC, {label}"] = peer["auc"]
+    RESULTS[f"recsys mmoe examples/s, {label}"] = ours["examples_per_s"]
+    RESULTS[f"recsys mmoe test AUC, {label}"] = ours["auc"]

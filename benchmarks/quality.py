@@ -1,0 +1,126 @@
+"""`make bench-quality`: the multi-scenario, cold-start and multi-modal experiments over K seeds
+on one preset, checked against the expected AUC in benchmarks/quality_gates.json, rendered into
+benchmarks/RESULTS.md. Every step is the real CLI; a killed run continues where it stopped
+(finished data steps and training runs are reused).
+
+    python benchmarks/quality.py --preset small --seeds 2 [--record] [--work DIR]
+
+Exits 1 when a gated cell moved beyond its tolerance (the cells are named), 2 on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys.errors import RecsysError  # noqa: E402
+from recsys.eval import gates  # noqa: E402
+from recsys.features.store import DEFINITIONS, copy_definitions  # noqa: E402
+from recsys.provenance import machine_facts  # noqa: E402
+from recsys.storage import write_json  # noqa: E402
+
+BIN = Path(sys.executable).parent
+GATES = ROOT / "benchmarks" / "quality_gates.json"
+EXPERIMENTS = ("multi-scenario", "cold-start", "multi-modal")
+
+
+def commands(preset: str, seeds: int, epochs: int | None, work: Path) -> list[list[str]]:
+    """The data steps (skipped once their output exists), then one command per experiment."""
+    repo, ds = work / "repo", work / "ds"
+    train = ["--seeds", str(seeds), *(["--epochs", str(epochs)] if epochs else [])]
+    return [
+        # --force: the work folder is this script's own; a killed build resumes regardless
+        ["recsys", "generate", "--preset", preset, "--repo", str(repo), "--workers", "2",
+         "--force"],
+        ["recsys", "encode-text", "--repo", str(repo), "--force"],
+        ["feast", "apply"],  # in the repo folder
+        ["recsys", "build-dataset", "--repo", str(repo), "--out", str(ds), "--force"],
+        ["recsys", "experiment", "multi-scenario", "--dataset", str(ds), *train,
+         "--out", str(work / "multi-scenario")],
+        ["recsys", "experiment", "cold-start", "--dataset", str(ds), *train,
+         "--multi-scenario-results", str(work / "multi-scenario" / "results.json"),
+         "--out", str(work / "cold-start")],
+        ["recsys", "experiment", "multi-modal", "--dataset", str(ds), *train,
+         "--out", str(work / "multi-modal")]]
+
+
+def shown(cmd: list[str], work: Path) -> str:
+    text = shlex.join(cmd)
+    return f"(cd {work / 'repo'} && {text})" if cmd[0] == "feast" else text
+
+
+def copy_shown(work: Path) -> str:
+    """The shell equivalent of the copy of feature_repo's definitions the run starts from."""
+    return (f"mkdir -p {work / 'repo'} && cp "
+            + " ".join(f"feature_repo/{name}" for name in DEFINITIONS) + f" {work / 'repo'}/")
+
+
+def run(cmd: list[str], work: Path) -> int:
+    print(f"$ {shown(cmd, work)}", flush=True)
+    return subprocess.run([str(BIN / cmd[0]), *cmd[1:]],
+                          cwd=work / "repo" if cmd[0] == "feast" else None).returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the models' own")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="default runs/bench-quality-<preset>")
+    parser.add_argument("--gates", type=Path, default=GATES)
+    parser.add_argument("--record", action="store_true",
+                        help="write the gates from this run instead of checking them")
+    args = parser.parse_args()
+    work = (args.work or ROOT / "runs" / f"bench-quality-{args.preset}").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    steps = commands(args.preset, args.seeds, args.epochs, work)
+    data_done = (work / "ds" / "meta.json").is_file()
+    if not data_done:
+        shutil.rmtree(work / "repo", ignore_errors=True)  # a killed earlier run's
+        print(f"$ {copy_shown(work)}", flush=True)
+        copy_definitions(ROOT / "feature_repo", work / "repo")
+    for cmd in steps:
+        if data_done and cmd[:2] != ["recsys", "experiment"]:
+            print(f"reusing {shown(cmd, work)}", flush=True)
+            continue
+        if (rc := run(cmd, work)) != 0:
+            return rc
+    folders = [work / e for e in EXPERIMENTS]
+    gate = ["recsys", "experiment", "gate", *map(str, folders), "--gates", str(args.gates)]
+    if args.record and (rc := run([*gate, "--record", "--force"], work)) != 0:
+        return rc
+    # the verdict `recsys experiment gate` prints, kept for the rendered part
+    try:
+        cells = gates.check(gates.load_results(folders), gates.read_gates(args.gates))
+    except RecsysError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed = [c.line() for c in cells if not c.passed]
+    for c in cells:
+        print(c.line())
+    print(f"{len(cells) - len(failed)} of {len(cells)} gated cells within tolerance")
+    shown_gates = args.gates.resolve()
+    write_json({"preset": args.preset, "seeds": args.seeds, "epochs": args.epochs,
+                "commands": [copy_shown(work), *(shown(c, work) for c in steps),
+                             shlex.join(gate)],
+                "gates": str(shown_gates.relative_to(ROOT)
+                             if shown_gates.is_relative_to(ROOT) else shown_gates),
+                "recorded": args.record, "cells": len(cells), "passed": len(cells) - len(failed),
+                "failed": failed, "experiments": list(EXPERIMENTS), "machine": machine_facts(),
+                "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()},
+               work / "quality.json")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render.py"), "quality",
+                    str(work)], check=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

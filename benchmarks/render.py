@@ -1,0 +1,133 @@
+"""Render benchmarks/RESULTS.md from what `make bench` and `make bench-quality` measured.
+
+    python benchmarks/render.py bench BENCH_JSON        # the pytest-benchmark JSON of a run
+    python benchmarks/render.py quality QUALITY_DIR     # the experiments + gates of a run
+
+Each writes its own part of the file (between its markers) and keeps the other, so the
+throughput tables and the quality tables can be measured at different times; each part says
+the commit and the machine it was measured on."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys.storage import write_text  # noqa: E402
+
+RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
+TITLE = """# Benchmark results
+
+Written by `make bench` and `make bench-quality` (`benchmarks/render.py`); not edited by hand.
+Every figure below is from the run its part names, on the machine it names.
+"""
+
+# area title per benchmark module, in the order of the data flow
+AREAS = {"bench_generate": "Generation", "bench_import": "Import",
+         "bench_build_dataset": "Point-in-time build", "bench_training": "Loader and training step",
+         "bench_cold_start": "Cold-start training", "bench_scale": "Sharded training",
+         "bench_text": "Text encoding", "bench_serve": "Serving",
+         "bench_peer": "A real peer: torch-rechub's MMOE beside recsys's mmoe"}
+
+
+def machine_line(m: dict) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
+    commit = (m.get("commit") or "unknown")[:7] + (" with uncommitted changes"
+                                                   if m.get("dirty") else "")
+    return (f"Commit `{commit}`. Machine: {m.get('cpu_model')}, {m.get('cores')} cores, "
+            f"{m.get('memory_gib')} GiB memory, {m.get('gpu') or 'no GPU'}; Python "
+            f"{m.get('python')}; {versions}.")
+
+
+def _number(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.4g}"
+
+
+def bench_part(data: dict) -> str:
+    own = data.get("recsys", {})
+    preset = own.get("preset", "small")
+    lines = ["## Throughput and memory (`make bench`)", "",
+             f"Preset `{preset}`, {data.get('datetime', '')[:19]} UTC. "
+             + machine_line(data["machine_info"]), "",
+             "Ratios are of two figures measured side by side in the same run; read them "
+             "rather than the absolute rates on a shared machine.", ""]
+    benches = data.get("benchmarks", [])
+    for module, title in AREAS.items():
+        timed = [b for b in benches if b["fullname"].split("::")[0].endswith(f"{module}.py")]
+        figures = [r for r in own.get("results", []) if r["module"] == module]
+        ratios = [r for r in own.get("ratios", []) if r["module"] == module]
+        if not (timed or figures):
+            continue
+        lines += [f"### {title}", "", "```bash",
+                  f"RECSYS_BENCH_PRESET={preset} python -m pytest benchmarks/{module}.py "
+                  f"--benchmark-only", "```", ""]
+        if timed:
+            lines += ["| benchmark | mean s | min s | max s | rounds |",
+                      "| --- | ---: | ---: | ---: | ---: |"]
+            for b in timed:
+                s = b["stats"]
+                lines.append(f"| {b['name']} | {s['mean']:.4g} | {s['min']:.4g} | "
+                             f"{s['max']:.4g} | {s['rounds']} |")
+            lines.append("")
+        if figures or ratios:
+            lines += ["| figure | value |", "| --- | ---: |"]
+            lines += [f"| {r['name']} | {_number(r['value'])} |" for r in figures]
+            lines += [f"| **{r['name']}** | **{r['value']:.2f}** |" for r in ratios]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def quality_part(folder: Path) -> str:
+    """The experiments of one `make bench-quality` run: its commands, the tables and plots
+    each experiment wrote, and the gates' verdict."""
+    from recsys.eval.gates import auc_blocks
+    from recsys.eval.report import auc_table
+
+    run = json.loads((folder / "quality.json").read_text())
+    lines = ["## Quality gates (`make bench-quality`)", "",
+             f"Preset `{run['preset']}`, {run['seeds']} seed(s), {run['finished'][:19]} UTC. "
+             + machine_line(run["machine"]), "", "```bash", *run["commands"], "```", "",
+             (f"Gates `{run['gates']}` recorded from this run: {run['cells']} cells."
+              if run["recorded"] else
+              f"Gates `{run['gates']}`: **{run['passed']} of {run['cells']} cells within "
+              f"tolerance**" + ("." if not run["failed"] else ", moved:")), ""]
+    lines += [f"- {line}" for line in run["failed"]]
+    for name in run["experiments"]:
+        results = json.loads((folder / name / "results.json").read_text())
+        lines += ["", f"### {name}", ""]
+        for table, block in auc_blocks(results).items():
+            lines += [f"AUC, {table} (mean ± std over seeds):", "", auc_table(block), ""]
+        for png in sorted((folder / name).glob("*.png")):
+            target = ROOT / "benchmarks" / "plots" / f"{name}-{png.name}"
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(png.read_bytes())
+            lines.append(f"![{name}](plots/{target.name})")
+    return "\n".join(lines)
+
+
+def replace_part(text: str, part: str, body: str) -> str:
+    start, end = f"<!-- {part}:start -->", f"<!-- {part}:end -->"
+    block = f"{start}\n{body}\n{end}"
+    if start in text:
+        return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text,
+                      flags=re.S)
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def main(part: str, source: str) -> None:
+    path = Path(source)
+    body = (bench_part(json.loads(path.read_text())) if part == "bench"
+            else quality_part(path))
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else TITLE
+    write_text(replace_part(text, part, body), RESULTS_MD)
+    print(f"{RESULTS_MD}: {part} part from {source}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality"):
+        sys.exit("usage: python benchmarks/render.py bench BENCH_JSON | quality QUALITY_DIR")
+    main(*sys.argv[1:])
