@@ -106,7 +106,7 @@ def main() -> int:
     failed = [c.line() for c in cells if not c.passed]
     for c in cells:
         print(c.line())
-    print(f"{len(cells) - len(failed)} of {len(cells)} gated cells within tolerance")
+    print(gates.verdict(cells))
     shown_gates = args.gates.resolve()
     write_json({"preset": args.preset, "seeds": args.seeds, "epochs": args.epochs,
                 "commands": [copy_shown(work), *(shown(c, work) for c in steps),

@@ -566,8 +566,7 @@ def experiment_gate(
     failed = [c for c in cells if not c.passed]
     for c in cells:
         console.print(c.line(), soft_wrap=True, highlight=False)
-    console.print(f"{len(cells) - len(failed)} of {len(cells)} gated cells within tolerance "
-                  f"({gates})")
+    console.print(f"{quality.verdict(cells)} ({gates})")
     for c in failed:
         _print_error(f"gate failed: {c.line()}")
     if failed:

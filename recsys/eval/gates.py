@@ -133,7 +133,12 @@ def check(results: list[dict], gates: dict) -> list[Cell]:
     return cells
 
 
-def record(results: list[dict], tolerance: float, measured_at: dict) -> dict:
+def verdict(cells: list[Cell]) -> str:
+    passed = sum(c.passed for c in cells)
+    return f"{passed} of {len(cells)} gated cells within tolerance"
+
+
+def record(results: list[dict], tolerance: float, provenance: dict) -> dict:
     """Gates that the given results pass: every model and column they have, to 4 decimals
     (columns too small to have an AUC are left out)."""
     seeds = {r["seeds"] for r in results}
@@ -148,5 +153,5 @@ def record(results: list[dict], tolerance: float, measured_at: dict) -> dict:
                             if stats["auc"][col]["mean"] is not None}
                     for model, stats in block["models"].items()}
             for table, block in auc_blocks(res).items()}
-    return {"seeds": seeds.pop(), "tolerance": tolerance, "measured_at": measured_at,
+    return {"seeds": seeds.pop(), "tolerance": tolerance, "measured_at": provenance,
             "experiments": experiments}
