@@ -31,7 +31,7 @@ def test_build_dataset(benchmark, applied_repo, tmp_path):
     RESULTS["build-dataset first round in a process (Feast import)"] = \
         time.perf_counter() - start
     benchmark.pedantic(lambda: build_dataset(applied_repo, out, force=True, progress=False),
-                       rounds=2, iterations=1)
+                       rounds=1, iterations=1)
     RESULTS["build-dataset (Feast)"] = benchmark.stats.stats.mean
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import RESULTS
+from conftest import MMOE_EPOCH, RESULTS
 from recsys.dataset.loader import Layout, read_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.eval.metrics import auc
@@ -103,18 +103,21 @@ def train_peer(dataset: Path, layout: Layout, user_rows: int | None,
             "auc": auc(np.concatenate(labels), np.concatenate(scores))}
 
 
-def train_recsys(dataset: Path, out: Path, user_rows: int | None) -> dict:
-    cmd = [str(RECSYS), "train", "--model", "mmoe", "--dataset", str(dataset), "--epochs", "1",
-           "--batch-size", str(BATCH), "--seed", "0", "--out", str(out), "--force",
-           *(["--user-rows", str(user_rows)] if user_rows else [])]
+def train_recsys(dataset: Path, out: Path, user_rows: int) -> None:
+    cmd = [str(RECSYS), *MMOE_EPOCH, "--dataset", str(dataset), "--batch-size", str(BATCH),
+           "--seed", "0", "--out", str(out), "--force", "--user-rows", str(user_rows)]
     subprocess.run(cmd, check=True, capture_output=True)
+
+
+def run_figures(out: Path) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     return {"examples_per_s": metrics["train"]["examples_per_s"],
             "auc": metrics["overall"]["auc"]}
 
 
 @pytest.mark.parametrize("user_rows", USER_ROWS, ids=["own", "2M", "20M"])
-def test_peer_mmoe_beside_recsys_mmoe(benchmark, built_dataset, tmp_path, user_rows):
+def test_peer_mmoe_beside_recsys_mmoe(benchmark, built_dataset, mmoe_run, tmp_path,
+                                      user_rows):
     layout = Layout.from_meta(read_meta(built_dataset))
     if any(w > 1 for w in layout.widths):
         pytest.skip("the peer takes one value per sparse feature; this dataset has bags")
@@ -123,7 +126,9 @@ def test_peer_mmoe_beside_recsys_mmoe(benchmark, built_dataset, tmp_path, user_r
     steps = PEER_STEPS_20M if user_rows == USER_ROWS[-1] and not FULL else None
     peer = benchmark.pedantic(lambda: train_peer(built_dataset, layout, user_rows, steps),
                               rounds=1, iterations=1)
-    ours = train_recsys(built_dataset, tmp_path / "run", user_rows)
+    if user_rows:
+        train_recsys(built_dataset, tmp_path / "run", user_rows)
+    ours = run_figures(tmp_path / "run" if user_rows else mmoe_run)
     RESULTS[f"torch-rechub mmoe examples/s, {label}"] = peer["examples_per_s"]
     RESULTS[f"torch-rechub mmoe batches trained, {label}"] = peer["batches"]
     if peer["auc"] is not None:

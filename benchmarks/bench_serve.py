@@ -42,15 +42,9 @@ def _materialize(repo: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def served_run(applied_repo, built_dataset, tmp_path_factory):
-    from recsys.train.config import TrainConfig
-    from recsys.train.loop import train
-
+def served_run(applied_repo, mmoe_run):
     _materialize(applied_repo)
-    out = tmp_path_factory.mktemp("serve") / "mmoe"
-    train(built_dataset, out, TrainConfig(model="mmoe", epochs=1), progress=False,
-          log=lambda *a, **k: None)
-    return out
+    return mmoe_run
 
 
 def _bodies(n_candidates: int, count: int, seed: int = 0) -> list[dict]:

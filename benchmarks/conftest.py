@@ -45,6 +45,19 @@ def built_dataset(applied_repo, tmp_path_factory) -> Path:
     return out
 
 
+MMOE_EPOCH = ["train", "--model", "mmoe", "--epochs", "1"]  # recsys's defaults otherwise
+
+
+@pytest.fixture(scope="session")
+def mmoe_run(built_dataset, tmp_path_factory) -> Path:
+    """One epoch of `recsys train --model mmoe` on the built dataset (batch 2048, seed 0: the
+    defaults), trained once and shared by the benchmarks that serve it or compare with it."""
+    out = tmp_path_factory.mktemp("mmoe") / "run"
+    subprocess.run([str(Path(sys.executable).parent / "recsys"), *MMOE_EPOCH, "--dataset",
+                    str(built_dataset), "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
 # Ratios that matter, each measured side by side in one run: (numerator, denominator)
 def ratio_pairs() -> list[tuple[str, str]]:
     from recsys.models import model_names
