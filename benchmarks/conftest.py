@@ -91,11 +91,11 @@ def ratios() -> list[dict]:
 
 @pytest.fixture(autouse=True)
 def _remember_area(request):
-    """Every RESULTS entry a benchmark module sets belongs to that module's area."""
-    before = set(RESULTS)
+    """Every RESULTS entry a benchmark module sets belongs to that module's area, those its
+    module-scoped fixtures set (before this fixture starts) included."""
     yield
-    for name in set(RESULTS) - before:
-        AREA[name] = request.module.__name__
+    for name in RESULTS:
+        AREA.setdefault(name, request.module.__name__)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

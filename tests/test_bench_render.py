@@ -27,7 +27,9 @@ def _run_json() -> dict:
                                    {"name": "raw DuckDB ASOF join", "value": 2.0,
                                     "module": "bench_build_dataset"},
                                    {"name": "loader rows/s", "value": 123456.7,
-                                    "module": "bench_training"}],
+                                    "module": "bench_training"},
+                                   {"name": "a fixture's figure", "value": 0.5,
+                                    "module": ""}],
                        "ratios": [{"name": "build-dataset (Feast) / raw DuckDB ASOF join",
                                    "value": 1.25, "module": "bench_build_dataset"}]}}
 
@@ -42,6 +44,8 @@ def test_one_table_per_area_with_its_command_figures_ratios_and_machine():
     assert "| **build-dataset (Feast) / raw DuckDB ASOF join** | **1.25** |" in build
     assert "| loader rows/s | 123,457 |" in text[text.index("### Loader"):]
     assert "### Serving" not in text  # an area that did not run has no table
+    other = text[text.index("### Other figures of the run"):]
+    assert "| a fixture's figure | 0.5 |" in other and "loader rows/s" not in other
 
 
 def test_each_part_is_replaced_on_its_own():
