@@ -3,7 +3,7 @@ on one preset, checked against the expected AUC in benchmarks/quality_gates.json
 benchmarks/RESULTS.md. Every step is the real CLI; a killed run continues where it stopped
 (finished data steps and training runs are reused).
 
-    python benchmarks/quality.py --preset small --seeds 2 [--record] [--work DIR]
+    python benchmarks/quality.py --preset small --seeds 1 [--record] [--work DIR]
 
 Exits 1 when a gated cell moved beyond its tolerance (the cells are named), 2 on bad input."""
 
@@ -71,7 +71,7 @@ def run(cmd: list[str], work: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None, help="default: the models' own")
     parser.add_argument("--work", type=Path, default=None,
                         help="default runs/bench-quality-<preset>")
