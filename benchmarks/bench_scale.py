@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RESULTS
+from conftest import MMOE_EPOCH, RESULTS
 
 RECSYS = Path(sys.executable).parent / "recsys"
 
@@ -21,8 +21,8 @@ RECSYS = Path(sys.executable).parent / "recsys"
 def test_training_examples_per_second_by_process_count(benchmark, built_dataset, tmp_path,
                                                        nproc):
     out = tmp_path / "run"
-    cmd = [str(RECSYS), "train", "--model", "mmoe", "--epochs", "1", "--dataset",
-           str(built_dataset), "--out", str(out), "--nproc", str(nproc), "--force"]
+    cmd = [str(RECSYS), *MMOE_EPOCH, "--dataset", str(built_dataset), "--out", str(out),
+           "--nproc", str(nproc), "--force"]
     benchmark.group = "mmoe training, 1 vs 2 processes"
     benchmark.pedantic(lambda: subprocess.run(cmd, check=True, capture_output=True), rounds=1,
                        iterations=1)
