@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from conftest import PRESET, RESULTS, copy_repo
-from recsys.data.store import connect, offline_dir, read_meta
+from recsys.data.store import connect, offline_dir, read_repo_meta
 from recsys.dataset.build import build_dataset
 from recsys.schema import ENTITY_BY_NAME, VIEWS, view_features
 
@@ -47,7 +47,7 @@ def raw_asof_sql(target: str) -> str:
 
 
 def test_raw_duckdb_asof_join(benchmark, applied_repo, tmp_path):
-    meta = read_meta(applied_repo)
+    meta = read_repo_meta(applied_repo)
     con: duckdb.DuckDBPyConnection = connect(offline_dir(applied_repo), meta["start_epoch"])
     sql = raw_asof_sql(str(tmp_path / "raw.parquet"))
     benchmark.group = "point-in-time join"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import PRESET, RESULTS, copy_repo
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from antm2c_files import write_antm2c_large  # noqa: E402
 
 ROWS = 1_000_000 if PRESET != "tiny" else 50_000

@@ -25,7 +25,8 @@ import pytest
 import torch
 
 from conftest import MMOE_EPOCH, RESULTS
-from recsys.dataset.loader import Layout, read_meta
+from recsys.dataset.layout import Layout
+from recsys.dataset.meta import read_dataset_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.eval.metrics import auc
 
@@ -118,7 +119,7 @@ def run_figures(out: Path) -> dict:
 @pytest.mark.parametrize("user_rows", USER_ROWS, ids=["own", "2M", "20M"])
 def test_peer_mmoe_beside_recsys_mmoe(benchmark, built_dataset, mmoe_run, tmp_path,
                                       user_rows):
-    layout = Layout.from_meta(read_meta(built_dataset))
+    layout = Layout.from_meta(read_dataset_meta(built_dataset))
     if any(w > 1 for w in layout.widths):
         pytest.skip("the peer takes one value per sparse feature; this dataset has bags")
     label = _label(user_rows, layout)

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import RESULTS
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from serving import copy_applied, free_port, recsys_server, redis_available, \
     redis_server  # noqa: E402
 

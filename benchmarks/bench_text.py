@@ -15,9 +15,10 @@ import pytest
 
 from conftest import RESULTS
 from bench_training import BATCH, STEPS, _batches, _train_steps
-from recsys.data.store import offline_dir, read_meta
-from recsys.dataset.loader import Layout, load_split
-from recsys.dataset.loader import read_meta as read_dataset_meta
+from recsys.data.store import offline_dir, read_repo_meta
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import load_split
+from recsys.dataset.meta import read_dataset_meta
 from recsys.models import build_model
 from recsys.schema import TEXT_FIELDS
 from recsys.text.cache import TextCache, text_keys
@@ -33,7 +34,7 @@ def text_dataset(applied_repo, tmp_path_factory):
     stats = encode_text(applied_repo, progress=False, log=lambda *a: None)
     RESULTS["encode-text run texts/s"] = stats["texts_per_s"]
     RESULTS["encode-text distinct / snapshot text values"] = 1 - stats["saved_by_dedup"]
-    n_rows = read_meta(applied_repo)["n_rows"]
+    n_rows = read_repo_meta(applied_repo)["n_rows"]
     RESULTS["encode-text distinct / impression text values"] = \
         stats["distinct"] / (n_rows * len(TEXT_FIELDS))
     out = tmp_path_factory.mktemp("text") / "ds"

@@ -18,17 +18,19 @@ import torch
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from conftest import RESULTS
-from recsys.dataset.loader import BatchLoader, Layout, load_split, read_meta
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import BatchLoader, load_split
+from recsys.dataset.meta import read_dataset_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.models import MODELS, build_model, model_names
-from recsys.models.base import dense_parameters, training_loss
+from recsys.models.base import dense_parameters
 
 BATCH, STEPS = 2048, 40
 
 
 @pytest.fixture(scope="module")
 def train_split(built_dataset):
-    layout = Layout.from_meta(read_meta(built_dataset))
+    layout = Layout.from_meta(read_dataset_meta(built_dataset))
     return layout, load_split(built_dataset, "train", layout)
 
 
@@ -44,14 +46,14 @@ def _train_steps(model, batches, sampler=None):
     """One optimizer step per batch, each with its episode where the model takes them."""
     opt = torch.optim.Adam(dense_parameters(model), lr=1e-3)
     for b in batches:
-        loss = training_loss(model, b, sampler.next() if sampler is not None else None)
+        loss = model.loss(b, sampler.next() if sampler is not None else None)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
 
 def test_loader_rows_per_second(benchmark, built_dataset):
-    layout = Layout.from_meta(read_meta(built_dataset))
+    layout = Layout.from_meta(read_dataset_meta(built_dataset))
     loader = StreamLoader(SplitFiles(built_dataset, "train", layout), layout, BATCH,
                           shuffle=True)
     benchmark.group = "loader vs training"
@@ -60,7 +62,7 @@ def test_loader_rows_per_second(benchmark, built_dataset):
 
 
 def test_mmoe_training_examples_per_second(benchmark, built_dataset):
-    layout = Layout.from_meta(read_meta(built_dataset))
+    layout = Layout.from_meta(read_dataset_meta(built_dataset))
     loader = StreamLoader(SplitFiles(built_dataset, "train", layout), layout, BATCH,
                           shuffle=True)
     batches = list(itertools.islice(loader, STEPS))

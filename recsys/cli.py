@@ -111,7 +111,8 @@ def _print_feast_reset(meta: dict) -> None:
 def generate(
     preset: str = typer.Option("small", "--preset",
                                help="tiny | small | medium | large | full"),
-    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same data."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2 ** 63 - 1,
+                             help="Random seed: same seed, same data."),
     repo: Path = REPO,
     workers: int = typer.Option(_workers_default(), "--workers", help="Worker processes."),
     rows: Optional[int] = typer.Option(None, "--rows", help="Override the preset's rows."),
@@ -231,18 +232,19 @@ def summary(
                                            help="Built dataset (default datasets/<preset>)."),
 ) -> None:
     """Print what was generated and what was built."""
-    from recsys.data.store import offline_dir, read_meta
+    from recsys.data.store import offline_dir, read_repo_meta
     from recsys.data.summary import print_import, print_summary
-    from recsys.dataset.build import META, default_out
+    from recsys.dataset.build import default_out
+    from recsys.dataset.meta import DATASET_META
 
-    meta = read_meta(repo)
+    meta = read_repo_meta(repo)
     if "import" in meta:  # what was read, what each column became, the maps
         print_import(meta, offline_dir(repo), console)
     else:
         print_summary(meta, console)
     dataset = dataset or default_out(repo, meta)
-    if (dataset / META).is_file():
-        info = read_json(dataset / META,
+    if (dataset / DATASET_META).is_file():
+        info = read_json(dataset / DATASET_META,
                          "build the dataset again with `recsys build-dataset --force`")
         for split, v in info["splits"].items():
             console.print(f"{dataset}/{split}: {v['rows']:,} rows in {v['parts']} part(s)")
@@ -286,7 +288,11 @@ def train(
     force: bool = FORCE,
 ) -> None:
     """Train one model; resumes an interrupted run in the same --out."""
-    from recsys.dataset.loader import read_meta
+    from recsys.dataset.meta import read_dataset_meta
+
+    dataset = dataset or Path("datasets/small")
+    read_dataset_meta(dataset)  # a missing dataset is refused before torch is imported
+
     from recsys.eval.report import metrics_table
     from recsys.train import distributed
     from recsys.train.config import read_config, resolve
@@ -303,7 +309,6 @@ def train(
                          "modalities": modalities or None, "hashed_rows": hashed_rows or None},
                   {"fusion": fusion, "backbone": backbone},
                   f"--config {config}" if config else "the flags")
-    dataset = dataset or Path("datasets/small")
     out = out or Path("runs") / cfg.name
     distributed.check_device(device)
     if nproc < 1:
@@ -311,7 +316,6 @@ def train(
     if (nproc > 1 or device == "cuda") and not distributed.under_torchrun():
         # check here what would fail in every process, then start them
         distributed.check_shardable(cfg.model, nproc, cfg.batch_size)
-        read_meta(dataset)
         args = sys.argv[sys.argv.index("train") + 1:]
         keep = [a for i, a in enumerate(args) if not a.startswith("--nproc")
                 and not (i and args[i - 1] == "--nproc")]
@@ -379,6 +383,13 @@ def serve(
         "materialization of the online store (0: never)."),
 ) -> None:
     """Serve a trained run: POST /score, GET /health, /metadata, /metrics."""
+    from recsys.run import Run
+
+    Run(run).check_trained()  # before the server's imports: a wrong --run answers at once
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port}: choose 1..65535")
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: need at least one")
     import json
 
     import uvicorn
@@ -387,10 +398,6 @@ def serve(
     from recsys.serve.app import METRICS_DIR_ENV, SETTINGS_ENV, Settings, create_app
 
     check_repo(repo)
-    if not 0 < port < 65536:
-        raise UsageError(f"--port {port}: choose 1..65535")
-    if workers < 1:
-        raise UsageError(f"--workers {workers}: need at least one")
     settings = Settings(str(run), str(repo), refresh_seconds)
     app_ = create_app(settings)  # a bad run or repo fails here, before the port is taken
     console.print(f"serving {app_.state.scorer.info['name']} from {run} on "

@@ -17,7 +17,7 @@ from recsys.schema import ANTM2C, INTERACTIONS, OFFLINE_DIR, SCHEMA_FILE, Schema
 from recsys.storage import atomic_dir, check_output_free, read_json, read_yaml
 
 PROJECT = "recsys"
-META = "meta.json"
+REPO_META = "meta.json"
 # folders of the offline store that are not feature tables
 QUARANTINE, ID_MAPS, VOCABULARIES = "quarantine", "id_maps", "vocabularies"
 
@@ -62,7 +62,7 @@ def write_offline_store(repo: Path, force: bool,
         for table, columns in schema.tables().items():  # e.g. text vectors: `recsys
             if not table_files(tmp, table):               # encode-text` fills them
                 write_empty(tmp, table, columns)
-        (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
+        (tmp / REPO_META).write_text(json.dumps(meta, indent=2, default=str))
     schema.save(repo / SCHEMA_FILE)
     if replacing:
         meta["feast_reset"] = [str(p) for p in reset_state(repo)]
@@ -97,9 +97,9 @@ def table_glob(offline: Path, table: str) -> str:
 _PATTERN = {True: "day=*/*.parquet", False: "*.parquet"}
 
 
-def read_meta(repo: Path) -> dict:
+def read_repo_meta(repo: Path) -> dict:
     """The generator's metadata of a (checked) repo's offline store."""
-    path = offline_dir(check_repo(repo)) / META
+    path = offline_dir(check_repo(repo)) / REPO_META
     if not path.is_file():
         raise RepoError(f"no data in {offline_dir(repo)}: run `recsys generate --repo {repo}` "
                         f"or `recsys import ... --repo {repo}` first")

@@ -31,8 +31,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import vectors
-from recsys.data.store import connect, offline_dir, read_meta, read_schema, table_files, \
+from recsys.data.store import connect, offline_dir, read_repo_meta, read_schema, table_files, \
     validate_offline_store
+from recsys.dataset.meta import DATASET_META
 from recsys.dataset.split import DAY_US, SPLITS, Split, SplitSpec, choose_split, \
     train_counts_sql, with_cold_start_flags
 from recsys.errors import UsageError
@@ -41,7 +42,6 @@ from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
 from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS, LABEL, REQUEST_ID, Schema
 from recsys.storage import check_output_free, resumable_dir, write_parquet
 
-META = "meta.json"
 ENGINES = ("duckdb", "spark")
 # Bytes a partition's row costs at the peak, as a multiple of its width in Parquet. Feast's
 # join in DuckDB, which gets half the budget, spills little: it needed about 8x the width
@@ -78,7 +78,7 @@ class Partition:
 
 
 def default_out(repo: Path, meta: dict | None = None) -> Path:
-    return Path("datasets") / (meta or read_meta(repo))["preset"]
+    return Path("datasets") / (meta or read_repo_meta(repo))["preset"]
 
 
 def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
@@ -89,7 +89,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     """`service_name`: the feature service to join (default: the repo schema's default).
     `partition_rows`: the most rows one join takes (default: what `memory_gb` allows).
     `split_spec`: how validation and test are cut off (see dataset.split)."""
-    meta = read_meta(repo)  # checks the repo first
+    meta = read_repo_meta(repo)  # checks the repo first
     split_spec.check()
     repo_schema = read_schema(repo)
     service_name = repo_schema.default_service if service_name is None else service_name
@@ -128,7 +128,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
                           progress)
             info.update(_describe(meta, repo, repo_schema, service_name, split, partitions,
                                   memory_gb, engine, max_rows))
-            (tmp / META).write_text(json.dumps(info, indent=2))
+            (tmp / DATASET_META).write_text(json.dumps(info, indent=2))
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)

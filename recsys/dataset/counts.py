@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys.dataset.loader import Layout
+from recsys.dataset.layout import Layout
 from recsys.dataset.stream import SplitFiles, StreamLoader
 
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.dataset.loader import Batch, Layout, SplitData, rows_batch
+from recsys.dataset.batch import Batch
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import rows_batch, SplitData
 from recsys.errors import DataError
 from recsys.schema import FEW_SHOT_MAX
 

@@ -1,5 +1,5 @@
-"""Parquet training sets -> `Batch` (TorchRec KeyedJaggedTensor + dense tensor + vectors +
-labels).
+"""Parquet training sets -> model inputs: a split's rows as numpy arrays (`SplitData`) and
+`Batch`es of them.
 
 A split is read once with pyarrow into column-major numpy arrays; a batch is a slice (or a
 shuffled gather) of them, turned into tensors without per-row Python. A background thread
@@ -8,10 +8,9 @@ prepares the next batches while the model trains on the current one.
 
 from __future__ import annotations
 
-import functools
 import queue
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -20,220 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import torch
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.data import vectors as vector_columns
 from recsys.data.store import check_parquet_files
-from recsys.dataset.build import META
-from recsys.dataset.hashing import hash_rows
-from recsys.errors import DataError, UsageError
-from recsys.schema import ANTM2C, COLD_START_FLAGS, EVENT_TIMESTAMP, LABEL, MODALITIES, P_TRUE, \
-    Schema
-from recsys.storage import read_json
-
-ID_FEATURES = ("user_id", "item_id")
-# Dense features whose values are counts: fed as log1p(count).
-_COUNT_DTYPES = ("int32", "int64")
-
-
-@dataclass(frozen=True)
-class VectorGroup:
-    """The vector features of one view (e.g. a user's three text vectors): the model projects
-    their concatenation into one extra embedding slot of its owner (user / item)."""
-
-    view: str
-    owner: str  # the entity's join key: user_id / item_id
-    columns: tuple[str, ...]
-    dims: tuple[int, ...]
-
-    @property
-    def width(self) -> int:
-        return sum(self.dims)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Which columns feed the model, derived from the dataset's schema and sizes."""
-
-    sparse: tuple[str, ...]  # one embedding table each; the multi-valued ones last
-    num_embeddings: tuple[int, ...]  # the feature's values 0..n-1, then one unknown row
-    dense: tuple[str, ...]
-    scenarios: tuple[str, ...]  # the scenarios' names, by code: one tower (or net) each
-    modalities: tuple[str, ...] = ()  # text / image: vectors beside the IDs
-    vectors: tuple[VectorGroup, ...] = ()
-    hashed: tuple[str, ...] = ()  # ID features whose raw values are hashed into their table
-    # the dataset's columns (Arrow types), of the repo schema's feature service it was built with
-    columns: pa.Schema = field(default_factory=ANTM2C.dataset_schema, compare=False)
-    # per sparse feature: the values a row holds (1; a multi-valued one's max_values, pooled
-    # by their mean) and its owner (user / item / context / scenario)
-    widths: tuple[int, ...] = ()
-    owners: tuple[str, ...] = ()
-    # per dense feature: the (mean, std) it is standardized with, or None; and its owner
-    scales: tuple[tuple[float, float] | None, ...] = ()
-    dense_owners: tuple[str, ...] = ()
-
-    @classmethod
-    def from_meta(cls, meta: dict, modalities: tuple[str, ...] = (),
-                  hashed_rows: dict[str, int] | None = None) -> "Layout":
-        """`meta`: a dataset's meta.json, whose schema and feature service say its columns.
-        `hashed_rows`: ID feature -> table rows its raw IDs are hashed into (any size of ID
-        space then fits the table; see dataset.hashing)."""
-        hashed_rows = hashed_rows or {}
-        schema = dataset_facts(meta)
-        columns = schema.dataset_schema(meta.get("feature_service"))
-        ids = {"user_id": meta["n_users"], "item_id": meta["n_items"], **hashed_rows}
-        features = [f for f in schema.features if f.name in columns.names]
-        sparse = [f for f in features if f.kind in ("id", "categorical")]
-        # one column each first, then the bags of several values (kjt relies on it)
-        sparse.sort(key=lambda f: f.multi_valued and f.max_values > 1)
-        dense = [f for f in features if f.kind == "numeric"]
-        for name, rows in hashed_rows.items():
-            if name not in ID_FEATURES or rows < 1:
-                raise UsageError(f"hashed table {name}={rows}: only {', '.join(ID_FEATURES)} "
-                                 f"can be hashed, into at least one row")
-        return cls(sparse=tuple(f.name for f in sparse),
-                   num_embeddings=tuple((ids.get(f.name) or f.cardinality) + 1 for f in sparse),
-                   dense=tuple(f.name for f in dense), scenarios=schema.scenario_names,
-                   modalities=tuple(modalities),
-                   vectors=tuple(_vector_groups(meta, schema, modalities)),
-                   hashed=tuple(n for n in ID_FEATURES if n in hashed_rows), columns=columns,
-                   widths=tuple(f.max_values if f.multi_valued else 1 for f in sparse),
-                   owners=tuple(f.owner for f in sparse),
-                   scales=tuple(f.scale for f in dense),
-                   dense_owners=tuple(f.owner for f in dense))
-
-    def content(self, owner: str) -> tuple[str, ...]:
-        """The sparse features describing a user / item besides its ID (its profile)."""
-        return tuple(n for n, o in zip(self.sparse, self.owners)
-                     if o == owner and n not in ID_FEATURES)
-
-    @property
-    def id_columns(self) -> int:
-        """Columns of a batch's ID matrix: one per single-valued feature, then each
-        multi-valued feature's `widths` (padded with -1)."""
-        return sum(self.widths) if self.widths else len(self.sparse)
-
-    def slot(self, name: str) -> int:
-        """Slot of a sparse feature, or of a vector group (by its view), in the model's
-        (B, slots, D) embeddings: the sparse features first, then the vector groups."""
-        views = [g.view for g in self.vectors]
-        return views.index(name) + len(self.sparse) if name in views else self.sparse.index(name)
-
-    @property
-    def vector_columns(self) -> tuple[str, ...]:
-        return tuple(c for g in self.vectors for c in g.columns)
-
-    def unknown_row(self, name: str) -> int:
-        """The row every null, negative or out-of-range value of `name` maps to."""
-        return self.num_embeddings[self.slot(name)] - 1
-
-    @functools.cached_property
-    def inputs(self) -> tuple["InputColumn", ...]:
-        """Every column the model reads, with where it lands and how it is transformed."""
-        out, at = [], 0
-        for name, size, width in zip(self.sparse, self.num_embeddings,
-                                     self.widths or (1,) * len(self.sparse)):
-            out.append(InputColumn(name, "ids", at, width, size=size,
-                                   hashed=name in self.hashed))
-            at += width
-        for j, (name, scale) in enumerate(zip(self.dense,
-                                              self.scales or (None,) * len(self.dense))):
-            counts = str(self.columns.field(name).type) in _COUNT_DTYPES
-            out.append(InputColumn(name, "dense", j, 1, counts=counts, scale=scale))
-        at = 0
-        for group in self.vectors:
-            for name, dim in zip(group.columns, group.dims):
-                out.append(InputColumn(name, "vectors", at, dim))
-                at += dim
-        return tuple(out)
-
-
-def check_modalities(modalities: tuple[str, ...]) -> None:
-    for modality in modalities:
-        if modality not in MODALITIES:
-            raise UsageError(f"unknown modality '{modality}': choose from "
-                             f"{', '.join(MODALITIES)}")
-
-
-def dataset_facts(meta: dict) -> Schema:
-    """The schema a dataset was built with (its meta.json); datasets built before schemas
-    were recorded hold the built-in AntM2C one."""
-    return Schema.from_json(meta["schema"]) if "schema" in meta else ANTM2C
-
-
-def _vector_groups(meta: dict, schema: Schema,
-                   modalities: tuple[str, ...]) -> list[VectorGroup]:
-    """The vector groups of the asked modalities, with sizes the dataset recorded."""
-    check_modalities(modalities)
-    dims = meta.get("vector_dims", {})
-    groups = []
-    for modality in modalities:
-        views = schema.modality_views(modality)
-        if not views:
-            raise DataError(f"the dataset's schema has no {modality} vectors (--{modality}): "
-                            f"train without --{modality}")
-        for view in views:
-            columns = tuple(f.name for f in schema.view_features(view))
-            if not all(dims.get(c) for c in columns):
-                how = ("run `recsys encode-text`, then `recsys build-dataset --force`"
-                       if modality == "text" else
-                       "generate or import item image vectors, then `recsys build-dataset "
-                       "--force`")
-                raise DataError(f"the dataset has no {modality} vectors ({view}): {how}")
-            groups.append(VectorGroup(view, schema.join_key(view), columns,
-                                      tuple(dims[c] for c in columns)))
-    return groups
-
-
-@dataclass
-class Batch:
-    """One mini-batch: sparse IDs as a KJT (one value per feature and row), dense features,
-    vector features (text / image; zero columns without them), labels and the scenario of each
-    row."""
-
-    sparse: KeyedJaggedTensor
-    # (B, Layout.id_columns) the same IDs as a matrix, for routing rows by scenario: column j
-    # is sparse feature j for the single-valued ones (they come first)
-    ids: torch.Tensor
-    dense: torch.Tensor  # (B, D) float32
-    labels: torch.Tensor  # (B,) float32
-    scenario: torch.Tensor  # (B,) int64
-    vectors: torch.Tensor  # (B, V) float32: the Layout's vector groups, concatenated
-    widths: tuple[int, ...] = ()  # Layout.widths
-
-    def __len__(self) -> int:
-        return self.labels.shape[0]
-
-    def to(self, device: torch.device) -> "Batch":
-        if device.type == "cpu":
-            return self
-        return Batch(self.sparse.to(device), *(getattr(self, f.name).to(device)
-                                               for f in fields(self)[1:-1]), self.widths)
-
-    def select(self, mask: torch.Tensor) -> "Batch":
-        ids = self.ids[mask]
-        return Batch(kjt(self.sparse.keys(), ids, self.widths), ids, self.dense[mask],
-                     self.labels[mask], self.scenario[mask], self.vectors[mask], self.widths)
-
-
-def kjt(keys: list[str] | tuple[str, ...], ids: torch.Tensor,
-        widths: tuple[int, ...] = ()) -> KeyedJaggedTensor:
-    """KJT from a (B, columns) ID matrix: one value per (feature, row) for the single-valued
-    features; a multi-valued one's `widths[j]` columns give its values, -1 padding left out."""
-    single = sum(1 for w in widths if w == 1) if widths else len(keys)
-    values = [ids[:, :single].t().reshape(-1)]
-    lengths = [torch.ones(ids.shape[0] * single, dtype=torch.int32)]
-    at = single
-    for width in widths[single:]:
-        bag = ids[:, at:at + width]
-        held = bag >= 0
-        values.append(bag[held])  # row-major: each row's values in order
-        lengths.append(held.sum(1, dtype=torch.int32))
-        at += width
-    if len(values) == 1:
-        return KeyedJaggedTensor(keys=list(keys), values=values[0], lengths=lengths[0])
-    return KeyedJaggedTensor(keys=list(keys), values=torch.cat(values),
-                             lengths=torch.cat(lengths))
+from recsys.dataset.batch import Batch, kjt
+from recsys.dataset.layout import Layout
+from recsys.errors import DataError
+from recsys.schema import COLD_START_FLAGS, EVENT_TIMESTAMP, LABEL, P_TRUE
 
 
 @dataclass
@@ -271,14 +62,6 @@ class SplitData:
                                       for k in first.flags} if f.name == "flags" else
                                      np.concatenate([getattr(p, f.name) for p in parts]))
                             for f in fields(first)})
-
-
-def read_meta(dataset: Path) -> dict:
-    path = dataset / META
-    if not path.is_file():
-        raise DataError(f"no dataset at {dataset} (missing meta.json): run "
-                        f"`recsys build-dataset` or pass --dataset")
-    return read_json(path, "build the dataset again with `recsys build-dataset --force`")
 
 
 def needed_columns(layout: Layout, for_metrics: bool = True) -> pa.Schema:
@@ -332,65 +115,6 @@ def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
                      labels=table[LABEL].to_numpy().astype(np.float32),
                      scenario=table["scenario"].to_numpy().astype(np.int64),
                      p_true=np.zeros(n, np.float32), flags={}, time=np.zeros(n, np.int64))
-
-
-@dataclass(frozen=True)
-class InputColumn:
-    """Where a dataset column lands in the model's input matrices (`matrix`: ids, dense or
-    vectors; columns start..start + width) and how its values are turned into inputs: the one
-    place training, evaluation and serving transform a column."""
-
-    name: str
-    matrix: str
-    start: int
-    width: int
-    size: int = 0  # ids: the table's rows, the last one the unknown row
-    hashed: bool = False  # ids: raw IDs hashed into the table
-    counts: bool = False  # dense: a count, fed as log1p
-    scale: tuple[float, float] | None = None  # dense: (mean, std) it is standardized with
-
-    def transform(self, column: pa.ChunkedArray | pa.Array, folder: Path) -> np.ndarray:
-        """(N, width) inputs of the column's N values."""
-        if self.matrix == "vectors":
-            return vector_columns.to_numpy(column, self.width, f"{folder}: column "
-                                                               f"'{self.name}'")
-        if self.matrix == "dense":
-            if self.scale is not None:  # standardized; a missing value is the mean
-                col = column.to_numpy(zero_copy_only=False).astype(np.float32)
-                return np.nan_to_num((col - self.scale[0]) / self.scale[1], nan=0.0)[:, None]
-            col = _filled(column, 0).astype(np.float32)
-            return (np.log1p(np.maximum(col, 0)) if self.counts else col)[:, None]
-        unknown = self.size - 1
-        if self.width > 1 or pa.types.is_list(column.type):
-            return bag_matrix(column, self.width, unknown)
-        col = _filled(column, -1).astype(np.int64)
-        if self.hashed:
-            return np.where(col >= 0, hash_rows(col, unknown), unknown)[:, None]
-        # unknown values share one row, never trained on real data: a defined cold path
-        return np.where((col >= 0) & (col < unknown), col, unknown)[:, None]
-
-
-def _filled(column: pa.ChunkedArray | pa.Array, value) -> np.ndarray:
-    """A column as numpy, nulls replaced by `value` (pyarrow's fill_null only where there are
-    nulls: on the columns without, it cost as much as the rest of the conversion)."""
-    return (column.fill_null(value) if column.null_count else column).to_numpy()
-
-
-def bag_matrix(column: pa.ChunkedArray, width: int, unknown: int) -> np.ndarray:
-    """A list<int64> column -> (N, width) codes, -1 after a row's values; values beyond the
-    table and a row with none (null, empty) give the unknown row."""
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    n = len(column)
-    out = np.full((n, width), -1, dtype=np.int64)
-    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
-    values = pc.list_flatten(column).fill_null(-1).to_numpy(zero_copy_only=False)
-    row = np.repeat(np.arange(n), lengths)
-    pos = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    keep = pos < width
-    values = values[keep]
-    out[row[keep], pos[keep]] = np.where((values >= 0) & (values < unknown), values, unknown)
-    out[lengths == 0, 0] = unknown
-    return out
 
 
 def metric_columns(table: pa.Table, ids: np.ndarray, dense: np.ndarray,

@@ -28,8 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys.data.store import check_parquet_files
-from recsys.dataset.loader import Batch, Layout, SplitData, check_labels, needed_columns, \
-    rows_batch, to_split_data
+from recsys.dataset.batch import Batch
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import check_labels, needed_columns, rows_batch, SplitData, to_split_data
 from recsys.errors import DataError, actionable_os_error
 from recsys.schema import LABEL
 

@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 import torch
 
 from recsys.data.store import limit_memory
-from recsys.dataset.loader import BatchLoader, Layout, SplitData, dataset_facts, read_meta
+from recsys.dataset.layout import dataset_facts, Layout
+from recsys.dataset.loader import BatchLoader, SplitData
+from recsys.dataset.meta import read_dataset_meta
 from recsys.eval.metrics import auc_sql
 from recsys.memory import GiB
 from recsys.schema import COLD_START_FLAGS, LABEL, P_TRUE
@@ -75,7 +77,7 @@ def write_scores(batches: Iterable[np.ndarray], path: Path) -> Path:
 
 def split_metrics(dataset: Path, split: str, scores: Path) -> dict:
     """The metrics.json blocks of a split's stored scores (see `compute_metrics`)."""
-    scenarios = dataset_facts(read_meta(dataset)).scenario_names
+    scenarios = dataset_facts(read_dataset_meta(dataset)).scenario_names
     with _scored(dataset, split, scores) as (con, relation):
         return _metrics(con, relation, scenarios)
 

@@ -15,7 +15,8 @@ import torch
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from recsys.dataset.episodes import Histories
-from recsys.dataset.loader import BatchLoader, Layout, SplitData, rows_batch
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import BatchLoader, rows_batch, SplitData
 from recsys.eval.evaluate import MIN_ROWS, predict
 from recsys.eval.metrics import auc
 from recsys.models.base import SparseArch, set_sparse_lr

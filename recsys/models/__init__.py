@@ -4,7 +4,7 @@ offers; the experiments and the sharding take their model lists from here."""
 
 from __future__ import annotations
 
-from recsys.dataset.loader import Layout
+from recsys.dataset.layout import Layout
 from recsys.errors import UsageError
 from recsys.models.base import Model, ModelConfig
 from recsys.models.dnn import SingleScenarioDNN

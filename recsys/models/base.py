@@ -16,7 +16,8 @@ from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
 from torchrec.sparse.jagged_tensor import KeyedTensor
 
-from recsys.dataset.loader import Batch, Layout
+from recsys.dataset.batch import Batch
+from recsys.dataset.layout import Layout
 from recsys.errors import UsageError
 from recsys.models.dcn import CrossNet
 
@@ -219,12 +220,18 @@ def route(per_scenario: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
     return per_scenario.gather(1, scenario.unsqueeze(1)).squeeze(1)
 
 
-def training_loss(model: nn.Module, batch: Batch, episode=None) -> torch.Tensor:
-    """The model's objective (`Model.loss`); a model sharded by DistributedModelParallel,
-    whose wrapper has no `loss`, trains on binary cross-entropy (the shardable models' own)."""
-    if isinstance(model, Model):
-        return model.loss(batch, episode)
-    return binary_cross_entropy_with_logits(model(batch), batch.labels)
+class TrainWrapper(nn.Module):
+    """A model with its objective: `forward(batch, episode)` is the model's own `loss`. The
+    training loop calls this, and DistributedModelParallel wraps this rather than the model,
+    so the model's own objective is what trains, sharded or not (TorchEasyRec's
+    TrainWrapper)."""
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, episode=None) -> torch.Tensor:
+        return self.model.loss(batch, episode)
 
 
 def sparse_optimizers(model: nn.Module) -> list:

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 
-from recsys.dataset.loader import Batch, Layout
+from recsys.dataset.batch import Batch
+from recsys.dataset.layout import Layout
 from recsys.models.base import Capabilities, Model, SparseArch, tower
 from recsys.models.dnn_mixed import DNNConfig
 

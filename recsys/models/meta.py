@@ -13,7 +13,9 @@ import torch
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
 from recsys.dataset.episodes import Episode, Histories
-from recsys.dataset.loader import Batch, Layout, SplitData, rows_batch
+from recsys.dataset.batch import Batch
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import rows_batch, SplitData
 from recsys.models.base import Capabilities
 from recsys.models.cold import ColdStartModel, linear_layers, masked_bce, replace_slot, \
     task_forward

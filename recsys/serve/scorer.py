@@ -6,7 +6,6 @@ was. Unknown users, items and categorical values are nulls there: the model's co
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +16,11 @@ import pyarrow.parquet as pq
 import torch
 
 from recsys.data.store import offline_dir
-from recsys.dataset.loader import Layout, SplitData, dataset_facts, needed_columns, \
-    rows_batch
-from recsys.errors import DataError, RecsysError
+from recsys.dataset.layout import dataset_facts
+from recsys.dataset.loader import needed_columns, rows_batch, SplitData
+from recsys.errors import RecsysError
 from recsys.serve.features import OnlineFeatures, check_online
-from recsys.storage import read_json
-from recsys.train.config import PROVENANCE, TrainConfig
-from recsys.train.loop import BEST, CONFIG, DATASET_META, SHARDED_BEST, load_trained
+from recsys.run import Run
 
 RAW = Path("request")  # what the loader's messages name as the rows' origin
 
@@ -50,22 +47,14 @@ class Scores:
 
 class Scorer:
     def __init__(self, run: Path, repo: Path, refresh_seconds: float = 10.0):
-        if not (run / CONFIG).is_file() or not ((run / BEST).is_file() or
-                                                (run / SHARDED_BEST).is_dir()):
-            raise DataError(f"{run}: not a finished run (no {CONFIG} or {BEST}); pass --run "
-                            f"runs/<name> of a `recsys train` that finished")
+        trained = Run(run).check_trained()
         check_online(repo)
-        saved = read_json(run / CONFIG, "train the run again")
-        cfg = TrainConfig.from_json({k: v for k, v in saved.items() if k not in PROVENANCE},
-                                    str(run / CONFIG))
-        meta_path = run / DATASET_META if (run / DATASET_META).is_file() else \
-            Path(saved["dataset"]) / "meta.json"  # runs trained before it was kept
-        meta = read_json(meta_path, "train the run again")
-        self.layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
+        cfg, meta = trained.config(), trained.dataset_meta()
+        self.layout = trained.layout()
         self.schema = dataset_facts(meta)
         self.service = meta.get("feature_service") or self.schema.default_service
         self.columns = needed_columns(self.layout, for_metrics=False)
-        self.model = load_trained(run, self.layout).eval()
+        self.model = trained.load_model(self.layout).eval()
         # a column the request leaves out (a context feature, the unknown user's) is null:
         # its inputs are the same every time
         self.null_inputs = {c.name: c.transform(pa.nulls(1, self.columns.field(c.name).type),
@@ -79,9 +68,9 @@ class Scorer:
         self.vocabularies = {n: _vocabulary(offline_dir(repo) / f.vocabulary)
                              for n, f in self.context.items() if f.vocabulary}
         self.scenarios = {s.name: s.code for s in self.schema.scenarios}
-        weights = run / BEST if (run / BEST).is_file() else run / SHARDED_BEST / ".metadata"
+        saved = trained.saved
         self.info = {"run": str(run), "model": cfg.model, "name": cfg.name,
-                     "model_fingerprint": _file_hash(weights),
+                     "model_fingerprint": trained.fingerprint(),
                      "dataset": saved.get("dataset"),
                      "dataset_fingerprint": saved.get("dataset_fingerprint"),
                      "feature_service": self.service, "schema": self.schema.name,
@@ -197,10 +186,3 @@ def _vocabulary(path: Path) -> dict[str, int]:
     table = pq.read_table(path, columns=["value", "code"])
     return dict(zip(table["value"].to_pylist(), table["code"].to_pylist()))
 
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()[:16]

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import vectors
-from recsys.data.store import offline_dir, read_meta, read_schema, table_files
+from recsys.data.store import offline_dir, read_repo_meta, read_schema, table_files
 from recsys.errors import OutputExistsError, UsageError
 from recsys.schema import EVENT_TIMESTAMP, Schema, vector_name
 from recsys.storage import atomic_dir, read_json, replacing, write_json
@@ -122,7 +122,7 @@ def encode_text(repo: Path, model: Path | None = None, batch_size: int = 256,
                 device: str = "cpu", dim: int = DEFAULT_DIM, force: bool = False,
                 progress: bool = True, log=print) -> dict:
     """Encode the repo's text into its vector views; return the run's statistics."""
-    read_meta(repo)  # a repo with generated or imported data
+    read_repo_meta(repo)  # a repo with generated or imported data
     schema = read_schema(repo)
     views = vector_views(schema)
     offline = offline_dir(repo)

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recsys.dataset.loader import Layout, SplitData, load_split, read_meta
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import load_split, SplitData
+from recsys.dataset.meta import read_dataset_meta
 from recsys.eval.report import plot_cold_start, write_cold_start_report
 from recsys.eval.warmup import STAGES, warmup_curve
 from recsys.models import model_names
 from recsys.schema import COLD_START_FLAGS
 from recsys.storage import read_json, write_json
 from recsys.train.experiment import mean_std, run_dir, train_runs
-from recsys.train.loop import load_trained
+from recsys.run import Run
 
 WARMUP = "warmup.json"
 
@@ -36,7 +38,7 @@ def cold_start(dataset: Path, out: Path, seeds: int = 1,
 
 def warmup_curves(dataset: Path, out: Path, models: tuple[str, ...], seeds: int, force: bool,
                   log) -> dict[str, list[dict]]:
-    layout = Layout.from_meta(read_meta(dataset))
+    layout = Layout.from_meta(read_dataset_meta(dataset))
     train: SplitData | None = None
     curves: dict[str, list[dict]] = {m: [] for m in models}
     for seed in range(seeds):
@@ -49,7 +51,7 @@ def warmup_curves(dataset: Path, out: Path, models: tuple[str, ...], seeds: int,
                 train = load_split(dataset, "train", layout)
                 later = SplitData.concat([load_split(dataset, s, layout)
                                           for s in ("val", "test")])
-            curve = warmup_curve(load_trained(path.parent, layout), layout, train, later)
+            curve = warmup_curve(Run(path.parent).load_model(layout), layout, train, later)
             log(f"warm-up {model} seed {seed}: " + ", ".join(
                 f"{k} {v:.4f}" if v is not None else f"{k} -" for k, v in curve["auc"].items()))
             write_json(curve, path)

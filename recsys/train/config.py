@@ -25,10 +25,11 @@ from pathlib import Path
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
-from recsys.dataset.loader import check_modalities
+from recsys.dataset.layout import check_modalities
 from recsys.errors import UsageError
 from recsys.models import model_class
 from recsys.models.base import ModelConfig, check_model_config
+from recsys.run import PROVENANCE
 from recsys.storage import read_yaml
 
 
@@ -104,7 +105,6 @@ class TrainConfig:
 # the run's keys a config file may set; a run's config.json also holds where it ran, which a
 # config file read from it leaves aside
 FILE_KEYS = tuple(f.name for f in fields(TrainConfig))
-PROVENANCE = ("dataset", "dataset_fingerprint", "nproc", "code")
 
 
 def _validated(cls, data: dict, where: str, prefix: str = "", hint: str = ""):

@@ -34,6 +34,7 @@ from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict_stream
 from recsys.models import model_class, model_names
+
 DEVICES = ("cpu", "cuda")
 GiB = 2 ** 30
 RESERVED = 0.1  # share of each rank's memory the planner keeps for everything else
@@ -219,11 +220,3 @@ def save_sharded(state: dict, path: Path, ranks: Ranks, extra: dict | None = Non
         tmp.rename(path)
         shutil.rmtree(old, ignore_errors=True)
     ranks.barrier()
-
-
-def load_sharded(state: dict, path: Path) -> None:
-    """Fill `state`'s tensors in place from a checkpoint, whatever the sharding it was saved
-    with (a 2-rank checkpoint loads into one process, too)."""
-    with warnings.catch_warnings():  # "assuming ... a single process": yes, on purpose
-        warnings.simplefilter("ignore", UserWarning)
-        dcp.load(state, checkpoint_id=path, no_dist=not dist.is_initialized())

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.dataset.loader import read_meta
+from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import UsageError
 from recsys.eval.report import plot_per_scenario, write_report
 from recsys.models import model_class, model_names
 from recsys.models.base import BACKBONES, ModelConfig
 from recsys.schema import MODALITIES
-from recsys.storage import read_json, write_json
+from recsys.storage import write_json
 from recsys.train.config import TrainConfig
-from recsys.train.loop import METRICS, train
+from recsys.run import Run
+from recsys.train.loop import train
 
 BASELINE = "dnn"  # the multi-scenario experiment's gains are paired with it, seed by seed
 
@@ -73,7 +74,7 @@ def train_runs(dataset: Path, out: Path, arms: tuple[str, ...], seeds: int, forc
     config file, `flags` its epochs / batch size given on the command line."""
     if seeds < 1:
         raise UsageError(f"--seeds {seeds}: need at least one seed")
-    read_meta(dataset)  # fail early, with the dataset's own message
+    read_dataset_meta(dataset)  # fail early, with the dataset's own message
     file, flags = file or {}, flags or {}
     configs = {(arm, seed): arm_config(arm, seed, file, flags, "--config")
                for seed in range(seeds) for arm in arms}  # every arm checked before any run
@@ -81,9 +82,9 @@ def train_runs(dataset: Path, out: Path, arms: tuple[str, ...], seeds: int, forc
     for seed in range(seeds):
         for arm in arms:
             folder = run_dir(out, arm, seed)
-            if (folder / METRICS).exists() and not force:
+            if Run(folder).finished and not force:
                 log(f"reusing finished run {folder}")
-                metrics = read_json(folder / METRICS, "pass --force to run it again")
+                metrics = Run(folder).metrics()
             else:
                 metrics = train(dataset, folder, configs[arm, seed], force=force,
                                 progress=progress, log=log)

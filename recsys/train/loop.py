@@ -3,7 +3,6 @@ every epoch (written atomically), and automatic resume of an interrupted run."""
 
 from __future__ import annotations
 
-import json
 import resource
 import shutil
 import time
@@ -17,71 +16,39 @@ from tqdm import tqdm
 from recsys.dataset.counts import training_counts
 from recsys.dataset.episodes import EpisodeSampler
 from recsys.dataset.hashing import collisions
-from recsys.dataset.loader import Layout, distinct_values, load_split, read_meta
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import distinct_values, load_split
+from recsys.dataset.meta import read_dataset_meta
 from recsys.dataset.stream import PREFETCH, SplitFiles, StreamLoader
-from recsys.errors import OutputExistsError, UsageError
+from recsys.errors import OutputExistsError
 from recsys.eval.evaluate import EVAL_BATCH, predict, score_batches, split_auc, \
     split_metrics, write_scores
+from recsys.memory import available_memory, check_fits
 from recsys.models import build_model, model_class
-from recsys.models.base import ModelConfig, dense_bytes_with_adam, dense_parameters, \
-    sparse_optimizers, table_bytes, training_loss
+from recsys.models.base import ModelConfig, TrainWrapper, dense_bytes_with_adam, \
+    dense_parameters, sparse_optimizers, table_bytes
 from recsys.models.cold import COLD_ENTITIES
 from recsys.provenance import code_version, dataset_fingerprint
-from recsys.memory import available_memory, check_fits
-from recsys.storage import load_torch, read_json, save_torch, write_json
-from recsys.train.config import PROVENANCE, TrainConfig
-from recsys.train.distributed import Ranks, check_shardable, load_sharded, predict_sharded, \
-    save_sharded, shard
+from recsys.run import BEST, CHECKPOINT, CONFIG, DENSE_OPT, METRICS, SHARDED, SHARDED_BEST, \
+    STATE, Run, load_sharded
+from recsys.storage import load_torch, read_json, save_torch
+from recsys.train.config import TrainConfig
+from recsys.train.distributed import Ranks, check_shardable, predict_sharded, save_sharded, \
+    shard
 
-CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.json", "config.json"
-DATASET_META = "dataset.json"  # the dataset's meta.json, kept with the run
-# config.json records beside the config the dataset, its fingerprint, the processes and the
-# code (config.PROVENANCE); a changed commit does not stop a resume, the rest does
-SCORES = "{split}_scores.parquet"  # a split's scores, row for row with its files (val: last epoch)
 RESTART = "pass --force to start the run over, or choose another --out"  # a corrupt run file
-# the same, written by several processes (torch.distributed.checkpoint folders)
-SHARDED, SHARDED_BEST, STATE, DENSE_OPT = "checkpoint", "best", "state.json", "dense_opt.pt"
-
-
-def load_trained(run: Path, layout: Layout) -> torch.nn.Module:
-    """The best epoch of a finished run, ready to predict in this process (`layout` must have
-    the run's modalities): built from its config.json and weights alone, no data needed. A run
-    sharded over several processes is gathered into one here."""
-    saved = read_json(run / CONFIG, "train the run again")
-    if tuple(saved.get("modalities", ())) != layout.modalities:
-        raise UsageError(f"{run} was trained with modalities {saved.get('modalities', [])}, "
-                         f"the data was loaded with {list(layout.modalities)}")
-    hashed = {n: layout.num_embeddings[layout.slot(n)] - 1 for n in layout.hashed}
-    if saved.get("hashed_rows", {}) != hashed:
-        raise UsageError(f"{run} hashed its IDs into {saved.get('hashed_rows', {})} rows, "
-                         f"the data was loaded with {hashed}")
-    cfg = TrainConfig.from_json({k: v for k, v in saved.items() if k not in PROVENANCE},
-                                f"{run / CONFIG}")
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, layout, cfg.model_config)
-    load_best(model, run)
-    return model
-
-
-def load_best(model: torch.nn.Module, run: Path) -> None:
-    """The run's best epoch into `model`, sharded or not: a `best/` checkpoint folder (written
-    by several processes) is resharded to the model's layout."""
-    if (run / SHARDED_BEST).is_dir():
-        weights = model.state_dict()
-        load_sharded({"model": weights}, run / SHARDED_BEST)
-        model.load_state_dict(weights)
-    else:  # mapped, not read: no second copy of the tables in memory
-        model.load_state_dict(load_torch(run / BEST, "train the run again",
-                                         weights_only=True, mmap=True))
 
 
 class _Checkpoints:
     """Where a run keeps its latest epoch and its best: torch.save files in one process,
-    torch.distributed.checkpoint folders (each rank writes its shards) in several."""
+    torch.distributed.checkpoint folders (each rank writes its shards) in several. `model` is
+    the model; `trainer` what trains it (its TrainWrapper, sharded by DMP in several
+    processes), which holds the fused sparse optimizers."""
 
     def __init__(self, out: Path, ranks: Ranks):
         self.out, self.ranks = out, ranks
         self.sharded = ranks.distributed
+        self.run = Run(out)
 
     def check_resumable(self, nproc_saved: int | None) -> bool:
         """Whether there is an interrupted run to resume; it must have been written by as many
@@ -97,30 +64,31 @@ class _Checkpoints:
                 f"(`recsys` reads its best epoch in any number of processes)")
         return True
 
-    def save(self, model, dense_opt, state: dict) -> None:
+    def save(self, model, trainer, dense_opt, state: dict) -> None:
         if not self.sharded:
             save_torch({"model": model.state_dict(), "dense_opt": dense_opt.state_dict(),
-                   "fused_opts": [o.state_dict() for o in sparse_optimizers(model)],
-                   "state": state}, self.out / CHECKPOINT)
+                        "fused_opts": [o.state_dict() for o in sparse_optimizers(trainer)],
+                        "state": state}, self.out / CHECKPOINT)
             return
         # the dense optimizer is the same on every rank: rank 0 saves it whole
         save_sharded({"model": model.state_dict(),
-                      "sparse_opt": model.fused_optimizer.state_dict()},
+                      "sparse_opt": trainer.fused_optimizer.state_dict()},
                      self.out / SHARDED, self.ranks,
                      extra={STATE: state, DENSE_OPT: dense_opt.state_dict()})
 
-    def load(self, model, dense_opt) -> dict:
+    def load(self, model, trainer, dense_opt) -> dict:
         if not self.sharded:
             ckpt = load_torch(self.out / CHECKPOINT, RESTART, weights_only=False)
             model.load_state_dict(ckpt["model"])
             dense_opt.load_state_dict(ckpt["dense_opt"])
-            for opt, saved in zip(sparse_optimizers(model), ckpt["fused_opts"]):
+            for opt, saved in zip(sparse_optimizers(trainer), ckpt["fused_opts"]):
                 opt.load_state_dict(saved)
             return ckpt["state"]
-        saved = {"model": model.state_dict(), "sparse_opt": model.fused_optimizer.state_dict()}
+        saved = {"model": model.state_dict(),
+                 "sparse_opt": trainer.fused_optimizer.state_dict()}
         load_sharded(saved, self.out / SHARDED)
         model.load_state_dict(saved["model"])
-        model.fused_optimizer.load_state_dict(saved["sparse_opt"])
+        trainer.fused_optimizer.load_state_dict(saved["sparse_opt"])
         dense_opt.load_state_dict(load_torch(self.out / SHARDED / DENSE_OPT, RESTART,
                                              weights_only=True))
         return read_json(self.out / SHARDED / STATE, RESTART)
@@ -152,9 +120,7 @@ def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints
     if ranks.main:
         if force and out.exists():
             shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG).write_text(json.dumps(config, indent=2))
-        write_json(meta, out / DATASET_META)
+        Run(out).write_start(config, meta)
     ranks.barrier()
     return resume
 
@@ -198,45 +164,37 @@ def _check_batch_fits(layout: Layout, model_config: ModelConfig, batch_size: int
 
 
 def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
-          progress: bool = True, log=print, ranks: Ranks | None = None) -> dict:
+          progress: bool = True, log=print, ranks: Ranks | None = None,
+          init_from: Path | None = None) -> dict:
     """Train, evaluate the best epoch on test, write out/metrics.json and return it. With
     `ranks` from torchrun, the model is sharded over the processes and each trains on its
-    share of every batch."""
+    share of every batch. `init_from`: a run whose best epoch's weights the model starts from
+    (the same model and inputs)."""
     ranks = ranks or Ranks()
     cfg.check()
     if ranks.distributed:
         check_shardable(cfg.model, ranks.world, cfg.batch_size)
     log = log if ranks.main else (lambda *a, **k: None)
-    meta = read_meta(dataset)
+    meta = read_dataset_meta(dataset)
     can = model_class(cfg.model).capabilities
     # the resolved config and where it ran: any number in a report traces back to it
     config = {**cfg.to_json(), "dataset": str(dataset),
               "dataset_fingerprint": dataset_fingerprint(dataset),
-              **({"nproc": ranks.world} if ranks.distributed else {}), "code": code_version()}
+              **({"nproc": ranks.world} if ranks.distributed else {}),
+              **({"init_from": str(init_from)} if init_from else {}), "code": code_version()}
     layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
     _check_tables_fit(layout, cfg.model_config, ranks)  # before anything is written
     # the splits' footers and labels too: a damaged dataset is refused before the run starts
-    train_files, val_files, test_files = (SplitFiles(dataset, split, layout)
-                                          for split in ("train", "val", "test"))
-    _check_batch_fits(layout, cfg.model_config, cfg.batch_size, train_files.rows)
+    files = {split: SplitFiles(dataset, split, layout) for split in ("train", "val", "test")}
+    _check_batch_fits(layout, cfg.model_config, cfg.batch_size, files["train"].rows)
     checkpoints = _Checkpoints(out, ranks)
     resume = _prepare_out(out, config, force, checkpoints, meta)
 
     # meta-learning episodes and test-time adaptation read the training split in memory
-    train_data = load_split(dataset, "train", layout) \
-        if can.episodes or can.adapts else None
-    torch.manual_seed(cfg.seed)
-    if ranks.distributed:  # built on the meta device: each rank allocates only its shards
-        with torch.device("meta"):
-            model = build_model(cfg.model, layout, cfg.model_config)
-        model = shard(model, ranks)
-        kinds = Counter(p.sharding_type for m in model.plan.plan.values() for p in m.values())
-        log(f"{sum(kinds.values())} tables sharded over {ranks.world} process(es) on "
-            f"{ranks.device.type}: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
-    else:
-        model = build_model(cfg.model, layout, cfg.model_config)
+    train_data = load_split(dataset, "train", layout) if can.episodes or can.adapts else None
+    model, trainer = _build(cfg, layout, ranks, log, init_from)
     if can.cold_path:  # the unseen IDs take the cold path: counted once, saved with the model
-        model.set_counts(training_counts(train_files, layout, COLD_ENTITIES))
+        model.set_counts(training_counts(files["train"], layout, COLD_ENTITIES))
     sampler = EpisodeSampler(train_data, layout, can.episodes, cfg.model_config.meta_tasks,
                              cfg.seed) if can.episodes else None
     dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.dense_lr,
@@ -244,7 +202,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
              "seconds": 0.0, "examples": 0, "step": 0, "loss_sum": 0.0}
     if resume:
-        state = checkpoints.load(model, dense_opt)
+        state = checkpoints.load(model, trainer, dense_opt)
         where = f" step {state['step']}" if state.get("step") else ""
         log(f"resuming {out} from epoch {state['epoch'] + 1}{where}")
         if "rng" in state:
@@ -252,15 +210,15 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         if sampler is not None:
             sampler.load_state_dict(state["episodes"])
 
-    def score(split: str, files: SplitFiles) -> Path:
+    def score(split: str) -> Path:
         """The split's scores, written to the run folder as they stream out of the model."""
         if can.adapts:  # adapts to each user's history: in memory
             batches = [predict(model, load_split(dataset, split, layout), layout, train_data)]
         elif ranks.distributed:
-            batches = [predict_sharded(model, files, layout, ranks, EVAL_BATCH)]
+            batches = [predict_sharded(model, files[split], layout, ranks, EVAL_BATCH)]
         else:
-            batches = score_batches(model, StreamLoader(files, layout, EVAL_BATCH))
-        path = out / SCORES.format(split=split)
+            batches = score_batches(model, StreamLoader(files[split], layout, EVAL_BATCH))
+        path = Run(out).scores(split)
         if ranks.main:
             write_scores(batches, path)
         ranks.barrier()
@@ -274,41 +232,16 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         state.update(step=step, loss_sum=loss_sum, rng=torch.get_rng_state().tolist())
         if sampler is not None:
             state["episodes"] = sampler.state_dict()
-        checkpoints.save(model, dense_opt, state)
+        checkpoints.save(model, trainer, dense_opt, state)
 
-    loader = StreamLoader(train_files, layout, cfg.batch_size // ranks.world, shuffle=True,
+    loader = StreamLoader(files["train"], layout, cfg.batch_size // ranks.world, shuffle=True,
                           seed=cfg.seed, rank=ranks.rank, world=ranks.world)
     while state["epoch"] < cfg.epochs and \
             state["epoch"] - state["best_epoch"] <= cfg.patience:
         epoch = state["epoch"]
-        # the stream is a function of (seed, epoch): a resumed run replays it from its step
-        loader.epoch, loader.start_batch = epoch, state["step"]
-        model.train()
-        bar = tqdm(total=len(loader), initial=state["step"], unit="batch",
-                   disable=not (progress and ranks.main),
-                   desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", mininterval=1.0)
-        start, loss_sum, step = time.perf_counter(), state["loss_sum"], state["step"]
-        seen = 0
-        for batch in loader:
-            episode = sampler.next() if sampler is not None else None
-            loss = training_loss(model, batch.to(ranks.device), episode)
-            dense_opt.zero_grad()
-            loss.backward()  # also updates the embedding rows (fused optimizer)
-            dense_opt.step()
-            loss_sum, step, seen = loss_sum + loss.item(), step + 1, seen + len(batch)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / step:.4f}", refresh=False)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and \
-                    step < len(loader):
-                state["seconds"] += time.perf_counter() - start
-                state["examples"] += seen * ranks.world
-                save(step, loss_sum)
-                start, seen = time.perf_counter(), 0
-        bar.close()
-        state["seconds"] += time.perf_counter() - start
-        state["examples"] += seen * ranks.world
-        train_loss = float(np.mean(ranks.gather(loss_sum / step)))
-        val_scores = score("val", val_files)
+        train_loss = _train_epoch(trainer, dense_opt, loader, sampler, state, cfg, ranks,
+                                  progress, save)
+        val_scores = score("val")  # every rank: sharded scoring is collective
         val_auc = main_only(lambda: split_auc(dataset, "val", val_scores))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
                                  "val_auc": val_auc})
@@ -321,14 +254,13 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
         save(0, 0.0)
 
     if state["best_epoch"] != state["epoch"] - 1:  # else the model is the best epoch already
-        load_best(model, out)
-    test_scores = score("test", test_files)
+        Run(out).load_weights(model)
+    test_scores = score("test")
     metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
                "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
                "nproc": ranks.world,
                **main_only(lambda: split_metrics(dataset, "test", test_scores)),
-               "hashing": {name: collisions(distinct_values(dataset, "train", name),
-                                            rows)
+               "hashing": {name: collisions(distinct_values(dataset, "train", name), rows)
                            for name, rows in cfg.hashed_rows.items()},
                "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),
                          "epochs": state["epoch"], "best_epoch": state["best_epoch"] + 1,
@@ -336,5 +268,58 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
                          "memory": memory_use(model, layout, cfg.model_config.embedding_dim,
                                               ranks)}}
     if ranks.main:
-        write_json(metrics, out / METRICS)
+        Run(out).write_metrics(metrics)
     return metrics
+
+
+def _build(cfg: TrainConfig, layout: Layout, ranks: Ranks, log, init_from: Path | None):
+    """The model and what trains it: its TrainWrapper, sharded by DistributedModelParallel
+    over several processes (the wrapper, so the model's own loss is what trains)."""
+    torch.manual_seed(cfg.seed)
+    if not ranks.distributed:
+        model = build_model(cfg.model, layout, cfg.model_config)
+        if init_from is not None:
+            Run(init_from).load_weights(model)
+        return model, TrainWrapper(model)
+    with torch.device("meta"):  # each rank allocates only its shards
+        wrapper = TrainWrapper(build_model(cfg.model, layout, cfg.model_config))
+    trainer = shard(wrapper, ranks)
+    model = trainer.module.model
+    if init_from is not None:
+        Run(init_from).load_weights(model)
+    kinds = Counter(p.sharding_type for m in trainer.plan.plan.values() for p in m.values())
+    log(f"{sum(kinds.values())} tables sharded over {ranks.world} process(es) on "
+        f"{ranks.device.type}: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    return model, trainer
+
+
+def _train_epoch(trainer, dense_opt, loader: StreamLoader, sampler, state: dict,
+                 cfg: TrainConfig, ranks: Ranks, progress: bool, save) -> float:
+    """One epoch from `state`'s step (a resumed run replays the stream from there); the mean
+    training loss over every rank's batches."""
+    epoch = state["epoch"]
+    # the stream is a function of (seed, epoch): a resumed run replays it from its step
+    loader.epoch, loader.start_batch = epoch, state["step"]
+    trainer.train()
+    bar = tqdm(total=len(loader), initial=state["step"], unit="batch",
+               disable=not (progress and ranks.main),
+               desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", mininterval=1.0)
+    start, loss_sum, step, seen = time.perf_counter(), state["loss_sum"], state["step"], 0
+    for batch in loader:
+        episode = sampler.next() if sampler is not None else None
+        loss = trainer(batch.to(ranks.device), episode)
+        dense_opt.zero_grad()
+        loss.backward()  # also updates the embedding rows (fused optimizer)
+        dense_opt.step()
+        loss_sum, step, seen = loss_sum + loss.item(), step + 1, seen + len(batch)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum / step:.4f}", refresh=False)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < len(loader):
+            state["seconds"] += time.perf_counter() - start
+            state["examples"] += seen * ranks.world
+            save(step, loss_sum)
+            start, seen = time.perf_counter(), 0
+    bar.close()
+    state["seconds"] += time.perf_counter() - start
+    state["examples"] += seen * ranks.world
+    return float(np.mean(ranks.gather(loss_sum / step)))

@@ -14,7 +14,7 @@ from torchrec.distributed.sharding_plan import get_default_sharders
 from torchrec.distributed.types import ShardingPlan
 
 from recsys.data.presets import get_preset
-from recsys.dataset.loader import Layout
+from recsys.dataset.layout import Layout
 from recsys.errors import UsageError
 from recsys.models import build_model, model_class, model_names
 from recsys.models.base import TABLE_DTYPES, dense_bytes_with_adam, table_bytes

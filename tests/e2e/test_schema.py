@@ -11,7 +11,8 @@ import yaml
 from feast import FeatureStore
 
 from conftest import ROOT, copy_repo, run
-from recsys.dataset.loader import Layout, read_meta
+from recsys.dataset.layout import Layout
+from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import DataError
 from recsys.schema import ANTM2C, SCHEMA_FILE, Schema
 
@@ -114,7 +115,7 @@ def test_build_and_train_follow_the_edited_schema(tmp_path):
     run("feast", "apply", cwd=repo)
     dataset = tmp_path / "ds"
     run("recsys", "build-dataset", "--repo", str(repo), "--out", str(dataset))
-    meta = read_meta(dataset)
+    meta = read_dataset_meta(dataset)
     assert meta["feature_service"] == "multi_scenario"
     columns = pq.read_schema(next((dataset / "train").glob("*.parquet"))).names
     assert "item_price_level" not in columns and "item_brand" in columns

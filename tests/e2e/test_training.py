@@ -19,7 +19,10 @@ from sklearn.metrics import roc_auc_score
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from conftest import BIN, error_lines, run
-from recsys.dataset.loader import BatchLoader, Layout, kjt, load_split, read_meta
+from recsys.dataset.batch import kjt
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import BatchLoader, load_split
+from recsys.dataset.meta import read_dataset_meta
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
 from recsys.models import MODELS, build_model, model_names
 
@@ -30,14 +33,14 @@ from recsys.train.experiment import multi_scenario
 
 @pytest.fixture(scope="module")
 def data(tiny):
-    layout = Layout.from_meta(read_meta(tiny["dataset"]))
+    layout = Layout.from_meta(read_dataset_meta(tiny["dataset"]))
     return layout, load_split(tiny["dataset"], "train", layout), \
         load_split(tiny["dataset"], "test", layout)
 
 
 def test_layout_follows_the_schema_and_dataset(tiny, data):
     layout, train, _ = data
-    meta = read_meta(tiny["dataset"])
+    meta = read_dataset_meta(tiny["dataset"])
     sizes = dict(zip(layout.sparse, layout.num_embeddings))
     # every table ends with one unknown row
     assert sizes["user_id"] == meta["n_users"] + 1 and sizes["item_id"] == meta["n_items"] + 1
@@ -128,7 +131,8 @@ def test_checkpoint_reloads_to_identical_predictions(tiny, data, tmp_path):
     metrics computed from them out of core equal to the same metrics in memory."""
     layout, _, test = data
     from recsys.train.config import TrainConfig
-    from recsys.train.loop import BEST, SCORES, train
+    from recsys.run import BEST, SCORES
+    from recsys.train.loop import train
     train(tiny["dataset"], tmp_path / "run", TrainConfig(model="mmoe", epochs=1),
           progress=False, log=lambda s: None)
     first, second = build_model("mmoe", layout), build_model("mmoe", layout)

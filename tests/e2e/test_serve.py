@@ -20,7 +20,8 @@ import pytest
 from conftest import error_lines, run
 from recsys.serve.app import MAX_BODY_BYTES, MAX_CANDIDATES
 from recsys.train.config import TrainConfig
-from recsys.train.loop import SCORES, train
+from recsys.run import SCORES
+from recsys.train.loop import train
 from serving import copy_applied, recsys_server, redis_available, redis_server
 
 QUIET = {"progress": False, "log": lambda *a, **k: None}

@@ -14,11 +14,13 @@ import torch
 from feast import FeatureStore
 
 from conftest import run
-from recsys.dataset.loader import Layout, load_split, read_meta, rows_batch
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import load_split, rows_batch
+from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import DataError
 from recsys.models import MODELS, build_model
 from recsys.dataset.episodes import EpisodeSampler
-from recsys.models.base import SparseArch, training_loss
+from recsys.models.base import SparseArch
 from recsys.text.cache import TextCache, text_keys
 from recsys.text.encode import ENCODING, default_model, encode_missing, load_encoder
 from test_errors import fails, fingerprint
@@ -74,7 +76,7 @@ def test_vectors_served_by_the_offline_join_equal_the_store(tiny):
         np.testing.assert_array_equal(served, item_vec.loc[row["item_id"], "item_title_vec"])
         np.testing.assert_array_equal(np.array(row["item_image_vec"], dtype=np.float32),
                                       image.loc[row["item_id"], "item_image_vec"])
-    assert read_meta(tiny["dataset"])["vector_dims"]["query_entity_seq_vec"] == 32
+    assert read_dataset_meta(tiny["dataset"])["vector_dims"]["query_entity_seq_vec"] == 32
 
 
 def test_vectors_served_online_equal_the_store(tiny):
@@ -107,14 +109,14 @@ def test_missing_model_folder_fails_clearly(tiny, tmp_path):
 
 
 def test_text_asked_of_a_dataset_without_vectors_fails_clearly(tiny):
-    meta = {**read_meta(tiny["dataset"]), "vector_dims": {}}
+    meta = {**read_dataset_meta(tiny["dataset"]), "vector_dims": {}}
     with pytest.raises(DataError, match="recsys encode-text"):
         Layout.from_meta(meta, ("text",))
 
 
 @pytest.mark.parametrize("fusion", ["concat", "gated"])
 def test_every_model_trains_with_text_and_image(tiny, fusion):
-    layout = Layout.from_meta(read_meta(tiny["dataset"]), ("text", "image"))
+    layout = Layout.from_meta(read_dataset_meta(tiny["dataset"]), ("text", "image"))
     assert [g.width for g in layout.vectors] == [96, 64, 32]
     train = load_split(tiny["dataset"], "train", layout)
     assert train.vectors.shape == (len(train), 192) and np.abs(train.vectors).sum() > 0
@@ -126,7 +128,7 @@ def test_every_model_trains_with_text_and_image(tiny, fusion):
         episode = EpisodeSampler(train, layout, can.episodes, 8, 0).next() \
             if can.episodes else None
         model.train()
-        loss = training_loss(model, batch, episode)
+        loss = model.loss(batch, episode)
         loss.backward()
         # the vectors reach the loss (dnn: through each scenario's own network)
         grads = [p.grad for m in model.modules() if isinstance(m, SparseArch)

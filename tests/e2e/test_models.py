@@ -15,13 +15,16 @@ import pytest
 import yaml
 
 from conftest import ROOT, error_lines, run
-from recsys.dataset.loader import Layout, load_split, read_meta
+from recsys.dataset.layout import Layout
+from recsys.dataset.loader import load_split
+from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict
 from recsys.models import MODELS, model_class
 from recsys.train.config import PROVENANCE, TrainConfig, read_config, resolve
 from recsys.train.experiment import arm_config
-from recsys.train.loop import CONFIG, SCORES, load_trained, train
+from recsys.run import CONFIG, SCORES, Run
+from recsys.train.loop import train
 
 QUIET = {"progress": False, "log": lambda *a, **k: None}
 
@@ -38,7 +41,7 @@ def _stop_after_epoch_one(line: str) -> None:
 
 @pytest.fixture(scope="module")
 def splits(tiny):
-    layout = Layout.from_meta(read_meta(tiny["dataset"]))
+    layout = Layout.from_meta(read_dataset_meta(tiny["dataset"]))
     return layout, load_split(tiny["dataset"], "train", layout), \
         load_split(tiny["dataset"], "test", layout)
 
@@ -57,7 +60,7 @@ def test_every_model_trains_reloads_and_resumes(tiny, splits, tmp_path, name):
     assert history[1]["train_loss"] < history[0]["train_loss"], history  # it learns
 
     # the run folder alone rebuilds the model: no training split is read
-    model = load_trained(tmp_path / "whole", layout)
+    model = Run(tmp_path / "whole").load_model(layout)
     adapts = model_class(name).capabilities.adapts  # maml / melu adapt few-shot users on
     probs = predict(model, test, layout, train_split if adapts else None)  # their history
     stored = pq.read_table(tmp_path / "whole" / SCORES.format(split="test"))["score"]

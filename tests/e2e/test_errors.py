@@ -339,7 +339,7 @@ def test_running_out_of_memory_is_one_line():
 
 def test_a_batch_beyond_memory_is_refused_with_the_numbers():
     """Only a split with that many rows makes such a batch: checked on the function."""
-    from recsys.dataset.loader import Layout
+    from recsys.dataset.layout import Layout
     from recsys.errors import UsageError
     from recsys.models.base import ModelConfig
     from recsys.train.loop import _check_batch_fits

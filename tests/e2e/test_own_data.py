@@ -216,7 +216,8 @@ def test_multi_valued_rows_become_bags_of_codes():
     import pyarrow as pa
     import torch
 
-    from recsys.dataset.loader import Batch, bag_matrix, kjt
+    from recsys.dataset.batch import Batch, kjt
+    from recsys.dataset.layout import bag_matrix
 
     column = pa.chunked_array([pa.array([[0, 2], [], None, [1, 9, 3, 2]], pa.list_(pa.int64()))])
     bags = bag_matrix(column, 3, unknown=5)

@@ -1,0 +1,60 @@
+"""The model's input: a `Batch` (TorchRec KeyedJaggedTensor + dense + vectors + labels +
+scenario), the one type every model's forward takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+
+@dataclass
+class Batch:
+    """One mini-batch: sparse IDs as a KJT (one value per feature and row), dense features,
+    vector features (text / image; zero columns without them), labels and the scenario of each
+    row."""
+
+    sparse: KeyedJaggedTensor
+    # (B, Layout.id_columns) the same IDs as a matrix, for routing rows by scenario: column j
+    # is sparse feature j for the single-valued ones (they come first)
+    ids: torch.Tensor
+    dense: torch.Tensor  # (B, D) float32
+    labels: torch.Tensor  # (B,) float32
+    scenario: torch.Tensor  # (B,) int64
+    vectors: torch.Tensor  # (B, V) float32: the Layout's vector groups, concatenated
+    widths: tuple[int, ...] = ()  # Layout.widths
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def to(self, device: torch.device) -> "Batch":
+        if device.type == "cpu":
+            return self
+        return Batch(self.sparse.to(device), *(getattr(self, f.name).to(device)
+                                               for f in fields(self)[1:-1]), self.widths)
+
+    def select(self, mask: torch.Tensor) -> "Batch":
+        ids = self.ids[mask]
+        return Batch(kjt(self.sparse.keys(), ids, self.widths), ids, self.dense[mask],
+                     self.labels[mask], self.scenario[mask], self.vectors[mask], self.widths)
+
+
+def kjt(keys: list[str] | tuple[str, ...], ids: torch.Tensor,
+        widths: tuple[int, ...] = ()) -> KeyedJaggedTensor:
+    """KJT from a (B, columns) ID matrix: one value per (feature, row) for the single-valued
+    features; a multi-valued one's `widths[j]` columns give its values, -1 padding left out."""
+    single = sum(1 for w in widths if w == 1) if widths else len(keys)
+    values = [ids[:, :single].t().reshape(-1)]
+    lengths = [torch.ones(ids.shape[0] * single, dtype=torch.int32)]
+    at = single
+    for width in widths[single:]:
+        bag = ids[:, at:at + width]
+        held = bag >= 0
+        values.append(bag[held])  # row-major: each row's values in order
+        lengths.append(held.sum(1, dtype=torch.int32))
+        at += width
+    if len(values) == 1:
+        return KeyedJaggedTensor(keys=list(keys), values=values[0], lengths=lengths[0])
+    return KeyedJaggedTensor(keys=list(keys), values=torch.cat(values),
+                             lengths=torch.cat(lengths))

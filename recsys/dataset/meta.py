@@ -1,0 +1,19 @@
+"""A built dataset's meta.json: its schema, sizes, splits and how it was built. Light to
+import, so a command refuses a missing or broken dataset before it imports torch or Feast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recsys.errors import DataError
+from recsys.storage import read_json
+
+DATASET_META = "meta.json"
+
+
+def read_dataset_meta(dataset: Path) -> dict:
+    path = dataset / DATASET_META
+    if not path.is_file():
+        raise DataError(f"no dataset at {dataset} (missing meta.json): run "
+                        f"`recsys build-dataset` or pass --dataset")
+    return read_json(path, "build the dataset again with `recsys build-dataset --force`")

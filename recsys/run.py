@@ -1,0 +1,167 @@
+"""A run folder, owned here: its file names, its config.json (the resolved config and where it
+came from), the dataset facts it was trained on, and its best epoch loaded for inference.
+
+`recsys train` writes a run through this module; serving, evaluation, the experiments and a warm
+start read it through this module alone, so none of them imports the training loop.
+
+    runs/<name>/
+      config.json          the resolved TrainConfig + provenance (dataset, fingerprint, code)
+      dataset.json         the dataset's meta.json: its schema and sizes (the model's inputs)
+      best.pt | best/      the best epoch: torch.save (one process) or a
+                           torch.distributed.checkpoint folder (written by several)
+      checkpoint.pt | checkpoint/   the latest epoch (and step), to resume
+      metrics.json         test metrics, written last: a run with it is finished
+      {val,test}_scores.parquet
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recsys.errors import DataError, UsageError
+from recsys.storage import load_torch, read_json, write_json
+
+if TYPE_CHECKING:  # torch and the layout are imported where a model is built: a missing run
+    import torch   # is refused without them
+
+    from recsys.dataset.layout import Layout
+
+CONFIG, METRICS, DATASET_COPY = "config.json", "metrics.json", "dataset.json"
+BEST, CHECKPOINT = "best.pt", "checkpoint.pt"  # one process
+SHARDED_BEST, SHARDED = "best", "checkpoint"  # torch.distributed.checkpoint folders
+STATE, DENSE_OPT = "state.json", "dense_opt.pt"  # beside a sharded checkpoint's shards
+SCORES = "{split}_scores.parquet"  # a split's scores, row for row with its files
+# keys of config.json that say where the run came from, not how it trains; a changed commit
+# does not stop a resume, the rest does
+PROVENANCE = ("dataset", "dataset_fingerprint", "nproc", "init_from", "code")
+RETRAIN = "train the run again"  # what to do about a damaged run file
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder; reading it needs neither the dataset nor the training code."""
+
+    path: Path
+
+    @property
+    def saved(self) -> dict:
+        """config.json as written: the config and its provenance."""
+        return read_json(self.path / CONFIG, RETRAIN)
+
+    def config(self):
+        """The run's TrainConfig (the model's hyper-parameters included)."""
+        from recsys.train.config import TrainConfig
+
+        saved = self.saved
+        return TrainConfig.from_json({k: v for k, v in saved.items() if k not in PROVENANCE},
+                                     str(self.path / CONFIG))
+
+    def dataset_meta(self) -> dict:
+        """The meta.json of the dataset the run trained on, kept in the run folder."""
+        path = self.path / DATASET_COPY
+        if not path.is_file():  # runs trained before it was kept
+            path = Path(self.saved["dataset"]) / "meta.json"
+        return read_json(path, RETRAIN)
+
+    def layout(self) -> Layout:
+        """The model's inputs as the run trained them (modalities, hashed tables)."""
+        from recsys.dataset.layout import Layout
+
+        cfg = self.config()
+        return Layout.from_meta(self.dataset_meta(), cfg.modalities, cfg.hashed_rows)
+
+    @property
+    def weights(self) -> Path:
+        """The file (or a sharded checkpoint's metadata) holding the best epoch."""
+        if (self.path / BEST).is_file():
+            return self.path / BEST
+        return self.path / SHARDED_BEST / ".metadata"
+
+    @property
+    def has_weights(self) -> bool:
+        return (self.path / BEST).is_file() or (self.path / SHARDED_BEST).is_dir()
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / METRICS).is_file()
+
+    def check_trained(self) -> "Run":
+        """A run with its config and a best epoch, or a DataError saying what is missing."""
+        if not (self.path / CONFIG).is_file() or not self.has_weights:
+            raise DataError(f"{self.path}: not a finished run (no {CONFIG} or {BEST}); pass "
+                            f"runs/<name> of a `recsys train` that finished")
+        return self
+
+    def metrics(self) -> dict:
+        return read_json(self.path / METRICS, RETRAIN)
+
+    def fingerprint(self) -> str:
+        """A short hash of the best epoch's weights: which model is serving."""
+        h = hashlib.sha256()
+        with self.weights.open("rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        return h.hexdigest()[:16]
+
+    def load_model(self, layout: Layout) -> torch.nn.Module:
+        """The best epoch, ready to predict in this process (`layout` must have the run's
+        modalities and hashed tables): built from config.json and the weights alone. A run
+        sharded over several processes is gathered into one here."""
+        import torch
+
+        from recsys.models import build_model
+
+        saved = self.saved
+        if tuple(saved.get("modalities", ())) != layout.modalities:
+            raise UsageError(f"{self.path} was trained with modalities "
+                             f"{saved.get('modalities', [])}, the data was loaded with "
+                             f"{list(layout.modalities)}")
+        hashed = {n: layout.num_embeddings[layout.slot(n)] - 1 for n in layout.hashed}
+        if saved.get("hashed_rows", {}) != hashed:
+            raise UsageError(f"{self.path} hashed its IDs into {saved.get('hashed_rows', {})} "
+                             f"rows, the data was loaded with {hashed}")
+        cfg = self.config()
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, layout, cfg.model_config)
+        self.load_weights(model)
+        return model
+
+    def load_weights(self, model: torch.nn.Module) -> None:
+        """The best epoch into `model`, sharded or not: a `best/` checkpoint folder (written by
+        several processes) is resharded to the model's layout."""
+        if (self.path / SHARDED_BEST).is_dir():
+            weights = model.state_dict()
+            load_sharded({"model": weights}, self.path / SHARDED_BEST)
+            model.load_state_dict(weights)
+        else:  # mapped, not read: no second copy of the tables in memory
+            model.load_state_dict(load_torch(self.path / BEST, RETRAIN, weights_only=True,
+                                             mmap=True))
+
+    # ---- writing (the training loop) ------------------------------------------------------------
+    def write_start(self, config: dict, dataset_meta: dict) -> None:
+        """A new run folder's config.json and its dataset's facts."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / CONFIG).write_text(json.dumps(config, indent=2))
+        write_json(dataset_meta, self.path / DATASET_COPY)
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json(metrics, self.path / METRICS)
+
+    def scores(self, split: str) -> Path:
+        return self.path / SCORES.format(split=split)
+
+
+def load_sharded(state: dict, path: Path) -> None:
+    """Fill `state`'s tensors in place from a torch.distributed.checkpoint folder, whatever the
+    sharding it was saved with (a 2-rank checkpoint loads into one process, too)."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    with warnings.catch_warnings():  # "assuming ... a single process": yes, on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(state, checkpoint_id=path, no_dist=not dist.is_initialized())

@@ -1,0 +1,41 @@
+"""Refusals in process (Typer's CliRunner): a bad flag, a missing dataset or run is one line
+naming it, exit 2, and none of them needs torch, TorchRec or Feast to say so."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from recsys.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["train", "--model", "mmoe", "--dataset", "{tmp}/missing"], "no dataset at"),
+    (["serve", "--run", "{tmp}/missing"], "not a finished run"),
+    (["generate", "--seed", "99999999999999999999"], "--seed"),
+    (["generate", "--seed", "-1"], "--seed"),
+    (["train", "--model", "mmoe", "--epochs", "0"], "--epochs"),
+])
+def test_refusal_is_one_line(tmp_path, args, says):
+    result = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["train", "--model", "mmoe", "--dataset", "/nonexistent"],
+                                  ["serve", "--run", "/nonexistent"]])
+def test_refusal_imports_no_heavy_library(args):
+    """The command is refused before torch, torchrec or feast is imported."""
+    code = ("import sys\nfrom recsys.cli import main\nsys.argv = ['recsys', *%r]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n"
+            "    heavy = [m for m in ('torch', 'torchrec', 'feast') if m in sys.modules]\n"
+            "    print(e.code, heavy)\n" % (args,))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "2 []", (out.stdout, out.stderr)
