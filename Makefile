@@ -7,7 +7,7 @@ PRESET ?= small
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(FLAVOR)
 
-.PHONY: setup setup-spark setup-peer setup-redis demo test bench bench-quality clean
+.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality clean
 
 setup: $(STAMP)
 
@@ -52,9 +52,14 @@ demo: setup
 	$(BIN)/recsys experiment multi-scenario --preset $(PRESET) --seeds 1 --force
 	$(BIN)/recsys plan --preset full --world-size 8 --device cuda --memory-gb 80
 
-# two workers: most tests wait on a subprocess (the real CLI, Feast, Spark) on one core
+# Two tiers: tests/unit runs in process on hand-made batches (seconds); tests/e2e drives the
+# real CLI, Feast, Spark, Redis and uvicorn. make test runs both; two workers, since most e2e
+# tests wait on a subprocess on one core.
 test: setup setup-spark setup-redis
 	$(BIN)/python -m pytest -q -n 2 --durations=25 tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -q tests/unit
 
 # Throughput and memory on $(PRESET): pytest-benchmark's JSON (also autosaved under .benchmarks/)
 # rendered into benchmarks/RESULTS.md, the ratios side by side, the commit and the machine
