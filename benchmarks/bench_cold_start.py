@@ -18,9 +18,9 @@ from recsys.dataset.loader import load_split
 from recsys.dataset.meta import read_dataset_meta
 from recsys.eval.evaluate import predict
 from recsys.dataset.episodes import EpisodeSampler
-from recsys.models import build_model, model_names
+from recsys.models.registry import build_model, model_names
 from recsys.models.cold import COLD_ENTITIES
-from recsys.schema import FEW_SHOT_MAX
+from recsys.schema import FEW_SHOT_MAX, USER_ID
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_training_examples_per_second(benchmark, splits, name):
 def test_adaptation_seconds_per_user(benchmark, splits, name):
     layout, train, test = splits
     model, _ = _model(name, layout, train)
-    users = test.ids[:, layout.slot("user_id")]
+    users = test.ids[:, layout.slot(USER_ID)]
     counts = model.user_id_counts[torch.from_numpy(users)].numpy()
     n_users = len(np.unique(users[(counts >= 1) & (counts <= FEW_SHOT_MAX)]))
     plain = predict(model, test, layout)

@@ -1,7 +1,7 @@
 """A real peer side by side: torch-rechub's MMOE (one nn.Embedding per feature, dense Adam on
 every parameter) next to `recsys train --model mmoe` (TorchRec fused tables, row-wise sparse
 update), on the same built dataset: the same columns (the batches of recsys's streaming
-loader), batch 2048, seed 0, one epoch, test AUC. At the dataset's own user table and with a
+loader), recsys's default batch, seed 0, one epoch, test AUC. At the dataset's own user table and with a
 2M-row and a 20M-row one (the peer's extra rows are never looked up, but dense Adam updates
 them every step; recsys hashes its users into the bigger table, `--user-rows`). With the
 20M-row table the peer's dense Adam step takes seconds, so there it trains only the first
@@ -29,20 +29,23 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.meta import read_dataset_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.eval.metrics import auc
+from recsys.models.config import ModelConfig
+from recsys.schema import USER_ID
+from recsys.train.config import TrainConfig
 
 rechub = pytest.importorskip("torch_rechub", reason="the peer extra: pip install -e .[peer]")
 from torch_rechub.basic.features import DenseFeature, SparseFeature  # noqa: E402
 from torch_rechub.models.multi_task import MMOE  # noqa: E402
 
 RECSYS = Path(sys.executable).parent / "recsys"
-BATCH, EMBEDDING_DIM = 2048, 16  # recsys's defaults for mmoe (its config)
+BATCH, EMBEDDING_DIM = TrainConfig.batch_size, ModelConfig.embedding_dim  # recsys's defaults
 USER_ROWS = (None, 2_000_001, 20_000_001)  # None: the dataset's own
 PEER_STEPS_20M = 40
 FULL = os.environ.get("RECSYS_BENCH_PEER_FULL") == "1"
 
 
 def _label(user_rows: int | None, layout: Layout) -> str:
-    rows = user_rows or layout.num_embeddings[layout.sparse.index("user_id")]
+    rows = user_rows or layout.num_embeddings[layout.sparse.index(USER_ID)]
     return f"{rows:,} user rows"
 
 
@@ -51,7 +54,7 @@ def peer_mmoe(layout: Layout, user_rows: int | None) -> MMOE:
     scenario, 16-dim embeddings, every sparse and dense column of the dataset."""
     sizes = dict(zip(layout.sparse, layout.num_embeddings))
     if user_rows:
-        sizes["user_id"] = user_rows
+        sizes[USER_ID] = user_rows
     features = [SparseFeature(name, vocab_size=rows, embed_dim=EMBEDDING_DIM)
                 for name, rows in sizes.items()] + [DenseFeature(name) for name in layout.dense]
     n = len(layout.scenarios)

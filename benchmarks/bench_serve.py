@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import RESULTS
+from recsys.schema import ITEM_ID, SCENARIO, SCENARIOS, USER_ID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from serving import copy_applied, free_port, recsys_server, redis_available, \
@@ -53,7 +54,8 @@ def _bodies(n_candidates: int, count: int, seed: int = 0) -> list[dict]:
     from conftest import PRESET
 
     preset, rng = get_preset(PRESET), np.random.default_rng([n_candidates, seed])
-    return [{"user_id": int(rng.integers(preset.n_users // 2)), "scenario": int(rng.integers(5)),
+    return [{USER_ID: int(rng.integers(preset.n_users // 2)),
+             SCENARIO: int(rng.integers(len(SCENARIOS))),
              "item_ids": [int(i) for i in rng.choice(preset.n_items // 2, n_candidates,
                                                      replace=False)]}
             for _ in range(count)]
@@ -134,8 +136,8 @@ def test_feast_feature_server_for_the_same_rows(benchmark, served_run, applied_r
                     pass
                 assert time.monotonic() < deadline and proc.poll() is None, "no feast serve"
                 time.sleep(0.3)
-            bodies = [{"features": refs, "entities": {"user_id": [b["user_id"]] * 100,
-                                                      "item_id": b["item_ids"]}}
+            bodies = [{"features": refs, "entities": {USER_ID: [b[USER_ID]] * 100,
+                                                      ITEM_ID: b["item_ids"]}}
                       for b in _bodies(100, REQUESTS)]
             _record("feast serve /get-online-features, 1 user + 100 items",
                     _latencies(client, "/get-online-features", bodies))

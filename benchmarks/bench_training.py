@@ -22,10 +22,12 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.loader import BatchLoader, load_split
 from recsys.dataset.meta import read_dataset_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader
-from recsys.models import MODELS, build_model, model_names
+from recsys.models.registry import MODELS, build_model, model_names
 from recsys.models.base import dense_parameters
+from recsys.schema import USER_ID
+from recsys.train.config import TrainConfig
 
-BATCH, STEPS = 2048, 40
+BATCH, STEPS = TrainConfig.batch_size, 40
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,7 @@ def test_step_time_by_user_table_size(benchmark, train_split, users):
     sizes = dict(zip(layout.sparse, layout.num_embeddings), user_id=users)
     big = dataclasses.replace(layout, num_embeddings=tuple(sizes[n] for n in layout.sparse))
     ids = data.ids.copy()  # spread user IDs over the whole table
-    ids[:, layout.sparse.index("user_id")] = np.random.default_rng(0).integers(0, users, len(ids))
+    ids[:, layout.sparse.index(USER_ID)] = np.random.default_rng(0).integers(0, users, len(ids))
     batches = _batches(big, dataclasses.replace(data, ids=ids))
     model = build_model("dnn_mixed", big)
     benchmark.group = "user table 100k vs 2M rows"

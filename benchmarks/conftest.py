@@ -50,7 +50,7 @@ MMOE_EPOCH = ["train", "--model", "mmoe", "--epochs", "1"]  # recsys's defaults 
 
 @pytest.fixture(scope="session")
 def mmoe_run(built_dataset, tmp_path_factory) -> Path:
-    """One epoch of `recsys train --model mmoe` on the built dataset (batch 2048, seed 0: the
+    """One epoch of `recsys train --model mmoe` on the built dataset (the default batch, seed 0: the
     defaults), trained once and shared by the benchmarks that serve it or compare with it."""
     out = tmp_path_factory.mktemp("mmoe") / "run"
     subprocess.run([str(Path(sys.executable).parent / "recsys"), *MMOE_EPOCH, "--dataset",
@@ -60,7 +60,7 @@ def mmoe_run(built_dataset, tmp_path_factory) -> Path:
 
 # Ratios that matter, each measured side by side in one run: (numerator, denominator)
 def ratio_pairs() -> list[tuple[str, str]]:
-    from recsys.models import model_names
+    from recsys.models.registry import model_names
 
     return [("build-dataset (Feast)", "raw DuckDB ASOF join"),
             ("build peak RSS bytes, 10x rows", "build peak RSS bytes, 1x rows"),

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-import duckdb
+import inspect
 import typer
 from rich.console import Console
 
 from recsys.errors import RecsysError, UsageError, causes, os_error_message, \
     out_of_memory_message
 from recsys.memory import DEFAULT_MEMORY_GB
+from recsys.schema import ITEM_ID, USER_ID
+from recsys.models.config import ModelConfig
+from recsys.serve.settings import Settings
 from recsys.storage import read_json
+from recsys.train.config import MAX_SEED, PlanRequest, TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Feature-store-centric multi-scenario, multi-modal CTR platform.")
@@ -34,8 +39,9 @@ def _positive(value: Optional[float]) -> Optional[float]:
 REPO = typer.Option(Path("feature_repo"), "--repo", help="Feast feature repo folder.")
 FORCE = typer.Option(False, "--force", help="Replace existing output.")
 # None: not given, so a --config file's value (or the default) holds
-EPOCHS = typer.Option(None, "--epochs", min=1, help="Default 3.")
-BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="Default 2048.")
+EPOCHS = typer.Option(None, "--epochs", min=1, help=f"Default {TrainConfig.epochs}.")
+BATCH_SIZE = typer.Option(None, "--batch-size", min=1,
+                          help=f"Default {TrainConfig.batch_size}.")
 CONFIG = typer.Option(None, "--config", help="YAML file of the run's hyper-parameters "
                       "(shaped like a run's config.json; flags win).")
 # experiments
@@ -51,22 +57,43 @@ def _friendly(fn: Callable) -> Callable:
     a file in a folder's place) or running out of memory as one line and exit 2, without a
     traceback."""
 
+    flags = _flags_of(fn)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except RecsysError as e:
-            message = str(e)
+            message = _as_flags(str(e), e.fields, flags)
         except OSError as e:
             message = os_error_message(e)
             if message is None:
                 raise
-        except (MemoryError, duckdb.OutOfMemoryException) as e:
+        except Exception as e:
+            if not _out_of_memory(e):
+                raise
             message = out_of_memory_message(e)
         _print_error(message)
         raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _flags_of(fn: Callable) -> dict[str, str]:
+    """A command's parameters by their Python names -> their flags (batch_size -> --batch-size)."""
+    return {name: max(p.default.param_decls, key=len)
+            for name, p in inspect.signature(fn).parameters.items()
+            if isinstance(p.default, typer.models.OptionInfo) and p.default.param_decls}
+
+
+def _as_flags(message: str, fields: tuple[str, ...], flags: dict[str, str]) -> str:
+    """The library names parameters by their Python names (`batch_size`, a switch as
+    `force=True`); a person at the command line reads them as this command's flags."""
+    for name, flag in flags.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}=True\b", flag, message)
+        if name in fields:
+            message = re.sub(rf"(?<![\w./-]){re.escape(name)}(?![\w./-])", flag, message)
+    return message
 
 
 class _LineAwareStderr:
@@ -83,6 +110,13 @@ class _LineAwareStderr:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def _out_of_memory(e: Exception) -> bool:
+    """A MemoryError, or DuckDB out of memory under its limit (duckdb only where loaded)."""
+    duckdb = sys.modules.get("duckdb")
+    return isinstance(e, MemoryError) or (duckdb is not None and
+                                          isinstance(e, duckdb.OutOfMemoryException))
 
 
 def _print_error(message: str) -> None:
@@ -111,7 +145,7 @@ def _print_feast_reset(meta: dict) -> None:
 def generate(
     preset: str = typer.Option("small", "--preset",
                                help="tiny | small | medium | large | full"),
-    seed: int = typer.Option(0, "--seed", min=0, max=2 ** 63 - 1,
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED,
                              help="Random seed: same seed, same data."),
     repo: Path = REPO,
     workers: int = typer.Option(_workers_default(), "--workers", help="Worker processes."),
@@ -263,15 +297,17 @@ def train(
     config: Optional[Path] = CONFIG,
     epochs: Optional[int] = EPOCHS,
     batch_size: Optional[int] = BATCH_SIZE,
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2 ** 63 - 1, help="Default 0."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=MAX_SEED,
+                                       help=f"Default {TrainConfig.seed}."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<model>)."),
     text: bool = TEXT,
     image: bool = IMAGE,
     fusion: Optional[str] = typer.Option(None, "--fusion",
-                                         help="How vectors join the IDs: concat (default) | "
-                                              "gated."),
+                                         help="How vectors join the IDs: concat | gated "
+                                              f"(default {ModelConfig.fusion})."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="The bottom of the model: "
-                                           "mlp (default: none) | dcn (DCN-v2 cross layers)."),
+                                           "mlp (none) | dcn (DCN-v2 cross layers); default "
+                                           f"{ModelConfig.backbone}."),
     user_rows: Optional[int] = typer.Option(
         None, "--user-rows", min=1, help="Hash raw user IDs into this many rows (IDs of any size; "
                                   "collisions measured in metrics.json)."),
@@ -302,7 +338,7 @@ def train(
     if model is None and "model" not in file:
         raise UsageError("missing --model: pass it, or `model:` in a --config file")
     modalities = [m for m, on in (("text", text), ("image", image)) if on]
-    hashed_rows = {n: r for n, r in (("user_id", user_rows), ("item_id", item_rows))
+    hashed_rows = {n: r for n, r in ((USER_ID, user_rows), (ITEM_ID, item_rows))
                    if r is not None}
     cfg = resolve(file, {"model": model, "epochs": epochs, "batch_size": batch_size,
                          "seed": seed, "checkpoint_every": checkpoint_every,
@@ -338,31 +374,38 @@ def train(
 @app.command()
 @_friendly
 def plan(
-    preset: str = typer.Option("full", "--preset", help="ID scale: tiny | small | medium | full"),
-    world_size: int = typer.Option(8, "--world-size", min=1, help="Ranks (GPUs or processes)."),
-    device: str = typer.Option("cuda", "--device", help="cuda | cpu"),
-    memory_gb: float = typer.Option(80.0, "--memory-gb", callback=_positive,
-                                    help="Memory per rank (GPU memory "
-                                    "on cuda, host memory on cpu)."),
-    dim: int = typer.Option(16, "--dim", min=1, help="Embedding dimension."),
-    dtype: str = typer.Option("fp32", "--dtype", help="Table storage: fp32 | fp16"),
-    uvm: bool = typer.Option(False, "--uvm", help="cuda: allow tables in host memory behind "
-                             "a GPU cache."),
-    host_memory_gb: float = typer.Option(256.0, "--host-memory-gb", callback=_positive,
+    preset: str = typer.Option(PlanRequest.preset, "--preset",
+                               help="ID scale: tiny | small | medium | full"),
+    world_size: int = typer.Option(PlanRequest.world_size, "--world-size", min=1,
+                                   help="Ranks (GPUs or processes)."),
+    device: str = typer.Option(PlanRequest.device, "--device", help="cuda | cpu"),
+    memory_gb: float = typer.Option(PlanRequest.memory_gb, "--memory-gb", callback=_positive,
+                                    help="Memory per rank (GPU memory on cuda, host memory on "
+                                    "cpu)."),
+    dim: int = typer.Option(PlanRequest.dim, "--dim", min=1, help="Embedding dimension."),
+    dtype: str = typer.Option(PlanRequest.dtype, "--dtype", help="Table storage: fp32 | fp16"),
+    uvm: bool = typer.Option(PlanRequest.uvm, "--uvm", help="cuda: allow tables in host memory "
+                             "behind a GPU cache."),
+    host_memory_gb: float = typer.Option(PlanRequest.host_memory_gb, "--host-memory-gb",
+                                         callback=_positive,
                                          help="Host memory per rank for --uvm."),
-    batch_size: int = typer.Option(2048, "--batch-size", min=1, help="Batch per rank."),
-    model: str = typer.Option("mmoe", "--model"),
+    batch_size: int = typer.Option(PlanRequest.batch_size, "--batch-size", min=1,
+                                   help="Batch per rank."),
+    model: str = typer.Option(PlanRequest.model, "--model"),
 ) -> None:
     """Plan the sharding of a preset's tables with TorchRec's planner (meta device, no memory
     used): the plan, bytes per rank and whether it fits. Exits 1 when it does not."""
     from recsys.eval.report import plan_table
-    from recsys.train.plan import PlanRequest, summary
+    from recsys.train.plan import summary
 
     req = PlanRequest(preset=preset, world_size=world_size, device=device, memory_gb=memory_gb,
                       dim=dim, dtype=dtype, uvm=uvm, host_memory_gb=host_memory_gb,
                       batch_size=batch_size, model=model)
     req.check()
     report = summary(req)
+    if "remedies" in report:  # they name the request's fields
+        flags = _flags_of(plan.__wrapped__)
+        report["remedies"] = [_as_flags(r, tuple(flags), flags) for r in report["remedies"]]
     console.print(plan_table(report), soft_wrap=True)
     if not report["fits"]:
         raise typer.Exit(1)
@@ -373,47 +416,26 @@ def plan(
 def serve(
     run: Path = typer.Option(..., "--run", help="A finished run folder (runs/<name>)."),
     repo: Path = REPO,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind: loopback unless "
-                             "told otherwise (0.0.0.0: every interface)."),
-    port: int = typer.Option(8000, "--port"),
-    workers: int = typer.Option(1, "--workers", help="Server processes, each with the model "
-                                "and its caches."),
+    host: str = typer.Option(Settings.host, "--host", help="Address to bind (0.0.0.0: every "
+                             "interface)."),
+    port: int = typer.Option(Settings.port, "--port", min=1, max=65535),
+    workers: int = typer.Option(Settings.workers, "--workers", min=1,
+                                help="Server processes, each with the model and its caches."),
     refresh_seconds: float = typer.Option(
-        10.0, "--refresh-seconds", help="How often the item cache checks for a new "
-        "materialization of the online store (0: never)."),
+        Settings.refresh_seconds, "--refresh-seconds", min=0, help="How often the item cache "
+        "checks for a new materialization of the online store (0: never)."),
 ) -> None:
     """Serve a trained run: POST /score, GET /health, /metadata, /metrics."""
     from recsys.run import Run
 
+    settings = Settings(str(run), str(repo), refresh_seconds, host, port, workers)
+    settings.check()
     Run(run).check_trained()  # before the server's imports: a wrong --run answers at once
-    if not 0 < port < 65536:
-        raise UsageError(f"--port {port}: choose 1..65535")
-    if workers < 1:
-        raise UsageError(f"--workers {workers}: need at least one")
-    import json
-
-    import uvicorn
-
     from recsys.data.store import check_repo
-    from recsys.serve.app import METRICS_DIR_ENV, SETTINGS_ENV, Settings, create_app
+    from recsys.serve.server import serve as run_server
 
     check_repo(repo)
-    settings = Settings(str(run), str(repo), refresh_seconds)
-    app_ = create_app(settings)  # a bad run or repo fails here, before the port is taken
-    console.print(f"serving {app_.state.scorer.info['name']} from {run} on "
-                  f"http://{host}:{port} ({workers} worker(s))")
-    if workers == 1:
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
-        return
-    import tempfile
-
-    os.environ[SETTINGS_ENV] = json.dumps(vars(settings))
-    app_.state.scorer.close()
-    with tempfile.TemporaryDirectory(prefix="recsys-metrics-") as counts:
-        # the workers' prometheus_client reads it on import, and Feast keeps one already set
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[METRICS_DIR_ENV] = counts
-        uvicorn.run("recsys.serve.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning")
+    run_server(settings, started=console.print)
 
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments over models and seeds.")

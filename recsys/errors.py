@@ -5,11 +5,17 @@ from typing import Iterator
 
 
 class RecsysError(Exception):
-    """Base class: the message says what was wrong, where, and how to fix it."""
+    """Base class: the message says what was wrong, where, and how to fix it. It names the
+    parameters it is about by their Python names (a switch as `force=True`), and lists the
+    valued ones in `fields`: the CLI alone shows each as its command's flag."""
+
+    def __init__(self, message: str = "", fields: str | tuple[str, ...] = ()):
+        super().__init__(message)
+        self.fields = (fields,) if isinstance(fields, str) else tuple(fields)
 
 
 class UsageError(RecsysError):
-    """A flag or argument has a bad value."""
+    """A parameter (a flag, a config key) has a bad value."""
 
 
 class RepoError(RecsysError):
@@ -21,7 +27,7 @@ class DataError(RecsysError):
 
 
 class OutputExistsError(RecsysError):
-    """The output already exists and --force was not given."""
+    """The output already exists and force=True was not given."""
 
 
 # What to do about an OS error on a path, by errno: the one place that turns the machine's
@@ -67,4 +73,4 @@ def out_of_memory_message(e: BaseException) -> str:
     """One line for a process (or DuckDB under its memory limit) that ran out of memory."""
     detail = str(e).strip().splitlines()[0] if str(e).strip() else "MemoryError"
     return (f"out of memory ({detail}): close other programs, or give this command less "
-            f"at a time (a smaller --memory-gb, --batch-size or input where it has one)")
+            f"at a time (a smaller memory budget, batch or input where it has one)")

@@ -42,8 +42,10 @@ def free_disk(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def check_fits(flags: str, need: int, have: int, where: str, fix: str) -> None:
-    """Refuse, with the numbers, work whose `need` (bytes) exceeds what `where` `has`."""
+def check_fits(what: str, need: int, have: int, where: str, fix: str,
+               fields: str | tuple[str, ...] = ()) -> None:
+    """Refuse, with the numbers, work whose `need` (bytes) exceeds what `where` `has`;
+    `fields`: the parameters `what` and `fix` name."""
     if need > have:
-        raise UsageError(f"{flags}: needs about {need / GiB:,.1f} GiB of {where}, "
-                         f"{have / GiB:,.1f} GiB there; {fix}")
+        raise UsageError(f"{what}: needs about {need / GiB:,.1f} GiB of {where}, "
+                         f"{have / GiB:,.1f} GiB there; {fix}", fields=fields)

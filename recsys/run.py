@@ -114,7 +114,7 @@ class Run:
         sharded over several processes is gathered into one here."""
         import torch
 
-        from recsys.models import build_model
+        from recsys.models.registry import build_model
 
         saved = self.saved
         if tuple(saved.get("modalities", ())) != layout.modalities:

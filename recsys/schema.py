@@ -51,10 +51,13 @@ class Entity:
     description: str
 
 
+# the entities' join keys: the columns the log, the feature tables and a request are keyed by
+USER_ID, ITEM_ID, SCENARIO = "user_id", "item_id", "scenario"
+
 ENTITIES: tuple[Entity, ...] = (
-    Entity("user", "user_id", "An Alipay-style user, shared by all scenarios"),
-    Entity("item", "item_id", "An item; each item belongs to exactly one scenario"),
-    Entity("scenario", "scenario", "A scenario (kind of item): 0..4"),
+    Entity("user", USER_ID, "An Alipay-style user, shared by all scenarios"),
+    Entity("item", ITEM_ID, "An item; each item belongs to exactly one scenario"),
+    Entity("scenario", SCENARIO, "A scenario (kind of item): 0..4"),
 )
 ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
 
@@ -193,9 +196,9 @@ def text_vector_features(texts: tuple[Feature, ...]) -> tuple[Feature, ...]:
 
 
 def id_features(n_scenarios: int) -> tuple[Feature, ...]:
-    return (Feature("user_id", "id", "user", "int64", description="User ID"),
-            Feature("item_id", "id", "item", "int64", description="Item ID"),
-            Feature("scenario", "categorical", "scenario", "int64", n_scenarios, None,
+    return (Feature(USER_ID, "id", "user", "int64", description="User ID"),
+            Feature(ITEM_ID, "id", "item", "int64", description="Item ID"),
+            Feature(SCENARIO, "categorical", "scenario", "int64", n_scenarios, None,
                     "Scenario code of the impression"))
 
 

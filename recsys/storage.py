@@ -16,7 +16,8 @@ from recsys.errors import DataError, OutputExistsError, actionable_os_error
 def check_output_free(path: Path, force: bool) -> None:
     """Refuse to replace existing output unless --force was given."""
     if path.exists() and any(path.iterdir()) and not force:
-        raise OutputExistsError(f"{path} already exists; pass --force to replace it")
+        raise OutputExistsError(f"{path} already exists; pass force=True to replace it",
+                                fields="force")
 
 
 @contextmanager

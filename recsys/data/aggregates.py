@@ -8,7 +8,7 @@ from pathlib import Path
 
 from recsys.data.store import connect, write_query
 from recsys.memory import GiB
-from recsys.schema import EVENT_TIMESTAMP, Schema
+from recsys.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID, Schema
 
 AGGREGATE_MEMORY = 2 * GiB
 
@@ -42,15 +42,15 @@ def write_aggregates(offline: Path, start_epoch: int, n_days: int, schema: Schem
     join = "FROM stamps s LEFT JOIN daily a ON a.{key} = s.{key} AND a.day BETWEEN s.d - 7 " \
            "AND s.d - 1 GROUP BY s.{key}, s.d ORDER BY s.{key}, s.d"
     queries = {
-        "user_agg": f"""WITH {window.format(key='user_id', clicks=clicks)}
-            SELECT s.user_id, {stamp} AS {EVENT_TIMESTAMP}, {user_cols},
+        "user_agg": f"""WITH {window.format(key=USER_ID, clicks=clicks)}
+            SELECT s.{USER_ID}, {stamp} AS {EVENT_TIMESTAMP}, {user_cols},
                    CAST(coalesce(sum(a.imp), 0) AS INTEGER) AS user_impressions_7d
-            {join.format(key='user_id')}""",
-        "item_agg": f"""WITH {window.format(key='item_id', clicks='sum(label) AS c')}
-            SELECT s.item_id, {stamp} AS {EVENT_TIMESTAMP},
+            {join.format(key=USER_ID)}""",
+        "item_agg": f"""WITH {window.format(key=ITEM_ID, clicks='sum(label) AS c')}
+            SELECT s.{ITEM_ID}, {stamp} AS {EVENT_TIMESTAMP},
                    CAST(coalesce(sum(a.c), 0) AS INTEGER) AS item_clicks_7d,
                    CAST(coalesce(sum(a.imp), 0) AS INTEGER) AS item_impressions_7d
-            {join.format(key='item_id')}""",
+            {join.format(key=ITEM_ID)}""",
         # the previous day's statistics, stamped at the start of day d
         "scenario_stats": f"""
             SELECT scenario, to_timestamp({start_epoch} + (day_index + 1) * 86400)

@@ -156,8 +156,8 @@ def decide(table: str, path: Path, source: str, stats: ColumnStats,
         if table == "interactions" and kind == "text":  # text belongs to users or items
             kind, why = "ignore", f"text in the log ({why}); declare it categorical to use it"
         return Column(table, path, source, kind, separator, False, why, stats)
-    fix = ("declare it categorical or text (`columns:` in the mapping, or --categorical-cols "
-           "/ --text-cols)")
+    fix = ("declare it categorical or text (`columns:` in the mapping, or categorical_cols "
+           "/ text_cols)")
     if declared.kind == "numeric" and stats.numbers < stats.values:
         raise UsageError(f"{path}: column '{source}' is declared numeric, but "
                          f"{stats.values - stats.numbers:,} of its {stats.values:,} values are "
@@ -166,7 +166,8 @@ def decide(table: str, path: Path, source: str, stats: ColumnStats,
         raise UsageError(f"{path}: column '{source}' is declared "
                          f"{'text' if declared.kind == 'text' else 'multi-valued'}; the log's "
                          f"columns take one categorical or numeric value a row: put it in the "
-                         f"--users or --items table, or declare it categorical")
+                         f"users or items table, or declare it categorical",
+                         fields=("users", "items"))
     return Column(table, path, source, declared.kind, declared.separator, True, "declared",
                   stats)
 

@@ -35,8 +35,8 @@ from recsys.data.store import check_repo, offline_dir, write_offline_store
 from recsys.data.summary import summarize
 from recsys.data.synth import ENTITY_CHUNK, World
 from recsys.errors import RecsysError, UsageError
-from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, TABLES, \
-    TIMESTAMP_TYPE
+from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, ITEM_ID, LABEL, \
+    P_TRUE, REQUEST_ID, SCENARIO, TABLES, TIMESTAMP_TYPE, USER_ID
 from recsys.memory import check_fits, free_disk
 from recsys.storage import check_output_free, replacing
 
@@ -54,11 +54,13 @@ def parse_chunks(text: str, preset: Preset) -> range:
     try:
         first, end = (int(v) for v in text.split(":"))
     except ValueError:
-        raise UsageError(f"--chunks {text}: write it as FIRST:END, e.g. 0:{min(total, 10)} "
-                         f"(the {preset.name} preset has {total} chunks)") from None
+        raise UsageError(f"chunks {text}: write it as FIRST:END, e.g. 0:{min(total, 10)} "
+                         f"(the {preset.name} preset is cut into {total})",
+                         fields="chunks") from None
     if not 0 <= first < end <= total:
-        raise UsageError(f"--chunks {text}: need 0 <= FIRST < END <= {total} (the "
-                         f"{preset.name} preset with {preset.n_rows:,} rows has {total} chunks)")
+        raise UsageError(f"chunks {text}: need 0 <= FIRST < END <= {total} (the "
+                         f"{preset.name} preset with {preset.n_rows:,} rows is cut into {total})",
+                         fields="chunks")
     return range(first, end)
 
 
@@ -79,9 +81,9 @@ def generate_chunks(repo: Path, preset: Preset, chunks: range, seed: int = 0, wo
 def _check_args(repo: Path, seed: int, workers: int) -> None:
     check_repo(repo)
     if seed < 0:
-        raise UsageError(f"--seed {seed}: the seed must be a non-negative integer")
+        raise UsageError(f"seed {seed}: the seed must be a non-negative integer", fields="seed")
     if workers < 1:
-        raise UsageError(f"--workers {workers}: need at least one worker")
+        raise UsageError(f"workers {workers}: need at least one worker", fields="workers")
 
 
 def _build_world(preset: Preset, seed: int) -> None:
@@ -99,8 +101,8 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
     """Generate `preset` into `repo`'s offline store and return its metadata with a summary."""
     _check_args(repo, seed, workers)
     check_output_free(offline_dir(repo), force)  # fail before building the world
-    check_fits(f"--rows {preset.n_rows:,}", preset.n_rows * DISK_BYTES_PER_ROW,
-               free_disk(repo), f"disk at {repo}", "pass fewer --rows or free some space")
+    check_fits(f"rows {preset.n_rows:,}", preset.n_rows * DISK_BYTES_PER_ROW,
+               free_disk(repo), f"disk at {repo}", "pass fewer rows or free some space", "rows")
     _build_world(preset, seed)
     staged = staging_dir(repo, preset, seed)
 
@@ -150,10 +152,10 @@ def _tasks(folder: Path, preset: Preset) -> list[tuple[Path, int, int, int]]:
 def _write_chunk(task: tuple[Path, int, int, int]) -> int:
     folder, day, chunk, n = task
     rows = _WORLD.impressions(day, chunk, n)
-    columns = {"request_id": rows.request_id, EVENT_TIMESTAMP: _timestamps(rows.seconds),
-               "user_id": rows.user_id, "item_id": rows.item_id, "scenario": rows.scenario,
-               **dict(zip(DEEP_FEATURES, rows.deep)), "label": rows.label,
-               "p_true": rows.p_true}
+    columns = {REQUEST_ID: rows.request_id, EVENT_TIMESTAMP: _timestamps(rows.seconds),
+               USER_ID: rows.user_id, ITEM_ID: rows.item_id, SCENARIO: rows.scenario,
+               **dict(zip(DEEP_FEATURES, rows.deep)), LABEL: rows.label,
+               P_TRUE: rows.p_true}
     table = pa.table(columns).cast(TABLES[INTERACTIONS])
     part = _part_path(folder, day, chunk)
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +199,7 @@ def _run(tasks: list, workers: int, rows: int, progress: bool) -> None:
                 shown.update(done.result())
     except BrokenProcessPool:
         raise RecsysError("a generator worker died (killed, or out of memory): rerun "
-                          "with fewer --workers") from None
+                          "with fewer workers", fields="workers") from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -226,23 +228,23 @@ def _write_entities(world: World, tmp: Path) -> None:
     for part, lo in enumerate(range(0, p.n_users, ENTITY_CHUNK)):
         ids = np.arange(lo, min(lo + ENTITY_CHUNK, p.n_users), dtype=np.int64)
         arrival = world.user_arrival_day(ids)
-        _write(tmp, "user_profile", part, {"user_id": ids, EVENT_TIMESTAMP:
+        _write(tmp, "user_profile", part, {USER_ID: ids, EVENT_TIMESTAMP:
                _timestamps(arrival * 86_400), **world.user_profile(ids)})
         refresh = world.user_refresh_day(ids)
         again = refresh < p.n_days
         first, second = world.user_text(ids, 0), world.user_text(ids[again], 1)
         _write(tmp, "user_text", part, {
-            "user_id": np.concatenate([ids, ids[again]]),
+            USER_ID: np.concatenate([ids, ids[again]]),
             EVENT_TIMESTAMP: _timestamps(np.concatenate([arrival, refresh[again]]) * 86_400),
             **{k: pa.concat_arrays([first[k], second[k]]) for k in first}})
     for part, lo in enumerate(range(0, p.n_items, ENTITY_CHUNK)):
         ids = np.arange(lo, min(lo + ENTITY_CHUNK, p.n_items), dtype=np.int64)
         stamp = _timestamps(world.item_launch_day(ids) * 86_400)
-        _write(tmp, "item_profile", part, {"item_id": ids, EVENT_TIMESTAMP: stamp,
+        _write(tmp, "item_profile", part, {ITEM_ID: ids, EVENT_TIMESTAMP: stamp,
                                            **world.item_profile(ids)})
-        _write(tmp, "item_text", part, {"item_id": ids, EVENT_TIMESTAMP: stamp,
+        _write(tmp, "item_text", part, {ITEM_ID: ids, EVENT_TIMESTAMP: stamp,
                                         **world.item_text(ids)})
-        _write(tmp, "item_image", part, {"item_id": ids, EVENT_TIMESTAMP: stamp,
+        _write(tmp, "item_image", part, {ITEM_ID: ids, EVENT_TIMESTAMP: stamp,
                                          "item_image_vec": vectors.to_arrow(world.item_image(ids))})
 
 

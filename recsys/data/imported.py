@@ -22,17 +22,17 @@ import pyarrow as pa
 from recsys.data.columns import MAX_LIST_VALUES, MAX_SCENARIOS, Column
 from recsys.data.ingest import DUPLICATES_PER_BATCH, Counts
 from recsys.data.store import VOCABULARIES, write_query
-from recsys.schema import AGGREGATE_VIEWS, COLD_START_FLAGS, ENTITIES, EVENT_TIMESTAMP, LABEL, \
-    P_TRUE, REQUEST_ID, TEXT_VECTOR_VIEWS, Entity, Feature, Scenario, Schema, View, \
-    aggregate_features, id_features, text_vector_features
+from recsys.schema import AGGREGATE_VIEWS, COLD_START_FLAGS, ENTITIES, EVENT_TIMESTAMP, ITEM_ID, \
+    LABEL, P_TRUE, REQUEST_ID, SCENARIO, TEXT_VECTOR_VIEWS, USER_ID, Entity, Feature, Scenario, \
+    Schema, View, aggregate_features, id_features, text_vector_features
 
 KEY = "k"  # a staged users / items row's raw ID
 # names no imported feature may take (the platform's own columns and features)
-RESERVED = {REQUEST_ID, EVENT_TIMESTAMP, LABEL, P_TRUE, "user_id", "item_id", "scenario",
+RESERVED = {REQUEST_ID, EVENT_TIMESTAMP, LABEL, P_TRUE, USER_ID, ITEM_ID, SCENARIO,
             *COLD_START_FLAGS,
             *(f.name for v in AGGREGATE_VIEWS for f in aggregate_features(
                 v, tuple(Scenario(i, str(i), 0.0) for i in range(MAX_SCENARIOS))))}
-ENTITY_TABLES = {"users": ("user", "user_id", "raw_user"), "items": ("item", "item_id",
+ENTITY_TABLES = {"users": ("user", USER_ID, "raw_user"), "items": ("item", ITEM_ID,
                                                                        "raw_item")}
 # How long an aggregate stays true. Feast's point-in-time join pairs an impression with every
 # row of its key within the view's TTL before it keeps the latest, so over months of data a
@@ -214,9 +214,9 @@ class DeclaredTables:
         services = {"multi_scenario": tuple(n for n in no_vectors if not n.endswith("_text")),
                     "cold_start": tuple(n for n in no_vectors if n != "scenario_stats"),
                     "multi_modal": tuple(names)}
-        entities = (Entity("user", "user_id", "A user of the imported log"),
-                    Entity("item", "item_id", "An item of the imported log"),
-                    Entity("scenario", "scenario", "A scenario of the imported log"))
+        entities = (Entity("user", USER_ID, "A user of the imported log"),
+                    Entity("item", ITEM_ID, "An item of the imported log"),
+                    Entity(SCENARIO, SCENARIO, "A scenario of the imported log"))
         assert [e.name for e in entities] == [e.name for e in ENTITIES]
         return Schema("imported", scenarios, entities, tuple(views), tuple(feats), services,
                       "multi_modal")

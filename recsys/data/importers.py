@@ -27,12 +27,12 @@ from recsys.data.imported import ENTITY_TABLES, RESERVED, DeclaredTables, Side, 
 from recsys.data.ingest import SCRATCH, AntM2CTables, Counts, Ingest, Parsed, Tables
 from recsys.data.store import write_offline_store
 from recsys.errors import DataError, UsageError
-from recsys.schema import DEEP_FEATURES, SCENARIOS, TIMESTAMP_TYPE, Schema
+from recsys.schema import DEEP_FEATURES, ITEM_ID, SCENARIOS, Schema, TIMESTAMP_TYPE, USER_ID
 from recsys.storage import read_yaml
 
 BLOCK_BYTES = 16 << 20  # CSV bytes per block: memory is a few blocks, whatever the file size
 HANDLER_RELEASE_S = 10.0  # the longest wait for pyarrow's threads to drop a CSV row handler
-ANTM2C_COLUMNS = ("user_id", "item_id", "log_time", "label", "bill_entity_seq",
+ANTM2C_COLUMNS = (USER_ID, ITEM_ID, "log_time", "label", "bill_entity_seq",
                   "service_entity_seq", "query_entity_seq", "item_entity_names", "item_title",
                   "scene", *DEEP_FEATURES)
 ANTM2C_TEXTS = ANTM2C_COLUMNS[4:9]  # same names as the schema's text features
@@ -60,9 +60,9 @@ def run_import(repo: Path, fmt: str, files: list[Path],
     return write_offline_store(repo, force, fill)
 
 
-def _check_file(path: Path, fix: str) -> None:
+def _check_file(path: Path, fix: str, field: str) -> None:
     if not path.is_file():
-        raise UsageError(f"{path}: no such file; {fix}")
+        raise UsageError(f"{path}: no such file; {fix}", fields=field)
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -201,8 +201,8 @@ def import_antm2c(files: list[Path], repo: Path, force: bool = False,
                 ts = pc.strptime(pc.utf8_trim_whitespace(col["log_time"]),
                                  format=ANTM2C_TIME_FORMAT, unit="us", error_is_null=True)
                 yield Parsed(
-                    source=path.name, row=rows, user=_nonempty(col["user_id"]),
-                    item=_nonempty(col["item_id"]), ts=ts.cast(TIMESTAMP_TYPE),
+                    source=path.name, row=rows, user=_nonempty(col[USER_ID]),
+                    item=_nonempty(col[ITEM_ID]), ts=ts.cast(TIMESTAMP_TYPE),
                     label=pc.cast(_int_in(col["label"], range(2)), pa.int8()),
                     scenario=_int_in(col["scene"], range(len(SCENARIOS))),
                     raw=pa.Table.from_batches([batch]),
@@ -242,7 +242,7 @@ class Mapping:
     def from_yaml(cls, path: Path, declared: dict[str, Declared] | None = None,
                   **overrides) -> "Mapping":
         """The mapping file; `declared` (from flags) and `overrides` win over its keys."""
-        _check_file(path, "pass a YAML mapping file (--mapping)")
+        _check_file(path, "pass a YAML mapping file (mapping)", "mapping")
         data = read_yaml(path, "fix the mapping file") or {}
         known = set(cls.__dataclass_fields__) | set(KIND_FLAGS)
         if not isinstance(data, dict):
@@ -274,11 +274,11 @@ class Mapping:
         return cls(**data, columns=columns)
 
     def mapped(self) -> dict[str, str]:
-        """The log's mapped columns, by flag."""
-        out = {"--user-col": self.user_col, "--item-col": self.item_col,
-               "--time-col": self.time_col, "--label-col": self.label_col}
+        """The log's mapped columns, by field."""
+        out = {"user_col": self.user_col, "item_col": self.item_col,
+               "time_col": self.time_col, "label_col": self.label_col}
         if self.scenario_col:
-            out["--scenario-col"] = self.scenario_col
+            out["scenario_col"] = self.scenario_col
         return out
 
 
@@ -306,10 +306,10 @@ def _columns_of(path: Path) -> list[str]:
 
 
 def _need(path: Path, columns: list[str], wanted: dict[str, str]) -> None:
-    for flag, col in wanted.items():
+    for name, col in wanted.items():
         if col not in columns:
-            raise DataError(f"{path}: no column '{col}' ({flag}); its columns are "
-                            f"{', '.join(columns[:20])}")
+            raise DataError(f"{path}: no column '{col}' ({name}); its columns are "
+                            f"{', '.join(columns[:20])}", fields=name)
 
 
 def _table_blocks(path: Path, ingest: Ingest, columns: list[str]):
@@ -391,15 +391,14 @@ def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
     decides every column's kind and the scenarios, then the log and the users / items tables
     are staged and built (nothing is written before the survey has checked everything)."""
     m = mapping
-    _check_file(m.interactions, "pass the interaction log (--interactions)")
+    _check_file(m.interactions, "pass the interaction log (interactions)", "interactions")
     log_columns = _columns_of(m.interactions)
     _need(m.interactions, log_columns, m.mapped())
     tables = {"interactions": (m.interactions, None, [c for c in log_columns
                                                      if c not in m.mapped().values()])}
-    for flag, table, path, key in (("--users", "users", m.users, m.user_col),
-                                   ("--items", "items", m.items, m.item_col)):
+    for table, path, key in (("users", m.users, m.user_col), ("items", m.items, m.item_col)):
         if path is not None:
-            _check_file(path, f"pass an existing file ({flag})")
+            _check_file(path, f"pass an existing file ({table})", table)
             cols = _columns_of(path)
             _need(path, cols, {f"the key, as in the log's {key}": key})
             tables[table] = (path, key, [c for c in cols if c != key])
@@ -501,9 +500,10 @@ class _LogChecks:
             values = pc.filter(values, pc.not_equal(values, ""))
             bad = pc.filter(values, pc.is_null(_int_in(values, range(2))))
             if len(bad):
-                raise UsageError(f"{m.interactions}: column '{m.label_col}' (--label-col) is "
+                raise UsageError(f"{m.interactions}: column '{m.label_col}' (label_col) is "
                                  f"not binary (found '{bad[0].as_py()}'); pass "
-                                 f"--label-threshold X to turn values >= X into clicks")
+                                 f"label_threshold X to turn values >= X into clicks",
+                                 fields=("label_col", "label_threshold"))
         if m.scenario_col:
             counts = pc.value_counts(pc.drop_null(_nonempty(batch[m.scenario_col])))
             for value, n in zip(counts.field("values").to_pylist(),
@@ -511,9 +511,10 @@ class _LogChecks:
                 self.scenarios[value] = self.scenarios.get(value, 0) + n
             if len(self.scenarios) > MAX_SCENARIOS:
                 raise UsageError(f"{m.interactions}: column '{m.scenario_col}' "
-                                 f"(--scenario-col) has more than {MAX_SCENARIOS} distinct "
+                                 f"(scenario_col) has more than {MAX_SCENARIOS} distinct "
                                  f"values; a scenario is a kind of item or surface (a few, "
-                                 f"each with its own tower): pass another column, or none")
+                                 f"each with its own tower): pass another column, or none",
+                                 fields="scenario_col")
 
 
 def _survey_log(m: Mapping, context: list[str],
@@ -526,8 +527,9 @@ def _survey_log(m: Mapping, context: list[str],
         return [("all", 0)], stats
     names = list(checks.scenarios)
     if not names:
-        raise UsageError(f"{m.interactions}: column '{m.scenario_col}' (--scenario-col) has no "
-                         f"values; pass another column, or none for a single scenario")
+        raise UsageError(f"{m.interactions}: column '{m.scenario_col}' (scenario_col) has no "
+                         f"values; pass another column, or none for a single scenario",
+                         fields="scenario_col")
     whole = all(re.fullmatch(r"[+-]?\d+", n) for n in names)  # codes sort as numbers
     names.sort(key=lambda n: (int(n), n) if whole else (0, n))
     return [(n, checks.scenarios[n]) for n in names], stats

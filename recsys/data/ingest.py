@@ -31,15 +31,15 @@ from recsys.data.aggregates import write_aggregates
 from recsys.data.store import ID_MAPS, QUARANTINE, write_query
 from recsys.data.summary import summarize
 from recsys.errors import DataError
-from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, \
-    INTERACTIONS, SCENARIOS, TEXT_FIELDS, TIMESTAMP_TYPE, Schema
+from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS, \
+    ITEM_ID, SCENARIO, SCENARIOS, Schema, TEXT_FIELDS, TIMESTAMP_TYPE, USER_ID
 
 SCRATCH = ".scratch"  # staged rows, DuckDB's database and spill files: removed at the end
 QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),
                                ("reason", pa.string()), ("raw", pa.string())])
 KEYS = (("source", pa.string()), ("row", pa.int64()), ("raw_user", pa.string()),
         ("raw_item", pa.string()), ("ts", TIMESTAMP_TYPE), ("label", pa.int8()),
-        ("scenario", pa.int64()))
+        (SCENARIO, pa.int64()))
 ROW_KEY = ("source", "row")  # where a staged row came from; every other column is its content
 DUCKDB_MEMORY = "1GB"
 DUPLICATES_PER_BATCH = 100_000  # duplicates are quarantined a batch at a time
@@ -126,7 +126,7 @@ class Ingest(Counts):
         # (column of Parsed, reason when it is null), checked in this order
         self.reasons = (("user", "empty user id"), ("item", "empty item id"),
                         ("ts", "unparseable time"), ("label", "label not 0/1"),
-                        ("scenario", tables.scenario_reason))
+                        (SCENARIO, tables.scenario_reason))
 
     # ---- per block ------------------------------------------------------------------------
     def add(self, block: Parsed) -> None:
@@ -144,7 +144,7 @@ class Ingest(Counts):
         good = pc.invert(bad)
         columns = {"source": pa.array([block.source] * n, pa.string()), "row": block.row,
                    "raw_user": block.user, "raw_item": block.item, "ts": block.ts,
-                   "label": block.label, "scenario": block.scenario}
+                   "label": block.label, SCENARIO: block.scenario}
         for name in self.tables.staged:
             columns[name] = block.extra.get(name, pa.nulls(n, pa.string()))
         staged = pa.table(columns).cast(self.staged_schema).filter(good)
@@ -219,7 +219,7 @@ class Ingest(Counts):
     def _id_maps(self, con) -> dict:
         (self.tmp / ID_MAPS).mkdir()
         counts = {}
-        for entity, raw in (("user_id", "raw_user"), ("item_id", "raw_item")):
+        for entity, raw in ((USER_ID, "raw_user"), (ITEM_ID, "raw_item")):
             ids = f"SELECT {raw}, min(ts) AS first FROM good GROUP BY {raw}"
             if extra := self.tables.extra_ids(entity):  # after the log's, by raw ID
                 ids += (f" UNION ALL SELECT DISTINCT e.k, NULL FROM ({extra}) AS e ANTI JOIN "
@@ -279,8 +279,8 @@ class AntM2CTables:
 
     def snapshots(self, con, tmp: Path, start_epoch: int) -> None:
         tables = ANTM2C.tables()
-        for view, key in (("user_profile", "user_id"), ("item_profile", "item_id"),
-                          ("user_text", "user_id"), ("item_text", "item_id")):
+        for view, key in (("user_profile", USER_ID), ("item_profile", ITEM_ID),
+                          ("user_text", USER_ID), ("item_text", ITEM_ID)):
             names = [f.name for f in ANTM2C.view_features(view)]
             if view.endswith("profile"):  # first appearance, no profile known
                 sql = f"""SELECT {key}, min(ts) AS {EVENT_TIMESTAMP},

@@ -52,11 +52,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 def get_preset(name: str, rows: int | None = None) -> Preset:
     """The named preset, optionally with its row count overridden (`--rows`)."""
     if name not in PRESETS:
-        raise UsageError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)} (--preset)")
+        raise UsageError(f"preset {name!r}: unknown; choose one of {', '.join(PRESETS)}",
+                         fields="preset")
     preset = PRESETS[name]
     if rows is not None:
         if rows < preset.n_days:
-            raise UsageError(f"--rows {rows}: need at least one row per day "
-                             f"({preset.n_days} days in preset '{name}'); pass a larger --rows")
+            raise UsageError(f"rows {rows}: need at least one row per day "
+                             f"({preset.n_days} days in preset '{name}'); pass a larger rows",
+                             fields="rows")
         preset = replace(preset, n_rows=rows)
     return preset

@@ -24,15 +24,18 @@ QUARANTINE, ID_MAPS, VOCABULARIES = "quarantine", "id_maps", "vocabularies"
 
 def check_repo(repo: Path) -> Path:
     """The path of a recsys Feast repo, or a RepoError saying what is wrong with it."""
-    hint = "pass --repo pointing at the recsys feature_repo/ folder"
+    hint = "pass the recsys feature_repo/ folder as repo"
     if not repo.is_dir():
-        raise RepoError(f"feature repo '{repo}' not found: {hint}")
+        raise RepoError(f"'{repo}' not found: {hint}", fields="repo")
     config = repo / "feature_store.yaml"
     if not config.is_file():
-        raise RepoError(f"'{repo}' is not a Feast feature repo (no feature_store.yaml): {hint}")
+        raise RepoError(f"'{repo}' is not a Feast feature repository (no feature_store.yaml): "
+                        f"{hint}",
+                        fields="repo")
     project = (read_yaml(config, "fix or restore it") or {}).get("project")
     if project != PROJECT:
-        raise RepoError(f"{config} belongs to Feast project '{project}', not '{PROJECT}': {hint}")
+        raise RepoError(f"{config} belongs to Feast project '{project}', not '{PROJECT}': {hint}",
+                        fields="repo")
     return repo
 
 
@@ -103,7 +106,7 @@ def read_repo_meta(repo: Path) -> dict:
     if not path.is_file():
         raise RepoError(f"no data in {offline_dir(repo)}: run `recsys generate --repo {repo}` "
                         f"or `recsys import ... --repo {repo}` first")
-    return read_json(path, "restore it, or generate / import the data again with --force")
+    return read_json(path, "restore it, or generate / import the data again with force=True")
 
 
 def validate_offline_store(offline: Path, meta: dict | None = None,

@@ -14,7 +14,7 @@ from recsys.dataset.split import choose_split, train_counts_sql, \
     with_cold_start_flags
 from recsys.eval.metrics import auc_sql
 from recsys.memory import GiB
-from recsys.schema import COLD_START_FLAGS
+from recsys.schema import COLD_START_FLAGS, INTERACTIONS, ITEM_ID, SCENARIO, USER_ID
 
 SUMMARY_MEMORY = GiB  # DuckDB's budget for the summary's queries; it spills beyond
 NAN = float("nan")
@@ -28,7 +28,7 @@ def summarize(offline: Path, meta: dict, scenarios: tuple[str, ...]) -> dict:
         "SELECT scenario, count(*), avg(label) FROM interactions GROUP BY scenario").fetchall()}
     # a Bayes AUC only where the data knows its true click probability (generated data)
     known = con.execute("SELECT count(p_true) > 0 FROM interactions").fetchone()[0]
-    bayes = auc_sql(con, "interactions", by="scenario") if known else {}
+    bayes = auc_sql(con, "interactions", by=SCENARIO) if known else {}
     total = sum(n for n, _ in per.values())
     per_scenario = {}
     for code, name in enumerate(scenarios):
@@ -41,14 +41,14 @@ def summarize(offline: Path, meta: dict, scenarios: tuple[str, ...]) -> dict:
         "FROM interactions").fetchone()
     split = choose_split(con)
     sums = ", ".join(f"sum({f}::INT), count(DISTINCT CASE WHEN {f} THEN "
-                     f"{'user_id' if f.endswith('user') else 'item_id'} END)"
+                     f"{USER_ID if f.endswith('user') else ITEM_ID} END)"
                      for f in COLD_START_FLAGS)
     cold = {}
     for name in ("val", "test"):
         rows = f"(SELECT * FROM interactions WHERE {split.of()} = '{name}')"
         row = con.execute(f"""
-            WITH tu AS ({train_counts_sql('interactions', split, 'user_id')}),
-                 ti AS ({train_counts_sql('interactions', split, 'item_id')})
+            WITH tu AS ({train_counts_sql(INTERACTIONS, split, USER_ID)}),
+                 ti AS ({train_counts_sql(INTERACTIONS, split, ITEM_ID)})
             SELECT count(*), {sums} FROM ({with_cold_start_flags(rows, 'tu', 'ti')})
             """).fetchone()
         cold[name] = {"rows": row[0], **{
@@ -68,8 +68,8 @@ def print_summary(meta: dict, console: Console | None = None) -> None:
         f"synthetic AntM2C: preset {meta['preset']}, seed {meta['seed']}"
     table = Table(title=f"{source}, {meta['n_days']} days from {meta['start'][:10]}")
     bayes = s["bayes_auc"] is not None  # no column where there is no true probability
-    for col in ("scenario", "rows", "share", "positive rate", "Bayes AUC")[:5 if bayes else 4]:
-        table.add_column(col, justify="right" if col != "scenario" else "left")
+    for col in (SCENARIO, "rows", "share", "positive rate", "Bayes AUC")[:5 if bayes else 4]:
+        table.add_column(col, justify="right" if col != SCENARIO else "left")
     for code, sc in s["scenarios"].items():
         table.add_row(f"{code} {sc['name']}", f"{sc['rows']:,}", f"{sc['share']:.3f}",
                       _num(sc["positive_rate"]), *([_num(sc["bayes_auc"])] if bayes else []))

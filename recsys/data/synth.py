@@ -36,8 +36,8 @@ from scipy.special import expit, ndtri
 
 from recsys.data import vocab
 from recsys.data.presets import Preset
-from recsys.schema import DEEP_CATEGORICAL_CARDINALITIES, N_BRANDS, N_DEEP_FEATURES, N_TOPICS, \
-    SCENARIOS
+from recsys.schema import DEEP_CATEGORICAL_CARDINALITIES, FEATURE_BY_NAME, N_BRANDS, \
+    N_DEEP_FEATURES, N_TOPICS, SCENARIOS
 
 ENTITY_CHUNK = 1_000_000  # ids per pass over an entity table (weights, rows written)
 
@@ -49,6 +49,10 @@ NOISE_STD = 0.5  # unobserved per-impression noise on the logit
 AFFINITY_GAIN = 2.2
 SCENARIO_SPECIFIC_STD = 0.3  # size of the per-scenario part of user taste
 USER_BIAS_STD = 0.7  # a user's click propensity, the same in every scenario, known only by ID
+# the profile features' value counts, as the schema declares them
+AGES, GENDERS, CITY_LEVELS, MEMBER_LEVELS, PRICE_LEVELS = (
+    FEATURE_BY_NAME[n].cardinality for n in ("user_age_bucket", "user_gender", "user_city_level",
+                                              "user_member_level", "item_price_level"))
 BRANDS_PER_TOPIC = N_BRANDS // N_TOPICS
 W = len(vocab.TOPIC_WORDS[0])  # words per topic
 ITEM_WORDS = 3  # an item's entity names; its title shows the first two
@@ -151,8 +155,8 @@ class World:
         self.position_bias = -0.12 * np.arange(DEEP_CATEGORICAL_CARDINALITIES[1])
         n_numeric = N_DEEP_FEATURES - len(DEEP_CATEGORICAL_CARDINALITIES)
         self.numeric_beta = np.array([0.3, -0.2] + [0.0] * (n_numeric - 2))
-        self.age_effect = rng.normal(0, 0.3, size=(N_SCENARIOS, 8))
-        self.price_effect = rng.normal(0, 0.3, size=(N_SCENARIOS, 10))
+        self.age_effect = rng.normal(0, 0.3, size=(N_SCENARIOS, AGES))
+        self.price_effect = rng.normal(0, 0.3, size=(N_SCENARIOS, PRICE_LEVELS))
         # each topic word's direction inside its topic, and the image projection
         self.word_offsets = rng.normal(size=(N_TOPICS * W, LATENT_DIM)) / np.sqrt(LATENT_DIM)
         self.image_projection = rng.normal(size=(LATENT_DIM, IMAGE_DIM))
@@ -201,11 +205,12 @@ class World:
     def user_profile(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         first, _ = self.user_topics(ids)
         u = hash_uniform(self.seed, S_USER_PROFILE, ids, 3)
-        age = (first * 3 + (u[:, 0] * 3).astype(np.int64)) % 8  # taste follows age
-        gender = np.where(u[:, 1] < 0.05, 2, (u[:, 1] < np.where(first % 2 == 0, 0.35, 0.7))
-                          .astype(np.int64))
-        city = (u[:, 2] * 6).astype(np.int64)
-        member = np.minimum(np.log2(self.user_activity(ids)).astype(np.int64), 4)
+        age = (first * 3 + (u[:, 0] * 3).astype(np.int64)) % AGES  # taste follows age
+        gender = np.where(u[:, 1] < 0.05, GENDERS - 1,
+                          (u[:, 1] < np.where(first % 2 == 0, 0.35, 0.7)).astype(np.int64))
+        city = (u[:, 2] * CITY_LEVELS).astype(np.int64)
+        member = np.minimum(np.log2(self.user_activity(ids)).astype(np.int64),
+                            MEMBER_LEVELS - 1)
         return {"user_age_bucket": age, "user_gender": gender, "user_city_level": city,
                 "user_member_level": member}
 
@@ -267,7 +272,7 @@ class World:
         u = hash_uniform(self.seed, S_ITEM_PROFILE, ids, 2)
         brand = topic * BRANDS_PER_TOPIC + (u[:, 0] * BRANDS_PER_TOPIC).astype(np.int64)
         return {"item_category": topic, "item_brand": brand,
-                "item_price_level": (u[:, 1] * 10).astype(np.int64)}
+                "item_price_level": (u[:, 1] * PRICE_LEVELS).astype(np.int64)}
 
     def item_text(self, ids: np.ndarray) -> dict[str, pa.Array]:
         scen = self.item_scenario(ids)

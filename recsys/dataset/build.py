@@ -39,7 +39,8 @@ from recsys.dataset.split import DAY_US, SPLITS, Split, SplitSpec, choose_split,
 from recsys.errors import UsageError
 from recsys.features.store import feature_service, open_store
 from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
-from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS, LABEL, REQUEST_ID, Schema
+from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS, ITEM_ID, LABEL, REQUEST_ID, USER_ID, \
+    Schema
 from recsys.storage import check_output_free, resumable_dir, write_parquet
 
 ENGINES = ("duckdb", "spark")
@@ -94,15 +95,16 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     repo_schema = read_schema(repo)
     service_name = repo_schema.default_service if service_name is None else service_name
     if engine not in ENGINES:
-        raise UsageError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)} "
-                         f"(--engine)")
+        raise UsageError(f"engine {engine!r}: unknown; choose one of {', '.join(ENGINES)}",
+                         fields="engine")
     if not memory_gb >= MIN_MEMORY_GB:
-        raise UsageError(f"--memory-gb {memory_gb}: the join needs at least {MIN_MEMORY_GB} "
-                         f"GB; pass a larger budget")
+        raise UsageError(f"memory_gb {memory_gb}: the join needs at least {MIN_MEMORY_GB} "
+                         f"GB; pass a larger budget", fields="memory_gb")
     check_fits(f"--memory-gb {memory_gb}", int(memory_gb * GiB), machine_memory(),
                "memory on this machine", "pass a smaller --memory-gb")
     if partition_rows is not None and partition_rows < 1:
-        raise UsageError(f"--partition-rows {partition_rows}: must be at least 1")
+        raise UsageError(f"partition_rows {partition_rows}: must be at least 1",
+                         fields="partition_rows")
     offline = offline_dir(repo)
     validate_offline_store(offline, meta, repo_schema)
     out = out or default_out(repo, meta)
@@ -141,8 +143,8 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
     `schema`: the dataset's Arrow schema (of `repo_schema`'s service)."""
     keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
     dictionary = _dictionary_columns(repo_schema, schema)
-    con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql('interactions', split, 'user_id')}")
-    con.execute(f"CREATE TEMP TABLE ti AS {train_counts_sql('interactions', split, 'item_id')}")
+    con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql(INTERACTIONS, split, USER_ID)}")
+    con.execute(f"CREATE TEMP TABLE ti AS {train_counts_sql(INTERACTIONS, split, ITEM_ID)}")
     files = _interaction_files(offline)
     # one partition is written in the background while the next one is joined
     with ThreadPoolExecutor(1, thread_name_prefix="build-writer") as writer:
@@ -157,8 +159,9 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
             except duckdb.OutOfMemoryException:
                 raise UsageError(f"the point-in-time join of partition {i} "
                                  f"({sum(part.rows.values()):,} rows) ran out of memory: pass "
-                                 f"a larger --memory-gb or a smaller --partition-rows (the "
-                                 f"partitions written so far are kept)") from None
+                                 f"a larger memory_gb or a smaller partition_rows (the "
+                                 f"partitions written so far are kept)",
+                                 fields=("memory_gb", "partition_rows")) from None
             if writing is not None:
                 writing.result()  # raises the writer's error, if any
             writing = writer.submit(_write_splits, table, paths, schema, dictionary)

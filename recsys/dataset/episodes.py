@@ -52,7 +52,8 @@ class Tasks:
         keep = h.count >= 2 * k
         if not keep.any():
             raise DataError(f"no {what} has {2 * k} training rows, so meta-learning has no "
-                            f"tasks: generate more rows (--rows) or a larger preset")
+                            f"tasks: generate more interactions (rows) or a larger preset",
+                            fields="rows")
         self.rows, self.start, self.count, self.k = h.rows, h.start[keep], h.count[keep], k
 
     def __len__(self) -> int:

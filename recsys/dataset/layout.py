@@ -15,9 +15,9 @@ import pyarrow.compute as pc
 from recsys.data import vectors as vector_columns
 from recsys.dataset.hashing import hash_rows
 from recsys.errors import DataError, UsageError
-from recsys.schema import ANTM2C, MODALITIES, Schema
+from recsys.schema import ANTM2C, ITEM_ID, MODALITIES, Schema, USER_ID
 
-ID_FEATURES = ("user_id", "item_id")
+ID_FEATURES = (USER_ID, ITEM_ID)
 # Dense features whose values are counts: fed as log1p(count).
 _COUNT_DTYPES = ("int32", "int64")
 
@@ -67,7 +67,7 @@ class Layout:
         hashed_rows = hashed_rows or {}
         schema = dataset_facts(meta)
         columns = schema.dataset_schema(meta.get("feature_service"))
-        ids = {"user_id": meta["n_users"], "item_id": meta["n_items"], **hashed_rows}
+        ids = {USER_ID: meta["n_users"], ITEM_ID: meta["n_items"], **hashed_rows}
         features = [f for f in schema.features if f.name in columns.names]
         sparse = [f for f in features if f.kind in ("id", "categorical")]
         # one column each first, then the bags of several values (kjt relies on it)

@@ -24,7 +24,7 @@ from recsys.data.store import check_parquet_files
 from recsys.dataset.batch import Batch, kjt
 from recsys.dataset.layout import Layout
 from recsys.errors import DataError
-from recsys.schema import COLD_START_FLAGS, EVENT_TIMESTAMP, LABEL, P_TRUE
+from recsys.schema import COLD_START_FLAGS, EVENT_TIMESTAMP, LABEL, P_TRUE, SCENARIO
 
 
 @dataclass
@@ -67,7 +67,7 @@ class SplitData:
 def needed_columns(layout: Layout, for_metrics: bool = True) -> pa.Schema:
     """The dataset columns a split is read with: the model's inputs, the label and the
     scenario, and (`for_metrics`) what evaluation needs besides."""
-    columns = (*layout.sparse, *layout.dense, *layout.vector_columns, LABEL, "scenario",
+    columns = (*layout.sparse, *layout.dense, *layout.vector_columns, LABEL, SCENARIO,
                *((P_TRUE, EVENT_TIMESTAMP, *COLD_START_FLAGS) if for_metrics else ()))
     return pa.schema([f for f in layout.columns if f.name in columns])
 
@@ -113,7 +113,7 @@ def to_split_data(table: pa.Table, layout: Layout, folder: Path) -> SplitData:
     # a training stream reads no metric columns: zeros, no flags
     return SplitData(ids=ids, dense=dense, vectors=vectors,
                      labels=table[LABEL].to_numpy().astype(np.float32),
-                     scenario=table["scenario"].to_numpy().astype(np.int64),
+                     scenario=table[SCENARIO].to_numpy().astype(np.int64),
                      p_true=np.zeros(n, np.float32), flags={}, time=np.zeros(n, np.int64))
 
 
@@ -123,7 +123,7 @@ def metric_columns(table: pa.Table, ids: np.ndarray, dense: np.ndarray,
     scenario, p_true, flags, time)."""
     return SplitData(ids=ids, dense=dense, vectors=vectors,
                      labels=table[LABEL].to_numpy().astype(np.float32),
-                     scenario=table["scenario"].to_numpy().astype(np.int64),
+                     scenario=table[SCENARIO].to_numpy().astype(np.int64),
                      p_true=table[P_TRUE].to_numpy().astype(np.float32),
                      flags={f: table[f].to_numpy(zero_copy_only=False).astype(bool)
                             for f in COLD_START_FLAGS},

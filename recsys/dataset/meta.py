@@ -14,6 +14,7 @@ DATASET_META = "meta.json"
 def read_dataset_meta(dataset: Path) -> dict:
     path = dataset / DATASET_META
     if not path.is_file():
-        raise DataError(f"no dataset at {dataset} (missing meta.json): run "
-                        f"`recsys build-dataset` or pass --dataset")
+        raise DataError(f"{dataset}: no training set there (meta.json is missing): run "
+                        f"`recsys build-dataset`, or pass its folder as dataset",
+                        fields="dataset")
     return read_json(path, "build the dataset again with `recsys build-dataset --force`")

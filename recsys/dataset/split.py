@@ -43,20 +43,22 @@ class SplitSpec:
 
     def check(self) -> "SplitSpec":
         if self.mode not in SPLIT_MODES:
-            raise UsageError(f"--split {self.mode}: choose one of {', '.join(SPLIT_MODES)}")
+            raise UsageError(f"split {self.mode}: choose one of {', '.join(SPLIT_MODES)}",
+                             fields="split")
         if self.val_days < 1 or self.test_days < 1:
-            raise UsageError(f"--val-days {self.val_days} --test-days {self.test_days}: each "
-                             f"must be at least 1")
+            raise UsageError(f"val_days {self.val_days} test_days {self.test_days}: each "
+                             f"must be at least 1", fields=("val_days", "test_days"))
         if self.mode == "dates":
             if not (self.val_from and self.test_from):
-                raise UsageError("--split dates needs --val-from and --test-from (ISO dates, "
-                                 "e.g. 2026-01-09)")
-            if _us(self.val_from, "--val-from") >= _us(self.test_from, "--test-from"):
-                raise UsageError(f"--val-from {self.val_from} must come before --test-from "
-                                 f"{self.test_from}")
+                raise UsageError("split dates needs val_from and test_from (ISO dates, "
+                                 "e.g. 2026-01-09)", fields=("split", "val_from", "test_from"))
+            if _us(self.val_from, "val_from") >= _us(self.test_from, "test_from"):
+                raise UsageError(f"val_from {self.val_from} must come before test_from "
+                                 f"{self.test_from}", fields=("val_from", "test_from"))
         if len(self.shares) != 3 or min(self.shares) <= 0 or sum(self.shares) != 100:
-            raise UsageError(f"--shares {'/'.join(map(str, self.shares))}: three positive "
-                             f"percentages of train / val / test that sum to 100, e.g. 80/10/10")
+            raise UsageError(f"shares {'/'.join(map(str, self.shares))}: three positive "
+                             f"percentages of train / val / test that sum to 100, e.g. 80/10/10",
+                             fields="shares")
         return self
 
 
@@ -71,8 +73,8 @@ def split_spec(mode: str, **flags) -> SplitSpec:
     for name in given:
         if mode in _FLAGS_OF and name not in _FLAGS_OF[mode]:
             owner = next(m for m, names in _FLAGS_OF.items() if name in names)
-            raise UsageError(f"--{name.replace('_', '-')} applies to --split {owner}, not "
-                             f"--split {mode}")
+            raise UsageError(f"{name} applies to split {owner}, not split {mode}",
+                             fields=(name, "split"))
     if "shares" in given:
         given["shares"] = parse_shares(given["shares"])
     return SplitSpec(mode, **given).check()
@@ -83,16 +85,17 @@ def parse_shares(text: str) -> tuple[int, int, int]:
     try:
         return tuple(int(p) for p in text.split("/"))
     except ValueError:
-        raise UsageError(f"--shares {text}: three whole percentages, e.g. 80/10/10") from None
+        raise UsageError(f"shares {text}: three whole percentages, e.g. 80/10/10",
+                         fields="shares") from None
 
 
-def _us(text: str, flag: str) -> int:
+def _us(text: str, field: str) -> int:
     """An ISO date or time (UTC unless it says otherwise) in microseconds since the epoch."""
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"{flag} {text}: not an ISO date or time (e.g. 2026-01-09 or "
-                         f"2026-01-09T12:00)") from None
+        raise UsageError(f"{field} {text}: not an ISO date or time (e.g. 2026-01-09 or "
+                         f"2026-01-09T12:00)", fields=field) from None
     t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
     return int(t.timestamp() * 1_000_000)
 
@@ -143,14 +146,15 @@ def choose_split(con, interactions: str = "interactions",
         if len(days) < spec.val_days + spec.test_days + 1:
             raise DataError(f"the repo's interaction log has {len(days)} day(s) with rows, too "
                             f"few for {spec.val_days} validation and {spec.test_days} test "
-                            f"day(s) and a training day: pass fewer days or --split quantiles")
+                            f"day(s) and a training day: pass fewer days or split quantiles",
+                            fields="split")
         first_val, first_test = days[-spec.test_days - spec.val_days][0], \
             days[-spec.test_days][0]
         split = Split(first_val * DAY_US, first_test * DAY_US,
                       f"days: the last {spec.test_days} day(s) with rows test, the "
                       f"{spec.val_days} before validation{auto}")
     elif mode == "dates":
-        split = Split(_us(spec.val_from, "--val-from"), _us(spec.test_from, "--test-from"),
+        split = Split(_us(spec.val_from, "val_from"), _us(spec.test_from, "test_from"),
                       f"dates: validation from {spec.val_from}, test from {spec.test_from}")
     else:
         train, val, _ = spec.shares
@@ -164,8 +168,10 @@ def choose_split(con, interactions: str = "interactions",
     if any(not counts.get(s) for s in SPLITS):
         raise DataError(f"the repo's interaction log cannot be split that way ({split.how}): "
                         f"rows per split {counts} of {sum(counts.values()):,}; choose other "
-                        f"cuts (--split, --val-days / --test-days, --val-from / --test-from, "
-                        f"--shares) or import rows from more points in time")
+                        f"cuts (split, val_days / test_days, val_from / test_from, "
+                        f"shares) or import rows from more points in time",
+                        fields=("split", "val_days", "test_days", "val_from", "test_from",
+                                "shares"))
     return split
 
 

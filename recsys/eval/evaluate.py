@@ -23,7 +23,7 @@ from recsys.dataset.loader import BatchLoader, SplitData
 from recsys.dataset.meta import read_dataset_meta
 from recsys.eval.metrics import auc_sql
 from recsys.memory import GiB
-from recsys.schema import COLD_START_FLAGS, LABEL, P_TRUE
+from recsys.schema import COLD_START_FLAGS, LABEL, P_TRUE, SCENARIO
 from recsys.storage import replacing
 
 EVAL_BATCH = 16384  # rows per batch when scoring a split
@@ -92,7 +92,7 @@ def compute_metrics(data: SplitData, probs: np.ndarray, scenarios: tuple[str, ..
     """The `overall` / `scenarios` / `subsets` / `oracle` blocks of metrics.json, for a split
     held in memory: the same queries as for stored scores. `scenarios`: their names by code
     (`Layout.scenarios`)."""
-    table = pa.table({LABEL: data.labels, "scenario": data.scenario, P_TRUE: data.p_true,
+    table = pa.table({LABEL: data.labels, SCENARIO: data.scenario, P_TRUE: data.p_true,
                       **data.flags, SCORE: np.asarray(probs, np.float32)})
     con = duckdb.connect()
     con.register("scored", table)
@@ -108,7 +108,7 @@ class _scored:
 
     def __init__(self, dataset: Path, split: str, scores: Path):
         files = ", ".join(f"'{f}'" for f in sorted((dataset / split).glob("*.parquet")))
-        columns = ", ".join([LABEL, "scenario", P_TRUE, *COLD_START_FLAGS])
+        columns = ", ".join([LABEL, SCENARIO, P_TRUE, *COLD_START_FLAGS])
         # the scores were written in the split's file order: a positional join pairs them
         self.relation = (f"(SELECT {columns} FROM read_parquet([{files}])) "
                          f"POSITIONAL JOIN (SELECT {SCORE} FROM read_parquet('{scores}'))")

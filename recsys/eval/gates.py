@@ -84,13 +84,14 @@ def measured_at(results: list[dict]) -> dict:
 
 def read_gates(path: Path) -> dict:
     if not path.is_file():
-        raise UsageError(f"--gates {path}: no such file; record one with `recsys experiment "
-                         f"gate RESULTS --gates {path} --record`")
-    gates = read_json(path, "restore it from git or record it again with --record")
+        raise UsageError(f"gates {path}: no such file; record one with `recsys experiment "
+                         f"gate RESULTS --gates {path} --record`", fields="gates")
+    gates = read_json(path, "restore it from git or record it again with record=True")
     if not isinstance(gates, dict) or not isinstance(gates.get("experiments"), dict) \
             or not isinstance(gates.get("seeds"), int):
         raise DataError(f"{path}: a gates file needs \"seeds\" (an integer) and "
-                        f"\"experiments\" (an object); record it again with --record")
+                        f"\"experiments\" (an object); record it again with record=True",
+                        fields="record")
     return gates
 
 
@@ -113,11 +114,11 @@ def check(results: list[dict], gates: dict) -> list[Cell]:
         if name not in gates["experiments"]:
             raise UsageError(f"the gates have no \"{name}\" experiment (they gate "
                              f"{', '.join(gates['experiments']) or 'nothing'}); record it "
-                             f"with --record")
+                             f"with record=True", fields="record")
         if res["seeds"] != gates["seeds"]:
             raise UsageError(f"the {name} results are a mean over {res['seeds']} seed(s), the "
                              f"gates over {gates['seeds']}: run the experiment with "
-                             f"--seeds {gates['seeds']}")
+                             f"seeds {gates['seeds']}", fields="seeds")
         blocks = auc_blocks(res)
         for table, models in gates["experiments"][name].items():
             block = blocks.get(table, {"models": {}})
@@ -144,7 +145,7 @@ def record(results: list[dict], tolerance: float, provenance: dict) -> dict:
     seeds = {r["seeds"] for r in results}
     if len(seeds) != 1:
         raise UsageError(f"the results are over different numbers of seeds ({sorted(seeds)}); "
-                         f"gate experiments run with the same --seeds")
+                         f"gate experiments run with the same seeds", fields="seeds")
     experiments = {}
     for res in results:
         experiments[res.get("experiment", "multi-scenario")] = {

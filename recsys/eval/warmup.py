@@ -21,11 +21,12 @@ from recsys.eval.evaluate import MIN_ROWS, predict
 from recsys.eval.metrics import auc
 from recsys.models.base import SparseArch, set_sparse_lr
 from recsys.models.cold import ColdStartModel
+from recsys.schema import ITEM_ID
 
 STAGES = ("cold", "warm-a", "warm-b", "warm-c")
 WARMUP_K = 2  # rows per new item in each warm-up batch
 WARMUP_LR = 0.01  # the rows' step size during warm-up (training's is ModelConfig.embedding_lr)
-ITEM = "item_id"
+ITEM = ITEM_ID
 
 
 def warmup_sets(train: SplitData, later: SplitData, layout: Layout,

@@ -27,12 +27,12 @@ def spark_config(repo: Path):
         from feast.infra.offline_stores.contrib.spark_offline_store.spark import \
             SparkOfflineStoreConfig
     except ImportError:
-        raise UsageError("--engine spark needs pyspark: `pip install -e '.[spark]'` (make test "
-                         "installs it)") from None
+        raise UsageError("engine spark needs pyspark: `pip install -e '.[spark]'` (make test "
+                         "installs it)", fields="engine") from None
     path = repo / CONFIG
     if not path.is_file():
-        raise RepoError(f"{path} not found: --engine spark reads the Spark session's settings "
-                        f"from it (copy it from the project's feature_repo/)")
+        raise RepoError(f"{path} not found: engine spark reads the Spark session's settings "
+                        f"from it (copy it from the project's feature_repo/)", fields="engine")
     try:
         block = (yaml.safe_load(path.read_text()) or {}).get("offline_store") or {}
         return SparkOfflineStoreConfig(**block)

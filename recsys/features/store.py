@@ -68,7 +68,8 @@ def feature_service(store, repo: Path, name: str, schema: Schema):
 
     if name not in schema.services:
         raise UsageError(f"unknown feature service '{name}': choose one of "
-                         f"{', '.join(schema.services)} (--feature-service)")
+                         f"{', '.join(schema.services)} (feature_service)",
+                         fields="feature_service")
     try:
         return store.get_feature_service(name)
     except FeastObjectNotFoundException:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from pydantic import ConfigDict, with_config
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 from torchrec.distributed.embeddingbag import ShardedEmbeddingBagCollection
@@ -18,29 +17,9 @@ from torchrec.sparse.jagged_tensor import KeyedTensor
 
 from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
-from recsys.errors import UsageError
+from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_fusion
 from recsys.models.dcn import CrossNet
-
-
-@with_config(ConfigDict(extra="forbid"))  # a config file's unknown key is an error
-@dataclass
-class ModelConfig:
-    """Hyper-parameters every model has; each model's own config (models/<name>.py) adds its
-    layers. A run's config.json records them all (`recsys train --config` sets them)."""
-
-    embedding_dim: int = 16
-    table_dtype: str = "fp32"  # fp32 | fp16 (the embedding tables' storage)
-    embedding_lr: float = 0.05  # the sparse optimizer: row-wise Adagrad, inside the backward pass
-    dropout: float = 0.0
-    # text / image vectors: "concat" adds each projected vector group as one more embedding
-    # slot; "gated" makes that slot a learned per-dimension mix of the projection and the
-    # owner's ID embedding
-    fusion: str = "concat"
-    # the bottom every model's layers sit on: "mlp" is none (the embeddings as they are);
-    # "dcn" is DCN-v2's cross layers, x <- x0 * (W x + b) + x, W of rank `cross_rank`
-    backbone: str = "mlp"
-    cross_layers: int = 2
-    cross_rank: int = 64  # 0: full rank
+from recsys.schema import SCENARIO
 
 
 @dataclass(frozen=True)
@@ -68,44 +47,8 @@ class Model(nn.Module):
         return binary_cross_entropy_with_logits(self(batch), batch.labels)
 
 
-FUSIONS = ("concat", "gated")
-BACKBONES = ("mlp", "dcn")
-TABLE_DTYPES = {"fp32": (DataType.FP32, 4), "fp16": (DataType.FP16, 2)}  # type, bytes
-
-
-def check_fusion(fusion: str) -> None:
-    if fusion not in FUSIONS:
-        raise UsageError(f"--fusion {fusion}: choose one of {', '.join(FUSIONS)}")
-
-
-# integer hyper-parameters that may be 0 (every other one counts something: at least 1)
-ZERO_ALLOWED = ("cross_layers", "cross_rank")
-SHARES = ("dropout", "id_dropout")  # in [0, 1)
-
-
-def check_model_config(cfg: ModelConfig) -> None:
-    """Values the types allow but the models cannot take: one UsageError naming the key."""
-    check_fusion(cfg.fusion)
-    if cfg.backbone not in BACKBONES:
-        raise UsageError(f"backbone {cfg.backbone!r}: choose one of {', '.join(BACKBONES)}")
-    if cfg.table_dtype not in TABLE_DTYPES:
-        raise UsageError(f"table_dtype {cfg.table_dtype!r}: choose one of "
-                         f"{', '.join(TABLE_DTYPES)}")
-    for key, value in vars(cfg).items():
-        if isinstance(value, tuple):  # layer sizes
-            bad = any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
-            what = "layer sizes of at least 1 each"
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        elif key in SHARES:
-            bad, what = not 0 <= value < 1, "in [0, 1)"
-        elif isinstance(value, int):
-            floor = 0 if key in ZERO_ALLOWED else 1
-            bad, what = value < floor, f"at least {floor}"
-        else:
-            bad, what = value < 0, "at least 0"
-        if bad:
-            raise UsageError(f"{key} {value!r}: must be {what}")
+# the tables' storage types: TorchRec's type for each name models.config accepts
+TABLE_DTYPES = {"fp32": DataType.FP32, "fp16": DataType.FP16}
 
 
 class SparseArch(nn.Module):
@@ -124,7 +67,7 @@ class SparseArch(nn.Module):
         widths = layout.widths or (1,) * len(layout.sparse)
         tables = [EmbeddingBagConfig(name=f"t_{name}", embedding_dim=cfg.embedding_dim,
                                      num_embeddings=size, feature_names=[name],
-                                     data_type=TABLE_DTYPES[cfg.table_dtype][0],
+                                     data_type=TABLE_DTYPES[cfg.table_dtype],
                                      pooling=PoolingType.MEAN if width > 1 else PoolingType.SUM)
                   for name, size, width in zip(layout.sparse, layout.num_embeddings, widths)]
         # the default device: "meta" when built to be sharded or planned (no memory used)
@@ -189,8 +132,9 @@ class ScenarioSide(nn.Module):
 
     def __init__(self, layout: Layout, dim: int):
         super().__init__()
-        self.slot = layout.slot("scenario") if "scenario" in layout.sparse else None
-        self.dense = [j for j, o in enumerate(layout.dense_owners) if o == "scenario"]
+        self.slot = layout.slot(SCENARIO) if SCENARIO in layout.sparse else None
+        self.dense = [j for j, o in enumerate(layout.dense_owners)
+                      if o == "scenario"]  # owned by the scenario entity
         self.width = (dim if self.slot is not None else 0) + len(self.dense)
 
     def forward(self, emb: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -261,7 +205,7 @@ def dense_parameters(model: nn.Module) -> list[nn.Parameter]:
 def table_bytes(rows: int, dim: int, dtype: str = "fp32") -> int:
     """Bytes of `rows` embedding rows of width `dim`: the weights in `dtype` and their row-wise
     Adagrad state (one float32 per row)."""
-    return rows * dim * TABLE_DTYPES[dtype][1] + rows * 4
+    return rows * dim * TABLE_DTYPE_BYTES[dtype] + rows * 4
 
 
 def dense_bytes_with_adam(model: nn.Module) -> int:

@@ -28,8 +28,9 @@ from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
 from recsys.models.base import Capabilities, Model, SparseArch, tower
 from recsys.models.dnn_mixed import DNNConfig
+from recsys.schema import ITEM_ID, USER_ID
 
-COLD_ENTITIES = ("user_id", "item_id")
+COLD_ENTITIES = (USER_ID, ITEM_ID)
 
 
 @dataclass

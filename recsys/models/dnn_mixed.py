@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-from recsys.models.base import Capabilities, Model, ModelConfig, SparseArch, tower
+from recsys.models.base import Capabilities, Model, SparseArch, tower
+from recsys.models.config import ModelConfig
 
 
 @dataclass

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from recsys.errors import UsageError
-from recsys.models.base import Capabilities, Model, ModelConfig, ScenarioSide, SparseArch, mlp
+from recsys.models.base import Capabilities, Model, ScenarioSide, SparseArch, mlp
+from recsys.models.config import ModelConfig
 
 
 @dataclass

@@ -19,9 +19,9 @@ from recsys.dataset.loader import rows_batch, SplitData
 from recsys.models.base import Capabilities
 from recsys.models.cold import ColdStartModel, linear_layers, masked_bce, replace_slot, \
     task_forward
-from recsys.schema import FEW_SHOT_MAX
+from recsys.schema import FEW_SHOT_MAX, USER_ID
 
-USER = "user_id"
+USER = USER_ID
 
 
 class UserTaskLearner(ColdStartModel):

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recsys.models.base import Capabilities, Model, ModelConfig, SparseArch, mlp, route, tower
+from recsys.models.base import Capabilities, Model, SparseArch, mlp, route, tower
+from recsys.models.config import ModelConfig
 
 
 @dataclass

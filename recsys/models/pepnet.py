@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recsys.models.base import Capabilities, Model, ModelConfig, ScenarioSide, SparseArch
+from recsys.models.base import Capabilities, Model, ScenarioSide, SparseArch
+from recsys.models.config import ModelConfig
+from recsys.schema import ITEM_ID, USER_ID
 
 
 @dataclass
@@ -51,7 +53,7 @@ class PEPNet(Model):
         self.side = ScenarioSide(layout, d)
         self.embedding_gate = GateNU(self.side.width + width, cfg.gate_hidden, width,
                                      cfg.gate_scale)
-        self.persons = [layout.slot(n) for n in ("user_id", "item_id") if n in layout.sparse]
+        self.persons = [layout.slot(n) for n in (USER_ID, ITEM_ID) if n in layout.sparse]
         prior = d * len(self.persons) + width
         sizes = (self.sparse.out_dim, *cfg.hidden)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recsys.models.base import Capabilities, Model, ModelConfig, ScenarioSide, SparseArch, \
-    tower
+from recsys.models.base import Capabilities, Model, ScenarioSide, SparseArch, tower
+from recsys.models.config import ModelConfig
 
 MOMENTUM = 0.1  # of the partitioned normalization's moving averages
 EPS = 1e-5

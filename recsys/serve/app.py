@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,8 +26,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
     generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from recsys.schema import ITEM_ID
 from recsys.serve.scorer import Request as ScoreRequest
 from recsys.serve.scorer import RequestError, Scorer
+from recsys.serve.settings import Settings
 
 MAX_CANDIDATES = 1000  # items one request may score
 MAX_BODY_BYTES = 1 << 20  # a request body beyond this is refused (413) before it is parsed
@@ -47,13 +48,6 @@ class ScoreBody(BaseModel):
     item_ids: list[StrictInt] | list[StrictStr] = Field(min_length=1,
                                                         max_length=MAX_CANDIDATES)
     context: dict[str, StrictInt | float | StrictStr | None] = Field(default_factory=dict)
-
-
-@dataclass
-class Settings:
-    run: str
-    repo: str
-    refresh_seconds: float = 10.0
 
 
 class _Metrics:
@@ -119,7 +113,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
             return refuse(422, "invalid request", str(e))
         metrics.features.observe(result.feature_seconds)
         order = (-result.scores).argsort(kind="stable")
-        return JSONResponse({"scores": [{"item_id": result.item_ids[i],
+        return JSONResponse({"scores": [{ITEM_ID: result.item_ids[i],
                                          "score": float(result.scores[i])} for i in order]},
                             headers=headers)
 

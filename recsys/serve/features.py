@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from recsys.data.store import ID_MAPS, offline_dir
 from recsys.errors import RepoError
-from recsys.schema import Schema
+from recsys.schema import ITEM_ID, SCENARIO, Schema, USER_ID
 
 CHUNK = 10_000  # entity rows per online read while filling a cache
 NO_ID = np.iinfo(np.int64).min  # stands for an ID that cannot be one
@@ -124,7 +124,7 @@ class OnlineFeatures:
             return self._typed(pa.table({n: pa.nulls(1) for n in names}), names)
         start = time.perf_counter()
         row = self.store.get_online_features(features=self.views.refs("user"),
-                                             entity_rows=[{"user_id": int(user_id)}]).to_arrow()
+                                             entity_rows=[{USER_ID: int(user_id)}]).to_arrow()
         self.read_seconds = time.perf_counter() - start
         return self._typed(row, names)
 
@@ -136,8 +136,8 @@ class OnlineFeatures:
 
     # ---- the caches ---------------------------------------------------------------------------
     def _read_caches(self) -> dict:
-        caches = {"item": self._read_all("item", "item_id", self.n_items),
-                  "scenario": self._read_all("scenario", "scenario", self.n_scenarios)}
+        caches = {"item": self._read_all("item", ITEM_ID, self.n_items),
+                  SCENARIO: self._read_all(SCENARIO, SCENARIO, self.n_scenarios)}
         return {**caches, **(self.prepare(caches) if self.prepare else {})}
 
     def _read_all(self, entity: str, key: str, n: int) -> pa.Table:
@@ -159,7 +159,7 @@ class OnlineFeatures:
     def _materialized(self) -> tuple:
         """What the registry says of the cached views' materializations."""
         self.store.refresh_registry()
-        views = [v for e in ("item", "scenario") for v in self.views.by_entity.get(e, {})]
+        views = [v for e in ("item", SCENARIO) for v in self.views.by_entity.get(e, {})]
         return tuple((v, tuple((a.isoformat(), b.isoformat()) for a, b in
                                self.store.get_feature_view(v).materialization_intervals))
                      for v in views)

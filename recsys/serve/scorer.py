@@ -21,6 +21,7 @@ from recsys.dataset.loader import needed_columns, rows_batch, SplitData
 from recsys.errors import RecsysError
 from recsys.serve.features import OnlineFeatures, check_online
 from recsys.run import Run
+from recsys.schema import ITEM_ID, SCENARIO, USER_ID
 
 RAW = Path("request")  # what the loader's messages name as the rows' origin
 
@@ -129,12 +130,12 @@ class Scorer:
     # each row alone, so this equals transforming the assembled rows.
     def _prepare(self, caches: dict) -> dict:
         """The model's inputs of every item (then the unknown one) and every scenario."""
-        items, scenarios = caches["item"], caches["scenario"]
+        items, scenarios = caches["item"], caches[SCENARIO]
         n, s = items.num_rows - 1, scenarios.num_rows - 1  # then each an all-null row
-        values = {"item": {"item_id": pa.array(np.arange(n + 1), mask=np.arange(n + 1) == n,
+        values = {"item": {ITEM_ID: pa.array(np.arange(n + 1), mask=np.arange(n + 1) == n,
                                                type=pa.int64()),
                            **{c: items[c] for c in items.column_names}},
-                  "scenario": {"scenario": pa.array(np.arange(s + 1), mask=np.arange(s + 1) == s,
+                  SCENARIO: {SCENARIO: pa.array(np.arange(s + 1), mask=np.arange(s + 1) == s,
                                                     type=pa.int64()),
                                **{c: scenarios[c] for c in scenarios.column_names}}}
         return {"inputs": {part: [(c, c.transform(v[c.name], RAW))
@@ -148,7 +149,7 @@ class Scorer:
         caches = self.features.caches
         placed = {c.name for part in caches["inputs"].values() for c, _ in part}
         user_row = self.features.user(user) if user >= 0 else pa.table({})
-        values = {**({"user_id": pa.array([user], pa.int64())} if user >= 0 else {}),
+        values = {**({USER_ID: pa.array([user], pa.int64())} if user >= 0 else {}),
                   **{c: user_row[c] for c in user_row.column_names},
                   **{c: pa.array([v], self.columns.field(c).type) for c, v in context.items()}}
         n, unknown = len(items), caches["item"].num_rows - 1
@@ -162,7 +163,7 @@ class Scorer:
                 out[c.matrix][:, c.start:c.start + c.width] = self.null_inputs[c.name] \
                     if value is None else c.transform(value, RAW)
         rows = {"item": np.where((items >= 0) & (items < unknown), items, unknown),
-                "scenario": np.full(n, scenario)}
+                SCENARIO: np.full(n, scenario)}
         for part, columns in caches["inputs"].items():
             for c, inputs in columns:
                 out[c.matrix][:, c.start:c.start + c.width] = inputs[rows[part]]

@@ -61,17 +61,19 @@ def fingerprint(model: Path) -> str:
 def load_encoder(model: Path, device: str):
     """A SentenceTransformer from a local folder, never from the network."""
     if device not in ("cpu", "cuda"):
-        raise UsageError(f"--device {device}: choose cpu or cuda")
+        raise UsageError(f"device {device}: choose cpu or cuda", fields="device")
     if not model.is_dir():
-        raise UsageError(f"--model {model}: no such folder; pass a local sentence-transformers "
-                         f"model folder (models are never downloaded)")
+        raise UsageError(f"model {model}: no such folder; pass a local sentence-transformers "
+                         f"folder (encoders are never downloaded)", fields="model")
     if not (model / "modules.json").is_file() and not (model / "config.json").is_file():
-        raise UsageError(f"--model {model}: not a sentence-transformers model folder (no "
-                         f"modules.json or config.json); pass the folder that holds the model")
+        raise UsageError(f"model {model}: not a sentence-transformers folder (no "
+                         f"modules.json or config.json); pass the folder that holds the encoder",
+                         fields="model")
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is visible here; use --device cpu")
+        raise UsageError("device cuda: no CUDA GPU is visible here; use device cpu",
+                         fields="device")
     os.environ["HF_HUB_OFFLINE"] = "1"  # a folder that needs a download fails, not fetches
     from sentence_transformers import SentenceTransformer
 
@@ -79,8 +81,8 @@ def load_encoder(model: Path, device: str):
         return SentenceTransformer(str(model), device=device, local_files_only=True)
     except Exception as e:  # transformers raises many types; the first line says which
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"--model {model}: cannot load it offline ({first}); pass a complete "
-                         f"local sentence-transformers folder") from None
+        raise UsageError(f"model {model}: cannot load it offline ({first}); pass a complete "
+                         f"local sentence-transformers folder", fields="model") from None
 
 
 def vector_views(schema: Schema) -> dict[str, str]:
@@ -127,17 +129,18 @@ def encode_text(repo: Path, model: Path | None = None, batch_size: int = 256,
     views = vector_views(schema)
     offline = offline_dir(repo)
     if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+        raise UsageError(f"batch_size {batch_size}: must be at least 1", fields="batch_size")
     if dim < 0:
-        raise UsageError(f"--dim {dim}: must be 0 (keep the model's size) or more")
+        raise UsageError(f"dim {dim}: must be 0 (keep the model's size) or more", fields="dim")
     if _existing_vectors(offline, views) and not force:
-        raise OutputExistsError(f"{offline}: text vectors already exist; pass --force to "
-                                f"encode again (cached texts are not re-encoded)")
+        raise OutputExistsError(f"{offline}: text vectors already exist; pass force=True to "
+                                f"encode again (cached texts are not re-encoded)", fields="force")
     model = model or default_model()
     encoder = load_encoder(model, device)
     model_dim = encoder.get_embedding_dimension()
     if dim > model_dim:
-        raise UsageError(f"--dim {dim}: the model makes {model_dim} values; pass at most that")
+        raise UsageError(f"dim {dim}: the model makes {model_dim} values; pass at most that",
+                         fields="dim")
     cache_dir = repo / CACHE_DIR / fingerprint(model)
     cache = TextCache(cache_dir, model_dim)
 
@@ -150,11 +153,11 @@ def encode_text(repo: Path, model: Path | None = None, batch_size: int = 256,
     distinct = pc.unique(pa.chunked_array([c.cast(pa.string()) for c in columns]).drop_null())
     texts = distinct.to_pylist()
     if len(texts) <= dim:
-        raise UsageError(f"--dim {dim}: only {len(texts)} distinct texts in {offline}, too few "
-                         f"to fit the projection; pass a smaller --dim, or 0 to keep the "
+        raise UsageError(f"dim {dim}: only {len(texts)} distinct texts in {offline}, too few "
+                         f"to fit the projection; pass a smaller dim, or 0 to keep the "
                          f"model's {model_dim} values" if texts else
                          f"{offline}: the repo's text views hold no text; import text columns "
-                         f"(`recsys import interactions --users / --items`) first")
+                         f"(`recsys import interactions --users / --items`) first", fields="dim")
     keys = text_keys(texts)
     missing = int((cache.find(keys) < 0).sum())
     log(f"{n_values:,} text values, {len(texts):,} distinct, {len(texts) - missing:,} "

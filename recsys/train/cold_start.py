@@ -12,7 +12,7 @@ from recsys.dataset.loader import load_split, SplitData
 from recsys.dataset.meta import read_dataset_meta
 from recsys.eval.report import plot_cold_start, write_cold_start_report
 from recsys.eval.warmup import STAGES, warmup_curve
-from recsys.models import model_names
+from recsys.models.registry import model_names
 from recsys.schema import COLD_START_FLAGS
 from recsys.storage import read_json, write_json
 from recsys.train.experiment import mean_std, run_dir, train_runs
@@ -45,7 +45,7 @@ def warmup_curves(dataset: Path, out: Path, models: tuple[str, ...], seeds: int,
         for model in models:
             path = run_dir(out, model, seed) / WARMUP
             if path.exists() and not force:
-                curves[model].append(read_json(path, "pass --force to run it again"))
+                curves[model].append(read_json(path, "pass force=True to run it again"))
                 continue
             if train is None:  # read once, only when some curve is missing
                 train = load_split(dataset, "train", layout)

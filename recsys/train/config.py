@@ -15,6 +15,9 @@ command line win over it:
       embedding_lr: 0.05   # row-wise Adagrad on the embedding rows
       backbone: dcn
       n_experts: 8
+
+The module is light to import (the registry and the layout are imported where used): the
+CLI's defaults and help text come from these dataclasses without importing torch.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from pathlib import Path
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
-from recsys.dataset.layout import check_modalities
 from recsys.errors import UsageError
-from recsys.models import model_class
-from recsys.models.base import ModelConfig, check_model_config
+from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_model_config
 from recsys.run import PROVENANCE
 from recsys.storage import read_yaml
+
+
+MAX_SEED = 2 ** 63 - 1  # seeds are 64-bit integers
 
 
 @with_config(ConfigDict(extra="forbid"))  # a config file's unknown key is an error
@@ -45,11 +49,13 @@ class TrainConfig:
     patience: int = 1  # epochs without a better validation AUC before stopping
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
     modalities: tuple[str, ...] = ()  # "text", "image": vectors fused with the IDs
-    # ID feature -> rows its raw IDs are hashed into (--user-rows / --item-rows)
+    # ID feature -> rows its raw IDs are hashed into (user_rows / item_rows on the CLI)
     hashed_rows: dict[str, int] = field(default_factory=dict)
     model_config: ModelConfig | None = None  # None: the model's defaults
 
     def __post_init__(self):
+        from recsys.models.registry import model_class
+
         if self.model_config is None:
             self.model_config = model_class(self.model).Config()
 
@@ -60,26 +66,32 @@ class TrainConfig:
         return "+".join((self.model, *self.modalities, *backbone))
 
     def check(self) -> None:
+        from recsys.dataset.layout import check_modalities
+        from recsys.models.registry import model_class
+
         cls = model_class(self.model)  # an unknown name fails here, before any data is read
         if not isinstance(self.model_config, cls.Config):
             raise UsageError(f"{self.model} takes a {cls.Config.__name__}")
         check_modalities(self.modalities)
         check_model_config(self.model_config)
         for name, rows in self.hashed_rows.items():
+            rows_field = f"{name.removesuffix('_id')}_rows"  # user_id -> user_rows
             if rows < 1:
-                raise UsageError(f"--{name.split('_')[0]}-rows {rows}: must be at least 1")
+                raise UsageError(f"{rows_field} {rows}: must be at least 1", fields=rows_field)
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
-                                 f"must be at least 1")
+                raise UsageError(f"{name} {getattr(self, name)}: must be at least 1",
+                                 fields=name)
         for name in ("dense_lr", "weight_decay"):
             if not getattr(self, name) >= 0:
-                raise UsageError(f"{name} {getattr(self, name)}: must be at least 0")
-        if not 0 <= self.seed < 2 ** 63:
-            raise UsageError(f"--seed {self.seed}: must be a non-negative 64-bit integer")
+                raise UsageError(f"{name} {getattr(self, name)}: must be at least 0",
+                                 fields=name)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"seed {self.seed}: must be a non-negative 64-bit integer",
+                             fields="seed")
         if self.checkpoint_every < 0:
-            raise UsageError(f"--checkpoint-every {self.checkpoint_every}: must be 0 (epoch "
-                             f"ends only) or more")
+            raise UsageError(f"checkpoint_every {self.checkpoint_every}: must be 0 (epoch "
+                             f"ends only) or more", fields="checkpoint_every")
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))  # tuples become lists, as on disk
@@ -88,6 +100,8 @@ class TrainConfig:
     def from_json(cls, data: dict, where: str = "the config") -> "TrainConfig":
         """A config from its JSON / YAML form (config.json, a --config file), checked: an
         unknown key or a value of the wrong type is one UsageError naming it."""
+        from recsys.models.registry import model_class
+
         if not isinstance(data, dict):
             raise UsageError(f"{where}: holds a {type(data).__name__}, not `key: value` lines")
         data = dict(data)
@@ -125,7 +139,7 @@ def read_config(path: Path, model: str | None = None) -> dict:
     """A --config file's keys (checked that they are a run's keys). `model`: the --model flag,
     which wins over the file's."""
     if not path.is_file():
-        raise UsageError(f"--config {path}: no such file; pass a YAML config file")
+        raise UsageError(f"config {path}: no such file; pass a YAML file", fields="config")
     data = read_yaml(path, "fix the config file") or {}
     if not isinstance(data, dict):
         raise UsageError(f"{path}: holds a {type(data).__name__}, not `key: value` lines; the "
@@ -151,8 +165,44 @@ def resolve(file: dict, flags: dict, model_flags: dict | None = None,
     try:
         cfg.check()
     except UsageError as e:  # name the file when the value came from it
-        given = [k for d in (flags, model_flags or {}) for k, v in d.items() if v is not None]
-        if not file or any(f"--{k.replace('_', '-')} " in str(e) for k in given):
+        given = {k for d in (flags, model_flags or {}) for k, v in d.items() if v is not None}
+        if not file or given & set(e.fields):
             raise
         raise UsageError(f"{where}: {e}") from None
     return cfg
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """`recsys plan`: the ranks, their memory and the model whose tables are placed."""
+
+    preset: str = "full"
+    world_size: int = 8
+    device: str = "cuda"
+    memory_gb: float = 80.0  # per rank: GPU memory on cuda, host memory on cpu
+    dim: int = ModelConfig.embedding_dim
+    dtype: str = "fp32"
+    uvm: bool = False  # cuda: let tables spill to host memory through a UVM cache
+    host_memory_gb: float = 256.0  # per rank, used with uvm
+    batch_size: int = TrainConfig.batch_size  # per rank
+    model: str = "mmoe"
+
+    def check(self) -> None:
+        from recsys.data.presets import get_preset
+        from recsys.models.registry import model_names
+        from recsys.train.distributed import check_device_name
+
+        get_preset(self.preset)
+        check_device_name(self.device)
+        if self.dtype not in TABLE_DTYPE_BYTES:
+            raise UsageError(f"dtype {self.dtype}: choose one of {', '.join(TABLE_DTYPE_BYTES)}",
+                             fields="dtype")
+        if self.model not in model_names(shardable=True):
+            raise UsageError(f"model {self.model}: not shardable; choose one of "
+                             f"{', '.join(model_names(shardable=True))}", fields="model")
+        for name in ("world_size", "dim", "memory_gb", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"{name} {getattr(self, name)}: must be positive",
+                                 fields=name)
+        if self.uvm and self.device != "cuda":
+            raise UsageError("uvm=True: UVM caching needs device cuda", fields=("uvm", "device"))

@@ -33,7 +33,8 @@ from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict_stream
-from recsys.models import model_class, model_names
+from recsys.models.registry import model_class, model_names
+from recsys.train.config import TrainConfig
 
 DEVICES = ("cpu", "cuda")
 GiB = 2 ** 30
@@ -65,7 +66,8 @@ def constraints(tables: dict[str, int], device: str,
 
 
 def make_planner(world_size: int, local_world_size: int, device: str, memory_bytes: int,
-                 tables: dict[str, int], batch_size: int = 2048, host_bytes: int | None = None,
+                 tables: dict[str, int], batch_size: int = TrainConfig.batch_size,
+                 host_bytes: int | None = None,
                  uvm: bool = False) -> EmbeddingShardingPlanner:
     """TorchRec's planner for `world_size` ranks of `memory_bytes` each (GPU memory on cuda;
     host memory on cpu). Tables stay in that memory unless `uvm`."""
@@ -95,26 +97,28 @@ def table_rows(model: torch.nn.Module) -> dict[str, int]:
 
 def check_device_name(device: str) -> None:
     if device not in DEVICES:
-        raise UsageError(f"--device {device}: choose one of {', '.join(DEVICES)}")
+        raise UsageError(f"device {device}: choose one of {', '.join(DEVICES)}", fields="device")
 
 
 def check_device(device: str) -> None:
     """A known device that this machine has."""
     check_device_name(device)
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is visible here; use --device cpu or run "
-                         "on a GPU machine with the gpu extra (`make setup FLAVOR=gpu`)")
+        raise UsageError("device cuda: no CUDA GPU is visible here; use device cpu or run "
+                         "on a GPU machine with the gpu extra (`make setup FLAVOR=gpu`)",
+                         fields="device")
 
 
 def check_shardable(model: str, nproc: int, batch_size: int) -> None:
     # shardable: every step makes the same lookups on every rank, one forward and backward
     # through one set of tables (models declare it: Capabilities.shardable)
     if not model_class(model).capabilities.shardable:
-        raise UsageError(f"--nproc {nproc}: {model} trains in one process only; shardable "
-                         f"models: {', '.join(model_names(shardable=True))}")
+        raise UsageError(f"nproc {nproc}: {model} trains in one process only; shardable "
+                         f"models: {', '.join(model_names(shardable=True))}", fields="nproc")
     if batch_size % nproc:
-        raise UsageError(f"--batch-size {batch_size} is not a multiple of --nproc {nproc}: each "
-                         f"process takes an equal share of every batch")
+        raise UsageError(f"batch_size {batch_size} is not a multiple of nproc {nproc}: each "
+                         f"process takes an equal share of every batch",
+                         fields=("batch_size", "nproc"))
 
 
 def under_torchrun() -> bool:

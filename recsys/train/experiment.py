@@ -14,8 +14,8 @@ import numpy as np
 from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import UsageError
 from recsys.eval.report import plot_per_scenario, write_report
-from recsys.models import model_class, model_names
-from recsys.models.base import BACKBONES, ModelConfig
+from recsys.models.registry import model_class, model_names
+from recsys.models.config import BACKBONES, ModelConfig
 from recsys.schema import MODALITIES
 from recsys.storage import write_json
 from recsys.train.config import TrainConfig
@@ -73,10 +73,10 @@ def train_runs(dataset: Path, out: Path, arms: tuple[str, ...], seeds: int, forc
     is a model name with modalities and a backbone (`parse_arm`); `file` is the experiment's
     config file, `flags` its epochs / batch size given on the command line."""
     if seeds < 1:
-        raise UsageError(f"--seeds {seeds}: need at least one seed")
+        raise UsageError(f"seeds {seeds}: need at least one seed", fields="seeds")
     read_dataset_meta(dataset)  # fail early, with the dataset's own message
     file, flags = file or {}, flags or {}
-    configs = {(arm, seed): arm_config(arm, seed, file, flags, "--config")
+    configs = {(arm, seed): arm_config(arm, seed, file, flags, "the config file")
                for seed in range(seeds) for arm in arms}  # every arm checked before any run
     runs: dict[str, list[dict]] = {a: [] for a in arms}
     for seed in range(seeds):
@@ -99,7 +99,8 @@ def multi_scenario_arms(models: tuple[str, ...] | None = None,
     models = models or model_names(family="multi-scenario")
     for b in backbones:
         if b not in BACKBONES:
-            raise UsageError(f"--backbones {b}: choose from {', '.join(BACKBONES)}")
+            raise UsageError(f"backbones {b}: choose from {', '.join(BACKBONES)}",
+                             fields="backbones")
     return tuple(m if b == "mlp" else f"{m}+{b}" for b in backbones for m in models)
 
 

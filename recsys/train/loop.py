@@ -24,9 +24,10 @@ from recsys.errors import OutputExistsError
 from recsys.eval.evaluate import EVAL_BATCH, predict, score_batches, split_auc, \
     split_metrics, write_scores
 from recsys.memory import available_memory, check_fits
-from recsys.models import build_model, model_class
-from recsys.models.base import ModelConfig, TrainWrapper, dense_bytes_with_adam, \
-    dense_parameters, sparse_optimizers, table_bytes
+from recsys.models.registry import build_model, model_class
+from recsys.models.base import TrainWrapper, dense_bytes_with_adam, dense_parameters, \
+    sparse_optimizers, table_bytes
+from recsys.models.config import ModelConfig
 from recsys.models.cold import COLD_ENTITIES
 from recsys.provenance import code_version, dataset_fingerprint
 from recsys.run import BEST, CHECKPOINT, CONFIG, DENSE_OPT, METRICS, SHARDED, SHARDED_BEST, \
@@ -36,7 +37,7 @@ from recsys.train.config import TrainConfig
 from recsys.train.distributed import Ranks, check_shardable, predict_sharded, save_sharded, \
     shard
 
-RESTART = "pass --force to start the run over, or choose another --out"  # a corrupt run file
+RESTART = "pass force=True to start the run over, or train into another folder"  # a corrupt file
 
 
 class _Checkpoints:
@@ -60,8 +61,9 @@ class _Checkpoints:
             # (a sharded run's optimizer state does not load into another layout)
             raise OutputExistsError(
                 f"{self.out} holds a checkpoint written by {nproc_saved or 1} process(es); "
-                f"resume it with --nproc {nproc_saved or 1}, or pass --force to start over "
-                f"(`recsys` reads its best epoch in any number of processes)")
+                f"resume it with nproc {nproc_saved or 1}, or pass force=True to start over "
+                f"(`recsys` reads its best epoch in any number of processes)",
+                                    fields=("nproc", "force"))
         return True
 
     def save(self, model, trainer, dense_opt, state: dict) -> None:
@@ -106,8 +108,8 @@ def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints
     the dataset's metadata (its schema and sizes: what serving rebuilds the model's inputs
     from); whether to resume."""
     if (out / METRICS).exists() and not force:
-        raise OutputExistsError(f"{out} holds a finished run; pass --force to train it again "
-                                f"or choose another --out")
+        raise OutputExistsError(f"{out} holds a finished run; pass force=True to train it again "
+                                f"or choose another out", fields=("force", "out"))
     ranks = checkpoints.ranks
     saved = read_json(out / CONFIG, RESTART) if (out / CONFIG).exists() and not force else {}
     resume = not force and checkpoints.check_resumable(saved.get("nproc"))
@@ -115,7 +117,8 @@ def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints
         {k: v for k, v in config.items() if k != "code"}
     if resume and not same:
         raise OutputExistsError(f"{out} holds an interrupted run with another configuration; "
-                                f"pass --force to start over or choose another --out")
+                                f"pass force=True to start over or choose another out",
+                                fields=("force", "out"))
     ranks.barrier()  # every rank has looked before rank 0 changes anything
     if ranks.main:
         if force and out.exists():
@@ -146,7 +149,7 @@ def _check_tables_fit(layout: Layout, model_config: ModelConfig, ranks: Ranks) -
         ranks.local_world // ranks.world
     flags = f"{rows:,} table rows of dim {model_config.embedding_dim}"
     check_fits(flags, need, available_memory(), "memory",
-               "pass a smaller --user-rows / --item-rows, or more machines")
+               "pass a smaller user_rows / item_rows, or more machines", ("user_rows", "item_rows"))
 
 
 def _check_batch_fits(layout: Layout, model_config: ModelConfig, batch_size: int,
@@ -159,8 +162,8 @@ def _check_batch_fits(layout: Layout, model_config: ModelConfig, batch_size: int
         4 * sum(g.width for g in layout.vectors)
     embeddings = 4 * model_config.embedding_dim * (len(layout.sparse) + len(layout.vectors))
     need = batch * (inputs * (PREFETCH + 2) + 2 * embeddings)
-    check_fits(f"--batch-size {batch_size:,}", need, available_memory(), "memory",
-               "pass a smaller --batch-size")
+    check_fits(f"batch_size {batch_size:,}", need, available_memory(), "memory",
+               "pass a smaller batch_size", "batch_size")
 
 
 def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,

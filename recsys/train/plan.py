@@ -6,7 +6,7 @@ ones that fit are named."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
 import torch
 from torchrec.distributed.planner.types import PlannerError
@@ -14,40 +14,11 @@ from torchrec.distributed.sharding_plan import get_default_sharders
 from torchrec.distributed.types import ShardingPlan
 
 from recsys.data.presets import get_preset
+from recsys.train.config import PlanRequest
 from recsys.dataset.layout import Layout
-from recsys.errors import UsageError
-from recsys.models import build_model, model_class, model_names
-from recsys.models.base import TABLE_DTYPES, dense_bytes_with_adam, table_bytes
-from recsys.train.distributed import RESERVED, GiB, check_device_name, make_planner, table_rows
-
-
-@dataclass(frozen=True)
-class PlanRequest:
-    preset: str = "full"
-    world_size: int = 8
-    device: str = "cuda"
-    memory_gb: float = 80.0  # per rank: GPU memory on cuda, host memory on cpu
-    dim: int = 16
-    dtype: str = "fp32"
-    uvm: bool = False  # cuda: let tables spill to host memory through a UVM cache
-    host_memory_gb: float = 256.0  # per rank, used with uvm
-    batch_size: int = 2048  # per rank
-    model: str = "mmoe"
-
-    def check(self) -> None:
-        get_preset(self.preset)
-        check_device_name(self.device)
-        if self.dtype not in TABLE_DTYPES:
-            raise UsageError(f"--dtype {self.dtype}: choose one of {', '.join(TABLE_DTYPES)}")
-        if self.model not in model_names(shardable=True):
-            raise UsageError(f"--model {self.model}: choose a shardable model: "
-                             f"{', '.join(model_names(shardable=True))}")
-        for flag, value in (("world-size", self.world_size), ("dim", self.dim),
-                            ("memory-gb", self.memory_gb), ("batch-size", self.batch_size)):
-            if value <= 0:
-                raise UsageError(f"--{flag} {value}: must be positive")
-        if self.uvm and self.device != "cuda":
-            raise UsageError("--uvm: UVM caching needs --device cuda")
+from recsys.models.registry import build_model, model_class
+from recsys.models.base import dense_bytes_with_adam, table_bytes
+from recsys.train.distributed import RESERVED, GiB, make_planner, table_rows
 
 
 def _meta_model(req: PlanRequest) -> torch.nn.Module:
@@ -106,18 +77,19 @@ def summary(req: PlanRequest) -> dict:
 
 
 def remedies(req: PlanRequest) -> list[str]:
-    """The usual changes that make the planner find a plan, as the flags to pass."""
+    """The usual changes that make the planner find a plan, each as the request's field and
+    its new value ("dtype fp16"; a switch as "uvm=True")."""
     options = []  # each kind from the smallest change to the largest
     if req.dtype == "fp32":
-        options.append(("--dtype fp16", replace(req, dtype="fp16")))
+        options.append(("dtype fp16", replace(req, dtype="fp16")))
     for factor in (2, 4, 8):
-        options.append((f"--world-size {req.world_size * factor}",
+        options.append((f"world_size {req.world_size * factor}",
                         replace(req, world_size=req.world_size * factor)))
     for factor in (2, 4):
         if req.dim // factor >= 4:
-            options.append((f"--dim {req.dim // factor}", replace(req, dim=req.dim // factor)))
+            options.append((f"dim {req.dim // factor}", replace(req, dim=req.dim // factor)))
     if req.device == "cuda" and not req.uvm:
-        options.append((f"--uvm (tables cached in GPU memory from {req.host_memory_gb:g} GB "
+        options.append((f"uvm=True (tables cached in GPU memory from {req.host_memory_gb:g} GB "
                         f"host memory per rank)", replace(req, uvm=True)))
     found, answered = [], set()
     for flag, option in options:

@@ -22,7 +22,7 @@ from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import DataError
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
 from recsys.eval.warmup import STAGES, warmup_curve, warmup_sets
-from recsys.models import MODELS, build_model, model_names
+from recsys.models.registry import MODELS, build_model, model_names
 from recsys.models.cold import COLD_ENTITIES
 from recsys.models.base import dense_parameters
 from recsys.schema import FEW_SHOT_MAX

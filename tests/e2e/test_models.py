@@ -20,7 +20,7 @@ from recsys.dataset.loader import load_split
 from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict
-from recsys.models import MODELS, model_class
+from recsys.models.registry import MODELS, model_class
 from recsys.train.config import PROVENANCE, TrainConfig, read_config, resolve
 from recsys.train.experiment import arm_config
 from recsys.run import CONFIG, SCORES, Run

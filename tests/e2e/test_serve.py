@@ -232,7 +232,7 @@ def test_serve_refuses_what_it_cannot_serve(served, tmp_path):
     for args, says in ((["--run", str(tmp_path / "nothing")], "not a finished run"),
                        (["--run", str(served["runs"]["mmoe"]), "--port", "0"], "--port 0"),
                        (["--run", str(served["runs"]["mmoe"]), "--repo", str(tmp_path)],
-                        "not a Feast feature repo")):
+                        "not a Feast feature repository")):
         proc = run("recsys", "serve", "--repo", str(served["repo"]), *args, check=False)
         lines = error_lines(proc.stderr)
         assert proc.returncode == 2 and len(lines) == 1 and says in lines[0], proc.stderr

@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 
 from recsys.dataset.layout import Layout
 from recsys.dataset.meta import read_dataset_meta
+from recsys.models.registry import MODELS
 from recsys.run import SHARDED_BEST
 from recsys.train.config import TrainConfig
 from recsys.train.distributed import Ranks

@@ -18,7 +18,7 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split, rows_batch
 from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import DataError
-from recsys.models import MODELS, build_model
+from recsys.models.registry import MODELS, build_model
 from recsys.dataset.episodes import EpisodeSampler
 from recsys.models.base import SparseArch
 from recsys.text.cache import TextCache, text_keys

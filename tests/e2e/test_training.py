@@ -24,7 +24,7 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.loader import BatchLoader, load_split
 from recsys.dataset.meta import read_dataset_meta
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
-from recsys.models import MODELS, build_model, model_names
+from recsys.models.registry import MODELS, build_model, model_names
 
 MULTI_SCENARIO_MODELS = model_names(family="multi-scenario")
 from recsys.models.base import dense_parameters

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch.nn.functional import binary_cross_entropy_with_logits
 
-from recsys.models import MODELS
+from recsys.models.registry import MODELS
 from recsys.models.mmoe import MMoE
 
 NAME = "weighted_mmoe"

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("args, says", [
-    (["train", "--model", "mmoe", "--dataset", "{tmp}/missing"], "no dataset at"),
+    (["train", "--model", "mmoe", "--dataset", "{tmp}/missing"], "meta.json is missing"),
     (["serve", "--run", "{tmp}/missing"], "not a finished run"),
     (["generate", "--seed", "99999999999999999999"], "--seed"),
     (["generate", "--seed", "-1"], "--seed"),

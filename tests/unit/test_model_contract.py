@@ -11,7 +11,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 
 from recsys.dataset.episodes import EpisodeSampler
 from recsys.dataset.loader import rows_batch
-from recsys.models import MODELS, build_model, model_class
+from recsys.models.registry import MODELS, build_model, model_class
 from recsys.models.base import TrainWrapper, dense_parameters
 from recsys.models.mmoe import MMoE
 from synthetic import layout, split

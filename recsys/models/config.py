@@ -1,0 +1,73 @@
+"""Hyper-parameters every model has (`ModelConfig`; each model's own config adds its layers)
+and the checks of their values. Light to import: the CLI's defaults and help text come from
+here without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ConfigDict, with_config
+
+from recsys.errors import UsageError
+
+
+@with_config(ConfigDict(extra="forbid"))  # a config file's unknown key is an error
+@dataclass
+class ModelConfig:
+    """Hyper-parameters every model has; each model's own config (models/<name>.py) adds its
+    layers. A run's config.json records them all (`recsys train --config` sets them)."""
+
+    embedding_dim: int = 16
+    table_dtype: str = "fp32"  # fp32 | fp16 (the embedding tables' storage)
+    embedding_lr: float = 0.05  # the sparse optimizer: row-wise Adagrad, inside the backward pass
+    dropout: float = 0.0
+    # text / image vectors: "concat" adds each projected vector group as one more embedding
+    # slot; "gated" makes that slot a learned per-dimension mix of the projection and the
+    # owner's ID embedding
+    fusion: str = "concat"
+    # the bottom every model's layers sit on: "mlp" is none (the embeddings as they are);
+    # "dcn" is DCN-v2's cross layers, x <- x0 * (W x + b) + x, W of rank `cross_rank`
+    backbone: str = "mlp"
+    cross_layers: int = 2
+    cross_rank: int = 64  # 0: full rank
+
+
+FUSIONS = ("concat", "gated")
+BACKBONES = ("mlp", "dcn")
+TABLE_DTYPE_BYTES = {"fp32": 4, "fp16": 2}  # the tables' storage: bytes a value
+
+
+def check_fusion(fusion: str) -> None:
+    if fusion not in FUSIONS:
+        raise UsageError(f"fusion {fusion}: choose one of {', '.join(FUSIONS)}", fields="fusion")
+
+
+# integer hyper-parameters that may be 0 (every other one counts something: at least 1)
+ZERO_ALLOWED = ("cross_layers", "cross_rank")
+SHARES = ("dropout", "id_dropout")  # in [0, 1)
+
+
+def check_model_config(cfg: ModelConfig) -> None:
+    """Values the types allow but the models cannot take: one UsageError naming the key."""
+    check_fusion(cfg.fusion)
+    if cfg.backbone not in BACKBONES:
+        raise UsageError(f"backbone {cfg.backbone!r}: choose one of {', '.join(BACKBONES)}",
+                         fields="backbone")
+    if cfg.table_dtype not in TABLE_DTYPE_BYTES:
+        raise UsageError(f"table_dtype {cfg.table_dtype!r}: choose one of "
+                         f"{', '.join(TABLE_DTYPE_BYTES)}")
+    for key, value in vars(cfg).items():
+        if isinstance(value, tuple):  # layer sizes
+            bad = any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
+            what = "layer sizes of at least 1 each"
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        elif key in SHARES:
+            bad, what = not 0 <= value < 1, "in [0, 1)"
+        elif isinstance(value, int):
+            floor = 0 if key in ZERO_ALLOWED else 1
+            bad, what = value < floor, f"at least {floor}"
+        else:
+            bad, what = value < 0, "at least 0"
+        if bad:
+            raise UsageError(f"{key} {value!r}: must be {what}", fields=key)

@@ -1,0 +1,31 @@
+"""`recsys serve`: the app under uvicorn, in one process or several. Several workers share a
+folder of prometheus_client's multiprocess counts, so /metrics sums every worker's."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import uvicorn
+
+from recsys.serve.app import METRICS_DIR_ENV, SETTINGS_ENV, create_app
+from recsys.serve.settings import Settings
+
+
+def serve(settings: Settings, started=print) -> None:
+    """Serve until stopped. The run and the repo are loaded (and refused) before the port is
+    taken; `started` is told what is served where."""
+    app = create_app(settings)
+    started(f"serving {app.state.scorer.info['name']} from {settings.run} on "
+            f"http://{settings.host}:{settings.port} ({settings.workers} worker(s))")
+    if settings.workers == 1:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        return
+    os.environ[SETTINGS_ENV] = json.dumps(vars(settings))
+    app.state.scorer.close()
+    with tempfile.TemporaryDirectory(prefix="recsys-metrics-") as counts:
+        # the workers' prometheus_client reads it on import, and Feast keeps one already set
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[METRICS_DIR_ENV] = counts
+        uvicorn.run("recsys.serve.app:app_from_env", factory=True, host=settings.host,
+                    port=settings.port, workers=settings.workers, log_level="warning")

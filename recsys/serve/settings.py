@@ -1,0 +1,27 @@
+"""What `recsys serve` is started with, and its defaults (the CLI's flags take them from here).
+Light to import: a wrong --run is refused before the server's libraries load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recsys.errors import UsageError
+
+
+@dataclass
+class Settings:
+    run: str
+    repo: str
+    # how often the item cache checks for a new materialization of the online store (0: never)
+    refresh_seconds: float = 10.0
+    host: str = "127.0.0.1"  # loopback unless told otherwise
+    port: int = 8000
+    workers: int = 1  # server processes, each with the model and its caches
+
+    def check(self) -> None:
+        if not 0 < self.port < 65536:
+            raise UsageError(f"port {self.port}: choose 1..65535")
+        if self.workers < 1:
+            raise UsageError(f"workers {self.workers}: need at least one")
+        if self.refresh_seconds < 0:
+            raise UsageError(f"refresh_seconds {self.refresh_seconds}: must be at least 0")
