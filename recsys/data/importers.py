@@ -273,6 +273,19 @@ class Mapping:
                              f"file or pass them as flags")
         return cls(**data, columns=columns)
 
+    @classmethod
+    def from_flags(cls, mapping: Path | None, declared: dict[str, Declared],
+                   **given) -> "Mapping":
+        """The mapping from a mapping file with `given` winning, or from `given` alone."""
+        if mapping is not None:
+            return cls.from_yaml(mapping, declared, **given)
+        missing = [k for k in ("interactions", "user_col", "item_col", "time_col", "label_col")
+                   if given.get(k) is None]
+        if missing:
+            raise UsageError(f"missing {', '.join(missing)}: pass them, or a mapping file",
+                             fields=(*missing, "mapping"))
+        return cls(**{k: v for k, v in given.items() if v is not None}, columns=declared)
+
     def mapped(self) -> dict[str, str]:
         """The log's mapped columns, by field."""
         out = {"user_col": self.user_col, "item_col": self.item_col,

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys.errors import DataError, UsageError
-from recsys.storage import read_json
+from recsys.errors import DataError, OutputExistsError, UsageError
+from recsys.storage import read_json, write_json
 
 DEFAULT_TOLERANCE = 0.002  # well under the smallest effect the paper reports (+0.0005..0.0057)
 
@@ -156,3 +156,15 @@ def record(results: list[dict], tolerance: float, provenance: dict) -> dict:
             for table, block in auc_blocks(res).items()}
     return {"seeds": seeds.pop(), "tolerance": tolerance, "measured_at": provenance,
             "experiments": experiments}
+
+
+def record_file(results: list[dict], gates: Path, tolerance: float | None = None,
+                force: bool = False) -> tuple[int, int]:
+    """Write the gates these results pass to `gates` (a deliberate new baseline); the number
+    of gated cells and of seeds."""
+    if gates.exists() and not force:
+        raise OutputExistsError(f"{gates} already exists; pass force=True to replace it")
+    table = record(results, tolerance or DEFAULT_TOLERANCE, measured_at(results))
+    write_json(table, gates)
+    return sum(len(cols) for exp in table["experiments"].values() for models in exp.values()
+               for cols in models.values()), table["seeds"]

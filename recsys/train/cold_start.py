@@ -93,3 +93,13 @@ def summarize(runs: dict[str, list[dict]], curves: dict[str, list[dict]], datase
             "subsets": subsets, "per_scenario": per_scenario, "warmup": warmup,
             "examples_per_s": {m: mean_std([r["train"]["examples_per_s"] for r in rs])["mean"]
                                for m, rs in runs.items()}}
+
+
+def best_multi_scenario(results: Path) -> str | None:
+    """The model with the best overall AUC in a multi-scenario experiment's results (None
+    where there are none)."""
+    if not results.is_file():
+        return None
+    models = read_json(results, "run the multi-scenario experiment again, or pass other "
+                       "multi_scenario_results")["models"]
+    return max(models, key=lambda m: models[m]["auc"]["overall"]["mean"] or 0.0)

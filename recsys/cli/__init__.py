@@ -1,0 +1,341 @@
+"""The `recsys` command line: each command parses its flags, calls the library and prints.
+Bad input ends with one line on stderr and exit code 2 (cli/common.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from recsys.cli.common import BATCH_SIZE, CONFIG, EPOCHS, FORCE, IMAGE, REPO, TEXT, as_flags, \
+    console, flags_of, friendly, positive, print_feast_reset, run
+from recsys.cli.experiment import experiment_app
+from recsys.cli.imports import import_app
+from recsys.errors import UsageError
+from recsys.memory import DEFAULT_MEMORY_GB
+from recsys.models.config import ModelConfig
+from recsys.schema import ITEM_ID, USER_ID
+from recsys.serve.settings import Settings
+from recsys.storage import read_json
+from recsys.train.config import MAX_SEED, PlanRequest, TrainConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Feature-store-centric multi-scenario, multi-modal CTR platform.")
+
+
+def _workers_default() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@app.command()
+@friendly
+def generate(
+    preset: str = typer.Option("small", "--preset",
+                               help="tiny | small | medium | large | full"),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED,
+                             help="Random seed: same seed, same data."),
+    repo: Path = REPO,
+    workers: int = typer.Option(_workers_default(), "--workers", help="Worker processes."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="Override the preset's rows."),
+    chunks: Optional[str] = typer.Option(
+        None, "--chunks", help="FIRST:END: write only these impression chunks, into the "
+                               "repo's staging folder (fan a large preset out; a plain "
+                               "generate then assembles)."),
+    force: bool = FORCE,
+) -> None:
+    """Generate synthetic AntM2C data into the repo's offline store (data/offline/)."""
+    from recsys.data.generate import generate as run
+    from recsys.data.generate import generate_chunks, parse_chunks
+    from recsys.data.presets import get_preset
+    from recsys.data.summary import print_summary
+
+    the_preset = get_preset(preset, rows)
+    if chunks is not None:
+        done = generate_chunks(repo, the_preset, parse_chunks(chunks, the_preset), seed=seed,
+                               workers=workers)
+        console.print(f"chunks {chunks}: wrote {done['written']} of {done['chunks']} "
+                      f"({done['rows']:,} rows; the others were there) to {done['staging']}; "
+                      f"when every chunk is written, `recsys generate` with the same --preset, "
+                      f"--rows and --seed assembles the store", soft_wrap=True)
+        return
+    meta = run(repo, the_preset, seed=seed, workers=workers, force=force)
+    print_summary(meta, console)
+    console.print(f"offline store: {repo / 'data' / 'offline'}")
+    print_feast_reset(meta)
+
+
+@app.command("encode-text")
+@friendly
+def encode_text(
+    repo: Path = REPO,
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Local sentence-transformers folder (default: the bundled "
+                              "all-MiniLM-L6-v2)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Texts per encoder batch."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
+    dim: int = typer.Option(32, "--dim", help="PCA size of the stored vectors (0: the "
+                                              "model's own size)."),
+    force: bool = FORCE,
+) -> None:
+    """Encode user and item text into vector feature views (each distinct text once, cached)."""
+    from recsys.text.encode import encode_text as run
+
+    stats = run(repo, model, batch_size=batch_size, device=device, dim=dim, force=force,
+                log=console.print)
+    speed = f", {stats['texts_per_s']:,.0f} texts/s" if stats["texts_per_s"] else ""
+    console.print(f"encoded {stats['encoded']:,} new texts in {stats['seconds']:.1f} s{speed}; "
+                  f"{stats['cached']:,} from the cache; de-duplication saved "
+                  f"{stats['saved_by_dedup']:.1%} of {stats['text_values']:,} text values")
+    console.print(f"vectors: {stats['dim']} values each (PCA keeps "
+                  f"{stats['explained_variance']:.1%} of the variance) in "
+                  f"{repo / 'data' / 'offline'}/{{user,item}}_text_vec; cache {stats['cache']}")
+    console.print(f"serve them online: `cd {repo} && feast apply && feast materialize "
+                  f"--disable-event-timestamp -v user_text_vec -v item_text_vec` (an incremental "
+                  f"run would skip them: their timestamps are the snapshots'); train on them "
+                  f"after `recsys build-dataset --force`")
+
+
+@app.command("build-dataset")
+@friendly
+def build_dataset(
+    repo: Path = REPO,
+    out: Optional[Path] = typer.Option(None, "--out", help="Output (default datasets/<preset>)."),
+    feature_service: Optional[str] = typer.Option(
+        None, "--feature-service", help="Feast feature service to join (default: the repo "
+                                        "schema's default_service)."),
+    memory_gb: float = typer.Option(DEFAULT_MEMORY_GB, "--memory-gb",
+                                    help="Memory budget of the join (GB); DuckDB spills "
+                                    "beyond it."),
+    partition_rows: Optional[int] = typer.Option(
+        None, "--partition-rows", help="Most rows one point-in-time join takes (default: what "
+        "--memory-gb allows)."),
+    engine: str = typer.Option("duckdb", "--engine",
+                               help="duckdb (one machine) | spark (Feast's Spark offline "
+                               "store, master and settings from the repo's config)."),
+    split: str = typer.Option("auto", "--split", help="How validation and test are cut off: "
+                              "auto | days | dates | quantiles (auto picks days or quantiles "
+                              "for the span of the data and prints what it chose)."),
+    val_days: Optional[int] = typer.Option(None, "--val-days",
+                                           help="--split days: validation days (default 1)."),
+    test_days: Optional[int] = typer.Option(None, "--test-days",
+                                            help="--split days: test days (default 1)."),
+    val_from: Optional[str] = typer.Option(None, "--val-from",
+                                           help="--split dates: validation from (ISO date)."),
+    test_from: Optional[str] = typer.Option(None, "--test-from",
+                                            help="--split dates: test from (ISO date)."),
+    shares: Optional[str] = typer.Option(None, "--shares", help="--split quantiles: percent "
+                                         "of the rows in train/val/test (default 80/10/10)."),
+    force: bool = FORCE,
+) -> None:
+    """Build train / val / test sets with Feast's point-in-time join, partition by partition
+    (a killed build resumes where it stopped)."""
+    from recsys.dataset.build import build_dataset as run
+    from recsys.dataset.build import default_out
+    from recsys.dataset.split import split_spec
+
+    spec = split_spec(split, val_days=val_days, test_days=test_days, val_from=val_from,
+                      test_from=test_from, shares=shares)
+    out = out or default_out(repo)
+    info = run(repo, out, force=force, service_name=feature_service, memory_gb=memory_gb,
+               engine=engine, partition_rows=partition_rows, split_spec=spec)
+    sizes = ", ".join(f"{s} {v['rows']:,}" for s, v in info["splits"].items())
+    console.print(f"split: {info['split']['how']}; validation from "
+                  f"{info['split']['val_from']}, test from {info['split']['test_from']}")
+    console.print(f"dataset {out}: {sizes} rows, {len(info['columns'])} columns, "
+                  f"{info['build']['partitions']} partition(s) on {engine}")
+
+
+@app.command()
+@friendly
+def summary(
+    repo: Path = REPO,
+    dataset: Optional[Path] = typer.Option(None, "--dataset",
+                                           help="Built dataset (default datasets/<preset>)."),
+) -> None:
+    """Print what was generated and what was built."""
+    from recsys.data.store import offline_dir, read_repo_meta
+    from recsys.data.summary import print_import, print_summary
+    from recsys.dataset.build import default_out
+    from recsys.dataset.meta import DATASET_META
+
+    meta = read_repo_meta(repo)
+    if "import" in meta:  # what was read, what each column became, the maps
+        print_import(meta, offline_dir(repo), console)
+    else:
+        print_summary(meta, console)
+    dataset = dataset or default_out(repo, meta)
+    if (dataset / DATASET_META).is_file():
+        info = read_json(dataset / DATASET_META,
+                         "build the dataset again with `recsys build-dataset --force`")
+        for split, v in info["splits"].items():
+            console.print(f"{dataset}/{split}: {v['rows']:,} rows in {v['parts']} part(s)")
+    else:
+        console.print(f"no dataset at {dataset}: run `recsys build-dataset`")
+
+
+@app.command()
+@friendly
+def train(
+    model: Optional[str] = typer.Option(None, "--model", help="dnn | dnn_mixed | shared_bottom "
+                                        "| mmoe | ple | star | pepnet | m2m | dropoutnet | "
+                                        "metaemb | maml | melu (or `model:` in --config)"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset",
+                                           help="Dataset folder (default datasets/small)."),
+    config: Optional[Path] = CONFIG,
+    epochs: Optional[int] = EPOCHS,
+    batch_size: Optional[int] = BATCH_SIZE,
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=MAX_SEED,
+                                       help=f"Default {TrainConfig.seed}."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<model>)."),
+    text: bool = TEXT,
+    image: bool = IMAGE,
+    fusion: Optional[str] = typer.Option(None, "--fusion",
+                                         help="How vectors join the IDs: concat | gated "
+                                              f"(default {ModelConfig.fusion})."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="The bottom of the model: "
+                                           "mlp (none) | dcn (DCN-v2 cross layers); default "
+                                           f"{ModelConfig.backbone}."),
+    user_rows: Optional[int] = typer.Option(
+        None, "--user-rows", min=1, help="Hash raw user IDs into this many rows (IDs of any size; "
+                                  "collisions measured in metrics.json)."),
+    item_rows: Optional[int] = typer.Option(None, "--item-rows", min=1,
+                                             help="The same for items."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (torchrun); >1 shards the "
+                              "embedding tables with TorchRec DistributedModelParallel."),
+    device: str = typer.Option("cpu", "--device", help="cpu (gloo) | cuda (NCCL, one GPU "
+                               "per process)."),
+    checkpoint_every: Optional[int] = typer.Option(
+        None, "--checkpoint-every", min=0, help="Also checkpoint every N steps inside an epoch "
+        "(0, the default: at epoch ends only); a resumed run replays the epoch's batches from "
+        "there."),
+    force: bool = FORCE,
+) -> None:
+    """Train one model; resumes an interrupted run in the same --out."""
+    from recsys.dataset.meta import read_dataset_meta
+
+    dataset = dataset or Path("datasets/small")
+    read_dataset_meta(dataset)  # a missing dataset is refused before torch is imported
+
+    from recsys.eval.report import metrics_table
+    from recsys.train import distributed
+    from recsys.train.config import read_config, resolve
+    from recsys.train.loop import train as run
+
+    file = read_config(config, model) if config is not None else {}
+    if model is None and "model" not in file:
+        raise UsageError("missing --model: pass it, or `model:` in a --config file")
+    modalities = [m for m, on in (("text", text), ("image", image)) if on]
+    hashed_rows = {n: r for n, r in ((USER_ID, user_rows), (ITEM_ID, item_rows))
+                   if r is not None}
+    cfg = resolve(file, {"model": model, "epochs": epochs, "batch_size": batch_size,
+                         "seed": seed, "checkpoint_every": checkpoint_every,
+                         "modalities": modalities or None, "hashed_rows": hashed_rows or None},
+                  {"fusion": fusion, "backbone": backbone},
+                  f"--config {config}" if config else "the flags")
+    out = out or Path("runs") / cfg.name
+    distributed.check_device(device)
+    if nproc < 1:
+        raise UsageError(f"--nproc {nproc}: need at least one process")
+    if (nproc > 1 or device == "cuda") and not distributed.under_torchrun():
+        # check here what would fail in every process, then start them
+        distributed.check_shardable(cfg.model, nproc, cfg.batch_size)
+        args = sys.argv[sys.argv.index("train") + 1:]
+        keep = [a for i, a in enumerate(args) if not a.startswith("--nproc")
+                and not (i and args[i - 1] == "--nproc")]
+        raise typer.Exit(distributed.launch(nproc, keep))
+    ranks = distributed.Ranks.start(device) if distributed.under_torchrun() else \
+        distributed.Ranks()
+    try:
+        metrics = run(dataset, out, cfg, force=force, log=console.print, ranks=ranks)
+    finally:
+        ranks.stop()
+    if ranks.main:
+        console.print(metrics_table(metrics), soft_wrap=True)
+        for name, h in metrics["hashing"].items():
+            console.print(f"{name}: {h['distinct_ids']:,} distinct IDs hashed into "
+                          f"{h['rows']:,} rows; {h['colliding_share']:.2%} share a row "
+                          f"(uniform hashing: {h['expected_share']:.2%})", soft_wrap=True)
+        console.print(f"metrics: {out / 'metrics.json'}")
+
+
+@app.command()
+@friendly
+def plan(
+    preset: str = typer.Option(PlanRequest.preset, "--preset",
+                               help="ID scale: tiny | small | medium | full"),
+    world_size: int = typer.Option(PlanRequest.world_size, "--world-size", min=1,
+                                   help="Ranks (GPUs or processes)."),
+    device: str = typer.Option(PlanRequest.device, "--device", help="cuda | cpu"),
+    memory_gb: float = typer.Option(PlanRequest.memory_gb, "--memory-gb", callback=positive,
+                                    help="Memory per rank (GPU memory on cuda, host memory on "
+                                    "cpu)."),
+    dim: int = typer.Option(PlanRequest.dim, "--dim", min=1, help="Embedding dimension."),
+    dtype: str = typer.Option(PlanRequest.dtype, "--dtype", help="Table storage: fp32 | fp16"),
+    uvm: bool = typer.Option(PlanRequest.uvm, "--uvm", help="cuda: allow tables in host memory "
+                             "behind a GPU cache."),
+    host_memory_gb: float = typer.Option(PlanRequest.host_memory_gb, "--host-memory-gb",
+                                         callback=positive,
+                                         help="Host memory per rank for --uvm."),
+    batch_size: int = typer.Option(PlanRequest.batch_size, "--batch-size", min=1,
+                                   help="Batch per rank."),
+    model: str = typer.Option(PlanRequest.model, "--model"),
+) -> None:
+    """Plan the sharding of a preset's tables with TorchRec's planner (meta device, no memory
+    used): the plan, bytes per rank and whether it fits. Exits 1 when it does not."""
+    from recsys.eval.report import plan_table
+    from recsys.train.plan import summary
+
+    req = PlanRequest(preset=preset, world_size=world_size, device=device, memory_gb=memory_gb,
+                      dim=dim, dtype=dtype, uvm=uvm, host_memory_gb=host_memory_gb,
+                      batch_size=batch_size, model=model)
+    req.check()
+    report = summary(req)
+    if "remedies" in report:  # they name the request's fields
+        flags = flags_of(plan.__wrapped__)
+        report["remedies"] = [as_flags(r, tuple(flags), flags) for r in report["remedies"]]
+    console.print(plan_table(report), soft_wrap=True)
+    if not report["fits"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def serve(
+    run: Path = typer.Option(..., "--run", help="A finished run folder (runs/<name>)."),
+    repo: Path = REPO,
+    host: str = typer.Option(Settings.host, "--host", help="Address to bind (0.0.0.0: every "
+                             "interface)."),
+    port: int = typer.Option(Settings.port, "--port", min=1, max=65535),
+    workers: int = typer.Option(Settings.workers, "--workers", min=1,
+                                help="Server processes, each with the model and its caches."),
+    refresh_seconds: float = typer.Option(
+        Settings.refresh_seconds, "--refresh-seconds", min=0, help="How often the item cache "
+        "checks for a new materialization of the online store (0: never)."),
+) -> None:
+    """Serve a trained run: POST /score, GET /health, /metadata, /metrics."""
+    from recsys.run import Run
+
+    settings = Settings(str(run), str(repo), refresh_seconds, host, port, workers)
+    settings.check()
+    Run(run).check_trained()  # before the server's imports: a wrong --run answers at once
+    from recsys.data.store import check_repo
+    from recsys.serve.server import serve as run_server
+
+    check_repo(repo)
+    run_server(settings, started=console.print)
+
+
+app.add_typer(experiment_app, name="experiment")
+app.add_typer(import_app, name="import")
+
+
+def main() -> None:
+    """The `recsys` console script."""
+    run(app)
+
+
+if __name__ == "__main__":
+    main()

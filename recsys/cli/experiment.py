@@ -1,0 +1,157 @@
+"""`recsys experiment ...`: models compared over seeds, and the quality gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from recsys.cli.common import BATCH_SIZE, CONFIG, DATASET, EPOCHS, FORCE, PRESET, SEEDS, \
+    console, friendly, positive, print_error
+
+experiment_app = typer.Typer(no_args_is_help=True, help="Experiments over models and seeds.")
+
+
+def _experiment_config(config: Optional[Path]) -> dict:
+    from recsys.train.config import read_config
+
+    return read_config(config) if config is not None else {}
+
+
+def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+@experiment_app.command("multi-scenario")
+@friendly
+def experiment_multi_scenario(
+    preset: str = PRESET,
+    dataset: Optional[Path] = DATASET,
+    seeds: int = SEEDS,
+    models: Optional[str] = typer.Option(
+        None, "--models", help="Models to compare, a,b,c (default: every multi-scenario "
+        "model: dnn, dnn_mixed, shared_bottom, mmoe, ple, star, pepnet, m2m)."),
+    backbones: str = typer.Option("mlp", "--backbones", help="Run each model on these "
+                                  "bottoms: mlp | dcn | mlp,dcn."),
+    config: Optional[Path] = CONFIG,
+    epochs: Optional[int] = EPOCHS,
+    batch_size: Optional[int] = BATCH_SIZE,
+    out: Optional[Path] = typer.Option(None, "--out",
+                                       help="Default runs/multi-scenario-<preset>."),
+    force: bool = FORCE,
+) -> None:
+    """Train the multi-scenario models over K seeds; write the report, the paired gains over
+    dnn and the plot."""
+    from recsys.eval.report import auc_table, gain_table
+    from recsys.train.experiment import multi_scenario
+
+    out = out or Path("runs") / f"multi-scenario-{preset}"
+    results = multi_scenario(dataset or Path("datasets") / preset, out, seeds=seeds,
+                             models=_names(models), backbones=_names(backbones) or ("mlp",),
+                             file=_experiment_config(config),
+                             flags={"epochs": epochs, "batch_size": batch_size}, force=force,
+                             log=console.print)
+    console.print(auc_table(results), soft_wrap=True)
+    if results.get("gains"):
+        console.print(gain_table(results), soft_wrap=True)
+    console.print(f"report: {out / 'report.md'}, plot: {out / 'per_scenario_auc.png'}")
+
+
+@experiment_app.command("cold-start")
+@friendly
+def experiment_cold_start(
+    preset: str = PRESET,
+    dataset: Optional[Path] = DATASET,
+    seeds: int = SEEDS,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    multi_scenario_results: Optional[Path] = typer.Option(
+        None, "--multi-scenario-results",
+        help="Its best model joins the comparison (default "
+             "runs/multi-scenario-<preset>/results.json; mmoe when there is none)."),
+    config: Optional[Path] = CONFIG,
+    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/cold-start-<preset>."),
+    force: bool = FORCE,
+) -> None:
+    """Compare dropoutnet, metaemb, maml and melu with dnn_mixed and the best multi-scenario
+    model on zero-shot / few-shot users and items, plus the warm-up curve of new items."""
+    from recsys.eval.report import auc_table
+    from recsys.train.cold_start import best_multi_scenario, cold_start
+
+    out = out or Path("runs") / f"cold-start-{preset}"
+    found = multi_scenario_results or Path("runs") / f"multi-scenario-{preset}" / "results.json"
+    best = best_multi_scenario(found)
+    if best is None:
+        best = "mmoe"
+        console.print(f"no multi-scenario results at {found}: comparing with {best} (pass "
+                      f"--multi-scenario-results to pick the best model of an experiment)")
+    results = cold_start(dataset or Path("datasets") / preset, out, seeds=seeds,
+                         baselines=("dnn_mixed", best), file=_experiment_config(config),
+                         flags={"epochs": epochs, "batch_size": batch_size}, force=force,
+                         log=console.print)
+    console.print(auc_table(results["subsets"]), soft_wrap=True)
+    console.print(auc_table(results["warmup"]), soft_wrap=True)
+    console.print(f"report: {out / 'report.md'}, plot: {out / 'cold_start.png'}")
+
+
+@experiment_app.command("multi-modal")
+@friendly
+def experiment_multi_modal(
+    preset: str = PRESET,
+    dataset: Optional[Path] = DATASET,
+    seeds: int = SEEDS,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    image: bool = typer.Option(False, "--image",
+                               help="Also train each model with text and image vectors."),
+    config: Optional[Path] = CONFIG,
+    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/multi-modal-<preset>."),
+    force: bool = FORCE,
+) -> None:
+    """dnn_mixed and mmoe with and without text vectors: per scenario and on zero-shot users
+    and items, with the paired gain."""
+    from recsys.eval.report import auc_table, gain_table
+    from recsys.train.multi_modal import multi_modal
+
+    out = out or Path("runs") / f"multi-modal-{preset}"
+    results = multi_modal(dataset or Path("datasets") / preset, out, seeds=seeds, image=image,
+                          file=_experiment_config(config),
+                          flags={"epochs": epochs, "batch_size": batch_size}, force=force,
+                          log=console.print)
+    console.print(auc_table(results), soft_wrap=True)
+    console.print(gain_table(results), soft_wrap=True)
+    console.print(f"report: {out / 'report.md'}, plot: {out / 'multi_modal.png'}")
+
+
+@experiment_app.command("gate")
+@friendly
+def experiment_gate(
+    results: list[Path] = typer.Argument(
+        ..., help="Experiment results: results.json files or the experiments' --out folders."),
+    gates: Path = typer.Option(Path("benchmarks") / "quality_gates.json", "--gates",
+                               help="Expected AUC per model and column, with a tolerance."),
+    record: bool = typer.Option(False, "--record", help="Write the gates from these results "
+                                "instead of checking them (a deliberate new baseline)."),
+    tolerance: float = typer.Option(None, "--tolerance", callback=positive,
+                                    help="With --record: the gates' tolerance (default 0.002)."),
+    force: bool = FORCE,
+) -> None:
+    """Check experiment results against the quality gates; exits 1 naming every cell that
+    moved beyond its tolerance."""
+    from recsys.eval import gates as quality
+
+    loaded = quality.load_results(results)
+    if record:
+        n, seeds = quality.record_file(loaded, gates, tolerance, force=force)
+        console.print(f"recorded {n} gated cells over {seeds} seed(s) in {gates}")
+        return
+    cells = quality.check(loaded, quality.read_gates(gates))
+    failed = [c for c in cells if not c.passed]
+    for c in cells:
+        console.print(c.line(), soft_wrap=True, highlight=False)
+    console.print(f"{quality.verdict(cells)} ({gates})")
+    for c in failed:
+        print_error(f"gate failed: {c.line()}")
+    if failed:
+        raise typer.Exit(1)

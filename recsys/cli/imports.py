@@ -1,0 +1,81 @@
+"""`recsys import ...`: real data into the offline store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from recsys.cli.common import FORCE, REPO, console, friendly, print_feast_reset
+
+import_app = typer.Typer(no_args_is_help=True, help="Bring real data into the offline store.")
+
+
+def _print_import(meta: dict, repo: Path) -> None:
+    from recsys.data.summary import print_import
+
+    print_import(meta, repo / "data" / "offline", console)
+    print_feast_reset(meta)
+
+
+@import_app.command("antm2c")
+@friendly
+def import_antm2c(
+    files: list[Path] = typer.Argument(..., help="AntM2C CSV part files (antm2c_10m_part*)."),
+    repo: Path = REPO,
+    force: bool = FORCE,
+) -> None:
+    """Import the public AntM2C release (CSV, header + 37 columns) into the offline store."""
+    from recsys.data.importers import import_antm2c as run
+
+    _print_import(run(files, repo, force=force), repo)
+
+
+@import_app.command("interactions")
+@friendly
+def import_interactions(
+    interactions: Optional[Path] = typer.Option(None, "--interactions",
+                                                help="Interaction log, CSV or Parquet."),
+    users: Optional[Path] = typer.Option(None, "--users", help="Users table: its columns "
+                                         "become user features."),
+    items: Optional[Path] = typer.Option(None, "--items", help="Items table: its columns "
+                                         "become item features."),
+    user_col: Optional[str] = typer.Option(None, "--user-col"),
+    item_col: Optional[str] = typer.Option(None, "--item-col"),
+    time_col: Optional[str] = typer.Option(None, "--time-col",
+                                           help="Epoch s / ms / µs / ns (told apart by "
+                                           "size) or ISO date-times."),
+    label_col: Optional[str] = typer.Option(None, "--label-col"),
+    label_threshold: Optional[float] = typer.Option(
+        None, "--label-threshold", help="Label = 1 where the label column is >= X."),
+    scenario_col: Optional[str] = typer.Option(
+        None, "--scenario-col", help="Each distinct value (any type, at most 64) is a "
+        "scenario; default: one scenario."),
+    categorical_cols: Optional[str] = typer.Option(
+        None, "--categorical-cols", help="Columns (of any table) that are categorical, a,b."),
+    numeric_cols: Optional[str] = typer.Option(None, "--numeric-cols",
+                                               help="Columns that are numeric."),
+    text_cols: Optional[str] = typer.Option(None, "--text-cols",
+                                            help="Columns of --users / --items that are text."),
+    ignore_cols: Optional[str] = typer.Option(None, "--ignore-cols",
+                                              help="Columns to leave out."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping",
+                                           help="YAML file with the same keys and `columns:` "
+                                                "(flags win)."),
+    repo: Path = REPO,
+    force: bool = FORCE,
+) -> None:
+    """Import any interaction log (CSV or Parquet) through a column mapping; every other
+    column of the log and of the users / items tables becomes a feature (its kind declared
+    or inferred)."""
+    from recsys.data.importers import Mapping, declared_from_flags
+    from recsys.data.importers import import_interactions as run
+
+    declared = declared_from_flags(categorical_cols=categorical_cols, numeric_cols=numeric_cols,
+                                   text_cols=text_cols, ignore_cols=ignore_cols)
+    m = Mapping.from_flags(mapping, declared, interactions=interactions, users=users,
+                           items=items, user_col=user_col, item_col=item_col, time_col=time_col,
+                           label_col=label_col, label_threshold=label_threshold,
+                           scenario_col=scenario_col)
+    _print_import(run(m, repo, force=force), repo)
