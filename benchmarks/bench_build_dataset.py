@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from conftest import PRESET, RESULTS, copy_repo
-from recsys.data.store import connect, offline_dir, read_repo_meta
+from recsys.data.offline import connect, offline_dir, read_repo_meta
 from recsys.dataset.build import build_dataset
 from recsys.schema import ENTITY_BY_NAME, VIEWS, view_features
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import RESULTS
 from bench_training import BATCH, STEPS, _batches, _train_steps
-from recsys.data.store import offline_dir, read_repo_meta
+from recsys.data.offline import offline_dir, read_repo_meta
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
 from recsys.dataset.meta import read_dataset_meta

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.features.store import copy_definitions
+from recsys.features.feature_store import copy_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = os.environ.get("RECSYS_BENCH_PRESET", "small")

@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from recsys.errors import RecsysError  # noqa: E402
 from recsys.eval import gates  # noqa: E402
-from recsys.features.store import DEFINITIONS, copy_definitions  # noqa: E402
+from recsys.features.feature_store import DEFINITIONS, copy_definitions  # noqa: E402
 from recsys.provenance import machine_facts  # noqa: E402
-from recsys.storage import write_json  # noqa: E402
+from recsys.files import write_json  # noqa: E402
 
 BIN = Path(sys.executable).parent
 GATES = ROOT / "benchmarks" / "quality_gates.json"

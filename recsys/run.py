@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.errors import DataError, UsageError
-from recsys.storage import load_torch, read_json, write_json
+from recsys.files import load_torch, read_json, write_json
 
 if TYPE_CHECKING:  # torch and the layout are imported where a model is built: a missing run
     import torch   # is refused without them

@@ -384,7 +384,7 @@ class Schema:
         all)."""
         import yaml
 
-        from recsys.storage import replacing
+        from recsys.files import replacing
 
         def dump(value, flow=None) -> str:
             return yaml.safe_dump(value, sort_keys=False, default_flow_style=flow,
@@ -404,7 +404,7 @@ class Schema:
     @classmethod
     def load(cls, path: Path) -> Schema:
         """A schema file, checked: a bad key, type or reference is one DataError naming it."""
-        from recsys.storage import read_yaml
+        from recsys.files import read_yaml
 
         fix = ("fix the file, or write it again with `recsys generate` / `recsys import ... "
                "--force`")

@@ -19,7 +19,7 @@ from recsys.memory import DEFAULT_MEMORY_GB
 from recsys.models.config import ModelConfig
 from recsys.schema import ITEM_ID, USER_ID
 from recsys.serve.settings import Settings
-from recsys.storage import read_json
+from recsys.files import read_json
 from recsys.train.config import MAX_SEED, PlanRequest, TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -156,7 +156,7 @@ def summary(
                                            help="Built dataset (default datasets/<preset>)."),
 ) -> None:
     """Print what was generated and what was built."""
-    from recsys.data.store import offline_dir, read_repo_meta
+    from recsys.data.offline import offline_dir, read_repo_meta
     from recsys.data.summary import print_import, print_summary
     from recsys.dataset.build import default_out
     from recsys.dataset.meta import DATASET_META
@@ -321,7 +321,7 @@ def serve(
     settings = Settings(str(run), str(repo), refresh_seconds, host, port, workers)
     settings.check()
     Run(run).check_trained()  # before the server's imports: a wrong --run answers at once
-    from recsys.data.store import check_repo
+    from recsys.data.offline import check_repo
     from recsys.serve.server import serve as run_server
 
     check_repo(repo)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from recsys.data.store import connect, write_query
+from recsys.data.offline import connect, write_query
 from recsys.memory import GiB
 from recsys.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID, Schema
 

@@ -31,14 +31,14 @@ from tqdm import tqdm
 from recsys.data import vectors
 from recsys.data.aggregates import write_aggregates
 from recsys.data.presets import START, Preset
-from recsys.data.store import check_repo, offline_dir, write_offline_store
+from recsys.data.offline import check_repo, offline_dir, write_offline_store
 from recsys.data.summary import summarize
 from recsys.data.synth import ENTITY_CHUNK, World
 from recsys.errors import RecsysError, UsageError
 from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, ITEM_ID, LABEL, \
     P_TRUE, REQUEST_ID, SCENARIO, TABLES, TIMESTAMP_TYPE, USER_ID
 from recsys.memory import check_fits, free_disk
-from recsys.storage import check_output_free, replacing
+from recsys.files import check_output_free, replacing
 
 START_EPOCH = int(START.timestamp())
 _WORLD: World | None = None  # set in the parent before forking the workers

@@ -20,15 +20,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from recsys.data.columns import MAX_SCENARIOS, Column, ColumnStats, Declared, decide, \
+from recsys.data.import_columns import MAX_SCENARIOS, Column, ColumnStats, Declared, decide, \
     name_features, parse_declarations
-from recsys.data.imported import ENTITY_TABLES, RESERVED, DeclaredTables, Side, \
+from recsys.data.import_schema import ENTITY_TABLES, RESERVED, DeclaredTables, Side, \
     staged_side_schema
-from recsys.data.ingest import SCRATCH, AntM2CTables, Counts, Ingest, Parsed, Tables
-from recsys.data.store import write_offline_store
+from recsys.data.import_writer import SCRATCH, AntM2CTables, Counts, Ingest, Parsed, Tables
+from recsys.data.offline import write_offline_store
 from recsys.errors import DataError, UsageError
 from recsys.schema import DEEP_FEATURES, ITEM_ID, SCENARIOS, Schema, TIMESTAMP_TYPE, USER_ID
-from recsys.storage import read_yaml
+from recsys.files import read_yaml
 
 BLOCK_BYTES = 16 << 20  # CSV bytes per block: memory is a few blocks, whatever the file size
 HANDLER_RELEASE_S = 10.0  # the longest wait for pyarrow's threads to drop a CSV row handler

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from recsys.data.store import connect
+from recsys.data.offline import connect
 from recsys.dataset.split import choose_split, train_counts_sql, \
     with_cold_start_flags
 from recsys.eval.metrics import auc_sql

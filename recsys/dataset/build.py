@@ -31,17 +31,17 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import vectors
-from recsys.data.store import connect, offline_dir, read_repo_meta, read_schema, table_files, \
+from recsys.data.offline import connect, offline_dir, read_repo_meta, read_schema, table_files, \
     validate_offline_store
 from recsys.dataset.meta import DATASET_META
 from recsys.dataset.split import DAY_US, SPLITS, Split, SplitSpec, choose_split, \
     train_counts_sql, with_cold_start_flags
 from recsys.errors import UsageError
-from recsys.features.store import feature_service, open_store
+from recsys.features.feature_store import feature_service, open_store
 from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
 from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS, ITEM_ID, LABEL, REQUEST_ID, USER_ID, \
     Schema
-from recsys.storage import check_output_free, resumable_dir, write_parquet
+from recsys.files import check_output_free, resumable_dir, write_parquet
 
 ENGINES = ("duckdb", "spark")
 # Bytes a partition's row costs at the peak, as a multiple of its width in Parquet. Feast's
@@ -310,7 +310,7 @@ def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: P
         from recsys.features.spark import spark_joiner
 
         return spark_joiner(repo, store, service)
-    from recsys.features.store import feast_duckdb
+    from recsys.features.feature_store import feast_duckdb
 
     def join(entity: pa.Table) -> pa.Table:
         with feast_duckdb(memory_bytes, spill):

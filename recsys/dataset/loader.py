@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import torch
 
-from recsys.data.store import check_parquet_files
+from recsys.data.offline import check_parquet_files
 from recsys.dataset.batch import Batch, kjt
 from recsys.dataset.layout import Layout
 from recsys.errors import DataError

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recsys.errors import DataError
-from recsys.storage import read_json
+from recsys.files import read_json
 
 DATASET_META = "meta.json"
 

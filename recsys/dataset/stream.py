@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recsys.data.store import check_parquet_files
+from recsys.data.offline import check_parquet_files
 from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import check_labels, needed_columns, rows_batch, SplitData, to_split_data

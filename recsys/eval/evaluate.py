@@ -17,14 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from recsys.data.store import limit_memory
+from recsys.data.offline import limit_memory
 from recsys.dataset.layout import dataset_facts, Layout
 from recsys.dataset.loader import BatchLoader, SplitData
 from recsys.dataset.meta import read_dataset_meta
 from recsys.eval.metrics import auc_sql
 from recsys.memory import GiB
 from recsys.schema import COLD_START_FLAGS, LABEL, P_TRUE, SCENARIO
-from recsys.storage import replacing
+from recsys.files import replacing
 
 EVAL_BATCH = 16384  # rows per batch when scoring a split
 # Below this many rows, or with one class only, a subset gets no AUC: it would mean nothing.

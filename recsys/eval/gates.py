@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recsys.errors import DataError, OutputExistsError, UsageError
-from recsys.storage import read_json, write_json
+from recsys.files import read_json, write_json
 
 DEFAULT_TOLERANCE = 0.002  # well under the smallest effect the paper reports (+0.0005..0.0057)
 

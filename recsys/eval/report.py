@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from recsys.storage import write_text  # noqa: E402
+from recsys.files import write_text  # noqa: E402
 
 
 def _header(results: dict) -> list[str]:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recsys.data.store import ID_MAPS, offline_dir
+from recsys.data.offline import ID_MAPS, offline_dir
 from recsys.errors import RepoError
 from recsys.schema import ITEM_ID, SCENARIO, Schema, USER_ID
 
@@ -98,7 +98,7 @@ class OnlineFeatures:
                  n_items: int, refresh_seconds: float = 10.0, prepare=None):
         """`prepare(caches)`: what to derive from a fresh cache (the model's inputs of every
         item), kept with it and replaced with it."""
-        from recsys.features.store import open_store
+        from recsys.features.feature_store import open_store
 
         self.store = open_store(repo)
         self.columns = columns  # the model's columns, with their types
@@ -187,7 +187,7 @@ class OnlineFeatures:
 
 def check_online(repo: Path) -> None:
     """The repo has a Feast registry to serve from (`feast apply` writes it)."""
-    from recsys.storage import read_yaml
+    from recsys.files import read_yaml
 
     config = read_yaml(repo / "feature_store.yaml", "fix or restore it") or {}
     registry = config.get("registry")

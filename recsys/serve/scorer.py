@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from recsys.data.store import offline_dir
+from recsys.data.offline import offline_dir
 from recsys.dataset.layout import dataset_facts
 from recsys.dataset.loader import needed_columns, rows_batch, SplitData
 from recsys.errors import RecsysError

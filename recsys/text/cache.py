@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys.errors import DataError
-from recsys.storage import replacing
+from recsys.files import replacing
 
 KEY = "key"
 VECTOR = "vector"

@@ -27,10 +27,10 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import vectors
-from recsys.data.store import offline_dir, read_repo_meta, read_schema, table_files
+from recsys.data.offline import offline_dir, read_repo_meta, read_schema, table_files
 from recsys.errors import OutputExistsError, UsageError
 from recsys.schema import EVENT_TIMESTAMP, Schema, vector_name
-from recsys.storage import atomic_dir, read_json, replacing, write_json
+from recsys.files import atomic_dir, read_json, replacing, write_json
 from recsys.text.cache import TextCache, text_keys
 
 ENCODING = "text_encoding.json"

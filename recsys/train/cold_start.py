@@ -14,7 +14,7 @@ from recsys.eval.report import plot_cold_start, write_cold_start_report
 from recsys.eval.warmup import STAGES, warmup_curve
 from recsys.models.registry import model_names
 from recsys.schema import COLD_START_FLAGS
-from recsys.storage import read_json, write_json
+from recsys.files import read_json, write_json
 from recsys.train.experiment import mean_std, run_dir, train_runs
 from recsys.run import Run
 

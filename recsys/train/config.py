@@ -31,7 +31,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from recsys.errors import UsageError
 from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_model_config
 from recsys.run import PROVENANCE
-from recsys.storage import read_yaml
+from recsys.files import read_yaml
 
 
 MAX_SEED = 2 ** 63 - 1  # seeds are 64-bit integers

@@ -17,7 +17,7 @@ from recsys.eval.report import plot_per_scenario, write_report
 from recsys.models.registry import model_class, model_names
 from recsys.models.config import BACKBONES, ModelConfig
 from recsys.schema import MODALITIES
-from recsys.storage import write_json
+from recsys.files import write_json
 from recsys.train.config import TrainConfig
 from recsys.run import Run
 from recsys.train.loop import train

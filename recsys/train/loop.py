@@ -32,7 +32,7 @@ from recsys.models.cold import COLD_ENTITIES
 from recsys.provenance import code_version, dataset_fingerprint
 from recsys.run import BEST, CHECKPOINT, CONFIG, DENSE_OPT, METRICS, SHARDED, SHARDED_BEST, \
     STATE, Run, load_sharded
-from recsys.storage import load_torch, read_json, save_torch
+from recsys.files import load_torch, read_json, save_torch
 from recsys.train.config import TrainConfig
 from recsys.train.distributed import Ranks, check_shardable, predict_sharded, save_sharded, \
     shard

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recsys.eval.report import plot_multi_modal, write_multi_modal_report
-from recsys.storage import write_json
+from recsys.files import write_json
 from recsys.train.experiment import paired_gains, scenario_columns, summarize, train_runs
 
 SUBSETS = ("zero_shot_user", "zero_shot_item")

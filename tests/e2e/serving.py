@@ -83,7 +83,7 @@ def copy_applied(src: Path, dest: Path, redis_port: int | None = None) -> Path:
     `feast apply`-ed (on a Redis online store when a port is given). Feast's registry records
     the online tables by absolute path: applied over a copy of the original's registry, a
     change of online store would tear down the original's tables."""
-    from recsys.features.store import state_paths
+    from recsys.features.feature_store import state_paths
 
     shutil.copytree(src, dest)
     registry = state_paths(dest)[0]

@@ -19,7 +19,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from conftest import BIN, copy_repo, run
-from recsys.data.store import table_glob
+from recsys.data.offline import table_glob
 from recsys.schema import ENTITY_BY_NAME, INTERACTIONS, VIEWS, view_features
 
 DAY = 86_400

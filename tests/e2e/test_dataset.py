@@ -9,7 +9,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from recsys.data.store import table_glob
+from recsys.data.offline import table_glob
 from recsys.schema import COLD_START_FLAGS, ENTITY_BY_NAME, FEW_SHOT_MAX, INTERACTIONS, \
     SCENARIOS, VIEWS, dataset_schema, view_features
 

@@ -9,7 +9,7 @@ import duckdb
 from feast import FeatureStore
 
 from conftest import run
-from recsys.data.store import table_glob
+from recsys.data.offline import table_glob
 from recsys.schema import FEATURE_SERVICES, VIEWS
 
 
@@ -53,7 +53,7 @@ def test_feast_opened_through_recsys_skips_typeguard_and_other_commands_never_lo
     import sys
 
     code = ("import sys, recsys.cli; assert 'typeguard' not in sys.modules\n"
-            "from recsys.features.store import open_store\n"
+            "from recsys.features.feature_store import open_store\n"
             "import feast, typeguard\n"
             "assert typeguard.typechecked.__module__ == 'recsys.features'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

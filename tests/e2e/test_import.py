@@ -14,7 +14,7 @@ import pytest
 
 from antm2c_files import antm2c_rows, write_antm2c
 from conftest import copy_repo, error_lines, run
-from recsys.data.store import read_schema, validate_offline_store
+from recsys.data.offline import read_schema, validate_offline_store
 
 OFFLINE = ("data", "offline")
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import copy_repo, error_lines, run
-from recsys.data.store import read_schema
+from recsys.data.offline import read_schema
 from recsys.schema import SCHEMA_FILE
 
 GENRES = ("Action", "Comedy", "Drama", "Noir", "Romance", "Sci-Fi")

@@ -62,7 +62,7 @@ def test_auc_sql_spills_beyond_a_small_budget(tmp_path):
     disk, and the AUC is still exact."""
     import duckdb
 
-    from recsys.data.store import limit_memory
+    from recsys.data.offline import limit_memory
     from recsys.eval.metrics import auc_sql
 
     con = duckdb.connect()

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.data.aggregates import write_aggregates
-from recsys.data.store import ID_MAPS, QUARANTINE, write_query
+from recsys.data.offline import ID_MAPS, QUARANTINE, write_query
 from recsys.data.summary import summarize
 from recsys.errors import DataError
 from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS, \

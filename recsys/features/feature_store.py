@@ -9,7 +9,7 @@ from pathlib import Path
 
 from recsys.errors import RepoError, UsageError
 from recsys.schema import SCHEMA_FILE, Schema
-from recsys.storage import read_yaml
+from recsys.files import read_yaml
 
 
 def open_store(repo: Path):

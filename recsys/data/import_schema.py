@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from recsys.data.columns import MAX_LIST_VALUES, MAX_SCENARIOS, Column
-from recsys.data.ingest import DUPLICATES_PER_BATCH, Counts
-from recsys.data.store import VOCABULARIES, write_query
+from recsys.data.import_columns import MAX_LIST_VALUES, MAX_SCENARIOS, Column
+from recsys.data.import_writer import DUPLICATES_PER_BATCH, Counts
+from recsys.data.offline import VOCABULARIES, write_query
 from recsys.schema import AGGREGATE_VIEWS, COLD_START_FLAGS, ENTITIES, EVENT_TIMESTAMP, ITEM_ID, \
     LABEL, P_TRUE, REQUEST_ID, SCENARIO, TEXT_VECTOR_VIEWS, USER_ID, Entity, Feature, Scenario, \
     Schema, View, aggregate_features, id_features, text_vector_features

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from recsys.errors import DataError, RepoError
 from recsys.memory import duckdb_limit
 from recsys.schema import ANTM2C, INTERACTIONS, OFFLINE_DIR, SCHEMA_FILE, Schema
-from recsys.storage import atomic_dir, check_output_free, read_json, read_yaml
+from recsys.files import atomic_dir, check_output_free, read_json, read_yaml
 
 PROJECT = "recsys"
 REPO_META = "meta.json"
@@ -55,7 +55,7 @@ def write_offline_store(repo: Path, force: bool,
     schema, the facts of those tables, which goes to the repo's schema.yaml. Replacing old
     data removes the Feast registry and online store that described it (listed in the
     returned metadata's `feast_reset`)."""
-    from recsys.features.store import reset_state
+    from recsys.features.feature_store import reset_state
 
     out = offline_dir(check_repo(repo))
     check_output_free(out, force)  # fail before the work, not after it
