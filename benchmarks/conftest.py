@@ -80,6 +80,9 @@ def ratio_pairs() -> list[tuple[str, str]]:
             ("/score sqlite, 100 candidates p50 ms",
              "feast serve /get-online-features, 1 user + 100 items p50 ms"),
             ("mmoe examples/s, 2 process(es)", "mmoe examples/s, 1 process(es)"),
+            *((f"recsys {c} s", f"{floor} s") for c in ("train --dataset <missing>",
+                                                         "serve --run <missing>")
+              for floor in ("import typer", "a bare Typer command refusing")),
             *((k, k.replace("recsys", "torch-rechub", 1)) for k in list(RESULTS)
               if k.startswith("recsys mmoe examples/s, "))]
 

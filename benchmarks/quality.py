@@ -51,15 +51,23 @@ def commands(preset: str, seeds: int, epochs: int | None, work: Path) -> list[li
          "--out", str(work / "multi-modal")]]
 
 
+def _relative(arg: str | Path) -> str:
+    """A path as the reader of the results types it: from the checkout's root."""
+    path = Path(arg)
+    return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) \
+        else str(arg)
+
+
 def shown(cmd: list[str], work: Path) -> str:
-    text = shlex.join(cmd)
-    return f"(cd {work / 'repo'} && {text})" if cmd[0] == "feast" else text
+    text = shlex.join(map(_relative, cmd))
+    return f"(cd {_relative(work / 'repo')} && {text})" if cmd[0] == "feast" else text
 
 
 def copy_shown(work: Path) -> str:
     """The shell equivalent of the copy of feature_repo's definitions the run starts from."""
-    return (f"mkdir -p {work / 'repo'} && cp "
-            + " ".join(f"feature_repo/{name}" for name in DEFINITIONS) + f" {work / 'repo'}/")
+    repo = _relative(work / "repo")
+    return (f"mkdir -p {repo} && cp " + " ".join(f"feature_repo/{name}" for name in DEFINITIONS)
+            + f" {repo}/")
 
 
 def run(cmd: list[str], work: Path) -> int:
@@ -110,7 +118,7 @@ def main() -> int:
     shown_gates = args.gates.resolve()
     write_json({"preset": args.preset, "seeds": args.seeds, "epochs": args.epochs,
                 "commands": [copy_shown(work), *(shown(c, work) for c in steps),
-                             shlex.join(gate)],
+                             shown(gate, work)],
                 "gates": str(shown_gates.relative_to(ROOT)
                              if shown_gates.is_relative_to(ROOT) else shown_gates),
                 "recorded": args.record, "cells": len(cells), "passed": len(cells) - len(failed),

@@ -31,6 +31,7 @@ AREAS = {"bench_generate": "Generation", "bench_import": "Import",
          "bench_build_dataset": "Point-in-time build", "bench_training": "Loader and training step",
          "bench_cold_start": "Cold-start training", "bench_scale": "Sharded training",
          "bench_text": "Text encoding", "bench_serve": "Serving",
+         "bench_refusal": "Refusals: how soon bad input is answered",
          "bench_peer": "A real peer: torch-rechub's MMOE beside recsys's mmoe"}
 
 
@@ -104,7 +105,7 @@ def quality_part(folder: Path) -> str:
         results = json.loads((folder / name / "results.json").read_text())
         lines += ["", f"### {name}", ""]
         for table, block in auc_blocks(results).items():
-            lines += [f"AUC, {table} (mean ± std over seeds):", "", auc_table(block), ""]
+            lines += [f"AUC, {table} ({'mean ± std over seeds' if run['seeds'] > 1 else 'one seed'}):", "", auc_table(block), ""]
         for png in sorted((folder / name).glob("*.png")):
             target = ROOT / "benchmarks" / "plots" / f"{name}-{png.name}"
             target.parent.mkdir(exist_ok=True)

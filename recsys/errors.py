@@ -4,6 +4,12 @@ import errno
 from typing import Iterator
 
 
+# pydantic's config of the dataclasses read from files (a class's __pydantic_config__): a key
+# the class does not have is an error. Set as a plain attribute, pydantic is imported only
+# when a file is validated, so a command refuses bad flags without it.
+STRICT = {"extra": "forbid"}
+
+
 class RecsysError(Exception):
     """Base class: the message says what was wrong, where, and how to fix it. It names the
     parameters it is about by their Python names (a switch as `force=True`), and lists the

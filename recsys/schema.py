@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from functools import cache
+from typing import TYPE_CHECKING, Literal
 
-import pyarrow as pa
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
-from recsys.errors import DataError
+from recsys.errors import STRICT, DataError
+
+if TYPE_CHECKING:  # pyarrow is imported where a table is made: a refusal answers without it
+    import pyarrow as pa
 
 Kind = Literal["id", "categorical", "numeric", "text", "vector"]
 Owner = Literal["user", "item", "context", "scenario"]
@@ -24,9 +26,10 @@ Owner = Literal["user", "item", "context", "scenario"]
 Dtype = Literal["int64", "int32", "float32", "string", "list<int64>", "list<float32>"]
 
 
-@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class Scenario:
+    __pydantic_config__ = STRICT  # read by pydantic when a file is validated
+
     code: int
     name: str
     share: float  # share of impressions in the public AntM2C release
@@ -43,9 +46,10 @@ SCENARIOS: tuple[Scenario, ...] = (
 SCENARIO_NAMES = {s.code: s.name for s in SCENARIOS}
 
 
-@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class Entity:
+    __pydantic_config__ = STRICT  # read by pydantic when a file is validated
+
     name: str
     join_key: str
     description: str
@@ -62,10 +66,11 @@ ENTITIES: tuple[Entity, ...] = (
 ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
 
 
-@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class View:
     """A Feast feature view: one entity, one Parquet table under the offline store."""
+
+    __pydantic_config__ = STRICT  # read by pydantic when a file is validated
 
     name: str
     entity: str
@@ -105,9 +110,10 @@ VIEWS: tuple[View, ...] = (
 VIEW_BY_NAME = {v.name: v for v in VIEWS}
 
 
-@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class Feature:
+    __pydantic_config__ = STRICT  # read by pydantic when a file is validated
+
     name: str
     kind: Kind
     owner: Owner
@@ -250,15 +256,20 @@ FEATURE_SERVICES: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_FEATURE_SERVICE = "multi_modal"
 
-_ARROW_TYPES = {"int64": pa.int64(), "int32": pa.int32(), "float32": pa.float32(),
-                "string": pa.string(), "int8": pa.int8(), "list<int64>": pa.list_(pa.int64()),
-                "list<float32>": pa.list_(pa.float32())}
 _OPTIONAL = ("vocabulary", "max_values", "scale")  # left out of a schema's JSON when unset
-TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+
+
+@cache
+def _arrow_types() -> dict[str, pa.DataType]:
+    import pyarrow as pa
+
+    return {"int64": pa.int64(), "int32": pa.int32(), "float32": pa.float32(),
+            "string": pa.string(), "int8": pa.int8(), "list<int64>": pa.list_(pa.int64()),
+            "list<float32>": pa.list_(pa.float32()), "timestamp": pa.timestamp("us", tz="UTC")}
 
 
 def arrow_type(dtype: str) -> pa.DataType:
-    return _ARROW_TYPES[dtype]
+    return _arrow_types()[dtype]
 
 
 # Offline store layout (relative to the feature repo): one folder of Parquet parts per table.
@@ -270,11 +281,12 @@ INTERACTIONS = "interactions"
 SCHEMA_FILE = "schema.yaml"  # in the feature repo, beside features.py
 
 
-@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class Schema:
     """A repo's feature facts: its scenarios, entities, Feast views, every feature and the
     feature services (the views each task reads)."""
+
+    __pydantic_config__ = STRICT  # read by pydantic when a file is validated
 
     name: str
     scenarios: tuple[Scenario, ...]
@@ -309,15 +321,20 @@ class Schema:
 
     def view_schema(self, view: str) -> pa.Schema:
         """Arrow schema of a view's offline table: join key, event timestamp, features."""
+        import pyarrow as pa
+
         fields = [pa.field(self.join_key(view), pa.int64()),
-                  pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE)]
+                  pa.field(EVENT_TIMESTAMP, arrow_type("timestamp"))]
         fields += [pa.field(f.name, arrow_type(f.dtype)) for f in self.view_features(view)]
         return pa.schema(fields)
 
     def interaction_schema(self) -> pa.Schema:
         """Arrow schema of the interaction log: one impression per row, with the features that
         ride with it (IDs and context)."""
-        fields = [pa.field(REQUEST_ID, pa.int64()), pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE)]
+        import pyarrow as pa
+
+        fields = [pa.field(REQUEST_ID, pa.int64()),
+                  pa.field(EVENT_TIMESTAMP, arrow_type("timestamp"))]
         fields += [pa.field(f.name, arrow_type(f.dtype)) for f in self.features
                    if f.view is None]
         fields += [pa.field(LABEL, pa.int8()), pa.field(P_TRUE, pa.float32())]
@@ -331,6 +348,8 @@ class Schema:
     def dataset_schema(self, service: str | None = None) -> pa.Schema:
         """Arrow schema of a built training set: the interaction row, the service's features
         (the default service's without one), and the cold-start flags."""
+        import pyarrow as pa
+
         fields = list(self.interaction_schema())
         for view in self.services[service or self.default_service]:
             fields += [pa.field(f.name, arrow_type(f.dtype)) for f in self.view_features(view)]
@@ -338,7 +357,7 @@ class Schema:
         return pa.schema(fields)
 
     def to_json(self) -> dict:
-        data = _ADAPTER.dump_python(self, mode="json")
+        data = _adapter().dump_python(self, mode="json")
         for f in data["features"]:
             for key in _OPTIONAL:
                 if f[key] is None:
@@ -347,7 +366,7 @@ class Schema:
 
     @classmethod
     def from_json(cls, data: dict) -> Schema:
-        return _ADAPTER.validate_python(data)
+        return _adapter().validate_python(data)
 
     def problems(self) -> list[str]:
         """What refers to nothing, or is named twice."""
@@ -411,8 +430,10 @@ class Schema:
         if not path.is_file():
             raise DataError(f"{path}: no schema file; {fix}")
         data = read_yaml(path, fix)
+        from pydantic import ValidationError
+
         try:
-            schema = _ADAPTER.validate_python(data)
+            schema = _adapter().validate_python(data)
         except ValidationError as e:
             error = e.errors()[0]
             what = _PLAIN.get(error["type"], error["msg"])
@@ -422,7 +443,14 @@ class Schema:
         return schema
 
 
-_ADAPTER = TypeAdapter(Schema)
+@cache
+def _adapter():
+    """pydantic's validator of a Schema, made on first use (pydantic waits until then)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Schema)
+
+
 _PLAIN = {"missing": "missing (it is required)", "missing_argument": "missing (it is required)",
           "unexpected_keyword_argument": "not a known key (check its spelling)"}
 
@@ -449,4 +477,12 @@ view_features = ANTM2C.view_features
 view_schema = ANTM2C.view_schema
 interaction_schema = ANTM2C.interaction_schema
 dataset_schema = ANTM2C.dataset_schema
-TABLES: dict[str, pa.Schema] = ANTM2C.tables()
+
+
+def __getattr__(name: str):
+    """The Arrow-typed names, made on first use (they need pyarrow)."""
+    if name == "TIMESTAMP_TYPE":
+        return arrow_type("timestamp")
+    if name == "TABLES":
+        return ANTM2C.tables()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,12 +12,24 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
-from rich.console import Console
 
 from recsys.errors import RecsysError, causes, os_error_message, out_of_memory_message
 from recsys.train.config import TrainConfig
 
-console = Console()
+
+
+class _Console:
+    """rich's Console, made on first print: a command that refuses its flags never needs it."""
+
+    def __getattr__(self, name: str):
+        if "real" not in self.__dict__:
+            from rich.console import Console
+
+            self.real = Console()
+        return getattr(self.real, name)
+
+
+console = _Console()
 
 
 def positive(value: Optional[float]) -> Optional[float]:
@@ -114,9 +126,8 @@ def out_of_memory(e: Exception) -> bool:
 
 def print_error(message: str) -> None:
     """The one error line: after the bars a failure left open, on a line of its own, last."""
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
+    tqdm = sys.modules.get("tqdm")  # bars only where tqdm is loaded
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
         bar.close()
     start = "\n" if getattr(sys.stderr, "line_open", False) else ""
     sys.stderr.write(f"{start}error: {message}\n")

@@ -117,8 +117,8 @@ def check(results: list[dict], gates: dict) -> list[Cell]:
                              f"with record=True", fields="record")
         if res["seeds"] != gates["seeds"]:
             raise UsageError(f"the {name} results are a mean over {res['seeds']} seed(s), the "
-                             f"gates over {gates['seeds']}: run the experiment with "
-                             f"seeds {gates['seeds']}", fields="seeds")
+                             f"gates over {gates['seeds']}: run the experiment over "
+                             f"{gates['seeds']} seeds")
         blocks = auc_blocks(res)
         for table, models in gates["experiments"][name].items():
             block = blocks.get(table, {"models": {}})

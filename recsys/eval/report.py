@@ -18,6 +18,20 @@ def _header(results: dict) -> list[str]:
     return [f"{c} {names[c]}" if c in names else c for c in results["columns"]]
 
 
+def _value(cell: dict, signed: bool = False) -> str:
+    """A mean over seeds (`experiment.mean_std`), with its spread where there is one: one seed
+    has none."""
+    if cell["mean"] is None:
+        return "-"
+    text = f"{cell['mean']:+.4f}" if signed else f"{cell['mean']:.4f}"
+    return f"{text} ± {cell['std']:.4f}" if len(cell.get("values", ())) > 1 else text
+
+
+def _over_seeds(results: dict) -> str:
+    seeds = results["seeds"]
+    return "mean ± std over seeds" if seeds > 1 else "one seed"
+
+
 def auc_table(results: dict, key: str = "auc") -> str:
     """Rows = models, columns = scenarios + overall, mean ± std; best per column in bold."""
     cols, models = results["columns"], results["models"]
@@ -31,8 +45,8 @@ def auc_table(results: dict, key: str = "auc") -> str:
     for name, m in models.items():
         cells = []
         for c in cols:
-            mean, std = m[key][c]["mean"], m[key][c]["std"]
-            text = "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
+            mean = m[key][c]["mean"]
+            text = _value(m[key][c])
             cells.append(f"**{text}**" if mean is not None and mean == best[c] else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if key == "auc" and any(v is not None for v in results["oracle_auc"].values()):
@@ -48,7 +62,7 @@ def write_report(results: dict, path: Path) -> None:
     speed = _speed_rows(results["models"])
     text = f"""# Multi-scenario experiment
 
-Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± std over seeds.
+Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; {_over_seeds(results)}.
 Bold: best model per column. The Bayes row (generated data only) is the AUC of the
 generator's true click probability, the ceiling no model can pass.
 
@@ -84,7 +98,7 @@ def _gains_section(results: dict) -> str:
 def plot_per_scenario(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 5))
     _bars(ax, results)
-    ax.set_title(f"Per-scenario AUC, mean ± std over {results['seeds']} seed(s)")
+    ax.set_title(f"Per-scenario AUC, {_over_seeds(results)} ({results['seeds']} seed(s))")
     _save(fig, path)
 
 
@@ -196,7 +210,7 @@ def write_cold_start_report(results: dict, path: Path) -> None:
     speed = "\n".join(f"| {name} | {v:,.0f} |" for name, v in results["examples_per_s"].items())
     text = f"""# Cold-start experiment
 
-Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± std over seeds.
+Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; {_over_seeds(results)}.
 Zero-shot: the user / item has no training interaction; few-shot: 1 to 4 of them. Bold: best
 model per column. The Bayes row (generated data only) is the AUC of the generator's true
 click probability on the same rows. A cell with fewer than 100 rows (or one class) has no AUC ("-").
@@ -237,7 +251,7 @@ def plot_cold_start(results: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5),
                                       gridspec_kw={"width_ratios": [3, 2]})
     _bars(left, results["subsets"])
-    left.set_title(f"Cold-start subsets, mean ± std over {results['seeds']} seed(s)")
+    left.set_title(f"Cold-start subsets, {_over_seeds(results)} ({results['seeds']} seed(s))")
     warmup = results["warmup"]
     stages = warmup["columns"]
     for name, m in warmup["models"].items():
@@ -256,8 +270,7 @@ def gain_table(results: dict) -> str:
     lines = ["| gain | " + " | ".join(_header(results)) + " |",
              "| --- |" + " ---: |" * len(cols)]
     for name, g in results["gains"].items():
-        cells = ["-" if (c := g["auc"][col])["mean"] is None else
-                 f"{c['mean']:+.4f} ± {c['std']:.4f}" for col in cols]
+        cells = [_value(g["auc"][col], signed=True) for col in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -266,7 +279,7 @@ def write_multi_modal_report(results: dict, path: Path) -> None:
     speed = _speed_rows(results["models"])
     text = f"""# Multi-modal experiment
 
-Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; mean ± std over seeds.
+Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; {_over_seeds(results)}.
 `+text`: the model also gets the sentence embeddings of the user's and the item's text
 (`recsys encode-text`), each group projected into one more embedding slot; `+image`: the item's
 image vector too. Zero-shot: the user / item has no training interaction. Bold: best per column;
@@ -298,7 +311,7 @@ the Bayes row (generated data only) is the AUC of the generator's true click pro
 def plot_multi_modal(results: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(16, 5))
     _bars(left, results)
-    left.set_title(f"AUC, mean ± std over {results['seeds']} seed(s)")
+    left.set_title(f"AUC, {_over_seeds(results)} ({results['seeds']} seed(s))")
     cols = results["columns"]
     x = _grouped_bars(right, cols, {name: g["auc"] for name, g in results["gains"].items()})
     right.axhline(0, color="black", linewidth=0.8)

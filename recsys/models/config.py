@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import ConfigDict, with_config
-
-from recsys.errors import UsageError
+from recsys.errors import STRICT, UsageError
 
 
-@with_config(ConfigDict(extra="forbid"))  # a config file's unknown key is an error
 @dataclass
 class ModelConfig:
     """Hyper-parameters every model has; each model's own config (models/<name>.py) adds its
     layers. A run's config.json records them all (`recsys train --config` sets them)."""
+
+    __pydantic_config__ = STRICT  # read by pydantic when a file is validated
 
     embedding_dim: int = 16
     table_dtype: str = "fp32"  # fp32 | fp16 (the embedding tables' storage)

@@ -26,9 +26,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
-
-from recsys.errors import UsageError
+from recsys.errors import STRICT, UsageError
 from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_model_config
 from recsys.run import PROVENANCE
 from recsys.files import read_yaml
@@ -37,9 +35,10 @@ from recsys.files import read_yaml
 MAX_SEED = 2 ** 63 - 1  # seeds are 64-bit integers
 
 
-@with_config(ConfigDict(extra="forbid"))  # a config file's unknown key is an error
 @dataclass
 class TrainConfig:
+    __pydantic_config__ = STRICT  # read by pydantic when a file is validated
+
     model: str
     epochs: int = 3
     batch_size: int = 2048
@@ -124,6 +123,8 @@ FILE_KEYS = tuple(f.name for f in fields(TrainConfig))
 def _validated(cls, data: dict, where: str, prefix: str = "", hint: str = ""):
     """`data` as an instance of the dataclass `cls`, or a UsageError naming the first bad key
     (`prefix`: where `data` sits in the file; `hint` ends the message)."""
+    from pydantic import TypeAdapter, ValidationError
+
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as e:

@@ -274,7 +274,7 @@ def _gate_the_experiment(out, gates):
     seeds = run("recsys", "experiment", "gate", str(out), "--gates", str(gates), check=False)
     assert seeds.returncode == 2 and error_lines(seeds.stderr) == [
         "error: the cold-start results are a mean over 1 seed(s), the gates over 3: run the "
-        "experiment with --seeds 3"]
+        "experiment over 3 seeds"]
 
 
 @pytest.mark.parametrize("name", model_names(family="cold-start"))
