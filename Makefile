@@ -7,7 +7,7 @@ PRESET ?= small
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(FLAVOR)
 
-.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality clean
+.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality bench-spread clean
 
 setup: $(STAMP)
 
@@ -79,6 +79,12 @@ bench: setup setup-redis setup-peer
 SEEDS ?= 1
 bench-quality: setup
 	$(BIN)/python benchmarks/quality.py --preset $(PRESET) --seeds $(SEEDS)
+
+# The multi-scenario experiment over SPREAD_SEEDS seeds on both backbones, ungated: the spread
+# a user reads (its own work folder, runs/bench-spread-<preset>)
+SPREAD_SEEDS ?= 3
+bench-spread: setup
+	$(BIN)/python benchmarks/quality.py --preset $(PRESET) --seeds $(SPREAD_SEEDS) --spread
 
 clean:
 	rm -rf feature_repo/data datasets runs .pytest_cache .benchmarks

@@ -27,7 +27,7 @@ from recsys.models.base import dense_parameters
 from recsys.schema import USER_ID
 from recsys.train.config import TrainConfig
 
-BATCH, STEPS = TrainConfig.batch_size, 40
+BATCH, STEPS = TrainConfig.batch_size, 20
 
 
 @pytest.fixture(scope="module")

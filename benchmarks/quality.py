@@ -4,8 +4,11 @@ benchmarks/RESULTS.md. Every step is the real CLI; a killed run continues where 
 (finished data steps and training runs are reused).
 
     python benchmarks/quality.py --preset small --seeds 1 [--record] [--work DIR]
+    python benchmarks/quality.py --preset small --seeds 3 --spread   # `make bench-spread`
 
-Exits 1 when a gated cell moved beyond its tolerance (the cells are named), 2 on bad input."""
+Exits 1 when a gated cell moved beyond its tolerance (the cells are named), 2 on bad input.
+`--spread` runs the multi-scenario experiment alone, on both backbones (mlp, dcn), ungated: the
+spread over seeds of every model and its paired gain over dnn, rendered as its own part."""
 
 from __future__ import annotations
 
@@ -31,10 +34,18 @@ GATES = ROOT / "benchmarks" / "quality_gates.json"
 EXPERIMENTS = ("multi-scenario", "cold-start", "multi-modal")
 
 
-def commands(preset: str, seeds: int, epochs: int | None, work: Path) -> list[list[str]]:
+SPREAD = "multi-scenario-spread"  # the --spread run's experiment folder
+
+
+def commands(preset: str, seeds: int, epochs: int | None, work: Path,
+             spread: bool = False) -> list[list[str]]:
     """The data steps (skipped once their output exists), then one command per experiment."""
     repo, ds = work / "repo", work / "ds"
     train = ["--seeds", str(seeds), *(["--epochs", str(epochs)] if epochs else [])]
+    if spread:  # no text vectors: the multi-scenario models do not read them
+        data = [c for c in commands(preset, seeds, epochs, work)[:4] if c[1] != "encode-text"]
+        return [*data, ["recsys", "experiment", "multi-scenario", "--dataset", str(ds), *train,
+                        "--backbones", "mlp,dcn", "--out", str(work / SPREAD)]]
     return [
         # --force: the work folder is this script's own; a killed build resumes regardless
         ["recsys", "generate", "--preset", preset, "--repo", str(repo), "--workers", "2",
@@ -82,14 +93,17 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None, help="default: the models' own")
     parser.add_argument("--work", type=Path, default=None,
-                        help="default runs/bench-quality-<preset>")
+                        help="default runs/bench-quality-<preset> (--spread: bench-spread-)")
     parser.add_argument("--gates", type=Path, default=GATES)
     parser.add_argument("--record", action="store_true",
                         help="write the gates from this run instead of checking them")
+    parser.add_argument("--spread", action="store_true",
+                        help="the multi-scenario experiment alone on both backbones, ungated")
     args = parser.parse_args()
-    work = (args.work or ROOT / "runs" / f"bench-quality-{args.preset}").resolve()
+    kind = "spread" if args.spread else "quality"
+    work = (args.work or ROOT / "runs" / f"bench-{kind}-{args.preset}").resolve()
     work.mkdir(parents=True, exist_ok=True)
-    steps = commands(args.preset, args.seeds, args.epochs, work)
+    steps = commands(args.preset, args.seeds, args.epochs, work, args.spread)
     data_done = (work / "ds" / "meta.json").is_file()
     if not data_done:
         shutil.rmtree(work / "repo", ignore_errors=True)  # a killed earlier run's
@@ -101,6 +115,15 @@ def main() -> int:
             continue
         if (rc := run(cmd, work)) != 0:
             return rc
+    if args.spread:
+        write_json({"preset": args.preset, "seeds": args.seeds, "epochs": args.epochs,
+                    "commands": [copy_shown(work), *(shown(c, work) for c in steps)],
+                    "machine": machine_facts(),
+                    "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()},
+                   work / SPREAD / "spread.json")
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render.py"), "spread",
+                        str(work / SPREAD)], check=True)
+        return 0
     folders = [work / e for e in EXPERIMENTS]
     gate = ["recsys", "experiment", "gate", *map(str, folders), "--gates", str(args.gates)]
     if args.record and (rc := run([*gate, "--record", "--force"], work)) != 0:

@@ -2,6 +2,7 @@
 
     python benchmarks/render.py bench BENCH_JSON        # the pytest-benchmark JSON of a run
     python benchmarks/render.py quality QUALITY_DIR     # the experiments + gates of a run
+    python benchmarks/render.py spread SPREAD_DIR       # the multi-scenario spread over seeds
 
 Each writes its own part of the file (between its markers) and keeps the other, so the
 throughput tables and the quality tables can be measured at different times; each part says
@@ -22,7 +23,7 @@ from recsys.files import write_text  # noqa: E402
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 TITLE = """# Benchmark results
 
-Written by `make bench` and `make bench-quality` (`benchmarks/render.py`); not edited by hand.
+Written by `make bench`, `make bench-quality` and `make bench-spread` (`benchmarks/render.py`); not edited by hand.
 Every figure below is from the run its part names, on the machine it names.
 """
 
@@ -114,6 +115,28 @@ def quality_part(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def spread_part(folder: Path) -> str:
+    """The multi-scenario experiment over seeds on both backbones (`make bench-spread`): every
+    model's AUC per scenario, mean ± std, and its gain over dnn paired seed by seed."""
+    from recsys.eval.report import auc_table, gain_table
+
+    run = json.loads((folder / "spread.json").read_text())
+    results = json.loads((folder / "results.json").read_text())
+    lines = ["## Multi-scenario over seeds (`make bench-spread`)", "",
+             f"Preset `{run['preset']}`, {run['seeds']} seed(s), {run['finished'][:19]} UTC. "
+             + machine_line(run["machine"]), "", "```bash", *run["commands"], "```", "",
+             "Test AUC per scenario (the AntM2C paper's table; a `+dcn` model sits on DCN-v2 "
+             "cross layers):", "", auc_table(results), ""]
+    if results.get("gains"):
+        lines += ["Paired gain over dnn, seed by seed:", "", gain_table(results), ""]
+    for png in sorted(folder.glob("*.png")):
+        target = ROOT / "benchmarks" / "plots" / f"spread-{png.name}"
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(png.read_bytes())
+        lines.append(f"![multi-scenario over seeds](plots/{target.name})")
+    return "\n".join(lines)
+
+
 def replace_part(text: str, part: str, body: str) -> str:
     start, end = f"<!-- {part}:start -->", f"<!-- {part}:end -->"
     block = f"{start}\n{body}\n{end}"
@@ -125,14 +148,15 @@ def replace_part(text: str, part: str, body: str) -> str:
 
 def main(part: str, source: str) -> None:
     path = Path(source)
-    body = (bench_part(json.loads(path.read_text())) if part == "bench"
-            else quality_part(path))
+    body = {"bench": lambda: bench_part(json.loads(path.read_text())),
+            "quality": lambda: quality_part(path), "spread": lambda: spread_part(path)}[part]()
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else TITLE
     write_text(replace_part(text, part, body), RESULTS_MD)
     print(f"{RESULTS_MD}: {part} part from {source}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality"):
-        sys.exit("usage: python benchmarks/render.py bench BENCH_JSON | quality QUALITY_DIR")
+    if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality", "spread"):
+        sys.exit("usage: python benchmarks/render.py bench BENCH_JSON | quality QUALITY_DIR | "
+                 "spread SPREAD_DIR")
     main(*sys.argv[1:])

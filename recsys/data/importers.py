@@ -179,7 +179,7 @@ def import_antm2c(files: list[Path], repo: Path, force: bool = False,
     if not files:
         raise UsageError("no input file: pass the AntM2C part files (antm2c_10m_part0..2)")
     for path in files:  # every file is checked before anything is written
-        _check_file(path, "pass the AntM2C part files (antm2c_10m_part0..2)")
+        _check_file(path, "pass the AntM2C part files (antm2c_10m_part0..2)", "files")
         header = _csv_header(path)
         if tuple(header) != ANTM2C_COLUMNS:
             missing = [c for c in ANTM2C_COLUMNS if c not in header]

@@ -166,7 +166,7 @@ def choose_split(con, interactions: str = "interactions",
     counts = dict(con.execute(f"SELECT {split.of()} AS s, count(*) FROM {interactions} "
                               f"GROUP BY s").fetchall())
     if any(not counts.get(s) for s in SPLITS):
-        raise DataError(f"the repo's interaction log cannot be split that way ({split.how}): "
+        raise DataError(f"the repo's interaction log cannot be cut that way ({split.how}): "
                         f"rows per split {counts} of {sum(counts.values()):,}; choose other "
                         f"cuts (split, val_days / test_days, val_from / test_from, "
                         f"shares) or import rows from more points in time",

@@ -170,7 +170,7 @@ def test_killed_build_resumes_where_it_stopped(tiny, builds, tmp_path):
 def test_build_refuses_bad_flags_and_changes_nothing(tiny, tmp_path):
     for flags, says in ((["--memory-gb", "0.1"], "--memory-gb 0.1"),
                         (["--partition-rows", "0"], "--partition-rows 0"),
-                        (["--engine", "hive"], "unknown engine 'hive'")):
+                        (["--engine", "hive"], "--engine 'hive': unknown")):
         proc = run("recsys", "build-dataset", "--repo", str(tiny["repo"]), "--out",
                    str(tmp_path / "ds"), *flags, check=False)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr
@@ -218,7 +218,7 @@ def test_split_choices(tmp_path):
         (["--split", "dates", "--val-from", "soon", "--test-from", "2024-02-01"],
          "--val-from soon: not an ISO date"),
         (["--split", "dates", "--val-from", "2030-01-01", "--test-from", "2030-02-01"],
-         "cannot be split that way"),
+         "cannot be cut that way"),
         (["--split", "days", "--val-days", "20", "--test-days", "2"], "too few"),
         (["--shares", "80/20"], "--shares 80/20: three positive"),
         (["--shares", "a/b/c"], "three whole percentages"),

@@ -175,7 +175,7 @@ def test_chunk_slices_fanned_out_then_assembled_equal_one_run(tiny_offline, tmp_
 
 
 @pytest.mark.parametrize("chunks, says", [("4", "write it as FIRST:END"),
-                                          ("3:13", "has 12 chunks"), ("5:5", "FIRST < END")])
+                                          ("3:13", "is cut into 12"), ("5:5", "FIRST < END")])
 def test_bad_chunk_slice(tmp_path, chunks, says):
     repo = copy_repo(tmp_path / "repo")
     proc = run("recsys", "generate", "--preset", "tiny", "--repo", str(repo), "--chunks", chunks,

@@ -165,7 +165,7 @@ CASES = [
     ("train", "--model dnn --dataset {ds} --out {out} --seed -1", "--seed"),
     ("train", "--model dnn --dataset {ds} --out {out} --seed 18446744073709551616", "--seed"),
     ("train", "--config {tmp}/zero_epochs.yaml --dataset {ds} --out {out}",
-     "zero_epochs.yaml: --epochs 0"),  # the library's own check, for a value from a file
+     "zero_epochs.yaml: epochs 0"),  # the library's own check, for a key of a file
     ("train", "--model dnn --dataset {tmp}/missing --out {out}", "missing"),
     ("train", "--model dnn --dataset {repo} --out {out}", "dataset"),
     ("train", "--model dnn --dataset {broken_ds} --out {out}", "meta.json"),

@@ -107,7 +107,7 @@ def test_a_config_file_overrides_defaults_and_lands_in_config_json(tiny, tmp_pat
     ({"model_config": {"dropout": 1.5}}, "dropout 1.5: must be in [0, 1)"),
     ({"model_config": {"expert": [64, 0]}}, "expert (64, 0): must be layer sizes"),
     ({"model_config": {"backbone": "resnet"}}, "backbone 'resnet': choose one of mlp, dcn"),
-    ({"model": "wide_deep"}, "unknown model 'wide_deep'"),
+    ({"model": "wide_deep"}, "model 'wide_deep': unknown"),
     ({"model": "dnn", "model_config": {"n_experts": 2}}, "dnn takes"),
 ])
 def test_a_bad_config_is_one_clear_error(edit, says):

@@ -230,7 +230,7 @@ def test_redis_end_to_end(served, tmp_path):
 
 def test_serve_refuses_what_it_cannot_serve(served, tmp_path):
     for args, says in ((["--run", str(tmp_path / "nothing")], "not a finished run"),
-                       (["--run", str(served["runs"]["mmoe"]), "--port", "0"], "--port 0"),
+                       (["--run", str(served["runs"]["mmoe"]), "--port", "0"], "'--port'"),
                        (["--run", str(served["runs"]["mmoe"]), "--repo", str(tmp_path)],
                         "not a Feast feature repository")):
         proc = run("recsys", "serve", "--repo", str(served["repo"]), *args, check=False)

@@ -100,7 +100,7 @@ def test_missing_model_folder_fails_clearly(tiny, tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("not a model")
     fails("encode-text", "--repo", str(tiny["repo"]), "--force", "--model",
-          str(tmp_path / "notes"), says="not a sentence-transformers model folder")
+          str(tmp_path / "notes"), says="not a sentence-transformers folder")
     (tmp_path / "half").mkdir()  # a config that names no weights: loading would need the hub
     (tmp_path / "half" / "config.json").write_text('{"model_type": "bert"}')
     fails("encode-text", "--repo", str(tiny["repo"]), "--force", "--model",

@@ -243,7 +243,7 @@ def _fails(*args, says):
 
 def test_unknown_model(tiny, tmp_path):
     _fails("train", "--model", "xgboost", "--dataset", str(tiny["dataset"]),
-           "--out", str(tmp_path / "r"), says="unknown model 'xgboost'")
+           "--out", str(tmp_path / "r"), says="--model 'xgboost': unknown")
 
 
 def test_missing_dataset(tmp_path):
