@@ -100,8 +100,8 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     if not memory_gb >= MIN_MEMORY_GB:
         raise UsageError(f"memory_gb {memory_gb}: the join needs at least {MIN_MEMORY_GB} "
                          f"GB; pass a larger budget", fields="memory_gb")
-    check_fits(f"--memory-gb {memory_gb}", int(memory_gb * GiB), machine_memory(),
-               "memory on this machine", "pass a smaller --memory-gb")
+    check_fits(f"memory_gb {memory_gb}", int(memory_gb * GiB), machine_memory(),
+               "memory on this machine", "pass a smaller memory_gb", fields="memory_gb")
     if partition_rows is not None and partition_rows < 1:
         raise UsageError(f"partition_rows {partition_rows}: must be at least 1",
                          fields="partition_rows")
