@@ -30,7 +30,7 @@ from recsys.data import vectors
 from recsys.data.offline import offline_dir, read_repo_meta, read_schema, table_files
 from recsys.errors import OutputExistsError, UsageError
 from recsys.schema import EVENT_TIMESTAMP, Schema, vector_name
-from recsys.files import atomic_dir, read_json, replacing, write_json
+from recsys.files import atomic_dir, replacing, write_json
 from recsys.text.cache import TextCache, text_keys
 
 ENCODING = "text_encoding.json"
@@ -215,9 +215,3 @@ def _write_vectors(offline: Path, schema: Schema, table: pa.Table, view: str, ve
     with atomic_dir(offline / vec_view, force=True) as tmp:
         pq.write_table(pa.table(columns).cast(schema.view_schema(vec_view)),
                        tmp / "part-00000.parquet")
-
-
-def read_encoding(offline: Path) -> dict | None:
-    path = offline / ENCODING
-    return read_json(path, "encode again with `recsys encode-text --force`") \
-        if path.is_file() else None
