@@ -28,7 +28,7 @@ from conftest import MMOE_EPOCH, RESULTS
 from recsys.dataset.layout import Layout
 from recsys.dataset.meta import read_dataset_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader
-from recsys.eval.metrics import auc
+from recsys.metrics import auc
 from recsys.models.config import ModelConfig
 from recsys.schema import USER_ID
 from recsys.train.config import TrainConfig

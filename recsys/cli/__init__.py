@@ -134,7 +134,7 @@ def build_dataset(
     (a killed build resumes where it stopped)."""
     from recsys.dataset.build import build_dataset as run
     from recsys.dataset.build import default_out
-    from recsys.dataset.split import split_spec
+    from recsys.data.split import split_spec
 
     spec = split_spec(split, val_days=val_days, test_days=test_days, val_from=val_from,
                       test_from=test_from, shares=shares)

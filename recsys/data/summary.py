@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from recsys.data.offline import connect
-from recsys.dataset.split import choose_split, train_counts_sql, \
+from recsys.data.split import choose_split, train_counts_sql, \
     with_cold_start_flags
-from recsys.eval.metrics import auc_sql
+from recsys.metrics import auc_sql
 from recsys.memory import GiB
 from recsys.schema import COLD_START_FLAGS, INTERACTIONS, ITEM_ID, SCENARIO, USER_ID
 

@@ -3,7 +3,7 @@
 The interaction log is cut into partitions that fit a memory budget: runs of whole days, and a
 day still too large for the budget is cut further into buckets of a hash of the user ID. Each
 partition's rows are the entity rows of one Feast `get_historical_features` call (the
-point-in-time join), then flagged zero-shot / few-shot, cut by split (see dataset.split; a
+point-in-time join), then flagged zero-shot / few-shot, cut by split (see data.split; a
 partition may hold rows of several) and written, sorted by time, to
 <out>/<split>/part-NNNNN.parquet through a temporary name. The partitions are built inside a
 hidden `.NAME.partial` folder, so a killed build resumes where it stopped, and the finished
@@ -34,7 +34,7 @@ from recsys.data import vectors
 from recsys.data.offline import connect, offline_dir, read_repo_meta, read_schema, table_files, \
     validate_offline_store
 from recsys.dataset.meta import DATASET_META
-from recsys.dataset.split import DAY_US, SPLITS, Split, SplitSpec, choose_split, \
+from recsys.data.split import DAY_US, SPLITS, Split, SplitSpec, choose_split, \
     train_counts_sql, with_cold_start_flags
 from recsys.errors import UsageError
 from recsys.features.feature_store import feature_service, open_store
@@ -89,7 +89,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
                   split_spec: SplitSpec = SplitSpec()) -> dict:
     """`service_name`: the feature service to join (default: the repo schema's default).
     `partition_rows`: the most rows one join takes (default: what `memory_gb` allows).
-    `split_spec`: how validation and test are cut off (see dataset.split)."""
+    `split_spec`: how validation and test are cut off (see data.split)."""
     meta = read_repo_meta(repo)  # checks the repo first
     split_spec.check()
     repo_schema = read_schema(repo)

@@ -21,7 +21,7 @@ from recsys.data.offline import limit_memory
 from recsys.dataset.layout import dataset_facts, Layout
 from recsys.dataset.loader import BatchLoader, SplitData
 from recsys.dataset.meta import read_dataset_meta
-from recsys.eval.metrics import auc_sql
+from recsys.metrics import auc_sql
 from recsys.memory import GiB
 from recsys.schema import COLD_START_FLAGS, LABEL, P_TRUE, SCENARIO
 from recsys.files import replacing

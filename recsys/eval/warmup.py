@@ -18,7 +18,7 @@ from recsys.dataset.episodes import Histories
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import BatchLoader, rows_batch, SplitData
 from recsys.eval.evaluate import MIN_ROWS, predict
-from recsys.eval.metrics import auc
+from recsys.metrics import auc
 from recsys.models.base import SparseArch, set_sparse_lr
 from recsys.models.cold import ColdStartModel
 from recsys.schema import ITEM_ID

@@ -12,7 +12,7 @@ from recsys.data.generate import chunk_plan, generate
 from recsys.data.presets import PRESETS, get_preset
 from recsys.data.offline import connect, table_files
 from recsys.data.synth import SCENARIO_SHARES, TARGET_POSITIVE_RATE, World
-from recsys.eval.metrics import auc
+from recsys.metrics import auc
 from recsys.schema import SCENARIOS, TABLES
 
 TINY = PRESETS["tiny"]

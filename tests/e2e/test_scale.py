@@ -24,7 +24,7 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
 from recsys.dataset.meta import read_dataset_meta
 from recsys.eval.evaluate import predict
-from recsys.eval.metrics import auc
+from recsys.metrics import auc
 from recsys.run import Run
 
 # Seeds of the tiny mmoe run differ by up to about 0.013 in test AUC; a sharded run starts

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
-from recsys.eval.metrics import auc, logloss
+from recsys.metrics import auc, logloss
 
 
 def test_auc_matches_sklearn_with_ties():
@@ -34,7 +34,7 @@ def test_auc_sql_matches_sklearn_per_group_across_batches(monkeypatch):
     import duckdb
     import pyarrow as pa
 
-    from recsys.eval import metrics
+    from recsys import metrics
 
     monkeypatch.setattr(metrics, "AUC_BATCH_ROWS", 97)  # many batches, groups cut across them
     rng = np.random.default_rng(2)
@@ -63,7 +63,7 @@ def test_auc_sql_spills_beyond_a_small_budget(tmp_path):
     import duckdb
 
     from recsys.data.offline import limit_memory
-    from recsys.eval.metrics import auc_sql
+    from recsys.metrics import auc_sql
 
     con = duckdb.connect()
     limit_memory(con, 64 * 2 ** 20, tmp_path)
