@@ -64,8 +64,8 @@ def experiment_cold_start(
     preset: str = PRESET,
     dataset: Optional[Path] = DATASET,
     seeds: int = SEEDS,
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
+    epochs: Optional[int] = EPOCHS,
+    batch_size: Optional[int] = BATCH_SIZE,
     multi_scenario_results: Optional[Path] = typer.Option(
         None, "--multi-scenario-results",
         help="Its best model joins the comparison (default "
@@ -101,8 +101,8 @@ def experiment_multi_modal(
     preset: str = PRESET,
     dataset: Optional[Path] = DATASET,
     seeds: int = SEEDS,
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
+    epochs: Optional[int] = EPOCHS,
+    batch_size: Optional[int] = BATCH_SIZE,
     image: bool = typer.Option(False, "--image",
                                help="Also train each model with text and image vectors."),
     config: Optional[Path] = CONFIG,
