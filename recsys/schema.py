@@ -20,9 +20,10 @@ from recsys.errors import STRICT, DataError
 if TYPE_CHECKING:  # pyarrow is imported where a table is made: a refusal answers without it
     import pyarrow as pa
 
-Kind = Literal["id", "categorical", "numeric", "text", "vector"]
+# history: the user's last clicks before an instant (a list per row, in the user_history view)
+Kind = Literal["id", "categorical", "numeric", "text", "vector", "history"]
 Owner = Literal["user", "item", "context", "scenario"]
-# Arrow type names; list<int64>: a multi-valued categorical feature (genres, tags)
+# Arrow type names; list<int64>: a multi-valued categorical feature (genres, tags) or a history
 Dtype = Literal["int64", "int32", "float32", "string", "list<int64>", "list<float32>"]
 
 
@@ -94,6 +95,14 @@ TEXT_VECTOR_VIEWS = {
     "item": View("item_text_vec", "item", "Sentence embeddings of the item's text fields"),
 }
 
+# Written by recsys from the log: after each instant a user clicked, his last clicks, stamped a
+# microsecond later so that an impression at that very instant never sees its own click (nor a
+# sibling's). The point-in-time join then gives every row the clicks strictly before it.
+HISTORY_VIEW = View("user_history", "user", "The user's last clicks, most recent first, as of "
+                    "each instant")
+HISTORY_LENGTH = 50  # clicks a history keeps, unless a repo's schema says otherwise
+MAX_HISTORY_LENGTH = 1000
+
 VIEWS: tuple[View, ...] = (
     View("user_profile", "user", "Static user profile, stamped at the user's arrival"),
     View("user_text", "user", "User behaviour text (bill / service / query entities), refreshed"),
@@ -106,6 +115,7 @@ VIEWS: tuple[View, ...] = (
     TEXT_VECTOR_VIEWS["item"],
     # Precomputed per-item image vectors (synthetic ones from the generator, or imported).
     View("item_image", "item", "Image vector of the item, stamped at the item's launch"),
+    HISTORY_VIEW,
 )
 VIEW_BY_NAME = {v.name: v for v in VIEWS}
 
@@ -132,7 +142,9 @@ class Feature:
 
     @property
     def multi_valued(self) -> bool:
-        return self.dtype == "list<int64>"
+        """A categorical feature of several values a row (a history is a list too, but not a
+        bag of codes)."""
+        return self.dtype == "list<int64>" and self.kind == "categorical"
 
 
 N_DEEP_FEATURES = 27
@@ -201,6 +213,17 @@ def text_vector_features(texts: tuple[Feature, ...]) -> tuple[Feature, ...]:
                  for f in texts)
 
 
+def history_features() -> tuple[Feature, ...]:
+    """The user_history view's lists, aligned element by element, most recent click first."""
+    view = HISTORY_VIEW.name
+    return (Feature("history_item_ids", "history", "user", "list<int64>", None, view,
+                    "Items the user clicked"),
+            Feature("history_scenarios", "history", "user", "list<int64>", None, view,
+                    "Scenario of each click"),
+            Feature("history_click_times", "history", "user", "list<int64>", None, view,
+                    "Time of each click, microseconds since the epoch"))
+
+
 def id_features(n_scenarios: int) -> tuple[Feature, ...]:
     return (Feature(USER_ID, "id", "user", "int64", description="User ID"),
             Feature(ITEM_ID, "id", "item", "int64", description="Item ID"),
@@ -232,6 +255,7 @@ FEATURES: tuple[Feature, ...] = (
     *text_vector_features(_TEXT),
     Feature("item_image_vec", "vector", "item", "list<float32>", None, "item_image",
             "Image vector of the item"),
+    *history_features(),
 )
 FEATURE_BY_NAME = {f.name: f for f in FEATURES}
 
@@ -295,6 +319,7 @@ class Schema:
     features: tuple[Feature, ...]
     services: dict[str, tuple[str, ...]]
     default_service: str
+    history_length: int = HISTORY_LENGTH  # clicks the user_history view keeps
 
     @property
     def scenario_names(self) -> tuple[str, ...]:
@@ -388,8 +413,11 @@ class Schema:
         found += [f"feature {f.name!r}: a categorical feature needs a cardinality"
                   for f in self.features if f.kind == "categorical" and not f.cardinality]
         found += [f"feature {f.name!r}: dtype list<int64> is for categorical features, with "
-                  f"max_values of at least 1" for f in self.features if f.multi_valued and
-                  (f.kind != "categorical" or not f.max_values or f.max_values < 1)]
+                  f"max_values of at least 1, and for histories"
+                  for f in self.features if f.dtype == "list<int64>" and f.kind != "history"
+                  and (f.kind != "categorical" or not f.max_values or f.max_values < 1)]
+        if not 1 <= self.history_length <= MAX_HISTORY_LENGTH:
+            found.append(f"history_length {self.history_length}: must be 1..{MAX_HISTORY_LENGTH}")
         found += [f"feature {f.name!r}: scale (mean, std) needs a std above 0"
                   for f in self.features if f.scale is not None and not f.scale[1] > 0]
         found += [f"service {name!r}: view {v!r} is not declared"

@@ -22,14 +22,15 @@ import pyarrow as pa
 from recsys.data.import_columns import MAX_LIST_VALUES, MAX_SCENARIOS, Column
 from recsys.data.import_writer import DUPLICATES_PER_BATCH, Counts
 from recsys.data.offline import VOCABULARIES, write_query
-from recsys.schema import AGGREGATE_VIEWS, COLD_START_FLAGS, ENTITIES, EVENT_TIMESTAMP, ITEM_ID, \
-    LABEL, P_TRUE, REQUEST_ID, SCENARIO, TEXT_VECTOR_VIEWS, USER_ID, Entity, Feature, Scenario, \
-    Schema, View, aggregate_features, id_features, text_vector_features
+from recsys.schema import AGGREGATE_VIEWS, COLD_START_FLAGS, ENTITIES, EVENT_TIMESTAMP, \
+    HISTORY_VIEW, ITEM_ID, LABEL, P_TRUE, REQUEST_ID, SCENARIO, TEXT_VECTOR_VIEWS, USER_ID, Entity, \
+    Feature, Scenario, Schema, View, aggregate_features, history_features, id_features, \
+    text_vector_features
 
 KEY = "k"  # a staged users / items row's raw ID
 # names no imported feature may take (the platform's own columns and features)
 RESERVED = {REQUEST_ID, EVENT_TIMESTAMP, LABEL, P_TRUE, USER_ID, ITEM_ID, SCENARIO,
-            *COLD_START_FLAGS,
+            *COLD_START_FLAGS, *(f.name for f in history_features()),
             *(f.name for v in AGGREGATE_VIEWS for f in aggregate_features(
                 v, tuple(Scenario(i, str(i), 0.0) for i in range(MAX_SCENARIOS))))}
 ENTITY_TABLES = {"users": ("user", USER_ID, "raw_user"), "items": ("item", ITEM_ID,
@@ -41,6 +42,9 @@ ENTITY_TABLES = {"users": ("user", USER_ID, "raw_user"), "items": ("item", ITEM_
 # loader), and a scenario's statistics describe the day before.
 AGGREGATE_TTL = {"user_agg": timedelta(days=8), "item_agg": timedelta(days=8),
                  "scenario_stats": timedelta(days=1)}
+# The same bound for the history, a row per instant a user clicked: a user whose last click is
+# older than this has an empty history.
+HISTORY_TTL = timedelta(days=30)
 
 
 @dataclass
@@ -209,8 +213,10 @@ class DeclaredTables:
             if any(f.owner == owner for f in texts):
                 views.append(TEXT_VECTOR_VIEWS[owner])
         feats += text_vector_features(texts)
+        views.append(replace(HISTORY_VIEW, ttl=HISTORY_TTL))
+        feats += history_features()
         names = [v.name for v in views]
-        no_vectors = [n for n in names if not n.endswith("_vec")]
+        no_vectors = [n for n in names if not n.endswith("_vec") and n != HISTORY_VIEW.name]
         services = {"multi_scenario": tuple(n for n in no_vectors if not n.endswith("_text")),
                     "cold_start": tuple(n for n in no_vectors if n != "scenario_stats"),
                     "multi_modal": tuple(names)}

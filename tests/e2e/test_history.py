@@ -1,0 +1,100 @@
+"""The user's history, point in time: every row of the built training set carries the user's
+last clicks strictly before the row's instant, equal to an independent replay of the log (a
+Python loop over the interactions); the view keeps `history_length` of them; Feast registers
+the view and serves a user's latest history online."""
+
+from __future__ import annotations
+
+import bisect
+import collections
+from dataclasses import replace
+from datetime import timedelta
+
+import pyarrow.dataset as pds
+from feast import FeatureStore
+
+from conftest import copy_repo, run
+from recsys.data.history import write_history
+from recsys.data.offline import table_files
+from recsys.schema import ANTM2C, EVENT_TIMESTAMP, HISTORY_VIEW, INTERACTIONS, ITEM_ID, LABEL, \
+    REQUEST_ID, SCENARIO, USER_ID
+
+HISTORY = ("history_item_ids", "history_scenarios", "history_click_times")
+
+
+def _clicks(offline) -> dict[int, list[tuple]]:
+    """Each user's clicks in the view's order: time, then request, then item."""
+    rows = pds.dataset(table_files(offline, INTERACTIONS), format="parquet").to_table(
+        columns=[REQUEST_ID, EVENT_TIMESTAMP, USER_ID, ITEM_ID, SCENARIO, LABEL]).to_pylist()
+    clicks = collections.defaultdict(list)
+    for r in rows:
+        if r[LABEL] == 1:
+            clicks[r[USER_ID]].append((r[EVENT_TIMESTAMP], r[REQUEST_ID], r[ITEM_ID],
+                                       r[SCENARIO]))
+    for user in clicks.values():
+        user.sort()
+    return clicks
+
+
+def _replay(clicks: list[tuple], before, length: int) -> tuple[list, list, list]:
+    """The last `length` clicks strictly before `before`, most recent first."""
+    earlier = clicks[:bisect.bisect_left([c[0] for c in clicks], before)][-length:][::-1]
+    return ([c[2] for c in earlier], [c[3] for c in earlier],
+            [int(c[0].timestamp() * 1_000_000) for c in earlier])
+
+
+def _got(row: dict) -> tuple[list, list, list]:
+    return tuple(row[name] or [] for name in HISTORY)
+
+
+def test_every_row_has_the_clicks_strictly_before_it(tiny):
+    clicks = _clicks(tiny["offline"])
+    rows = pds.dataset(sorted(tiny["dataset"].glob("*/*.parquet")), format="parquet").to_table(
+        columns=[EVENT_TIMESTAMP, USER_ID, *HISTORY]).to_pylist()
+    same_instant = with_history = 0
+    for row in rows:
+        user, at = clicks.get(row[USER_ID], []), row[EVENT_TIMESTAMP]
+        assert _got(row) == _replay(user, at, ANTM2C.history_length), row
+        same_instant += any(c[0] == at for c in user)
+        with_history += bool(row["history_item_ids"])
+    # the check has teeth: rows at an instant their user clicked (their own click, a sibling's)
+    # would see it under a <= join, and most rows have a history at all
+    assert same_instant > 0.1 * len(rows)
+    assert 0.3 * len(rows) < with_history < len(rows)
+
+
+def test_the_view_keeps_history_length_clicks(tiny, tmp_path):
+    offline = tiny["offline"]
+    short = replace(ANTM2C, history_length=3)
+    write_history(offline, short)  # the worker's own copy of the repo
+    try:
+        clicks = _clicks(offline)
+        rows = pds.dataset(table_files(offline, HISTORY_VIEW.name), format="parquet").to_table()
+        longest = 0
+        for row in rows.to_pylist():
+            # a view row at t + 1 µs holds the clicks up to and including t
+            assert _got(row) == _replay(clicks[row[USER_ID]], row[EVENT_TIMESTAMP],
+                                        short.history_length)
+            longest = max(longest, len(row["history_item_ids"]))
+        assert longest == 3
+    finally:
+        write_history(offline, ANTM2C)
+
+
+def test_feast_serves_each_users_latest_history(tiny, tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    run("recsys", "generate", "--preset", "tiny", "--seed", "7", "--repo", str(repo),
+        "--workers", "1")
+    run("feast", "apply", cwd=repo)
+    run("feast", "materialize", "2000-01-01T00:00:00", "2100-01-01T00:00:00", "-v",
+        HISTORY_VIEW.name, cwd=repo)
+    clicks = _clicks(repo / "data" / "offline")
+    users = sorted(clicks)[:20] + [10 ** 9]  # and a user who never clicked
+    online = FeatureStore(repo_path=str(repo)).get_online_features(
+        features=[f"{HISTORY_VIEW.name}:{name}" for name in HISTORY],
+        entity_rows=[{USER_ID: u} for u in users]).to_dict()
+    for i, user in enumerate(users):
+        # the view's latest row for the user: every click, the last instant's too
+        want = _replay(clicks[user], clicks[user][-1][0] + timedelta(microseconds=1),
+                       ANTM2C.history_length) if user in clicks else ([], [], [])
+        assert tuple(online[name][i] or [] for name in HISTORY) == want, user
