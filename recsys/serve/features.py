@@ -17,6 +17,7 @@ Memory: the item cache holds every item's model features (items x row width: 20,
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from recsys.schema import ITEM_ID, SCENARIO, Schema, USER_ID
 
 CHUNK = 10_000  # entity rows per online read while filling a cache
 NO_ID = np.iinfo(np.int64).min  # stands for an ID that cannot be one
+WHOLE = re.compile(r"-?\d{1,18}")  # a whole-number ID written as digits
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,14 @@ class IdIndex:
             np.asarray(raw.to_pylist(), dtype=object)
         order = np.argsort(keys, kind="stable")
         self.raw, self.rows, self.whole = keys[order], rows[order], whole
+
+    def misfit(self, values: list[int] | list[str]):
+        """The first of `values` that cannot be an ID of this index (a string other than
+        digits where the IDs are whole numbers), or None: a client's bug to be told, not a
+        new user to be scored cold."""
+        if self.raw is not None and not self.whole:
+            return None  # IDs of any kind
+        return next((v for v in values if isinstance(v, str) and not WHOLE.fullmatch(v)), None)
 
     def lookup(self, values: list[int] | list[str]) -> np.ndarray:
         """The store IDs of `values` (all ints or all strings), -1 where unknown; vectorized."""

@@ -115,6 +115,11 @@ class Scorer:
         start = time.perf_counter()
         scenario = self.scenario_code(request.scenario)
         context = self.context_values(request.context)
+        for name, index, values in ((USER_ID, self.features.users, [request.user_id]),
+                                    ("item_ids", self.features.items, request.item_ids)):
+            if (bad := index.misfit(values)) is not None:
+                raise RequestError(f"{name}: {bad!r} is not an ID of this repo, whose IDs are "
+                                   f"whole numbers")
         user = int(self.features.users.lookup([request.user_id])[0])
         items = self.features.items.lookup(request.item_ids)
         data = self._inputs(user, scenario, items, context)

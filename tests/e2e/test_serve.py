@@ -114,6 +114,9 @@ BAD = [
     ({"user_id": 3, "scenario": 1, "item_ids": "1,2"}, 422, "item_ids: Input should be"),
     ({"user_id": 3, "scenario": 1.5, "item_ids": [1]}, 422, "scenario: Input should be"),
     ({"user_id": 3, "scenario": "ads", "item_ids": [1]}, 422, "unknown scenario 'ads'"),
+    # a generated repo's IDs are whole numbers: a name is a client's bug, not a new user
+    ({"user_id": "x", "scenario": 1, "item_ids": [1]}, 422, "user_id: 'x' is not an ID"),
+    ({"user_id": 3, "scenario": 1, "item_ids": ["1", "y"]}, 422, "item_ids: 'y' is not an ID"),
     ({"user_id": 3, "scenario": 9, "item_ids": [1]}, 422, "unknown scenario 9"),
     ({"user_id": 3, "scenario": 1, "item_ids": []}, 422, "send 1 to 1,000 candidates"),
     ({"user_id": 3, "scenario": 1, "item_ids": list(range(MAX_CANDIDATES + 1))}, 422,
