@@ -3,6 +3,8 @@
 - POST /score {"user_id", "scenario", "item_ids": [...], "context": {...}} ->
   {"scores": [{"item_id", "score"}, ...]} best first; the model's and the dataset's
   fingerprints in the X-Recsys-Model and X-Recsys-Dataset headers.
+- POST /feedback {"user_id", "item_id", "scenario", "clicked", "timestamp"?} or a list of
+  them -> {"events", "clicks"}: a click joins the user's history in the online store at once.
 - GET /health, GET /metadata (model, config, dataset, feature service, versions), GET /metrics
   (Prometheus text: requests by endpoint and status, latency histograms, refusals by reason).
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -24,14 +27,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, \
     generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, \
+    ValidationError
 
 from recsys.schema import ITEM_ID
+from recsys.serve.feedback import Event, HistoryWriter
 from recsys.serve.scorer import Request as ScoreRequest
 from recsys.serve.scorer import RequestError, Scorer
 from recsys.serve.settings import Settings
 
 MAX_CANDIDATES = 1000  # items one request may score
+MAX_EVENTS = 1000  # feedback events one request may carry
 MAX_BODY_BYTES = 1 << 20  # a request body beyond this is refused (413) before it is parsed
 SETTINGS_ENV = "RECSYS_SERVE"  # the settings of each worker process (JSON)
 # the folder where the workers of `--workers N` count (prometheus_client's multiprocess mode;
@@ -48,6 +54,19 @@ class ScoreBody(BaseModel):
     item_ids: list[StrictInt] | list[StrictStr] = Field(min_length=1,
                                                         max_length=MAX_CANDIDATES)
     context: dict[str, StrictInt | float | StrictStr | None] = Field(default_factory=dict)
+
+
+class FeedbackEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictInt | StrictStr
+    item_id: StrictInt | StrictStr
+    scenario: StrictInt | StrictStr
+    clicked: StrictBool
+    timestamp: datetime | None = None  # ISO 8601 or seconds since the epoch; None: now
+
+
+FEEDBACK = TypeAdapter(list[FeedbackEvent])
 
 
 class _Metrics:
@@ -81,22 +100,29 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
                       f"send at most {MAX_CANDIDATES:,} candidates")
 
     app.add_middleware(_Measured, metrics=metrics, too_large=too_large)
+    history = HistoryWriter(scorer, scorer.schema)
 
-    @app.post("/score")
-    async def score(request: Request):
+    async def body_json(request: Request):
+        """The request's JSON, or the refusal to answer with."""
         body = b""
         async for chunk in request.stream():  # a body sent without a length is capped too
             body += chunk
             if len(body) > MAX_BODY_BYTES:
-                return too_large()
+                return None, too_large()
         try:
-            data = json.loads(body)
+            return json.loads(body), None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            return refuse(400, "malformed json", f"malformed JSON: {e}")
+            return None, refuse(400, "malformed json", f"malformed JSON: {e}")
+
+    @app.post("/score")
+    async def score(request: Request):
+        data, refused = await body_json(request)
+        if refused is not None:
+            return refused
         try:
             parsed = ScoreBody.model_validate(data)
         except ValidationError as e:
-            return refuse(422, "invalid request", _first_error(e))
+            return refuse(422, "invalid request", _first_error(e, ScoreBody))
         if len(set(parsed.item_ids)) < len(parsed.item_ids):
             seen, twice = set(), None
             for item in parsed.item_ids:
@@ -116,6 +142,27 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
         return JSONResponse({"scores": [{ITEM_ID: result.item_ids[i],
                                          "score": float(result.scores[i])} for i in order]},
                             headers=headers)
+
+    @app.post("/feedback")
+    async def feedback(request: Request):
+        """One event {user_id, item_id, scenario, clicked, timestamp?} or a list of them."""
+        data, refused = await body_json(request)
+        if refused is not None:
+            return refused
+        events = [data] if isinstance(data, dict) else data
+        if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS:
+            return refuse(422, "invalid request", f"the body: send one event or a list of 1 to "
+                          f"{MAX_EVENTS:,} events")
+        try:
+            parsed = FEEDBACK.validate_python(events)
+        except ValidationError as e:
+            return refuse(422, "invalid request", _first_error(e, FeedbackEvent, "events"))
+        try:
+            clicks = await run_in_threadpool(history.record, [Event(**e.model_dump())
+                                                              for e in parsed])
+        except RequestError as e:
+            return refuse(422, "invalid request", str(e))
+        return JSONResponse({"events": len(parsed), "clicks": clicks}, headers=headers)
 
     @app.get("/health")
     def health():
@@ -185,15 +232,18 @@ def _all_workers() -> CollectorRegistry | None:
     return registry
 
 
-def _first_error(error: ValidationError) -> str:
-    """The first problem of a request body, as a person reads it: item_ids: ..."""
+def _first_error(error: ValidationError, body: type[BaseModel], items: str = "") -> str:
+    """The first problem of a request body, as a person reads it: item_ids: ... (`items`:
+    what a list of bodies is called: events[2].clicked: ...)"""
     errors = error.errors()  # an unknown key says more than the missing one it replaced
     e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
-    where = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("list[", "int", "str",
-                                                                         "float", "none")))
+    loc = list(e["loc"])
+    head = f"{items}[{loc.pop(0)}]" if items and loc and isinstance(loc[0], int) else ""
+    where = ".".join([head] * bool(head) + [str(p) for p in loc if not str(p).startswith(
+        ("list[", "int", "str", "float", "none", "bool", "datetime"))])
     what = {"missing": "missing (it is required)",
-            "extra_forbidden": "not a known key (the keys: user_id, scenario, item_ids, "
-                               "context)"}.get(e["type"], e["msg"])
+            "extra_forbidden": f"not a known key (the keys: {', '.join(body.model_fields)})"
+            }.get(e["type"], e["msg"])
     if e["type"] in ("too_short", "too_long") and "item_ids" in where:
         what = f"send 1 to {MAX_CANDIDATES:,} candidates"
     return f"{where or 'the body'}: {what}"

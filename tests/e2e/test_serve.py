@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import error_lines, run
+from recsys.schema import HISTORY_VIEW, USER_ID
 from recsys.serve.app import MAX_BODY_BYTES, MAX_CANDIDATES
+from recsys.serve.feedback import HISTORY
 from recsys.train.config import TrainConfig
 from recsys.run import SCORES
 from recsys.train.loop import train
@@ -107,6 +109,51 @@ def test_served_scores_equal_the_offline_scores(server, served):
 def test_served_scores_with_text_vectors_equal_the_offline_scores(served):
     with recsys_server(served["runs"]["text"], served["repo"]) as client:
         _served_equals_offline(client, served["runs"]["text"], served["test"], n=60)
+
+
+
+def test_feedback_reaches_the_users_history(server, served):
+    """A click sent to /feedback is at the head of the user's history in the online store
+    at once (no materialization), the rest shifted behind it; an impression without a click
+    changes nothing; a bad event refuses its whole batch with one 422 and writes nothing."""
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(served["repo"]))
+
+    def history(user: int) -> tuple[list, ...]:
+        row = store.get_online_features(
+            features=[f"{HISTORY_VIEW.name}:{name}" for name in HISTORY],
+            entity_rows=[{USER_ID: user}]).to_dict()
+        return tuple(row[name][0] or [] for name in HISTORY)
+
+    user, length = 11, 50
+    before = history(user)
+    at = datetime.now(timezone.utc) - timedelta(seconds=5)
+    answer = server.post("/feedback", json=[
+        {"user_id": user, "item_id": 7, "scenario": 2, "clicked": True,
+         "timestamp": at.isoformat()},
+        {"user_id": user, "item_id": 8, "scenario": 1, "clicked": False}])
+    assert answer.status_code == 200 and answer.json() == {"events": 2, "clicks": 1}
+    after = history(user)
+    assert [x[0] for x in after] == [7, 2, int(at.timestamp() * 1_000_000)]
+    assert [x[1:] for x in after] == [x[:length - 1] for x in before]
+
+    future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    good = {"user_id": user, "item_id": 9, "scenario": 1, "clicked": True}
+    for body, says in [
+            ({**good, "scenario": "nope"}, "events[0].scenario: unknown scenario 'nope'"),
+            ({**good, "clicked": "yes"}, "events[0].clicked: Input should be a valid boolean"),
+            ({**good, "timestamp": future}, "events[0].timestamp: "),
+            ({**good, "user_id": "x"}, "events[0].user_id: 'x' is not an ID"),
+            ({**good, "item_id": 10 ** 9}, "events[0].item_id: 1000000000 is not an item"),
+            ([good, {**good, "scenario": 99}], "events[1].scenario: unknown scenario 99"),
+            ([], "send one event or a list of 1 to 1,000 events"),
+            ({**good, "item": 3}, "events[0].item: not a known key (the keys: user_id, item_id, "
+                                  "scenario, clicked, timestamp)")]:
+        answer = server.post("/feedback", json=body)
+        assert answer.status_code == 422 and says in answer.json()["error"], answer.text
+    assert history(user) == after  # the good event of the refused batch was not written
+    assert server.get("/health").status_code == 200
 
 
 BAD = [

@@ -1,0 +1,95 @@
+"""`POST /feedback`: what a user did with an item reaches his history in the online store at
+once, through Feast's write API, without a new materialization: the next `/score` for him
+reads it. A click goes to the head of the user's `user_history` (kept in time order, most
+recent first, `history_length` long); an impression without a click changes nothing there."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, USER_ID, Schema, history_features
+from recsys.serve.scorer import RequestError
+
+HISTORY = tuple(f.name for f in history_features())  # items, scenarios, click times
+CLOCK_SKEW = timedelta(seconds=1)  # a client's clock may run this far ahead of ours
+
+
+@dataclass
+class Event:
+    user_id: int | str
+    item_id: int | str
+    scenario: int | str
+    clicked: bool
+    timestamp: datetime | None = None  # None: now
+
+
+class HistoryWriter:
+    """Merges clicks into the users' histories in the online store. One writer per server
+    process; its lock keeps two requests of this process from losing each other's clicks."""
+
+    def __init__(self, scorer, schema: Schema):
+        self.scorer, self.store = scorer, scorer.features.store
+        self.length = schema.history_length
+        self.present = HISTORY_VIEW.name in {v.name for v in schema.views}
+        self.lock = threading.Lock()
+
+    def record(self, events: list[Event]) -> int:
+        """Check every event, then write the clicks; the number of clicks written. A bad
+        event refuses the whole batch before anything is written."""
+        if not self.present:
+            raise RequestError(f"this repo's schema has no {HISTORY_VIEW.name} view: import "
+                               f"or generate the data again to give it one")
+        now = datetime.now(timezone.utc)
+        checked = [self._checked(i, e, now) for i, e in enumerate(events)]
+        clicks = [c for c, e in zip(checked, events) if e.clicked]
+        if not clicks:
+            return 0
+        with self.lock:
+            self._write(clicks, now)
+        return len(clicks)
+
+    def _checked(self, i: int, event: Event, now: datetime) -> tuple[int, int, int, int]:
+        """(user, item, scenario, time in µs) in the store's terms, or a RequestError."""
+        where = f"events[{i}]."
+        for name, index, value in ((USER_ID, self.scorer.features.users, event.user_id),
+                                   ("item_id", self.scorer.features.items, event.item_id)):
+            if index.misfit([value]) is not None:
+                raise RequestError(f"{where}{name}: {value!r} is not an ID of this repo, "
+                                   f"whose IDs are whole numbers")
+        user = int(self.scorer.features.users.lookup([event.user_id])[0])
+        item = int(self.scorer.features.items.lookup([event.item_id])[0])
+        if user < 0:
+            raise RequestError(f"{where}user_id: {event.user_id!r} is not a user of this repo")
+        if item < 0 or item >= self.scorer.features.n_items:
+            raise RequestError(f"{where}item_id: {event.item_id!r} is not an item of this repo")
+        try:
+            scenario = self.scorer.scenario_code(event.scenario)
+        except RequestError as e:
+            raise RequestError(f"{where}{e}") from None
+        at = event.timestamp or now
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=timezone.utc)  # a time without a zone is UTC, as in the log
+        if at > now + CLOCK_SKEW:
+            raise RequestError(f"{where}timestamp: {at.isoformat()} is in the future (now "
+                               f"{now.isoformat()}); send when the click happened")
+        return user, item, scenario, int(at.timestamp() * 1_000_000)
+
+    def _write(self, clicks: list[tuple[int, int, int, int]], now: datetime) -> None:
+        import pandas as pd
+
+        users = sorted({c[0] for c in clicks})
+        stored = self.store.get_online_features(
+            features=[f"{HISTORY_VIEW.name}:{name}" for name in HISTORY],
+            entity_rows=[{USER_ID: u} for u in users]).to_dict()
+        rows = {name: [] for name in HISTORY}
+        for i, user in enumerate(users):
+            old = list(zip(*(stored[name][i] or [] for name in HISTORY)))
+            new = [(item, scenario, at) for u, item, scenario, at in clicks if u == user]
+            # most recent first; a click sent late lands at its own time, not at the head
+            merged = sorted(new + old, key=lambda c: c[2], reverse=True)[:self.length]
+            for name, values in zip(HISTORY, zip(*merged)):
+                rows[name].append(list(values))
+        self.store.write_to_online_store(HISTORY_VIEW.name, pd.DataFrame(
+            {USER_ID: users, EVENT_TIMESTAMP: [now] * len(users), **rows}))
