@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from recsys.data import vectors
 from recsys.data.aggregates import write_aggregates
-from recsys.data.history import write_history
 from recsys.data.presets import START, Preset
 from recsys.data.offline import check_repo, offline_dir, write_offline_store
 from recsys.data.summary import summarize
@@ -111,7 +110,6 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
         _write_impressions(tmp, preset, workers, progress, staged / INTERACTIONS)
         _write_entities(_WORLD, tmp)
         write_aggregates(tmp, START_EPOCH, preset.n_days, ANTM2C)
-        write_history(tmp, ANTM2C)
         meta = {"preset": preset.name, "seed": seed, "n_users": preset.n_users,
                 "n_items": preset.n_items, "n_rows": preset.n_rows, "n_days": preset.n_days,
                 "start": START.isoformat(), "start_epoch": START_EPOCH,

@@ -28,7 +28,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.data.aggregates import write_aggregates
-from recsys.data.history import write_history
 from recsys.data.offline import ID_MAPS, QUARANTINE, write_query
 from recsys.data.summary import summarize
 from recsys.errors import DataError
@@ -182,7 +181,6 @@ class Ingest(Counts):
         con.close()
         shutil.rmtree(scratch)
         write_aggregates(self.tmp, start_epoch, n_days, schema)
-        write_history(self.tmp, schema)
         meta = {"preset": f"import-{info['format']}", "seed": None, **counts,
                 "n_rows": n_rows, "n_days": n_days, "start": start.isoformat(),
                 "start_epoch": start_epoch,

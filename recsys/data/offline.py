@@ -4,6 +4,7 @@ against the schema, and a DuckDB connection with one view per table."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -13,7 +14,8 @@ import pyarrow.parquet as pq
 
 from recsys.errors import DataError, RepoError
 from recsys.memory import duckdb_limit
-from recsys.schema import ANTM2C, INTERACTIONS, OFFLINE_DIR, SCHEMA_FILE, Schema
+from recsys.schema import ANTM2C, HISTORY_LENGTH, INTERACTIONS, MAX_HISTORY_LENGTH, OFFLINE_DIR, \
+    SCHEMA_FILE, Schema
 from recsys.files import atomic_dir, check_output_free, read_json, read_yaml
 
 PROJECT = "recsys"
@@ -55,13 +57,17 @@ def write_offline_store(repo: Path, force: bool,
     schema, the facts of those tables, which goes to the repo's schema.yaml. Replacing old
     data removes the Feast registry and online store that described it (listed in the
     returned metadata's `feast_reset`)."""
+    from recsys.data.history import write_history
     from recsys.features.feature_store import reset_state
 
     out = offline_dir(check_repo(repo))
     check_output_free(out, force)  # fail before the work, not after it
+    length = kept_history_length(repo)
     replacing = out.exists()
     with atomic_dir(out, force) as tmp:
         meta, schema = fill(tmp)
+        schema = replace(schema, history_length=length)
+        write_history(tmp, schema)  # every writer's log gives the history the same way
         for table, columns in schema.tables().items():  # e.g. text vectors: `recsys
             if not table_files(tmp, table):               # encode-text` fills them
                 write_empty(tmp, table, columns)
@@ -70,6 +76,26 @@ def write_offline_store(repo: Path, force: bool,
     if replacing:
         meta["feast_reset"] = [str(p) for p in reset_state(repo)]
     return meta
+
+
+def kept_history_length(repo: Path) -> int:
+    """The history length the repo's schema.yaml asks for (a user's edit survives new data),
+    else the default."""
+    import yaml
+
+    path = repo / SCHEMA_FILE
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        data = None  # a broken file is replaced, as the rest of the repo's data is
+    length = data.get("history_length", HISTORY_LENGTH) if isinstance(data, dict) else \
+        HISTORY_LENGTH
+    if not isinstance(length, int) or isinstance(length, bool) or \
+            not 1 <= length <= MAX_HISTORY_LENGTH:
+        raise DataError(f"{path}: history_length {length!r}: must be a whole number "
+                        f"1..{MAX_HISTORY_LENGTH}; fix it or remove the key (the default: "
+                        f"{HISTORY_LENGTH})")
+    return length
 
 
 def write_empty(offline: Path, table: str, columns: pa.Schema) -> None:

@@ -1,23 +1,22 @@
 """The user's history, point in time: every row of the built training set carries the user's
 last clicks strictly before the row's instant, equal to an independent replay of the log (a
-Python loop over the interactions); the view keeps `history_length` of them; Feast registers
-the view and serves a user's latest history online."""
+Python loop over the interactions); the view keeps the `history_length` of the repo's
+schema.yaml; Feast registers the view and serves a user's latest history online."""
 
 from __future__ import annotations
 
 import bisect
 import collections
-from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pyarrow.dataset as pds
 from feast import FeatureStore
 
-from conftest import copy_repo, run
-from recsys.data.history import write_history
+from conftest import copy_repo, error_lines, run
 from recsys.data.offline import table_files
-from recsys.schema import ANTM2C, EVENT_TIMESTAMP, HISTORY_VIEW, INTERACTIONS, ITEM_ID, LABEL, \
-    REQUEST_ID, SCENARIO, USER_ID
+from recsys.schema import ANTM2C, EVENT_TIMESTAMP, HISTORY_LENGTH, HISTORY_VIEW, INTERACTIONS, \
+    ITEM_ID, LABEL, REQUEST_ID, SCENARIO, SCHEMA_FILE, USER_ID, Schema
 
 HISTORY = ("history_item_ids", "history_scenarios", "history_click_times")
 
@@ -63,22 +62,37 @@ def test_every_row_has_the_clicks_strictly_before_it(tiny):
     assert 0.3 * len(rows) < with_history < len(rows)
 
 
-def test_the_view_keeps_history_length_clicks(tiny, tmp_path):
-    offline = tiny["offline"]
-    short = replace(ANTM2C, history_length=3)
-    write_history(offline, short)  # the worker's own copy of the repo
-    try:
-        clicks = _clicks(offline)
-        rows = pds.dataset(table_files(offline, HISTORY_VIEW.name), format="parquet").to_table()
-        longest = 0
-        for row in rows.to_pylist():
-            # a view row at t + 1 µs holds the clicks up to and including t
-            assert _got(row) == _replay(clicks[row[USER_ID]], row[EVENT_TIMESTAMP],
-                                        short.history_length)
-            longest = max(longest, len(row["history_item_ids"]))
-        assert longest == 3
-    finally:
-        write_history(offline, ANTM2C)
+def _edited_repo(tmp_path, length) -> Path:
+    repo = copy_repo(tmp_path / "repo")
+    schema = repo / SCHEMA_FILE
+    schema.write_text(schema.read_text().replace(f"history_length: {HISTORY_LENGTH}",
+                                                 f"history_length: {length}"))
+    return repo
+
+
+def test_the_view_keeps_the_history_length_of_the_repos_schema(tmp_path):
+    """An edit of schema.yaml's history_length survives new data: the view keeps that many
+    clicks, each row equal to the replay."""
+    repo = _edited_repo(tmp_path, 3)
+    run("recsys", "generate", "--preset", "tiny", "--seed", "7", "--repo", str(repo),
+        "--workers", "1")
+    assert Schema.load(repo / SCHEMA_FILE).history_length == 3
+    offline = repo / "data" / "offline"
+    clicks = _clicks(offline)
+    rows = pds.dataset(table_files(offline, HISTORY_VIEW.name), format="parquet").to_table()
+    for row in rows.to_pylist():  # a row at t + 1 µs holds the clicks up to and including t
+        assert _got(row) == _replay(clicks[row[USER_ID]], row[EVENT_TIMESTAMP], 3)
+    assert max(len(r) for r in rows["history_item_ids"].to_pylist()) == 3
+
+
+def test_a_bad_history_length_is_one_line_and_writes_nothing(tmp_path):
+    repo = _edited_repo(tmp_path, 0)
+    proc = run("recsys", "generate", "--preset", "tiny", "--repo", str(repo), "--workers", "1",
+               check=False)
+    assert proc.returncode == 2 and error_lines(proc.stderr) == [
+        f"error: {repo / SCHEMA_FILE}: history_length 0: must be a whole number 1..1000; fix "
+        f"it or remove the key (the default: {HISTORY_LENGTH})"]
+    assert not (repo / "data" / "offline").exists()
 
 
 def test_feast_serves_each_users_latest_history(tiny, tmp_path):
