@@ -87,8 +87,9 @@ def test_spark_build_equals_duckdb_build(tiny, tmp_path):
                "--engine", "spark")
     assert "on spark" in proc.stdout
     _same_dataset(tiny["dataset"], out)
-    vectors = _table(out, "train")["item_title_vec"]
-    assert vectors.null_count < len(vectors)  # the encoded text came through Spark too
+    train = _table(out, "train")
+    for name in ("item_title_vec", "history_item_ids"):  # the encoded text, the user's
+        assert train[name].null_count < len(train), name   # history: through Spark too
 
 
 def _log(path, days, rows_per_day=150, seed=0):
