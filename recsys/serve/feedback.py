@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, USER_ID, Schema, history_features
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, ITEM_ID, USER_ID, Schema, history_features
 from recsys.serve.scorer import RequestError
 
 HISTORY = tuple(f.name for f in history_features())  # items, scenarios, click times
@@ -54,7 +54,7 @@ class HistoryWriter:
         """(user, item, scenario, time in µs) in the store's terms, or a RequestError."""
         where = f"events[{i}]."
         for name, index, value in ((USER_ID, self.scorer.features.users, event.user_id),
-                                   ("item_id", self.scorer.features.items, event.item_id)):
+                                   (ITEM_ID, self.scorer.features.items, event.item_id)):
             if index.misfit([value]) is not None:
                 raise RequestError(f"{where}{name}: {value!r} is not an ID of this repo, "
                                    f"whose IDs are whole numbers")
