@@ -239,8 +239,9 @@ def _first_error(error: ValidationError, body: type[BaseModel], items: str = "")
     e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
     loc = list(e["loc"])
     head = f"{items}[{loc.pop(0)}]" if items and loc and isinstance(loc[0], int) else ""
-    where = ".".join([head] * bool(head) + [str(p) for p in loc if not str(p).startswith(
-        ("list[", "int", "str", "float", "none", "bool", "datetime"))])
+    keys = [str(p) for p in loc if not str(p).startswith(
+        ("list[", "int", "str", "float", "none", "bool", "datetime"))]
+    where = ".".join([head, *keys] if head else keys)
     what = {"missing": "missing (it is required)",
             "extra_forbidden": f"not a known key (the keys: {', '.join(body.model_fields)})"
             }.get(e["type"], e["msg"])

@@ -53,13 +53,8 @@ class HistoryWriter:
     def _checked(self, i: int, event: Event, now: datetime) -> tuple[int, int, int, int]:
         """(user, item, scenario, time in µs) in the store's terms, or a RequestError."""
         where = f"events[{i}]."
-        for name, index, value in ((USER_ID, self.scorer.features.users, event.user_id),
-                                   (ITEM_ID, self.scorer.features.items, event.item_id)):
-            if index.misfit([value]) is not None:
-                raise RequestError(f"{where}{name}: {value!r} is not an ID of this repo, "
-                                   f"whose IDs are whole numbers")
-        user = int(self.scorer.features.users.lookup([event.user_id])[0])
-        item = int(self.scorer.features.items.lookup([event.item_id])[0])
+        user, items = self.scorer.store_ids(event.user_id, [event.item_id], where, ITEM_ID)
+        item = int(items[0])
         if user < 0:
             raise RequestError(f"{where}user_id: {event.user_id!r} is not a user of this repo")
         if item < 0 or item >= self.scorer.features.n_items:

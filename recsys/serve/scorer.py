@@ -109,19 +109,26 @@ class Scorer:
                 out[name] = int(value) if feature.kind == "categorical" else float(value)
         return out
 
+    def store_ids(self, user_id, item_ids: list, where: str = "",
+                  items_key: str = "item_ids") -> tuple[int, np.ndarray]:
+        """The store's user and item IDs of a request (-1: unknown); an ID that cannot be one
+        of this repo's (a name where its IDs are whole numbers) is a RequestError naming the
+        key (after `where`)."""
+        for name, index, values in ((USER_ID, self.features.users, [user_id]),
+                                    (items_key, self.features.items, item_ids)):
+            if (bad := index.misfit(values)) is not None:
+                raise RequestError(f"{where}{name}: {bad!r} is not an ID of this repo, whose "
+                                   f"IDs are whole numbers")
+        return int(self.features.users.lookup([user_id])[0]), \
+            self.features.items.lookup(item_ids)
+
     # ---- scoring --------------------------------------------------------------------------------
     @torch.no_grad()
     def score(self, request: Request) -> Scores:
         start = time.perf_counter()
         scenario = self.scenario_code(request.scenario)
         context = self.context_values(request.context)
-        for name, index, values in ((USER_ID, self.features.users, [request.user_id]),
-                                    ("item_ids", self.features.items, request.item_ids)):
-            if (bad := index.misfit(values)) is not None:
-                raise RequestError(f"{name}: {bad!r} is not an ID of this repo, whose IDs are "
-                                   f"whole numbers")
-        user = int(self.features.users.lookup([request.user_id])[0])
-        items = self.features.items.lookup(request.item_ids)
+        user, items = self.store_ids(request.user_id, request.item_ids)
         data = self._inputs(user, scenario, items, context)
         batch = rows_batch(data, self.layout, slice(None))
         middle = time.perf_counter()
