@@ -1,0 +1,43 @@
+"""The history view's SQL on a hand-made log, in process: after each instant a user clicked,
+his last `length` clicks up to it, most recent first (ties at one instant by request, then
+item), stamped a microsecond later; against an independent replay."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+
+from recsys.data.history import history_sql
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+# (request, seconds after T0, user, item, scenario, label): user 1 clicks twice at t=10
+LOG = [(1, 0, 1, 5, 0, 1), (2, 10, 1, 6, 1, 1), (3, 10, 1, 7, 2, 1), (4, 20, 1, 8, 0, 0),
+       (5, 30, 1, 9, 3, 1), (6, 5, 2, 4, 1, 0), (7, 40, 2, 3, 4, 1)]
+
+
+def _replay(length: int) -> list[tuple]:
+    rows = []
+    for user in sorted({r[2] for r in LOG}):
+        clicks = sorted((r[1], r[0], r[3], r[4]) for r in LOG if r[2] == user and r[5] == 1)
+        for at in sorted({c[0] for c in clicks}):
+            upto = [c for c in clicks if c[0] <= at][-length:][::-1]
+            rows.append((user, T0 + timedelta(seconds=at, microseconds=1),
+                         [c[2] for c in upto], [c[3] for c in upto],
+                         [int((T0 + timedelta(seconds=c[0])).timestamp() * 1_000_000)
+                          for c in upto]))
+    return rows
+
+
+def test_history_sql_equals_a_replay():
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE interactions (request_id BIGINT, event_timestamp TIMESTAMPTZ, "
+                "user_id BIGINT, item_id BIGINT, scenario BIGINT, label TINYINT)")
+    con.executemany("INSERT INTO interactions VALUES (?, ?, ?, ?, ?, ?)",
+                    [(r[0], T0 + timedelta(seconds=r[1]), *r[2:]) for r in LOG])
+    for length in (1, 2, 50):
+        got = [tuple(row) for row in con.execute(history_sql(length)).fetchall()]
+        assert got == _replay(length), length
+    # the two clicks of one instant make one row holding both
+    assert [r[2] for r in _replay(2) if r[0] == 1] == [[5], [7, 6], [9, 7]]
