@@ -73,7 +73,8 @@ class Run:
         from recsys.dataset.layout import Layout
 
         cfg = self.config()
-        return Layout.from_meta(self.dataset_meta(), cfg.modalities, cfg.hashed_rows)
+        return Layout.from_meta(self.dataset_meta(), cfg.modalities, cfg.hashed_rows,
+                                cfg.history)
 
     @property
     def weights(self) -> Path:

@@ -100,6 +100,9 @@ TEXT_VECTOR_VIEWS = {
 # sibling's). The point-in-time join then gives every row the clicks strictly before it.
 HISTORY_VIEW = View("user_history", "user", "The user's last clicks, most recent first, as of "
                     "each instant")
+# its lists, aligned element by element: the clicked items, their scenarios, their times (µs)
+HISTORY_ITEMS, HISTORY_SCENARIOS, HISTORY_TIMES = \
+    "history_item_ids", "history_scenarios", "history_click_times"
 HISTORY_LENGTH = 50  # clicks a history keeps, unless a repo's schema says otherwise
 MAX_HISTORY_LENGTH = 1000
 
@@ -216,11 +219,11 @@ def text_vector_features(texts: tuple[Feature, ...]) -> tuple[Feature, ...]:
 def history_features() -> tuple[Feature, ...]:
     """The user_history view's lists, aligned element by element, most recent click first."""
     view = HISTORY_VIEW.name
-    return (Feature("history_item_ids", "history", "user", "list<int64>", None, view,
+    return (Feature(HISTORY_ITEMS, "history", "user", "list<int64>", None, view,
                     "Items the user clicked"),
-            Feature("history_scenarios", "history", "user", "list<int64>", None, view,
+            Feature(HISTORY_SCENARIOS, "history", "user", "list<int64>", None, view,
                     "Scenario of each click"),
-            Feature("history_click_times", "history", "user", "list<int64>", None, view,
+            Feature(HISTORY_TIMES, "history", "user", "list<int64>", None, view,
                     "Time of each click, microseconds since the epoch"))
 
 

@@ -180,8 +180,8 @@ def summary(
 @friendly
 def train(
     model: Optional[str] = typer.Option(None, "--model", help="dnn | dnn_mixed | shared_bottom "
-                                        "| mmoe | ple | star | pepnet | m2m | dropoutnet | "
-                                        "metaemb | maml | melu (or `model:` in --config)"),
+                                        "| mmoe | ple | star | pepnet | m2m | din | dropoutnet "
+                                        "| metaemb | maml | melu (or `model:` in --config)"),
     dataset: Optional[Path] = typer.Option(None, "--dataset",
                                            help="Dataset folder (default datasets/small)."),
     config: Optional[Path] = CONFIG,
@@ -192,6 +192,9 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<model>)."),
     text: bool = TEXT,
     image: bool = IMAGE,
+    history: Optional[str] = typer.Option(
+        None, "--history", help="Also read the user's last clicks, pooled by attention (DIN's "
+        "target attention over the candidate) | mean; din reads them by attention."),
     fusion: Optional[str] = typer.Option(None, "--fusion",
                                          help="How vectors join the IDs: concat | gated "
                                               f"(default {ModelConfig.fusion})."),
@@ -232,7 +235,8 @@ def train(
                    if r is not None}
     cfg = resolve(file, {"model": model, "epochs": epochs, "batch_size": batch_size,
                          "seed": seed, "checkpoint_every": checkpoint_every,
-                         "modalities": modalities or None, "hashed_rows": hashed_rows or None},
+                         "modalities": modalities or None, "hashed_rows": hashed_rows or None,
+                         "history": history},
                   {"fusion": fusion, "backbone": backbone},
                   f"--config {config}" if config else "the flags")
     out = out or Path("runs") / cfg.name

@@ -124,6 +124,36 @@ def experiment_multi_modal(
     console.print(f"report: {out / 'report.md'}, plot: {out / 'multi_modal.png'}")
 
 
+@experiment_app.command("history")
+@friendly
+def experiment_history(
+    preset: str = PRESET,
+    dataset: Optional[Path] = DATASET,
+    seeds: int = SEEDS,
+    models: Optional[str] = typer.Option(
+        None, "--models", help="Models read with and without the history, a,b (default "
+        "mmoe); din joins them."),
+    epochs: Optional[int] = EPOCHS,
+    batch_size: Optional[int] = BATCH_SIZE,
+    config: Optional[Path] = CONFIG,
+    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/history-<preset>."),
+    force: bool = FORCE,
+) -> None:
+    """Each model without the user's history, with it (target attention, mean) and din: per
+    scenario and on few-shot / zero-shot users, with the paired gains."""
+    from recsys.eval.report import auc_table, gain_table
+    from recsys.train.history import MODELS, history
+
+    out = out or Path("runs") / f"history-{preset}"
+    results = history(dataset or Path("datasets") / preset, out, seeds=seeds,
+                      models=_names(models) or MODELS, file=_experiment_config(config),
+                      flags={"epochs": epochs, "batch_size": batch_size}, force=force,
+                      log=console.print)
+    console.print(auc_table(results), soft_wrap=True)
+    console.print(gain_table(results), soft_wrap=True)
+    console.print(f"report: {out / 'report.md'}, plot: {out / 'history.png'}")
+
+
 @experiment_app.command("gate")
 @friendly
 def experiment_gate(

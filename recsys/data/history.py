@@ -15,8 +15,8 @@ from pathlib import Path
 
 from recsys.data.offline import connect, write_query
 from recsys.memory import GiB
-from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, ITEM_ID, LABEL, REQUEST_ID, SCENARIO, \
-    USER_ID, Schema
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_SCENARIOS, HISTORY_TIMES, \
+    HISTORY_VIEW, ITEM_ID, LABEL, REQUEST_ID, SCENARIO, USER_ID, Schema
 
 HISTORY_MEMORY = 2 * GiB
 
@@ -38,9 +38,9 @@ def history_sql(length: int, interactions: str = "interactions") -> str:
             WINDOW w AS (PARTITION BY u ORDER BY k ROWS BETWEEN {length - 1} PRECEDING
                          AND CURRENT ROW))
         SELECT u AS {USER_ID}, t + INTERVAL 1 MICROSECOND AS {EVENT_TIMESTAMP},
-               list_reverse(items) AS history_item_ids,
-               list_reverse(scenarios) AS history_scenarios,
-               list_reverse(times) AS history_click_times
+               list_reverse(items) AS {HISTORY_ITEMS},
+               list_reverse(scenarios) AS {HISTORY_SCENARIOS},
+               list_reverse(times) AS {HISTORY_TIMES}
         FROM lists
         QUALIFY k = max(k) OVER (PARTITION BY u, t)  -- the instant's last click: all of them
         ORDER BY u, t"""

@@ -3,7 +3,7 @@ scenario), the one type every model's forward takes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
@@ -17,13 +17,15 @@ class Batch:
 
     sparse: KeyedJaggedTensor
     # (B, Layout.id_columns) the same IDs as a matrix, for routing rows by scenario: column j
-    # is sparse feature j for the single-valued ones (they come first)
+    # is sparse feature j for the single-valued ones (they come first); the last `history`
+    # columns are the history's positions, -1 where there is no click
     ids: torch.Tensor
     dense: torch.Tensor  # (B, D) float32
     labels: torch.Tensor  # (B,) float32
     scenario: torch.Tensor  # (B,) int64
     vectors: torch.Tensor  # (B, V) float32: the Layout's vector groups, concatenated
     widths: tuple[int, ...] = ()  # Layout.widths
+    history: int = 0  # len(Layout.history_keys)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -31,20 +33,28 @@ class Batch:
     def to(self, device: torch.device) -> "Batch":
         if device.type == "cpu":
             return self
-        return Batch(self.sparse.to(device), *(getattr(self, f.name).to(device)
-                                               for f in fields(self)[1:-1]), self.widths)
+        return Batch(self.sparse.to(device), self.ids.to(device), self.dense.to(device),
+                     self.labels.to(device), self.scenario.to(device), self.vectors.to(device),
+                     self.widths, self.history)
 
     def select(self, mask: torch.Tensor) -> "Batch":
         ids = self.ids[mask]
-        return Batch(kjt(self.sparse.keys(), ids, self.widths), ids, self.dense[mask],
-                     self.labels[mask], self.scenario[mask], self.vectors[mask], self.widths)
+        return Batch(kjt(self.sparse.keys(), ids, self.widths, self.history), ids,
+                     self.dense[mask], self.labels[mask], self.scenario[mask],
+                     self.vectors[mask], self.widths, self.history)
+
+    @property
+    def history_ids(self) -> torch.Tensor:
+        """(B, history) the history's table rows, -1 where there is no click."""
+        return self.ids[:, self.ids.shape[1] - self.history:]
 
 
 def kjt(keys: list[str] | tuple[str, ...], ids: torch.Tensor,
-        widths: tuple[int, ...] = ()) -> KeyedJaggedTensor:
+        widths: tuple[int, ...] = (), history: int = 0) -> KeyedJaggedTensor:
     """KJT from a (B, columns) ID matrix: one value per (feature, row) for the single-valued
-    features; a multi-valued one's `widths[j]` columns give its values, -1 padding left out."""
-    single = sum(1 for w in widths if w == 1) if widths else len(keys)
+    features; a multi-valued one's `widths[j]` columns give its values, -1 padding left out;
+    the last `history` columns are one feature each, of one value or none (-1)."""
+    single = sum(1 for w in widths if w == 1) if widths else len(keys) - history
     values = [ids[:, :single].t().reshape(-1)]
     lengths = [torch.ones(ids.shape[0] * single, dtype=torch.int32)]
     at = single
@@ -54,6 +64,11 @@ def kjt(keys: list[str] | tuple[str, ...], ids: torch.Tensor,
         values.append(bag[held])  # row-major: each row's values in order
         lengths.append(held.sum(1, dtype=torch.int32))
         at += width
+    if history:
+        positions = ids[:, ids.shape[1] - history:].t()  # feature-major, as a KJT's values
+        held = positions >= 0
+        values.append(positions[held])
+        lengths.append(held.reshape(-1).to(torch.int32))
     if len(values) == 1:
         return KeyedJaggedTensor(keys=list(keys), values=values[0], lengths=lengths[0])
     return KeyedJaggedTensor(keys=list(keys), values=torch.cat(values),

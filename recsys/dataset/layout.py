@@ -15,9 +15,14 @@ import pyarrow.compute as pc
 from recsys.data import vectors as vector_columns
 from recsys.dataset.hashing import hash_rows
 from recsys.errors import DataError, UsageError
-from recsys.schema import ANTM2C, ITEM_ID, MODALITIES, Schema, USER_ID
+from recsys.models.config import HISTORY_POOLINGS
+from recsys.schema import ANTM2C, HISTORY_ITEMS, HISTORY_SCENARIOS, HISTORY_VIEW, ITEM_ID, \
+    MODALITIES, SCENARIO, Schema, USER_ID
 
 ID_FEATURES = (USER_ID, ITEM_ID)
+# the history's lists a model reads, each looked up in the table of the feature it holds values
+# of: one table, two features (the candidate's and the history's), never a copy
+HISTORY_TABLES = ((HISTORY_ITEMS, ITEM_ID), (HISTORY_SCENARIOS, SCENARIO))
 # Dense features whose values are counts: fed as log1p(count).
 _COUNT_DTYPES = ("int32", "int64")
 
@@ -57,13 +62,18 @@ class Layout:
     # per dense feature: the (mean, std) it is standardized with, or None; and its owner
     scales: tuple[tuple[float, float] | None, ...] = ()
     dense_owners: tuple[str, ...] = ()
+    # the user's history (`--history`): its last `history` clicks, pooled by `history_pooling`
+    # (models.config.HISTORY_POOLINGS) into one more slot; 0 / "": not read
+    history: int = 0
+    history_pooling: str = ""
 
     @classmethod
     def from_meta(cls, meta: dict, modalities: tuple[str, ...] = (),
-                  hashed_rows: dict[str, int] | None = None) -> "Layout":
+                  hashed_rows: dict[str, int] | None = None, history: str = "") -> "Layout":
         """`meta`: a dataset's meta.json, whose schema and feature service say its columns.
         `hashed_rows`: ID feature -> table rows its raw IDs are hashed into (any size of ID
-        space then fits the table; see dataset.hashing)."""
+        space then fits the table; see dataset.hashing). `history`: how the user's history
+        is pooled ("": not read)."""
         hashed_rows = hashed_rows or {}
         schema = dataset_facts(meta)
         columns = schema.dataset_schema(meta.get("feature_service"))
@@ -77,6 +87,13 @@ class Layout:
             if name not in ID_FEATURES or rows < 1:
                 raise UsageError(f"hashed table {name}={rows}: only {', '.join(ID_FEATURES)} "
                                  f"can be hashed, into at least one row")
+        check_history(history)
+        if history and HISTORY_ITEMS not in columns.names:
+            raise DataError(f"the dataset has no user history (the {HISTORY_VIEW.name} view; "
+                            f"--history): rebuild it with a feature service that reads the "
+                            f"view (`recsys build-dataset --feature-service "
+                            f"{schema.default_service} --force`), or train without --history",
+                            fields="history")
         return cls(sparse=tuple(f.name for f in sparse),
                    num_embeddings=tuple((ids.get(f.name) or f.cardinality) + 1 for f in sparse),
                    dense=tuple(f.name for f in dense), scenarios=schema.scenario_names,
@@ -86,7 +103,8 @@ class Layout:
                    widths=tuple(f.max_values if f.multi_valued else 1 for f in sparse),
                    owners=tuple(f.owner for f in sparse),
                    scales=tuple(f.scale for f in dense),
-                   dense_owners=tuple(f.owner for f in dense))
+                   dense_owners=tuple(f.owner for f in dense),
+                   history=schema.history_length if history else 0, history_pooling=history)
 
     def content(self, owner: str) -> tuple[str, ...]:
         """The sparse features describing a user / item besides its ID (its profile)."""
@@ -96,8 +114,26 @@ class Layout:
     @property
     def id_columns(self) -> int:
         """Columns of a batch's ID matrix: one per single-valued feature, then each
-        multi-valued feature's `widths` (padded with -1)."""
-        return sum(self.widths) if self.widths else len(self.sparse)
+        multi-valued feature's `widths` (padded with -1), then the history's positions."""
+        return (sum(self.widths) if self.widths else len(self.sparse)) + \
+            len(self.history_keys)
+
+    @property
+    def history_tables(self) -> tuple[tuple[str, str], ...]:
+        """(history column, the feature whose table it is looked up in) of the history read."""
+        return tuple((c, f) for c, f in HISTORY_TABLES if f in self.sparse) \
+            if self.history else ()
+
+    @property
+    def history_keys(self) -> tuple[str, ...]:
+        """The KJT features of the history: one per list and position ("history_item_ids_0"),
+        at most one value a row (none past the user's last click)."""
+        return tuple(f"{c}_{i}" for c, _ in self.history_tables for i in range(self.history))
+
+    @property
+    def kjt_keys(self) -> tuple[str, ...]:
+        """A batch's KJT features: the sparse features, then the history's."""
+        return self.sparse + self.history_keys
 
     def slot(self, name: str) -> int:
         """Slot of a sparse feature, or of a vector group (by its view), in the model's
@@ -122,6 +158,11 @@ class Layout:
             out.append(InputColumn(name, "ids", at, width, size=size,
                                    hashed=name in self.hashed))
             at += width
+        for name, table in self.history_tables:
+            out.append(InputColumn(name, "ids", at, self.history,
+                                   size=self.num_embeddings[self.sparse.index(table)],
+                                   hashed=table in self.hashed, history=True))
+            at += self.history
         for j, (name, scale) in enumerate(zip(self.dense,
                                               self.scales or (None,) * len(self.dense))):
             counts = str(self.columns.field(name).type) in _COUNT_DTYPES
@@ -139,6 +180,12 @@ def check_modalities(modalities: tuple[str, ...]) -> None:
         if modality not in MODALITIES:
             raise UsageError(f"unknown modality '{modality}': choose from "
                              f"{', '.join(MODALITIES)}")
+
+
+def check_history(history: str) -> None:
+    if history and history not in HISTORY_POOLINGS:
+        raise UsageError(f"history {history!r}: choose one of {', '.join(HISTORY_POOLINGS)}",
+                         fields="history")
 
 
 def dataset_facts(meta: dict) -> Schema:
@@ -184,6 +231,7 @@ class InputColumn:
     width: int
     size: int = 0  # ids: the table's rows, the last one the unknown row
     hashed: bool = False  # ids: raw IDs hashed into the table
+    history: bool = False  # ids: a history list, whose missing values stay missing (-1)
     counts: bool = False  # dense: a count, fed as log1p
     scale: tuple[float, float] | None = None  # dense: (mean, std) it is standardized with
 
@@ -200,7 +248,8 @@ class InputColumn:
             return (np.log1p(np.maximum(col, 0)) if self.counts else col)[:, None]
         unknown = self.size - 1
         if self.width > 1 or pa.types.is_list(column.type):
-            return bag_matrix(column, self.width, unknown)
+            return bag_matrix(column, self.width, unknown, empty=not self.history,
+                              hashed=self.hashed)
         col = _filled(column, -1).astype(np.int64)
         if self.hashed:
             return np.where(col >= 0, hash_rows(col, unknown), unknown)[:, None]
@@ -214,9 +263,11 @@ def _filled(column: pa.ChunkedArray | pa.Array, value) -> np.ndarray:
     return (column.fill_null(value) if column.null_count else column).to_numpy()
 
 
-def bag_matrix(column: pa.ChunkedArray, width: int, unknown: int) -> np.ndarray:
+def bag_matrix(column: pa.ChunkedArray, width: int, unknown: int, empty: bool = True,
+               hashed: bool = False) -> np.ndarray:
     """A list<int64> column -> (N, width) codes, -1 after a row's values; values beyond the
-    table and a row with none (null, empty) give the unknown row."""
+    table give the unknown row (`hashed`: raw IDs hashed into it), and so does a row with none
+    (null, empty) when `empty` (a bag), where a history stays empty."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     n = len(column)
     out = np.full((n, width), -1, dtype=np.int64)
@@ -226,6 +277,9 @@ def bag_matrix(column: pa.ChunkedArray, width: int, unknown: int) -> np.ndarray:
     pos = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     keep = pos < width
     values = values[keep]
-    out[row[keep], pos[keep]] = np.where((values >= 0) & (values < unknown), values, unknown)
-    out[lengths == 0, 0] = unknown
+    known = hash_rows(values, unknown) if hashed else values
+    out[row[keep], pos[keep]] = np.where((values >= 0) & (hashed | (values < unknown)), known,
+                                         unknown)
+    if empty:
+        out[lengths == 0, 0] = unknown
     return out

@@ -67,7 +67,8 @@ class SplitData:
 def needed_columns(layout: Layout, for_metrics: bool = True) -> pa.Schema:
     """The dataset columns a split is read with: the model's inputs, the label and the
     scenario, and (`for_metrics`) what evaluation needs besides."""
-    columns = (*layout.sparse, *layout.dense, *layout.vector_columns, LABEL, SCENARIO,
+    columns = (*layout.sparse, *(c for c, _ in layout.history_tables), *layout.dense,
+               *layout.vector_columns, LABEL, SCENARIO,
                *((P_TRUE, EVENT_TIMESTAMP, *COLD_START_FLAGS) if for_metrics else ()))
     return pa.schema([f for f in layout.columns if f.name in columns])
 
@@ -146,10 +147,11 @@ def distinct_values(dataset: Path, split: str, name: str) -> np.ndarray:
 def rows_batch(data: SplitData, layout: Layout, rows: np.ndarray | slice) -> Batch:
     """One batch of the given rows of a split."""
     ids = torch.from_numpy(data.ids[rows])
-    return Batch(kjt(layout.sparse, ids, layout.widths), ids,
+    history = len(layout.history_keys)
+    return Batch(kjt(layout.kjt_keys, ids, layout.widths, history), ids,
                  torch.from_numpy(data.dense[rows]), torch.from_numpy(data.labels[rows]),
                  torch.from_numpy(data.scenario[rows]), torch.from_numpy(data.vectors[rows]),
-                 layout.widths)
+                 layout.widths, history)
 
 
 class BatchLoader:

@@ -275,21 +275,43 @@ def gain_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+MULTI_MODAL_ABOUT = """`+text`: the model also gets the sentence embeddings of the user's and
+the item's text (`recsys encode-text`), each group projected into one more embedding slot;
+`+image`: the item's image vector too. Zero-shot: the user / item has no training interaction."""
+
+HISTORY_ABOUT = """`+history`: the model also reads the user's last clicks before each row (the
+user_history view), pooled by DIN's target attention over the candidate item; `+history-mean`:
+by their mean; `din` reads it by nature. Few-shot / zero-shot users: 1-4 / no training
+interactions (a few-shot user's history is all the model knows of him)."""
+
+
 def write_multi_modal_report(results: dict, path: Path) -> None:
+    write_paired_report(results, path, "Multi-modal experiment", MULTI_MODAL_ABOUT,
+                        "AUC gain from the modality (same model and seed, with minus without)",
+                        "multi_modal.png")
+
+
+def write_history_report(results: dict, path: Path) -> None:
+    write_paired_report(results, path, "History experiment", HISTORY_ABOUT,
+                        "AUC gain from the history (same seed, with minus the model without)",
+                        "history.png")
+
+
+def write_paired_report(results: dict, path: Path, title: str, about: str, gains: str,
+                        plot: str) -> None:
+    """The report of an experiment of paired arms: its AUC, the paired gains, logloss, speed."""
     speed = _speed_rows(results["models"])
-    text = f"""# Multi-modal experiment
+    text = f"""# {title}
 
 Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; {_over_seeds(results)}.
-`+text`: the model also gets the sentence embeddings of the user's and the item's text
-(`recsys encode-text`), each group projected into one more embedding slot; `+image`: the item's
-image vector too. Zero-shot: the user / item has no training interaction. Bold: best per column;
-the Bayes row (generated data only) is the AUC of the generator's true click probability.
+{about} Bold: best per column; the Bayes row (generated data only) is the AUC of the generator's
+true click probability.
 
 ## AUC
 
 {auc_table(results, 'auc')}
 
-## AUC gain from the modality (same model and seed, with minus without)
+## {gains}
 
 {gain_table(results)}
 
@@ -303,12 +325,13 @@ the Bayes row (generated data only) is the AUC of the generator's true click pro
 | --- | ---: |
 {speed}
 
-![multi-modal AUC and gains](multi_modal.png)
+![AUC and gains]({plot})
 """
     write_text(text, path)
 
 
-def plot_multi_modal(results: dict, path: Path) -> None:
+def plot_paired(results: dict, path: Path, gain: str = "the modality") -> None:
+    """The AUC of every arm and, beside it, the paired gains."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(16, 5))
     _bars(left, results)
     left.set_title(f"AUC, {_over_seeds(results)} ({results['seeds']} seed(s))")
@@ -317,6 +340,6 @@ def plot_multi_modal(results: dict, path: Path) -> None:
     right.axhline(0, color="black", linewidth=0.8)
     right.set_xticks(x, _header(results), rotation=20, ha="right")
     right.set_ylabel("AUC gain (with − without)")
-    right.set_title("Gain from the modality, paired by seed")
+    right.set_title(f"Gain from {gain}, paired by seed")
     right.legend(fontsize=8)
     _save(fig, path)

@@ -19,19 +19,20 @@ from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
 from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_fusion
 from recsys.models.dcn import CrossNet
-from recsys.schema import SCENARIO
+from recsys.schema import ITEM_ID, SCENARIO
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What a model needs and offers beyond forward(batch) -> logits and loss(batch)."""
 
-    family: str  # "multi-scenario" | "cold-start": which experiment it belongs to
+    family: str  # "multi-scenario" | "cold-start" | "history": which experiment it belongs to
     shardable: bool = True  # DistributedModelParallel can shard its tables (one lookup a step)
     # entities whose meta-learning episodes (dataset.episodes) its loss takes
     episodes: tuple[str, ...] = ()
     cold_path: bool = False  # counts training interactions per ID: the unseen go cold
     adapts: bool = False  # adapts to each few-shot user's history at test time
+    history: str = ""  # reads the user's history by nature, pooled so (din: "attention")
 
 
 class Model(nn.Module):
@@ -52,8 +53,9 @@ TABLE_DTYPES = {"fp32": DataType.FP32, "fp16": DataType.FP16}
 
 
 class SparseArch(nn.Module):
-    """One embedding table per sparse feature, sizes from the Layout, and one projection per
-    vector group (text / image) of the Layout.
+    """One embedding table per sparse feature, sizes from the Layout, one projection per
+    vector group (text / image) of the Layout, and the user's history pooled into one slot when
+    the Layout reads it (its clicks looked up in the item and scenario tables themselves).
 
     FusedEmbeddingBagCollection runs FBGEMM's table-batched kernel with row-wise Adagrad
     applied in the backward pass: only the rows a batch touches are updated, so a step's cost
@@ -65,8 +67,12 @@ class SparseArch(nn.Module):
         check_fusion(cfg.fusion)
         # a multi-valued feature's values (genres) are pooled by their mean
         widths = layout.widths or (1,) * len(layout.sparse)
+        self.history_keys = list(layout.history_keys)
+        shared = {table: [k for k in self.history_keys if k.startswith(f"{column}_")]
+                  for column, table in layout.history_tables}
         tables = [EmbeddingBagConfig(name=f"t_{name}", embedding_dim=cfg.embedding_dim,
-                                     num_embeddings=size, feature_names=[name],
+                                     num_embeddings=size,
+                                     feature_names=[name, *shared.get(name, ())],
                                      data_type=TABLE_DTYPES[cfg.table_dtype],
                                      pooling=PoolingType.MEAN if width > 1 else PoolingType.SUM)
                   for name, size, width in zip(layout.sparse, layout.num_embeddings, widths)]
@@ -82,22 +88,24 @@ class SparseArch(nn.Module):
         self.projections = nn.ModuleList(nn.Linear(g.width, cfg.embedding_dim) for g in groups)
         self.gates = nn.ModuleList(nn.Linear(2 * cfg.embedding_dim, cfg.embedding_dim)
                                    for _ in groups) if cfg.fusion == "gated" else None
-        self.n_slots = len(layout.sparse) + len(groups)
+        self.history = HistoryPool(layout, cfg.embedding_dim) if layout.history else None
+        self.n_slots = len(layout.sparse) + len(groups) + (self.history is not None)
         self.out_dim = cfg.embedding_dim * self.n_slots + len(layout.dense)
         self.backbone = CrossNet(self.out_dim, cfg.cross_layers, cfg.cross_rank) \
             if cfg.backbone == "dcn" else nn.Identity()
 
     def lookup(self, batch: Batch) -> torch.Tensor:
-        """(B, F + G, D): one embedding per sparse feature, in Layout order, then one per
-        vector group."""
+        """(B, F + G (+ 1), D): one embedding per sparse feature, in Layout order, then one per
+        vector group, then the pooled history when the Layout reads it."""
         pooled = self.ebc(batch.sparse)
-        if pooled.keys() != self.keys:  # sharded tables answer grouped by rank: reorder
+        clicks = None
+        if self.history_keys:  # the sparse features' and the history's apart
+            values, clicks = KeyedTensor.regroup([pooled], [self.keys, self.history_keys])
+        elif pooled.keys() != self.keys:  # sharded tables answer grouped by rank: reorder
             values = KeyedTensor.regroup([pooled], [self.keys])[0]
         else:
             values = pooled.values()
         emb = values.view(len(batch), self.n_sparse, self.dim)
-        if not self.spans:
-            return emb
         slots = []
         for i, (start, width) in enumerate(self.spans):
             value = self.projections[i](batch.vectors[:, start:start + width])
@@ -106,7 +114,9 @@ class SparseArch(nn.Module):
                 gate = torch.sigmoid(self.gates[i](torch.cat([own, value], dim=1)))
                 value = gate * value + (1 - gate) * own
             slots.append(value)
-        return torch.cat([emb, torch.stack(slots, dim=1)], dim=1)
+        if self.history is not None:
+            slots.append(self.history(clicks, batch.history_ids, emb))
+        return torch.cat([emb, torch.stack(slots, dim=1)], dim=1) if slots else emb
 
     def join(self, emb: torch.Tensor, batch: Batch) -> torch.Tensor:
         """(B, F, D) embeddings + the batch's dense features -> the model's input row, through
@@ -123,6 +133,35 @@ class SparseArch(nn.Module):
     def table(self, name: str) -> torch.Tensor:
         """The embedding table of feature `name`, as a view: writes change the model."""
         return self.ebc.state_dict()[f"embedding_bags.t_{name}.weight"]
+
+
+class HistoryPool(nn.Module):
+    """The user's last clicks -> one embedding. A click is its item's embedding plus its
+    scenario's. "attention" is DIN's activation unit: an MLP of (candidate, click, their
+    difference and product) weighs each click by its relevance to the candidate item, and the
+    weights are not normalized, so how much of the history is relevant shows in the result;
+    "mean" weighs all clicks alike. A user without clicks gets zeros."""
+
+    def __init__(self, layout: Layout, dim: int, hidden: int = 36):
+        super().__init__()
+        self.lists, self.length, self.dim = len(layout.history_tables), layout.history, dim
+        self.target = layout.slot(ITEM_ID)
+        self.unit = nn.Sequential(nn.Linear(4 * dim, hidden), nn.PReLU(),
+                                  nn.Linear(hidden, 1)) \
+            if layout.history_pooling == "attention" else None
+
+    def forward(self, clicks: torch.Tensor, ids: torch.Tensor,
+                emb: torch.Tensor) -> torch.Tensor:
+        """`clicks` (B, lists * N * D) the history's pooled lookups, list by list; `ids` its
+        (B, lists * N) table rows (-1: no click); `emb` the row's (B, F, D) embeddings."""
+        b = emb.shape[0]
+        h = clicks.view(b, self.lists, self.length, self.dim).sum(1)  # (B, N, D)
+        held = (ids[:, :self.length] >= 0).unsqueeze(-1).to(h.dtype)  # (B, N, 1)
+        if self.unit is None:
+            return (h * held).sum(1) / held.sum(1).clamp(min=1)
+        q = emb[:, self.target].unsqueeze(1).expand_as(h)
+        weights = self.unit(torch.cat([q, h, q - h, q * h], dim=-1)) * held
+        return (weights * h).sum(1)
 
 
 class ScenarioSide(nn.Module):

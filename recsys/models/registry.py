@@ -8,6 +8,7 @@ from recsys.dataset.layout import Layout
 from recsys.errors import UsageError
 from recsys.models.base import Model
 from recsys.models.config import ModelConfig
+from recsys.models.din import DIN
 from recsys.models.dnn import SingleScenarioDNN
 from recsys.models.dnn_mixed import DNNMixed
 from recsys.models.dropoutnet import DropoutNet
@@ -31,6 +32,8 @@ MODELS: dict[str, type[Model]] = {
     "star": STAR,
     "pepnet": PEPNet,
     "m2m": M2M,
+    # the user's history against the candidate
+    "din": DIN,
     # cold start
     "dropoutnet": DropoutNet,
     "metaemb": MetaEmb,

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from recsys.errors import STRICT, UsageError
-from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_model_config
+from recsys.models.config import HISTORY_POOLINGS, TABLE_DTYPE_BYTES, ModelConfig, \
+    check_model_config
 from recsys.run import PROVENANCE
 from recsys.files import read_yaml
 
@@ -48,6 +49,9 @@ class TrainConfig:
     patience: int = 1  # epochs without a better validation AUC before stopping
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
     modalities: tuple[str, ...] = ()  # "text", "image": vectors fused with the IDs
+    # the user's history, pooled by "attention" or "mean" ("": not read; a model that reads
+    # it by nature, din, takes its own by default)
+    history: str = ""
     # ID feature -> rows its raw IDs are hashed into (user_rows / item_rows on the CLI)
     hashed_rows: dict[str, int] = field(default_factory=dict)
     model_config: ModelConfig | None = None  # None: the model's defaults
@@ -55,23 +59,36 @@ class TrainConfig:
     def __post_init__(self):
         from recsys.models.registry import model_class
 
+        cls = model_class(self.model)
         if self.model_config is None:
-            self.model_config = model_class(self.model).Config()
+            self.model_config = cls.Config()
+        self.history = self.history or cls.capabilities.history
 
     @property
     def name(self) -> str:
-        """The model with its modalities and a non-default backbone: "mmoe+text+dcn"."""
+        """The model with its modalities, its history unless the model reads it by nature and
+        a non-default backbone: "mmoe+text+history+dcn" (an experiment's arm)."""
+        from recsys.models.registry import model_class
+
         backbone = () if self.model_config.backbone == "mlp" else (self.model_config.backbone,)
-        return "+".join((self.model, *self.modalities, *backbone))
+        own = model_class(self.model).capabilities.history
+        history = (history_token(self.history),) if self.history and self.history != own \
+            else ()
+        return "+".join((self.model, *self.modalities, *history, *backbone))
 
     def check(self) -> None:
-        from recsys.dataset.layout import check_modalities
+        from recsys.dataset.layout import check_history, check_modalities
         from recsys.models.registry import model_class
 
         cls = model_class(self.model)  # an unknown name fails here, before any data is read
         if not isinstance(self.model_config, cls.Config):
             raise UsageError(f"{self.model} takes a {cls.Config.__name__}")
         check_modalities(self.modalities)
+        check_history(self.history)
+        if cls.capabilities.history and self.history != cls.capabilities.history:
+            raise UsageError(f"history {self.history!r}: {self.model} reads the history by "
+                             f"{cls.capabilities.history}; leave history out",
+                             fields="history")
         check_model_config(self.model_config)
         for name, rows in self.hashed_rows.items():
             rows_field = f"{name.removesuffix('_id')}_rows"  # user_id -> user_rows
@@ -113,6 +130,12 @@ class TrainConfig:
             model.Config, model_data, where, "model_config.",
             f"; {run.model} takes {', '.join(f.name for f in fields(model.Config))}")
         return run
+
+
+def history_token(pooling: str) -> str:
+    """A history pooling as a run's name and an experiment's arm say it: "history" (attention),
+    "history-mean"."""
+    return "history" if pooling == HISTORY_POOLINGS[0] else f"history-{pooling}"
 
 
 # the run's keys a config file may set; a run's config.json also holds where it ran, which a

@@ -15,10 +15,10 @@ from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import UsageError
 from recsys.eval.report import plot_per_scenario, write_report
 from recsys.models.registry import model_class, model_names
-from recsys.models.config import BACKBONES, ModelConfig
+from recsys.models.config import BACKBONES, HISTORY_POOLINGS, ModelConfig
 from recsys.schema import MODALITIES
 from recsys.files import write_json
-from recsys.train.config import TrainConfig
+from recsys.train.config import TrainConfig, history_token
 from recsys.run import Run
 from recsys.train.loop import train
 
@@ -29,25 +29,32 @@ def run_dir(out: Path, arm: str, seed: int) -> Path:
     return out / "runs" / f"{arm}-seed{seed}"
 
 
-def parse_arm(arm: str) -> tuple[str, tuple[str, ...], str]:
-    """An experiment arm "model[+modality...][+backbone]" -> (model, modalities, backbone):
-    "mmoe+text+dcn"."""
+HISTORIES = {history_token(p): p for p in HISTORY_POOLINGS}  # "history" -> "attention"
+
+
+def parse_arm(arm: str) -> tuple[str, tuple[str, ...], str, str]:
+    """An experiment arm "model[+modality...][+history][+backbone]" -> (model, modalities,
+    history pooling, backbone): "mmoe+text+history+dcn" (TrainConfig.name's form)."""
     model, *extras = arm.split("+")
     modalities = tuple(e for e in extras if e in MODALITIES)
     backbones = [e for e in extras if e in BACKBONES]
-    unknown = [e for e in extras if e not in modalities and e not in backbones]
-    if unknown or len(backbones) > 1:
+    histories = [HISTORIES[e] for e in extras if e in HISTORIES]
+    unknown = [e for e in extras if e not in modalities and e not in backbones
+               and e not in HISTORIES]
+    if unknown or len(backbones) > 1 or len(histories) > 1:
         raise UsageError(f"arm {arm!r}: after the model come modalities "
-                         f"({', '.join(MODALITIES)}) and at most one backbone "
+                         f"({', '.join(MODALITIES)}), at most one history "
+                         f"({', '.join(HISTORIES)}) and at most one backbone "
                          f"({', '.join(BACKBONES)})")
     model_class(model)
-    return model, modalities, backbones[0] if backbones else "mlp"
+    return model, modalities, histories[0] if histories else "", \
+        backbones[0] if backbones else "mlp"
 
 
 def arm_config(arm: str, seed: int, file: dict, flags: dict, where: str) -> TrainConfig:
     """The run config of an arm and seed: the defaults, then the experiment's config file (its
     run keys, and of its model_config the keys every model has), then the flags given."""
-    model, modalities, backbone = parse_arm(arm)
+    model, modalities, history, backbone = parse_arm(arm)
     common = {f.name for f in fields(ModelConfig)}
     shared = file.get("model_config") or {}
     if not isinstance(shared, dict):
@@ -58,7 +65,7 @@ def arm_config(arm: str, seed: int, file: dict, flags: dict, where: str) -> Trai
                          f"own keys go to `recsys train --config`")
     data = {**{k: v for k, v in file.items() if k != "model"},
             **{k: v for k, v in flags.items() if v is not None},
-            "model": model, "seed": seed, "modalities": list(modalities),
+            "model": model, "seed": seed, "modalities": list(modalities), "history": history,
             "model_config": {**shared, "backbone": backbone} if backbone != "mlp"
             else {**shared}}
     cfg = TrainConfig.from_json(data, where)

@@ -185,7 +185,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
               "dataset_fingerprint": dataset_fingerprint(dataset),
               **({"nproc": ranks.world} if ranks.distributed else {}),
               **({"init_from": str(init_from)} if init_from else {}), "code": code_version()}
-    layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows)
+    layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows, cfg.history)
     _check_tables_fit(layout, cfg.model_config, ranks)  # before anything is written
     # the splits' footers and labels too: a damaged dataset is refused before the run starts
     files = {split: SplitFiles(dataset, split, layout) for split in ("train", "val", "test")}

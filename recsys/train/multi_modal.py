@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recsys.eval.report import plot_multi_modal, write_multi_modal_report
+from recsys.eval.report import plot_paired, write_multi_modal_report
 from recsys.files import write_json
 from recsys.train.experiment import paired_gains, scenario_columns, summarize, train_runs
 
@@ -36,6 +36,6 @@ def multi_modal(dataset: Path, out: Path, seeds: int = 1,
     results["gains"] = paired_gains(runs, [(a, a.split("+")[0]) for a in runs if "+" in a],
                                     columns_of(runs))
     write_json(results, out / "results.json")
-    plot_multi_modal(results, out / "multi_modal.png")
+    plot_paired(results, out / "multi_modal.png")
     write_multi_modal_report(results, out / "report.md")
     return results

@@ -11,6 +11,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 
 from recsys.dataset.episodes import EpisodeSampler
 from recsys.dataset.loader import rows_batch
+from recsys.metrics import auc as roc_auc
 from recsys.models.registry import MODELS, build_model, model_class
 from recsys.models.base import TrainWrapper, dense_parameters
 from recsys.models.mmoe import MMoE
@@ -19,14 +20,15 @@ from synthetic import layout, split
 torch.set_num_threads(1)
 
 
-def _model(name: str):
+def _model(name: str, history: str = ""):
     torch.manual_seed(0)
     cls = model_class(name)
     cfg = cls.Config(embedding_dim=8, **({"meta_tasks": 4} if hasattr(cls.Config, "meta_tasks")
                                          else {}))
-    lay = layout()
+    history = history or cls.capabilities.history
+    lay = layout(history)
     model = build_model(name, lay, cfg)
-    data = split()
+    data = split(history=bool(history))
     if cls.capabilities.cold_path:  # every ID seen often: the warm path
         model.set_counts({"user_id": np.full(lay.num_embeddings[0], 50),
                           "item_id": np.full(lay.num_embeddings[1], 50)})
@@ -35,9 +37,14 @@ def _model(name: str):
     return model, lay, data, sampler
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_forward_and_own_loss_train(name):
-    model, lay, data, sampler = _model(name)
+# every model alone, and every model reading the user's history (--history; din always does)
+CASES = [(name, history) for name in MODELS for history in ("", "attention")
+         if not (history and MODELS[name].capabilities.history)] + [("mmoe", "mean")]
+
+
+@pytest.mark.parametrize("name,history", CASES)
+def test_forward_and_own_loss_train(name, history):
+    model, lay, data, sampler = _model(name, history)
     batch = rows_batch(data, lay, slice(0, 128))
     logits = model(batch)
     assert logits.shape == (128,) and torch.isfinite(logits).all()
@@ -70,3 +77,39 @@ def test_train_wrapper_is_the_models_own_objective():
     own, bce = model.loss(batch), binary_cross_entropy_with_logits(model(batch), batch.labels)
     assert TrainWrapper(model)(batch).item() == pytest.approx(own.item())
     assert abs(own.item() - bce.item()) > 0.1  # the test tells the two apart
+
+
+@pytest.mark.parametrize("history", ["", "attention"])
+def test_history_tells_a_click_only_the_history_knows(history):
+    """Clicks are the candidate being among the user's last clicks: a model without the
+    history cannot see it (AUC near 0.5); target attention over the history can."""
+    torch.manual_seed(0)
+    lay = layout(history)
+    model = build_model("mmoe", lay, MMoE.Config(embedding_dim=8, embedding_lr=0.2))
+    train, test = (split(2048, seed, history=True, label_in_history=True) for seed in (1, 2))
+    opt = torch.optim.Adam(dense_parameters(model), lr=0.01)
+    for epoch in range(8):
+        for start in range(0, len(train), 128):
+            loss = TrainWrapper(model)(rows_batch(train, lay, slice(start, start + 128)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        scores = torch.sigmoid(model(rows_batch(test, lay, slice(None)))).numpy()
+    auc = roc_auc(test.labels, scores)
+    assert (auc > 0.95) if history else (auc < 0.6), auc
+
+
+def test_history_items_share_the_item_table():
+    """One table holds the candidate's and the history's items: a history key looks up the
+    same rows as item_id, and no table is a copy."""
+    model, lay, data, _ = _model("din")
+    arch = model.sparse
+    tables = arch.ebc.state_dict()
+    assert sorted(tables) == sorted(f"embedding_bags.t_{n}.weight" for n in lay.sparse)
+    batch = rows_batch(data, lay, slice(0, 64))
+    pooled = arch.ebc(batch.sparse).to_dict()
+    item_rows, held = batch.history_ids[:, 0], batch.history_ids[:, 0] >= 0
+    expected = arch.table("item_id")[item_rows[held]]
+    assert held.any() and torch.allclose(pooled["history_item_ids_0"][held], expected)
+    assert (pooled["history_item_ids_0"][~held] == 0).all()  # no click: nothing looked up
