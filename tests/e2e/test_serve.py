@@ -13,12 +13,14 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import error_lines, run
-from recsys.schema import HISTORY_VIEW, USER_ID
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_VIEW, INTERACTIONS, LABEL, \
+    USER_ID
 from recsys.serve.app import MAX_BODY_BYTES, MAX_CANDIDATES
 from recsys.serve.feedback import HISTORY
 from recsys.train.config import TrainConfig
@@ -40,13 +42,14 @@ def _materialize(repo, end: datetime | None = None, everything: bool = False) ->
 
 @pytest.fixture(scope="module")
 def served(tiny, tmp_path_factory):
-    """A copy of the tiny repo, materialized, and two runs on its dataset: mmoe, and
-    dnn_mixed with the text vectors."""
+    """A copy of the tiny repo, materialized, and three runs on its dataset: mmoe, dnn_mixed
+    with the text vectors, and din (the user's history)."""
     base = tmp_path_factory.mktemp("serve")
     repo = copy_applied(tiny["repo"], base / "repo")
     _materialize(repo)
     runs = {}
-    for name, model, modalities in (("mmoe", "mmoe", ()), ("text", "dnn_mixed", ("text",))):
+    for name, model, modalities in (("mmoe", "mmoe", ()), ("text", "dnn_mixed", ("text",)),
+                                    ("din", "din", ())):
         cfg = TrainConfig(model=model, epochs=1, batch_size=1024, modalities=modalities)
         train(tiny["dataset"], base / name, cfg, **QUIET)
         runs[name] = base / name
@@ -69,9 +72,10 @@ def _request(test: pa.Table, row: int) -> dict:
             "item_ids": [value["item_id"]], "context": {c: value[c] for c in context}}
 
 
-def _served_equals_offline(client, run_dir, test, n=120) -> None:
+def _served_equals_offline(client, run_dir, test, n=120, rows=None) -> None:
     offline = pq.read_table(run_dir / SCORES.format(split="test"))["score"].to_numpy()
-    rows = np.random.default_rng(0).choice(test.num_rows, n, replace=False)
+    if rows is None:
+        rows = np.random.default_rng(0).choice(test.num_rows, n, replace=False)
     served = np.array([client.post("/score", json=_request(test, int(r))).json()
                        ["scores"][0]["score"] for r in rows])
     np.testing.assert_allclose(served, offline[rows], atol=1e-5, rtol=0)
@@ -112,6 +116,33 @@ def test_served_scores_with_text_vectors_equal_the_offline_scores(served):
 
 
 
+def test_served_din_scores_equal_the_offline_scores(served):
+    """din reads the user's history from the online store with the user's row. A test row
+    after the user's last click has as its point-in-time history the latest one, which the
+    online store holds: those rows score as `recsys train` scored them, with a history and
+    with none."""
+    import duckdb
+
+    test = served["test"]
+    offline = served["repo"] / "data" / "offline" / INTERACTIONS
+    last = duckdb.sql(f"SELECT {USER_ID}, max({EVENT_TIMESTAMP}) AS last FROM "
+                      f"read_parquet('{offline}/**/*.parquet') WHERE {LABEL} = 1 "
+                      f"GROUP BY {USER_ID}").fetch_arrow_table()
+    last = dict(zip(last[USER_ID].to_pylist(), last["last"].to_pylist()))
+    users, times = test[USER_ID].to_pylist(), test[EVENT_TIMESTAMP].to_pylist()
+    lengths = pc.list_value_length(test[HISTORY_ITEMS]).fill_null(0).to_numpy()
+    after = np.array([u != FEEDBACK_USER and (u not in last or t > last[u])
+                      for u, t in zip(users, times)])
+    held, empty = np.flatnonzero(after & (lengths > 0)), np.flatnonzero(after & (lengths == 0))
+    assert len(held) >= 20 and len(empty) >= 5, (len(held), len(empty))
+    rows = np.concatenate([held[:60], empty[:20]])
+    with recsys_server(served["runs"]["din"], served["repo"]) as client:
+        _served_equals_offline(client, served["runs"]["din"], test, rows=rows)
+
+
+FEEDBACK_USER = 11  # the user whose online history the feedback test changes
+
+
 def test_feedback_reaches_the_users_history(server, served):
     """A click sent to /feedback is at the head of the user's history in the online store
     at once (no materialization), the rest shifted behind it; an impression without a click
@@ -126,7 +157,7 @@ def test_feedback_reaches_the_users_history(server, served):
             entity_rows=[{USER_ID: user}]).to_dict()
         return tuple(row[name][0] or [] for name in HISTORY)
 
-    user, length = 11, 50
+    user, length = FEEDBACK_USER, 50
     before = history(user)
     at = datetime.now(timezone.utc) - timedelta(seconds=5)
     answer = server.post("/feedback", json=[
