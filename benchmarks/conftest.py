@@ -84,7 +84,7 @@ def ratio_pairs() -> list[tuple[str, str]]:
                                                          "serve --run <missing>")
               for floor in ("import typer", "a bare Typer command refusing")),
             *((k, k.replace("recsys", "torch-rechub", 1)) for k in list(RESULTS)
-              if k.startswith("recsys mmoe examples/s, "))]
+              if k.startswith(("recsys mmoe examples/s, ", "recsys din examples/s, ")))]
 
 
 def ratios() -> list[dict]:

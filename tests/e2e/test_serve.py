@@ -138,6 +138,16 @@ def test_served_din_scores_equal_the_offline_scores(served):
     rows = np.concatenate([held[:60], empty[:20]])
     with recsys_server(served["runs"]["din"], served["repo"]) as client:
         _served_equals_offline(client, served["runs"]["din"], test, rows=rows)
+        # a click sent to /feedback is in the very next /score's history: its scores move
+        body = _request(test, int(held[0]))
+        body["item_ids"] = [body["item_ids"][0], 1, 2, 3]
+        before = client.post("/score", json=body).json()["scores"]
+        click = {"user_id": body["user_id"], "item_id": 1, "scenario": body["scenario"],
+                 "clicked": True}
+        assert client.post("/feedback", json=click).status_code == 200
+        after = client.post("/score", json=body).json()["scores"]
+        moved = {s["item_id"]: s["score"] for s in after}
+        assert all(abs(moved[s["item_id"]] - s["score"]) > 1e-6 for s in before), (before, after)
 
 
 FEEDBACK_USER = 11  # the user whose online history the feedback test changes
