@@ -21,7 +21,7 @@ import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -32,15 +32,15 @@ from tqdm import tqdm
 
 from recsys.data import vectors
 from recsys.data.offline import connect, offline_dir, read_repo_meta, read_schema, table_files, \
-    validate_offline_store
+    table_glob, validate_offline_store
 from recsys.dataset.meta import DATASET_META
 from recsys.data.split import DAY_US, SPLITS, Split, SplitSpec, choose_split, \
     train_counts_sql, with_cold_start_flags
 from recsys.errors import UsageError
 from recsys.features.feature_store import feature_service, open_store
 from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
-from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS, ITEM_ID, LABEL, REQUEST_ID, USER_ID, \
-    Schema
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, INTERACTIONS, ITEM_ID, LABEL, \
+    REQUEST_ID, USER_ID, Schema, history_features
 from recsys.files import check_output_free, resumable_dir, write_parquet
 
 ENGINES = ("duckdb", "spark")
@@ -49,6 +49,11 @@ ENGINES = ("duckdb", "spark")
 # (`small`: 120k rows ran in 512 MB, 150k did not); the other half holds the entity frame, the
 # Arrow result and the flagged, sorted copy. 2 x 8 x a margin of 1.5:
 ROW_COST = 24
+# The user's history is not joined by Feast: its join pairs each row with every earlier history
+# row of its user before keeping the latest, each carrying the lists (on `small` that spilled
+# past 40 GB). DuckDB's ASOF join takes the latest directly; its bytes a row, as a multiple of
+# the history's width: the joined lists, the row's copy and the sorted copy
+HISTORY_COST = 4
 MIN_MEMORY_GB = 0.5  # below this Feast's join of the ten views does not run
 
 ROW_GROUP_ROWS = 65_536  # the loader's unit of reading and of sharing among ranks
@@ -118,16 +123,21 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     spill.parent.mkdir(parents=True, exist_ok=True)
     con = connect(offline, meta["start_epoch"], memory_bytes=budget // 4, spill=spill)
     split = choose_split(con, spec=split_spec)
-    width = row_width(offline, repo_schema.services[service_name])
-    max_rows = partition_rows or max(1, budget // (ROW_COST * width))
+    views = repo_schema.services[service_name]
+    history = HISTORY_VIEW.name in views
+    width = ROW_COST * row_width(offline, tuple(v for v in views if v != HISTORY_VIEW.name)) + \
+        HISTORY_COST * (table_width(offline, HISTORY_VIEW.name) if history else 0)
+    max_rows = partition_rows or max(1, budget // width)
     partitions = plan_partitions(con, split, max_rows)
     plan = {"engine": engine, "feature_service": service_name, "split": asdict(split),
             "offline": _fingerprint(offline), "partitions": [asdict(p) for p in partitions]}
     join = _joiner(engine, repo, store, service, budget // 2, spill)
+    ttl = next(v.ttl for v in repo_schema.views if v.name == HISTORY_VIEW.name) \
+        if history else None
     try:
         with resumable_dir(out, force, plan) as tmp:
             info = _build(con, tmp, offline, split, partitions, join, repo_schema, schema,
-                          progress)
+                          progress, ttl)
             info.update(_describe(meta, repo, repo_schema, service_name, split, partitions,
                                   memory_gb, engine, max_rows))
             (tmp / DATASET_META).write_text(json.dumps(info, indent=2))
@@ -138,9 +148,11 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
 
 
 def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partition], join,
-           repo_schema: Schema, schema: pa.Schema, progress: bool) -> dict:
+           repo_schema: Schema, schema: pa.Schema, progress: bool,
+           history_ttl: timedelta | None = None) -> dict:
     """Write every partition not written yet; return the dataset's columns and vector sizes.
-    `schema`: the dataset's Arrow schema (of `repo_schema`'s service)."""
+    `schema`: the dataset's Arrow schema (of `repo_schema`'s service); `history_ttl`: the
+    history view's, when the service reads it."""
     keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
     dictionary = _dictionary_columns(repo_schema, schema)
     con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql(INTERACTIONS, split, USER_ID)}")
@@ -155,7 +167,8 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
             if all(p.exists() for p in paths.values()):  # written before a kill: resume after
                 continue
             try:
-                table = _build_partition(con, files, part, split, join, keys)
+                table = _build_partition(con, files, part, split, join, keys,
+                                         history_ttl and (offline, history_ttl))
             except duckdb.OutOfMemoryException:
                 raise UsageError(f"the point-in-time join of partition {i} "
                                  f"({sum(part.rows.values()):,} rows) ran out of memory: pass "
@@ -222,15 +235,17 @@ def plan_partitions(con, split: Split, max_rows: int) -> list[Partition]:
 def row_width(offline: Path, views: tuple[str, ...]) -> int:
     """Bytes of one training row, from the Parquet footers: an interaction row plus a row of
     each of `views` (uncompressed sizes)."""
-    width = 0
-    for table in (INTERACTIONS, *views):
-        size = rows = 0
-        for f in table_files(offline, table):
-            md = pq.ParquetFile(f).metadata
-            rows += md.num_rows
-            size += sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
-        width += size // rows if rows else 0
-    return max(width, 64)
+    return max(sum(table_width(offline, t) for t in (INTERACTIONS, *views)), 64)
+
+
+def table_width(offline: Path, table: str) -> int:
+    """Uncompressed bytes of one row of a table, from its Parquet footers."""
+    size = rows = 0
+    for f in table_files(offline, table):
+        md = pq.ParquetFile(f).metadata
+        rows += md.num_rows
+        size += sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
+    return size // rows if rows else 0
 
 
 def _fingerprint(offline: Path) -> list:
@@ -252,9 +267,10 @@ def _interaction_files(offline: Path) -> dict[int, list[str]]:
 
 
 def _build_partition(con, files: dict[int, list[str]], part: Partition, split: Split,
-                     join, keys: list[str]) -> pa.Table:
+                     join, keys: list[str], history: tuple | None = None) -> pa.Table:
     """The partition's rows with their features and flags and a `split` column, in time
-    order. `keys`: the request ID, the event time and the entities' join keys."""
+    order. `keys`: the request ID, the event time and the entities' join keys; `history`:
+    (offline store, TTL) of the user_history view to join too."""
     days = range(part.start // DAY_US, (part.end - 1) // DAY_US + 1)
     chosen = [f for d in days for f in files.get(d, [])]
     if sum(len(v) for k, v in files.items() if k >= 0) != len(files[-1]):
@@ -266,14 +282,38 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, split: S
     entity = con.execute(f"SELECT {', '.join(keys)} FROM part").fetch_arrow_table()
     joined = join(entity)
     con.register("joined", joined)
+    lists, pit = "", ""
+    if history is not None:
+        lists, pit = _history_join(*history)
     table = con.execute(f"""
-        SELECT part.*, joined.* EXCLUDE ({', '.join(keys)}),
+        SELECT part.*, joined.* EXCLUDE ({', '.join(keys)}){lists},
                {split.of(f"epoch_us(part.{EVENT_TIMESTAMP})")} AS split
-        FROM part JOIN joined USING ({REQUEST_ID})
+        FROM part JOIN joined USING ({REQUEST_ID}){pit}
         ORDER BY part.{EVENT_TIMESTAMP}, part.{REQUEST_ID}""").fetch_arrow_table()
     con.unregister("joined")
     con.execute("DROP TABLE part")
     return table
+
+
+def _history_join(offline: Path, ttl: timedelta) -> tuple[str, str]:
+    """The SELECT columns and the join clause that give each row of `part` the user's history
+    as of its instant: the view's latest row at or before it (the view is stamped a
+    microsecond after the clicks it holds), none when older than the view's TTL; Feast's
+    point-in-time semantics, by DuckDB's ASOF join."""
+    names = [f.name for f in history_features()]
+    glob = table_glob(offline, HISTORY_VIEW.name)
+    fresh = f"pit.ts >= part.{EVENT_TIMESTAMP} - INTERVAL {int(ttl.total_seconds())} SECOND"
+    lists = "".join(f", CASE WHEN {fresh} THEN pit.{n} END AS {n}" for n in names)
+    pit = f"""
+        JOIN (SELECT part.{REQUEST_ID} AS rid, h.{EVENT_TIMESTAMP} AS ts,
+                     {', '.join(f'h.{n}' for n in names)}
+              FROM part ASOF LEFT JOIN (
+                  SELECT * FROM read_parquet('{glob}')
+                  WHERE {USER_ID} IN (SELECT {USER_ID} FROM part)) h
+              ON part.{USER_ID} = h.{USER_ID}
+                 AND part.{EVENT_TIMESTAMP} >= h.{EVENT_TIMESTAMP}) pit
+        ON pit.rid = part.{REQUEST_ID}"""
+    return lists, pit
 
 
 def _write_splits(table: pa.Table, paths: dict[str, Path], schema: pa.Schema,
@@ -305,17 +345,21 @@ def _dictionary_columns(repo_schema: Schema, schema: pa.Schema) -> list[str]:
 
 
 def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: Path):
-    """entity rows (Arrow) -> the same rows with the service's features as of their time."""
+    """entity rows (Arrow) -> the same rows with the service's features as of their time, but
+    the user's history (see HISTORY_COST)."""
+    views = [p for p in service.feature_view_projections if p.name != HISTORY_VIEW.name]
     if engine == "spark":
         from recsys.features.spark import spark_joiner
 
-        return spark_joiner(repo, store, service)
+        return spark_joiner(repo, store, views)
     from recsys.features.feature_store import feast_duckdb
+
+    refs = [f"{p.name}:{f.name}" for p in views for f in p.features]
 
     def join(entity: pa.Table) -> pa.Table:
         with feast_duckdb(memory_bytes, spill):
             return store.get_historical_features(entity_df=entity.to_pandas(),
-                                                 features=service).to_arrow()
+                                                 features=refs).to_arrow()
 
     return join
 

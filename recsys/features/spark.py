@@ -42,15 +42,16 @@ def spark_config(repo: Path):
                         f"or copy it from the project's feature_repo/") from None
 
 
-def spark_joiner(repo: Path, store, service):
-    """entity rows (Arrow) -> the same rows with the service's features, joined by Spark."""
+def spark_joiner(repo: Path, store, projections: list):
+    """entity rows (Arrow) -> the same rows with the features of the feature views'
+    `projections` (of a feature service), joined by Spark."""
     from feast.infra.offline_stores.contrib.spark_offline_store.spark import SparkOfflineStore
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import \
         SparkSource
 
     config = store.config.model_copy(update={"offline_config": spark_config(repo)})
     views, refs = [], []
-    for projection in service.feature_view_projections:
+    for projection in projections:
         view = copy.copy(store.get_feature_view(projection.name))
         source = view.batch_source
         view.batch_source = SparkSource(name=source.name, path=source.path,
