@@ -86,7 +86,7 @@ class TrainConfig:
         check_modalities(self.modalities)
         check_history(self.history)
         if cls.capabilities.history and self.history != cls.capabilities.history:
-            raise UsageError(f"history {self.history!r}: {self.model} reads the history by "
+            raise UsageError(f"history {self.history!r}: {self.model} always pools it by "
                              f"{cls.capabilities.history}; leave history out",
                              fields="history")
         check_model_config(self.model_config)

@@ -20,8 +20,14 @@ runner = CliRunner()
     (["generate", "--seed", "99999999999999999999"], "--seed"),
     (["generate", "--seed", "-1"], "--seed"),
     (["train", "--model", "mmoe", "--epochs", "0"], "--epochs"),
+    # a dataset's folder is there: the config is checked before its data is read
+    (["train", "--model", "mmoe", "--dataset", "{tmp}", "--history", "last"],
+     "--history 'last': choose one of attention, mean"),
+    (["train", "--model", "din", "--dataset", "{tmp}", "--history", "mean"],
+     "--history 'mean': din always pools it by attention; leave --history out"),
 ])
 def test_refusal_is_one_line(tmp_path, args, says):
+    (tmp_path / "meta.json").write_text("{}")
     result = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
     assert result.exit_code == 2, result.output
     assert says in result.output
