@@ -71,7 +71,7 @@ bench: setup setup-redis setup-peer
 	  --benchmark-autosave; rc=$$?; \
 	  test -s $(BENCH_JSON) && $(BIN)/python benchmarks/render.py bench $(BENCH_JSON); exit $$rc
 
-# Quality gates (opt-in): the three experiments over SEEDS seeds on $(PRESET), checked against
+# Quality gates (opt-in): the four experiments over SEEDS seeds on $(PRESET), checked against
 # benchmarks/quality_gates.json (exit 1 naming the cells that moved), rendered into
 # benchmarks/RESULTS.md
 # One seed by default: on `small` on 2 cores two seeds take well over an hour (README,

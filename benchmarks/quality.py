@@ -1,6 +1,6 @@
-"""`make bench-quality`: the multi-scenario, cold-start and multi-modal experiments over K seeds
-on one preset, checked against the expected AUC in benchmarks/quality_gates.json, rendered into
-benchmarks/RESULTS.md. Every step is the real CLI; a killed run continues where it stopped
+"""`make bench-quality`: the multi-scenario, cold-start, multi-modal and history experiments over
+K seeds on one preset, checked against the expected AUC in benchmarks/quality_gates.json,
+rendered into benchmarks/RESULTS.md. Every step is the real CLI; a killed run continues where it stopped
 (finished data steps and training runs are reused).
 
     python benchmarks/quality.py --preset small --seeds 1 [--record] [--work DIR]
@@ -31,7 +31,7 @@ from recsys.files import write_json  # noqa: E402
 
 BIN = Path(sys.executable).parent
 GATES = ROOT / "benchmarks" / "quality_gates.json"
-EXPERIMENTS = ("multi-scenario", "cold-start", "multi-modal")
+EXPERIMENTS = ("multi-scenario", "cold-start", "multi-modal", "history")
 
 
 SPREAD = "multi-scenario-spread"  # the --spread run's experiment folder
@@ -59,7 +59,9 @@ def commands(preset: str, seeds: int, epochs: int | None, work: Path,
          "--multi-scenario-results", str(work / "multi-scenario" / "results.json"),
          "--out", str(work / "cold-start")],
         ["recsys", "experiment", "multi-modal", "--dataset", str(ds), *train,
-         "--out", str(work / "multi-modal")]]
+         "--out", str(work / "multi-modal")],
+        ["recsys", "experiment", "history", "--dataset", str(ds), *train,
+         "--out", str(work / "history")]]
 
 
 def _relative(arg: str | Path) -> str:

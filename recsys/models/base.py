@@ -138,7 +138,8 @@ class SparseArch(nn.Module):
 class HistoryPool(nn.Module):
     """The user's last clicks -> one embedding. A click is its item's embedding plus its
     scenario's. "attention" is DIN's activation unit: an MLP of (candidate, click, their
-    difference and product) weighs each click by its relevance to the candidate item, and the
+    difference and product, and the click's position: 0 the latest, for tastes drift) weighs
+    each click by its relevance to the candidate item, and the
     weights are not normalized, so how much of the history is relevant shows in the result;
     "mean" weighs all clicks alike. A user without clicks gets zeros."""
 
@@ -146,9 +147,11 @@ class HistoryPool(nn.Module):
         super().__init__()
         self.lists, self.length, self.dim = len(layout.history_tables), layout.history, dim
         self.target = layout.slot(ITEM_ID)
-        self.unit = nn.Sequential(nn.Linear(4 * dim, hidden), nn.PReLU(),
-                                  nn.Linear(hidden, 1)) \
-            if layout.history_pooling == "attention" else None
+        attention = layout.history_pooling == "attention"
+        self.positions = nn.Parameter(torch.randn(layout.history, dim) * 0.01) \
+            if attention else None
+        self.unit = nn.Sequential(nn.Linear(5 * dim, hidden), nn.PReLU(),
+                                  nn.Linear(hidden, 1)) if attention else None
 
     def forward(self, clicks: torch.Tensor, ids: torch.Tensor,
                 emb: torch.Tensor) -> torch.Tensor:
@@ -160,7 +163,8 @@ class HistoryPool(nn.Module):
         if self.unit is None:
             return (h * held).sum(1) / held.sum(1).clamp(min=1)
         q = emb[:, self.target].unsqueeze(1).expand_as(h)
-        weights = self.unit(torch.cat([q, h, q - h, q * h], dim=-1)) * held
+        where = self.positions.expand_as(h)
+        weights = self.unit(torch.cat([q, h, q - h, q * h, where], dim=-1)) * held
         return (weights * h).sum(1)
 
 
