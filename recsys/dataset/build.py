@@ -45,10 +45,12 @@ from recsys.files import check_output_free, resumable_dir, write_parquet
 
 ENGINES = ("duckdb", "spark")
 # Bytes a partition's row costs at the peak, as a multiple of its width in Parquet. Feast's
-# join in DuckDB, which gets half the budget, spills little: it needed about 8x the width
-# (`small`: 120k rows ran in 512 MB, 150k did not); the other half holds the entity frame, the
-# Arrow result and the flagged, sorted copy. 2 x 8 x a margin of 1.5:
-ROW_COST = 24
+# join in DuckDB, which gets half the budget, spills little, and pairs each row with every
+# earlier row of its entity in each view before keeping the latest; the other half holds the
+# entity frame, the Arrow result and the flagged, sorted copy. Measured on `small`'s
+# multi_scenario service (134 bytes a row): under 1.5 GB, 500k rows a partition ran out of
+# memory, 300k peaked at 1.43 GiB; under 1 GB, 200k peaked at 0.98 GiB: 40 x the width.
+ROW_COST = 40
 # The user's history is not joined by Feast: its join pairs each row with every earlier history
 # row of its user before keeping the latest, each carrying the lists (on `small` that spilled
 # past 40 GB). DuckDB's ASOF join takes the latest directly; its bytes a row, as a multiple of
