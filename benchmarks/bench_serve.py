@@ -5,7 +5,9 @@
 - Feast's own feature server (`feast serve`) answering /get-online-features for the same user
   and 100 items, next to /score at 100 candidates;
 - a bounded load test: 20 s, 8 concurrent clients, 100 candidates each: errors, p50 / p99, and
-  requests/s."""
+  requests/s;
+- an mmoe reading the user's history (`--history attention`): /score at 100 candidates, and the
+  time from a click sent to /feedback until the next /score has it (its scores move)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import RESULTS
+from conftest import MMOE_EPOCH, RESULTS
 from recsys.schema import ITEM_ID, SCENARIO, SCENARIOS, USER_ID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
@@ -184,3 +186,33 @@ def test_load(benchmark, served_run, applied_repo):
     RESULTS[f"load test requests/s ({CLIENTS} clients)"] = len(seconds) / elapsed
     RESULTS[f"load test errors ({CLIENTS} clients)"] = float(len(errors))
     assert not errors, errors[:5]
+
+
+@pytest.fixture(scope="module")
+def history_run(built_dataset, served_run, tmp_path_factory) -> Path:
+    """One epoch of mmoe reading the user's history by attention (recsys's defaults else)."""
+    out = tmp_path_factory.mktemp("mmoe-history") / "run"
+    subprocess.run([str(BIN / "recsys"), *MMOE_EPOCH, "--history", "attention", "--dataset",
+                    str(built_dataset), "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
+def test_score_latency_with_history(benchmark, history_run, applied_repo):
+    benchmark.group = "serve /score, 100 candidates"
+    with recsys_server(history_run, applied_repo) as client:
+        _record("/score sqlite with the history, 100 candidates",
+                _latencies(client, "/score", _bodies(100, REQUESTS)))
+        visible = []
+        for body in _bodies(100, 20, seed=7):
+            before = client.post("/score", json=body).json()["scores"]
+            start = time.perf_counter()
+            click = {USER_ID: body[USER_ID], ITEM_ID: body["item_ids"][0],
+                     SCENARIO: body[SCENARIO], "clicked": True}
+            assert client.post("/feedback", json=click).status_code == 200
+            after = client.post("/score", json=body).json()["scores"]
+            visible.append(time.perf_counter() - start)
+            assert after != before  # the click is in the history the next /score read
+        RESULTS["/feedback to visible in the next /score, slowest of 20 s"] = max(visible)
+        bodies = iter(_bodies(100, 10_000))
+        benchmark.pedantic(lambda: client.post("/score", json=next(bodies)), rounds=100,
+                           iterations=1, warmup_rounds=5)

@@ -75,6 +75,8 @@ def ratio_pairs() -> list[tuple[str, str]]:
               for m in ("dnn_mixed", "mmoe")),
             ("generate rows/s, 2 worker(s)", "generate rows/s, 1 worker(s)"),
             ("/score sqlite, 100 candidates p99 ms", "/score redis, 100 candidates p99 ms"),
+            ("/score sqlite with the history, 100 candidates p99 ms",
+             "/score sqlite, 100 candidates p99 ms"),
             ("/score sqlite, 100 candidates p99 ms",
              "feast serve /get-online-features, 1 user + 100 items p99 ms"),
             ("/score sqlite, 100 candidates p50 ms",

@@ -1,7 +1,7 @@
 """`make bench-quality`: the multi-scenario, cold-start, multi-modal and history experiments over
 K seeds on one preset, checked against the expected AUC in benchmarks/quality_gates.json,
-rendered into benchmarks/RESULTS.md. Every step is the real CLI; a killed run continues where it stopped
-(finished data steps and training runs are reused).
+rendered into benchmarks/RESULTS.md. Every step is the real CLI; a killed run continues where it
+stopped (finished data steps and training runs are reused).
 
     python benchmarks/quality.py --preset small --seeds 1 [--record] [--work DIR]
     python benchmarks/quality.py --preset small --seeds 3 --spread   # `make bench-spread`
