@@ -3,8 +3,8 @@ every parameter) next to `recsys train --model mmoe` (TorchRec fused tables, row
 update), and torch-rechub's DIN next to `recsys train --model din` on the same rows and
 histories, on the same built dataset: the same columns (the batches of recsys's streaming
 loader), recsys's default batch, seed 0, one epoch, test AUC. At the dataset's own user table
-and with a 2M-row and a 20M-row one (the peer's extra rows are never looked up, but dense Adam updates
-them every step; recsys hashes its users into the bigger table, `--user-rows`). With the
+and with a 2M-row and a 20M-row one (the peer's extra rows are never looked up, but dense Adam
+updates them every step; recsys hashes its users into the bigger table, `--user-rows`). With the
 bigger tables the peer's dense Adam step grows with the table, so there it trains only the
 first PEER_STEPS_BIG batches (examples/s, no AUC) unless RECSYS_BENCH_PEER_FULL=1 asks for the
 whole epoch.
