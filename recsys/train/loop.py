@@ -158,9 +158,10 @@ def _check_batch_fits(layout: Layout, model_config: ModelConfig, batch_size: int
     its embeddings with their gradients must fit available memory: a floor, the model's
     activations come on top."""
     batch = min(batch_size, rows)
-    inputs = 8 * len(layout.sparse) + 4 * len(layout.dense) + \
+    inputs = 8 * layout.id_columns + 4 * len(layout.dense) + \
         4 * sum(g.width for g in layout.vectors)
-    embeddings = 4 * model_config.embedding_dim * (len(layout.sparse) + len(layout.vectors))
+    looked_up = len(layout.kjt_keys) + len(layout.vectors)  # the history's clicks each too
+    embeddings = 4 * model_config.embedding_dim * looked_up
     need = batch * (inputs * (PREFETCH + 2) + 2 * embeddings)
     check_fits(f"batch_size {batch_size:,}", need, available_memory(), "memory",
                "pass a smaller batch_size", "batch_size")
