@@ -162,12 +162,17 @@ def test_peer_mmoe_beside_recsys_mmoe(benchmark, built_dataset, mmoe_run, tmp_pa
     if user_rows:
         train_recsys(built_dataset, tmp_path / "run", user_rows)
     ours = run_figures(tmp_path / "run" if user_rows else mmoe_run)
-    RESULTS[f"torch-rechub mmoe examples/s, {label}"] = peer["examples_per_s"]
-    RESULTS[f"torch-rechub mmoe batches trained, {label}"] = peer["batches"]
+    _record("mmoe", label, peer, ours)
+
+
+def _record(model: str, label: str, peer: dict, ours: dict) -> None:
+    """The peer's and recsys's figures of one model at one user table, side by side."""
+    RESULTS[f"torch-rechub {model} examples/s, {label}"] = peer["examples_per_s"]
+    RESULTS[f"torch-rechub {model} batches trained, {label}"] = peer["batches"]
     if peer["auc"] is not None:
-        RESULTS[f"torch-rechub mmoe test AUC, {label}"] = peer["auc"]
-    RESULTS[f"recsys mmoe examples/s, {label}"] = ours["examples_per_s"]
-    RESULTS[f"recsys mmoe test AUC, {label}"] = ours["auc"]
+        RESULTS[f"torch-rechub {model} test AUC, {label}"] = peer["auc"]
+    RESULTS[f"recsys {model} examples/s, {label}"] = ours["examples_per_s"]
+    RESULTS[f"recsys {model} test AUC, {label}"] = ours["auc"]
 
 
 DIN_EPOCH = ["train", "--model", "din", "--epochs", "1"]
@@ -187,10 +192,4 @@ def test_peer_din_beside_recsys_din(benchmark, built_dataset, tmp_path, user_row
         lambda: train_peer(built_dataset, layout, user_rows, steps, build=peer_din),
         rounds=1, iterations=1)
     train_recsys(built_dataset, tmp_path / "run", user_rows, DIN_EPOCH)
-    ours = run_figures(tmp_path / "run")
-    RESULTS[f"torch-rechub din examples/s, {label}"] = peer["examples_per_s"]
-    RESULTS[f"torch-rechub din batches trained, {label}"] = peer["batches"]
-    if peer["auc"] is not None:
-        RESULTS[f"torch-rechub din test AUC, {label}"] = peer["auc"]
-    RESULTS[f"recsys din examples/s, {label}"] = ours["examples_per_s"]
-    RESULTS[f"recsys din test AUC, {label}"] = ours["auc"]
+    _record("din", label, peer, run_figures(tmp_path / "run"))

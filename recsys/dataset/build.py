@@ -156,6 +156,7 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
     `schema`: the dataset's Arrow schema (of `repo_schema`'s service); `history_ttl`: the
     history view's, when the service reads it."""
     keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
+    history = _history_join(offline, history_ttl) if history_ttl else ("", "")
     dictionary = _dictionary_columns(repo_schema, schema)
     con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql(INTERACTIONS, split, USER_ID)}")
     con.execute(f"CREATE TEMP TABLE ti AS {train_counts_sql(INTERACTIONS, split, ITEM_ID)}")
@@ -169,8 +170,7 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
             if all(p.exists() for p in paths.values()):  # written before a kill: resume after
                 continue
             try:
-                table = _build_partition(con, files, part, split, join, keys,
-                                         history_ttl and (offline, history_ttl))
+                table = _build_partition(con, files, part, split, join, keys, history)
             except duckdb.OutOfMemoryException:
                 raise UsageError(f"the point-in-time join of partition {i} "
                                  f"({sum(part.rows.values()):,} rows) ran out of memory: pass "
@@ -269,10 +269,10 @@ def _interaction_files(offline: Path) -> dict[int, list[str]]:
 
 
 def _build_partition(con, files: dict[int, list[str]], part: Partition, split: Split,
-                     join, keys: list[str], history: tuple | None = None) -> pa.Table:
+                     join, keys: list[str], history: tuple[str, str] = ("", "")) -> pa.Table:
     """The partition's rows with their features and flags and a `split` column, in time
     order. `keys`: the request ID, the event time and the entities' join keys; `history`:
-    (offline store, TTL) of the user_history view to join too."""
+    the user_history view's columns and join clause (`_history_join`), or none."""
     days = range(part.start // DAY_US, (part.end - 1) // DAY_US + 1)
     chosen = [f for d in days for f in files.get(d, [])]
     if sum(len(v) for k, v in files.items() if k >= 0) != len(files[-1]):
@@ -284,9 +284,7 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, split: S
     entity = con.execute(f"SELECT {', '.join(keys)} FROM part").fetch_arrow_table()
     joined = join(entity)
     con.register("joined", joined)
-    lists, pit = "", ""
-    if history is not None:
-        lists, pit = _history_join(*history)
+    lists, pit = history
     table = con.execute(f"""
         SELECT part.*, joined.* EXCLUDE ({', '.join(keys)}){lists},
                {split.of(f"epoch_us(part.{EVENT_TIMESTAMP})")} AS split

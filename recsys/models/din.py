@@ -5,30 +5,19 @@ output layer per scenario."""
 
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
-from recsys.models.base import Capabilities, Model, SparseArch, mlp, route, tower
-from recsys.models.config import HISTORY_POOLINGS, ModelConfig
+from recsys.models.base import Capabilities
+from recsys.models.config import HISTORY_POOLINGS
+from recsys.models.shared_bottom import SharedBottom, SharedBottomConfig
 
 
 @dataclass
-class DINConfig(ModelConfig):
-    hidden: tuple[int, ...] = (200, 80)  # DIN's MLP
-    tower: tuple[int, ...] = ()  # per scenario, after the shared MLP
+class DINConfig(SharedBottomConfig):
+    bottom: tuple[int, ...] = (200, 80)  # DIN's MLP
+    tower: tuple[int, ...] = ()  # per scenario: one output layer
 
 
-class DIN(Model):
+class DIN(SharedBottom):
+    """shared_bottom's network, whose input always holds the history by target attention."""
+
     capabilities = Capabilities("history", history=HISTORY_POOLINGS[0])
     Config = DINConfig
-
-    def __init__(self, layout, cfg: DINConfig):
-        super().__init__()
-        self.sparse = SparseArch(layout, cfg)
-        self.bottom = mlp(self.sparse.out_dim, cfg.hidden, cfg.dropout)
-        self.towers = nn.ModuleList(tower(cfg.hidden[-1], cfg.tower, cfg.dropout)
-                                    for _ in layout.scenarios)
-
-    def forward(self, batch):
-        h = self.bottom(self.sparse(batch))
-        return route(torch.cat([t(h) for t in self.towers], dim=1), batch.scenario)
