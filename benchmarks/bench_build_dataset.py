@@ -1,6 +1,8 @@
 """build-dataset (Feast point-in-time join per partition + flags + Parquet) next to a raw
 DuckDB ASOF join of the same tables written to Parquet, the price of going through the feature
-store; and the build's peak memory at 10x the rows under the same budget (flat in rows)."""
+store; the build's peak memory at 10x the rows under the same budget (flat in rows); and the
+price of the user's history: the default service with it and without it, in time and peak
+memory, at both sizes."""
 
 from __future__ import annotations
 
@@ -8,12 +10,11 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from conftest import PRESET, RESULTS, copy_repo
+from conftest import NO_HISTORY, RESULTS, generated_repo, tenth
 from recsys.data.offline import connect, offline_dir, read_repo_meta
 from recsys.dataset.build import build_dataset
 from recsys.schema import ENTITY_BY_NAME, VIEWS, view_features
@@ -58,45 +59,46 @@ def test_raw_duckdb_asof_join(benchmark, applied_repo, tmp_path):
 
 
 # The child's peak from /proc (VmHWM belongs to the process image exec made; getrusage's
-# ru_maxrss would keep the forking pytest process's peak).
+# ru_maxrss would keep the forking pytest process's peak); its time from after the imports.
 _MEASURE = """
-import json, re, sys
-from pathlib import Path
+import json, re, sys, time
+import feast  # noqa: F401  (imported before the clock starts, as in a warm process)
 from recsys.dataset.build import build_dataset
+start = time.perf_counter()
 info = build_dataset(Path(sys.argv[1]), Path(sys.argv[2]), memory_gb=float(sys.argv[3]),
-                     progress=False)
+                     service_name=sys.argv[4] or None, progress=False)
+seconds = time.perf_counter() - start
 hwm = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)
-print(json.dumps({"peak_rss": int(hwm) * 1024, "partitions": info["build"]["partitions"]}))
+print(json.dumps({"peak_rss": int(hwm) * 1024, "partitions": info["build"]["partitions"],
+                  "seconds": seconds}))
 """
 
 
 @pytest.fixture(scope="module")
 def tenth_repo(tmp_path_factory):
     """The benchmark preset at a tenth of its rows, generated and applied."""
-    from recsys.data.generate import generate
-    from recsys.data.presets import get_preset
-
-    preset = get_preset(PRESET)
-    repo = copy_repo(tmp_path_factory.mktemp("tenth") / "feature_repo")
-    generate(repo, get_preset(PRESET, preset.n_rows // 10), seed=0, workers=2, progress=False)
-    subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=repo,
-                   check=True, capture_output=True)
-    return repo
+    return generated_repo(tmp_path_factory.mktemp("tenth") / "feature_repo", tenth())
 
 
+@pytest.mark.parametrize("history", ["with", "without"])
 @pytest.mark.parametrize("size", ["1x", "10x"])
-def test_build_peak_memory(benchmark, applied_repo, tenth_repo, tmp_path, size):
-    """Peak RSS of a whole `build-dataset` process under a 1 GB budget."""
+def test_build_peak_memory(benchmark, applied_repo, tenth_repo, tmp_path, size, history):
+    """Peak RSS and time of a whole `build-dataset` process under a 1 GB budget, the default
+    service with and without the user's history."""
     repo = tenth_repo if size == "1x" else applied_repo
+    service = "" if history == "with" else NO_HISTORY
     out = {}
 
     def build():
         proc = subprocess.run([sys.executable, "-c", _MEASURE, str(repo), str(tmp_path / "ds"),
-                               str(MEMORY_GB)], capture_output=True, text=True, check=True)
+                               str(MEMORY_GB), service], capture_output=True, text=True,
+                              check=True)
         out.update(json.loads(proc.stdout.strip().splitlines()[-1]))
         subprocess.run(["rm", "-rf", str(tmp_path / "ds")], check=True)
 
-    benchmark.group = "build peak memory, 1x vs 10x rows"
+    benchmark.group = f"build, 1x vs 10x rows, {history} the history"
     benchmark.pedantic(build, rounds=1, iterations=1)
-    RESULTS[f"build peak RSS bytes, {size} rows"] = out["peak_rss"]
-    RESULTS[f"build partitions, {size} rows"] = out["partitions"]
+    label = f"{size} rows, {history} the history"
+    RESULTS[f"build peak RSS bytes, {label}"] = out["peak_rss"]
+    RESULTS[f"build s, {label}"] = out["seconds"]
+    RESULTS[f"build partitions, {label}"] = out["partitions"]

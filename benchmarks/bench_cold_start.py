@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench_training import BATCH, STEPS, _batches, _train_steps
+from bench_training import BATCH, ROUNDS, STEPS, _batches, _train_steps
 from conftest import RESULTS
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
@@ -49,8 +49,8 @@ def test_training_examples_per_second(benchmark, splits, name):
     layout, train, _ = splits
     (model, sampler), batches = _model(name, layout, train), _batches(layout, train)
     benchmark.group = "cold-start methods vs dnn_mixed"
-    benchmark.pedantic(lambda: _train_steps(model, batches, sampler), rounds=3, iterations=1,
-                       warmup_rounds=1)
+    benchmark.pedantic(lambda: _train_steps(model, batches, sampler), rounds=ROUNDS,
+                       iterations=1, warmup_rounds=1)
     RESULTS[f"{name} training examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
 
 
@@ -69,6 +69,6 @@ def test_adaptation_seconds_per_user(benchmark, splits, name):
         return time.perf_counter() - start
 
     benchmark.group = "test-time adaptation"
-    benchmark.pedantic(adapt, rounds=3, iterations=1)
+    benchmark.pedantic(adapt, rounds=ROUNDS, iterations=1)
     RESULTS[f"{name} adaptation s/user ({n_users:,} few-shot users)"] = \
         benchmark.stats.stats.mean / max(n_users, 1)

@@ -2,12 +2,13 @@
 every parameter) next to `recsys train --model mmoe` (TorchRec fused tables, row-wise sparse
 update), and torch-rechub's DIN next to `recsys train --model din` on the same rows and
 histories, on the same built dataset: the same columns (the batches of recsys's streaming
-loader), recsys's default batch, seed 0, one epoch, test AUC. At the dataset's own user table
-and with a 2M-row and a 20M-row one (the peer's extra rows are never looked up, but dense Adam
-updates them every step; recsys hashes its users into the bigger table, `--user-rows`). With the
-bigger tables the peer's dense Adam step grows with the table, so there it trains only the
-first PEER_STEPS_BIG batches (examples/s, no AUC) unless RECSYS_BENCH_PEER_FULL=1 asks for the
-whole epoch.
+loader), recsys's default batch, seed 0. At the dataset's own user table: one epoch of each
+(`recsys train` for recsys), test AUC and examples/s. With a 2M-row and a 20M-row user table
+(the peer's extra rows are never looked up, but its dense Adam updates them every step; recsys
+hashes its users into the bigger table, as `--user-rows` does) the peer's step grows with the
+table, so there both train the same first STEPS_BIG batches in this process, examples/s only
+(rows never looked up do not change the AUC), unless RECSYS_BENCH_PEER_FULL=1 asks for whole
+epochs (then `recsys train --user-rows` for recsys, with both test AUCs).
 
 The peer is installed only for benchmarks (`pip install -e .[peer]`, which `make bench` does);
 without it these are skipped."""
@@ -30,7 +31,9 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.meta import read_dataset_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.metrics import auc
+from recsys.models.base import dense_parameters
 from recsys.models.config import ModelConfig
+from recsys.models.registry import build_model
 from recsys.schema import USER_ID
 from recsys.train.config import TrainConfig
 
@@ -42,7 +45,8 @@ from torch_rechub.models.ranking import DIN  # noqa: E402
 RECSYS = Path(sys.executable).parent / "recsys"
 BATCH, EMBEDDING_DIM = TrainConfig.batch_size, ModelConfig.embedding_dim  # recsys's defaults
 USER_ROWS = (None, 2_000_001, 20_000_001)  # None: the dataset's own
-PEER_STEPS_BIG = 40
+STEPS_BIG = 8  # batches each trains at a bigger user table (the peer: ~5 s a step at 20M)
+DIN_STEPS = 60  # batches each DIN trains at the dataset's own user table
 FULL = os.environ.get("RECSYS_BENCH_PEER_FULL") == "1"
 
 
@@ -100,69 +104,78 @@ def _scored(model, batch, layout) -> torch.Tensor:
     return probs if probs.dim() == 1 else probs.gather(1, batch.scenario[:, None]).squeeze(1)
 
 
-def train_peer(dataset: Path, layout: Layout, user_rows: int | None,
-               max_steps: int | None = None, build=peer_mmoe) -> dict:
-    """One epoch (or its first max_steps batches, then no test AUC) of the peer."""
-    torch.manual_seed(0)
-    model = build(layout, user_rows)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+def _steps(dataset: Path, layout: Layout, loss, opt, max_steps: int | None) -> dict:
+    """Train on the split's batches in the loader's order (seed 0), up to max_steps: timed,
+    loader included, as a training loop is."""
     loader = StreamLoader(SplitFiles(dataset, "train", layout), layout, BATCH, shuffle=True,
                           seed=0)
-    model.train()
-    start, examples, batches, stopped = time.perf_counter(), 0, 0, False
+    start, examples, batches = time.perf_counter(), 0, 0
     for batch in loader:
         if batches == max_steps:
-            stopped = True
             break
-        loss = torch.nn.functional.binary_cross_entropy(
-            _scored(model, batch, layout).clamp(1e-7, 1 - 1e-7), batch.labels)
+        value = loss(batch)
         opt.zero_grad()
-        loss.backward()
+        value.backward()
         opt.step()
         examples += len(batch)
         batches += 1
-    seconds = time.perf_counter() - start
-    if stopped:
-        return {"examples_per_s": examples / seconds, "auc": None, "batches": batches}
-    model.eval()
+    return {"examples_per_s": examples / (time.perf_counter() - start), "batches": batches}
+
+
+def _test_auc(dataset: Path, layout: Layout, scored) -> float:
     labels, scores = [], []
     with torch.no_grad():
         for batch in StreamLoader(SplitFiles(dataset, "test", layout), layout, 8192):
             labels.append(batch.labels.numpy())
-            scores.append(_scored(model, batch, layout).numpy())
-    return {"examples_per_s": examples / seconds, "batches": batches,
-            "auc": auc(np.concatenate(labels), np.concatenate(scores))}
+            scores.append(scored(batch).numpy())
+    return auc(np.concatenate(labels), np.concatenate(scores))
 
 
-def train_recsys(dataset: Path, out: Path, user_rows: int | None,
-                 epoch: list[str] = MMOE_EPOCH) -> None:
+def train_peer(dataset: Path, layout: Layout, user_rows: int | None, steps: int | None,
+               build=peer_mmoe) -> dict:
+    """The peer trained on the first `steps` batches (None: one epoch); its test AUC at the
+    dataset's own user table."""
+    torch.manual_seed(0)
+    model = build(layout, user_rows)
+    model.train()
+    run = _steps(dataset, layout, lambda b: torch.nn.functional.binary_cross_entropy(
+        _scored(model, b, layout).clamp(1e-7, 1 - 1e-7), b.labels),
+        torch.optim.Adam(model.parameters(), lr=1e-3), steps)
+    model.eval()
+    return {**run, "auc": None if user_rows and not FULL else
+            _test_auc(dataset, layout, lambda b: _scored(model, b, layout))}
+
+
+def recsys_steps(dataset: Path, name: str, user_rows: int | None, steps: int,
+                 history: str = "") -> dict:
+    """recsys on the same first `steps` batches: its model (users hashed into `user_rows` rows,
+    as `--user-rows` builds it), its loss, fused row-wise Adagrad on the tables in the backward
+    pass and Adam on the rest at its default rate; its test AUC at the dataset's own table."""
+    hashed = {USER_ID: user_rows} if user_rows else None
+    layout = Layout.from_meta(read_dataset_meta(dataset), hashed_rows=hashed, history=history)
+    torch.manual_seed(0)
+    model = build_model(name, layout)
+    model.train()
+    run = _steps(dataset, layout, model.loss,
+                 torch.optim.Adam(dense_parameters(model), lr=TrainConfig.dense_lr), steps)
+    model.eval()
+    return {**run, "auc": None if user_rows else
+            _test_auc(dataset, layout, lambda b: torch.sigmoid(model(b)))}
+
+
+def train_recsys(dataset: Path, out: Path, user_rows: int | None, epoch: list[str]) -> dict:
+    """One epoch of `recsys train`: its own examples/s and test AUC."""
     rows = ["--user-rows", str(user_rows)] if user_rows else []
     cmd = [str(RECSYS), *epoch, "--dataset", str(dataset), "--batch-size", str(BATCH),
            "--seed", "0", "--out", str(out), "--force", *rows]
     subprocess.run(cmd, check=True, capture_output=True)
+    return run_figures(out)
 
 
 def run_figures(out: Path) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     return {"examples_per_s": metrics["train"]["examples_per_s"],
             "auc": metrics["overall"]["auc"]}
-
-
-@pytest.mark.parametrize("user_rows", USER_ROWS, ids=["own", "2M", "20M"])
-def test_peer_mmoe_beside_recsys_mmoe(benchmark, built_dataset, mmoe_run, tmp_path,
-                                      user_rows):
-    layout = Layout.from_meta(read_dataset_meta(built_dataset))
-    if any(w > 1 for w in layout.widths):
-        pytest.skip("the peer takes one value per sparse feature; this dataset has bags")
-    label = _label(user_rows, layout)
-    benchmark.group = f"torch-rechub mmoe vs recsys mmoe, {label}"
-    steps = PEER_STEPS_BIG if user_rows is not None and not FULL else None
-    peer = benchmark.pedantic(lambda: train_peer(built_dataset, layout, user_rows, steps),
-                              rounds=1, iterations=1)
-    if user_rows:
-        train_recsys(built_dataset, tmp_path / "run", user_rows)
-    ours = run_figures(tmp_path / "run" if user_rows else mmoe_run)
-    _record("mmoe", label, peer, ours)
 
 
 def _record(model: str, label: str, peer: dict, ours: dict) -> None:
@@ -172,7 +185,29 @@ def _record(model: str, label: str, peer: dict, ours: dict) -> None:
     if peer["auc"] is not None:
         RESULTS[f"torch-rechub {model} test AUC, {label}"] = peer["auc"]
     RESULTS[f"recsys {model} examples/s, {label}"] = ours["examples_per_s"]
-    RESULTS[f"recsys {model} test AUC, {label}"] = ours["auc"]
+    if ours["auc"] is not None:
+        RESULTS[f"recsys {model} test AUC, {label}"] = ours["auc"]
+
+
+@pytest.mark.parametrize("user_rows", USER_ROWS, ids=["own", "2M", "20M"])
+def test_peer_mmoe_beside_recsys_mmoe(benchmark, built_dataset, mmoe_run, tmp_path,
+                                      user_rows):
+    """One epoch each at the dataset's own user table (recsys's: the shared mmoe run), the same
+    first STEPS_BIG batches at the bigger ones."""
+    layout = Layout.from_meta(read_dataset_meta(built_dataset))
+    if any(w > 1 for w in layout.widths):
+        pytest.skip("the peer takes one value per sparse feature; this dataset has bags")
+    label = _label(user_rows, layout)
+    steps = STEPS_BIG if user_rows and not FULL else None
+    benchmark.group = f"torch-rechub mmoe vs recsys mmoe, {label}"
+    peer = benchmark.pedantic(lambda: train_peer(built_dataset, layout, user_rows, steps),
+                              rounds=1, iterations=1)
+    if steps is not None:
+        ours = recsys_steps(built_dataset, "mmoe", user_rows, steps)
+    else:
+        ours = train_recsys(built_dataset, tmp_path / "run", user_rows, MMOE_EPOCH) \
+            if user_rows else run_figures(mmoe_run)
+    _record("mmoe", label, peer, ours)
 
 
 DIN_EPOCH = ["train", "--model", "din", "--epochs", "1"]
@@ -181,15 +216,16 @@ DIN_EPOCH = ["train", "--model", "din", "--epochs", "1"]
 @pytest.mark.parametrize("user_rows", USER_ROWS[:2], ids=["own", "2M"])
 def test_peer_din_beside_recsys_din(benchmark, built_dataset, tmp_path, user_rows):
     """The same rows and histories (recsys's loader, the layout of `recsys train --model
-    din`), one epoch each; at the 2M-row user table the peer trains PEER_STEPS_BIG batches."""
+    din`): the same first DIN_STEPS batches each and the test AUC at the dataset's own user
+    table (a whole epoch of the peer's DIN takes minutes here), STEPS_BIG at the 2M-row one."""
     layout = Layout.from_meta(read_dataset_meta(built_dataset), history="attention")
     if any(w > 1 for w in layout.widths):
         pytest.skip("the peer takes one value per sparse feature; this dataset has bags")
     label = _label(user_rows, layout)
+    steps = None if FULL else STEPS_BIG if user_rows else DIN_STEPS
     benchmark.group = f"torch-rechub din vs recsys din, {label}"
-    steps = PEER_STEPS_BIG if user_rows is not None and not FULL else None
-    peer = benchmark.pedantic(
-        lambda: train_peer(built_dataset, layout, user_rows, steps, build=peer_din),
-        rounds=1, iterations=1)
-    train_recsys(built_dataset, tmp_path / "run", user_rows, DIN_EPOCH)
-    _record("din", label, peer, run_figures(tmp_path / "run"))
+    peer = benchmark.pedantic(lambda: train_peer(built_dataset, layout, user_rows, steps,
+                                                 build=peer_din), rounds=1, iterations=1)
+    ours = train_recsys(built_dataset, tmp_path / "run", user_rows, DIN_EPOCH) if FULL else \
+        recsys_steps(built_dataset, "din", user_rows, steps, history="attention")
+    _record("din", label, peer, ours)

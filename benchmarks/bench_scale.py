@@ -10,22 +10,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import MMOE_EPOCH, RESULTS
 
 RECSYS = Path(sys.executable).parent / "recsys"
 
 
-@pytest.mark.parametrize("nproc", [1, 2])
-def test_training_examples_per_second_by_process_count(benchmark, built_dataset, tmp_path,
-                                                       nproc):
+def test_training_examples_per_second_on_two_processes(benchmark, built_dataset, mmoe_run,
+                                                       tmp_path):
+    """`--nproc 2` timed; `--nproc 1` is the shared mmoe run (the same command, one process)."""
     out = tmp_path / "run"
     cmd = [str(RECSYS), *MMOE_EPOCH, "--dataset", str(built_dataset), "--out", str(out),
-           "--nproc", str(nproc), "--force"]
-    benchmark.group = "mmoe training, 1 vs 2 processes"
+           "--nproc", "2", "--force"]
+    benchmark.group = "mmoe training, 2 processes"
     benchmark.pedantic(lambda: subprocess.run(cmd, check=True, capture_output=True), rounds=1,
                        iterations=1)
-    metrics = json.loads((out / "metrics.json").read_text())
-    RESULTS[f"mmoe examples/s, {nproc} process(es)"] = metrics["train"]["examples_per_s"]
-    RESULTS[f"mmoe test AUC, {nproc} process(es)"] = metrics["overall"]["auc"]
+    for nproc, run in ((1, mmoe_run), (2, out)):
+        metrics = json.loads((run / "metrics.json").read_text())
+        RESULTS[f"mmoe examples/s, {nproc} process(es)"] = metrics["train"]["examples_per_s"]
+        RESULTS[f"mmoe test AUC, {nproc} process(es)"] = metrics["overall"]["auc"]

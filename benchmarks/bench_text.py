@@ -1,7 +1,8 @@
 """Text features:
 - encoder throughput (texts/s) on a fixed sample of the store's distinct texts, empty cache;
-- the whole `encode-text` run on the preset: texts/s and the share of text values that
-  de-duplication saved (against the snapshots, and against encoding every impression's texts);
+- a whole `encode-text` run (on a world of a tenth of the preset's users, items and rows):
+  texts/s and the share of text values that de-duplication saved (against the snapshots, and
+  against encoding every impression's texts);
 - training examples/s of dnn_mixed and mmoe with and without text vectors, on the same batches
   in the same run."""
 
@@ -13,8 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 
-from conftest import RESULTS
-from bench_training import BATCH, STEPS, _batches, _train_steps
+from conftest import RESULTS, generated_repo, tenth
+from bench_training import BATCH, ROUNDS, STEPS, _batches, _train_steps
 from recsys.data.offline import offline_dir, read_repo_meta
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
@@ -28,17 +29,21 @@ SAMPLE = 2000
 
 
 @pytest.fixture(scope="module")
-def text_dataset(applied_repo, tmp_path_factory):
+def text_dataset(tmp_path_factory):
+    """A world of a tenth of the preset's users, items and rows (encoding the whole preset's
+    texts takes minutes here), its texts encoded by a whole `encode-text` run, built."""
     from recsys.dataset.build import build_dataset
 
-    stats = encode_text(applied_repo, progress=False, log=lambda *a: None)
-    RESULTS["encode-text run texts/s"] = stats["texts_per_s"]
+    repo = generated_repo(tmp_path_factory.mktemp("text") / "feature_repo",
+                          tenth(users_and_items=True))
+    stats = encode_text(repo, progress=False, log=lambda *a: None)
+    RESULTS["encode-text run texts/s (a tenth of the users, items and rows)"] = \
+        stats["texts_per_s"]
     RESULTS["encode-text distinct / snapshot text values"] = 1 - stats["saved_by_dedup"]
-    n_rows = read_repo_meta(applied_repo)["n_rows"]
     RESULTS["encode-text distinct / impression text values"] = \
-        stats["distinct"] / (n_rows * len(TEXT_FIELDS))
+        stats["distinct"] / (read_repo_meta(repo)["n_rows"] * len(TEXT_FIELDS))
     out = tmp_path_factory.mktemp("text") / "ds"
-    build_dataset(applied_repo, out, progress=False)
+    build_dataset(repo, out, progress=False)
     return out
 
 
@@ -64,7 +69,7 @@ def test_training_with_and_without_text(benchmark, text_dataset, model, modaliti
     batches = _batches(layout, data)
     net = build_model(model, layout)
     benchmark.group = f"{model} with / without text"
-    benchmark.pedantic(lambda: _train_steps(net, batches), rounds=3, iterations=1,
+    benchmark.pedantic(lambda: _train_steps(net, batches), rounds=ROUNDS, iterations=1,
                        warmup_rounds=1)
     name = "+".join((model, *modalities))
     RESULTS[f"{name} examples/s (text bench)"] = STEPS * BATCH / benchmark.stats.stats.mean

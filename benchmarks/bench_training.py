@@ -27,7 +27,8 @@ from recsys.models.base import dense_parameters
 from recsys.schema import USER_ID
 from recsys.train.config import TrainConfig
 
-BATCH, STEPS = TrainConfig.batch_size, 20
+BATCH, STEPS = TrainConfig.batch_size, 10
+ROUNDS = 2  # timed rounds of STEPS batches each, after one warm-up round
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_loader_rows_per_second(benchmark, built_dataset):
     loader = StreamLoader(SplitFiles(built_dataset, "train", layout), layout, BATCH,
                           shuffle=True)
     benchmark.group = "loader vs training"
-    benchmark.pedantic(lambda: sum(len(b) for b in loader), rounds=3, iterations=1)
+    benchmark.pedantic(lambda: sum(len(b) for b in loader), rounds=ROUNDS, iterations=1)
     RESULTS["loader rows/s"] = loader.rows / benchmark.stats.stats.mean
 
 
@@ -70,7 +71,7 @@ def test_mmoe_training_examples_per_second(benchmark, built_dataset):
     batches = list(itertools.islice(loader, STEPS))
     model = build_model("mmoe", layout)
     benchmark.group = "loader vs training"
-    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=3, iterations=1,
+    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=ROUNDS, iterations=1,
                        warmup_rounds=1)
     RESULTS["mmoe training examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
 
@@ -83,7 +84,7 @@ def test_model_training_examples_per_second(benchmark, train_split, name, backbo
     model = build_model(name, layout, MODELS[name].Config(backbone=backbone))
     batches = _batches(layout, data)
     benchmark.group = "multi-scenario models vs mmoe"
-    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=3, iterations=1,
+    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=ROUNDS, iterations=1,
                        warmup_rounds=1)
     RESULTS[f"{name} ({backbone}) examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
 
@@ -104,7 +105,7 @@ def test_mmoe_dense_floor(benchmark, train_split):
             opt.step()
 
     benchmark.group = "mmoe full step vs dense floor"
-    benchmark.pedantic(steps, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(steps, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     RESULTS["mmoe dense-floor examples/s"] = STEPS * BATCH / benchmark.stats.stats.mean
 
 
@@ -118,6 +119,6 @@ def test_step_time_by_user_table_size(benchmark, train_split, users):
     batches = _batches(big, dataclasses.replace(data, ids=ids))
     model = build_model("dnn_mixed", big)
     benchmark.group = "user table 100k vs 2M rows"
-    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=3, iterations=1,
+    benchmark.pedantic(lambda: _train_steps(model, batches), rounds=ROUNDS, iterations=1,
                        warmup_rounds=1)
     RESULTS[f"dnn_mixed step, {users:,} users"] = benchmark.stats.stats.mean / STEPS

@@ -23,17 +23,46 @@ def copy_repo(dest: Path) -> Path:
     return copy_definitions(ROOT / "feature_repo", dest)
 
 
-@pytest.fixture(scope="session")
-def applied_repo(tmp_path_factory) -> Path:
-    """The benchmark preset generated into a fresh repo copy and `feast apply`-ed."""
-    from recsys.data.generate import generate
-    from recsys.data.presets import get_preset
+NO_HISTORY = "without_history"  # the benchmark repos' default service less the user's history
 
-    repo = copy_repo(tmp_path_factory.mktemp("bench") / "feature_repo")
-    generate(repo, get_preset(PRESET), seed=0, workers=2, progress=False)
+
+def generated_repo(dest: Path, preset=None) -> Path:
+    """The benchmark preset (or `preset`) generated into a fresh repo copy whose schema also
+    declares NO_HISTORY, `feast apply`-ed."""
+    import dataclasses
+
+    from recsys.data.generate import generate
+    from recsys.data.offline import read_schema
+    from recsys.data.presets import get_preset
+    from recsys.schema import HISTORY_VIEW, SCHEMA_FILE
+
+    repo = copy_repo(dest)
+    generate(repo, preset or get_preset(PRESET), seed=0, workers=2, progress=False)
+    schema = read_schema(repo)
+    views = tuple(v for v in schema.services[schema.default_service] if v != HISTORY_VIEW.name)
+    dataclasses.replace(schema, services={**schema.services, NO_HISTORY: views}).save(
+        repo / SCHEMA_FILE)
     subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=repo, check=True,
                    capture_output=True)
     return repo
+
+
+@pytest.fixture(scope="session")
+def applied_repo(tmp_path_factory) -> Path:
+    """The benchmark preset generated into a fresh repo copy and `feast apply`-ed."""
+    return generated_repo(tmp_path_factory.mktemp("bench") / "feature_repo")
+
+
+def tenth(users_and_items: bool = False):
+    """The benchmark preset at a tenth of its rows (and of its users and items)."""
+    import dataclasses
+
+    from recsys.data.presets import get_preset
+
+    preset = get_preset(PRESET)
+    rows = get_preset(PRESET, preset.n_rows // 10)
+    return dataclasses.replace(rows, n_users=preset.n_users // 10,
+                               n_items=preset.n_items // 10) if users_and_items else rows
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +92,11 @@ def ratio_pairs() -> list[tuple[str, str]]:
     from recsys.models.registry import model_names
 
     return [("build-dataset (Feast)", "raw DuckDB ASOF join"),
-            ("build peak RSS bytes, 10x rows", "build peak RSS bytes, 1x rows"),
+            *((f"build peak RSS bytes, 10x rows, {h} the history",
+               f"build peak RSS bytes, 1x rows, {h} the history") for h in ("with", "without")),
+            *((f"build {what}, {size} rows, with the history",
+               f"build {what}, {size} rows, without the history")
+              for what in ("s", "peak RSS bytes") for size in ("1x", "10x")),
             ("loader rows/s", "mmoe training examples/s"),
             ("mmoe training examples/s", "mmoe dense-floor examples/s"),
             *((f"{m} ({b}) examples/s", "mmoe (mlp) examples/s")
