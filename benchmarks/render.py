@@ -33,7 +33,7 @@ AREAS = {"bench_generate": "Generation", "bench_import": "Import",
          "bench_cold_start": "Cold-start training", "bench_scale": "Sharded training",
          "bench_text": "Text encoding", "bench_serve": "Serving",
          "bench_refusal": "Refusals: how soon bad input is answered",
-         "bench_peer": "A real peer: torch-rechub's MMOE beside recsys's mmoe"}
+         "bench_peer": "A real peer: torch-rechub's MMOE and DIN beside recsys's mmoe and din"}
 
 
 def machine_line(m: dict) -> str:
