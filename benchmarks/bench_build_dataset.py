@@ -62,6 +62,7 @@ def test_raw_duckdb_asof_join(benchmark, applied_repo, tmp_path):
 # ru_maxrss would keep the forking pytest process's peak); its time from after the imports.
 _MEASURE = """
 import json, re, sys, time
+from pathlib import Path
 import feast  # noqa: F401  (imported before the clock starts, as in a warm process)
 from recsys.dataset.build import build_dataset
 start = time.perf_counter()
