@@ -15,7 +15,6 @@ without it these are skipped."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MMOE_EPOCH, RESULTS
+from conftest import MMOE_EPOCH, RESULTS, run_figures
 from recsys.dataset.layout import Layout
 from recsys.dataset.meta import read_dataset_meta
 from recsys.dataset.stream import SplitFiles, StreamLoader
@@ -170,12 +169,6 @@ def train_recsys(dataset: Path, out: Path, user_rows: int | None, epoch: list[st
            "--seed", "0", "--out", str(out), "--force", *rows]
     subprocess.run(cmd, check=True, capture_output=True)
     return run_figures(out)
-
-
-def run_figures(out: Path) -> dict:
-    metrics = json.loads((out / "metrics.json").read_text())
-    return {"examples_per_s": metrics["train"]["examples_per_s"],
-            "auc": metrics["overall"]["auc"]}
 
 
 def _record(model: str, label: str, peer: dict, ours: dict) -> None:

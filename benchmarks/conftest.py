@@ -3,6 +3,7 @@ RESULTS and printed as ratios at the end, measured side by side in the same run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -29,8 +30,6 @@ NO_HISTORY = "without_history"  # the benchmark repos' default service less the 
 def generated_repo(dest: Path, preset=None) -> Path:
     """The benchmark preset (or `preset`) generated into a fresh repo copy whose schema also
     declares NO_HISTORY, `feast apply`-ed."""
-    import dataclasses
-
     from recsys.data.generate import generate
     from recsys.data.offline import read_schema
     from recsys.data.presets import get_preset
@@ -55,8 +54,6 @@ def applied_repo(tmp_path_factory) -> Path:
 
 def tenth(users_and_items: bool = False):
     """The benchmark preset at a tenth of its rows (and of its users and items)."""
-    import dataclasses
-
     from recsys.data.presets import get_preset
 
     preset = get_preset(PRESET)
@@ -85,6 +82,16 @@ def mmoe_run(built_dataset, tmp_path_factory) -> Path:
     subprocess.run([str(Path(sys.executable).parent / "recsys"), *MMOE_EPOCH, "--dataset",
                     str(built_dataset), "--out", str(out)], check=True, capture_output=True)
     return out
+
+
+def run_figures(out: Path) -> dict:
+    """A finished run's own training examples/s and test AUC (its metrics, read through the
+    run module)."""
+    from recsys.run import Run
+
+    metrics = Run(out).metrics()
+    return {"examples_per_s": metrics["train"]["examples_per_s"],
+            "auc": metrics["overall"]["auc"]}
 
 
 # Ratios that matter, each measured side by side in one run: (numerator, denominator)
