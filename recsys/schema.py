@@ -105,6 +105,15 @@ HISTORY_ITEMS, HISTORY_SCENARIOS, HISTORY_TIMES = \
     "history_item_ids", "history_scenarios", "history_click_times"
 HISTORY_LENGTH = 50  # clicks a history keeps, unless a repo's schema says otherwise
 MAX_HISTORY_LENGTH = 1000
+# the item features each click of the history also carries, as of the click, in the built-in
+# schema: the category, which is where a user's taste shows (an item's ID is seen too rarely
+# to learn it); a repo's schema.yaml may name others (`history_item_features`)
+HISTORY_ITEM_FEATURES = ("item_category",)
+
+
+def history_column(feature: str) -> str:
+    """The history's list of an item feature's values, one per click."""
+    return f"history_{feature}"
 
 VIEWS: tuple[View, ...] = (
     View("user_profile", "user", "Static user profile, stamped at the user's arrival"),
@@ -216,15 +225,18 @@ def text_vector_features(texts: tuple[Feature, ...]) -> tuple[Feature, ...]:
                  for f in texts)
 
 
-def history_features() -> tuple[Feature, ...]:
-    """The user_history view's lists, aligned element by element, most recent click first."""
+def history_features(item_features: tuple[str, ...] = ()) -> tuple[Feature, ...]:
+    """The user_history view's lists, aligned element by element, most recent click first:
+    the items, scenarios and times, then each of `item_features` of the clicked item."""
     view = HISTORY_VIEW.name
     return (Feature(HISTORY_ITEMS, "history", "user", "list<int64>", None, view,
                     "Items the user clicked"),
             Feature(HISTORY_SCENARIOS, "history", "user", "list<int64>", None, view,
                     "Scenario of each click"),
             Feature(HISTORY_TIMES, "history", "user", "list<int64>", None, view,
-                    "Time of each click, microseconds since the epoch"))
+                    "Time of each click, microseconds since the epoch"),
+            *(Feature(history_column(f), "history", "user", "list<int64>", None, view,
+                      f"{f} of each clicked item") for f in item_features))
 
 
 def id_features(n_scenarios: int) -> tuple[Feature, ...]:
@@ -258,7 +270,7 @@ FEATURES: tuple[Feature, ...] = (
     *text_vector_features(_TEXT),
     Feature("item_image_vec", "vector", "item", "list<float32>", None, "item_image",
             "Image vector of the item"),
-    *history_features(),
+    *history_features(HISTORY_ITEM_FEATURES),
 )
 FEATURE_BY_NAME = {f.name: f for f in FEATURES}
 
@@ -323,11 +335,33 @@ class Schema:
     services: dict[str, tuple[str, ...]]
     default_service: str
     history_length: int = HISTORY_LENGTH  # clicks the user_history view keeps
+    # the item features (categorical, one value) each click of the view carries
+    history_item_features: tuple[str, ...] = ()
 
     @property
     def scenario_names(self) -> tuple[str, ...]:
         """The scenarios' names, by code (codes are 0..N-1)."""
         return tuple(s.name for s in sorted(self.scenarios, key=lambda s: s.code))
+
+    def with_history(self, length: int, item_features: tuple[str, ...]) -> Schema:
+        """This schema with its user_history view keeping `length` clicks and `item_features`
+        of each (when it has the view)."""
+        from dataclasses import replace
+
+        features = self.features
+        if any(v.name == HISTORY_VIEW.name for v in self.views):
+            features = tuple(f for f in features if f.view != HISTORY_VIEW.name) + \
+                history_features(item_features)
+        return replace(self, history_length=length, history_item_features=item_features,
+                       features=features)
+
+    def carried_item_features(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of `names` a click of the history can carry: the item's categorical features
+        of one value, in a view."""
+        by_name = {f.name: f for f in self.features}
+        return tuple(n for n in names if (f := by_name.get(n)) is not None and
+                     f.owner == "item" and f.kind == "categorical" and not f.max_values and
+                     f.view is not None)
 
     def view_features(self, view: str) -> list[Feature]:
         return [f for f in self.features if f.view == view]
@@ -421,6 +455,9 @@ class Schema:
                   and (f.kind != "categorical" or not f.max_values or f.max_values < 1)]
         if not 1 <= self.history_length <= MAX_HISTORY_LENGTH:
             found.append(f"history_length {self.history_length}: must be 1..{MAX_HISTORY_LENGTH}")
+        found += [f"history_item_features: {n!r} must be an item's categorical feature of one "
+                  f"value, in a view" for n in self.history_item_features
+                  if n not in self.carried_item_features(self.history_item_features)]
         found += [f"feature {f.name!r}: scale (mean, std) needs a std above 0"
                   for f in self.features if f.scale is not None and not f.scale[1] > 0]
         found += [f"service {name!r}: view {v!r} is not declared"
@@ -442,7 +479,9 @@ class Schema:
 
         lines = []
         for key, value in self.to_json().items():
-            if isinstance(value, list):  # an entry a line, however nested
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                lines.append(f"{key}: {dump(value, True).strip()}")  # names: one line
+            elif isinstance(value, list):  # an entry a line, however nested
                 lines += [f"{key}:"] + [f"- {dump(v, True).strip()}" for v in value]
             else:  # a scalar, or the services (a flow list each)
                 lines.append(dump({key: value}, None if isinstance(value, dict) else False)
@@ -502,7 +541,7 @@ def _where(data, loc: tuple) -> str:
 
 
 ANTM2C = Schema("antm2c", SCENARIOS, ENTITIES, VIEWS, FEATURES, FEATURE_SERVICES,
-                DEFAULT_FEATURE_SERVICE)
+                DEFAULT_FEATURE_SERVICE, history_item_features=HISTORY_ITEM_FEATURES)
 # the built-in schema's tables and training set, for the generator and the AntM2C importer
 view_features = ANTM2C.view_features
 view_schema = ANTM2C.view_schema

@@ -2,7 +2,8 @@
 generator and the importers write it the same way).
 
 After every instant a user clicked, one row: his last `history_length` clicks up to and
-including that instant (item, scenario, time), most recent first, stamped one microsecond
+including that instant (item, scenario, time, and the schema's `history_item_features` of the
+item as of the click), most recent first, stamped one microsecond
 later. Feast's point-in-time join takes, for an impression, the latest row stamped at or before
 it: the clicks strictly before the impression, never its own nor a sibling's at the same
 instant. A user with no click before an impression gets no row, which the build turns into an
@@ -16,31 +17,44 @@ from pathlib import Path
 from recsys.data.offline import connect, write_query
 from recsys.memory import GiB
 from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_SCENARIOS, HISTORY_TIMES, \
-    HISTORY_VIEW, ITEM_ID, LABEL, REQUEST_ID, SCENARIO, USER_ID, Schema
+    HISTORY_VIEW, ITEM_ID, LABEL, REQUEST_ID, SCENARIO, USER_ID, Schema, history_column
 
 HISTORY_MEMORY = 2 * GiB
 
 
-def history_sql(length: int, interactions: str = "interactions") -> str:
-    """The view's rows from a log's rows (`interactions`: a table or a subquery)."""
+def history_sql(length: int, interactions: str = "interactions",
+                item_features: tuple[tuple[str, str], ...] = ()) -> str:
+    """The view's rows from a log's rows (`interactions`: a table or a subquery).
+    `item_features`: (feature, the table or subquery of its view) for each item feature every
+    click also carries, its value as of the click (the view's latest row at or before it)."""
+    tables = list(dict.fromkeys(t for _, t in item_features))  # one join per view
+    joins = "".join(f"""
+            ASOF LEFT JOIN {t} v{j} ON v{j}.{ITEM_ID} = x.{ITEM_ID}
+                                     AND x.{EVENT_TIMESTAMP} >= v{j}.{EVENT_TIMESTAMP}"""
+                    for j, t in enumerate(tables))
+    values = "".join(f", v{tables.index(t)}.{f} AS f{n}" for n, (f, t) in enumerate(item_features))
+    lists = "".join(f", list(f{n}) OVER w AS l{n}" for n in range(len(item_features)))
+    out = "".join(f",\n               list_reverse(l{n}) AS {history_column(f)}"
+                  for n, (f, _) in enumerate(item_features))
     # clicks in a fixed order, ties at one instant broken by request and item: the same log
     # gives the same lists
     return f"""
         WITH clicks AS (
-            SELECT {USER_ID} AS u, {ITEM_ID} AS i, {SCENARIO} AS s, {EVENT_TIMESTAMP} AS t,
-                   row_number() OVER (PARTITION BY {USER_ID}
-                                      ORDER BY {EVENT_TIMESTAMP}, {REQUEST_ID}, {ITEM_ID}) AS k
-            FROM {interactions} WHERE {LABEL} = 1),
+            SELECT x.{USER_ID} AS u, x.{ITEM_ID} AS i, x.{SCENARIO} AS s,
+                   x.{EVENT_TIMESTAMP} AS t{values},
+                   row_number() OVER (PARTITION BY x.{USER_ID} ORDER BY x.{EVENT_TIMESTAMP},
+                                      x.{REQUEST_ID}, x.{ITEM_ID}) AS k
+            FROM (SELECT * FROM {interactions} WHERE {LABEL} = 1) x{joins}),
         lists AS (
             SELECT u, t, k, list(i) OVER w AS items, list(s) OVER w AS scenarios,
-                   list(epoch_us(t)) OVER w AS times
+                   list(epoch_us(t)) OVER w AS times{lists}
             FROM clicks
             WINDOW w AS (PARTITION BY u ORDER BY k ROWS BETWEEN {length - 1} PRECEDING
                          AND CURRENT ROW))
         SELECT u AS {USER_ID}, t + INTERVAL 1 MICROSECOND AS {EVENT_TIMESTAMP},
                list_reverse(items) AS {HISTORY_ITEMS},
                list_reverse(scenarios) AS {HISTORY_SCENARIOS},
-               list_reverse(times) AS {HISTORY_TIMES}
+               list_reverse(times) AS {HISTORY_TIMES}{out}
         FROM lists
         QUALIFY k = max(k) OVER (PARTITION BY u, t)  -- the instant's last click: all of them
         ORDER BY u, t"""
@@ -51,7 +65,9 @@ def write_history(offline: Path, schema: Schema) -> None:
     (DuckDB spills beyond it)."""
     spill = offline / ".history-spill"
     con = connect(offline, 0, memory_bytes=HISTORY_MEMORY, spill=spill)
-    write_query(con, history_sql(schema.history_length),
+    views = {f.name: f.view for f in schema.features}  # each a DuckDB view of connect's
+    item_features = tuple((f, views[f]) for f in schema.history_item_features)
+    write_query(con, history_sql(schema.history_length, item_features=item_features),
                 offline / HISTORY_VIEW.name / "part-00000.parquet",
                 schema.tables()[HISTORY_VIEW.name])
     con.close()

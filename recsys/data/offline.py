@@ -4,7 +4,6 @@ against the schema, and a DuckDB connection with one view per table."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -62,11 +61,13 @@ def write_offline_store(repo: Path, force: bool,
 
     out = offline_dir(check_repo(repo))
     check_output_free(out, force)  # fail before the work, not after it
-    length = kept_history_length(repo)
+    length, item_features = kept_history(repo)
     replacing = out.exists()
     with atomic_dir(out, force) as tmp:
         meta, schema = fill(tmp)
-        schema = replace(schema, history_length=length)
+        schema = schema.with_history(length, schema.history_item_features
+                                     if item_features is None else
+                                     schema.carried_item_features(item_features))
         write_history(tmp, schema)  # every writer's log gives the history the same way
         for table, columns in schema.tables().items():  # e.g. text vectors: `recsys
             if not table_files(tmp, table):               # encode-text` fills them
@@ -78,9 +79,11 @@ def write_offline_store(repo: Path, force: bool,
     return meta
 
 
-def kept_history_length(repo: Path) -> int:
-    """The history length the repo's schema.yaml asks for (a user's edit survives new data),
-    else the default."""
+def kept_history(repo: Path) -> tuple[int, tuple[str, ...] | None]:
+    """The history length and item features the repo's schema.yaml asks for (a user's edit
+    survives new data; of the features, those the new data has: a repo copied from another
+    world keeps none of its features): the default length, and None (the writer's own
+    features), where it says nothing."""
     import yaml
 
     path = repo / SCHEMA_FILE
@@ -88,14 +91,19 @@ def kept_history_length(repo: Path) -> int:
         data = yaml.safe_load(path.read_text()) if path.is_file() else None
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
         data = None  # a broken file is replaced, as the rest of the repo's data is
-    length = data.get("history_length", HISTORY_LENGTH) if isinstance(data, dict) else \
-        HISTORY_LENGTH
+    data = data if isinstance(data, dict) else {}
+    length = data.get("history_length", HISTORY_LENGTH)
     if not isinstance(length, int) or isinstance(length, bool) or \
             not 1 <= length <= MAX_HISTORY_LENGTH:
         raise DataError(f"{path}: history_length {length!r}: must be a whole number "
                         f"1..{MAX_HISTORY_LENGTH}; fix it or remove the key (the default: "
                         f"{HISTORY_LENGTH})")
-    return length
+    features = data.get("history_item_features")
+    if features is not None and (not isinstance(features, list) or
+                                 not all(isinstance(f, str) for f in features)):
+        raise DataError(f"{path}: history_item_features {features!r}: must be a list of "
+                        f"feature names; fix it or remove the key")
+    return length, None if features is None else tuple(features)
 
 
 def write_empty(offline: Path, table: str, columns: pa.Schema) -> None:

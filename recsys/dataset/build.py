@@ -40,7 +40,7 @@ from recsys.errors import UsageError
 from recsys.features.feature_store import feature_service, open_store
 from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
 from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, INTERACTIONS, ITEM_ID, LABEL, \
-    REQUEST_ID, USER_ID, Schema, history_features
+    REQUEST_ID, USER_ID, Schema
 from recsys.files import check_output_free, resumable_dir, write_parquet
 
 ENGINES = ("duckdb", "spark")
@@ -156,7 +156,7 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
     `schema`: the dataset's Arrow schema (of `repo_schema`'s service); `history_ttl`: the
     history view's, when the service reads it."""
     keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
-    history = _history_join(offline, history_ttl) if history_ttl else ("", "")
+    history = _history_join(offline, history_ttl, repo_schema) if history_ttl else ("", "")
     dictionary = _dictionary_columns(repo_schema, schema)
     con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql(INTERACTIONS, split, USER_ID)}")
     con.execute(f"CREATE TEMP TABLE ti AS {train_counts_sql(INTERACTIONS, split, ITEM_ID)}")
@@ -295,12 +295,12 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, split: S
     return table
 
 
-def _history_join(offline: Path, ttl: timedelta) -> tuple[str, str]:
+def _history_join(offline: Path, ttl: timedelta, schema: Schema) -> tuple[str, str]:
     """The SELECT columns and the join clause that give each row of `part` the user's history
     as of its instant: the view's latest row at or before it (the view is stamped a
     microsecond after the clicks it holds), none when older than the view's TTL; Feast's
     point-in-time semantics, by DuckDB's ASOF join."""
-    names = [f.name for f in history_features()]
+    names = [f.name for f in schema.view_features(HISTORY_VIEW.name)]
     glob = table_glob(offline, HISTORY_VIEW.name)
     fresh = f"pit.ts >= part.{EVENT_TIMESTAMP} - INTERVAL {int(ttl.total_seconds())} SECOND"
     lists = "".join(f", CASE WHEN {fresh} THEN pit.{n} END AS {n}" for n in names)

@@ -17,7 +17,7 @@ from recsys.dataset.hashing import hash_rows
 from recsys.errors import DataError, UsageError
 from recsys.models.config import HISTORY_POOLINGS
 from recsys.schema import ANTM2C, HISTORY_ITEMS, HISTORY_SCENARIOS, HISTORY_VIEW, ITEM_ID, \
-    MODALITIES, SCENARIO, Schema, USER_ID
+    MODALITIES, SCENARIO, Schema, USER_ID, history_column
 
 ID_FEATURES = (USER_ID, ITEM_ID)
 # the history's lists a model reads, each looked up in the table of the feature it holds values
@@ -121,8 +121,12 @@ class Layout:
     @property
     def history_tables(self) -> tuple[tuple[str, str], ...]:
         """(history column, the feature whose table it is looked up in) of the history read."""
-        return tuple((c, f) for c, f in HISTORY_TABLES if f in self.sparse) \
-            if self.history else ()
+        if not self.history:
+            return ()
+        # and each item feature the clicks carry (the schema's history_item_features)
+        carried = tuple((history_column(f), f) for f in self.sparse
+                        if history_column(f) in self.columns.names)
+        return tuple((c, f) for c, f in HISTORY_TABLES + carried if f in self.sparse)
 
     @property
     def history_keys(self) -> tuple[str, ...]:

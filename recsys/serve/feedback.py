@@ -9,10 +9,9 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, ITEM_ID, USER_ID, Schema, history_features
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, ITEM_ID, USER_ID, Schema
 from recsys.serve.scorer import RequestError
 
-HISTORY = tuple(f.name for f in history_features())  # items, scenarios, click times
 CLOCK_SKEW = timedelta(seconds=1)  # a client's clock may run this far ahead of ours
 
 
@@ -33,6 +32,11 @@ class HistoryWriter:
         self.scorer, self.store = scorer, scorer.features.store
         self.length = schema.history_length
         self.present = HISTORY_VIEW.name in {v.name for v in schema.views}
+        # the view's lists: items, scenarios, click times, then the item features each click
+        # carries, read for a new click from the item's views in the online store
+        self.lists = [f.name for f in schema.view_features(HISTORY_VIEW.name)]
+        views = {f.name: f.view for f in schema.features}
+        self.carried = [f"{views[f]}:{f}" for f in schema.history_item_features]
         self.lock = threading.Lock()
 
     def record(self, events: list[Event]) -> int:
@@ -76,15 +80,22 @@ class HistoryWriter:
 
         users = sorted({c[0] for c in clicks})
         stored = self.store.get_online_features(
-            features=[f"{HISTORY_VIEW.name}:{name}" for name in HISTORY],
+            features=[f"{HISTORY_VIEW.name}:{name}" for name in self.lists],
             entity_rows=[{USER_ID: u} for u in users]).to_dict()
-        rows = {name: [] for name in HISTORY}
+        items = sorted({c[1] for c in clicks})
+        carried = self.store.get_online_features(
+            features=self.carried, entity_rows=[{ITEM_ID: i} for i in items]).to_dict() \
+            if self.carried else {}
+        item_values = {i: tuple(carried[ref.split(":")[1]][j] for ref in self.carried)
+                       for j, i in enumerate(items)}
+        rows = {name: [] for name in self.lists}
         for i, user in enumerate(users):
-            old = list(zip(*(stored[name][i] or [] for name in HISTORY)))
-            new = [(item, scenario, at) for u, item, scenario, at in clicks if u == user]
+            old = list(zip(*(stored[name][i] or [] for name in self.lists)))
+            new = [(item, scenario, at, *item_values[item])
+                   for u, item, scenario, at in clicks if u == user]
             # most recent first; a click sent late lands at its own time, not at the head
             merged = sorted(new + old, key=lambda c: c[2], reverse=True)[:self.length]
-            for name, values in zip(HISTORY, zip(*merged)):
+            for name, values in zip(self.lists, zip(*merged)):
                 rows[name].append(list(values))
         self.store.write_to_online_store(HISTORY_VIEW.name, pd.DataFrame(
             {USER_ID: users, EVENT_TIMESTAMP: [now] * len(users), **rows}))

@@ -18,31 +18,45 @@ from recsys.data.offline import table_files
 from recsys.schema import ANTM2C, EVENT_TIMESTAMP, HISTORY_LENGTH, HISTORY_VIEW, INTERACTIONS, \
     ITEM_ID, LABEL, REQUEST_ID, SCENARIO, SCHEMA_FILE, USER_ID, Schema
 
-HISTORY = ("history_item_ids", "history_scenarios", "history_click_times")
+HISTORY = ("history_item_ids", "history_scenarios", "history_click_times",
+           "history_item_category")
+
+
+def _categories(offline) -> dict[int, list[tuple]]:
+    """Each item's (time, category) profile rows, in time order."""
+    rows = pds.dataset(table_files(offline, "item_profile"), format="parquet").to_table(
+        columns=[ITEM_ID, EVENT_TIMESTAMP, "item_category"]).to_pylist()
+    out = collections.defaultdict(list)
+    for r in sorted(rows, key=lambda r: r[EVENT_TIMESTAMP]):
+        out[r[ITEM_ID]].append((r[EVENT_TIMESTAMP], r["item_category"]))
+    return out
 
 
 def _clicks(offline) -> dict[int, list[tuple]]:
-    """Each user's clicks in the view's order: time, then request, then item."""
+    """Each user's clicks in the view's order: time, then request, then item; each with its
+    item's category as of the click (the item's latest profile row at or before it)."""
     rows = pds.dataset(table_files(offline, INTERACTIONS), format="parquet").to_table(
         columns=[REQUEST_ID, EVENT_TIMESTAMP, USER_ID, ITEM_ID, SCENARIO, LABEL]).to_pylist()
+    categories = _categories(offline)
     clicks = collections.defaultdict(list)
     for r in rows:
         if r[LABEL] == 1:
+            known = [c for t, c in categories[r[ITEM_ID]] if t <= r[EVENT_TIMESTAMP]]
             clicks[r[USER_ID]].append((r[EVENT_TIMESTAMP], r[REQUEST_ID], r[ITEM_ID],
-                                       r[SCENARIO]))
+                                       r[SCENARIO], known[-1] if known else None))
     for user in clicks.values():
         user.sort()
     return clicks
 
 
-def _replay(clicks: list[tuple], before, length: int) -> tuple[list, list, list]:
+def _replay(clicks: list[tuple], before, length: int) -> tuple[list, ...]:
     """The last `length` clicks strictly before `before`, most recent first."""
     earlier = clicks[:bisect.bisect_left([c[0] for c in clicks], before)][-length:][::-1]
     return ([c[2] for c in earlier], [c[3] for c in earlier],
-            [int(c[0].timestamp() * 1_000_000) for c in earlier])
+            [int(c[0].timestamp() * 1_000_000) for c in earlier], [c[4] for c in earlier])
 
 
-def _got(row: dict) -> tuple[list, list, list]:
+def _got(row: dict) -> tuple[list, ...]:
     return tuple(row[name] or [] for name in HISTORY)
 
 
@@ -62,27 +76,40 @@ def test_every_row_has_the_clicks_strictly_before_it(tiny):
     assert 0.3 * len(rows) < with_history < len(rows)
 
 
-def _edited_repo(tmp_path, length) -> Path:
+def _edited_repo(tmp_path, length, item_features: str = "[item_category]") -> Path:
     repo = copy_repo(tmp_path / "repo")
     schema = repo / SCHEMA_FILE
-    schema.write_text(schema.read_text().replace(f"history_length: {HISTORY_LENGTH}",
-                                                 f"history_length: {length}"))
+    schema.write_text(schema.read_text().replace(
+        f"history_length: {HISTORY_LENGTH}", f"history_length: {length}").replace(
+        "history_item_features: [item_category]", f"history_item_features: {item_features}"))
     return repo
 
 
 def test_the_view_keeps_the_history_length_of_the_repos_schema(tmp_path):
-    """An edit of schema.yaml's history_length survives new data: the view keeps that many
-    clicks, each row equal to the replay."""
-    repo = _edited_repo(tmp_path, 3)
+    """An edit of schema.yaml's history_length and history_item_features survives new data:
+    the view keeps that many clicks, each row equal to the replay, and the named features of
+    each clicked item."""
+    repo = _edited_repo(tmp_path, 3, "[item_category, item_brand]")
     run("recsys", "generate", "--preset", "tiny", "--seed", "7", "--repo", str(repo),
         "--workers", "1")
-    assert Schema.load(repo / SCHEMA_FILE).history_length == 3
+    schema = Schema.load(repo / SCHEMA_FILE)
+    assert schema.history_length == 3
+    assert schema.history_item_features == ("item_category", "item_brand")
     offline = repo / "data" / "offline"
     clicks = _clicks(offline)
     rows = pds.dataset(table_files(offline, HISTORY_VIEW.name), format="parquet").to_table()
     for row in rows.to_pylist():  # a row at t + 1 µs holds the clicks up to and including t
         assert _got(row) == _replay(clicks[row[USER_ID]], row[EVENT_TIMESTAMP], 3)
+        assert len(row["history_item_brand"]) == len(row["history_item_ids"])
     assert max(len(r) for r in rows["history_item_ids"].to_pylist()) == 3
+
+
+def test_history_item_features_the_new_data_lacks_are_dropped(tmp_path):
+    """A repo copied from another world: of its schema's history_item_features, the new data
+    keeps those it has as items' features (a user's gender is not one)."""
+    repo = _edited_repo(tmp_path, 3, "[user_gender, item_brand]")
+    run("recsys", "generate", "--preset", "tiny", "--repo", str(repo), "--workers", "1")
+    assert Schema.load(repo / SCHEMA_FILE).history_item_features == ("item_brand",)
 
 
 def test_a_bad_history_length_is_one_line_and_writes_nothing(tmp_path):
@@ -110,5 +137,5 @@ def test_feast_serves_each_users_latest_history(tiny, tmp_path):
     for i, user in enumerate(users):
         # the view's latest row for the user: every click, the last instant's too
         want = _replay(clicks[user], clicks[user][-1][0] + timedelta(microseconds=1),
-                       ANTM2C.history_length) if user in clicks else ([], [], [])
+                       ANTM2C.history_length) if user in clicks else ([], [], [], [])
         assert tuple(online[name][i] or [] for name in HISTORY) == want, user

@@ -19,16 +19,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import error_lines, run
-from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_VIEW, INTERACTIONS, LABEL, \
-    USER_ID
+from recsys.data.offline import table_files
+from recsys.schema import ANTM2C, EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_VIEW, INTERACTIONS, \
+    ITEM_ID, LABEL, OFFLINE_DIR, USER_ID
 from recsys.serve.app import MAX_BODY_BYTES, MAX_CANDIDATES
-from recsys.serve.feedback import HISTORY
 from recsys.train.config import TrainConfig
 from recsys.run import SCORES
 from recsys.train.loop import train
 from serving import copy_applied, recsys_server, redis_available, redis_server
 
 QUIET = {"progress": False, "log": lambda *a, **k: None}
+# the history view's lists: items, scenarios, click times, then the clicked item's features
+HISTORY = [f.name for f in ANTM2C.view_features(HISTORY_VIEW.name)]
 
 
 def _materialize(repo, end: datetime | None = None, everything: bool = False) -> None:
@@ -155,11 +157,16 @@ FEEDBACK_USER = 11  # the user whose online history the feedback test changes
 
 def test_feedback_reaches_the_users_history(server, served):
     """A click sent to /feedback is at the head of the user's history in the online store
-    at once (no materialization), the rest shifted behind it; an impression without a click
-    changes nothing; a bad event refuses its whole batch with one 422 and writes nothing."""
+    at once (no materialization), with its item's features, the rest shifted behind it; an
+    impression without a click changes nothing; a bad event refuses its whole batch with one
+    422 and writes nothing."""
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(served["repo"]))
+    profile = pads.dataset(table_files(served["repo"] / OFFLINE_DIR, "item_profile"),
+                          format="parquet").to_table().to_pylist()
+    carried = [next(r[f] for r in profile if r[ITEM_ID] == 7) for f in
+               ANTM2C.history_item_features]  # item 7's, as the store holds them
 
     def history(user: int) -> tuple[list, ...]:
         row = store.get_online_features(
@@ -176,7 +183,8 @@ def test_feedback_reaches_the_users_history(server, served):
         {"user_id": user, "item_id": 8, "scenario": 1, "clicked": False}])
     assert answer.status_code == 200 and answer.json() == {"events": 2, "clicks": 1}
     after = history(user)
-    assert [x[0] for x in after] == [7, 2, int(at.timestamp() * 1_000_000)]
+    assert [x[0] for x in after] == [7, 2, int(at.timestamp() * 1_000_000), *carried]
+    assert len(carried) == len(after) - 3 > 0
     assert [x[1:] for x in after] == [x[:length - 1] for x in before]
 
     future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import SplitData
-from recsys.schema import HISTORY_ITEMS, HISTORY_SCENARIOS
+from recsys.schema import HISTORY_ITEMS, HISTORY_SCENARIOS, history_column
 
 USERS, ITEMS, CONTEXT = 40, 30, 5
 HISTORY = 4  # clicks a row's history holds
@@ -21,7 +21,8 @@ def layout(history: str = "") -> Layout:
                          ("item_kind", pa.int64()), ("context_0", pa.int64()),
                          ("user_clicks", pa.int64()), ("price", pa.float32()),
                          (HISTORY_ITEMS, pa.list_(pa.int64())),
-                         (HISTORY_SCENARIOS, pa.list_(pa.int64()))])
+                         (HISTORY_SCENARIOS, pa.list_(pa.int64())),
+                         (history_column("item_kind"), pa.list_(pa.int64()))])
     return Layout(history=HISTORY if history else 0, history_pooling=history,
                   sparse=("user_id", "item_id", "scenario", "user_gender", "item_kind",
                           "context_0"),
@@ -57,7 +58,7 @@ def split(rows: int = 512, seed: int = 0, history: bool = False,
             ids[:, 1], ids[:, 4] = item, item % 4
             labels = (clicked == item[:, None]).any(1).astype(np.float32)
         where = np.where(held, rng.integers(0, 3, (rows, HISTORY)), -1)
-        ids = np.concatenate([ids, clicked, where], axis=1)
+        ids = np.concatenate([ids, clicked, where, np.where(held, clicked % 4, -1)], axis=1)
     return SplitData(ids=ids, dense=dense, vectors=np.zeros((rows, 0), np.float32),
                      labels=labels, scenario=scenario.astype(np.int64),
                      p_true=np.zeros(rows, np.float32), flags={},

@@ -1,6 +1,7 @@
 """The history view's SQL on a hand-made log, in process: after each instant a user clicked,
 his last `length` clicks up to it, most recent first (ties at one instant by request, then
-item), stamped a microsecond later; against an independent replay."""
+item), stamped a microsecond later, each with its item's category as of the click; against an
+independent replay."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 # (request, seconds after T0, user, item, scenario, label): user 1 clicks twice at t=10
 LOG = [(1, 0, 1, 5, 0, 1), (2, 10, 1, 6, 1, 1), (3, 10, 1, 7, 2, 1), (4, 20, 1, 8, 0, 0),
        (5, 30, 1, 9, 3, 1), (6, 5, 2, 4, 1, 0), (7, 40, 2, 3, 4, 1)]
+# (item, seconds after T0, category): item 6 changes category at t=10, item 9 at t=31 (after
+# its click); item 3 has no profile row
+PROFILE = [(5, 0, 50), (6, 0, 60), (6, 10, 61), (7, 0, 70), (8, 0, 80), (9, 0, 90), (9, 31, 91),
+           (4, 0, 40)]
+
+
+def _category(item: int, at: int):
+    """The item's category in its latest profile row at or before `at`."""
+    rows = sorted((t, c) for i, t, c in PROFILE if i == item and t <= at)
+    return rows[-1][1] if rows else None
 
 
 def _replay(length: int) -> list[tuple]:
@@ -25,7 +36,8 @@ def _replay(length: int) -> list[tuple]:
             rows.append((user, T0 + timedelta(seconds=at, microseconds=1),
                          [c[2] for c in upto], [c[3] for c in upto],
                          [int((T0 + timedelta(seconds=c[0])).timestamp() * 1_000_000)
-                          for c in upto]))
+                          for c in upto],
+                         [_category(c[2], c[0]) for c in upto]))
     return rows
 
 
@@ -36,8 +48,19 @@ def test_history_sql_equals_a_replay():
                 "user_id BIGINT, item_id BIGINT, scenario BIGINT, label TINYINT)")
     con.executemany("INSERT INTO interactions VALUES (?, ?, ?, ?, ?, ?)",
                     [(r[0], T0 + timedelta(seconds=r[1]), *r[2:]) for r in LOG])
+    con.execute("CREATE TABLE item_profile (item_id BIGINT, event_timestamp TIMESTAMPTZ, "
+                "item_category BIGINT)")
+    con.executemany("INSERT INTO item_profile VALUES (?, ?, ?)",
+                    [(i, T0 + timedelta(seconds=t), c) for i, t, c in PROFILE])
+    carried = (("item_category", "item_profile"),)
     for length in (1, 2, 50):
-        got = [tuple(row) for row in con.execute(history_sql(length)).fetchall()]
+        got = [tuple(row) for row in
+               con.execute(history_sql(length, item_features=carried)).fetchall()]
         assert got == _replay(length), length
+    # a repo whose clicks carry no item feature: the three lists alone
+    assert [tuple(r) for r in con.execute(history_sql(2)).fetchall()] == \
+        [r[:5] for r in _replay(2)]
     # the two clicks of one instant make one row holding both
     assert [r[2] for r in _replay(2) if r[0] == 1] == [[5], [7, 6], [9, 7]]
+    assert [r[5] for r in _replay(50) if r[0] == 1][-1] == [90, 70, 61, 50]  # as of each click
+    assert _replay(50)[-1][5] == [None]  # an item without a profile row: a null, kept in place

@@ -88,7 +88,7 @@ def test_history_tells_a_click_only_the_history_knows(history):
     model = build_model("mmoe", lay, MMoE.Config(embedding_dim=8, embedding_lr=0.2))
     train, test = (split(2048, seed, history=True, label_in_history=True) for seed in (1, 2))
     opt = torch.optim.Adam(dense_parameters(model), lr=0.01)
-    for epoch in range(8):
+    for epoch in range(12):
         for start in range(0, len(train), 128):
             loss = TrainWrapper(model)(rows_batch(train, lay, slice(start, start + 128)))
             opt.zero_grad()
@@ -113,3 +113,17 @@ def test_history_items_share_the_item_table():
     expected = arch.table("item_id")[item_rows[held]]
     assert held.any() and torch.allclose(pooled["history_item_ids_0"][held], expected)
     assert (pooled["history_item_ids_0"][~held] == 0).all()  # no click: nothing looked up
+
+
+def test_attention_equals_the_activation_unit_on_its_concatenated_input():
+    """HistoryPool.weights splits the unit's first layer by part; it must give what the unit
+    gives on DIN's input (candidate, click, difference, product, position) built whole."""
+    model, lay, data, _ = _model("din")
+    pool = model.sparse.history
+    torch.manual_seed(3)
+    for p in pool.parameters():  # away from the initial values, which are near zero
+        p.data.normal_()
+    q, h = torch.randn(7, pool.dim), torch.randn(7, pool.length, pool.dim)
+    qq, where = q.unsqueeze(1).expand_as(h), pool.positions.expand_as(h)
+    whole = pool.unit(torch.cat([qq, h, qq - h, qq * h, where], dim=-1))
+    assert torch.allclose(pool.weights(q, h), whole, atol=1e-5, rtol=1e-4)
