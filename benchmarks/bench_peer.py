@@ -68,8 +68,9 @@ def peer_mmoe(layout: Layout, user_rows: int | None) -> MMOE:
 
 
 def peer_din(layout: Layout, user_rows: int | None) -> DIN:
-    """torch-rechub's DIN on recsys din's rows: the item and scenario histories, each attended
-    by its target (the candidate item, the row's scenario) through one table shared with it
+    """torch-rechub's DIN on recsys din's rows: each of the history's lists (items, scenarios,
+    the items' categories), attended by its target (the candidate item, the row's scenario,
+    the candidate's category) through one table shared with it
     (one more row: the padding), every other sparse feature into an MLP of (200, 80) like
     recsys din's, 16-dim embeddings. Its DIN takes embeddings only: no dense features."""
     sizes = dict(zip(layout.sparse, layout.num_embeddings))
