@@ -25,7 +25,8 @@ from recsys.schema import ITEM_ID, SCENARIO
 class Capabilities:
     """What a model needs and offers beyond forward(batch) -> logits and loss(batch)."""
 
-    family: str  # "multi-scenario" | "cold-start" | "history": which experiment it belongs to
+    # "multi-scenario" | "cold-start" | "history" | "retrieval": which experiment it belongs to
+    family: str
     shardable: bool = True  # DistributedModelParallel can shard its tables (one lookup a step)
     # entities whose meta-learning episodes (dataset.episodes) its loss takes
     episodes: tuple[str, ...] = ()

@@ -21,6 +21,7 @@ from recsys.models.pepnet import PEPNet
 from recsys.models.ple import PLE
 from recsys.models.shared_bottom import SharedBottom
 from recsys.models.star import STAR
+from recsys.models.two_tower import TwoTower
 
 MODELS: dict[str, type[Model]] = {
     # the AntM2C paper's multi-scenario baselines, then the newer multi-scenario models
@@ -39,6 +40,8 @@ MODELS: dict[str, type[Model]] = {
     "metaemb": MetaEmb,
     "maml": MAML,
     "melu": MeLU,
+    # retrieval: a user's vector and an item's, for a vector search over the catalogue
+    "two_tower": TwoTower,
 }
 
 
