@@ -332,6 +332,25 @@ def serve(
     run_server(settings, started=console.print)
 
 
+@app.command()
+@friendly
+def index(
+    run: Path = typer.Option(..., "--run", help="A finished run of a retrieval model "
+                                                "(`recsys train --model two_tower`)."),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="The repo whose items to index "
+                                        "(default: the one the run's dataset was built from)."),
+    force: bool = FORCE,
+) -> None:
+    """Encode every item with a retrieval run's item tower into a FAISS index (RUN/index)."""
+    from recsys.retrieval.index import INDEX_DIR, build_index
+
+    info = build_index(run, repo, force=force, log=console.print)
+    recall = next(v for k, v in info.items() if k.startswith("recall@"))
+    console.print(f"{info['items']:,} items of {info['dim']} values, {info['kind']} index "
+                  f"(recall@100 against exact search {recall:.4f}), {info['items_per_s']:,.0f} "
+                  f"items/s encoded: {run / INDEX_DIR}")
+
+
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(import_app, name="import")
 

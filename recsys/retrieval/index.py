@@ -1,0 +1,100 @@
+"""`recsys index`: every item of the repo through a retrieval run's item tower, into a FAISS
+index beside the run (its `index/` folder, written whole or not at all). Up to EXACT_ITEMS
+items the index is exact (inner products against every vector); beyond, HNSW, whose recall
+against exact search is measured on a sample and recorded. Row i of the index is the item of
+store ID i (the repo's ID map turns those into the raw IDs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from recsys.errors import UsageError
+from recsys.files import atomic_dir, check_output_free, write_json
+from recsys.run import Run
+
+INDEX_DIR, INDEX_FILE, INDEX_META = "index", "items.faiss", "index.json"
+EXACT_ITEMS = 200_000  # past this many items, an approximate index
+HNSW_LINKS, HNSW_BUILD_DEPTH, HNSW_SEARCH_DEPTH = 32, 80, 128
+RECALL_QUERIES, RECALL_K = 1_000, 100  # the sample an approximate index's recall is taken on
+
+
+def build_index(run: Path, repo: Path | None = None, force: bool = False,
+                exact_items: int = EXACT_ITEMS,
+                log: Callable[[str], None] = lambda _: None) -> dict:
+    """Encode the catalogue with the run's item tower and write its index; its description."""
+    import faiss
+
+    from recsys.data.offline import check_repo
+    from recsys.dataset.loader import rows_batch
+    from recsys.dataset.layout import dataset_facts
+    from recsys.models.registry import model_class
+    from recsys.retrieval.catalogue import item_batches
+
+    trained = Run(run).check_trained()
+    cfg, meta = trained.config(), trained.dataset_meta()
+    if model_class(cfg.model).capabilities.family != "retrieval":
+        raise UsageError(f"run {run}: its model {cfg.model} scores (user, item) pairs and has no "
+                         f"item vectors; train a retrieval model (recsys train --model "
+                         f"two_tower) and index its output", fields="run")
+    repo = check_repo(Path(repo or meta["repo"]))
+    out = run / INDEX_DIR
+    check_output_free(out, force)
+    layout = trained.layout()
+    model = trained.load_model(layout).eval()
+    start, vectors = time.perf_counter(), []
+    with torch.no_grad():
+        for ids, rows in item_batches(repo, dataset_facts(meta), layout):
+            vectors.append(model.vectors(rows_batch(rows, layout, slice(None)))[1].numpy())
+            log(f"encoded items up to {int(ids[-1]) + 1:,}")
+    vectors = np.concatenate(vectors).astype(np.float32)
+    seconds = time.perf_counter() - start
+    n, dim = vectors.shape
+    if n <= exact_items:
+        index, kind, recall = faiss.IndexFlatIP(dim), "exact", 1.0
+        index.add(vectors)
+    else:
+        index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_BUILD_DEPTH
+        index.add(vectors)
+        index.hnsw.efSearch = HNSW_SEARCH_DEPTH
+        kind, recall = "hnsw", recall_against_exact(index, vectors)
+    info = {"run": str(run), "repo": str(repo), "model": cfg.model, "kind": kind, "items": n,
+            "dim": dim, f"recall@{RECALL_K} against exact": recall,
+            "encode_seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1),
+            "fingerprint": trained.fingerprint()}
+    with atomic_dir(out, force) as tmp:
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        write_json(info, tmp / INDEX_META)
+    return info
+
+
+def recall_against_exact(index, vectors: np.ndarray, queries: int = RECALL_QUERIES,
+                         k: int = RECALL_K) -> float:
+    """Mean share of the exact top-k an index finds, the queries a fixed sample of the
+    vectors themselves."""
+    import faiss
+
+    sample = vectors[np.random.default_rng(0).choice(len(vectors), min(queries, len(vectors)),
+                                                     replace=False)]
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    _, want = exact.search(sample, k)
+    _, got = index.search(sample, k)
+    return float(np.mean([len(set(w) & set(g)) / k for w, g in zip(want, got)]))
+
+
+def load_index(run: Path):
+    """The run's index and its description."""
+    import faiss
+
+    from recsys.files import read_json
+
+    folder = run / INDEX_DIR
+    fix = f"build it with `recsys index --run {run}`"
+    info = read_json(folder / INDEX_META, fix)
+    return faiss.read_index(str(folder / INDEX_FILE)), info
