@@ -64,6 +64,7 @@ class TwoTower(Model):
         self.user = _tower(len(self.user_slots) * d + len(self.user_dense), cfg.user_tower,
                            cfg.dropout)
         self.item = _tower(len(self.item_slots) * d, cfg.item_tower, cfg.dropout)
+        self.vector_dim = cfg.item_tower[-1]
         self.item_column = layout.slot(ITEM_ID)  # its column of a batch's ID matrix
         self.temperature, self.decay = cfg.temperature, cfg.frequency_decay
         items = layout.num_embeddings[layout.slot(ITEM_ID)]

@@ -29,7 +29,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     """Encode the catalogue with the run's item tower and write its index; its description."""
     import faiss
 
-    from recsys.data.offline import check_repo
+    from recsys.data.offline import check_repo, read_repo_meta
     from recsys.dataset.loader import rows_batch
     from recsys.dataset.layout import dataset_facts
     from recsys.models.registry import model_class
@@ -46,23 +46,22 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     check_output_free(out, force)
     layout = trained.layout()
     model = trained.load_model(layout).eval()
-    start, vectors = time.perf_counter(), []
-    with torch.no_grad():
-        for ids, rows in item_batches(repo, dataset_facts(meta), layout):
-            vectors.append(model.vectors(rows_batch(rows, layout, slice(None)))[1].numpy())
-            log(f"encoded items up to {int(ids[-1]) + 1:,}")
-    vectors = np.concatenate(vectors).astype(np.float32)
-    seconds = time.perf_counter() - start
-    n, dim = vectors.shape
+    n, dim = int(read_repo_meta(repo)["n_items"]), model.vector_dim
     if n <= exact_items:
-        index, kind, recall = faiss.IndexFlatIP(dim), "exact", 1.0
-        index.add(vectors)
+        index, kind = faiss.IndexFlatIP(dim), "exact"
     else:
-        index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+        index, kind = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT), "hnsw"
         index.hnsw.efConstruction = HNSW_BUILD_DEPTH
-        index.add(vectors)
+    start = time.perf_counter()
+    with torch.no_grad():  # batch by batch into the index: no copy of every vector besides
+        for ids, rows in item_batches(repo, dataset_facts(meta), layout):
+            index.add(model.vectors(rows_batch(rows, layout, slice(None)))[1].numpy())
+            log(f"encoded items up to {int(ids[-1]) + 1:,}")
+    seconds = time.perf_counter() - start
+    recall = 1.0
+    if kind == "hnsw":
         index.hnsw.efSearch = HNSW_SEARCH_DEPTH
-        kind, recall = "hnsw", recall_against_exact(index, vectors)
+        recall = recall_against_exact(index, index.reconstruct_n(0, index.ntotal))
     info = {"run": str(run), "repo": str(repo), "model": cfg.model, "kind": kind, "items": n,
             "dim": dim, f"recall@{RECALL_K} against exact": recall,
             "encode_seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1),

@@ -12,7 +12,7 @@ import torch
 
 from conftest import error_lines, run
 from recsys.dataset.loader import load_split, rows_batch
-from recsys.retrieval.index import load_index
+from recsys.retrieval.index import build_index, load_index
 from recsys.run import Run
 from recsys.schema import ITEM_ID
 
@@ -44,6 +44,14 @@ def test_the_index_holds_the_item_towers_vectors_and_their_exact_top_k(tiny, tmp
     assert again.returncode != 0 and len(error_lines(again.stderr)) == 1
     assert "--force" in again.stderr
     run("recsys", "index", "--run", str(out), "--repo", str(tiny["repo"]), "--force")
+
+    # past its size for an exact index: HNSW, whose recall against exact search is recorded
+    info = build_index(out, tiny["repo"], force=True, exact_items=100)
+    hnsw, _ = load_index(out)
+    assert info["kind"] == "hnsw" and hnsw.ntotal == index.ntotal
+    assert info["recall@100 against exact"] > 0.9
+    _, near = hnsw.search(user, 20)
+    assert np.mean([len(set(a) & set(b)) / 20 for a, b in zip(near, want)]) > 0.9
 
     scorer = tmp_path / "scorer"  # the same run, as if its model were a scoring one
     shutil.copytree(out, scorer)
