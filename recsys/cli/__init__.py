@@ -349,6 +349,13 @@ def index(
     console.print(f"{info['items']:,} items of {info['dim']} values, {info['kind']} index "
                   f"(recall@100 against exact search {recall:.4f}), {info['items_per_s']:,.0f} "
                   f"items/s encoded: {run / INDEX_DIR}")
+    metrics = info["retrieval"]
+    console.print(f"next-day clicks ({metrics['test clicks']:,}), ranked among their scenario's "
+                  f"items:")
+    for where, figures in [("overall", metrics["overall"]), *metrics["per_scenario"].items()]:
+        console.print(f"  {where}: " + ", ".join(
+            f"{key} {figures['model'][key]:.4f} (popularity {figures['popularity'][key]:.4f})"
+            for key in figures["model"] if key.startswith("recall@")))
 
 
 app.add_typer(experiment_app, name="experiment")

@@ -1,5 +1,6 @@
 """`recsys index`: every item of the repo through a retrieval run's item tower, into a FAISS
-index beside the run (its `index/` folder, written whole or not at all). Up to EXACT_ITEMS
+index beside the run (its `index/` folder, written whole or not at all), with the run's retrieval
+metrics on its test split (eval.retrieval). Up to EXACT_ITEMS
 items the index is exact (inner products against every vector); beyond, HNSW, whose recall
 against exact search is measured on a sample and recorded. Row i of the index is the item of
 store ID i (the repo's ID map turns those into the raw IDs)."""
@@ -18,6 +19,7 @@ from recsys.files import atomic_dir, check_output_free, write_json
 from recsys.run import Run
 
 INDEX_DIR, INDEX_FILE, INDEX_META = "index", "items.faiss", "index.json"
+RETRIEVAL_METRICS = "retrieval.json"  # the run's Recall@K / NDCG@K beside popularity
 EXACT_ITEMS = 200_000  # past this many items, an approximate index
 HNSW_LINKS, HNSW_BUILD_DEPTH, HNSW_SEARCH_DEPTH = 32, 80, 128
 RECALL_QUERIES, RECALL_K = 1_000, 100  # the sample an approximate index's recall is taken on
@@ -32,6 +34,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     from recsys.data.offline import check_repo, read_repo_meta
     from recsys.dataset.loader import rows_batch
     from recsys.dataset.layout import dataset_facts
+    from recsys.eval.retrieval import retrieval_metrics
     from recsys.models.registry import model_class
     from recsys.retrieval.catalogue import item_batches
 
@@ -62,6 +65,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     if kind == "hnsw":
         index.hnsw.efSearch = HNSW_SEARCH_DEPTH
         recall = recall_against_exact(index, index.reconstruct_n(0, index.ntotal))
+    metrics = retrieval_metrics(run, index.reconstruct_n(0, index.ntotal))
     info = {"run": str(run), "repo": str(repo), "model": cfg.model, "kind": kind, "items": n,
             "dim": dim, f"recall@{RECALL_K} against exact": recall,
             "encode_seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1),
@@ -69,7 +73,8 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     with atomic_dir(out, force) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
         write_json(info, tmp / INDEX_META)
-    return info
+        write_json(metrics, tmp / RETRIEVAL_METRICS)
+    return {**info, "retrieval": metrics}
 
 
 def recall_against_exact(index, vectors: np.ndarray, queries: int = RECALL_QUERIES,

@@ -1,6 +1,7 @@
 """Retrieval on the tiny preset through the real CLI: a two_tower run, `recsys index` over the
 repo's items, the index holding exactly the item tower's vectors and answering the exact top-k
-of a user's vector; rebuilt only with --force; a run of a scoring model refused in one line."""
+of a user's vector, its Recall@K / NDCG@K equal to a brute-force replay; rebuilt only with
+--force; HNSW past the exact size; a run of a scoring model refused in one line."""
 
 from __future__ import annotations
 
@@ -8,50 +9,101 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow.dataset as pads
+import pytest
 import torch
 
 from conftest import error_lines, run
 from recsys.dataset.loader import load_split, rows_batch
-from recsys.retrieval.index import build_index, load_index
+from recsys.retrieval.index import INDEX_DIR, RETRIEVAL_METRICS, build_index, load_index
 from recsys.run import Run
-from recsys.schema import ITEM_ID
+from recsys.schema import ITEM_ID, LABEL, SCENARIO
 
 
-def test_the_index_holds_the_item_towers_vectors_and_their_exact_top_k(tiny, tmp_path):
-    out = tmp_path / "two_tower"
+@pytest.fixture(scope="module")
+def indexed(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("retrieval") / "two_tower"
     run("recsys", "train", "--model", "two_tower", "--epochs", "1", "--batch-size", "1024",
         "--dataset", str(tiny["dataset"]), "--out", str(out))
     run("recsys", "index", "--run", str(out), "--repo", str(tiny["repo"]))
-    index, info = load_index(out)
+    trained = Run(out)
+    layout = trained.layout()
+    test = load_split(tiny["dataset"], "test", layout)
+    clicked = np.flatnonzero(test.labels > 0)
+    batch = rows_batch(test, layout, clicked)
+    with torch.no_grad():
+        user, item = (v.numpy() for v in trained.load_model(layout).eval().vectors(batch))
+    return {"run": out, "user": user, "item": item, "scenario": batch.scenario.numpy(),
+            "items": batch.ids[:, layout.slot(ITEM_ID)].numpy()}  # table row i: store ID i
+
+
+def test_the_index_holds_the_item_towers_vectors_and_their_exact_top_k(indexed, tiny):
+    index, info = load_index(indexed["run"])
     meta = json.loads((tiny["dataset"] / "meta.json").read_text())
     assert info["kind"] == "exact" and info["items"] == index.ntotal == meta["n_items"]
     stored = index.reconstruct_n(0, index.ntotal)
-
-    trained = Run(out)
-    layout = trained.layout()
-    model = trained.load_model(layout).eval()
-    batch = rows_batch(load_split(tiny["dataset"], "test", layout), layout, slice(0, 300))
-    with torch.no_grad():
-        user, item = (v.numpy() for v in model.vectors(batch))
-    items = batch.ids[:, layout.slot(ITEM_ID)].numpy()  # row i of the table: store ID i
     # the item tower on the rows' items (their profile as the rows have it) = the index's rows
-    assert np.allclose(stored[items], item, atol=1e-5)
-    _, found = index.search(user, 20)
-    want = np.argsort(-(user @ stored.T), axis=1, kind="stable")[:, :20]
+    assert np.allclose(stored[indexed["items"]], indexed["item"], atol=1e-5)
+    _, found = index.search(indexed["user"], 20)
+    want = np.argsort(-(indexed["user"] @ stored.T), axis=1, kind="stable")[:, :20]
     assert (found == want).mean() > 0.99  # exact, up to ties of equal inner products
 
+
+def test_recall_and_ndcg_equal_a_brute_force_replay(indexed, tiny):
+    """Each test click's rank among its scenario's items (an item's scenario: where it is
+    shown most), by the model and by the training split's clicks, replayed in Python."""
+    metrics = json.loads((indexed["run"] / INDEX_DIR / RETRIEVAL_METRICS).read_text())
+    rows = pads.dataset(sorted(tiny["dataset"].glob("*/*.parquet")), format="parquet").to_table(
+        columns=[ITEM_ID, SCENARIO, LABEL]).to_pylist()
+    shown, clicks = {}, {}
+    for r in rows:
+        key = (r[ITEM_ID], r[SCENARIO])
+        shown[key] = shown.get(key, 0) + 1
+    for r in pads.dataset(str(tiny["dataset"] / "train"), format="parquet").to_table(
+            columns=[ITEM_ID, LABEL]).to_pylist():
+        clicks[r[ITEM_ID]] = clicks.get(r[ITEM_ID], 0) + r[LABEL]
+    scenario_of = {}
+    for (item, scenario), n in sorted(shown.items()):
+        if n > shown.get((item, scenario_of.get(item)), 0):
+            scenario_of[item] = scenario
+    index = load_index(indexed["run"])[0]
+    stored = index.reconstruct_n(0, index.ntotal)
+    model_ranks, popular_ranks = [], []
+    for u, item, s in zip(indexed["user"], indexed["items"], indexed["scenario"]):
+        members = [i for i, at in scenario_of.items() if at == s]
+        own = float(u @ stored[item])
+        model_ranks.append(sum(float(u @ stored[i]) > own for i in members))
+        mine = clicks.get(item, 0)
+        popular_ranks.append(sum(clicks.get(i, 0) > mine or
+                                 (clicks.get(i, 0) == mine and i < item) for i in members))
+    assert metrics["test clicks"] == len(model_ranks) > 100
+    for who, ranks in (("model", np.array(model_ranks)), ("popularity", np.array(popular_ranks))):
+        got = metrics["overall"][who]
+        for k in (20, 100, 500):
+            assert got[f"recall@{k}"] == pytest.approx(np.mean(ranks < k), abs=2e-3)
+            assert got[f"ndcg@{k}"] == pytest.approx(
+                np.mean(np.where(ranks < k, 1 / np.log2(ranks + 2), 0)), abs=2e-3)
+    assert metrics["overall"]["model"]["recall@20"] != metrics["overall"]["popularity"][
+        "recall@20"]  # two rankings, not one twice
+
+
+def test_rebuilt_with_force_hnsw_past_the_exact_size_and_a_scorer_refused(indexed, tiny,
+                                                                          tmp_path):
+    out = indexed["run"]
     again = run("recsys", "index", "--run", str(out), "--repo", str(tiny["repo"]), check=False)
     assert again.returncode != 0 and len(error_lines(again.stderr)) == 1
     assert "--force" in again.stderr
-    run("recsys", "index", "--run", str(out), "--repo", str(tiny["repo"]), "--force")
 
     # past its size for an exact index: HNSW, whose recall against exact search is recorded
     info = build_index(out, tiny["repo"], force=True, exact_items=100)
     hnsw, _ = load_index(out)
-    assert info["kind"] == "hnsw" and hnsw.ntotal == index.ntotal
+    assert info["kind"] == "hnsw" and hnsw.ntotal == info["items"]
     assert info["recall@100 against exact"] > 0.9
-    _, near = hnsw.search(user, 20)
+    stored = hnsw.reconstruct_n(0, hnsw.ntotal)
+    want = np.argsort(-(indexed["user"] @ stored.T), axis=1, kind="stable")[:, :20]
+    _, near = hnsw.search(indexed["user"], 20)
     assert np.mean([len(set(a) & set(b)) / 20 for a, b in zip(near, want)]) > 0.9
+    run("recsys", "index", "--run", str(out), "--repo", str(tiny["repo"]), "--force")
 
     scorer = tmp_path / "scorer"  # the same run, as if its model were a scoring one
     shutil.copytree(out, scorer)
