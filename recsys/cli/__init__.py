@@ -318,13 +318,25 @@ def serve(
     refresh_seconds: float = typer.Option(
         Settings.refresh_seconds, "--refresh-seconds", min=0, help="How often the item cache "
         "checks for a new materialization of the online store (0: never)."),
+    retrieval: Optional[Path] = typer.Option(
+        None, "--retrieval", help="A two_tower run with its index (`recsys index`): POST "
+                                  "/recommend retrieves with it and ranks with --run."),
 ) -> None:
-    """Serve a trained run: POST /score, GET /health, /metadata, /metrics."""
+    """Serve a trained run: POST /score, /feedback, /recommend; GET /health, /metadata,
+    /metrics."""
     from recsys.run import Run
 
-    settings = Settings(str(run), str(repo), refresh_seconds, host, port, workers)
+    settings = Settings(str(run), str(repo), refresh_seconds, host, port, workers,
+                        str(retrieval or ""))
     settings.check()
     Run(run).check_trained()  # before the server's imports: a wrong --run answers at once
+    if retrieval is not None:
+        from recsys.retrieval.index import INDEX_DIR, INDEX_META
+
+        Run(retrieval).check_trained()
+        if not (retrieval / INDEX_DIR / INDEX_META).is_file():
+            raise UsageError(f"retrieval {retrieval}: no index; build it with `recsys index "
+                             f"--run {retrieval}`", fields="retrieval")
     from recsys.data.offline import check_repo
     from recsys.serve.server import serve as run_server
 

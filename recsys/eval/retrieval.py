@@ -18,8 +18,10 @@ KS = (20, 100, 500)
 CHUNK = 2048  # test rows a step: their scores against a scenario's items stay small
 
 
-def retrieval_metrics(run: Path, vectors: np.ndarray, ks: tuple[int, ...] = KS) -> dict:
-    """`vectors` (items, dim): the item tower's vector of each store ID."""
+def retrieval_metrics(run: Path, vectors: np.ndarray, ks: tuple[int, ...] = KS,
+                      facts: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """`vectors` (items, dim): the item tower's vector of each store ID; `facts`: the run's
+    dataset's catalogue_facts, when already read."""
     from recsys.dataset.stream import SplitFiles, StreamLoader
     from recsys.run import Run
 
@@ -27,7 +29,7 @@ def retrieval_metrics(run: Path, vectors: np.ndarray, ks: tuple[int, ...] = KS) 
     layout = trained.layout()
     model = trained.load_model(layout).eval()
     dataset = Path(trained.saved["dataset"])
-    scenario_of, clicks = _catalogue(dataset, len(vectors))
+    scenario_of, clicks = facts or catalogue_facts(dataset, len(vectors))
     members = {s: np.flatnonzero(scenario_of == s) for s in range(len(layout.scenarios))}
     n = len(vectors)
     # popularity: an item's place among a scenario's items by (more clicks, then lower ID)
@@ -67,7 +69,7 @@ def _at(ranks: dict, rows, ks) -> dict:
             for who in ("model", "popularity")}
 
 
-def _catalogue(dataset: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+def catalogue_facts(dataset: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Each store ID's scenario (where it is shown most, over every split; -1: never shown)
     and its clicks in the training split, by DuckDB over the dataset's files."""
     import duckdb

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from recsys.errors import UsageError
@@ -20,6 +22,9 @@ from recsys.run import Run
 
 INDEX_DIR, INDEX_FILE, INDEX_META = "index", "items.faiss", "index.json"
 RETRIEVAL_METRICS = "retrieval.json"  # the run's Recall@K / NDCG@K beside popularity
+# each store ID's scenario (where it is shown most; -1: never shown) and its training clicks:
+# what /recommend keeps a scenario's items by, and ranks a cold user's by
+CATALOGUE = "catalogue.parquet"
 EXACT_ITEMS = 200_000  # past this many items, an approximate index
 HNSW_LINKS, HNSW_BUILD_DEPTH, HNSW_SEARCH_DEPTH = 32, 80, 128
 RECALL_QUERIES, RECALL_K = 1_000, 100  # the sample an approximate index's recall is taken on
@@ -34,7 +39,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     from recsys.data.offline import check_repo, read_repo_meta
     from recsys.dataset.loader import rows_batch
     from recsys.dataset.layout import dataset_facts
-    from recsys.eval.retrieval import retrieval_metrics
+    from recsys.eval.retrieval import catalogue_facts, retrieval_metrics
     from recsys.models.registry import model_class
     from recsys.retrieval.catalogue import item_batches
 
@@ -65,7 +70,8 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     if kind == "hnsw":
         index.hnsw.efSearch = HNSW_SEARCH_DEPTH
         recall = recall_against_exact(index, index.reconstruct_n(0, index.ntotal))
-    metrics = retrieval_metrics(run, index.reconstruct_n(0, index.ntotal))
+    facts = catalogue_facts(Path(trained.saved["dataset"]), n)
+    metrics = retrieval_metrics(run, index.reconstruct_n(0, index.ntotal), facts=facts)
     info = {"run": str(run), "repo": str(repo), "model": cfg.model, "kind": kind, "items": n,
             "dim": dim, f"recall@{RECALL_K} against exact": recall,
             "encode_seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1),
@@ -74,6 +80,8 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
         faiss.write_index(index, str(tmp / INDEX_FILE))
         write_json(info, tmp / INDEX_META)
         write_json(metrics, tmp / RETRIEVAL_METRICS)
+        pq.write_table(pa.table({"item": np.arange(n), "scenario": facts[0],
+                                 "train_clicks": facts[1]}), tmp / CATALOGUE)
     return {**info, "retrieval": metrics}
 
 
@@ -90,6 +98,12 @@ def recall_against_exact(index, vectors: np.ndarray, queries: int = RECALL_QUERI
     _, want = exact.search(sample, k)
     _, got = index.search(sample, k)
     return float(np.mean([len(set(w) & set(g)) / k for w, g in zip(want, got)]))
+
+
+def load_catalogue(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(scenario, training clicks) of each store ID, as the index was built with."""
+    table = pq.read_table(run / INDEX_DIR / CATALOGUE)
+    return table["scenario"].to_numpy(), table["train_clicks"].to_numpy()
 
 
 def load_index(run: Path):

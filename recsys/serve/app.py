@@ -5,6 +5,9 @@
   fingerprints in the X-Recsys-Model and X-Recsys-Dataset headers.
 - POST /feedback {"user_id", "item_id", "scenario", "clicked", "timestamp"?} or a list of
   them -> {"events", "clicks"}: a click joins the user's history in the online store at once.
+- POST /recommend {"user_id", "scenario", "k"?, "candidates"?, "exclude"?, "context"?} (with
+  `--retrieval RUN`) -> {"items": [{"item_id", "score", "retrieval_score"}, ...], "source"}:
+  the retrieval run's nearest items of the scenario, ranked by the served run (recommender).
 - GET /health, GET /metadata (model, config, dataset, feature service, versions), GET /metrics
   (Prometheus text: requests by endpoint and status, latency histograms, refusals by reason).
 
@@ -32,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from recsys.schema import ITEM_ID
 from recsys.serve.feedback import Event, HistoryWriter
+from recsys.serve.recommender import CANDIDATES, Recommender
 from recsys.serve.scorer import Request as ScoreRequest
 from recsys.serve.scorer import RequestError, Scorer
 from recsys.serve.settings import Settings
@@ -69,6 +73,18 @@ class FeedbackEvent(BaseModel):
 FEEDBACK = TypeAdapter(list[FeedbackEvent])
 
 
+class RecommendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictInt | StrictStr
+    scenario: StrictInt | StrictStr
+    k: StrictInt = Field(default=20, ge=1, le=MAX_CANDIDATES)
+    candidates: StrictInt = Field(default=CANDIDATES, ge=1, le=MAX_CANDIDATES)
+    exclude: list[StrictInt] | list[StrictStr] = Field(default_factory=list,
+                                                       max_length=MAX_CANDIDATES)
+    context: dict[str, StrictInt | float | StrictStr | None] = Field(default_factory=dict)
+
+
 class _Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
@@ -81,11 +97,16 @@ class _Metrics:
                                   registry=self.registry)
         self.refused = Counter("recsys_refused", "Refused requests by reason", ["reason"],
                                registry=self.registry)
+        self.stages = Histogram("recsys_recommend_stage_seconds", "Each stage of a /recommend "
+                                "request", ["stage"], buckets=LATENCY_BUCKETS,
+                                registry=self.registry)
 
 
 def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
     torch.set_num_threads(1)  # one request, one core: concurrency comes from the requests
     scorer = scorer or Scorer(Path(settings.run), Path(settings.repo), settings.refresh_seconds)
+    recommender = Recommender(scorer, Path(settings.retrieval), Path(settings.repo),
+                              settings.refresh_seconds) if settings.retrieval else None
     metrics = _Metrics()
     app = FastAPI(title="recsys", docs_url=None, redoc_url=None)
     headers = {"X-Recsys-Model": f"{scorer.info['name']} {scorer.info['model_fingerprint']}",
@@ -164,6 +185,36 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
             return refuse(422, "invalid request", str(e))
         return JSONResponse({"events": len(parsed), "clicks": clicks}, headers=headers)
 
+    @app.post("/recommend")
+    async def recommend(request: Request):
+        if recommender is None:
+            return refuse(404, "no retrieval", "this server has no retrieval run: start it with "
+                          "`recsys serve --retrieval RUN` (a two_tower run with `recsys index`)")
+        data, refused = await body_json(request)
+        if refused is not None:
+            return refused
+        try:
+            parsed = RecommendBody.model_validate(data)
+        except ValidationError as e:
+            return refuse(422, "invalid request", _first_error(e, RecommendBody))
+        if parsed.k > parsed.candidates:
+            return refuse(422, "invalid request", f"k: {parsed.k} is more than the "
+                          f"{parsed.candidates} candidates retrieved; ask for at most that many")
+        try:
+            found = await run_in_threadpool(recommender.recommend, parsed.user_id,
+                                            parsed.scenario, parsed.k, parsed.exclude,
+                                            parsed.candidates, parsed.context)
+        except RequestError as e:
+            return refuse(422, "invalid request", str(e))
+        for stage, seconds in found.seconds.items():
+            metrics.stages.labels(stage).observe(seconds)
+        return JSONResponse({"items": [
+            {ITEM_ID: item, "score": float(score),
+             "retrieval_score": None if found.retrieval_scores is None else
+             float(found.retrieval_scores[i])}
+            for i, (item, score) in enumerate(zip(found.item_ids, found.rank_scores))],
+            "source": found.source}, headers=headers)
+
     @app.get("/health")
     def health():
         return JSONResponse({"status": "ok", "reloads": scorer.features.reloads},
@@ -173,6 +224,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
     def metadata():
         return JSONResponse({**scorer.info, "limits": {"max_candidates": MAX_CANDIDATES,
                                                        "max_body_bytes": MAX_BODY_BYTES},
+                             "retrieval": recommender.info if recommender else None,
                              "versions": _versions()}, headers=headers)
 
     @app.get("/metrics")

@@ -84,6 +84,16 @@ class IdIndex:
             return None  # IDs of any kind
         return next((v for v in values if isinstance(v, str) and not WHOLE.fullmatch(v)), None)
 
+    def raw_ids(self, rows: np.ndarray) -> list:
+        """The raw IDs of store IDs (the inverse of lookup), as a client sent them."""
+        if self.raw is None:
+            return [int(r) for r in rows]
+        if not hasattr(self, "_by_row"):
+            self._by_row = np.empty(int(self.rows.max()) + 1 if len(self.rows) else 0,
+                                    dtype=self.raw.dtype)
+            self._by_row[self.rows] = self.raw
+        return [v.item() if hasattr(v, "item") else v for v in self._by_row[rows]]
+
     def lookup(self, values: list[int] | list[str]) -> np.ndarray:
         """The store IDs of `values` (all ints or all strings), -1 where unknown; vectorized."""
         values = pa.array(values, pa.int64() if values and isinstance(values[0], int)

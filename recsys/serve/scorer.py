@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import torch
 
 from recsys.data.offline import offline_dir
+from recsys.dataset.batch import Batch
 from recsys.dataset.layout import dataset_facts
 from recsys.dataset.loader import needed_columns, rows_batch, SplitData
 from recsys.errors import RecsysError
@@ -129,8 +130,7 @@ class Scorer:
         scenario = self.scenario_code(request.scenario)
         context = self.context_values(request.context)
         user, items = self.store_ids(request.user_id, request.item_ids)
-        data = self._inputs(user, scenario, items, context)
-        batch = rows_batch(data, self.layout, slice(None))
+        batch = self.batch(user, scenario, items, context)
         middle = time.perf_counter()
         probs = torch.sigmoid(self.model(batch)).numpy()
         return Scores(request.item_ids, probs, middle - start, time.perf_counter() - middle)
@@ -153,6 +153,12 @@ class Scorer:
         return {"inputs": {part: [(c, c.transform(v[c.name], RAW))
                                   for c in self.layout.inputs if c.name in v]
                            for part, v in values.items()}}
+
+    def batch(self, user: int, scenario: int, items: np.ndarray,
+              context: dict[str, object] | None = None) -> Batch:
+        """The model's batch of one request in the store's terms (user -1: unknown)."""
+        return rows_batch(self._inputs(user, scenario, items, context or {}), self.layout,
+                          slice(None))
 
     def _inputs(self, user: int, scenario: int, items: np.ndarray,
                 context: dict[str, object]) -> SplitData:

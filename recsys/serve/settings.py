@@ -17,6 +17,7 @@ class Settings:
     host: str = "127.0.0.1"  # loopback unless told otherwise
     port: int = 8000
     workers: int = 1  # server processes, each with the model and its caches
+    retrieval: str = ""  # a retrieval run with its index (`recsys index`): POST /recommend
 
     def check(self) -> None:
         if not 0 < self.port < 65536:

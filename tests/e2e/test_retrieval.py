@@ -116,3 +116,65 @@ def test_rebuilt_with_force_hnsw_past_the_exact_size_and_a_scorer_refused(indexe
         f"error: --run {scorer}: its model mmoe scores (user, item) pairs and has no item "
         f"vectors; train a retrieval model (recsys train --model two_tower) and index its "
         f"output"]
+
+
+def test_recommend_retrieves_then_ranks(indexed, tiny, tmp_path):
+    """`recsys serve --run RANKER --retrieval RUN`: k distinct items of the scenario, best
+    first, none excluded, ranked as /score ranks the same candidates; a cold user gets the
+    scenario's most clicked items, said so; bad requests one 4xx each; stage times counted."""
+    from datetime import datetime, timezone
+
+    from recsys.retrieval.index import load_catalogue
+    from recsys.train.config import TrainConfig
+    from recsys.train.loop import train
+    from serving import copy_applied, recsys_server
+
+    repo = copy_applied(tiny["repo"], tmp_path / "repo")
+    run("feast", "materialize-incremental",
+        datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), cwd=repo)
+    ranker = tmp_path / "mmoe"
+    train(tiny["dataset"], ranker, TrainConfig(model="mmoe", epochs=1, batch_size=1024),
+          progress=False, log=lambda *a, **k: None)
+    scenario_of, clicks = load_catalogue(indexed["run"])
+    with recsys_server(ranker, repo, "--retrieval", str(indexed["run"])) as client:
+        user, scenario = 5, 2
+        first = client.post("/recommend", json={"user_id": user, "scenario": scenario,
+                                                "k": 10, "candidates": 50})
+        assert first.status_code == 200, first.text
+        got = first.json()
+        items = [x["item_id"] for x in got["items"]]
+        assert got["source"] == "retrieval" and len(items) == len(set(items)) == 10
+        assert all(scenario_of[i] == scenario for i in items)
+        scores = [x["score"] for x in got["items"]]
+        assert scores == sorted(scores, reverse=True)
+        # the ranking is /score's on the same candidates
+        again = client.post("/score", json={"user_id": user, "scenario": scenario,
+                                            "item_ids": items}).json()["scores"]
+        assert [x["item_id"] for x in again] == items
+        np.testing.assert_allclose([x["score"] for x in again], scores, atol=1e-6)
+
+        excluded = client.post("/recommend", json={"user_id": user, "scenario": scenario,
+                                                   "k": 10, "candidates": 50,
+                                                   "exclude": items[:3]}).json()
+        assert not set(items[:3]) & {x["item_id"] for x in excluded["items"]}
+
+        cold = client.post("/recommend", json={"user_id": 10 ** 9, "scenario": scenario,
+                                               "k": 5, "candidates": 5}).json()
+        members = np.flatnonzero(scenario_of == scenario)
+        top = set(members[np.lexsort((members, -clicks[members]))][:5].tolist())
+        assert cold["source"] == "popular" and {x["item_id"] for x in cold["items"]} == top
+        assert all(x["retrieval_score"] is None for x in cold["items"])
+
+        for body, says in [
+                ({"user_id": user, "scenario": 99}, "scenario: unknown scenario 99"),
+                ({"user_id": user, "scenario": 1, "k": 0}, "k: "),
+                ({"user_id": user, "scenario": 1, "k": 30, "candidates": 20},
+                 "k: 30 is more than the 20 candidates"),
+                ({"user_id": "x", "scenario": 1}, "user_id: 'x' is not an ID"),
+                ({"user_id": user, "scenario": 1, "top": 3}, "top: not a known key")]:
+            answer = client.post("/recommend", json=body)
+            assert answer.status_code == 422 and says in answer.json()["error"], answer.text
+        assert client.get("/health").status_code == 200
+        assert 'recsys_recommend_stage_seconds_count{stage="retrieval"}' in \
+            client.get("/metrics").text
+        assert client.get("/metadata").json()["retrieval"]["index"]["kind"] == "exact"
