@@ -20,6 +20,9 @@ from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_SCENARIOS, HIS
     HISTORY_VIEW, ITEM_ID, LABEL, REQUEST_ID, SCENARIO, USER_ID, Schema, history_column
 
 HISTORY_MEMORY = 2 * GiB
+# The view is written in time order in row groups of this many rows: a build's partition
+# reads the row groups of its own time range alone (dataset.history_join)
+HISTORY_ROW_GROUP_ROWS = 65_536
 
 
 def history_sql(length: int, interactions: str = "interactions",
@@ -57,7 +60,7 @@ def history_sql(length: int, interactions: str = "interactions",
                list_reverse(times) AS {HISTORY_TIMES}{out}
         FROM lists
         QUALIFY k = max(k) OVER (PARTITION BY u, t)  -- the instant's last click: all of them
-        ORDER BY u, t"""
+        ORDER BY t, u"""
 
 
 def write_history(offline: Path, schema: Schema) -> None:
@@ -69,6 +72,6 @@ def write_history(offline: Path, schema: Schema) -> None:
     item_features = tuple((f, views[f]) for f in schema.history_item_features)
     write_query(con, history_sql(schema.history_length, item_features=item_features),
                 offline / HISTORY_VIEW.name / "part-00000.parquet",
-                schema.tables()[HISTORY_VIEW.name])
+                schema.tables()[HISTORY_VIEW.name], HISTORY_ROW_GROUP_ROWS)
     con.close()
     shutil.rmtree(spill, ignore_errors=True)

@@ -114,12 +114,13 @@ def write_empty(offline: Path, table: str, columns: pa.Schema) -> None:
 
 
 def write_query(con: duckdb.DuckDBPyConnection, sql: str, path: Path,
-                schema: pa.Schema) -> None:
-    """Stream a query's result into one Parquet file of the given schema."""
+                schema: pa.Schema, row_group_rows: int | None = None) -> None:
+    """Stream a query's result into one Parquet file of the given schema (row groups of at
+    most `row_group_rows` rows, or pyarrow's default)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(path, schema) as writer:
         for batch in con.execute(sql).fetch_record_batch():
-            writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+            writer.write_table(pa.Table.from_batches([batch]).cast(schema), row_group_rows)
 
 
 def table_files(offline: Path, table: str) -> list[Path]:

@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from recsys.data import vectors
 from recsys.data.offline import connect, offline_dir, read_repo_meta, read_schema, table_files, \
-    table_glob, validate_offline_store
+    validate_offline_store
+from recsys.dataset.history_join import HistoryJoin
 from recsys.dataset.meta import DATASET_META
 from recsys.data.split import DAY_US, SPLITS, Split, SplitSpec, choose_split, \
     train_counts_sql, with_cold_start_flags
@@ -156,7 +157,7 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
     `schema`: the dataset's Arrow schema (of `repo_schema`'s service); `history_ttl`: the
     history view's, when the service reads it."""
     keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
-    history = _history_join(offline, history_ttl, repo_schema) if history_ttl else ("", "")
+    history = HistoryJoin(con, offline, history_ttl, repo_schema) if history_ttl else None
     dictionary = _dictionary_columns(repo_schema, schema)
     con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql(INTERACTIONS, split, USER_ID)}")
     con.execute(f"CREATE TEMP TABLE ti AS {train_counts_sql(INTERACTIONS, split, ITEM_ID)}")
@@ -269,10 +270,10 @@ def _interaction_files(offline: Path) -> dict[int, list[str]]:
 
 
 def _build_partition(con, files: dict[int, list[str]], part: Partition, split: Split,
-                     join, keys: list[str], history: tuple[str, str] = ("", "")) -> pa.Table:
+                     join, keys: list[str], history: HistoryJoin | None = None) -> pa.Table:
     """The partition's rows with their features and flags and a `split` column, in time
     order. `keys`: the request ID, the event time and the entities' join keys; `history`:
-    the user_history view's columns and join clause (`_history_join`), or none."""
+    the user's history as of each row, when the service reads it."""
     days = range(part.start // DAY_US, (part.end - 1) // DAY_US + 1)
     chosen = [f for d in days for f in files.get(d, [])]
     if sum(len(v) for k, v in files.items() if k >= 0) != len(files[-1]):
@@ -284,7 +285,8 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, split: S
     entity = con.execute(f"SELECT {', '.join(keys)} FROM part").fetch_arrow_table()
     joined = join(entity)
     con.register("joined", joined)
-    lists, pit = history
+    lists, pit = (history.columns(), history.clause(part.start, part.end)) if history \
+        else ("", "")
     table = con.execute(f"""
         SELECT part.*, joined.* EXCLUDE ({', '.join(keys)}){lists},
                {split.of(f"epoch_us(part.{EVENT_TIMESTAMP})")} AS split
@@ -293,27 +295,6 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, split: S
     con.unregister("joined")
     con.execute("DROP TABLE part")
     return table
-
-
-def _history_join(offline: Path, ttl: timedelta, schema: Schema) -> tuple[str, str]:
-    """The SELECT columns and the join clause that give each row of `part` the user's history
-    as of its instant: the view's latest row at or before it (the view is stamped a
-    microsecond after the clicks it holds), none when older than the view's TTL; Feast's
-    point-in-time semantics, by DuckDB's ASOF join."""
-    names = [f.name for f in schema.view_features(HISTORY_VIEW.name)]
-    glob = table_glob(offline, HISTORY_VIEW.name)
-    fresh = f"pit.ts >= part.{EVENT_TIMESTAMP} - INTERVAL {int(ttl.total_seconds())} SECOND"
-    lists = "".join(f", CASE WHEN {fresh} THEN pit.{n} END AS {n}" for n in names)
-    pit = f"""
-        JOIN (SELECT part.{REQUEST_ID} AS rid, h.{EVENT_TIMESTAMP} AS ts,
-                     {', '.join(f'h.{n}' for n in names)}
-              FROM part ASOF LEFT JOIN (
-                  SELECT * FROM read_parquet('{glob}')
-                  WHERE {USER_ID} IN (SELECT {USER_ID} FROM part)) h
-              ON part.{USER_ID} = h.{USER_ID}
-                 AND part.{EVENT_TIMESTAMP} >= h.{EVENT_TIMESTAMP}) pit
-        ON pit.rid = part.{REQUEST_ID}"""
-    return lists, pit
 
 
 def _write_splits(table: pa.Table, paths: dict[str, Path], schema: pa.Schema,

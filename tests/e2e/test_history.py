@@ -11,10 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.dataset as pds
+import pytest
 from feast import FeatureStore
 
 from conftest import copy_repo, error_lines, run
 from recsys.data.offline import table_files
+from recsys.dataset.build import build_dataset
 from recsys.schema import ANTM2C, EVENT_TIMESTAMP, HISTORY_LENGTH, HISTORY_VIEW, INTERACTIONS, \
     ITEM_ID, LABEL, REQUEST_ID, SCENARIO, SCHEMA_FILE, USER_ID, Schema
 
@@ -60,9 +62,22 @@ def _got(row: dict) -> tuple[list, ...]:
     return tuple(row[name] or [] for name in HISTORY)
 
 
-def test_every_row_has_the_clicks_strictly_before_it(tiny):
+@pytest.fixture(scope="module")
+def bucketed(tiny, tmp_path_factory) -> Path:
+    """tiny built in partitions of at most 2,500 rows: each day (4,000 rows) cut into hash
+    buckets of users, so the history carried from one day's partitions to the next day's is
+    checked too."""
+    out = tmp_path_factory.mktemp("bucketed") / "ds"
+    info = build_dataset(tiny["repo"], out, partition_rows=2_500, progress=False)
+    assert info["build"]["partitions"] >= 12
+    return out
+
+
+@pytest.mark.parametrize("built", ["default", "bucketed"])
+def test_every_row_has_the_clicks_strictly_before_it(tiny, request, built):
     clicks = _clicks(tiny["offline"])
-    rows = pds.dataset(sorted(tiny["dataset"].glob("*/*.parquet")), format="parquet").to_table(
+    dataset = tiny["dataset"] if built == "default" else request.getfixturevalue("bucketed")
+    rows = pds.dataset(sorted(dataset.glob("*/*.parquet")), format="parquet").to_table(
         columns=[EVENT_TIMESTAMP, USER_ID, *HISTORY]).to_pylist()
     same_instant = with_history = 0
     for row in rows:
