@@ -118,7 +118,7 @@ class Layout:
         return (sum(self.widths) if self.widths else len(self.sparse)) + \
             len(self.history_keys)
 
-    @property
+    @functools.cached_property  # read on every batch: worked out once
     def history_tables(self) -> tuple[tuple[str, str], ...]:
         """(history column, the feature whose table it is looked up in) of the history read."""
         if not self.history:
@@ -128,7 +128,7 @@ class Layout:
                         if history_column(f) in self.columns.names)
         return tuple((c, f) for c, f in HISTORY_TABLES + carried if f in self.sparse)
 
-    @property
+    @functools.cached_property
     def history_keys(self) -> tuple[str, ...]:
         """The KJT features of the history: one per list and position ("history_item_ids_0"),
         at most one value a row (none past the user's last click)."""

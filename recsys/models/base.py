@@ -13,6 +13,7 @@ from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig, PoolingType
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
@@ -50,6 +51,32 @@ class Model(nn.Module):
 
 # the tables' storage types: TorchRec's type for each name models.config accepts
 TABLE_DTYPES = {"fp32": DataType.FP32, "fp16": DataType.FP16}
+
+
+def table_lookup(ebc: nn.Module, kjt: KeyedJaggedTensor, plans: dict) -> KeyedTensor:
+    """`ebc(kjt)`. For a FusedEmbeddingBagCollection: its own forward less its split of the
+    batch into a JaggedTensor per key, which costs most of a served request's lookup with a
+    hundred history keys: one permute into the tables' order, then the same kernel call per
+    group of tables on the same values (`plans` keeps each key order's permutation). Other
+    collections (sharded) answer themselves."""
+    if not isinstance(ebc, FusedEmbeddingBagCollection) or ebc.is_weighted():
+        return ebc(kjt)
+    keys = tuple(kjt.keys())
+    if keys not in plans:
+        where = {k: i for i, k in enumerate(keys)}
+        groups = [[f for t in tables for f in t.feature_names]
+                  for tables in ebc._key_to_tables.values()]
+        plans[keys] = [where[f] for g in groups for f in g], [len(g) for g in groups]
+    order, sizes = plans[keys]
+    kjt = kjt.permute(order)
+    batch, starts = kjt.stride(), [0, *torch.tensor(kjt.length_per_key()).cumsum(0).tolist()]
+    lengths = kjt.lengths().split([n * batch for n in sizes])
+    first = [sum(sizes[:g]) for g in range(len(sizes))]
+    out = [op(kjt.values()[starts[f]:starts[f + n]].int(),
+              torch.ops.fbgemm.asynchronous_complete_cumsum(length).int(), None)
+           for op, f, n, length in zip(ebc._emb_modules, first, sizes, lengths)]
+    return KeyedTensor(keys=ebc._embedding_names, values=torch.cat(out, dim=1),
+                       length_per_key=ebc._length_per_key)
 
 
 class SparseArch(nn.Module):
@@ -92,6 +119,7 @@ class SparseArch(nn.Module):
         self.n_slots = len(layout.sparse) + len(groups) + \
             (HistoryPool.SLOTS if self.history is not None else 0)
         self._orders: dict[tuple[str, ...], torch.Tensor] = {}
+        self._groups: dict = {}  # table_lookup's plans
         self.out_dim = cfg.embedding_dim * self.n_slots + len(layout.dense)
         self.backbone = CrossNet(self.out_dim, cfg.cross_layers, cfg.cross_rank) \
             if cfg.backbone == "dcn" else nn.Identity()
@@ -99,7 +127,7 @@ class SparseArch(nn.Module):
     def lookup(self, batch: Batch) -> torch.Tensor:
         """(B, F + G (+ slots), D): one embedding per sparse feature, in Layout order, then one
         per vector group, then the pooled history's slots when the Layout reads it."""
-        pooled = self.ebc(batch.sparse)
+        pooled = table_lookup(self.ebc, batch.sparse, self._groups)
         wanted = self.keys + self.history_keys
         if pooled.keys() == wanted:
             values = pooled.values().view(len(batch), len(wanted), self.dim)
