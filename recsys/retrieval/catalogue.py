@@ -59,12 +59,9 @@ def item_batches(repo: Path, schema: Schema, layout: Layout,
 def _as_inputs(table: pa.Table, layout: Layout, repo: Path) -> SplitData:
     """The items' columns with the layout's other inputs null (as an unknown user's)."""
     n = table.num_rows
-    for name in [c.name for c in layout.inputs] + [LABEL, SCENARIO]:
-        if name not in table.column_names:
-            kind = layout.columns.field(name).type if name in layout.columns.names else \
-                pa.int64()
-            table = table.append_column(name, pa.nulls(n, kind) if name != LABEL else
-                                        pa.array(np.zeros(n, np.int8)))
-    table = table.set_column(table.column_names.index(SCENARIO), SCENARIO,
-                             pa.array(np.zeros(n, np.int64)))
+    table = table.append_column(LABEL, pa.array(np.zeros(n, np.int8))).append_column(
+        SCENARIO, pa.array(np.zeros(n, np.int64)))  # neither reaches the item tower
+    for c in layout.inputs:
+        if c.name not in table.column_names:
+            table = table.append_column(c.name, pa.nulls(n, layout.columns.field(c.name).type))
     return to_split_data(table, layout, offline_dir(repo))

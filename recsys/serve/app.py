@@ -135,15 +135,21 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             return None, refuse(400, "malformed json", f"malformed JSON: {e}")
 
-    @app.post("/score")
-    async def score(request: Request):
+    async def parsed_body(request: Request, body: type[BaseModel]):
+        """The request's body as `body`, or the refusal to answer with."""
         data, refused = await body_json(request)
         if refused is not None:
-            return refused
+            return None, refused
         try:
-            parsed = ScoreBody.model_validate(data)
+            return body.model_validate(data), None
         except ValidationError as e:
-            return refuse(422, "invalid request", _first_error(e, ScoreBody))
+            return None, refuse(422, "invalid request", _first_error(e, body))
+
+    @app.post("/score")
+    async def score(request: Request):
+        parsed, refused = await parsed_body(request, ScoreBody)
+        if refused is not None:
+            return refused
         if len(set(parsed.item_ids)) < len(parsed.item_ids):
             seen, twice = set(), None
             for item in parsed.item_ids:
@@ -190,13 +196,9 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
         if recommender is None:
             return refuse(404, "no retrieval", "this server has no retrieval run: start it with "
                           "`recsys serve --retrieval RUN` (a two_tower run with `recsys index`)")
-        data, refused = await body_json(request)
+        parsed, refused = await parsed_body(request, RecommendBody)
         if refused is not None:
             return refused
-        try:
-            parsed = RecommendBody.model_validate(data)
-        except ValidationError as e:
-            return refuse(422, "invalid request", _first_error(e, RecommendBody))
         if parsed.k > parsed.candidates:
             return refuse(422, "invalid request", f"k: {parsed.k} is more than the "
                           f"{parsed.candidates} candidates retrieved; ask for at most that many")

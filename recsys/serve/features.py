@@ -65,7 +65,7 @@ class IdIndex:
     int64, other IDs as strings); without a map, an ID is its own store ID."""
 
     def __init__(self, path: Path | None):
-        self.raw = self.rows = None
+        self.raw = self.rows = self.by_row = None
         if path is None or not path.is_file():
             return
         table = pq.read_table(path)
@@ -75,6 +75,8 @@ class IdIndex:
             np.asarray(raw.to_pylist(), dtype=object)
         order = np.argsort(keys, kind="stable")
         self.raw, self.rows, self.whole = keys[order], rows[order], whole
+        self.by_row = np.empty(int(rows.max()) + 1 if len(rows) else 0, dtype=keys.dtype)
+        self.by_row[rows] = keys  # store ID -> raw ID
 
     def misfit(self, values: list[int] | list[str]):
         """The first of `values` that cannot be an ID of this index (a string other than
@@ -88,11 +90,7 @@ class IdIndex:
         """The raw IDs of store IDs (the inverse of lookup), as a client sent them."""
         if self.raw is None:
             return [int(r) for r in rows]
-        if not hasattr(self, "_by_row"):
-            self._by_row = np.empty(int(self.rows.max()) + 1 if len(self.rows) else 0,
-                                    dtype=self.raw.dtype)
-            self._by_row[self.rows] = self.raw
-        return [v.item() if hasattr(v, "item") else v for v in self._by_row[rows]]
+        return [v.item() if hasattr(v, "item") else v for v in self.by_row[rows]]
 
     def lookup(self, values: list[int] | list[str]) -> np.ndarray:
         """The store IDs of `values` (all ints or all strings), -1 where unknown; vectorized."""
