@@ -55,11 +55,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     layout = trained.layout()
     model = trained.load_model(layout).eval()
     n, dim = int(read_repo_meta(repo)["n_items"]), model.vector_dim
-    if n <= exact_items:
-        index, kind = faiss.IndexFlatIP(dim), "exact"
-    else:
-        index, kind = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT), "hnsw"
-        index.hnsw.efConstruction = HNSW_BUILD_DEPTH
+    index, kind = new_index(n, dim, exact_items)
     start = time.perf_counter()
     with torch.no_grad():  # batch by batch into the index: no copy of every vector besides
         for ids, rows in item_batches(repo, dataset_facts(meta), layout):
@@ -68,7 +64,6 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     seconds = time.perf_counter() - start
     recall = 1.0
     if kind == "hnsw":
-        index.hnsw.efSearch = HNSW_SEARCH_DEPTH
         recall = recall_against_exact(index, index.reconstruct_n(0, index.ntotal))
     facts = catalogue_facts(Path(trained.saved["dataset"]), n)
     metrics = retrieval_metrics(run, index.reconstruct_n(0, index.ntotal), facts=facts)
@@ -83,6 +78,19 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
         pq.write_table(pa.table({"item": np.arange(n), "scenario": facts[0],
                                  "train_clicks": facts[1]}), tmp / CATALOGUE)
     return {**info, "retrieval": metrics}
+
+
+def new_index(n: int, dim: int, exact_items: int = EXACT_ITEMS):
+    """An empty index for `n` vectors of `dim` (inner product), and its kind: exact up to
+    `exact_items`, else HNSW."""
+    import faiss
+
+    if n <= exact_items:
+        return faiss.IndexFlatIP(dim), "exact"
+    index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_BUILD_DEPTH
+    index.hnsw.efSearch = HNSW_SEARCH_DEPTH  # written with the index, so a loaded one has it
+    return index, "hnsw"
 
 
 def recall_against_exact(index, vectors: np.ndarray, queries: int = RECALL_QUERIES,

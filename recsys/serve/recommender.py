@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys.retrieval.index import load_catalogue, load_index
+from recsys.retrieval.index import HNSW_SEARCH_DEPTH, load_catalogue, load_index
 from recsys.run import Run
 from recsys.serve.scorer import Request, RequestError, Scorer
 
@@ -72,9 +72,9 @@ class Recommender:
             batch = self.retriever.batch(user, code, np.zeros(1, dtype=np.int64),
                                          self.retriever.context_values(context))
             vector = self.retriever.model.vectors(batch)[0].numpy()
-            params = faiss.SearchParametersHNSW(sel=self.selectors[code],
-                                                efSearch=max(wanted, 128)) if self.hnsw else \
-                faiss.SearchParameters(sel=self.selectors[code])
+            depth = max(wanted, HNSW_SEARCH_DEPTH)  # HNSW finds at most its depth
+            params = faiss.SearchParametersHNSW(sel=self.selectors[code], efSearch=depth) \
+                if self.hnsw else faiss.SearchParameters(sel=self.selectors[code])
             scores, ids = self.index.search(vector, wanted, params=params)
             keep = [j for j, i in enumerate(ids[0]) if i >= 0 and i not in excluded]
             found, near, source = ids[0][keep].tolist(), scores[0][keep], "retrieval"
