@@ -16,7 +16,7 @@ from recsys.cli.experiment import experiment_app
 from recsys.cli.imports import import_app
 from recsys.errors import UsageError
 from recsys.memory import DEFAULT_MEMORY_GB
-from recsys.models.config import ModelConfig
+from recsys.models.config import MODEL_NAMES, ModelConfig
 from recsys.schema import ITEM_ID, USER_ID
 from recsys.serve.settings import Settings
 from recsys.files import read_json
@@ -179,9 +179,8 @@ def summary(
 @app.command()
 @friendly
 def train(
-    model: Optional[str] = typer.Option(None, "--model", help="dnn | dnn_mixed | shared_bottom "
-                                        "| mmoe | ple | star | pepnet | m2m | din | dropoutnet "
-                                        "| metaemb | maml | melu (or `model:` in --config)"),
+    model: Optional[str] = typer.Option(None, "--model", help=" | ".join(MODEL_NAMES)
+                                        + " (or `model:` in --config)"),
     dataset: Optional[Path] = typer.Option(None, "--dataset",
                                            help="Dataset folder (default datasets/small)."),
     config: Optional[Path] = CONFIG,

@@ -31,6 +31,9 @@ class ModelConfig:
     cross_rank: int = 64  # 0: full rank
 
 
+# the registered models (models.registry), named here for the CLI's help without torch
+MODEL_NAMES = ("dnn", "dnn_mixed", "shared_bottom", "mmoe", "ple", "star", "pepnet", "m2m", "din",
+               "dropoutnet", "metaemb", "maml", "melu", "two_tower")
 FUSIONS = ("concat", "gated")
 # how a model reads the user's history (`recsys train --history`): DIN's target attention of
 # the candidate item over the clicked items, or their mean

@@ -7,7 +7,7 @@ from __future__ import annotations
 from recsys.dataset.layout import Layout
 from recsys.errors import UsageError
 from recsys.models.base import Model
-from recsys.models.config import ModelConfig
+from recsys.models.config import MODEL_NAMES, ModelConfig
 from recsys.models.din import DIN
 from recsys.models.dnn import SingleScenarioDNN
 from recsys.models.dnn_mixed import DNNMixed
@@ -43,6 +43,7 @@ MODELS: dict[str, type[Model]] = {
     # retrieval: a user's vector and an item's, for a vector search over the catalogue
     "two_tower": TwoTower,
 }
+assert tuple(MODELS) == MODEL_NAMES, "models.config.MODEL_NAMES must name the registry's models"
 
 
 def model_names(family: str | None = None, shardable: bool | None = None) -> tuple[str, ...]:
