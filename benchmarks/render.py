@@ -105,8 +105,10 @@ def quality_part(folder: Path) -> str:
     for name in run["experiments"]:
         results = json.loads((folder / name / "results.json").read_text())
         lines += ["", f"### {name}", ""]
+        over = "mean ± std over seeds" if run["seeds"] > 1 else "one seed"
         for table, block in auc_blocks(results).items():
-            lines += [f"AUC, {table} ({'mean ± std over seeds' if run['seeds'] > 1 else 'one seed'}):", "", auc_table(block), ""]
+            what = block.get("metric", "AUC").replace("recall", "Recall")
+            lines += [f"{what}, {table} ({over}):", "", auc_table(block), ""]
         for png in sorted((folder / name).glob("*.png")):
             target = ROOT / "benchmarks" / "plots" / f"{name}-{png.name}"
             target.parent.mkdir(exist_ok=True)

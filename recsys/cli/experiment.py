@@ -154,6 +154,33 @@ def experiment_history(
     console.print(f"report: {out / 'report.md'}, plot: {out / 'history.png'}")
 
 
+@experiment_app.command("retrieval")
+@friendly
+def experiment_retrieval(
+    preset: str = PRESET,
+    dataset: Optional[Path] = DATASET,
+    seeds: int = SEEDS,
+    text: bool = typer.Option(False, "--text", help="Also train each arm with text vectors."),
+    epochs: Optional[int] = EPOCHS,
+    batch_size: Optional[int] = BATCH_SIZE,
+    config: Optional[Path] = CONFIG,
+    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/retrieval-<preset>."),
+    force: bool = FORCE,
+) -> None:
+    """two_tower with and without the user's history, each run indexed: Recall@K and NDCG@K
+    of the test clicks beside popularity (and the generator's ceiling on generated data)."""
+    from recsys.eval.report import auc_table
+    from recsys.train.retrieval import retrieval
+
+    out = out or Path("runs") / f"retrieval-{preset}"
+    results = retrieval(dataset or Path("datasets") / preset, out, seeds=seeds, text=text,
+                        file=_experiment_config(config),
+                        flags={"epochs": epochs, "batch_size": batch_size}, force=force,
+                        log=console.print)
+    console.print(auc_table(results), soft_wrap=True)
+    console.print(f"report: {out / 'report.md'}, plot: {out / 'retrieval.png'}")
+
+
 @experiment_app.command("gate")
 @friendly
 def experiment_gate(

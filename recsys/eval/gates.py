@@ -7,8 +7,9 @@ A gates file:
     {"seeds": 3, "tolerance": 0.002, "measured_at": {...},
      "experiments": {"multi-scenario": {"per_scenario": {"mmoe": {"0": 0.7301, "overall": 0.744}}},
                      "cold-start": {"subsets": {...}, "warmup": {...}, ...}}}
-A cell is a number (the mean AUC over `seeds` seeds, within `tolerance`) or
-{"auc": number, "tolerance": number} for a cell with its own tolerance."""
+A cell is a number (the mean AUC over `seeds` seeds, within `tolerance`; the measure a table
+gates, see auc_blocks) or {"auc": number, "tolerance": number} for a cell with its own
+tolerance."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ DEFAULT_TOLERANCE = 0.002  # well under the smallest effect the paper reports (+
 
 
 def auc_blocks(results: dict) -> dict[str, dict]:
-    """An experiment's AUC tables by name, each a block with columns / names / models (the
-    shape report.auc_table prints)."""
+    """An experiment's gated tables by name, each a block with columns / names / models (the
+    shape report.auc_table prints) and the measure it gates (`metric`: AUC unless it says
+    otherwise; the retrieval experiment's is Recall@100)."""
     if results.get("experiment") == "cold-start":
         return {"subsets": results["subsets"], "warmup": results["warmup"],
                 **{f"per_scenario {flag}": block
@@ -40,6 +42,7 @@ class Cell:
     expected: float
     tolerance: float
     got: float | None  # None: the results have no such model or column
+    metric: str = "auc"
 
     @property
     def passed(self) -> bool:
@@ -49,10 +52,11 @@ class Cell:
         return f"{self.experiment} / {self.table} / {self.model} / {self.column}"
 
     def line(self) -> str:
+        what = "AUC" if self.metric == "auc" else self.metric.replace("recall", "Recall")
         if self.got is None:
-            return f"{self.where()}: not in the results (expected AUC {self.expected:.4f})"
+            return f"{self.where()}: not in the results (expected {what} {self.expected:.4f})"
         verdict = "ok" if self.passed else ("ROSE" if self.got > self.expected else "FELL")
-        return (f"{self.where()}: AUC {self.got:.4f}, expected {self.expected:.4f} ± "
+        return (f"{self.where()}: {what} {self.got:.4f}, expected {self.expected:.4f} ± "
                 f"{self.tolerance:.4f} ({self.got - self.expected:+.4f}) {verdict}")
 
 
@@ -122,15 +126,16 @@ def check(results: list[dict], gates: dict) -> list[Cell]:
         blocks = auc_blocks(res)
         for table, models in gates["experiments"][name].items():
             block = blocks.get(table, {"models": {}})
+            metric = block.get("metric", "auc")
             for model, columns in models.items():
                 got_model = block["models"].get(model)
                 for column, value in columns.items():
                     expected, tol = _expected(value, tolerance, f"{name} / {table} / {model} / "
                                                                 f"{column}")
                     got = None
-                    if got_model is not None and column in got_model["auc"]:
-                        got = got_model["auc"][column]["mean"]
-                    cells.append(Cell(name, table, model, column, expected, tol, got))
+                    if got_model is not None and column in got_model[metric]:
+                        got = got_model[metric][column]["mean"]
+                    cells.append(Cell(name, table, model, column, expected, tol, got, metric))
     return cells
 
 
@@ -149,11 +154,12 @@ def record(results: list[dict], tolerance: float, provenance: dict) -> dict:
     experiments = {}
     for res in results:
         experiments[res.get("experiment", "multi-scenario")] = {
-            table: {model: {col: round(stats["auc"][col]["mean"], 4)
+            table: {model: {col: round(stats[metric][col]["mean"], 4)
                             for col in block["columns"]
-                            if stats["auc"][col]["mean"] is not None}
+                            if stats[metric][col]["mean"] is not None}
                     for model, stats in block["models"].items()}
-            for table, block in auc_blocks(res).items()}
+            for table, block in auc_blocks(res).items()
+            for metric in (block.get("metric", "auc"),)}
     return {"seeds": seeds.pop(), "tolerance": tolerance, "measured_at": provenance,
             "experiments": experiments}
 

@@ -32,10 +32,12 @@ def _over_seeds(results: dict) -> str:
     return "mean ± std over seeds" if seeds > 1 else "one seed"
 
 
-def auc_table(results: dict, key: str = "auc") -> str:
-    """Rows = models, columns = scenarios + overall, mean ± std; best per column in bold."""
+def auc_table(results: dict, key: str | None = None) -> str:
+    """Rows = models, columns = scenarios + overall, mean ± std; best per column in bold. `key`:
+    the measure (default: the results' own, AUC unless they say otherwise)."""
+    key = key or results.get("metric", "auc")
     cols, models = results["columns"], results["models"]
-    better = max if key == "auc" else min
+    better = min if key == "logloss" else max
     best = {}
     for c in cols:
         means = [m[key][c]["mean"] for m in models.values() if m[key][c]["mean"] is not None]
@@ -53,6 +55,10 @@ def auc_table(results: dict, key: str = "auc") -> str:
         lines.append("| *Bayes (p_true)* | " + " | ".join(
             "-" if results["oracle_auc"][c] is None else f"*{results['oracle_auc'][c]:.4f}*"
             for c in cols) + " |")
+    for name, ceiling in (results.get("ceiling") or {}).items():  # a ceiling of the measure
+        if key in ceiling["overall"]:
+            lines.append(f"| *ceiling: {name}* | " + " | ".join(
+                f"*{ceiling[c][key]:.4f}*" if c in ceiling else "-" for c in cols) + " |")
     lines.append(f"| *{results.get('rows_label', 'test rows')}* | " + " | ".join(
         f"{results['test_rows'][c]:,}" for c in cols) + " |")
     return "\n".join(lines)
@@ -295,6 +301,58 @@ def write_history_report(results: dict, path: Path) -> None:
     write_paired_report(results, path, "History experiment", HISTORY_ABOUT,
                         "AUC gain from the history (same seed, with minus the model without)",
                         "history.png")
+
+
+RETRIEVAL_ABOUT = """Each click of the test split (the days after training) ranked exactly among
+its scenario's items (every item scored) by the user's vector of that row; popularity ranks them
+by their clicks in the training split. The ceiling rows (generated data only) rank them by the
+generator's own chance of the click, and by the chance of being shown alone: no model passes
+the first on average."""
+
+
+def write_retrieval_report(results: dict, path: Path) -> None:
+    tables = "\n\n".join(f"## {key.replace('recall', 'Recall').replace('ndcg', 'NDCG')}\n\n"
+                          f"{auc_table(results, key)}"
+                          for key in next(iter(results["models"].values())))
+    text = f"""# Retrieval experiment
+
+Dataset `{results['dataset']}`, {results['seeds']} seed(s); {_over_seeds(results)}.
+{RETRIEVAL_ABOUT} Bold: best per column.
+
+{tables}
+
+![Recall@K](retrieval.png)
+"""
+    write_text(text, path)
+
+
+def plot_retrieval(results: dict, path: Path) -> None:
+    """Overall Recall@K against K for each arm, popularity and the ceiling; and each
+    scenario's Recall@K of the gated K."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(16, 5))
+    ks = results["ks"]
+    for name, m in results["models"].items():
+        means = [m[f"recall@{k}"]["overall"]["mean"] for k in ks]
+        stds = [m[f"recall@{k}"]["overall"]["std"] or 0.0 for k in ks]
+        left.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=name,
+                      linestyle="--" if name == "popularity" else "-")
+    for name, ceiling in (results.get("ceiling") or {}).items():
+        left.plot(ks, [ceiling["overall"][f"recall@{k}"] for k in ks], ":", marker="x",
+                  color="black" if "chance" in name else "gray", label=f"ceiling: {name}")
+    left.set_xscale("log")
+    left.minorticks_off()
+    left.set_xticks(ks, [str(k) for k in ks])
+    left.set_xlabel("K (items retrieved)")
+    left.set_ylabel("Recall@K of the test clicks")
+    left.set_title(f"Overall, {_over_seeds(results)}")
+    left.legend(fontsize=8)
+    key, cols = results["metric"], results["columns"]
+    x = _grouped_bars(right, cols, {name: m[key] for name, m in results["models"].items()})
+    right.set_xticks(x, _header(results), rotation=20, ha="right")
+    right.set_ylabel(key.replace("recall", "Recall"))
+    right.set_title(f"{key.replace('recall', 'Recall')} per scenario")
+    right.legend(fontsize=8)
+    _save(fig, path)
 
 
 def write_paired_report(results: dict, path: Path, title: str, about: str, gains: str,

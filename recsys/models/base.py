@@ -17,7 +17,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
-from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_fusion
+from recsys.models.config import HISTORY_POOLINGS, TABLE_DTYPE_BYTES, ModelConfig, check_fusion
 from recsys.models.dcn import CrossNet
 from recsys.schema import ITEM_ID, SCENARIO
 
@@ -34,6 +34,7 @@ class Capabilities:
     cold_path: bool = False  # counts training interactions per ID: the unseen go cold
     adapts: bool = False  # adapts to each few-shot user's history at test time
     history: str = ""  # reads the user's history by nature, pooled so (din: "attention")
+    history_poolings: tuple[str, ...] = HISTORY_POOLINGS  # the poolings of --history it takes
 
 
 class Model(nn.Module):

@@ -1,5 +1,5 @@
 """two_tower: a retrieval model. A user tower (the user's features, the row's scenario and
-context, the mean of the user's history) and an item tower (the item's features and vectors)
+context, with `--history mean` the mean of the user's history) and an item tower (the item's features and vectors)
 each end in a unit vector; a row's logit is their inner product over a temperature, so every
 item of a catalogue can be scored against a user by one vector search.
 
@@ -35,8 +35,10 @@ class TwoTowerConfig(ModelConfig):
 
 
 class TwoTower(Model):
-    # the history pooled by its mean: a user's vector cannot depend on the candidate item
-    capabilities = Capabilities("retrieval", shardable=False, history=HISTORY_POOLINGS[1])
+    # the history (--history mean) pooled by its mean alone: a user's vector cannot depend on
+    # the candidate item
+    capabilities = Capabilities("retrieval", shardable=False,
+                                history_poolings=(HISTORY_POOLINGS[1],))
     Config = TwoTowerConfig
 
     def __init__(self, layout, cfg: TwoTowerConfig):

@@ -114,6 +114,15 @@ def load_catalogue(run: Path) -> tuple[np.ndarray, np.ndarray]:
     return table["scenario"].to_numpy(), table["train_clicks"].to_numpy()
 
 
+def load_retrieval_metrics(run: Path) -> dict | None:
+    """The retrieval metrics `recsys index` wrote for the run, or None before it is indexed."""
+    from recsys.files import read_json
+
+    path = run / INDEX_DIR / RETRIEVAL_METRICS
+    return read_json(path, f"rebuild it with `recsys index --run {run} --force`") \
+        if path.is_file() else None
+
+
 def load_index(run: Path):
     """The run's index and its description."""
     import faiss

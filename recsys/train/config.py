@@ -89,6 +89,10 @@ class TrainConfig:
             raise UsageError(f"history {self.history!r}: {self.model} always pools it by "
                              f"{cls.capabilities.history}; leave history out",
                              fields="history")
+        if self.history and self.history not in cls.capabilities.history_poolings:
+            raise UsageError(f"history {self.history!r}: {self.model} pools it by "
+                             f"{' or '.join(cls.capabilities.history_poolings)} only",
+                             fields="history")
         check_model_config(self.model_config)
         for name, rows in self.hashed_rows.items():
             rows_field = f"{name.removesuffix('_id')}_rows"  # user_id -> user_rows

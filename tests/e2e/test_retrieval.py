@@ -1,7 +1,8 @@
 """Retrieval on the tiny preset through the real CLI: a two_tower run, `recsys index` over the
 repo's items, the index holding exactly the item tower's vectors and answering the exact top-k
 of a user's vector, its Recall@K / NDCG@K equal to a brute-force replay; rebuilt only with
---force; HNSW past the exact size; a run of a scoring model refused in one line."""
+--force; HNSW past the exact size; a run of a scoring model refused in one line; `recsys
+experiment retrieval` writing its table and plot, and gated."""
 
 from __future__ import annotations
 
@@ -178,3 +179,29 @@ def test_recommend_retrieves_then_ranks(indexed, tiny, tmp_path):
         assert 'recsys_recommend_stage_seconds_count{stage="retrieval"}' in \
             client.get("/metrics").text
         assert client.get("/metadata").json()["retrieval"]["index"]["kind"] == "exact"
+
+
+def test_the_retrieval_experiment_writes_its_table_and_plot_and_is_gated(tiny, tmp_path):
+    out = tmp_path / "exp"
+    printed = run("recsys", "experiment", "retrieval", "--dataset", str(tiny["dataset"]),
+                  "--epochs", "1", "--batch-size", "1024", "--out", str(out)).stdout
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"two_tower", "two_tower+history-mean", "popularity"}
+    indexed = json.loads((out / "runs" / "two_tower-seed0" / INDEX_DIR / RETRIEVAL_METRICS)
+                         .read_text())  # each run indexed, its metrics the table's
+    got = results["models"]["two_tower"]["recall@100"]["overall"]["mean"]
+    assert got == indexed["overall"]["model"]["recall@100"]
+    assert results["models"]["popularity"]["recall@100"]["overall"]["mean"] == \
+        indexed["overall"]["popularity"]["recall@100"]
+    # generated data: the generator's chance ranks the clicks at least as well as popularity
+    ceiling = results["ceiling"]["generator's chance"]["overall"]["recall@20"]
+    assert ceiling >= results["models"]["popularity"]["recall@20"]["overall"]["mean"]
+    report = (out / "report.md").read_text()
+    assert "## Recall@100" in report and "*ceiling: generator's chance*" in report
+    assert "two_tower+history-mean" in printed and (out / "retrieval.png").stat().st_size > 10_000
+    gates = tmp_path / "gates.json"
+    run("recsys", "experiment", "gate", str(out), "--gates", str(gates), "--record")
+    gated = json.loads(gates.read_text())["experiments"]["retrieval"]["per_scenario"]
+    assert gated["two_tower"]["overall"] == round(got, 4)
+    assert "within tolerance" in run("recsys", "experiment", "gate", str(out), "--gates",
+                                     str(gates)).stdout

@@ -25,6 +25,8 @@ runner = CliRunner()
      "--history 'last': choose one of attention, mean"),
     (["train", "--model", "din", "--dataset", "{tmp}", "--history", "mean"],
      "--history 'mean': din always pools it by attention; leave --history out"),
+    (["train", "--model", "two_tower", "--dataset", "{tmp}", "--history", "attention"],
+     "--history 'attention': two_tower pools it by mean only"),
 ])
 def test_refusal_is_one_line(tmp_path, args, says):
     (tmp_path / "meta.json").write_text("{}")

@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 def _two_tower():
     torch.manual_seed(0)
     cls = model_class("two_tower")
-    lay = layout(cls.capabilities.history)
+    lay = layout("mean")  # the user's history too
     return build_model("two_tower", lay, cls.Config(embedding_dim=8)), lay, split(history=True)
 
 
