@@ -140,7 +140,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     try:
         with resumable_dir(out, force, plan) as tmp:
             info = _build(con, tmp, offline, split, partitions, join, repo_schema, schema,
-                          progress, ttl)
+                          progress, ttl, spill)
             info.update(_describe(meta, repo, repo_schema, service_name, split, partitions,
                                   memory_gb, engine, max_rows))
             (tmp / DATASET_META).write_text(json.dumps(info, indent=2))
@@ -152,12 +152,14 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
 
 def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partition], join,
            repo_schema: Schema, schema: pa.Schema, progress: bool,
-           history_ttl: timedelta | None = None) -> dict:
+           history_ttl: timedelta | None = None, spill: Path | None = None) -> dict:
     """Write every partition not written yet; return the dataset's columns and vector sizes.
     `schema`: the dataset's Arrow schema (of `repo_schema`'s service); `history_ttl`: the
-    history view's, when the service reads it."""
+    history view's, when the service reads it; `spill`: the build's folder for what does not
+    stay in memory."""
     keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
-    history = HistoryJoin(con, offline, history_ttl, repo_schema) if history_ttl else None
+    history = HistoryJoin(con, offline, history_ttl, repo_schema, spill) \
+        if history_ttl else None
     dictionary = _dictionary_columns(repo_schema, schema)
     con.execute(f"CREATE TEMP TABLE tu AS {train_counts_sql(INTERACTIONS, split, USER_ID)}")
     con.execute(f"CREATE TEMP TABLE ti AS {train_counts_sql(INTERACTIONS, split, ITEM_ID)}")

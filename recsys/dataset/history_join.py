@@ -3,10 +3,12 @@ user_history view: the view's latest row at or before the row (the view is stamp
 microsecond after the clicks it holds), none when older than the view's TTL; Feast's
 point-in-time semantics.
 
-Partitions come in time order, so the view is read once, not once a partition: a temporary
-table keeps each user's latest view row before the current partition's start, and a
-partition reads only the view rows of its own time range beside it (the view is written in
-time order, so the Parquet reader skips the other row groups)."""
+Partitions come in time order, so the view is read once, not once a partition: a table keeps
+each user's latest view row before the current partition's start, and a partition reads only
+the view rows of its own time range beside it (the view is written in time order, so the
+Parquet reader skips the other row groups). That table lives in a DuckDB file in the build's
+spill folder, checkpointed after each update: a row per user of the data (200M at AntM2C's
+scale) stays on disk, compressed, and rows it replaces are reclaimed, never held in memory."""
 
 from __future__ import annotations
 
@@ -16,17 +18,19 @@ from pathlib import Path
 from recsys.data.offline import table_glob
 from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, REQUEST_ID, USER_ID, Schema
 
-LATEST = "history_latest"  # the temporary table of each user's latest view row
+LATEST = "history.latest"  # the table of each user's latest view row, in its own file
 
 
 class HistoryJoin:
-    def __init__(self, con, offline: Path, ttl: timedelta, schema: Schema):
+    def __init__(self, con, offline: Path, ttl: timedelta, schema: Schema, spill: Path):
         self.con = con
+        spill.mkdir(parents=True, exist_ok=True)
+        con.execute(f"ATTACH '{spill / 'history-latest.duckdb'}' AS history")
         self.names = [f.name for f in schema.view_features(HISTORY_VIEW.name)]
         self.view = f"read_parquet('{table_glob(offline, HISTORY_VIEW.name)}')"
         self.ttl_s = int(ttl.total_seconds())
         self.covered: int | None = None  # LATEST holds the view's rows stamped before this
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {LATEST} AS "
+        con.execute(f"CREATE OR REPLACE TABLE {LATEST} AS "
                     f"SELECT {USER_ID}, {EVENT_TIMESTAMP}, {', '.join(self.names)} "
                     f"FROM {self.view} LIMIT 0")
 
@@ -59,7 +63,7 @@ class HistoryJoin:
             return  # another bucket of the same days
         new = f"{LATEST}_new"
         self.con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {new} AS
+            CREATE OR REPLACE TABLE {new} AS
             SELECT {USER_ID}, {EVENT_TIMESTAMP}, {', '.join(self.names)}
             FROM {self.view} WHERE {self._between(self.covered, start)}
             QUALIFY row_number() OVER (PARTITION BY {USER_ID}
@@ -67,6 +71,7 @@ class HistoryJoin:
         self.con.execute(f"DELETE FROM {LATEST} WHERE {USER_ID} IN (SELECT {USER_ID} FROM {new})")
         self.con.execute(f"INSERT INTO {LATEST} SELECT * FROM {new}")
         self.con.execute(f"DROP TABLE {new}")
+        self.con.execute("CHECKPOINT history")  # to disk; the replaced rows' space reclaimed
         self.covered = start
 
     @staticmethod
