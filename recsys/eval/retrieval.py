@@ -15,7 +15,8 @@ import torch
 from recsys.schema import ITEM_ID, LABEL, SCENARIO
 
 KS = (20, 100, 500)
-CHUNK = 2048  # test rows a step: their scores against a scenario's items stay small
+CHUNK = 2048  # test rows read a step
+SCORE_BYTES = 128 << 20  # the scores of a step's rows against a scenario's items, at most
 
 
 def retrieval_metrics(run: Path, vectors: np.ndarray, ks: tuple[int, ...] = KS,
@@ -46,12 +47,14 @@ def retrieval_metrics(run: Path, vectors: np.ndarray, ks: tuple[int, ...] = KS,
             items, scenarios = batch.ids[clicked, slot].numpy(), batch.scenario[clicked].numpy()
             own = (user * vectors[items]).sum(1)
             for s in np.unique(scenarios):
-                rows = scenarios == s
-                scores = user[rows] @ vectors[members[s]].T
-                # above the clicked item by more than rounding: its own score is no rival
-                found["model"].append((scores > own[rows, None] + 1e-6).sum(1))
+                rows = np.flatnonzero(scenarios == s)
+                step = max(1, SCORE_BYTES // (4 * max(len(members[s]), 1)))  # flat in items
+                for part in np.split(rows, range(step, len(rows), step)):
+                    scores = user[part] @ vectors[members[s]].T
+                    # above the clicked item by more than rounding: its own score is no rival
+                    found["model"].append((scores > own[part, None] + 1e-6).sum(1))
                 found["popularity"].append(np.searchsorted(ordered[s], keys[items[rows]]))
-                found["scenario"].append(np.full(rows.sum(), s))
+                found["scenario"].append(np.full(len(rows), s))
     ranks = {k: np.concatenate(v) for k, v in found.items()}
     out = {"test clicks": int(len(ranks["scenario"])), "overall": _at(ranks, slice(None), ks),
            "per_scenario": {}}

@@ -18,7 +18,9 @@ from recsys.memory import GiB
 from recsys.schema import EVENT_TIMESTAMP, ITEM_ID, LABEL, SCENARIO, Schema
 
 CATALOGUE_MEMORY = 1 * GiB  # DuckDB's share; it spills beyond it
-BATCH_ITEMS = 65_536
+# items a model call encodes: its memory (every input of every row, the towers' activations)
+# is what the encoding's peak grows with, so a small fixed batch keeps it flat in items
+BATCH_ITEMS = 4_096
 
 
 def item_batches(repo: Path, schema: Schema, layout: Layout,
