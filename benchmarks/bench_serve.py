@@ -7,7 +7,8 @@
 - a bounded load test: 20 s, 8 concurrent clients, 100 candidates each: errors, p50 / p99, and
   requests/s;
 - an mmoe reading the user's history (`--history attention`): /score at 100 candidates, and the
-  time from a click sent to /feedback until the next /score has it (its scores move)."""
+  time from a click sent to /feedback until the next /score has it (its scores move);
+- /recommend (a two_tower run's index, the mmoe ranking): k = 20 of 500 candidates."""
 
 from __future__ import annotations
 
@@ -215,4 +216,18 @@ def test_score_latency_with_history(benchmark, history_run, applied_repo):
         RESULTS["/feedback to visible in the next /score, slowest of 20 s"] = max(visible)
         bodies = iter(_bodies(100, 10_000))
         benchmark.pedantic(lambda: client.post("/score", json=next(bodies)), rounds=100,
+                           iterations=1, warmup_rounds=5)
+
+
+def test_recommend_latency(benchmark, served_run, applied_repo, two_tower_run):
+    subprocess.run([str(BIN / "recsys"), "index", "--run", str(two_tower_run), "--repo",
+                    str(applied_repo)], check=True, capture_output=True)
+    bodies = [{USER_ID: b[USER_ID], SCENARIO: b[SCENARIO], "k": 20, "candidates": 500}
+              for b in _bodies(1, REQUESTS + 100, seed=3)]
+    benchmark.group = "serve /recommend, k 20 of 500 candidates"
+    with recsys_server(served_run, applied_repo, "--retrieval", str(two_tower_run)) as client:
+        _record("/recommend sqlite, k 20 of 500 candidates", _latencies(client, "/recommend",
+                                                                         bodies[:REQUESTS]))
+        rest = iter(bodies[REQUESTS:])
+        benchmark.pedantic(lambda: client.post("/recommend", json=next(rest)), rounds=80,
                            iterations=1, warmup_rounds=5)

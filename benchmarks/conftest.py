@@ -84,6 +84,20 @@ def mmoe_run(built_dataset, tmp_path_factory) -> Path:
     return out
 
 
+def two_tower(dataset: Path, out: Path) -> Path:
+    """One epoch of `recsys train --model two_tower` on `dataset` (recsys's defaults else)."""
+    subprocess.run([str(Path(sys.executable).parent / "recsys"), "train", "--model",
+                    "two_tower", "--epochs", "1", "--dataset", str(dataset), "--out", str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def two_tower_run(built_dataset, tmp_path_factory) -> Path:
+    """two_tower on the built dataset, shared by the retrieval and /recommend benchmarks."""
+    return two_tower(built_dataset, tmp_path_factory.mktemp("two-tower") / "run")
+
+
 def run_figures(out: Path) -> dict:
     """A finished run's own training examples/s and test AUC (its metrics, read through the
     run module)."""
@@ -122,6 +136,12 @@ def ratio_pairs() -> list[tuple[str, str]]:
             ("/score sqlite, 100 candidates p50 ms",
              "feast serve /get-online-features, 1 user + 100 items p50 ms"),
             ("mmoe examples/s, 2 process(es)", "mmoe examples/s, 1 process(es)"),
+            ("exact top-100 over 1M vectors, one core, mean ms",
+             "ANN top-100 over 1M vectors, one core, mean ms"),
+            *((f"recsys index {what}, 10x items", f"recsys index {what}, 1x items")
+              for what in ("items/s", "peak RSS bytes")),
+            ("/recommend sqlite, k 20 of 500 candidates p99 ms",
+             "/score sqlite, 100 candidates p99 ms"),
             *((f"recsys {c} s", f"{floor} s") for c in ("train --dataset <missing>",
                                                          "serve --run <missing>")
               for floor in ("import typer", "a bare Typer command refusing")),
