@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # pyarrow is imported where a table is made: a refusal answer
     import pyarrow as pa
 
 # history: the user's last clicks before an instant (a list per row, in the user_history view)
-Kind = Literal["id", "categorical", "numeric", "text", "vector", "history"]
+# "retrieval": an item's vector in a retrieval run's space (recsys index), in no feature
+# service and never a model's input
+Kind = Literal["id", "categorical", "numeric", "text", "vector", "history", "retrieval"]
 Owner = Literal["user", "item", "context", "scenario"]
 # Arrow type names; list<int64>: a multi-valued categorical feature (genres, tags) or a history
 Dtype = Literal["int64", "int32", "float32", "string", "list<int64>", "list<float32>"]
@@ -111,6 +113,18 @@ MAX_HISTORY_LENGTH = 1000
 HISTORY_ITEM_FEATURES = ("item_category",)
 
 
+# Written by `recsys index` (empty until then): each item's vector by the item tower of the
+# retrieval run it indexed last, stamped at indexing, so the feature store holds them too
+RETRIEVAL_VIEW = View("item_retrieval", "item", "Item vectors of the retrieval run `recsys "
+                      "index` indexed last")
+RETRIEVAL_VECTOR = "item_retrieval_vec"
+
+
+def retrieval_features() -> tuple["Feature", ...]:
+    return (Feature(RETRIEVAL_VECTOR, "retrieval", "item", "list<float32>", None,
+                    RETRIEVAL_VIEW.name, "The item tower's vector of the item"),)
+
+
 def history_column(feature: str) -> str:
     """The history's list of an item feature's values, one per click."""
     return f"history_{feature}"
@@ -127,6 +141,7 @@ VIEWS: tuple[View, ...] = (
     TEXT_VECTOR_VIEWS["item"],
     # Precomputed per-item image vectors (synthetic ones from the generator, or imported).
     View("item_image", "item", "Image vector of the item, stamped at the item's launch"),
+    RETRIEVAL_VIEW,
     HISTORY_VIEW,
 )
 VIEW_BY_NAME = {v.name: v for v in VIEWS}
@@ -270,7 +285,8 @@ FEATURES: tuple[Feature, ...] = (
     *text_vector_features(_TEXT),
     Feature("item_image_vec", "vector", "item", "list<float32>", None, "item_image",
             "Image vector of the item"),
-    *history_features(HISTORY_ITEM_FEATURES),
+    *retrieval_features(),
+    *history_features(HISTORY_ITEM_FEATURES),  # last: with_history replaces them
 )
 FEATURE_BY_NAME = {f.name: f for f in FEATURES}
 
@@ -291,7 +307,7 @@ FEATURE_SERVICES: dict[str, tuple[str, ...]] = {
     "multi_scenario": ("user_profile", "user_agg", "item_profile", "item_agg", "scenario_stats"),
     "cold_start": ("user_profile", "user_text", "user_agg", "item_profile", "item_text",
                    "item_agg"),
-    "multi_modal": tuple(v.name for v in VIEWS),
+    "multi_modal": tuple(v.name for v in VIEWS if v != RETRIEVAL_VIEW),
 }
 DEFAULT_FEATURE_SERVICE = "multi_modal"
 

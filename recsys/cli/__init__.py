@@ -352,7 +352,8 @@ def index(
                                         "(default: the one the run's dataset was built from)."),
     force: bool = FORCE,
 ) -> None:
-    """Encode every item with a retrieval run's item tower into a FAISS index (RUN/index)."""
+    """Encode every item with a retrieval run's item tower into a FAISS index (RUN/index), and
+    the vectors into the repo's feature store (its item_retrieval view)."""
     from recsys.retrieval.index import INDEX_DIR, build_index
 
     info = build_index(run, repo, force=force, log=console.print)
@@ -360,6 +361,7 @@ def index(
     console.print(f"{info['items']:,} items of {info['dim']} values, {info['kind']} index "
                   f"(recall@100 against exact search {recall:.4f}), {info['items_per_s']:,.0f} "
                   f"items/s encoded: {run / INDEX_DIR}")
+    console.print(f"item vectors in the feature store: {info['feature store']}")
     metrics = info["retrieval"]
     console.print(f"next-day clicks ({metrics['test clicks']:,}), ranked among their scenario's "
                   f"items:")

@@ -23,9 +23,9 @@ from recsys.data.import_columns import MAX_LIST_VALUES, MAX_SCENARIOS, Column
 from recsys.data.import_writer import DUPLICATES_PER_BATCH, Counts
 from recsys.data.offline import VOCABULARIES, write_query
 from recsys.schema import AGGREGATE_VIEWS, COLD_START_FLAGS, ENTITIES, EVENT_TIMESTAMP, \
-    HISTORY_VIEW, ITEM_ID, LABEL, P_TRUE, REQUEST_ID, SCENARIO, TEXT_VECTOR_VIEWS, USER_ID, Entity, \
-    Feature, Scenario, Schema, View, aggregate_features, history_features, id_features, \
-    text_vector_features
+    HISTORY_VIEW, ITEM_ID, LABEL, P_TRUE, REQUEST_ID, RETRIEVAL_VIEW, SCENARIO, TEXT_VECTOR_VIEWS, \
+    USER_ID, Entity, Feature, Scenario, Schema, View, aggregate_features, history_features, \
+    id_features, retrieval_features, text_vector_features
 
 KEY = "k"  # a staged users / items row's raw ID
 # names no imported feature may take (the platform's own columns and features)
@@ -213,9 +213,11 @@ class DeclaredTables:
             if any(f.owner == owner for f in texts):
                 views.append(TEXT_VECTOR_VIEWS[owner])
         feats += text_vector_features(texts)
+        views.append(RETRIEVAL_VIEW)  # a run's vectors: in no service
+        feats += retrieval_features()
         views.append(replace(HISTORY_VIEW, ttl=HISTORY_TTL))
-        feats += history_features()
-        names = [v.name for v in views]
+        feats += history_features()  # last: Schema.with_history replaces them
+        names = [v.name for v in views if v != RETRIEVAL_VIEW]
         no_vectors = [n for n in names if not n.endswith("_vec") and n != HISTORY_VIEW.name]
         services = {"multi_scenario": tuple(n for n in no_vectors if not n.endswith("_text")),
                     "cold_start": tuple(n for n in no_vectors if n != "scenario_stats"),

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import torch
 
 from recsys.errors import UsageError
+from recsys.retrieval import store
 from recsys.files import atomic_dir, check_output_free, write_json
 from recsys.run import Run
 
@@ -33,9 +34,10 @@ RECALL_QUERIES, RECALL_K = 1_000, 100  # the sample an approximate index's recal
 
 
 def build_index(run: Path, repo: Path | None = None, force: bool = False,
-                exact_items: int = EXACT_ITEMS,
+                exact_items: int = EXACT_ITEMS, publish: bool = True,
                 log: Callable[[str], None] = lambda _: None) -> dict:
-    """Encode the catalogue with the run's item tower and write its index; its description."""
+    """Encode the catalogue with the run's item tower and write its index; its description.
+    `publish`: also write the vectors into the repo's feature store (retrieval.store)."""
     import faiss
 
     from recsys.data.offline import check_repo, read_repo_meta
@@ -54,6 +56,8 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     repo = check_repo(Path(repo or meta["repo"]))
     out = run / INDEX_DIR
     check_output_free(out, force)
+    if publish:
+        store.check_free(repo, run, force)
     layout = trained.layout()
     model = trained.load_model(layout).eval()
     n, dim = int(read_repo_meta(repo)["n_items"]), model.vector_dim
@@ -79,6 +83,8 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
         write_json(metrics, tmp / RETRIEVAL_METRICS)
         pq.write_table(pa.table({"item": np.arange(n), "scenario": facts[0],
                                  "train_clicks": facts[1]}), tmp / CATALOGUE)
+    if publish:
+        info["feature store"] = store.publish(repo, run, index)
     return {**info, "retrieval": metrics}
 
 

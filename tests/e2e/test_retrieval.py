@@ -1,7 +1,8 @@
 """Retrieval on the tiny preset through the real CLI: a two_tower run, `recsys index` over the
 repo's items, the index holding exactly the item tower's vectors and answering the exact top-k
 of a user's vector, its Recall@K / NDCG@K equal to a brute-force replay; rebuilt only with
---force; HNSW past the exact size; a run of a scoring model refused in one line; `recsys
+--force; the vectors in the repo's feature store, offline and online, another run's replaced only
+with --force; HNSW past the exact size; a run of a scoring model refused in one line; `recsys
 experiment retrieval` writing its table and plot, and gated."""
 
 from __future__ import annotations
@@ -205,3 +206,37 @@ def test_the_retrieval_experiment_writes_its_table_and_plot_and_is_gated(tiny, t
     assert gated["two_tower"]["overall"] == round(got, 4)
     assert "within tolerance" in run("recsys", "experiment", "gate", str(out), "--gates",
                                      str(gates)).stdout
+
+
+def test_the_feature_store_holds_the_item_vectors(indexed, tiny):
+    """recsys index wrote the index's vectors into the repo's item_retrieval view: its offline
+    table (naming the run) and the online store, read back through Feast."""
+    import pyarrow.parquet as pq
+    from feast import FeatureStore
+
+    from recsys.retrieval.store import holds
+    from recsys.schema import RETRIEVAL_VECTOR, RETRIEVAL_VIEW
+
+    index = load_index(indexed["run"])[0]
+    stored = index.reconstruct_n(0, index.ntotal)
+    table = pq.read_table(tiny["offline"] / RETRIEVAL_VIEW.name)
+    assert table.num_rows == len(stored) and holds(tiny["repo"]) == str(indexed["run"])
+    assert np.allclose(np.stack(table[RETRIEVAL_VECTOR].to_numpy(zero_copy_only=False)), stored)
+    items = [0, 7, 123, len(stored) - 1]
+    online = FeatureStore(str(tiny["repo"])).get_online_features(
+        features=[f"{RETRIEVAL_VIEW.name}:{RETRIEVAL_VECTOR}"],
+        entity_rows=[{ITEM_ID: i} for i in items]).to_dict()[RETRIEVAL_VECTOR]
+    assert np.allclose(np.array(online), stored[items], atol=1e-6)
+
+
+def test_another_runs_vectors_are_replaced_only_with_force(indexed, tiny, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(indexed["run"], other, ignore=shutil.ignore_patterns(INDEX_DIR))
+    refused = run("recsys", "index", "--run", str(other), "--repo", str(tiny["repo"]),
+                  check=False)
+    assert refused.returncode == 2
+    assert error_lines(refused.stderr) == [
+        f"error: {tiny['offline'] / 'item_retrieval' / 'part-00000.parquet'}: the feature store "
+        f"holds the item vectors of run {indexed['run']}; pass --force to replace them with "
+        f"{other}'s"]
+    assert not (other / INDEX_DIR).exists()  # refused before any work
