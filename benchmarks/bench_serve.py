@@ -220,8 +220,9 @@ def test_score_latency_with_history(benchmark, history_run, applied_repo):
 
 
 def test_recommend_latency(benchmark, served_run, applied_repo, two_tower_run):
+    # --force: the retrieval benchmarks may have indexed the shared run already
     subprocess.run([str(BIN / "recsys"), "index", "--run", str(two_tower_run), "--repo",
-                    str(applied_repo)], check=True, capture_output=True)
+                    str(applied_repo), "--force"], check=True, capture_output=True)
     bodies = [{USER_ID: b[USER_ID], SCENARIO: b[SCENARIO], "k": 20, "candidates": 500}
               for b in _bodies(1, REQUESTS + 100, seed=3)]
     benchmark.group = "serve /recommend, k 20 of 500 candidates"
