@@ -17,7 +17,7 @@ import pytest
 from conftest import NO_HISTORY, RESULTS, generated_repo, tenth
 from recsys.data.offline import connect, offline_dir, read_repo_meta
 from recsys.dataset.build import build_dataset
-from recsys.schema import ENTITY_BY_NAME, VIEWS, view_features
+from recsys.schema import ENTITY_BY_NAME, MODEL_VIEWS, view_features
 
 MEMORY_GB = 1.0  # the budget both sizes are built under
 
@@ -38,7 +38,7 @@ def test_build_dataset(benchmark, applied_repo, tmp_path):
 
 def raw_asof_sql(target: str) -> str:
     joins, cols = [], []
-    for v in VIEWS:
+    for v in MODEL_VIEWS:  # those of the default service
         key = ENTITY_BY_NAME[v.entity].join_key
         joins.append(f"ASOF LEFT JOIN {v.name} ON i.{key} = {v.name}.{key} "
                      f"AND i.event_timestamp >= {v.name}.event_timestamp")

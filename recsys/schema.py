@@ -145,6 +145,7 @@ VIEWS: tuple[View, ...] = (
     HISTORY_VIEW,
 )
 VIEW_BY_NAME = {v.name: v for v in VIEWS}
+MODEL_VIEWS = tuple(v for v in VIEWS if v != RETRIEVAL_VIEW)  # what a model may read
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,7 @@ FEATURE_SERVICES: dict[str, tuple[str, ...]] = {
     "multi_scenario": ("user_profile", "user_agg", "item_profile", "item_agg", "scenario_stats"),
     "cold_start": ("user_profile", "user_text", "user_agg", "item_profile", "item_text",
                    "item_agg"),
-    "multi_modal": tuple(v.name for v in VIEWS if v != RETRIEVAL_VIEW),
+    "multi_modal": tuple(v.name for v in MODEL_VIEWS),
 }
 DEFAULT_FEATURE_SERVICE = "multi_modal"
 

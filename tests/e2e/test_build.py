@@ -20,7 +20,7 @@ import pytest
 
 from conftest import BIN, copy_repo, run
 from recsys.data.offline import table_glob
-from recsys.schema import ENTITY_BY_NAME, INTERACTIONS, VIEWS, view_features
+from recsys.schema import ENTITY_BY_NAME, INTERACTIONS, MODEL_VIEWS, view_features
 
 DAY = 86_400
 
@@ -62,7 +62,7 @@ def test_partitioned_build_equals_an_independent_asof_join(tiny, builds):
     con.execute("SET TimeZone = 'UTC'")
     con.register("ds", _table(builds["parts"]))
     joins, checks = [], []
-    for v in VIEWS:
+    for v in MODEL_VIEWS:  # the dataset's views
         key = ENTITY_BY_NAME[v.entity].join_key
         con.execute(f"CREATE VIEW {v.name} AS SELECT * FROM "
                     f"read_parquet('{table_glob(tiny['offline'], v.name)}')")

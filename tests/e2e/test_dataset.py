@@ -11,7 +11,7 @@ import pytest
 
 from recsys.data.offline import table_glob
 from recsys.schema import COLD_START_FLAGS, ENTITY_BY_NAME, FEW_SHOT_MAX, INTERACTIONS, \
-    SCENARIOS, VIEWS, dataset_schema, view_features
+    MODEL_VIEWS, SCENARIOS, VIEWS, dataset_schema, view_features
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_every_impression_lands_once_with_the_dataset_schema(tiny, con):
         assert pq.read_schema(part).equals(dataset_schema(), check_metadata=False), part
 
 
-@pytest.mark.parametrize("view", [v.name for v in VIEWS])
+@pytest.mark.parametrize("view", [v.name for v in MODEL_VIEWS])
 def test_feast_join_equals_an_independent_asof_join(con, view):
     key = ENTITY_BY_NAME[next(v.entity for v in VIEWS if v.name == view)].join_key
     feats = [f.name for f in view_features(view)]
