@@ -27,12 +27,12 @@ class HistoryJoin:
         spill.mkdir(parents=True, exist_ok=True)
         con.execute(f"ATTACH '{spill / 'history-latest.duckdb'}' AS history")
         self.names = [f.name for f in schema.view_features(HISTORY_VIEW.name)]
+        self.cols = f"{USER_ID}, {EVENT_TIMESTAMP}, {', '.join(self.names)}"  # a view row's
         self.view = f"read_parquet('{table_glob(offline, HISTORY_VIEW.name)}')"
         self.ttl_s = int(ttl.total_seconds())
         self.covered: int | None = None  # LATEST holds the view's rows stamped before this
-        con.execute(f"CREATE OR REPLACE TABLE {LATEST} AS "
-                    f"SELECT {USER_ID}, {EVENT_TIMESTAMP}, {', '.join(self.names)} "
-                    f"FROM {self.view} LIMIT 0")
+        con.execute(f"CREATE OR REPLACE TABLE {LATEST} AS SELECT {self.cols} FROM {self.view} "
+                    f"LIMIT 0")
 
     def columns(self) -> str:
         """The SELECT's history columns (of the clause's `pit`), null past the TTL."""
@@ -43,15 +43,14 @@ class HistoryJoin:
         """The join clause giving each row of `part` (rows in [start, end), epoch us) its
         history row as `pit`; moves LATEST up to `start` first."""
         self._advance(start)
-        cols = f"{USER_ID}, {EVENT_TIMESTAMP}, {', '.join(self.names)}"
         users = f"{USER_ID} IN (SELECT {USER_ID} FROM part)"
         return f"""
         JOIN (SELECT part.{REQUEST_ID} AS rid, h.{EVENT_TIMESTAMP} AS ts,
                      {', '.join(f'h.{n}' for n in self.names)}
               FROM part ASOF LEFT JOIN (
-                  SELECT {cols} FROM {LATEST} WHERE {users}
+                  SELECT {self.cols} FROM {LATEST} WHERE {users}
                   UNION ALL
-                  SELECT {cols} FROM {self.view}
+                  SELECT {self.cols} FROM {self.view}
                   WHERE {self._between(start, end)} AND {users}) h
               ON part.{USER_ID} = h.{USER_ID}
                  AND part.{EVENT_TIMESTAMP} >= h.{EVENT_TIMESTAMP}) pit
@@ -64,8 +63,7 @@ class HistoryJoin:
         new = f"{LATEST}_new"
         self.con.execute(f"""
             CREATE OR REPLACE TABLE {new} AS
-            SELECT {USER_ID}, {EVENT_TIMESTAMP}, {', '.join(self.names)}
-            FROM {self.view} WHERE {self._between(self.covered, start)}
+            SELECT {self.cols} FROM {self.view} WHERE {self._between(self.covered, start)}
             QUALIFY row_number() OVER (PARTITION BY {USER_ID}
                                        ORDER BY {EVENT_TIMESTAMP} DESC) = 1""")
         self.con.execute(f"DELETE FROM {LATEST} WHERE {USER_ID} IN (SELECT {USER_ID} FROM {new})")

@@ -47,32 +47,26 @@ def retrieval(dataset: Path, out: Path, seeds: int = 1, text: bool = False,
     code = {s["name"]: c for c, s in scenarios.items()}
     columns = (*scenarios, "overall")
     metrics = [f"{m}@{k}" for m in ("recall", "ndcg") for k in KS]
-
-    def block(m: dict, col: str) -> dict:
-        return m["overall"] if col == "overall" else next(
-            v for name, v in m["per_scenario"].items() if code[name] == col)
+    # each run's blocks by column (a scenario without test clicks has none)
+    blocks = {a: [{"overall": {**m["overall"], "test clicks": m["test clicks"]},
+                   **{code[name]: v for name, v in m["per_scenario"].items()}} for m in ms]
+              for a, ms in found.items()}
 
     def stats(measured: list[dict], who: str) -> dict:
-        return {metric: {col: mean_std([block(m, col)[who][metric] for m in measured
-                                        if col == "overall" or _has(m, code, col)])
+        return {metric: {col: mean_std([b[col][who][metric] for b in measured if col in b])
                          for col in columns} for metric in metrics}
 
-    models = {arm: stats(ms, "model") for arm, ms in found.items()}
-    models[POPULARITY] = stats(found[names[0]], "popularity")  # the same for every run
-    first = found[names[0]][0]
+    models = {arm: stats(bs, "model") for arm, bs in blocks.items()}
+    models[POPULARITY] = stats(blocks[names[0]], "popularity")  # the same for every run
+    first = blocks[names[0]][0]
     results = {"experiment": "retrieval", "dataset": str(dataset), "seeds": seeds,
                "columns": list(columns), "names": {c: s["name"] for c, s in scenarios.items()},
                "metric": METRIC, "ks": list(KS), "models": models,
                "ceiling": retrieval_ceiling(dataset, KS),
                "oracle_auc": {c: None for c in columns}, "rows_label": "test clicks",
-               "test_rows": {c: first["test clicks"] if c == "overall" else
-                             block(first, c)["test clicks"] if _has(first, code, c) else 0
-                             for c in columns}}
+               "test_rows": {c: first[c]["test clicks"] if c in first else 0 for c in columns}}
     write_json(results, out / "results.json")
     plot_retrieval(results, out / "retrieval.png")
     write_retrieval_report(results, out / "report.md")
     return results
 
-
-def _has(metrics: dict, code: dict, col: str) -> bool:
-    return any(code[name] == col for name in metrics["per_scenario"])
