@@ -9,6 +9,8 @@ start read it through this module alone, so none of them imports the training lo
       dataset.json         the dataset's meta.json: its schema and sizes (the model's inputs)
       best.pt | best/      the best epoch: torch.save (one process) or a
                            torch.distributed.checkpoint folder (written by several)
+      best_optim.pt        the best epoch's optimizer state (one process): a warm start's
+                           (`--init-from`) starting point
       checkpoint.pt | checkpoint/   the latest epoch (and step), to resume
       metrics.json         test metrics, written last: a run with it is finished
       {val,test}_scores.parquet
@@ -33,12 +35,14 @@ if TYPE_CHECKING:  # torch and the layout are imported where a model is built: a
 
 CONFIG, METRICS, DATASET_COPY = "config.json", "metrics.json", "dataset.json"
 BEST, CHECKPOINT = "best.pt", "checkpoint.pt"  # one process
+BEST_OPTIM = "best_optim.pt"  # the best epoch's {dense_opt, fused_opts} (one process)
 SHARDED_BEST, SHARDED = "best", "checkpoint"  # torch.distributed.checkpoint folders
 STATE, DENSE_OPT = "state.json", "dense_opt.pt"  # beside a sharded checkpoint's shards
 SCORES = "{split}_scores.parquet"  # a split's scores, row for row with its files
 # keys of config.json that say where the run came from, not how it trains; a changed commit
 # does not stop a resume, the rest does
-PROVENANCE = ("dataset", "dataset_fingerprint", "nproc", "init_from", "code")
+PROVENANCE = ("dataset", "dataset_fingerprint", "nproc", "init_from", "init_fingerprint",
+              "code")
 RETRAIN = "train the run again"  # what to do about a damaged run file
 
 
@@ -131,6 +135,19 @@ class Run:
         model = build_model(cfg.model, layout, cfg.model_config)
         self.load_weights(model)
         return model
+
+    def state_dict(self) -> dict:
+        """The best epoch's tensors by name, without a model: mapped from best.pt (one process),
+        or a sharded `best/` gathered into a model built as the run was."""
+        if (self.path / BEST).is_file():
+            return load_torch(self.path / BEST, RETRAIN, weights_only=True, mmap=True)
+        return self.load_model(self.layout()).state_dict()
+
+    def optimizer_state(self) -> dict | None:
+        """The best epoch's optimizer state ({dense_opt, fused_opts}), or None where the run
+        kept none (trained in several processes, or before it was kept)."""
+        path = self.path / BEST_OPTIM
+        return load_torch(path, RETRAIN, weights_only=True) if path.is_file() else None
 
     def load_weights(self, model: torch.nn.Module) -> None:
         """The best epoch into `model`, sharded or not: a `best/` checkpoint folder (written by

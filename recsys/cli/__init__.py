@@ -213,6 +213,10 @@ def train(
         None, "--checkpoint-every", min=0, help="Also checkpoint every N steps inside an epoch "
         "(0, the default: at epoch ends only); a resumed run replays the epoch's batches from "
         "there."),
+    init_from: Optional[Path] = typer.Option(
+        None, "--init-from", help="Start from this finished run's best epoch (weights, "
+        "embedding rows, optimizer state) instead of random weights: the same model and "
+        "features, on data that may hold new users and items (they get fresh rows)."),
     force: bool = FORCE,
 ) -> None:
     """Train one model; resumes an interrupted run in the same --out."""
@@ -252,7 +256,8 @@ def train(
     ranks = distributed.Ranks.start(device) if distributed.under_torchrun() else \
         distributed.Ranks()
     try:
-        metrics = run(dataset, out, cfg, force=force, log=console.print, ranks=ranks)
+        metrics = run(dataset, out, cfg, force=force, log=console.print, ranks=ranks,
+                      init_from=init_from)
     finally:
         ranks.stop()
     if ranks.main:

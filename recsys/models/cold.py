@@ -72,12 +72,15 @@ class ColdStartModel(Model):
             self.register_buffer(f"{name}_counts", torch.zeros(size, dtype=torch.int32))
 
     # ---- set-up from the training split ------------------------------------------------------
-    def set_counts(self, counts: dict[str, np.ndarray]) -> None:
+    def set_counts(self, counts: dict[str, np.ndarray], add: bool = False) -> None:
         """Training interactions per ID row (dataset.counts; the unknown row stays at zero:
-        always cold)."""
+        always cold). `add`: on top of the counts held (a warm start's parent's: an ID the
+        parent trained on is not cold because today's data lacks it)."""
         for name in COLD_ENTITIES:
             buffer = getattr(self, f"{name}_counts")
             n = np.asarray(counts[name], dtype=np.int64)[:buffer.numel()].copy()
+            if add:
+                n += buffer.numpy()
             n[-1] = 0
             buffer.copy_(torch.from_numpy(np.minimum(n, np.iinfo(np.int32).max)
                                           .astype(np.int32)))

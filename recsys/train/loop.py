@@ -20,7 +20,7 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.loader import distinct_values, load_split
 from recsys.dataset.meta import read_dataset_meta
 from recsys.dataset.stream import PREFETCH, SplitFiles, StreamLoader
-from recsys.errors import OutputExistsError
+from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import EVAL_BATCH, predict, score_batches, split_auc, \
     split_metrics, write_scores
 from recsys.memory import available_memory, check_fits
@@ -30,12 +30,13 @@ from recsys.models.base import TrainWrapper, dense_bytes_with_adam, dense_parame
 from recsys.models.config import ModelConfig
 from recsys.models.cold import COLD_ENTITIES
 from recsys.provenance import code_version, dataset_fingerprint
-from recsys.run import BEST, CHECKPOINT, CONFIG, DENSE_OPT, METRICS, SHARDED, SHARDED_BEST, \
-    STATE, Run, load_sharded
+from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, METRICS, SHARDED, \
+    SHARDED_BEST, STATE, Run, load_sharded
 from recsys.files import load_torch, read_json, save_torch
 from recsys.train.config import TrainConfig
 from recsys.train.distributed import Ranks, check_shardable, predict_sharded, save_sharded, \
     shard
+from recsys.train.warm_start import grown_rows, parent_layout, warm_start
 
 RESTART = "pass force=True to start the run over, or train into another folder"  # a corrupt file
 
@@ -95,10 +96,14 @@ class _Checkpoints:
                                              weights_only=True))
         return read_json(self.out / SHARDED / STATE, RESTART)
 
-    def save_best(self, model) -> None:
+    def save_best(self, model, trainer, dense_opt) -> None:
         if self.sharded:
             save_sharded({"model": model.state_dict()}, self.out / SHARDED_BEST, self.ranks)
         elif self.ranks.main:
+            # the optimizer first: a best.pt is never newer than its optimizer state
+            save_torch({"dense_opt": dense_opt.state_dict(),
+                        "fused_opts": [o.state_dict() for o in sparse_optimizers(trainer)]},
+                       self.out / BEST_OPTIM)
             save_torch(model.state_dict(), self.out / BEST)
 
 
@@ -172,8 +177,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
           init_from: Path | None = None) -> dict:
     """Train, evaluate the best epoch on test, write out/metrics.json and return it. With
     `ranks` from torchrun, the model is sharded over the processes and each trains on its
-    share of every batch. `init_from`: a run whose best epoch's weights the model starts from
-    (the same model and inputs)."""
+    share of every batch. `init_from`: a finished run whose best epoch the model starts from
+    (train.warm_start: the same model and features, tables that may have grown)."""
     ranks = ranks or Ranks()
     cfg.check()
     if ranks.distributed:
@@ -181,12 +186,19 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     log = log if ranks.main else (lambda *a, **k: None)
     meta = read_dataset_meta(dataset)
     can = model_class(cfg.model).capabilities
+    layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows, cfg.history)
+    parent = Run(init_from) if init_from else None  # a warm start's: checked before a write
+    layout_before = parent_layout(parent, cfg, layout) if parent else None
+    if parent and ranks.distributed and grown_rows(layout_before, layout):
+        raise UsageError(f"--init-from {parent.path}: this dataset's tables are larger than "
+                         f"the parent's; warm-start a grown model in one process (--nproc 1)",
+                         fields=("init_from", "nproc"))
     # the resolved config and where it ran: any number in a report traces back to it
     config = {**cfg.to_json(), "dataset": str(dataset),
               "dataset_fingerprint": dataset_fingerprint(dataset),
               **({"nproc": ranks.world} if ranks.distributed else {}),
-              **({"init_from": str(init_from)} if init_from else {}), "code": code_version()}
-    layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows, cfg.history)
+              **({"init_from": str(init_from), "init_fingerprint": parent.fingerprint()}
+                 if parent else {}), "code": code_version()}
     _check_tables_fit(layout, cfg.model_config, ranks)  # before anything is written
     # the splits' footers and labels too: a damaged dataset is refused before the run starts
     files = {split: SplitFiles(dataset, split, layout) for split in ("train", "val", "test")}
@@ -196,13 +208,19 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
 
     # meta-learning episodes and test-time adaptation read the training split in memory
     train_data = load_split(dataset, "train", layout) if can.episodes or can.adapts else None
-    model, trainer = _build(cfg, layout, ranks, log, init_from)
-    if can.cold_path:  # the unseen IDs take the cold path: counted once, saved with the model
-        model.set_counts(training_counts(files["train"], layout, COLD_ENTITIES))
+    model, trainer = _build(cfg, layout, ranks, log, parent, layout_before)
     sampler = EpisodeSampler(train_data, layout, can.episodes, cfg.model_config.meta_tasks,
                              cfg.seed) if can.episodes else None
     dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.dense_lr,
                                  weight_decay=cfg.weight_decay)
+    if parent and not resume and not ranks.distributed:
+        kept = warm_start(model, parent, layout_before, layout, dense_opt,
+                          sparse_optimizers(trainer))
+        log(f"starting from {parent.path}'s best epoch" +
+            ("" if kept else " (its weights: it kept no optimizer state)"))
+    if can.cold_path:  # the unseen IDs take the cold path: counted once, saved with the model
+        model.set_counts(training_counts(files["train"], layout, COLD_ENTITIES),
+                         add=parent is not None)
     state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
              "seconds": 0.0, "examples": 0, "step": 0, "loss_sum": 0.0}
     if resume:
@@ -253,7 +271,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
             f"val AUC {val_auc:.4f}")
         if val_auc > state["best_auc"]:
             state["best_auc"], state["best_epoch"] = val_auc, epoch
-            checkpoints.save_best(model)
+            checkpoints.save_best(model, trainer, dense_opt)
         state["epoch"] = epoch + 1
         save(0, 0.0)
 
@@ -276,21 +294,22 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     return metrics
 
 
-def _build(cfg: TrainConfig, layout: Layout, ranks: Ranks, log, init_from: Path | None):
+def _build(cfg: TrainConfig, layout: Layout, ranks: Ranks, log, parent: Run | None,
+           layout_before: Layout | None):
     """The model and what trains it: its TrainWrapper, sharded by DistributedModelParallel
-    over several processes (the wrapper, so the model's own loss is what trains)."""
+    over several processes (the wrapper, so the model's own loss is what trains). One process
+    warm-starts from `parent` after this (warm_start); several load its weights here, into
+    tables of the parent's sizes."""
     torch.manual_seed(cfg.seed)
     if not ranks.distributed:
         model = build_model(cfg.model, layout, cfg.model_config)
-        if init_from is not None:
-            Run(init_from).load_weights(model)
         return model, TrainWrapper(model)
     with torch.device("meta"):  # each rank allocates only its shards
         wrapper = TrainWrapper(build_model(cfg.model, layout, cfg.model_config))
     trainer = shard(wrapper, ranks)
     model = trainer.module.model
-    if init_from is not None:
-        Run(init_from).load_weights(model)
+    if parent is not None:
+        parent.load_weights(model)
     kinds = Counter(p.sharding_type for m in trainer.plan.plan.values() for p in m.values())
     log(f"{sum(kinds.values())} tables sharded over {ranks.world} process(es) on "
         f"{ranks.device.type}: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))

@@ -1,0 +1,129 @@
+"""`recsys train --init-from RUN` on the tiny preset: a warm-started model scores the test rows
+exactly as its parent did before any step; on data with more users and items the known IDs keep
+their rows (and row-wise optimizer state), the new ones get a fresh run's rows; incompatible
+parents are refused with one line; config.json records the lineage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import error_lines, run
+from recsys.dataset.layout import Layout
+from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.stream import SplitFiles, StreamLoader
+from recsys.eval.evaluate import predict_stream
+from recsys.models.base import TrainWrapper, dense_parameters, sparse_optimizers
+from recsys.models.registry import build_model
+from recsys.run import SCORES, Run
+from recsys.schema import ITEM_ID, USER_ID
+from recsys.train.config import TrainConfig
+from recsys.train.loop import train
+from recsys.train.warm_start import parent_layout, warm_start
+
+QUIET = {"progress": False, "log": lambda *a, **k: None}
+MODELS = ("mmoe", "dropoutnet")  # a plain model, and one whose cold path counts IDs
+
+
+@pytest.fixture(scope="module")
+def parents(tiny, tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("warm")
+    for model in MODELS:
+        train(tiny["dataset"], base / model, TrainConfig(model=model, epochs=1, batch_size=512),
+              **QUIET)
+    return {"base": base, **{m: Run(base / m) for m in MODELS}}
+
+
+def _child(parent: Run, cfg: TrainConfig, layout: Layout):
+    """A model built as a fresh run of `cfg` would be, warm-started from `parent`."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, layout, cfg.model_config)
+    dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.dense_lr)
+    sparse = sparse_optimizers(TrainWrapper(model))
+    kept = warm_start(model, parent, parent_layout(parent, cfg, layout), layout, dense_opt,
+                      sparse)
+    return model, sparse, kept
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_warm_start_scores_as_its_parent_before_any_step(tiny, parents, model):
+    parent = parents[model]
+    layout = parent.layout()
+    child, _, kept = _child(parent, parent.config(), layout)
+    assert kept  # a one-process parent keeps its optimizer state
+    files = SplitFiles(tiny["dataset"], "test", layout)
+    scores = predict_stream(child, StreamLoader(files, layout, 4096))
+    expected = pq.read_table(parent.path / SCORES.format(split="test"))["score"].to_numpy()
+    np.testing.assert_array_equal(scores.astype(np.float32), expected)
+
+
+def test_grown_tables_keep_the_known_rows_and_start_the_new_ones_fresh(tiny, parents):
+    parent = parents["mmoe"]
+    cfg, meta = parent.config(), read_dataset_meta(tiny["dataset"])
+    grown = Layout.from_meta({**meta, "n_users": meta["n_users"] + 7,
+                              "n_items": meta["n_items"] + 3})
+    child, sparse, _ = _child(parent, cfg, grown)
+    torch.manual_seed(cfg.seed)
+    fresh = build_model(cfg.model, grown, cfg.model_config).state_dict()
+    saved, now = parent.state_dict(), child.state_dict()
+    optim = parent.optimizer_state()["fused_opts"][0]["state"]
+    grown_optim = sparse[0].state_dict()["state"]
+    for name, added in ((USER_ID, 7), (ITEM_ID, 3)):
+        key = next(k for k in now if k.endswith(f"t_{name}.weight"))
+        old, new = saved[key], now[key]
+        assert new.shape[0] == old.shape[0] + added
+        torch.testing.assert_close(new[:old.shape[0] - 1], old[:-1])  # the known IDs
+        torch.testing.assert_close(new[-1], old[-1])  # the unknown row stays the unknown row
+        torch.testing.assert_close(new[old.shape[0] - 1:-1], fresh[key][old.shape[0] - 1:-1])
+        assert not torch.equal(new[old.shape[0] - 1:-1], old[-1].expand(added, -1))
+        momentum = f"t_{name}.weight"
+        (before,), (after,) = optim[momentum].values(), grown_optim[momentum].values()
+        torch.testing.assert_close(after[:before.numel() - 1], before[:-1])
+        assert after[-1] == before[-1] and not after[before.numel() - 1:-1].any()
+        assert before[:-1].any()  # trained rows carry state to keep
+
+
+def test_the_cli_records_the_lineage_and_counts_the_parents_ids(tiny, parents):
+    out = parents["base"] / "child"
+    run("recsys", "train", "--model", "dropoutnet", "--dataset", str(tiny["dataset"]),
+        "--epochs", "1", "--batch-size", "512", "--init-from",
+        str(parents["dropoutnet"].path), "--out", str(out))
+    config = json.loads((out / "config.json").read_text())
+    assert config["init_from"] == str(parents["dropoutnet"].path)
+    assert config["init_fingerprint"] == parents["dropoutnet"].fingerprint()
+    # an ID is as often seen as the parent's training and the child's together
+    counts = {k: v for k, v in Run(out).state_dict().items() if k.endswith("_counts")}
+    parent = {k: v for k, v in parents["dropoutnet"].state_dict().items()
+              if k.endswith("_counts")}
+    for key, value in counts.items():
+        torch.testing.assert_close(value, 2 * parent[key])
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--model", "dnn"), "model: the parent's 'mmoe', this run's 'dnn'"),
+    (("--model", "mmoe", "--text"), "modalities: the parent's [], this run's ['text']"),
+    (("--model", "mmoe", "--user-rows", "64"),
+     "hashed rows: the parent's {}, this run's {'user_id': 64}"),
+    (None, "model_config.embedding_dim: the parent's 16, this run's 32"),
+])
+def test_incompatible_parents_are_refused_with_one_line(tiny, parents, tmp_path, args, says):
+    if args is None:  # a model size changed in a config file
+        config = tmp_path / "wide.yaml"
+        config.write_text("model: mmoe\nmodel_config:\n  embedding_dim: 32\n")
+        args = ("--config", str(config))
+    result = run("recsys", "train", *args, "--dataset", str(tiny["dataset"]), "--init-from",
+                 str(parents["mmoe"].path), "--out", str(tmp_path / "child"), check=False)
+    assert result.returncode != 0
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and says in lines[0], result.stderr
+    assert not (tmp_path / "child").exists()  # refused before anything was written
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tiny, tmp_path):
+    result = run("recsys", "train", "--model", "mmoe", "--dataset", str(tiny["dataset"]),
+                 "--init-from", str(tmp_path), "--out", str(tmp_path / "child"), check=False)
+    assert result.returncode != 0 and "not a finished run" in result.stderr
