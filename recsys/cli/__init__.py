@@ -312,7 +312,8 @@ def plan(
 @app.command()
 @friendly
 def serve(
-    run: Path = typer.Option(..., "--run", help="A finished run folder (runs/<name>)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="A finished run folder "
+                                       "(runs/<name>); or --watch."),
     repo: Path = REPO,
     host: str = typer.Option(Settings.host, "--host", help="Address to bind (0.0.0.0: every "
                              "interface)."),
@@ -325,13 +326,27 @@ def serve(
     retrieval: Optional[Path] = typer.Option(
         None, "--retrieval", help="A two_tower run with its index (`recsys index`): POST "
                                   "/recommend retrieves with it and ranks with --run."),
+    watch: Optional[Path] = typer.Option(
+        None, "--watch", help="A folder of runs: serve its newest finished run (or the one "
+        "its CURRENT file names) and swap in a newer one without a restart; one that fails "
+        "to load or to score is refused and the old one keeps serving."),
+    watch_seconds: float = typer.Option(Settings.watch_seconds, "--watch-seconds", min=0.1,
+                                        help="How often --watch looks for a newer run."),
 ) -> None:
     """Serve a trained run: POST /score, /feedback, /recommend; GET /health, /metadata,
     /metrics."""
     from recsys.run import Run
+    from recsys.serve.watch import first_run
 
+    if run is None and watch is None:
+        raise UsageError("missing --run: pass a finished run folder, or --watch DIR to serve "
+                         "the newest run in DIR", fields="run")
+    if run is not None and watch is not None:
+        raise UsageError("--run and --watch: pass one (--watch serves its folder's newest run)",
+                         fields=("run", "watch"))
+    run = run or first_run(watch)
     settings = Settings(str(run), str(repo), refresh_seconds, host, port, workers,
-                        str(retrieval or ""))
+                        str(retrieval or ""), str(watch or ""), watch_seconds)
     settings.check()
     Run(run).check_trained()  # before the server's imports: a wrong --run answers at once
     if retrieval is not None:

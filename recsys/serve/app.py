@@ -9,7 +9,12 @@
   `--retrieval RUN`) -> {"items": [{"item_id", "score", "retrieval_score"}, ...], "source"}:
   the retrieval run's nearest items of the scenario, ranked by the served run (recommender).
 - GET /health, GET /metadata (model, config, dataset, feature service, versions), GET /metrics
-  (Prometheus text: requests by endpoint and status, latency histograms, refusals by reason).
+  (Prometheus text: requests by endpoint and status, latency histograms, refusals by reason,
+  the serving run and, with `--watch DIR`, the swaps by result).
+
+With `--watch DIR` the server follows DIR's newest finished run (serve.watch): a new run is
+loaded and checked in the background and swapped in whole (`Served`); every request reads the
+serving run once, so it finishes on the model it started with.
 
 A bad request is a 4xx with one clear message in {"error": ...} (malformed JSON 400, a body over
 MAX_BODY_BYTES 413, anything the request schema or the model refuses 422), counted, and the
@@ -21,15 +26,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, \
-    generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, \
+    Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, \
     ValidationError
 
@@ -39,6 +46,7 @@ from recsys.serve.recommender import CANDIDATES, Recommender
 from recsys.serve.scorer import Request as ScoreRequest
 from recsys.serve.scorer import RequestError, Scorer
 from recsys.serve.settings import Settings
+from recsys.serve.watch import RunWatcher
 
 MAX_CANDIDATES = 1000  # items one request may score
 MAX_EVENTS = 1000  # feedback events one request may carry
@@ -100,6 +108,48 @@ class _Metrics:
         self.stages = Histogram("recsys_recommend_stage_seconds", "Each stage of a /recommend "
                                 "request", ["stage"], buckets=LATENCY_BUCKETS,
                                 registry=self.registry)
+        self.serving = Gauge("recsys_serving_run", "1 for the run serving, 0 for those it "
+                             "replaced", ["run", "model_fingerprint"], registry=self.registry,
+                             multiprocess_mode="livemax")
+        self.swaps = Counter("recsys_swaps", "Runs a watching server tried, by result (swapped "
+                             "| refused)", ["result"], registry=self.registry)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What answers requests: a run's scorer, the history writer and the recommender that use
+    it, and the headers naming it. `--watch` replaces it whole, in one assignment."""
+
+    scorer: Scorer
+    history: HistoryWriter
+    recommender: Recommender | None
+    headers: dict
+
+    @classmethod
+    def of(cls, scorer: Scorer, recommender: Recommender | None) -> "Served":
+        info = scorer.info
+        return cls(scorer, HistoryWriter(scorer, scorer.schema),
+                   recommender.ranked_by(scorer) if recommender else None,
+                   {"X-Recsys-Model": f"{info['name']} {info['model_fingerprint']}",
+                    "X-Recsys-Run": info["run"],
+                    "X-Recsys-Dataset": str(info["dataset_fingerprint"])})
+
+    def labels(self) -> tuple[str, str]:
+        return self.scorer.info["run"], self.scorer.info["model_fingerprint"]
+
+
+def check_swappable(serving: Scorer, new: Scorer) -> None:
+    """A run may replace the serving one if it reads the same repo's features the same way and
+    scores a request: refused (ValueError) otherwise, before any request reaches it."""
+    for what in ("schema", "feature_service", "scenarios"):
+        if serving.info[what] != new.info[what]:
+            raise ValueError(f"its {what} {new.info[what]!r} is not the serving run's "
+                             f"{serving.info[what]!r}")
+    first = np.zeros(1, dtype=np.int64)  # the first user and item of the store
+    scores = new.score(ScoreRequest(new.features.users.raw_ids(first)[0], 0,
+                                    new.features.items.raw_ids(first))).scores
+    if not np.isfinite(scores).all():
+        raise ValueError(f"it scored a request {scores.tolist()}: not a probability")
 
 
 def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
@@ -109,19 +159,19 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
                               settings.refresh_seconds) if settings.retrieval else None
     metrics = _Metrics()
     app = FastAPI(title="recsys", docs_url=None, redoc_url=None)
-    headers = {"X-Recsys-Model": f"{scorer.info['name']} {scorer.info['model_fingerprint']}",
-               "X-Recsys-Dataset": str(scorer.info["dataset_fingerprint"])}
+    app.state.served = Served.of(scorer, recommender)
+    metrics.serving.labels(*app.state.served.labels()).set(1)
 
     def refuse(status: int, reason: str, message: str) -> JSONResponse:
         metrics.refused.labels(reason).inc()
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
+        return JSONResponse({"error": message}, status_code=status,
+                            headers=app.state.served.headers)
 
     def too_large() -> JSONResponse:  # declared by its length, or found while reading it
         return refuse(413, "body too large", f"request body over {MAX_BODY_BYTES:,} bytes; "
                       f"send at most {MAX_CANDIDATES:,} candidates")
 
     app.add_middleware(_Measured, metrics=metrics, too_large=too_large)
-    history = HistoryWriter(scorer, scorer.schema)
 
     async def body_json(request: Request):
         """The request's JSON, or the refusal to answer with."""
@@ -147,6 +197,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
 
     @app.post("/score")
     async def score(request: Request):
+        served = app.state.served  # read once: the request ends on the run it started with
         parsed, refused = await parsed_body(request, ScoreBody)
         if refused is not None:
             return refused
@@ -160,7 +211,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
             return refuse(422, "duplicate items", f"item_ids: {twice!r} appears more than "
                           f"once; send each candidate once")
         try:
-            result = await run_in_threadpool(scorer.score, ScoreRequest(
+            result = await run_in_threadpool(served.scorer.score, ScoreRequest(
                 parsed.user_id, parsed.scenario, parsed.item_ids, parsed.context))
         except RequestError as e:
             return refuse(422, "invalid request", str(e))
@@ -168,11 +219,12 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
         order = (-result.scores).argsort(kind="stable")
         return JSONResponse({"scores": [{ITEM_ID: result.item_ids[i],
                                          "score": float(result.scores[i])} for i in order]},
-                            headers=headers)
+                            headers=served.headers)
 
     @app.post("/feedback")
     async def feedback(request: Request):
         """One event {user_id, item_id, scenario, clicked, timestamp?} or a list of them."""
+        served = app.state.served
         data, refused = await body_json(request)
         if refused is not None:
             return refused
@@ -185,15 +237,16 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
         except ValidationError as e:
             return refuse(422, "invalid request", _first_error(e, FeedbackEvent, "events"))
         try:
-            clicks = await run_in_threadpool(history.record, [Event(**e.model_dump())
-                                                              for e in parsed])
+            clicks = await run_in_threadpool(served.history.record,
+                                             [Event(**e.model_dump()) for e in parsed])
         except RequestError as e:
             return refuse(422, "invalid request", str(e))
-        return JSONResponse({"events": len(parsed), "clicks": clicks}, headers=headers)
+        return JSONResponse({"events": len(parsed), "clicks": clicks}, headers=served.headers)
 
     @app.post("/recommend")
     async def recommend(request: Request):
-        if recommender is None:
+        served = app.state.served
+        if served.recommender is None:
             return refuse(404, "no retrieval", "this server has no retrieval run: start it with "
                           "`recsys serve --retrieval RUN` (a two_tower run with `recsys index`)")
         parsed, refused = await parsed_body(request, RecommendBody)
@@ -203,7 +256,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
             return refuse(422, "invalid request", f"k: {parsed.k} is more than the "
                           f"{parsed.candidates} candidates retrieved; ask for at most that many")
         try:
-            found = await run_in_threadpool(recommender.recommend, parsed.user_id,
+            found = await run_in_threadpool(served.recommender.recommend, parsed.user_id,
                                             parsed.scenario, parsed.k, parsed.exclude,
                                             parsed.candidates, parsed.context)
         except RequestError as e:
@@ -215,19 +268,23 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
              "retrieval_score": None if found.retrieval_scores is None else
              float(found.retrieval_scores[i])}
             for i, (item, score) in enumerate(zip(found.item_ids, found.rank_scores))],
-            "source": found.source}, headers=headers)
+            "source": found.source}, headers=served.headers)
 
     @app.get("/health")
     def health():
-        return JSONResponse({"status": "ok", "reloads": scorer.features.reloads},
-                            headers=headers)
+        served = app.state.served
+        return JSONResponse({"status": "ok", "reloads": served.scorer.features.reloads},
+                            headers=served.headers)
 
     @app.get("/metadata")
     def metadata():
-        return JSONResponse({**scorer.info, "limits": {"max_candidates": MAX_CANDIDATES,
-                                                       "max_body_bytes": MAX_BODY_BYTES},
-                             "retrieval": recommender.info if recommender else None,
-                             "versions": _versions()}, headers=headers)
+        served = app.state.served
+        return JSONResponse({**served.scorer.info,
+                             "limits": {"max_candidates": MAX_CANDIDATES,
+                                        "max_body_bytes": MAX_BODY_BYTES},
+                             "retrieval": served.recommender.info if served.recommender else None,
+                             "watch": settings.watch or None, "versions": _versions()},
+                            headers=served.headers)
 
     @app.get("/metrics")
     def prometheus():
@@ -238,10 +295,34 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
     async def failed(request: Request, error: Exception):  # one request fails, not the server
         metrics.refused.labels("server error").inc()
         return JSONResponse({"error": f"server error: {type(error).__name__}: {error}"},
-                            status_code=500, headers=headers)
+                            status_code=500, headers=app.state.served.headers)
 
-    app.state.scorer = scorer
+    if settings.watch:
+        app.state.watcher = _watch(app, settings, metrics)
     return app
+
+
+def _watch(app: FastAPI, settings: Settings, metrics: _Metrics) -> RunWatcher:
+    """Follow `--watch DIR`: a new run is loaded and checked here, in the watcher's thread,
+    while the serving one answers; then one assignment swaps it in."""
+    def load(run: Path) -> Served:
+        serving = app.state.served
+        scorer = Scorer(run, Path(settings.repo), settings.refresh_seconds)
+        try:
+            check_swappable(serving.scorer, scorer)
+        except BaseException:
+            scorer.close()
+            raise
+        return Served.of(scorer, serving.recommender)
+
+    def swap(new: Served) -> None:
+        old, app.state.served = app.state.served, new
+        metrics.serving.labels(*old.labels()).set(0)
+        metrics.serving.labels(*new.labels()).set(1)
+        old.scorer.close()  # stops its cache refresh; requests still on it finish
+
+    return RunWatcher(Path(settings.watch), settings.watch_seconds, Path(settings.run), load,
+                      swap, lambda result: metrics.swaps.labels(result).inc()).start()
 
 
 class _Measured:

@@ -7,6 +7,7 @@ clicked items, ranked the same way, and the answer says so."""
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,12 @@ class Recommender:
         self.info = {"run": str(retrieval_run), "model": self.retriever.info["model"],
                      "model_fingerprint": self.retriever.info["model_fingerprint"],
                      "index": {k: v for k, v in self.index_info.items() if k != "run"}}
+
+    def ranked_by(self, ranker: Scorer) -> "Recommender":
+        """This retriever and index, ranking with another run (a watching server's new one)."""
+        other = copy.copy(self)
+        other.ranker = ranker
+        return other
 
     @torch.no_grad()
     def recommend(self, user_id, scenario, k: int, exclude: list, candidates: int = CANDIDATES,

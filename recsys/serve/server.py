@@ -17,13 +17,16 @@ def serve(settings: Settings, started=print) -> None:
     """Serve until stopped. The run and the repo are loaded (and refused) before the port is
     taken; `started` is told what is served where."""
     app = create_app(settings)
-    started(f"serving {app.state.scorer.info['name']} from {settings.run} on "
-            f"http://{settings.host}:{settings.port} ({settings.workers} worker(s))")
+    watching = f", watching {settings.watch} for newer runs" if settings.watch else ""
+    started(f"serving {app.state.served.scorer.info['name']} from {settings.run} on "
+            f"http://{settings.host}:{settings.port} ({settings.workers} worker(s){watching})")
     if settings.workers == 1:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
         return
     os.environ[SETTINGS_ENV] = json.dumps(vars(settings))
-    app.state.scorer.close()
+    app.state.served.scorer.close()
+    if settings.watch:
+        app.state.watcher.close()
     with tempfile.TemporaryDirectory(prefix="recsys-metrics-") as counts:
         # the workers' prometheus_client reads it on import, and Feast keeps one already set
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[METRICS_DIR_ENV] = counts

@@ -18,11 +18,15 @@ class Settings:
     port: int = 8000
     workers: int = 1  # server processes, each with the model and its caches
     retrieval: str = ""  # a retrieval run with its index (`recsys index`): POST /recommend
+    watch: str = ""  # a folder of runs: serve its newest finished run, swap in newer ones
+    watch_seconds: float = 5.0  # how often --watch looks for a newer run
 
     def check(self) -> None:
         if not 0 < self.port < 65536:
             raise UsageError(f"port {self.port}: choose 1..65535")
         if self.workers < 1:
             raise UsageError(f"workers {self.workers}: need at least one")
+        if self.watch_seconds <= 0:
+            raise UsageError(f"watch_seconds {self.watch_seconds}: must be more than 0")
         if self.refresh_seconds < 0:
             raise UsageError(f"refresh_seconds {self.refresh_seconds}: must be at least 0")

@@ -23,13 +23,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def recsys_server(run: Path, repo: Path, *args: str, timeout: float = 180):
-    """`recsys serve` on a free port; yields an httpx client bound to it."""
+def recsys_server(run: Path | None, repo: Path, *args: str, timeout: float = 180):
+    """`recsys serve` on a free port (of `run`, or as `args` say: --watch DIR); yields an httpx
+    client bound to it, whose `log` is the server's output file."""
     port = free_port()
-    log = run.parent / f"serve-{port}.log"
+    log = (run or repo).parent / f"serve-{port}.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "recsys"), "serve", "--run", str(run), "--repo",
-                                 str(repo), "--port", str(port), *args], stdout=out,
+        proc = subprocess.Popen([str(BIN / "recsys"), "serve", *(("--run", str(run)) if run
+                                                                  else ()),
+                                 "--repo", str(repo), "--port", str(port), *args], stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
@@ -44,6 +46,7 @@ def recsys_server(run: Path, repo: Path, *args: str, timeout: float = 180):
                     pass
                 assert time.monotonic() < deadline, f"no /health: {log.read_text()}"
                 time.sleep(0.2)
+            client.log = log
             yield client
     finally:
         proc.terminate()  # a supervisor of --workers N stops its workers first
