@@ -128,20 +128,28 @@ def build_dataset(
                                             help="--split dates: test from (ISO date)."),
     shares: Optional[str] = typer.Option(None, "--shares", help="--split quantiles: percent "
                                          "of the rows in train/val/test (default 80/10/10)."),
+    from_day: Optional[str] = typer.Option(
+        None, "--from", help="Build only the rows from this day (ISO date, UTC) on; the split "
+        "is chosen inside the window, the history still reaches back before it."),
+    to_day: Optional[str] = typer.Option(None, "--to", help="... up to this day, included."),
     force: bool = FORCE,
 ) -> None:
     """Build train / val / test sets with Feast's point-in-time join, partition by partition
     (a killed build resumes where it stopped)."""
     from recsys.dataset.build import build_dataset as run
     from recsys.dataset.build import default_out
-    from recsys.data.split import split_spec
+    from recsys.data.split import Window, split_spec
 
     spec = split_spec(split, val_days=val_days, test_days=test_days, val_from=val_from,
                       test_from=test_from, shares=shares)
+    window = Window.of(from_day, to_day)
     out = out or default_out(repo)
     info = run(repo, out, force=force, service_name=feature_service, memory_gb=memory_gb,
-               engine=engine, partition_rows=partition_rows, split_spec=spec)
+               engine=engine, partition_rows=partition_rows, split_spec=spec, window=window)
     sizes = ", ".join(f"{s} {v['rows']:,}" for s, v in info["splits"].items())
+    if info["window"]:
+        console.print(f"window: {info['window']['from'] or 'the first day'} to "
+                      f"{info['window']['to'] or 'the last day'}")
     console.print(f"split: {info['split']['how']}; validation from "
                   f"{info['split']['val_from']}, test from {info['split']['test_from']}")
     console.print(f"dataset {out}: {sizes} rows, {len(info['columns'])} columns, "
@@ -224,6 +232,10 @@ def train(
 
     dataset = dataset or Path("datasets/small")
     read_dataset_meta(dataset)  # a missing dataset is refused before torch is imported
+    if init_from is not None:
+        from recsys.run import Run
+
+        Run(init_from).check_trained()
 
     from recsys.eval.report import metrics_table
     from recsys.train import distributed

@@ -17,7 +17,7 @@ future reaches training. Ways to choose the cuts (`SplitSpec`):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from recsys.errors import DataError, UsageError
 from recsys.schema import EVENT_TIMESTAMP, FEW_SHOT_MAX
@@ -117,6 +117,52 @@ class Split:
     def to_json(self) -> dict:
         return {**asdict(self), "val_from": _iso(self.val_start),
                 "test_from": _iso(self.test_start)}
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows a build takes (`build-dataset --from DAY --to DAY`): event times in
+    [start, end) µs, whole days, None: unbounded on that side. The split is chosen inside the
+    window; the user's history and the cold-start counts still read the log before it."""
+
+    start: int | None = None
+    end: int | None = None
+
+    @classmethod
+    def of(cls, first: str | None, last: str | None) -> "Window":
+        """From the first day to the last day, both included (ISO dates, UTC)."""
+        start, end = (_day_us(first, "from") if first else None), \
+            (_day_us(last, "to") + DAY_US if last else None)
+        if start is not None and end is not None and start >= end:
+            raise UsageError(f"--from {first} --to {last}: the window ends before it starts; "
+                             f"pass --to on or after --from", fields=("from", "to"))
+        return cls(start, end)
+
+    @property
+    def whole(self) -> bool:
+        return self.start is None and self.end is None
+
+    def where(self, time_us: str = f"epoch_us({EVENT_TIMESTAMP})") -> str:
+        """SQL: whether a row whose event time (µs) is `time_us` is in the window."""
+        return " AND ".join([*([f"{time_us} >= {self.start}"] if self.start is not None else []),
+                             *([f"{time_us} < {self.end}"] if self.end is not None else [])]
+                            ) or "TRUE"
+
+    def to_json(self) -> dict | None:
+        return None if self.whole else {
+            "from": None if self.start is None else _iso(self.start),
+            "to": None if self.end is None else _iso(self.end - DAY_US)[:10]}
+
+
+def _day_us(text: str, flag: str) -> int:
+    """An ISO date (YYYY-MM-DD), UTC midnight, in µs since the epoch."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--{flag} {text}: not an ISO date; pass a day such as 2026-01-09",
+                         fields=flag) from None
+    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * \
+        1_000_000
 
 
 def _iso(us: int) -> str:

@@ -35,7 +35,7 @@ from recsys.data.offline import connect, offline_dir, read_repo_meta, read_schem
     validate_offline_store
 from recsys.dataset.history_join import HistoryJoin
 from recsys.dataset.meta import DATASET_META
-from recsys.data.split import DAY_US, SPLITS, Split, SplitSpec, choose_split, \
+from recsys.data.split import DAY_US, SPLITS, Split, SplitSpec, Window, choose_split, \
     train_counts_sql, with_cold_start_flags
 from recsys.errors import UsageError
 from recsys.features.feature_store import feature_service, open_store
@@ -45,6 +45,7 @@ from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, INTERACTIONS, ITEM_ID, 
 from recsys.files import check_output_free, resumable_dir, write_parquet
 
 ENGINES = ("duckdb", "spark")
+WINDOW = "window_rows"  # the build's rows: the interactions inside --from / --to
 # Bytes a partition's row costs at the peak, as a multiple of its width in Parquet. Feast's
 # join in DuckDB, which gets half the budget, spills little, and pairs each row with every
 # earlier row of its entity in each view before keeping the latest; the other half holds the
@@ -94,10 +95,11 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
                   service_name: str | None = None, progress: bool = True,
                   memory_gb: float = DEFAULT_MEMORY_GB, engine: str = "duckdb",
                   partition_rows: int | None = None,
-                  split_spec: SplitSpec = SplitSpec()) -> dict:
+                  split_spec: SplitSpec = SplitSpec(), window: Window = Window()) -> dict:
     """`service_name`: the feature service to join (default: the repo schema's default).
     `partition_rows`: the most rows one join takes (default: what `memory_gb` allows).
-    `split_spec`: how validation and test are cut off (see data.split)."""
+    `split_spec`: how validation and test are cut off (see data.split). `window`: the days
+    whose rows to build (default: all); their history still reaches back before it."""
     meta = read_repo_meta(repo)  # checks the repo first
     split_spec.check()
     repo_schema = read_schema(repo)
@@ -125,13 +127,16 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     spill = out.parent / f".{out.name}.spill"  # DuckDB's, removed at the end
     spill.parent.mkdir(parents=True, exist_ok=True)
     con = connect(offline, meta["start_epoch"], memory_bytes=budget // 4, spill=spill)
-    split = choose_split(con, spec=split_spec)
+    con.execute(f"CREATE TEMP VIEW {WINDOW} AS SELECT * FROM {INTERACTIONS} "
+                f"WHERE {window.where()}")
+    _check_window(con, window)
+    split = choose_split(con, WINDOW, spec=split_spec)
     views = repo_schema.services[service_name]
     history = HISTORY_VIEW.name in views
     width = ROW_COST * row_width(offline, tuple(v for v in views if v != HISTORY_VIEW.name)) + \
         HISTORY_COST * (table_width(offline, HISTORY_VIEW.name) if history else 0)
     max_rows = partition_rows or max(1, budget // width)
-    partitions = plan_partitions(con, split, max_rows)
+    partitions = plan_partitions(con, split, max_rows, WINDOW)
     plan = {"engine": engine, "feature_service": service_name, "split": asdict(split),
             "offline": _fingerprint(offline), "partitions": [asdict(p) for p in partitions]}
     join = _joiner(engine, repo, store, service, budget // 2, spill)
@@ -142,7 +147,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
             info = _build(con, tmp, offline, split, partitions, join, repo_schema, schema,
                           progress, ttl, spill)
             info.update(_describe(meta, repo, repo_schema, service_name, split, partitions,
-                                  memory_gb, engine, max_rows))
+                                  memory_gb, engine, max_rows), window=window.to_json())
             (tmp / DATASET_META).write_text(json.dumps(info, indent=2))
     finally:
         con.close()
@@ -194,14 +199,15 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
     return {"columns": schema.names, "vector_dims": vector_dims}
 
 
-def plan_partitions(con, split: Split, max_rows: int) -> list[Partition]:
-    """Runs of whole days up to `max_rows` rows each, in time order; a day above `max_rows`
-    becomes hash buckets of about `max_rows` rows."""
+def plan_partitions(con, split: Split, max_rows: int,
+                    rows: str = INTERACTIONS) -> list[Partition]:
+    """Runs of whole days of the relation `rows` up to `max_rows` rows each, in time order; a
+    day above `max_rows` becomes hash buckets of about `max_rows` rows."""
     per_day: dict[int, dict[str, int]] = {}  # one entry per day with rows
     for day, name, n in con.execute(f"""
             SELECT epoch_us({EVENT_TIMESTAMP}) // {DAY_US} AS day, {split.of()} AS split,
                    count(*) AS n
-            FROM interactions GROUP BY ALL ORDER BY day""").fetchall():
+            FROM {rows} GROUP BY ALL ORDER BY day""").fetchall():
         per_day.setdefault(day, {})[name] = n
     parts: list[Partition] = []
     run: list[int] = []
@@ -228,13 +234,25 @@ def plan_partitions(con, split: Split, max_rows: int) -> list[Partition]:
         by_bucket: dict[int, dict[str, int]] = {}
         for b, name, k in con.execute(f"""
                 SELECT hash(user_id) % {buckets} AS b, {split.of()} AS split, count(*)
-                FROM interactions
+                FROM {rows}
                 WHERE epoch_us({EVENT_TIMESTAMP}) >= {start}
                   AND epoch_us({EVENT_TIMESTAMP}) < {end} GROUP BY ALL ORDER BY b""").fetchall():
             by_bucket.setdefault(b, {})[name] = k
         parts += [Partition(start, end, b, buckets, rows) for b, rows in by_bucket.items()]
     close_run()
     return parts
+
+
+def _check_window(con, window: Window) -> None:
+    """A window must hold rows: refused naming the log's days otherwise."""
+    if window.whole or con.execute(f"SELECT count(*) FROM {WINDOW}").fetchone()[0]:
+        return
+    first, last = con.execute(f"SELECT min({EVENT_TIMESTAMP})::DATE, max({EVENT_TIMESTAMP})"
+                              f"::DATE FROM {INTERACTIONS}").fetchone()
+    shown = window.to_json()
+    raise UsageError(f"--from {shown['from'] and shown['from'][:10]} --to {shown['to']}: no "
+                     f"rows in that window; the log has rows from {first} to {last}",
+                     fields=("from", "to"))
 
 
 def row_width(offline: Path, views: tuple[str, ...]) -> int:

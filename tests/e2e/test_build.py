@@ -11,16 +11,20 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 
 from conftest import BIN, copy_repo, run
 from recsys.data.offline import table_glob
-from recsys.schema import ENTITY_BY_NAME, INTERACTIONS, MODEL_VIEWS, view_features
+from recsys.schema import ENTITY_BY_NAME, HISTORY_ITEMS, INTERACTIONS, MODEL_VIEWS, \
+    view_features
 
 DAY = 86_400
 
@@ -80,6 +84,42 @@ def test_partitioned_build_equals_an_independent_asof_join(tiny, builds):
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java 17 (`java` not on "
                                                            "PATH)")
+def test_a_window_builds_its_rows_as_the_whole_log_does(tiny, tmp_path):
+    """--from / --to builds the window's rows only, split inside it, each row with the features,
+    the history (reaching back before the window) and the cold-start flags the whole log's
+    build gives it; an empty window is refused with one line."""
+    raw = f"read_parquet('{table_glob(tiny['offline'], INTERACTIONS)}', hive_partitioning=false)"
+    first, last = duckdb.sql(f"SELECT min(event_timestamp)::DATE, max(event_timestamp)::DATE "
+                             f"FROM {raw}").fetchone()
+    start = first + timedelta(days=2)
+    out = tmp_path / "window"
+    run("recsys", "build-dataset", "--repo", str(tiny["repo"]), "--out", str(out), "--from",
+        str(start), "--to", str(last), "--split", "days")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["window"]["to"] == str(last) and meta["window"]["from"].startswith(str(start))
+    inside = duckdb.sql(f"SELECT count(*) FROM {raw} WHERE event_timestamp::DATE >= "
+                        f"'{start}'").fetchone()[0]
+    assert sum(v["rows"] for v in meta["splits"].values()) == inside
+    for split in ("train", "val", "test"):  # the last two days: the same cuts as the whole's
+        window, whole = _table(out, split), _table(tiny["dataset"], split)
+        kept = whole.filter(pc.is_in(whole["request_id"], value_set=window["request_id"]))
+        assert window.num_rows > 0 and window.equals(kept), split
+    train = _table(out, "train")
+    day_one = train.filter(pc.less(train["event_timestamp"],
+                                   pa.scalar(datetime.combine(start + timedelta(days=1),
+                                                              datetime.min.time()),
+                                             pa.timestamp("us", "UTC"))))
+    lengths = pc.list_value_length(day_one[HISTORY_ITEMS]).fill_null(0)
+    assert pc.sum(lengths).as_py() > 0  # its first day's history: clicks before the window
+
+    result = run("recsys", "build-dataset", "--repo", str(tiny["repo"]), "--out",
+                 str(tmp_path / "empty"), "--from", "2001-01-01", "--to", "2001-01-02",
+                 check=False)
+    assert result.returncode == 2 and "no rows in that window" in result.stderr
+    assert f"the log has rows from {first} to {last}" in result.stderr
+    assert not (tmp_path / "empty").exists()
+
+
 def test_spark_build_equals_duckdb_build(tiny, tmp_path):
     pytest.importorskip("pyspark", reason="make test installs pyspark (the spark extra)")
     out = tmp_path / "spark"

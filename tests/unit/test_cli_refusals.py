@@ -27,6 +27,14 @@ runner = CliRunner()
      "--history 'mean': din always pools it by attention; leave --history out"),
     (["train", "--model", "two_tower", "--dataset", "{tmp}", "--history", "attention"],
      "--history 'attention': two_tower pools it by mean only"),
+    (["build-dataset", "--from", "2026-01-09", "--to", "2026-01-08"],
+     "the window ends before it starts"),
+    (["build-dataset", "--from", "9 January"], "--from 9 January: not an ISO date"),
+    (["serve"], "missing --run"),
+    (["serve", "--run", "{tmp}", "--watch", "{tmp}"], "--run and --watch: pass one"),
+    (["serve", "--watch", "{tmp}"], "no finished run in it yet"),
+    (["train", "--model", "mmoe", "--dataset", "{tmp}", "--init-from", "{tmp}/missing"],
+     "not a finished run"),
 ])
 def test_refusal_is_one_line(tmp_path, args, says):
     (tmp_path / "meta.json").write_text("{}")
