@@ -23,6 +23,40 @@ def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
+@experiment_app.command("rolling")
+@friendly
+def experiment_rolling(
+    dataset_repo: Path = typer.Option(Path("feature_repo"), "--dataset-repo", "--repo",
+                                      help="The feature repo whose log to roll over."),
+    model: str = typer.Option(..., "--model", help="The model both arms train."),
+    start: str = typer.Option(..., "--start", help="The first day (ISO date) to train on; "
+                              "its next day is the first evaluated."),
+    end: Optional[str] = typer.Option(None, "--end", help="The last day to train on "
+                                      "(default: the last with two days after it)."),
+    retrain_every: int = typer.Option(1, "--retrain-every", min=1,
+                                      help="Refit the retrain arm every K days."),
+    epochs: int = typer.Option(1, "--epochs", min=1, help="Epochs per run (one: no selection "
+                               "on the evaluated day)."),
+    batch_size: Optional[int] = BATCH_SIZE,
+    seed: int = typer.Option(0, "--seed", min=0),
+    memory_gb: Optional[float] = typer.Option(None, "--memory-gb",
+                                              help="The dataset builds' memory budget (GB)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/rolling-<model>."),
+    force: bool = FORCE,
+) -> None:
+    """Update yesterday's model on today's data, or retrain on every day: next-day AUC per day,
+    overall, per scenario and on the day's new users and items; table, report and plot."""
+    from recsys.eval.report import auc_table
+    from recsys.train.rolling import rolling
+
+    out = out or Path("runs") / f"rolling-{model}"
+    results = rolling(dataset_repo, out, model, start, end, retrain_every, epochs, batch_size,
+                      seed, memory_gb, force=force, log=console.print)
+    console.print(auc_table(results), soft_wrap=True)
+    console.print(f"update trained {results['examples_share']:.1%} of retrain's examples")
+    console.print(f"report: {out / 'report.md'}, plot: {out / 'rolling_auc.png'}")
+
+
 @experiment_app.command("multi-scenario")
 @friendly
 def experiment_multi_scenario(

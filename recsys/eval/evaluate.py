@@ -21,6 +21,7 @@ from recsys.data.offline import limit_memory
 from recsys.dataset.layout import dataset_facts, Layout
 from recsys.dataset.loader import BatchLoader, SplitData
 from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.metrics import auc_sql
 from recsys.memory import GiB
 from recsys.schema import COLD_START_FLAGS, LABEL, P_TRUE, SCENARIO
@@ -80,6 +81,18 @@ def split_metrics(dataset: Path, split: str, scores: Path) -> dict:
     scenarios = dataset_facts(read_dataset_meta(dataset)).scenario_names
     with _scored(dataset, split, scores) as (con, relation):
         return _metrics(con, relation, scenarios)
+
+
+def run_metrics(run, dataset: Path, split: str, scores: Path) -> dict:
+    """The metrics.json blocks of a finished run (a `recsys.run.Run`) on a split of another
+    dataset of the same repo (its rows scored into `scores`, streamed)."""
+    cfg = run.config()
+    layout = Layout.from_meta(read_dataset_meta(dataset), cfg.modalities, cfg.hashed_rows,
+                              cfg.history)
+    model = run.load_model(layout)
+    loader = StreamLoader(SplitFiles(dataset, split, layout), layout, EVAL_BATCH)
+    scores.parent.mkdir(parents=True, exist_ok=True)
+    return split_metrics(dataset, split, write_scores(score_batches(model, loader), scores))
 
 
 def split_auc(dataset: Path, split: str, scores: Path) -> float:

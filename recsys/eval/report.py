@@ -401,3 +401,65 @@ def plot_paired(results: dict, path: Path, gain: str = "the modality") -> None:
     right.set_title(f"Gain from {gain}, paired by seed")
     right.legend(fontsize=8)
     _save(fig, path)
+
+
+def write_rolling_report(results: dict, path: Path) -> None:
+    """The rolling evaluation: the mean over days per column, then each day's next-day AUC."""
+    rows = "\n".join(
+        f"| {d['day']} | {d['evaluated_on']} | {d['arm']} | {_cell_auc(d['overall'])} | "
+        f"{_cell_auc(d['zero_shot_user'])} | {_cell_auc(d['zero_shot_item'])} | "
+        f"{d['examples']:,} | {d['seconds']:.1f} |" for d in results["days"])
+    totals = "\n".join(f"| {arm} | {t['examples']:,} | {t['seconds']:.1f} |"
+                       for arm, t in results["totals"].items())
+    text = f"""# Rolling evaluation
+
+Model `{results['model']}` on `{results['repo']}`, from {results['start']}.
+Each day d, *update* trains the model of day d-1 on day d alone and *retrain* a fresh model on
+every day up to d (refit every {results['retrain_every']} day(s)), {results['epochs']} epoch(s)
+each; both are evaluated on day d+1 (the "test rows" below are that day's). The chain starts
+from the retrain run of the first day, so the means are over the days after it:
+{results['seeds']}. zero_shot_user / zero_shot_item: the users and items of day d+1 never in
+the log before it.
+
+## Next-day AUC, mean ± std over days
+
+{auc_table(results, 'auc')}
+
+## Trained (the days after the start)
+
+| arm | examples | seconds |
+| --- | ---: | ---: |
+{totals}
+
+update trained {results['examples_share']:.1%} of retrain's examples.
+
+## Each day
+
+| day | evaluated on | arm | AUC | new users | new items | examples | seconds |
+| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |
+{rows}
+
+![next-day AUC](rolling_auc.png)
+"""
+    write_text(text, path)
+
+
+def _cell_auc(cell: dict) -> str:
+    return "-" if cell["auc"] is None else f"{cell['auc']:.4f}"
+
+
+def plot_rolling(results: dict, path: Path) -> None:
+    """Next-day AUC over the days, per arm: overall (solid) and the day's new users (dashed)."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for i, arm in enumerate(results["totals"]):
+        days = [d for d in results["days"] if d["arm"] == arm]
+        x = [d["evaluated_on"] for d in days]
+        for key, style in (("overall", "-"), ("zero_shot_user", "--")):
+            y = [np.nan if d[key]["auc"] is None else d[key]["auc"] for d in days]
+            ax.plot(x, y, style, marker="o", color=f"C{i}", label=f"{arm} ({key})")
+    ax.set_xlabel("evaluated on (the day after training)")
+    ax.set_ylabel("AUC")
+    ax.set_title(f"Rolling evaluation of {results['model']}: next-day AUC")
+    ax.tick_params(axis="x", rotation=20)
+    ax.legend(fontsize=8, frameon=False)
+    _save(fig, path)
