@@ -82,7 +82,7 @@ def rolling(repo: Path, out: Path, model: str, start: str, end: str | None = Non
         path = out / "datasets" / name
         if not (path / DATASET_META).is_file() or force:
             log(f"building {path} ({first_day} to {day + timedelta(days=2)})")
-            build_dataset(repo, path, force=True, progress=progress,
+            build_dataset(repo, path, force=force, progress=progress,  # resumes a killed one
                           split_spec=SplitSpec("dates", val_from=str(day + timedelta(days=1)),
                                                test_from=str(day + timedelta(days=2))),
                           window=Window.of(str(first_day), str(day + timedelta(days=2))),
@@ -93,7 +93,7 @@ def rolling(repo: Path, out: Path, model: str, start: str, end: str | None = Non
         """A run (reused when finished) and its training figures."""
         path = out / "runs" / name
         if not Run(path).finished or force:
-            train(data, path, cfg, force=True, progress=progress, log=log, init_from=parent)
+            train(data, path, cfg, force=force, progress=progress, log=log, init_from=parent)
         metrics = Run(path).metrics()
         rows = read_dataset_meta(data)["splits"]["train"]["rows"]
         return path, {"examples": rows * metrics["train"]["epochs"],
