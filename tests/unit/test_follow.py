@@ -1,0 +1,64 @@
+"""The pieces of a growing log, in process: a build window's bounds, a grown table's rows, and
+which run a watching server picks from a folder."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+import duckdb
+import pytest
+import torch
+
+from recsys.data.split import Window
+from recsys.errors import UsageError
+from recsys.run import METRICS
+from recsys.serve.watch import POINTER, newest_run
+from recsys.train.warm_start import grow
+
+
+def test_a_window_takes_whole_days_both_included():
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE t AS SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + "
+                "INTERVAL (i) HOUR AS event_timestamp FROM range(96) r(i)")  # four days
+    window = Window.of("2026-01-02", "2026-01-03")
+    days = con.execute(f"SELECT DISTINCT event_timestamp::DATE FROM t WHERE {window.where()} "
+                       f"ORDER BY 1").fetchall()
+    assert [str(d) for (d,) in days] == ["2026-01-02", "2026-01-03"]
+    assert con.execute(f"SELECT count(*) FROM t WHERE {Window.of('2026-01-03', None).where()}"
+                       ).fetchone()[0] == 48
+    assert Window().where() == "TRUE" and Window().to_json() is None
+    assert Window.of("2026-01-02", "2026-01-03").to_json()["to"] == "2026-01-03"
+    assert window.start == int(datetime(2026, 1, 2, tzinfo=timezone.utc).timestamp()) * 10**6
+    with pytest.raises(UsageError, match="ends before it starts"):
+        Window.of("2026-01-03", "2026-01-02")
+
+
+def test_a_grown_table_keeps_known_rows_and_the_unknown_row_last():
+    old = torch.arange(4 * 2, dtype=torch.float32).view(4, 2)  # 3 IDs, then the unknown row
+    fresh = torch.full((6, 2), -1.0)  # 5 IDs now
+    grown = grow(old, fresh)
+    torch.testing.assert_close(grown[:3], old[:3])
+    torch.testing.assert_close(grown[3:5], fresh[3:5])  # the new IDs: as a fresh run starts
+    torch.testing.assert_close(grown[5], old[3])
+    assert torch.equal(fresh, torch.full((6, 2), -1.0))  # not written in place
+
+
+def _run(folder, name: str, finished_at: int | None):
+    path = folder / name
+    path.mkdir()
+    if finished_at is not None:
+        (path / METRICS).write_text("{}")
+        os.utime(path / METRICS, ns=(finished_at, finished_at))
+    return path
+
+
+def test_a_watching_server_picks_the_newest_finished_run_or_the_pointer(tmp_path):
+    assert newest_run(tmp_path) is None
+    _run(tmp_path, "monday", 1_000_000_000)
+    tuesday = _run(tmp_path, "tuesday", 2_000_000_000)
+    _run(tmp_path, "training", None)  # no metrics.json: not finished, not served
+    assert newest_run(tmp_path) == tuesday
+    (tmp_path / POINTER).write_text("monday\n")
+    assert newest_run(tmp_path) == tmp_path / "monday"
