@@ -40,6 +40,9 @@ def generate(
     repo: Path = REPO,
     workers: int = typer.Option(_workers_default(), "--workers", help="Worker processes."),
     rows: Optional[int] = typer.Option(None, "--rows", help="Override the preset's rows."),
+    days: Optional[int] = typer.Option(None, "--days", help="Override the preset's days: a "
+                                       "longer log of the same users and items, at the "
+                                       "preset's rows per day (unless --rows)."),
     chunks: Optional[str] = typer.Option(
         None, "--chunks", help="FIRST:END: write only these impression chunks, into the "
                                "repo's staging folder (fan a large preset out; a plain "
@@ -52,7 +55,7 @@ def generate(
     from recsys.data.presets import get_preset
     from recsys.data.summary import print_summary
 
-    the_preset = get_preset(preset, rows)
+    the_preset = get_preset(preset, rows, days)
     if chunks is not None:
         done = generate_chunks(repo, the_preset, parse_chunks(chunks, the_preset), seed=seed,
                                workers=workers)

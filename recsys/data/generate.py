@@ -45,7 +45,8 @@ _WORLD: World | None = None  # set in the parent before forking the workers
 
 
 def staging_dir(repo: Path, preset: Preset, seed: int) -> Path:
-    return repo / "data" / "staging" / f"{preset.name}-rows{preset.n_rows}-seed{seed}"
+    return repo / "data" / "staging" / \
+        f"{preset.name}-rows{preset.n_rows}-days{preset.n_days}-seed{seed}"
 
 
 def parse_chunks(text: str, preset: Preset) -> range:

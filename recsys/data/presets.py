@@ -49,12 +49,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 
 
-def get_preset(name: str, rows: int | None = None) -> Preset:
-    """The named preset, optionally with its row count overridden (`--rows`)."""
+def get_preset(name: str, rows: int | None = None, days: int | None = None) -> Preset:
+    """The named preset, optionally with its row count (`--rows`) or its number of days
+    (`--days`: a longer or shorter log of the same users and items, at the preset's rows per
+    day unless `rows` says otherwise) overridden."""
     if name not in PRESETS:
         raise UsageError(f"preset {name!r}: unknown; choose one of {', '.join(PRESETS)}",
                          fields="preset")
     preset = PRESETS[name]
+    if days is not None:
+        if days < 1:
+            raise UsageError(f"days {days}: need at least one day", fields="days")
+        preset = replace(preset, n_days=days, n_rows=preset.rows_per_day * days)
     if rows is not None:
         if rows < preset.n_days:
             raise UsageError(f"rows {rows}: need at least one row per day "

@@ -131,6 +131,10 @@ def test_text_follows_the_topics(tiny_offline):
 
 def test_presets_and_rows_override():
     assert get_preset("small", rows=5000).n_rows == 5000
+    longer = get_preset("small", days=14)  # the same users, more days at the same daily rows
+    assert (longer.n_days, longer.rows_per_day, longer.n_users) == \
+        (14, PRESETS["small"].rows_per_day, PRESETS["small"].n_users)
+    assert get_preset("tiny", rows=7000, days=7).n_rows == 7000
     assert [p.n_rows for p in PRESETS.values()] == sorted(p.n_rows for p in PRESETS.values())
     assert PRESETS["full"].n_users == 200_000_000
 
@@ -194,3 +198,13 @@ def test_user_weights_summed_in_chunks_equal_one_cumsum():
     world, n = World(TINY, 0), 2 * ENTITY_CHUNK + 12_345
     whole = np.cumsum(world.user_activity(np.arange(n, dtype=np.int64)))
     assert np.array_equal(_cumulative(world.user_activity, n), whole)
+
+
+def test_a_longer_world_has_its_days(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    meta = generate(repo, get_preset("tiny", rows=8_000, days=8), seed=3, workers=2,
+                    progress=False)
+    con = connect(repo / "data" / "offline", meta["start_epoch"])
+    days = con.execute("SELECT count(DISTINCT event_timestamp::DATE), count(*) FROM "
+                       "interactions").fetchone()
+    assert meta["n_days"] == 8 and days == (8, 8_000)
