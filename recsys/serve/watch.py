@@ -9,7 +9,9 @@ module decides when, and keeps the server serving whatever happens."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Callable
@@ -18,6 +20,8 @@ from recsys.errors import UsageError
 from recsys.run import CONFIG, METRICS, Run
 
 POINTER = "CURRENT"  # a file in DIR naming the run to serve (relative to DIR, or absolute)
+# the watcher thread's nice value: loading a run takes longer, the requests beside it less
+LOAD_NICENESS = 19
 log = logging.getLogger("recsys.serve")
 
 
@@ -96,6 +100,9 @@ class RunWatcher:
         return "swapped"
 
     def _watch(self) -> None:
+        # loading a run is background work: the request threads come first for the cores
+        with contextlib.suppress(OSError, AttributeError):  # (Linux: a thread's own nice)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOAD_NICENESS)
         while not self._stop.wait(self.seconds):
             self.poll()
 
