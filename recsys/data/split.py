@@ -149,20 +149,21 @@ class Window:
                             ) or "TRUE"
 
     def to_json(self) -> dict | None:
+        """Its first and last day (ISO dates; None: unbounded), or None for the whole log."""
         return None if self.whole else {
-            "from": None if self.start is None else _iso(self.start),
+            "from": None if self.start is None else _iso(self.start)[:10],
             "to": None if self.end is None else _iso(self.end - DAY_US)[:10]}
 
 
 def _day_us(text: str, flag: str) -> int:
-    """An ISO date (YYYY-MM-DD), UTC midnight, in µs since the epoch."""
+    """An ISO date (YYYY-MM-DD, a day rather than a time), UTC midnight, in µs since the
+    epoch."""
     try:
-        day = date.fromisoformat(text)
+        date.fromisoformat(text)
     except ValueError:
         raise UsageError(f"--{flag} {text}: not an ISO date; pass a day such as 2026-01-09",
                          fields=flag) from None
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * \
-        1_000_000
+    return _us(text, flag)
 
 
 def _iso(us: int) -> str:

@@ -250,7 +250,7 @@ def _check_window(con, window: Window) -> None:
     first, last = con.execute(f"SELECT min({EVENT_TIMESTAMP})::DATE, max({EVENT_TIMESTAMP})"
                               f"::DATE FROM {INTERACTIONS}").fetchone()
     shown = window.to_json()
-    raise UsageError(f"--from {shown['from'] and shown['from'][:10]} --to {shown['to']}: no "
+    raise UsageError(f"--from {shown['from']} --to {shown['to']}: no "
                      f"rows in that window; the log has rows from {first} to {last}",
                      fields=("from", "to"))
 

@@ -208,7 +208,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
 
     # meta-learning episodes and test-time adaptation read the training split in memory
     train_data = load_split(dataset, "train", layout) if can.episodes or can.adapts else None
-    model, trainer = _build(cfg, layout, ranks, log, parent, layout_before)
+    model, trainer = _build(cfg, layout, ranks, log, parent)
     sampler = EpisodeSampler(train_data, layout, can.episodes, cfg.model_config.meta_tasks,
                              cfg.seed) if can.episodes else None
     dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.dense_lr,
@@ -294,8 +294,7 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     return metrics
 
 
-def _build(cfg: TrainConfig, layout: Layout, ranks: Ranks, log, parent: Run | None,
-           layout_before: Layout | None):
+def _build(cfg: TrainConfig, layout: Layout, ranks: Ranks, log, parent: Run | None):
     """The model and what trains it: its TrainWrapper, sharded by DistributedModelParallel
     over several processes (the wrapper, so the model's own loss is what trains). One process
     warm-starts from `parent` after this (warm_start); several load its weights here, into
