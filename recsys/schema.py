@@ -372,6 +372,15 @@ class Schema:
         return replace(self, history_length=length, history_item_features=item_features,
                        features=features)
 
+    def with_cardinalities(self, sizes: dict[str, int]) -> Schema:
+        """This schema with the categorical features of `sizes` taking those cardinalities
+        (an append's grown vocabularies)."""
+        from dataclasses import replace
+
+        return replace(self, features=tuple(
+            replace(f, cardinality=sizes[f.name]) if f.name in sizes else f
+            for f in self.features))
+
     def carried_item_features(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """Those of `names` a click of the history can carry: the item's categorical features
         of one value, in a view."""

@@ -12,11 +12,24 @@ from recsys.cli.common import FORCE, REPO, console, friendly, print_feast_reset
 import_app = typer.Typer(no_args_is_help=True, help="Bring real data into the offline store.")
 
 
+APPEND = typer.Option(False, "--append", help="Add the input's days to the repo's import: "
+                      "known IDs and values keep their codes, new ones follow; a day the repo "
+                      "holds is refused unless --force replaces it.")
+
+
 def _print_import(meta: dict, repo: Path) -> None:
     from recsys.data.summary import print_import
 
     print_import(meta, repo / "data" / "offline", console)
     print_feast_reset(meta)
+    if "days" in meta["import"]:
+        first, last = meta["import"]["days"]
+        replaced = meta["import"]["replaced_days"]
+        console.print(f"appended {first} .. {last}"
+                      + (f" (replacing {', '.join(replaced)})" if replaced else "")
+                      + f"; the repo holds {meta['n_rows']:,} rows over {meta['n_days']} days. "
+                      f"The online store follows with `cd {repo} && feast apply && feast "
+                      f"materialize-incremental {last}T23:59:59`")
 
 
 @import_app.command("antm2c")
@@ -25,11 +38,12 @@ def import_antm2c(
     files: list[Path] = typer.Argument(..., help="AntM2C CSV part files (antm2c_10m_part*)."),
     repo: Path = REPO,
     force: bool = FORCE,
+    append: bool = APPEND,
 ) -> None:
     """Import the public AntM2C release (CSV, header + 37 columns) into the offline store."""
     from recsys.data.importers import import_antm2c as run
 
-    _print_import(run(files, repo, force=force), repo)
+    _print_import(run(files, repo, force=force, append=append), repo)
 
 
 @import_app.command("interactions")
@@ -65,17 +79,22 @@ def import_interactions(
                                                 "(flags win)."),
     repo: Path = REPO,
     force: bool = FORCE,
+    append: bool = APPEND,
 ) -> None:
     """Import any interaction log (CSV or Parquet) through a column mapping; every other
     column of the log and of the users / items tables becomes a feature (its kind declared
-    or inferred)."""
-    from recsys.data.importers import Mapping, declared_from_flags
+    or inferred). With --append, the log's days go onto the repo's import, whose mapping
+    they keep: --interactions is all it takes."""
+    from recsys.data.importers import Mapping, append_interactions, declared_from_flags
     from recsys.data.importers import import_interactions as run
 
     declared = declared_from_flags(categorical_cols=categorical_cols, numeric_cols=numeric_cols,
                                    text_cols=text_cols, ignore_cols=ignore_cols)
-    m = Mapping.from_flags(mapping, declared, interactions=interactions, users=users,
-                           items=items, user_col=user_col, item_col=item_col, time_col=time_col,
-                           label_col=label_col, label_threshold=label_threshold,
-                           scenario_col=scenario_col)
-    _print_import(run(m, repo, force=force), repo)
+    given = dict(interactions=interactions, users=users, items=items, user_col=user_col,
+                 item_col=item_col, time_col=time_col, label_col=label_col,
+                 label_threshold=label_threshold, scenario_col=scenario_col)
+    if append:
+        meta = append_interactions(repo, force, mapping, declared, **given)
+    else:
+        meta = run(Mapping.from_flags(mapping, declared, **given), repo, force=force)
+    _print_import(meta, repo)

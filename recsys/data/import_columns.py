@@ -147,6 +147,14 @@ class Column:
                 "kind": self.kind, "separator": self.separator,
                 "how": "declared" if self.declared else f"inferred ({self.why})"}
 
+    @classmethod
+    def described(cls, d: dict, path: Path) -> Column:
+        """The column an import's metadata describes (`describe`): what an append keeps."""
+        declared = d["how"] == "declared"
+        why = "declared" if declared else d["how"].removeprefix("inferred (").removesuffix(")")
+        return cls(d["table"], path, d["column"], d["kind"], d.get("separator"), declared,
+                   why, name=d["feature"] or "")
+
 
 def decide(table: str, path: Path, source: str, stats: ColumnStats,
            declared: Declared | None) -> Column:

@@ -18,7 +18,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from recsys.data.append import Base
 from recsys.data.import_columns import MAX_LIST_VALUES, MAX_SCENARIOS, Column
 from recsys.data.import_writer import DUPLICATES_PER_BATCH, Counts
 from recsys.data.offline import VOCABULARIES, write_query
@@ -62,7 +64,8 @@ class DeclaredTables:
     scenario_reason = "empty scenario"
 
     def __init__(self, scenarios: list[tuple[str, int]], columns: list[Column],
-                 sides: dict[str, Side]):
+                 sides: dict[str, Side], base: Base | None = None):
+        self.base = base  # an append's: its vocabularies grow, its schema stays
         self.scenarios = scenarios  # (name, rows), by code
         self.columns = [c for c in columns if c.kind != "ignore"]
         self.ignored = [c for c in columns if c.kind == "ignore"]
@@ -95,13 +98,14 @@ class DeclaredTables:
         return features, " ".join(joins)
 
     # ---- vocabularies and entity views -----------------------------------------------------
-    def snapshots(self, con, tmp: Path, start_epoch: int) -> None:
+    def snapshots(self, con, tmp: Path, start_epoch: int, base: Base | None) -> None:
         self._dedupe_sides(con)
         (tmp / VOCABULARIES).mkdir()
-        for c in self.columns:
-            if c.kind == "categorical":
+        for c in self.columns:  # (an append reads no users / items table: its own stay)
+            if c.kind == "categorical" and (c.table == "interactions" or c.table in self.sides):
                 self._vocabulary(con, tmp, c)
-        self.schema_ = self._schema()
+        self.schema_ = base.schema.with_cardinalities(self.cardinality) if base \
+            else self._schema()
         tables = self.schema_.tables()
         stamp = f"to_timestamp({start_epoch})"
         for table, (owner, key, raw) in ENTITY_TABLES.items():
@@ -155,10 +159,19 @@ class DeclaredTables:
                 f"{MAX_LIST_VALUES}").fetchone()[0]
         else:
             values = f"SELECT {_clean(c.name)} AS value FROM {source}"
-        con.execute(f"""CREATE TABLE vocab_{c.name} AS
-            SELECT value, row_number() OVER (ORDER BY count(*) DESC, value) - 1 AS code,
-                   count(*) AS rows
-            FROM ({values}) WHERE value IS NOT NULL AND value <> '' GROUP BY value""")
+        counted = f"""SELECT value, count(*) AS rows FROM ({values})
+                      WHERE value IS NOT NULL AND value <> '' GROUP BY value"""
+        known, offset = "", 0
+        if self.base:  # the base's values keep their codes (their rows counted on); new follow
+            old = f"read_parquet('{self.base.vocabulary(c.name)}')"
+            known = f"""SELECT o.value, o.code, o.rows + coalesce(n.rows, 0) AS rows
+                        FROM {old} AS o LEFT JOIN ({counted}) AS n USING (value) UNION ALL """
+            counted = f"SELECT n.* FROM ({counted}) AS n ANTI JOIN {old} AS o USING (value)"
+            offset = pq.read_metadata(self.base.vocabulary(c.name)).num_rows
+        con.execute(f"""CREATE TABLE vocab_{c.name} AS {known}
+            SELECT value, {offset} + row_number() OVER (ORDER BY rows DESC, value) - 1 AS code,
+                   rows
+            FROM ({counted})""")
         con.execute(f"COPY (SELECT * FROM vocab_{c.name} ORDER BY code) TO "
                     f"'{tmp / VOCABULARIES / c.name}.parquet' (FORMAT parquet)")
         self.cardinality[c.name] = max(

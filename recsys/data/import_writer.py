@@ -10,6 +10,7 @@ memory stays bounded whatever the number of rows:
 - interactions by day, with the features that ride with the row;
 - the entity views (profiles, text): how they are made is the importer's `Tables`;
 - the aggregate views, the metadata and the summary, as for generated data.
+With a `Base` (`--append`, see data.append) the new rows extend the repo's store instead.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.data.aggregates import write_aggregates
-from recsys.data.offline import ID_MAPS, QUARANTINE, write_query
+from recsys.data.append import Base
+from recsys.data.offline import ID_MAPS, QUARANTINE, table_files, write_query
 from recsys.data.summary import summarize
 from recsys.errors import DataError
 from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS, \
@@ -76,8 +78,9 @@ class Tables(Protocol):
     def interaction_features(self, con) -> tuple[list[str], str]:
         """SELECT expressions of the row's features (over `joined`) and the JOINs they need."""
 
-    def snapshots(self, con, tmp: Path, start_epoch: int) -> None:
-        """Write the entity views (every table but the interactions and the aggregates)."""
+    def snapshots(self, con, tmp: Path, start_epoch: int, base: Base | None) -> None:
+        """Write the entity views (every table but the interactions and the aggregates); with
+        a base, only what the new rows add to them."""
 
     def schema(self) -> Schema:
         """The tables' facts (after `snapshots`, which may learn cardinalities)."""
@@ -112,13 +115,13 @@ class Counts:
 
 
 class Ingest(Counts):
-    def __init__(self, tmp: Path, tables: Tables):
-        self.tmp, self.tables = tmp, tables
+    def __init__(self, tmp: Path, tables: Tables, base: Base | None = None):
+        self.tmp, self.tables, self.base = tmp, tables, base
         self.staging = tmp / SCRATCH / "staging"
         self.staging.mkdir(parents=True)
         (tmp / QUARANTINE).mkdir()
-        self.quarantine = pq.ParquetWriter(tmp / QUARANTINE / "part-00000.parquet",
-                                           QUARANTINE_SCHEMA)
+        part = base.quarantine_part() if base else "part-00000.parquet"
+        self.quarantine = pq.ParquetWriter(tmp / QUARANTINE / part, QUARANTINE_SCHEMA)
         super().__init__(self, INTERACTIONS)
         self.parts = 0
         self.time_kinds: dict[str, int] = {}
@@ -167,27 +170,36 @@ class Ingest(Counts):
                             f"quarantined ({self._reasons()}); fix the input")
         con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet('{self.staging}/*.parquet')")
         self._drop_duplicates(con)
-        start, n_days = con.execute(
-            "SELECT min(ts::DATE), datediff('day', min(ts::DATE), max(ts::DATE)) + 1 "
-            "FROM good").fetchone()
-        start = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
+        days = [d for (d,) in con.execute("SELECT DISTINCT ts::DATE FROM good ORDER BY 1")
+                .fetchall()]
+        base = self.base
+        replaced = base.check_days(days, info["files"]) if base else []
+        start = datetime.fromtimestamp(base.start_epoch, timezone.utc) if base else \
+            datetime(days[0].year, days[0].month, days[0].day, tzinfo=timezone.utc)
         start_epoch = int(start.timestamp())
+        last = max([days[-1], *(base.days()[-1:] if base else [])])
+        n_days = (last - start.date()).days + 1
         counts = self._id_maps(con)
-        self.tables.snapshots(con, self.tmp, start_epoch)
+        self.tables.snapshots(con, self.tmp, start_epoch, base)
         schema = self.tables.schema()
-        self._interactions(con, schema)
-        n_rows = con.execute("SELECT count(*) FROM good").fetchone()[0]
+        self._interactions(con, schema, base.next_request_id(con) if base else 0)
+        imported = con.execute("SELECT count(*) FROM good").fetchone()[0]
         self.quarantine.close()
         con.close()
         shutil.rmtree(scratch)
+        if base:
+            base.link_into(self.tmp, replaced)
         write_aggregates(self.tmp, start_epoch, n_days, schema)
+        n_rows = sum(pq.read_metadata(p).num_rows for p in table_files(self.tmp, INTERACTIONS))
         meta = {"preset": f"import-{info['format']}", "seed": None, **counts,
                 "n_rows": n_rows, "n_days": n_days, "start": start.isoformat(),
                 "start_epoch": start_epoch,
-                "import": {**info, "rows_read": self.rows_read, "imported": n_rows,
+                "import": {**info, "rows_read": self.rows_read, "imported": imported,
                            "times_read_as": self.time_kinds,
                            "quarantined": dict(sorted(self.quarantined.items())),
                            **self.tables.describe()}}
+        if base:
+            meta = base.record(meta, days, replaced)
         meta["summary"] = summarize(self.tmp, meta, schema.scenario_names)
         return meta, schema
 
@@ -217,6 +229,8 @@ class Ingest(Counts):
         con.execute("DROP TABLE dupes; DROP TABLE repeated; DROP VIEW staged")
 
     def _id_maps(self, con) -> dict:
+        """Raw IDs -> rows, in order of first appearance; with a base, its IDs keep their
+        rows and the new ones follow."""
         (self.tmp / ID_MAPS).mkdir()
         counts = {}
         for entity, raw in ((USER_ID, "raw_user"), (ITEM_ID, "raw_item")):
@@ -224,9 +238,15 @@ class Ingest(Counts):
             if extra := self.tables.extra_ids(entity):  # after the log's, by raw ID
                 ids += (f" UNION ALL SELECT DISTINCT e.k, NULL FROM ({extra}) AS e ANTI JOIN "
                         f"(SELECT DISTINCT {raw} FROM good) AS g ON e.k = g.{raw}")
-            con.execute(f"""CREATE TABLE map_{entity} AS SELECT {raw},
-                                row_number() OVER (ORDER BY first NULLS LAST, {raw}) - 1
-                                    AS {entity}
+            known, offset = "", 0
+            if self.base:
+                old = self.base.id_map(entity)
+                ids = f"SELECT * FROM ({ids}) AS n ANTI JOIN {old} AS b ON b.raw_id = n.{raw}"
+                known = f"SELECT raw_id AS {raw}, {entity} FROM {old} UNION ALL "
+                offset = self.base.n_ids(entity)
+            con.execute(f"""CREATE TABLE map_{entity} AS {known} SELECT {raw},
+                                {offset} + row_number() OVER (
+                                    ORDER BY first NULLS LAST, {raw}) - 1 AS {entity}
                             FROM ({ids})""")
             con.execute(f"COPY (SELECT {raw} AS raw_id, {entity} FROM map_{entity} ORDER BY "
                         f"{entity}) TO '{self.tmp / ID_MAPS / entity}.parquet' (FORMAT parquet)")
@@ -236,13 +256,13 @@ class Ingest(Counts):
                        JOIN map_user_id USING (raw_user) JOIN map_item_id USING (raw_item)""")
         return counts
 
-    def _interactions(self, con, schema: Schema) -> None:
+    def _interactions(self, con, schema: Schema, first_id: int) -> None:
         features, joins = self.tables.interaction_features(con)
         columns = schema.interaction_schema()
         # request ids follow time: a day's ids start after the earlier days' rows, so each
         # day is numbered on its own (no window over every row, which DuckDB would not spill)
         days = con.execute("SELECT ts::DATE, count(*) FROM good GROUP BY 1 ORDER BY 1").fetchall()
-        first_ids = itertools.accumulate((n for _, n in days), initial=0)
+        first_ids = itertools.accumulate((n for _, n in days), initial=first_id)
         for (day, _), first_id in zip(days, first_ids):
             write_query(con, f"""
                 SELECT {first_id} + row_number() OVER (ORDER BY ts, source, row) - 1
@@ -277,20 +297,26 @@ class AntM2CTables:
                     ELSE CAST(hash({value}) % {card} AS BIGINT) END AS {name}""")
         return deep, ""
 
-    def snapshots(self, con, tmp: Path, start_epoch: int) -> None:
+    def snapshots(self, con, tmp: Path, start_epoch: int, base: Base | None) -> None:
         tables = ANTM2C.tables()
         for view, key in (("user_profile", USER_ID), ("item_profile", ITEM_ID),
                           ("user_text", USER_ID), ("item_text", ITEM_ID)):
             names = [f.name for f in ANTM2C.view_features(view)]
             if view.endswith("profile"):  # first appearance, no profile known
+                new = f"WHERE {key} >= {base.n_ids(key)}" if base else ""  # new IDs follow
                 sql = f"""SELECT {key}, min(ts) AS {EVENT_TIMESTAMP},
                               {', '.join(f'NULL AS {n}' for n in names)}
-                          FROM joined GROUP BY {key} ORDER BY {key}"""
+                          FROM joined {new} GROUP BY {key} ORDER BY {key}"""
             else:  # each distinct text, stamped at its first appearance
                 sql = f"""SELECT {key}, min(ts) AS {EVENT_TIMESTAMP}, {', '.join(names)}
-                          FROM joined GROUP BY {key}, {', '.join(names)}
-                          ORDER BY {key}, {EVENT_TIMESTAMP}"""
-            write_query(con, sql, tmp / view / "part-00000.parquet", tables[view])
+                          FROM joined GROUP BY {key}, {', '.join(names)}"""
+                if base:  # a text the base holds keeps its first stamp
+                    same = " AND ".join(f"t.{n} IS NOT DISTINCT FROM b.{n}" for n in names)
+                    sql = f"""SELECT t.* FROM ({sql}) AS t ANTI JOIN {base.table(view)} AS b
+                              ON b.{key} = t.{key} AND {same}"""
+                sql += f" ORDER BY {key}, {EVENT_TIMESTAMP}"
+            part = base.next_part(view) if base else "part-00000.parquet"
+            write_query(con, sql, tmp / view / part, tables[view])
 
     def schema(self) -> Schema:
         return ANTM2C

@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from recsys.data.append import Base
 from recsys.data.import_columns import MAX_SCENARIOS, Column, ColumnStats, Declared, decide, \
     name_features, parse_declarations
 from recsys.data.import_schema import ENTITY_TABLES, RESERVED, DeclaredTables, Side, \
@@ -42,11 +43,13 @@ ANTM2C_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # ---- the shared frame ---------------------------------------------------------------------
 def run_import(repo: Path, fmt: str, files: list[Path],
                blocks: Callable[[Ingest], Iterator[tuple[Parsed | None, int]]], force: bool,
-               progress: bool, tables: Tables, extra: dict | None = None) -> dict:
+               progress: bool, tables: Tables, extra: dict | None = None,
+               base: Base | None = None) -> dict:
     """Stage every block, then write the offline store in one atomic replacement. `blocks`
-    yields parsed blocks of the log (None: bytes read, nothing to add) and the bytes read."""
+    yields parsed blocks of the log (None: bytes read, nothing to add) and the bytes read.
+    With a `base` the new rows extend the repo's store (--append)."""
     def fill(tmp: Path) -> tuple[dict, Schema]:
-        ingest = Ingest(tmp, tables)
+        ingest = Ingest(tmp, tables, base)
         bar = tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True,
                    desc=f"import {fmt}", disable=not progress)
         for block, done_bytes in blocks(ingest):
@@ -57,7 +60,7 @@ def run_import(repo: Path, fmt: str, files: list[Path],
         return ingest.finish({"format": fmt, "files": [str(f) for f in files],
                               **(extra or {})})
 
-    return write_offline_store(repo, force, fill)
+    return write_offline_store(repo, force, fill, append=base is not None)
 
 
 def _check_file(path: Path, fix: str, field: str) -> None:
@@ -174,10 +177,12 @@ def _nonempty(values: pa.Array) -> pa.Array:
 
 # ---- AntM2C ---------------------------------------------------------------------------------
 def import_antm2c(files: list[Path], repo: Path, force: bool = False,
-                  progress: bool = True) -> dict:
-    """Import the public AntM2C CSV part files (header + the 37 columns, in order)."""
+                  progress: bool = True, append: bool = False) -> dict:
+    """Import the public AntM2C CSV part files (header + the 37 columns, in order); `append`:
+    as new days of the repo's AntM2C import (see data.append)."""
     if not files:
         raise UsageError("no input file: pass the AntM2C part files (antm2c_10m_part0..2)")
+    base = Base.of(repo, "antm2c", force) if append else None
     for path in files:  # every file is checked before anything is written
         _check_file(path, "pass the AntM2C part files (antm2c_10m_part0..2)", "files")
         header = _csv_header(path)
@@ -209,7 +214,7 @@ def import_antm2c(files: list[Path], repo: Path, force: bool = False,
                     extra={**{n: col[n] for n in DEEP_FEATURES},
                            **{n: col[n] for n in ANTM2C_TEXTS}}), step
 
-    return run_import(repo, "antm2c", files, blocks, force, progress, AntM2CTables())
+    return run_import(repo, "antm2c", files, blocks, force, progress, AntM2CTables(), base=base)
 
 
 # ---- any interaction log ----------------------------------------------------------------------
@@ -399,10 +404,11 @@ def _in_range(micros: pa.Array) -> pa.Array:
 
 
 def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, base: Base | None = None) -> dict:
     """Import any interaction log (CSV or Parquet) through a column mapping: a survey pass
     decides every column's kind and the scenarios, then the log and the users / items tables
-    are staged and built (nothing is written before the survey has checked everything)."""
+    are staged and built (nothing is written before the survey has checked everything).
+    With a `base` (see `append_mapping`) the log's columns and scenarios are the base's."""
     m = mapping
     _check_file(m.interactions, "pass the interaction log (interactions)", "interactions")
     log_columns = _columns_of(m.interactions)
@@ -410,20 +416,26 @@ def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
     tables = {"interactions": (m.interactions, None, [c for c in log_columns
                                                      if c not in m.mapped().values()])}
     for table, path, key in (("users", m.users, m.user_col), ("items", m.items, m.item_col)):
-        if path is not None:
+        if path is not None and base is None:
             _check_file(path, f"pass an existing file ({table})", table)
             cols = _columns_of(path)
             _need(path, cols, {f"the key, as in the log's {key}": key})
             tables[table] = (path, key, [c for c in cols if c != key])
     _check_declared(m, tables)
+    if base is not None:
+        columns = _base_columns(base, m, tables["interactions"][2])
     scenarios, stats = _survey_log(m, tables["interactions"][2], progress)
-    columns = [decide("interactions", m.interactions, c, stats[c], m.columns.get(c))
-               for c in tables["interactions"][2]]
-    for table, (path, key, cols) in tables.items():
-        if table != "interactions":
-            side_stats = _survey(path, cols, progress, f"survey {path.name}")
-            columns += [decide(table, path, c, side_stats[c], m.columns.get(c)) for c in cols]
-    name_features(columns, RESERVED)
+    if base is not None:
+        scenarios = _base_scenarios(base, m, scenarios)
+    else:
+        columns = [decide("interactions", m.interactions, c, stats[c], m.columns.get(c))
+                   for c in tables["interactions"][2]]
+        for table, (path, key, cols) in tables.items():
+            if table != "interactions":
+                side_stats = _survey(path, cols, progress, f"survey {path.name}")
+                columns += [decide(table, path, c, side_stats[c], m.columns.get(c))
+                            for c in cols]
+        name_features(columns, RESERVED)
     codes = pa.array([name for name, _ in scenarios], pa.string())
     context = [c for c in columns if c.table == "interactions" and c.kind != "ignore"]
     sides: dict[str, Side] = {}  # the staged users / items tables, in the import's scratch
@@ -453,7 +465,81 @@ def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
                         for k, v in vars(m).items() if v not in (None, {}) and k != "columns"}}
     files = [path for path, _, _ in tables.values()]
     return run_import(repo, "interactions", files, blocks, force, progress,
-                      DeclaredTables(scenarios, columns, sides), info)
+                      DeclaredTables(scenarios, columns, sides, base), info, base)
+
+
+# ---- an append: the base's mapping, columns and scenarios --------------------------------
+APPEND_KEEPS = ("user_col", "item_col", "time_col", "label_col", "label_threshold",
+                "scenario_col")  # mapping fields an append takes from the first import
+
+
+def append_interactions(repo: Path, force: bool, mapping: Path | None,
+                        declared: dict[str, Declared], progress: bool = True, **given) -> dict:
+    """`import interactions --append`: the log's days onto the repo's import (data.append)."""
+    base = Base.of(repo, "interactions", force)
+    return import_interactions(append_mapping(base, mapping, declared, **given), repo, force,
+                               progress, base)
+
+
+def append_mapping(base: Base, mapping: Path | None, declared: dict[str, Declared],
+                   **given) -> Mapping:
+    """An append's mapping: the repo's first import's, with the new log (`interactions`);
+    a field given must be the first import's (another is a schema change), and the users /
+    items tables and the columns' kinds are the first import's."""
+    first = base.meta["import"]["mapping"]
+    if mapping is not None:
+        from_file = Mapping.from_yaml(mapping, declared, **given)
+        given = {k: getattr(from_file, k) for k in (*APPEND_KEEPS, "interactions", "users",
+                                                    "items")}
+        declared = from_file.columns
+    for table in ("users", "items"):
+        if given.get(table) is not None:
+            raise UsageError(f"{table}: an append adds days of the log alone (the first "
+                             f"import's entity tables stay); leave it out", fields=table)
+    if declared:
+        raise UsageError(f"{', '.join(declared)}: an append keeps the columns' kinds of the "
+                         f"first import; leave out the declarations", fields="columns")
+    for key in APPEND_KEEPS:
+        if given.get(key) is not None and given[key] != first.get(key):
+            raise UsageError(f"{key}: the repo's log was imported with "
+                             f"{first.get(key)!r}, not {given[key]!r}; an append keeps the "
+                             f"first import's mapping", fields=key)
+    if given.get("interactions") is None:
+        raise UsageError("missing interactions: pass the log of the new days",
+                         fields="interactions")
+    return Mapping(interactions=Path(given["interactions"]),
+                   **{k: first[k] for k in APPEND_KEEPS if k in first})
+
+
+def _base_columns(base: Base, m: Mapping, log_columns: list[str]) -> list[Column]:
+    """The first import's columns (every table's: the schema keeps them); the new log must
+    have the same columns as the first."""
+    paths = {"interactions": m.interactions,
+             **{t: Path(base.meta["import"]["mapping"].get(t, t)) for t in ("users", "items")}}
+    columns = [Column.described(d, paths[d["table"]]) for d in base.meta["import"]["columns"]]
+    had = {c.source for c in columns if c.table == "interactions"}
+    new, gone = sorted(set(log_columns) - had), sorted(had - set(log_columns))
+    if new or gone:
+        what = "; ".join(([f"new column(s) {', '.join(new)}"] if new else []) +
+                         ([f"missing column(s) {', '.join(gone)}"] if gone else []))
+        raise DataError(f"{m.interactions}: {what}: a schema change, which an append cannot "
+                        f"make; give the log the first import's columns, or import the whole "
+                        f"log again without --append (with --force)")
+    return columns
+
+
+def _base_scenarios(base: Base, m: Mapping,
+                    found: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The base's scenarios, by code, with the new log's rows; a new one is refused."""
+    names = base.schema.scenario_names
+    rows = dict(found)
+    new = [n for n in rows if n not in names] if m.scenario_col else []
+    if new:
+        raise DataError(f"{m.interactions}: column '{m.scenario_col}' has new scenario(s) "
+                        f"{', '.join(new[:5])}: a schema change (each scenario has its own "
+                        f"tower), which an append cannot make; import the whole log again "
+                        f"without --append (with --force)", fields="scenario_col")
+    return [(n, rows.get(n, 0)) for n in names]
 
 
 def _label(values: pa.Array, threshold: float | None) -> pa.Array:

@@ -50,20 +50,22 @@ def offline_dir(repo: Path) -> Path:
 
 
 def write_offline_store(repo: Path, force: bool,
-                        fill: Callable[[Path], tuple[dict, Schema]]) -> dict:
+                        fill: Callable[[Path], tuple[dict, Schema]], append: bool = False) -> dict:
     """Replace `repo`'s offline store in one piece: `fill(tmp)` writes every table into a
     temporary folder and returns the metadata, written beside them as meta.json, and the
     schema, the facts of those tables, which goes to the repo's schema.yaml. Replacing old
     data removes the Feast registry and online store that described it (listed in the
-    returned metadata's `feast_reset`)."""
+    returned metadata's `feast_reset`); data that extends the old (`append`) keeps them, as
+    it keeps the old store's rows."""
     from recsys.data.history import write_history
     from recsys.features.feature_store import reset_state
 
     out = offline_dir(check_repo(repo))
-    check_output_free(out, force)  # fail before the work, not after it
+    if not append:
+        check_output_free(out, force)  # fail before the work, not after it
     length, item_features = kept_history(repo)
-    replacing = out.exists()
-    with atomic_dir(out, force) as tmp:
+    replacing = out.exists() and not append
+    with atomic_dir(out, force or append) as tmp:
         meta, schema = fill(tmp)
         schema = schema.with_history(length, schema.history_item_features
                                      if item_features is None else

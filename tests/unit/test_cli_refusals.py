@@ -55,3 +55,15 @@ def test_refusal_imports_no_heavy_library(args):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.strip() == "2 []", (out.stdout, out.stderr)
+
+
+def test_an_append_to_a_repo_without_data_is_one_line(tmp_path):
+    from conftest import copy_repo
+
+    repo = copy_repo(tmp_path / "repo")
+    for args in (["antm2c", str(tmp_path / "part0.csv")],
+                 ["interactions", "--interactions", str(tmp_path / "log.csv")]):
+        result = runner.invoke(app, ["import", *args, "--append", "--repo", str(repo)])
+        assert result.exit_code == 2, result.output
+        assert "no data in" in result.output and "Traceback" not in result.output
+        assert not (repo / "data").exists()
