@@ -1,7 +1,7 @@
 """two_tower: a retrieval model. A user tower (the user's features, the row's scenario and
 context, with `--history mean` the mean of the user's history) and an item tower (the item's
-features and vectors) each end in a unit vector; a row's logit is their inner product over a temperature, so every
-item of a catalogue can be scored against a user by one vector search.
+features and vectors) each end in a unit vector; a row's logit is their inner product over a
+temperature, so every item of a catalogue can be scored against a user by one vector search.
 
 It trains on the clicks of a batch: each clicked row's user against every item clicked in the
 batch (in-batch negatives, a sampled softmax), each logit less the log of its item's sampling

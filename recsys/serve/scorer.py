@@ -104,8 +104,8 @@ class Scorer:
                 out[name] = self.vocabularies[name].get(_as_text(value))
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     (feature.kind == "categorical" and not float(value).is_integer()):
-                raise RequestError(f"context.{name}: {value!r} is not a "
-                                   f"{'code (a whole number)' if feature.kind == 'categorical' else 'number'}")
+                what = "code (a whole number)" if feature.kind == "categorical" else "number"
+                raise RequestError(f"context.{name}: {value!r} is not a {what}")
             else:
                 out[name] = int(value) if feature.kind == "categorical" else float(value)
         return out
