@@ -47,6 +47,11 @@ def generate(
         None, "--chunks", help="FIRST:END: write only these impression chunks, into the "
                                "repo's staging folder (fan a large preset out; a plain "
                                "generate then assembles)."),
+    until: Optional[int] = typer.Option(None, "--until", help="Write only the world's days "
+                                        "before day N (0-based): a log that grows, with "
+                                        "--append."),
+    append: bool = typer.Option(False, "--append", help="Add the same world's days after "
+                                "those the repo holds, up to --until."),
     force: bool = FORCE,
 ) -> None:
     """Generate synthetic AntM2C data into the repo's offline store (data/offline/)."""
@@ -64,7 +69,8 @@ def generate(
                       f"when every chunk is written, `recsys generate` with the same --preset, "
                       f"--rows and --seed assembles the store", soft_wrap=True)
         return
-    meta = run(repo, the_preset, seed=seed, workers=workers, force=force)
+    meta = run(repo, the_preset, seed=seed, workers=workers, force=force, until=until,
+               append=append)
     print_summary(meta, console)
     console.print(f"offline store: {repo / 'data' / 'offline'}")
     print_feast_reset(meta)

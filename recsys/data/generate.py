@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from recsys.data import vectors
 from recsys.data.aggregates import write_aggregates
+from recsys.data.append import Base
 from recsys.data.presets import START, Preset
-from recsys.data.offline import check_repo, offline_dir, write_offline_store
+from recsys.data.offline import check_repo, offline_dir, read_repo_meta, write_offline_store
 from recsys.data.summary import summarize
 from recsys.data.synth import ENTITY_CHUNK, World
 from recsys.errors import RecsysError, UsageError
@@ -98,39 +99,77 @@ DISK_BYTES_PER_ROW = 60
 
 
 def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force: bool = False,
-             progress: bool = True) -> dict:
-    """Generate `preset` into `repo`'s offline store and return its metadata with a summary."""
+             progress: bool = True, until: int | None = None, append: bool = False) -> dict:
+    """Generate `preset` into `repo`'s offline store and return its metadata with a summary.
+    `until`: only the world's days before it (its users and items that have arrived by
+    then); `append`: the days after those the repo holds, onto the same world's store."""
     _check_args(repo, seed, workers)
-    check_output_free(offline_dir(repo), force)  # fail before building the world
-    check_fits(f"rows {preset.n_rows:,}", preset.n_rows * DISK_BYTES_PER_ROW,
+    until = preset.n_days if until is None else until
+    if not 1 <= until <= preset.n_days:
+        raise UsageError(f"until {until}: the world's last day is {preset.n_days - 1}; pass "
+                         f"1..{preset.n_days}, or a longer world (more --days)", fields="until")
+    held = _held_days(repo, preset, seed, until) if append else 0
+    if not append:
+        check_output_free(offline_dir(repo), force)  # fail before building the world
+    rows = day_rows(preset, range(held, until))
+    check_fits(f"rows {rows:,}", rows * DISK_BYTES_PER_ROW,
                free_disk(repo), f"disk at {repo}", "pass fewer rows or free some space", "rows")
     _build_world(preset, seed)
     staged = staging_dir(repo, preset, seed)
 
     def fill(tmp: Path) -> dict:
-        _write_impressions(tmp, preset, workers, progress, staged / INTERACTIONS)
-        _write_entities(_WORLD, tmp)
-        write_aggregates(tmp, START_EPOCH, preset.n_days, ANTM2C)
+        _write_impressions(tmp, preset, workers, progress, staged / INTERACTIONS,
+                           range(held, until))
+        _write_entities(_WORLD, tmp, until)
+        if append:  # the days the repo holds, and the vectors made for it, as they are
+            Base(offline_dir(repo), read_repo_meta(repo), ANTM2C, False).link_into(tmp, [])
+        write_aggregates(tmp, START_EPOCH, until, ANTM2C)
         meta = {"preset": preset.name, "seed": seed, "n_users": preset.n_users,
-                "n_items": preset.n_items, "n_rows": preset.n_rows, "n_days": preset.n_days,
-                "start": START.isoformat(), "start_epoch": START_EPOCH,
+                "n_items": preset.n_items,
+                "n_rows": day_rows(preset, range(until)),
+                "n_days": until, "start": START.isoformat(), "start_epoch": START_EPOCH,
+                "world": {"n_days": preset.n_days, "n_rows": preset.n_rows},
                 "scenario_bias": [round(float(b), 4) for b in _WORLD.bias]}
         meta["summary"] = summarize(tmp, meta, ANTM2C.scenario_names)
         return meta, ANTM2C
 
-    meta = write_offline_store(repo, force, fill)
+    meta = write_offline_store(repo, force, fill, append=append)
     shutil.rmtree(staged, ignore_errors=True)  # its chunks are in the store now
     if staged.parent.is_dir() and not any(staged.parent.iterdir()):
         staged.parent.rmdir()
     return meta
 
 
+def _held_days(repo: Path, preset: Preset, seed: int, until: int) -> int:
+    """The days a generated repo holds, checked to be of this world and fewer than `until`."""
+    meta = read_repo_meta(repo)
+    world = meta.get("world", {"n_days": meta.get("n_days"), "n_rows": meta.get("n_rows")})
+    ours = {"preset": preset.name, "seed": seed, "days": preset.n_days, "rows": preset.n_rows}
+    theirs = {"preset": meta.get("preset"), "seed": meta.get("seed"), "days": world["n_days"],
+              "rows": world["n_rows"]}
+    differ = [f"{k} {theirs[k]} (not {ours[k]})" for k in ours if ours[k] != theirs[k]]
+    if differ:
+        raise UsageError(f"{offline_dir(repo)}: holds another world ({', '.join(differ)}); "
+                         f"--append continues the world the repo was generated from: pass its "
+                         f"--preset, --seed, --days and --rows", fields="append")
+    if until <= meta["n_days"]:
+        raise UsageError(f"until {until}: the repo holds days 0..{meta['n_days'] - 1} already; "
+                         f"pass a later --until (at most {preset.n_days})", fields="until")
+    return int(meta["n_days"])
+
+
+def day_rows(preset: Preset, days: range) -> int:
+    """The rows of `days`: the preset's rows per day, the last day taking the remainder."""
+    last = preset.n_days - 1
+    return sum(preset.rows_per_day if day < last else
+               preset.n_rows - preset.rows_per_day * last for day in days)
+
+
 def chunk_plan(preset: Preset) -> list[tuple[int, int, int]]:
-    """(day, chunk, rows) for every chunk; the last day takes the remainder."""
+    """(day, chunk, rows) for every chunk."""
     plan = []
     for day in range(preset.n_days):
-        rows = preset.rows_per_day if day < preset.n_days - 1 else \
-            preset.n_rows - preset.rows_per_day * (preset.n_days - 1)
+        rows = day_rows(preset, range(day, day + 1))
         for chunk, first in enumerate(range(0, rows, preset.rows_per_chunk)):
             plan.append((day, chunk, min(preset.rows_per_chunk, rows - first)))
     return plan
@@ -206,10 +245,13 @@ def _run(tasks: list, workers: int, rows: int, progress: bool) -> None:
 
 
 def _write_impressions(tmp: Path, preset: Preset, workers: int, progress: bool,
-                       staged: Path) -> None:
-    """Every chunk into tmp: taken from `staged` where a `--chunks` run wrote it, else made."""
+                       staged: Path, days: range) -> None:
+    """Every chunk of `days` into tmp: taken from `staged` where a `--chunks` run wrote it,
+    else made."""
     todo = []
     for task in _tasks(tmp / INTERACTIONS, preset):
+        if task[1] not in days:
+            continue
         ready = _part_path(staged, *task[1:3])
         if ready.exists():
             target = _part_path(*task[:3])
@@ -223,16 +265,18 @@ def _write_impressions(tmp: Path, preset: Preset, workers: int, progress: bool,
     _run(todo, workers, sum(t[3] for t in todo), progress)
 
 
-def _write_entities(world: World, tmp: Path) -> None:
-    """Profile and text snapshots, stamped at arrival / launch (user text also at a refresh)."""
+def _write_entities(world: World, tmp: Path, until: int) -> None:
+    """Profile and text snapshots, stamped at arrival / launch (user text also at a refresh),
+    of the users and items that have arrived before day `until`."""
     p = world.preset
     for part, lo in enumerate(range(0, p.n_users, ENTITY_CHUNK)):
         ids = np.arange(lo, min(lo + ENTITY_CHUNK, p.n_users), dtype=np.int64)
+        ids = ids[world.user_arrival_day(ids) < until]
         arrival = world.user_arrival_day(ids)
         _write(tmp, "user_profile", part, {USER_ID: ids, EVENT_TIMESTAMP:
                _timestamps(arrival * 86_400), **world.user_profile(ids)})
         refresh = world.user_refresh_day(ids)
-        again = refresh < p.n_days
+        again = refresh < until
         first, second = world.user_text(ids, 0), world.user_text(ids[again], 1)
         _write(tmp, "user_text", part, {
             USER_ID: np.concatenate([ids, ids[again]]),
@@ -240,6 +284,7 @@ def _write_entities(world: World, tmp: Path) -> None:
             **{k: pa.concat_arrays([first[k], second[k]]) for k in first}})
     for part, lo in enumerate(range(0, p.n_items, ENTITY_CHUNK)):
         ids = np.arange(lo, min(lo + ENTITY_CHUNK, p.n_items), dtype=np.int64)
+        ids = ids[world.item_launch_day(ids) < until]
         stamp = _timestamps(world.item_launch_day(ids) * 86_400)
         _write(tmp, "item_profile", part, {ITEM_ID: ids, EVENT_TIMESTAMP: stamp,
                                            **world.item_profile(ids)})

@@ -74,8 +74,8 @@ def test_a_naive_latest_value_join_would_differ(con, view, column):
 def test_aggregates_only_count_earlier_days(con):
     """user_clicks_7d_s* / user_impressions_7d equal the raw log's counts over the 7 days before
     the row's day: no label of the row's own day or later leaks in."""
-    clicks = ", ".join(f"coalesce(sum(r.label) FILTER (WHERE r.scenario = {s.code}), 0) AS c{s.code}"
-                       for s in SCENARIOS)
+    clicks = ", ".join(f"coalesce(sum(r.label) FILTER (WHERE r.scenario = {s.code}), 0) "
+                       f"AS c{s.code}" for s in SCENARIOS)
     same = " AND ".join(f"coalesce(ds.user_clicks_7d_s{s.code}, 0) = t.c{s.code}"
                         for s in SCENARIOS)
     bad, busy = con.execute(f"""

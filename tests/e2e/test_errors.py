@@ -45,7 +45,8 @@ def empty_repo(tmp_path) -> Path:
 
 
 def test_unknown_preset(empty_repo):
-    fails("generate", "--preset", "huge", "--repo", str(empty_repo), says="--preset 'huge': unknown")
+    fails("generate", "--preset", "huge", "--repo", str(empty_repo),
+          says="--preset 'huge': unknown")
     assert not (empty_repo / "data").exists()
 
 

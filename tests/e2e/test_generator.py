@@ -208,3 +208,26 @@ def test_a_longer_world_has_its_days(tmp_path):
     days = con.execute("SELECT count(DISTINCT event_timestamp::DATE), count(*) FROM "
                        "interactions").fetchone()
     assert meta["n_days"] == 8 and days == (8, 8_000)
+
+
+def test_a_world_grown_day_by_day_is_the_whole_world(tiny_offline, tmp_path):
+    """`--until 4`, then `--append --until 6`: the same store as the six days at once (the
+    users and items of the first four days only, before the append); another world or a day
+    the repo holds is one line that writes nothing."""
+    offline, meta = tiny_offline
+    repo = copy_repo(tmp_path / "grown")
+    common = ["--preset", "tiny", "--seed", "3", "--repo", str(repo), "--workers", "2"]
+    run("recsys", "generate", *common, "--until", "4")
+    early = _tables(repo / "data" / "offline")
+    world = World(TINY, 3)
+    assert max(world.user_arrival_day(early["user_profile"]["user_id"].to_numpy())) < 4
+    days = early["interactions"]["event_timestamp"].cast("int64").to_numpy() // 86_400_000_000
+    assert len(early["user_profile"]) < TINY.n_users and len(set(days)) == 4
+    for args, says in ((["--until", "4", "--append"], "holds days 0..3 already"),
+                       (["--until", "6", "--append", "--seed", "4"], "seed 3 (not 4)")):
+        proc = run("recsys", "generate", *common, *args, check=False)
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    run("recsys", "generate", *common, "--until", "6", "--append")
+    first, grown = _tables(offline), _tables(repo / "data" / "offline")
+    for name in TABLES:
+        assert first[name].equals(grown[name]), name
