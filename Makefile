@@ -7,7 +7,7 @@ PRESET ?= small
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(FLAVOR)
 
-.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality bench-spread clean
+.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality bench-spread bench-rolling clean
 
 setup: $(STAMP)
 
@@ -85,6 +85,11 @@ bench-quality: setup
 SPREAD_SEEDS ?= 3
 bench-spread: setup
 	$(BIN)/python benchmarks/quality.py --preset $(PRESET) --seeds $(SPREAD_SEEDS) --spread
+
+# The rolling evaluation (a two-week small world, mmoe updated each day against retrained),
+# checked against benchmarks/rolling_gates.json, rendered into benchmarks/RESULTS.md
+bench-rolling: setup
+	$(BIN)/python benchmarks/quality.py --rolling
 
 clean:
 	rm -rf feature_repo/data datasets runs .pytest_cache .benchmarks

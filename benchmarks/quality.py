@@ -5,15 +5,19 @@ stopped (finished data steps and training runs are reused).
 
     python benchmarks/quality.py --preset small --seeds 1 [--record] [--work DIR]
     python benchmarks/quality.py --preset small --seeds 3 --spread   # `make bench-spread`
+    python benchmarks/quality.py --rolling                          # `make bench-rolling`
 
 Exits 1 when a gated cell moved beyond its tolerance (the cells are named), 2 on bad input.
 `--spread` runs the multi-scenario experiment alone, on both backbones (mlp, dcn), ungated: the
-spread over seeds of every model and its paired gain over dnn, rendered as its own part."""
+spread over seeds of every model and its paired gain over dnn, rendered as its own part.
+`--rolling` runs the rolling evaluation of benchmarks/rolling_gates.json (a world of its days,
+updated against retrained day by day) and checks its criteria, rendered as its own part."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import shlex
 import shutil
 import subprocess
@@ -31,6 +35,7 @@ from recsys.files import write_json  # noqa: E402
 
 BIN = Path(sys.executable).parent
 GATES = ROOT / "benchmarks" / "quality_gates.json"
+ROLLING_GATES = ROOT / "benchmarks" / "rolling_gates.json"
 EXPERIMENTS = ("multi-scenario", "cold-start", "multi-modal", "history")
 
 
@@ -62,6 +67,59 @@ def commands(preset: str, seeds: int, epochs: int | None, work: Path,
          "--out", str(work / "multi-modal")],
         ["recsys", "experiment", "history", "--dataset", str(ds), *train,
          "--out", str(work / "history")]]
+
+
+def rolling_commands(criteria: dict, work: Path) -> list[list[str]]:
+    repo = work / "repo"
+    return [["recsys", "generate", "--preset", criteria["preset"], "--days",
+             str(criteria["days"]), "--repo", str(repo), "--workers", "2", "--force"],
+            ["feast", "apply"],
+            ["recsys", "experiment", "rolling", "--dataset-repo", str(repo), "--model",
+             criteria["model"], "--start", criteria["start"], "--out", str(work / "rolling")]]
+
+
+def check_rolling(results: dict, criteria: dict) -> list[tuple[str, bool]]:
+    """Each criterion of the rolling gates: (its line, whether it holds)."""
+    auc = {arm: results["models"][arm]["auc"] for arm in ("update", "retrain")}
+    lines = []
+    for column, margin in criteria["update_minus_retrain"].items():
+        up, re_ = auc["update"][column]["mean"], auc["retrain"][column]["mean"]
+        ok = up - re_ >= margin
+        lines.append((f"{column}: update {up:.4f} - retrain {re_:.4f} = {up - re_:+.4f}, "
+                      f"needs >= {margin:+.4f}: {'ok' if ok else 'FAILED'}", ok))
+    share = results["examples_share"]
+    ok = share <= criteria["max_examples_share"]
+    lines.append((f"examples: update trained {share:.1%} of retrain's, needs <= "
+                  f"{criteria['max_examples_share']:.0%}: {'ok' if ok else 'FAILED'}", ok))
+    return lines
+
+
+def rolling_main(work: Path) -> int:
+    criteria = json.loads(ROLLING_GATES.read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    steps = rolling_commands(criteria, work)
+    if not (work / "repo" / "data" / "offline" / "meta.json").is_file():
+        shutil.rmtree(work / "repo", ignore_errors=True)  # a killed earlier run's
+        print(f"$ {copy_shown(work)}", flush=True)
+        copy_definitions(ROOT / "feature_repo", work / "repo")
+    else:  # the experiment resumes its own folder; the world is reused
+        steps = [c for c in steps if c[1] not in ("generate", "apply")]
+    for cmd in steps:
+        if (rc := run(cmd, work)) != 0:
+            return rc
+    lines = check_rolling(json.loads((work / "rolling" / "results.json").read_text()),
+                          criteria)
+    for line, _ in lines:
+        print(line)
+    write_json({"criteria": criteria, "checked": [{"line": t, "ok": ok} for t, ok in lines],
+                "commands": [copy_shown(work), *(shown(c, work) for c in
+                                                 rolling_commands(criteria, work))],
+                "machine": machine_facts(),
+                "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()},
+               work / "rolling.json")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render.py"), "rolling",
+                    str(work)], check=True)
+    return 0 if all(ok for _, ok in lines) else 1
 
 
 def _relative(arg: str | Path) -> str:
@@ -101,7 +159,11 @@ def main() -> int:
                         help="write the gates from this run instead of checking them")
     parser.add_argument("--spread", action="store_true",
                         help="the multi-scenario experiment alone on both backbones, ungated")
+    parser.add_argument("--rolling", action="store_true",
+                        help="the rolling evaluation of benchmarks/rolling_gates.json")
     args = parser.parse_args()
+    if args.rolling:
+        return rolling_main((args.work or ROOT / "runs" / "bench-rolling").resolve())
     kind = "spread" if args.spread else "quality"
     work = (args.work or ROOT / "runs" / f"bench-{kind}-{args.preset}").resolve()
     work.mkdir(parents=True, exist_ok=True)

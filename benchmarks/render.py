@@ -3,6 +3,7 @@
     python benchmarks/render.py bench BENCH_JSON        # the pytest-benchmark JSON of a run
     python benchmarks/render.py quality QUALITY_DIR     # the experiments + gates of a run
     python benchmarks/render.py spread SPREAD_DIR       # the multi-scenario spread over seeds
+    python benchmarks/render.py rolling ROLLING_DIR     # updated against retrained, by day
 
 Each writes its own part of the file (between its markers) and keeps the other, so the
 throughput tables and the quality tables can be measured at different times; each part says
@@ -23,7 +24,8 @@ from recsys.files import write_text  # noqa: E402
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 TITLE = """# Benchmark results
 
-Written by `make bench`, `make bench-quality` and `make bench-spread` (`benchmarks/render.py`); not edited by hand.
+Written by `make bench`, `make bench-quality`, `make bench-spread` and `make bench-rolling`
+(`benchmarks/render.py`); not edited by hand.
 Every figure below is from the run its part names, on the machine it names.
 """
 
@@ -139,6 +141,33 @@ def spread_part(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def rolling_part(folder: Path) -> str:
+    """The rolling evaluation (`make bench-rolling`): its criteria's verdict, the next-day AUC
+    of update and retrain (mean ± std over the days), the cost of each, the plot."""
+    from recsys.eval.report import auc_table
+
+    run = json.loads((folder / "rolling.json").read_text())
+    results = json.loads((folder / "rolling" / "results.json").read_text())
+    held = sum(c["ok"] for c in run["checked"])
+    totals = results["totals"]
+    lines = ["## Rolling: updated against retrained, day by day (`make bench-rolling`)", "",
+             f"{run['finished'][:19]} UTC. " + machine_line(run["machine"]), "", "```bash",
+             *run["commands"], "```", "",
+             f"Criteria `benchmarks/rolling_gates.json`: **{held} of {len(run['checked'])} "
+             f"hold**:", "", *(f"- {c['line']}" for c in run["checked"]), "",
+             f"Next-day AUC, mean ± std over {results['seeds']} days:", "",
+             auc_table(results), "",
+             "| arm | examples trained | training seconds |", "| --- | ---: | ---: |",
+             *(f"| {arm} | {t['examples']:,} | {t['seconds']:,.0f} |"
+               for arm, t in totals.items()), ""]
+    for png in sorted((folder / "rolling").glob("*.png")):
+        target = ROOT / "benchmarks" / "plots" / f"rolling-{png.name}"
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(png.read_bytes())
+        lines.append(f"![rolling](plots/{target.name})")
+    return "\n".join(lines)
+
+
 def replace_part(text: str, part: str, body: str) -> str:
     start, end = f"<!-- {part}:start -->", f"<!-- {part}:end -->"
     block = f"{start}\n{body}\n{end}"
@@ -151,14 +180,15 @@ def replace_part(text: str, part: str, body: str) -> str:
 def main(part: str, source: str) -> None:
     path = Path(source)
     body = {"bench": lambda: bench_part(json.loads(path.read_text())),
-            "quality": lambda: quality_part(path), "spread": lambda: spread_part(path)}[part]()
+            "quality": lambda: quality_part(path), "spread": lambda: spread_part(path),
+            "rolling": lambda: rolling_part(path)}[part]()
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else TITLE
     write_text(replace_part(text, part, body), RESULTS_MD)
     print(f"{RESULTS_MD}: {part} part from {source}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality", "spread"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality", "spread", "rolling"):
         sys.exit("usage: python benchmarks/render.py bench BENCH_JSON | quality QUALITY_DIR | "
-                 "spread SPREAD_DIR")
+                 "spread SPREAD_DIR | rolling ROLLING_DIR")
     main(*sys.argv[1:])
