@@ -6,11 +6,13 @@ the wall time and peak RSS (`/usr/bin/time -v`) of each command.
 The world's first days-1 days are generated, applied, materialized, built and trained on from
 scratch (what a full rebuild and retrain costs); then its last day is appended, built as a
 one-day window, trained on from the previous run (`--init-from`) and materialized
-incrementally (what a day costs). Prints one table and writes OUT/daily_cycle.json."""
+incrementally (what a day costs). Prints one table, writes OUT/daily_cycle.json and renders it
+into benchmarks/RESULTS.md."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import re
 import subprocess
@@ -22,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recsys.data.presets import START, get_preset  # noqa: E402
 from recsys.features.feature_store import copy_definitions  # noqa: E402
+from recsys.provenance import machine_facts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -88,10 +91,13 @@ def main() -> None:
          [recsys, "train", *TRAIN, "--dataset", str(out / "ds-day"), "--init-from",
           str(out / "run-all"), "--out", str(out / "run-day")])
     (out / "daily_cycle.json").write_text(json.dumps(
-        {"preset": args.preset, "days": n, "steps": steps}, indent=2))
+        {"preset": args.preset, "days": n, "steps": steps, "machine": machine_facts(),
+         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()}, indent=2))
     print("\n| kind | step | wall s | peak RSS (KiB) |\n| --- | --- | ---: | ---: |")
     for s in steps:
         print(f"| {s['kind']} | {s['step']} | {s['wall_s']:,.1f} | {s['rss_kib']:,} |")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render.py"), "cycle", str(out)],
+                   check=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     python benchmarks/render.py quality QUALITY_DIR     # the experiments + gates of a run
     python benchmarks/render.py spread SPREAD_DIR       # the multi-scenario spread over seeds
     python benchmarks/render.py rolling ROLLING_DIR     # updated against retrained, by day
+    python benchmarks/render.py cycle CYCLE_DIR         # one day's steps against all days'
 
 Each writes its own part of the file (between its markers) and keeps the other, so the
 throughput tables and the quality tables can be measured at different times; each part says
@@ -24,8 +25,8 @@ from recsys.files import write_text  # noqa: E402
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 TITLE = """# Benchmark results
 
-Written by `make bench`, `make bench-quality`, `make bench-spread` and `make bench-rolling`
-(`benchmarks/render.py`); not edited by hand.
+Written by `make bench`, `make bench-quality`, `make bench-spread`, `make bench-rolling` and
+`benchmarks/daily_cycle.py` (`benchmarks/render.py`); not edited by hand.
 Every figure below is from the run its part names, on the machine it names.
 """
 
@@ -168,6 +169,21 @@ def rolling_part(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def cycle_part(folder: Path) -> str:
+    """benchmarks/daily_cycle.py: each step of one day of a growing log against the same step
+    over every day before it, wall time and peak RSS."""
+    run = json.loads((folder / "daily_cycle.json").read_text())
+    lines = ["## A day of a growing log (`benchmarks/daily_cycle.py`)", "",
+             f"Preset `{run['preset']}`, a world of {run['days']} days; {run['finished'][:19]} "
+             f"UTC. " + machine_line(run["machine"]), "",
+             f"The first {run['days'] - 1} days from scratch, then the last day alone (each "
+             f"step under `/usr/bin/time -v`; the commands are in the script):", "",
+             "| step | wall s | peak RSS (GiB) |", "| --- | ---: | ---: |"]
+    lines += [f"| {s['kind']}: {s['step']} | {s['wall_s']:,.1f} | {s['rss_kib'] / 2**20:.2f} |"
+              for s in run["steps"]]
+    return "\n".join(lines)
+
+
 def replace_part(text: str, part: str, body: str) -> str:
     start, end = f"<!-- {part}:start -->", f"<!-- {part}:end -->"
     block = f"{start}\n{body}\n{end}"
@@ -181,14 +197,15 @@ def main(part: str, source: str) -> None:
     path = Path(source)
     body = {"bench": lambda: bench_part(json.loads(path.read_text())),
             "quality": lambda: quality_part(path), "spread": lambda: spread_part(path),
-            "rolling": lambda: rolling_part(path)}[part]()
+            "rolling": lambda: rolling_part(path), "cycle": lambda: cycle_part(path)}[part]()
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else TITLE
     write_text(replace_part(text, part, body), RESULTS_MD)
     print(f"{RESULTS_MD}: {part} part from {source}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality", "spread", "rolling"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality", "spread", "rolling",
+                                                 "cycle"):
         sys.exit("usage: python benchmarks/render.py bench BENCH_JSON | quality QUALITY_DIR | "
-                 "spread SPREAD_DIR | rolling ROLLING_DIR")
+                 "spread SPREAD_DIR | rolling ROLLING_DIR | cycle CYCLE_DIR")
     main(*sys.argv[1:])
