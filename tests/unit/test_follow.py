@@ -1,5 +1,6 @@
-"""The pieces of a growing log, in process: a build window's bounds, a grown table's rows, and
-which run a watching server picks from a folder."""
+"""The pieces of a growing log, in process: the days an append takes, the columns and
+cardinalities it keeps, a build window's bounds, a grown table's rows, and which run a watching
+server picks from a folder."""
 
 from __future__ import annotations
 
@@ -62,3 +63,44 @@ def test_a_watching_server_picks_the_newest_finished_run_or_the_pointer(tmp_path
     assert newest_run(tmp_path) == tuesday
     (tmp_path / POINTER).write_text("monday\n")
     assert newest_run(tmp_path) == tmp_path / "monday"
+
+
+def test_an_append_takes_later_days_and_replaces_held_ones_only_when_forced(tmp_path):
+    from datetime import date
+
+    from recsys.data.append import Base
+    from recsys.errors import DataError, OutputExistsError
+    from recsys.schema import ANTM2C
+
+    offline = tmp_path / "offline"
+    for day in ("2026-01-01", "2026-01-02"):
+        (offline / "interactions" / f"day={day}").mkdir(parents=True)
+    base = Base(offline, {"start_epoch": 0}, ANTM2C, replace_days=False)
+    later = [date(2026, 1, 3), date(2026, 1, 5)]
+    assert base.check_days(later, ["new.csv"]) == []
+    held = [date(2026, 1, 2), date(2026, 1, 3)]
+    with pytest.raises(OutputExistsError, match="already holds 2026-01-02 .*--force"):
+        base.check_days(held, ["new.csv"])
+    forced = Base(offline, {"start_epoch": 0}, ANTM2C, replace_days=True)
+    assert forced.check_days(held, ["new.csv"]) == [date(2026, 1, 2)]
+    with pytest.raises(DataError, match="new.csv: rows of 2025-12-31 are before the repo's "
+                                        "first day 2026-01-01"):
+        forced.check_days([date(2025, 12, 31)], ["new.csv"])
+
+
+def test_a_described_column_is_the_column_and_grown_cardinalities_replace_the_old():
+    from pathlib import Path
+
+    from recsys.data.import_columns import Column, ColumnStats
+    from recsys.schema import ANTM2C
+
+    for declared, why in ((True, "declared"), (False, "short strings")):
+        col = Column("items", Path("items.csv"), "genre", "categorical", "|", declared, why,
+                     ColumnStats(), "item_genre")
+        again = Column.described(col.describe(), Path("items.csv"))
+        assert again.describe() == col.describe() and again.name == "item_genre"
+    name = next(f.name for f in ANTM2C.features if f.kind == "categorical" and f.cardinality)
+    grown = ANTM2C.with_cardinalities({name: 12_345})
+    assert {f.name: f.cardinality for f in grown.features}[name] == 12_345
+    assert [f for f in grown.features if f.name != name] == \
+        [f for f in ANTM2C.features if f.name != name]
