@@ -205,6 +205,9 @@ def train(
     batch_size: Optional[int] = BATCH_SIZE,
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=MAX_SEED,
                                        help=f"Default {TrainConfig.seed}."),
+    dense_lr: Optional[float] = typer.Option(
+        None, "--dense-lr", min=0.0, help=f"Adam's rate on the dense layers (default "
+        f"{TrainConfig.dense_lr}; a smaller one suits an update with --init-from)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<model>)."),
     text: bool = TEXT,
     image: bool = IMAGE,
@@ -258,7 +261,7 @@ def train(
     hashed_rows = {n: r for n, r in ((USER_ID, user_rows), (ITEM_ID, item_rows))
                    if r is not None}
     cfg = resolve(file, {"model": model, "epochs": epochs, "batch_size": batch_size,
-                         "seed": seed, "checkpoint_every": checkpoint_every,
+                         "seed": seed, "dense_lr": dense_lr, "checkpoint_every": checkpoint_every,
                          "modalities": modalities or None, "hashed_rows": hashed_rows or None,
                          "history": history},
                   {"fusion": fusion, "backbone": backbone},

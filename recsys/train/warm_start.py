@@ -98,15 +98,19 @@ def _merge(name: str, saved: dict, now: dict, grown: set[tuple[int, int]], paren
 def warm_start(model: torch.nn.Module, parent: Run, layout_before: Layout, layout: Layout,
                dense_opt: torch.optim.Optimizer, sparse_opts: list) -> bool:
     """Load the parent's best epoch into `model` (built, seeded, for this run's `layout`) and
-    its optimizer state into `dense_opt` and the fused `sparse_opts`; whether the parent kept
-    optimizer state (a run trained in several processes keeps its weights only)."""
+    its optimizer state into `dense_opt` and the fused `sparse_opts` (the state: the rates are
+    this run's); whether the parent kept optimizer state (a run trained in several processes
+    keeps its weights only)."""
     grown = grown_rows(layout_before, layout)
     model.load_state_dict(_merge("weights", parent.state_dict(), model.state_dict(), grown,
                                  parent))
     saved = parent.optimizer_state()
     if saved is None:
         return False
-    dense_opt.load_state_dict(saved["dense_opt"])
+    rates = [{k: v for k, v in group.items() if k != "params"} for group in dense_opt.param_groups]
+    dense_opt.load_state_dict(saved["dense_opt"])  # its moments; the rates stay this run's
+    for group, own in zip(dense_opt.param_groups, rates, strict=True):
+        group.update(own)
     for opt, state in zip(sparse_opts, saved["fused_opts"], strict=True):
         now = opt.state_dict()["state"]
         opt.load_state_dict({"state": {table: _merge("optimizer state",

@@ -63,6 +63,30 @@ def test_a_warm_start_scores_as_its_parent_before_any_step(tiny, parents, model)
     np.testing.assert_array_equal(scores.astype(np.float32), expected)
 
 
+def test_the_parents_optimizer_state_comes_with_this_runs_rates(parents):
+    """An update may train at another rate than its parent: the moments are the parent's, the
+    rates (dense and row-wise) the child's config."""
+    from dataclasses import replace
+
+    parent = parents["mmoe"]
+    cfg = parent.config()
+    cfg = replace(cfg, dense_lr=cfg.dense_lr / 10,
+                  model_config=replace(cfg.model_config, embedding_lr=0.2))
+    layout = parent.layout()
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, layout, cfg.model_config)
+    dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.dense_lr)
+    sparse = sparse_optimizers(TrainWrapper(model))
+    assert warm_start(model, parent, layout, layout, dense_opt, sparse)
+    assert [g["lr"] for g in dense_opt.param_groups] == [cfg.dense_lr]
+    saved = parent.optimizer_state()["dense_opt"]
+    assert saved["param_groups"][0]["lr"] == parent.config().dense_lr != cfg.dense_lr
+    first = next(iter(saved["state"]))
+    torch.testing.assert_close(dense_opt.state_dict()["state"][first]["exp_avg"],
+                               saved["state"][first]["exp_avg"])
+    assert all(abs(g["lr"] - 0.2) < 1e-6 for opt in sparse for g in opt.param_groups)
+
+
 def test_grown_tables_keep_the_known_rows_and_start_the_new_ones_fresh(tiny, parents):
     parent = parents["mmoe"]
     cfg, meta = parent.config(), read_dataset_meta(tiny["dataset"])
