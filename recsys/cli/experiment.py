@@ -38,6 +38,9 @@ def experiment_rolling(
     epochs: int = typer.Option(1, "--epochs", min=1, help="Epochs per run (one: no selection "
                                "on the evaluated day)."),
     batch_size: Optional[int] = BATCH_SIZE,
+    update_dense_lr: Optional[float] = typer.Option(
+        None, "--update-dense-lr", min=0.0, help="Adam's rate on the dense layers in the update "
+        "arm (default: a tenth of a fresh run's, see recsys.train.rolling)."),
     seed: int = typer.Option(0, "--seed", min=0),
     memory_gb: Optional[float] = typer.Option(None, "--memory-gb",
                                               help="The dataset builds' memory budget (GB)."),
@@ -51,7 +54,8 @@ def experiment_rolling(
 
     out = out or Path("runs") / f"rolling-{model}"
     results = rolling(dataset_repo, out, model, start, end, retrain_every, epochs, batch_size,
-                      seed, memory_gb, force=force, log=console.print)
+                      seed, memory_gb, force=force, log=console.print,
+                      update_dense_lr=update_dense_lr)
     console.print(auc_table(results), soft_wrap=True)
     console.print(f"update trained {results['examples_share']:.1%} of retrain's examples")
     console.print(f"report: {out / 'report.md'}, plot: {out / 'rolling_auc.png'}")
