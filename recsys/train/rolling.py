@@ -40,9 +40,9 @@ from recsys.train.loop import train
 
 ARMS = ("update", "retrain")
 # The update arm's dense rate, as a share of a fresh run's. Yesterday's dense layers already fit
-# every day before; one day at a fresh run's rate pulls them toward that day (small, mmoe, 5
-# days: next-day AUC 0.7521 at the full rate against 0.7536 at a tenth, new users 0.7187
-# against 0.7208), while the new day's ID rows learn at their own row-wise rate.
+# every day before; one day at a fresh run's rate pulls them toward that day, which costs
+# next-day AUC, most on new users (`--update-dense-lr` at the full rate shows it), while the
+# new day's ID rows learn at their own row-wise rate.
 UPDATE_DENSE_LR_SHARE = 0.1
 NEW = ("zero_shot_user", "zero_shot_item")  # the day's new users and items
 EVALUATED = "val"  # the split of day d+1 in day d's datasets
