@@ -37,6 +37,15 @@ def replacing(path: Path) -> Iterator[Path]:
         raise
 
 
+def link_or_copy(source: Path, dest: Path) -> None:
+    """`dest` as a hard link to `source` (no bytes copied), or a copy across file systems."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
 def write_text(text: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as tmp:

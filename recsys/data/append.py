@@ -15,8 +15,6 @@ built like any import's, except that:
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -26,6 +24,7 @@ import pyarrow.parquet as pq
 from recsys.data.offline import ID_MAPS, QUARANTINE, REPO_META, VOCABULARIES, offline_dir, \
     read_repo_meta, read_schema
 from recsys.errors import DataError, OutputExistsError, UsageError
+from recsys.files import link_or_copy
 from recsys.schema import AGGREGATE_VIEWS, HISTORY_VIEW, INTERACTIONS, Schema
 
 DAY_FOLDER = "day="
@@ -117,14 +116,8 @@ class Base:
             if not path.is_file() or rel.parts[0] in REWRITTEN or rel.parts[0].startswith(".") \
                     or (rel.parts[0] == INTERACTIONS and rel.parts[1] in dropped):
                 continue
-            dest = tmp / rel
-            if dest.exists():
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(path, dest)
-            except OSError:
-                shutil.copy2(path, dest)
+            if not (tmp / rel).exists():
+                link_or_copy(path, tmp / rel)
 
     def quarantine_part(self) -> str:
         return self.next_part(QUARANTINE)
@@ -137,7 +130,6 @@ class Base:
                     "imported": imp["imported"], "days": days}
 
         held = self.days()
-
         meta["import"]["days"] = [str(new_days[0]), str(new_days[-1])]
         meta["import"]["replaced_days"] = [str(d) for d in replaced]
         first = self.meta.get("imports", [short(self.meta, [str(held[0]), str(held[-1])])])

@@ -39,7 +39,7 @@ from recsys.errors import RecsysError, UsageError
 from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, INTERACTIONS, ITEM_ID, LABEL, \
     P_TRUE, REQUEST_ID, SCENARIO, TABLES, TIMESTAMP_TYPE, USER_ID
 from recsys.memory import check_fits, free_disk
-from recsys.files import check_output_free, replacing
+from recsys.files import check_output_free, link_or_copy, replacing
 
 START_EPOCH = int(START.timestamp())
 _WORLD: World | None = None  # set in the parent before forking the workers
@@ -253,13 +253,8 @@ def _write_impressions(tmp: Path, preset: Preset, workers: int, progress: bool,
         if task[1] not in days:
             continue
         ready = _part_path(staged, *task[1:3])
-        if ready.exists():
-            target = _part_path(*task[:3])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:  # a hard link: the staged chunk stays until the new store is in place
-                os.link(ready, target)
-            except OSError:
-                shutil.copy2(ready, target)
+        if ready.exists():  # a hard link: the staged chunk stays until the store is in place
+            link_or_copy(ready, _part_path(*task[:3]))
         else:
             todo.append(task)
     _run(todo, workers, sum(t[3] for t in todo), progress)
@@ -271,8 +266,8 @@ def _write_entities(world: World, tmp: Path, until: int) -> None:
     p = world.preset
     for part, lo in enumerate(range(0, p.n_users, ENTITY_CHUNK)):
         ids = np.arange(lo, min(lo + ENTITY_CHUNK, p.n_users), dtype=np.int64)
-        ids = ids[world.user_arrival_day(ids) < until]
         arrival = world.user_arrival_day(ids)
+        ids, arrival = ids[arrival < until], arrival[arrival < until]
         _write(tmp, "user_profile", part, {USER_ID: ids, EVENT_TIMESTAMP:
                _timestamps(arrival * 86_400), **world.user_profile(ids)})
         refresh = world.user_refresh_day(ids)
@@ -284,8 +279,8 @@ def _write_entities(world: World, tmp: Path, until: int) -> None:
             **{k: pa.concat_arrays([first[k], second[k]]) for k in first}})
     for part, lo in enumerate(range(0, p.n_items, ENTITY_CHUNK)):
         ids = np.arange(lo, min(lo + ENTITY_CHUNK, p.n_items), dtype=np.int64)
-        ids = ids[world.item_launch_day(ids) < until]
-        stamp = _timestamps(world.item_launch_day(ids) * 86_400)
+        launch = world.item_launch_day(ids)
+        ids, stamp = ids[launch < until], _timestamps(launch[launch < until] * 86_400)
         _write(tmp, "item_profile", part, {ITEM_ID: ids, EVENT_TIMESTAMP: stamp,
                                            **world.item_profile(ids)})
         _write(tmp, "item_text", part, {ITEM_ID: ids, EVENT_TIMESTAMP: stamp,
