@@ -64,8 +64,7 @@ class DeclaredTables:
     scenario_reason = "empty scenario"
 
     def __init__(self, scenarios: list[tuple[str, int]], columns: list[Column],
-                 sides: dict[str, Side], base: Base | None = None):
-        self.base = base  # an append's: its vocabularies grow, its schema stays
+                 sides: dict[str, Side]):
         self.scenarios = scenarios  # (name, rows), by code
         self.columns = [c for c in columns if c.kind != "ignore"]
         self.ignored = [c for c in columns if c.kind == "ignore"]
@@ -103,7 +102,7 @@ class DeclaredTables:
         (tmp / VOCABULARIES).mkdir()
         for c in self.columns:  # (an append reads no users / items table: its own stay)
             if c.kind == "categorical" and (c.table == "interactions" or c.table in self.sides):
-                self._vocabulary(con, tmp, c)
+                self._vocabulary(con, tmp, c, base)
         self.schema_ = base.schema.with_cardinalities(self.cardinality) if base \
             else self._schema()
         tables = self.schema_.tables()
@@ -146,8 +145,9 @@ class DeclaredTables:
                            JOIN repeated_{table} r USING ({KEY}) WHERE s.row > r.first) d
                 USING ({KEY}, row)""")
 
-    def _vocabulary(self, con, tmp: Path, c: Column) -> None:
-        """Codes by frequency (then value), saved; the cardinality and list sizes noted."""
+    def _vocabulary(self, con, tmp: Path, c: Column, base: Base | None) -> None:
+        """Codes by frequency (then value), saved; the cardinality and list sizes noted. With
+        an append's base, its values keep their codes (their rows counted on); new follow."""
         source = "good" if c.table == "interactions" else f"side_{c.table}"
         if c.separator:
             split = f"string_split({_clean(c.name)}, '{_sql(c.separator)}')"
@@ -162,12 +162,12 @@ class DeclaredTables:
         counted = f"""SELECT value, count(*) AS rows FROM ({values})
                       WHERE value IS NOT NULL AND value <> '' GROUP BY value"""
         known, offset = "", 0
-        if self.base:  # the base's values keep their codes (their rows counted on); new follow
-            old = f"read_parquet('{self.base.vocabulary(c.name)}')"
+        if base:
+            old = f"read_parquet('{base.vocabulary(c.name)}')"
             known = f"""SELECT o.value, o.code, o.rows + coalesce(n.rows, 0) AS rows
                         FROM {old} AS o LEFT JOIN ({counted}) AS n USING (value) UNION ALL """
             counted = f"SELECT n.* FROM ({counted}) AS n ANTI JOIN {old} AS o USING (value)"
-            offset = pq.read_metadata(self.base.vocabulary(c.name)).num_rows
+            offset = pq.read_metadata(base.vocabulary(c.name)).num_rows
         con.execute(f"""CREATE TABLE vocab_{c.name} AS {known}
             SELECT value, {offset} + row_number() OVER (ORDER BY rows DESC, value) - 1 AS code,
                    rows

@@ -170,8 +170,9 @@ class Ingest(Counts):
                             f"quarantined ({self._reasons()}); fix the input")
         con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet('{self.staging}/*.parquet')")
         self._drop_duplicates(con)
-        days = [d for (d,) in con.execute("SELECT DISTINCT ts::DATE FROM good ORDER BY 1")
-                .fetchall()]
+        per_day = con.execute("SELECT ts::DATE, count(*) FROM good GROUP BY 1 ORDER BY 1"
+                              ).fetchall()
+        days = [day for day, _ in per_day]
         base = self.base
         replaced = base.check_days(days, info["files"]) if base else []
         start = datetime.fromtimestamp(base.start_epoch, timezone.utc) if base else \
@@ -182,8 +183,8 @@ class Ingest(Counts):
         counts = self._id_maps(con)
         self.tables.snapshots(con, self.tmp, start_epoch, base)
         schema = self.tables.schema()
-        self._interactions(con, schema, base.next_request_id(con) if base else 0)
-        imported = con.execute("SELECT count(*) FROM good").fetchone()[0]
+        self._interactions(con, schema, per_day, base.next_request_id(con) if base else 0)
+        imported = sum(n for _, n in per_day)
         self.quarantine.close()
         con.close()
         shutil.rmtree(scratch)
@@ -256,14 +257,15 @@ class Ingest(Counts):
                        JOIN map_user_id USING (raw_user) JOIN map_item_id USING (raw_item)""")
         return counts
 
-    def _interactions(self, con, schema: Schema, first_id: int) -> None:
+    def _interactions(self, con, schema: Schema, per_day: list, first_id: int) -> None:
+        """The log's rows, a folder a day (`per_day`: (day, rows) in order); request ids from
+        `first_id` on."""
         features, joins = self.tables.interaction_features(con)
         columns = schema.interaction_schema()
         # request ids follow time: a day's ids start after the earlier days' rows, so each
         # day is numbered on its own (no window over every row, which DuckDB would not spill)
-        days = con.execute("SELECT ts::DATE, count(*) FROM good GROUP BY 1 ORDER BY 1").fetchall()
-        first_ids = itertools.accumulate((n for _, n in days), initial=first_id)
-        for (day, _), first_id in zip(days, first_ids):
+        first_ids = itertools.accumulate((n for _, n in per_day), initial=first_id)
+        for (day, _), first_id in zip(per_day, first_ids):
             write_query(con, f"""
                 SELECT {first_id} + row_number() OVER (ORDER BY ts, source, row) - 1
                            AS request_id, ts AS {EVENT_TIMESTAMP}, user_id, item_id, scenario,

@@ -465,7 +465,7 @@ def import_interactions(mapping: Mapping, repo: Path, force: bool = False,
                         for k, v in vars(m).items() if v not in (None, {}) and k != "columns"}}
     files = [path for path, _, _ in tables.values()]
     return run_import(repo, "interactions", files, blocks, force, progress,
-                      DeclaredTables(scenarios, columns, sides, base), info, base)
+                      DeclaredTables(scenarios, columns, sides), info, base)
 
 
 # ---- an append: the base's mapping, columns and scenarios --------------------------------
