@@ -90,6 +90,18 @@ def bench_part(data: dict) -> str:
     return "\n".join(lines)
 
 
+def plots(folder: Path, prefix: str, alt: str) -> list[str]:
+    """The PNG plots of `folder`, copied into benchmarks/plots as `<prefix>-<name>`: their
+    Markdown image lines."""
+    lines = []
+    for png in sorted(folder.glob("*.png")):
+        target = ROOT / "benchmarks" / "plots" / f"{prefix}-{png.name}"
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(png.read_bytes())
+        lines.append(f"![{alt}](plots/{target.name})")
+    return lines
+
+
 def quality_part(folder: Path) -> str:
     """The experiments of one `make bench-quality` run: its commands, the tables and plots
     each experiment wrote, and the gates' verdict."""
@@ -112,11 +124,7 @@ def quality_part(folder: Path) -> str:
         for table, block in auc_blocks(results).items():
             what = block.get("metric", "AUC").replace("recall", "Recall")
             lines += [f"{what}, {table} ({over}):", "", auc_table(block), ""]
-        for png in sorted((folder / name).glob("*.png")):
-            target = ROOT / "benchmarks" / "plots" / f"{name}-{png.name}"
-            target.parent.mkdir(exist_ok=True)
-            target.write_bytes(png.read_bytes())
-            lines.append(f"![{name}](plots/{target.name})")
+        lines += plots(folder / name, name, name)
     return "\n".join(lines)
 
 
@@ -134,11 +142,7 @@ def spread_part(folder: Path) -> str:
              "cross layers):", "", auc_table(results), ""]
     if results.get("gains"):
         lines += ["Paired gain over dnn, seed by seed:", "", gain_table(results), ""]
-    for png in sorted(folder.glob("*.png")):
-        target = ROOT / "benchmarks" / "plots" / f"spread-{png.name}"
-        target.parent.mkdir(exist_ok=True)
-        target.write_bytes(png.read_bytes())
-        lines.append(f"![multi-scenario over seeds](plots/{target.name})")
+    lines += plots(folder, "spread", "multi-scenario over seeds")
     return "\n".join(lines)
 
 
@@ -161,11 +165,7 @@ def rolling_part(folder: Path) -> str:
              "| arm | examples trained | training seconds |", "| --- | ---: | ---: |",
              *(f"| {arm} | {t['examples']:,} | {t['seconds']:,.0f} |"
                for arm, t in totals.items()), ""]
-    for png in sorted((folder / "rolling").glob("*.png")):
-        target = ROOT / "benchmarks" / "plots" / f"rolling-{png.name}"
-        target.parent.mkdir(exist_ok=True)
-        target.write_bytes(png.read_bytes())
-        lines.append(f"![rolling](plots/{target.name})")
+    lines += plots(folder / "rolling", "rolling", "rolling")
     return "\n".join(lines)
 
 
