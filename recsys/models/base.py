@@ -116,7 +116,8 @@ class SparseArch(nn.Module):
         self.projections = nn.ModuleList(nn.Linear(g.width, cfg.embedding_dim) for g in groups)
         self.gates = nn.ModuleList(nn.Linear(2 * cfg.embedding_dim, cfg.embedding_dim)
                                    for _ in groups) if cfg.fusion == "gated" else None
-        self.history = HistoryPool(layout, cfg.embedding_dim) if layout.history else None
+        self.history = HistoryPool(layout, cfg.embedding_dim, cfg.history_truncation) \
+            if layout.history else None
         self.n_slots = len(layout.sparse) + len(groups) + \
             (HistoryPool.SLOTS if self.history is not None else 0)
         self._orders: dict[tuple[str, ...], torch.Tensor] = {}
@@ -185,9 +186,10 @@ class HistoryPool(nn.Module):
 
     SLOTS = 2
 
-    def __init__(self, layout: Layout, dim: int, hidden: int = 36):
+    def __init__(self, layout: Layout, dim: int, truncation: float = 0.0, hidden: int = 36):
         super().__init__()
         self.lists, self.length, self.dim = len(layout.history_tables), layout.history, dim
+        self.truncation = truncation
         self.target = layout.slot(ITEM_ID)
         attention = layout.history_pooling == "attention"
         self.positions = nn.Parameter(torch.randn(layout.history, dim) * 0.01) \
@@ -201,13 +203,24 @@ class HistoryPool(nn.Module):
         (B, lists * N) table rows (-1: no click); `emb` the row's (B, F, D) embeddings."""
         b = emb.shape[0]
         h = clicks.reshape(b, self.lists, self.length, self.dim).sum(1)  # (B, N, D)
-        held = (ids[:, :self.length] >= 0).unsqueeze(-1).to(h.dtype)  # (B, N, 1)
+        held = ids[:, :self.length] >= 0  # (B, N), the latest click first
+        if self.training and self.truncation:
+            held = held & (torch.arange(self.length, device=held.device) < self._kept(held))
+        held = held.unsqueeze(-1).to(h.dtype)  # (B, N, 1)
         target = emb[:, self.target]
         if self.unit is None:
             pooled = (h * held).sum(1) / held.sum(1).clamp(min=1)
         else:
             pooled = ((self.weights(target, h) * held) * h).sum(1)
         return [pooled, pooled * target]
+
+    def _kept(self, held: torch.Tensor) -> torch.Tensor:
+        """(B, 1) how many of each row's latest clicks training keeps: all of them, or for a
+        `truncation` share of the rows a count drawn uniformly from 0 to their number."""
+        n = held.sum(1, keepdim=True)
+        cut = torch.rand_like(n, dtype=torch.float32) < self.truncation
+        drawn = (torch.rand_like(n, dtype=torch.float32) * (n + 1)).floor().long()
+        return torch.where(cut, drawn, n)
 
     def weights(self, q: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """(B, N, 1) the activation unit on (q, h, q - h, q * h, position), its first layer

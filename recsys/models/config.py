@@ -29,6 +29,10 @@ class ModelConfig:
     backbone: str = "mlp"
     cross_layers: int = 2
     cross_rank: int = 64  # 0: full rank
+    # the share of training rows whose history is cut to its latest k clicks, k drawn from 0 to
+    # its length: most rows are busy users' with long histories, and a few-shot user's has a
+    # click or three, which the model should read as well (make bench-feed trains with 0.5)
+    history_truncation: float = 0.0
 
 
 # the registered models (models.registry), named here for the CLI's help without torch
@@ -49,7 +53,7 @@ def check_fusion(fusion: str) -> None:
 
 # integer hyper-parameters that may be 0 (every other one counts something: at least 1)
 ZERO_ALLOWED = ("cross_layers", "cross_rank")
-SHARES = ("dropout", "id_dropout")  # in [0, 1)
+SHARES = ("dropout", "id_dropout", "history_truncation")  # in [0, 1)
 
 
 def check_model_config(cfg: ModelConfig) -> None:

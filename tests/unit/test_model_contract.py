@@ -102,6 +102,32 @@ def test_history_tells_a_click_only_the_history_knows(history):
     assert (auc > 0.95) if history else (auc < 0.6), auc
 
 
+def test_training_cuts_a_share_of_histories_to_their_latest_clicks():
+    """history_truncation: in training, about that share of rows keep only their latest k
+    clicks (k from 0 to their number), the others all; evaluation reads every click."""
+    _, lay, data, _ = _model("din")
+    model = build_model("din", lay, model_class("din").Config(embedding_dim=8,
+                                                               history_truncation=0.5))
+    pool = model.sparse.history
+    held = rows_batch(data, lay, slice(None)).history_ids[:, :pool.length] >= 0
+    torch.manual_seed(1)
+    kept = pool._kept(held).squeeze(1)
+    n = held.sum(1)
+    assert (kept <= n).all() and (kept >= 0).all()
+    some = n > 0
+    cut = (kept < n)[some].float().mean().item()
+    expected = pool.truncation * (n / (n + 1))[some].mean().item()  # k = n cuts nothing
+    assert abs(cut - expected) < 0.05, (cut, expected)
+    assert (held.long().cumsum(1)[:, -1] == n).all() and \
+        (held[:, 1:] <= held[:, :-1]).all()  # the clicks held are a prefix: latest first
+    calls = []
+    pool._kept = lambda h: calls.append(1) or h.sum(1, keepdim=True)
+    model.eval()
+    with torch.no_grad():
+        model(rows_batch(data, lay, slice(0, 64)))
+    assert not calls  # evaluation never cuts
+
+
 def test_history_items_share_the_item_table():
     """One table holds the candidate's and the history's items: a history key looks up the
     same rows as item_id, and no table is a copy."""
