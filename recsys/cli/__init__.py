@@ -52,6 +52,9 @@ def generate(
                                         "--append."),
     append: bool = typer.Option(False, "--append", help="Add the same world's days after "
                                 "those the repo holds, up to --until."),
+    feed: bool = typer.Option(False, "--feed", help="The log of a personalized feed: users' "
+                              "interests drift and most impressions follow them (the history "
+                              "and retrieval have more to find)."),
     force: bool = FORCE,
 ) -> None:
     """Generate synthetic AntM2C data into the repo's offline store (data/offline/)."""
@@ -60,7 +63,7 @@ def generate(
     from recsys.data.presets import get_preset
     from recsys.data.summary import print_summary
 
-    the_preset = get_preset(preset, rows, days)
+    the_preset = get_preset(preset, rows, days, feed)
     if chunks is not None:
         done = generate_chunks(repo, the_preset, parse_chunks(chunks, the_preset), seed=seed,
                                workers=workers)

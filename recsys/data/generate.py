@@ -46,8 +46,9 @@ _WORLD: World | None = None  # set in the parent before forking the workers
 
 
 def staging_dir(repo: Path, preset: Preset, seed: int) -> Path:
+    feed = "-feed" if preset.feed else ""
     return repo / "data" / "staging" / \
-        f"{preset.name}-rows{preset.n_rows}-days{preset.n_days}-seed{seed}"
+        f"{preset.name}-rows{preset.n_rows}-days{preset.n_days}-seed{seed}{feed}"
 
 
 def parse_chunks(text: str, preset: Preset) -> range:
@@ -128,7 +129,8 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
                 "n_items": preset.n_items,
                 "n_rows": day_rows(preset, range(until)),
                 "n_days": until, "start": START.isoformat(), "start_epoch": START_EPOCH,
-                "world": {"n_days": preset.n_days, "n_rows": preset.n_rows},
+                "world": {"n_days": preset.n_days, "n_rows": preset.n_rows,
+                          "feed": preset.feed},
                 "scenario_bias": [round(float(b), 4) for b in _WORLD.bias]}
         meta["summary"] = summarize(tmp, meta, ANTM2C.scenario_names)
         return meta, ANTM2C
@@ -144,14 +146,15 @@ def _held_days(repo: Path, preset: Preset, seed: int, until: int) -> int:
     """The days a generated repo holds, checked to be of this world and fewer than `until`."""
     meta = read_repo_meta(repo)
     world = meta.get("world", {"n_days": meta.get("n_days"), "n_rows": meta.get("n_rows")})
-    ours = {"preset": preset.name, "seed": seed, "days": preset.n_days, "rows": preset.n_rows}
+    ours = {"preset": preset.name, "seed": seed, "days": preset.n_days, "rows": preset.n_rows,
+            "feed": preset.feed}
     theirs = {"preset": meta.get("preset"), "seed": meta.get("seed"), "days": world["n_days"],
-              "rows": world["n_rows"]}
+              "rows": world["n_rows"], "feed": world.get("feed", False)}
     differ = [f"{k} {theirs[k]} (not {ours[k]})" for k in ours if ours[k] != theirs[k]]
     if differ:
         raise UsageError(f"{offline_dir(repo)}: holds another world ({', '.join(differ)}); "
                          f"--append continues the world the repo was generated from: pass its "
-                         f"--preset, --seed, --days and --rows", fields="append")
+                         f"--preset, --seed, --days, --rows and --feed", fields="append")
     if until <= meta["n_days"]:
         raise UsageError(f"until {until}: the repo holds days 0..{meta['n_days'] - 1} already; "
                          f"pass a later --until (at most {preset.n_days})", fields="until")

@@ -27,6 +27,9 @@ class Preset:
     # zero-shot traffic of the test day.
     new_user_traffic: float = 0.06
     new_item_traffic: float = 0.06
+    # The log of a personalized feed, whose users' interests drift (synth.World): off in every
+    # preset, `recsys generate --feed` turns it on.
+    feed: bool = False
 
     @property
     def rows_per_day(self) -> int:
@@ -49,10 +52,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 
 
-def get_preset(name: str, rows: int | None = None, days: int | None = None) -> Preset:
+def get_preset(name: str, rows: int | None = None, days: int | None = None,
+               feed: bool = False) -> Preset:
     """The named preset, optionally with its row count (`--rows`) or its number of days
     (`--days`: a longer or shorter log of the same users and items, at the preset's rows per
-    day unless `rows` says otherwise) overridden."""
+    day unless `rows` says otherwise) overridden, and with `feed` the log of a personalized
+    feed (`--feed`)."""
     if name not in PRESETS:
         raise UsageError(f"preset {name!r}: unknown; choose one of {', '.join(PRESETS)}",
                          fields="preset")
@@ -67,4 +72,4 @@ def get_preset(name: str, rows: int | None = None, days: int | None = None) -> P
                              f"({preset.n_days} days in preset '{name}'); pass a larger rows",
                              fields="rows")
         preset = replace(preset, n_rows=rows)
-    return preset
+    return replace(preset, feed=True) if feed else preset

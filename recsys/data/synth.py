@@ -19,6 +19,13 @@ Generative model (see DESIGN.md §5):
   category from the item topic, words from topic vocabularies): cold users and items carry
   learnable signal. The synthetic image vector of an item is a fixed random projection of its
   latent plus noise.
+- a feed world (`Preset.feed`, `recsys generate --feed`) is the log of a personalized feed: each
+  user has a current interest, one of his two topics drawn anew every INTEREST_DAYS days (phase
+  per user); it adds to his taste, and from the day after he arrives (a feed knows nobody on
+  his first day) the feed shows FEED_SHARE of his impressions from the current interest's items
+  of the scenario (uniformly), the rest by popularity. So his recent clicks tell what he is
+  shown and clicks next, which his ID and profile cannot: the history and retrieval have
+  something to find, as in real logs.
 - the scenario bias is solved on a pilot sample so each scenario's positive rate is 1/3 (the
   release's down-sampled negatives are a per-scenario logit shift).
 - `p_true` is the click probability given everything observable (the noise integrated out), so
@@ -60,11 +67,18 @@ WORD_SHARE = 0.5  # share of the variance of an item's within-topic offset set b
 ITEM_OFFSET_STD = 0.6  # size of an item's offset from its topic centroid
 IMAGE_DIM = 32
 IMAGE_NOISE_STD = 0.5
+# A feed world's current interest: how long it lasts, how often it is the user's favourite of
+# his two topics, how much it adds to his taste, and the share of impressions the feed picks by it.
+INTEREST_DAYS = 4
+FAVOURITE_INTEREST_SHARE = 0.75
+INTEREST_WEIGHT = 0.8
+FEED_SHARE = 0.7
 
 # Hash streams: one per attribute, so attributes are independent functions of the id.
 (S_USER_TOPIC, S_USER_LATENT, S_USER_SCEN, S_USER_ACTIVITY, S_USER_PROFILE, S_USER_TEXT,
  S_USER_REFRESH, S_ITEM_SCEN, S_ITEM_TOPIC, S_ITEM_LATENT, S_ITEM_QUALITY, S_ITEM_POP,
- S_ITEM_PROFILE, S_ITEM_TEXT, S_USER_BIAS, S_ITEM_IMAGE) = range(1, 17)
+ S_ITEM_PROFILE, S_ITEM_TEXT, S_USER_BIAS, S_ITEM_IMAGE, S_USER_INTEREST,
+ S_USER_PHASE) = range(1, 19)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -171,6 +185,10 @@ class World:
         self.scen_items = [items[item_scen == s] for s in range(N_SCENARIOS)]
         self.scen_item_cum = [np.cumsum(pop[item_scen == s]) for s in range(N_SCENARIOS)]
         self.scen_item_bounds = [np.searchsorted(ids, self.item_bounds) for ids in self.scen_items]
+        if preset.feed:  # each (scenario, topic)'s items, sorted by id: the feed's shelves
+            topic = self.item_topic(items)
+            self.feed_items = [[items[(item_scen == s) & (topic == t)] for t in range(N_TOPICS)]
+                               for s in range(N_SCENARIOS)]
         self.bias = np.zeros(N_SCENARIOS)
         self.bias = self._calibrate_bias()
 
@@ -190,6 +208,24 @@ class World:
         specific = SCENARIO_SPECIFIC_STD * hash_normal(self.seed, S_USER_SCEN, key, LATENT_DIM) \
             / np.sqrt(LATENT_DIM)
         return shared + specific
+
+    def user_interest(self, ids: np.ndarray, day: np.ndarray | int) -> np.ndarray:
+        """A feed world's current interest of each user on `day`: one of his two topics (the
+        favourite more often), drawn anew every INTEREST_DAYS days, the periods' phase drawn
+        per user."""
+        phase = hash_uniform(self.seed, S_USER_PHASE, ids)[:, 0]
+        period = (day + (phase * INTEREST_DAYS).astype(np.int64)) // INTEREST_DAYS
+        v = hash_uniform(self.seed, S_USER_INTEREST, ids * 4096 + period)[:, 0]
+        first, second = self.user_topics(ids)
+        return np.where(v < FAVOURITE_INTEREST_SHARE, first, second)
+
+    def current_latent(self, ids: np.ndarray, scenario: np.ndarray,
+                       day: np.ndarray | int) -> np.ndarray:
+        """The taste that decides a click on `day`: a feed world adds the current interest."""
+        latent = self.user_latent(ids, scenario)
+        if self.preset.feed:
+            latent = latent + INTEREST_WEIGHT * self.topics[self.user_interest(ids, day)]
+        return latent
 
     def user_bias(self, ids: np.ndarray) -> np.ndarray:
         return USER_BIAS_STD * hash_normal(self.seed, S_USER_BIAS, ids)[:, 0]
@@ -303,12 +339,43 @@ class World:
             pos = self._sample_arrivals(rng, self.scen_item_cum[s], self.scen_item_bounds[s],
                                         day, rows.size, p.new_item_traffic)
             item_id[rows] = self.scen_items[s][pos]
+            if p.feed:
+                self._feed_picks(rng, s, day, rows, user_id, item_id)
         deep = []
         for card in DEEP_CATEGORICAL_CARDINALITIES:  # skewed toward low codes, like real logs
             deep.append(np.minimum((rng.random(n) ** 2 * card).astype(np.int64), card - 1))
         for _ in range(N_DEEP_FEATURES - len(DEEP_CATEGORICAL_CARDINALITIES)):
             deep.append(rng.normal(size=n).astype(np.float32))
         return scenario, user_id, item_id, deep
+
+    def _feed_picks(self, rng, s, day, rows, user_id, item_id) -> None:
+        """FEED_SHARE of scenario `s`'s `rows` shown one of the items of the user's current
+        interest that have arrived by `day`, uniformly (none arrived: popularity's pick stays),
+        unless the user arrived that day."""
+        fed = rows[(rng.random(rows.size) < FEED_SHARE)
+                   & (self.user_arrival_day(user_id[rows]) < day)]
+        interest = self.user_interest(user_id[fed], day)
+        draw = rng.random(fed.size)
+        for t in np.unique(interest):
+            shelf = self.feed_items[s][t]
+            arrived = np.searchsorted(shelf, self.item_bounds[day + 1])
+            if arrived:
+                mine = interest == t
+                item_id[fed[mine]] = shelf[(draw[mine] * arrived).astype(np.int64)]
+
+    def log_exposure(self, s: int, members: np.ndarray, user_id: np.ndarray,
+                     day: np.ndarray) -> np.ndarray:
+        """(users, members) log of the weight with which `sample` shows each item of scenario
+        `s` (`members`, its items) to each user on his day, up to a constant per user."""
+        weight = self.item_popularity(members)
+        if not self.preset.feed:
+            return np.broadcast_to(np.log(weight)[None], (len(user_id), len(members)))
+        shelf = (self.item_topic(members)[None] == self.user_interest(user_id, day)[:, None]) \
+            & (members[None] < self.item_bounds[day + 1][:, None])
+        fed = FEED_SHARE * (self.user_arrival_day(user_id) < day)[:, None]
+        chance = (1 - fed) * weight[None] / weight.sum() + \
+            fed * shelf / np.maximum(shelf.sum(1, keepdims=True), 1)
+        return np.log(chance)
 
     def _sample_arrivals(self, rng, cum, bounds, day, n, new_traffic) -> np.ndarray:
         """Activity-weighted draws: a `new_traffic` share from the cohort arriving on `day`,
@@ -320,9 +387,9 @@ class World:
         lo, hi = np.where(empty, 0, lo), np.where(empty, bounds[day + 1], hi)
         return _sample_weighted(rng, cum, lo, hi)
 
-    def observable_logit(self, scenario, user_id, item_id, deep) -> np.ndarray:
+    def observable_logit(self, scenario, user_id, item_id, deep, day) -> np.ndarray:
         """Click logit from everything observable, without the scenario bias."""
-        affinity = np.einsum("nd,nd->n", self.user_latent(user_id, scenario),
+        affinity = np.einsum("nd,nd->n", self.current_latent(user_id, scenario, day),
                              self.item_latent(item_id))
         logit = AFFINITY_GAIN * affinity + self.user_bias(user_id) + self.item_quality(item_id)
         logit += self.age_effect[scenario, self.user_profile(user_id)["user_age_bucket"]]
@@ -344,8 +411,9 @@ class World:
         """Per-scenario bias giving TARGET_POSITIVE_RATE, solved on a pilot sample."""
         rng = np.random.default_rng([self.seed, 0, 1])
         n = min(max(self.preset.rows_per_day, 20_000), 200_000)
-        scenario, user_id, item_id, deep = self.sample(rng, self.preset.n_days - 1, n)
-        logit = self.observable_logit(scenario, user_id, item_id, deep)
+        day = self.preset.n_days - 1
+        scenario, user_id, item_id, deep = self.sample(rng, day, n)
+        logit = self.observable_logit(scenario, user_id, item_id, deep, day)
         lo, hi = np.full(N_SCENARIOS, -20.0), np.full(N_SCENARIOS, 20.0)
         for _ in range(60):  # bisection, all scenarios at once
             mid = (lo + hi) / 2
@@ -359,7 +427,8 @@ class World:
         """Chunk `chunk` of `day`: a pure function of (seed, day, chunk)."""
         rng = np.random.default_rng([self.seed, 1, day, chunk])
         scenario, user_id, item_id, deep = self.sample(rng, day, n)
-        logit = self.bias[scenario] + self.observable_logit(scenario, user_id, item_id, deep)
+        logit = self.bias[scenario] + self.observable_logit(scenario, user_id, item_id, deep,
+                                                            day)
         noise = rng.normal(0, NOISE_STD, size=n)
         label = (rng.random(n) < expit(logit + noise)).astype(np.int8)
         seconds = day * 86_400 + np.sort(rng.integers(1, 86_400, size=n))

@@ -11,7 +11,8 @@ from recsys.data import vocab
 from recsys.data.generate import chunk_plan, generate
 from recsys.data.presets import PRESETS, get_preset
 from recsys.data.offline import connect, table_files
-from recsys.data.synth import SCENARIO_SHARES, TARGET_POSITIVE_RATE, World
+from recsys.data.synth import FAVOURITE_INTEREST_SHARE, FEED_SHARE, INTEREST_DAYS, \
+    SCENARIO_SHARES, TARGET_POSITIVE_RATE, World
 from recsys.metrics import auc
 from recsys.schema import SCENARIOS, TABLES
 
@@ -224,10 +225,51 @@ def test_a_world_grown_day_by_day_is_the_whole_world(tiny_offline, tmp_path):
     days = early["interactions"]["event_timestamp"].cast("int64").to_numpy() // 86_400_000_000
     assert len(early["user_profile"]) < TINY.n_users and len(set(days)) == 4
     for args, says in ((["--until", "4", "--append"], "holds days 0..3 already"),
-                       (["--until", "6", "--append", "--seed", "4"], "seed 3 (not 4)")):
+                       (["--until", "6", "--append", "--seed", "4"], "seed 3 (not 4)"),
+                       (["--until", "6", "--append", "--feed"], "feed False (not True)")):
         proc = run("recsys", "generate", *common, *args, check=False)
         assert proc.returncode == 2 and says in proc.stderr, proc.stderr
     run("recsys", "generate", *common, "--until", "6", "--append")
     first, grown = _tables(offline), _tables(repo / "data" / "offline")
     for name in TABLES:
         assert first[name].equals(grown[name]), name
+
+
+def test_a_feed_world_shows_each_user_his_current_interest():
+    """`--feed`: a user's current interest is one of his two topics, the favourite about
+    FAVOURITE_INTEREST_SHARE of the time, drawn anew every INTEREST_DAYS days, and picks
+    FEED_SHARE of his impressions from the day after he arrives; clicks favour it; the
+    generator's own exposure weights (the retrieval ceiling's) rank the shown items first; the
+    click rate is still calibrated. Without --feed nothing of it shows."""
+    small = get_preset("small")  # every scenario has items of every topic
+    feed, plain = World(get_preset("small", feed=True), 0), World(small, 0)
+    users = np.arange(small.n_users, dtype=np.int64)
+    days = np.stack([feed.user_interest(users, d) for d in range(9)])
+    first, second = feed.user_topics(users)
+    assert ((days == first) | (days == second)).all()
+    favourite = (days == first).mean()
+    assert abs(favourite - FAVOURITE_INTEREST_SHARE) < 0.03, favourite
+    # the same interest on the next day: the same period, or the same draw in the next
+    redrawn_same = FAVOURITE_INTEREST_SHARE ** 2 + (1 - FAVOURITE_INTEREST_SHARE) ** 2
+    kept = (days[1:] == days[:-1]).mean()
+    expected = (INTEREST_DAYS - 1 + redrawn_same) / INTEREST_DAYS
+    assert abs(kept - expected) < 0.03, (kept, expected)
+    for world, share in ((feed, (FEED_SHARE, FEED_SHARE + 0.15)), (plain, (0.0, 0.2))):
+        rows = world.impressions(4, 0, 20_000)
+        mine = world.item_topic(rows.item_id) == feed.user_interest(rows.user_id, 4)
+        new = world.user_arrival_day(rows.user_id) == 4  # the feed knows them from tomorrow
+        assert share[0] < mine[~new].mean() < share[1], mine[~new].mean()
+        assert new.sum() > 500 and mine[new].mean() < 0.2, mine[new].mean()
+        assert abs(rows.label.mean() - TARGET_POSITIVE_RATE) < 0.03
+    rows = feed.impressions(4, 0, 20_000)
+    topic, interest = feed.item_topic(rows.item_id), feed.user_interest(rows.user_id, 4)
+    first, second = feed.user_topics(rows.user_id)
+    resting = topic == np.where(interest == first, second, first)  # his other topic's items
+    assert rows.label[topic == interest].mean() > rows.label[resting].mean() + 0.1
+    scenario = int(np.bincount(rows.scenario).argmax())
+    members = np.flatnonzero(feed.item_scenario(np.arange(small.n_items)) == scenario)
+    at = rows.scenario == scenario
+    weight = feed.log_exposure(scenario, members, rows.user_id[at], np.full(at.sum(), 4))
+    own = weight[np.arange(at.sum()), np.searchsorted(members, rows.item_id[at])]
+    top = (weight > own[:, None]).sum(1) < (members.size / 20 * 2)  # within the shelf
+    assert top.mean() > FEED_SHARE, top.mean()
