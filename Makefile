@@ -7,7 +7,7 @@ PRESET ?= small
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(FLAVOR)
 
-.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality bench-spread bench-rolling clean
+.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality bench-spread bench-rolling bench-feed clean
 
 setup: $(STAMP)
 
@@ -90,6 +90,11 @@ bench-spread: setup
 # checked against benchmarks/rolling_gates.json, rendered into benchmarks/RESULTS.md
 bench-rolling: setup
 	$(BIN)/python benchmarks/quality.py --rolling
+
+# The history and retrieval experiments on a feed world (`recsys generate --feed`), over the
+# seeds of benchmarks/feed_gates.json, checked against its criteria, rendered likewise
+bench-feed: setup
+	$(BIN)/python benchmarks/quality.py --feed
 
 clean:
 	rm -rf feature_repo/data datasets runs .pytest_cache .benchmarks

@@ -6,12 +6,15 @@ stopped (finished data steps and training runs are reused).
     python benchmarks/quality.py --preset small --seeds 1 [--record] [--work DIR]
     python benchmarks/quality.py --preset small --seeds 3 --spread   # `make bench-spread`
     python benchmarks/quality.py --rolling                          # `make bench-rolling`
+    python benchmarks/quality.py --feed                             # `make bench-feed`
 
 Exits 1 when a gated cell moved beyond its tolerance (the cells are named), 2 on bad input.
 `--spread` runs the multi-scenario experiment alone, on both backbones (mlp, dcn), ungated: the
 spread over seeds of every model and its paired gain over dnn, rendered as its own part.
 `--rolling` runs the rolling evaluation of benchmarks/rolling_gates.json (a world of its days,
-updated against retrained day by day) and checks its criteria, rendered as its own part."""
+updated against retrained day by day) and checks its criteria, rendered as its own part.
+`--feed` runs the history and retrieval experiments of benchmarks/feed_gates.json on a feed
+world (`recsys generate --feed`) and checks their criteria, rendered as its own part."""
 
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ from recsys.files import write_json  # noqa: E402
 BIN = Path(sys.executable).parent
 GATES = ROOT / "benchmarks" / "quality_gates.json"
 ROLLING_GATES = ROOT / "benchmarks" / "rolling_gates.json"
+FEED_GATES = ROOT / "benchmarks" / "feed_gates.json"
+FEED_HISTORY = ROOT / "benchmarks" / "feed_history.yaml"  # the history arms' config
 EXPERIMENTS = ("multi-scenario", "cold-start", "multi-modal", "history")
 
 
@@ -94,30 +99,89 @@ def check_rolling(results: dict, criteria: dict) -> list[tuple[str, bool]]:
     return lines
 
 
-def rolling_main(work: Path) -> int:
-    criteria = json.loads(ROLLING_GATES.read_text())
+def feed_commands(criteria: dict, seeds: int, work: Path) -> list[list[str]]:
+    repo, ds = work / "repo", work / "ds"
+    return [["recsys", "generate", "--preset", criteria["preset"], "--feed", "--repo",
+             str(repo), "--workers", "2", "--force"],
+            ["feast", "apply"],
+            ["recsys", "build-dataset", "--repo", str(repo), "--out", str(ds), "--force"],
+            ["recsys", "experiment", "history", "--dataset", str(ds), "--seeds", str(seeds),
+             "--config", str(FEED_HISTORY), "--out", str(work / "history")],
+            ["recsys", "experiment", "retrieval", "--dataset", str(ds), "--seeds", str(seeds),
+             "--out", str(work / "retrieval")]]
+
+
+def check_history(results: dict, criteria: dict) -> list[tuple[str, bool]]:
+    """The best history model's paired gain over the baseline: at least the margin overall,
+    and more on few-shot users than overall."""
+    base, few = criteria["baseline"], criteria["few_shot_column"]
+    gains = {name.split(" − ")[0]: g["auc"] for name, g in results["gains"].items()
+             if name.endswith(f" − {base}")}
+    best = max(gains, key=lambda arm: gains[arm]["overall"]["mean"])
+    overall, on_few = gains[best]["overall"]["mean"], gains[best][few]["mean"]
+    margin = criteria["min_overall_gain"]
+    return [(f"history: best {best} - {base} overall {overall:+.4f}, needs >= {margin:+.4f}: "
+             f"{'ok' if overall >= margin else 'FAILED'}", overall >= margin),
+            (f"history: {best} - {base} on {few} {on_few:+.4f}, needs > overall "
+             f"{overall:+.4f}: {'ok' if on_few > overall else 'FAILED'}", on_few > overall)]
+
+
+def check_retrieval(results: dict, criteria: dict) -> list[tuple[str, bool]]:
+    """The best two_tower arm's Recall@K over popularity's, overall and in each scenario with
+    enough test clicks."""
+    metric, ratio = criteria["metric"], criteria["min_ratio"]
+    models = results["models"]
+    arms = [a for a in models if a != "popularity"]
+    best = max(arms, key=lambda a: models[a][metric]["overall"]["mean"])
+    columns = [c for c in results["columns"]
+               if c == "overall" or results["test_rows"][c] >= criteria["min_test_clicks"]]
+    lines = []
+    for col in columns:
+        model, pop = models[best][metric][col]["mean"], models["popularity"][metric][col]["mean"]
+        ok = model >= ratio * pop
+        name = col if col == "overall" else f"scenario {col} ({results['names'][col]})"
+        lines.append((f"retrieval: {best} {metric} {name} {model:.4f} = {model / pop:.2f}x "
+                      f"popularity's {pop:.4f}, needs >= {ratio:.1f}x: "
+                      f"{'ok' if ok else 'FAILED'}", ok))
+    return lines
+
+
+def criteria_main(kind: str, work: Path, seeds: int | None) -> int:
+    """`--rolling` / `--feed`: run the experiments of the kind's criteria file (a killed run
+    resumes its folder; the world is reused), check the criteria, render the kind's part."""
+    criteria = json.loads((ROLLING_GATES if kind == "rolling" else FEED_GATES).read_text())
+    seeds = seeds or criteria.get("seeds", 1)
+    listed = rolling_commands(criteria, work) if kind == "rolling" else \
+        feed_commands(criteria, seeds, work)
     work.mkdir(parents=True, exist_ok=True)
-    steps = rolling_commands(criteria, work)
+    steps = listed
     if not (work / "repo" / "data" / "offline" / "meta.json").is_file():
         shutil.rmtree(work / "repo", ignore_errors=True)  # a killed earlier run's
         print(f"$ {copy_shown(work)}", flush=True)
         copy_definitions(ROOT / "feature_repo", work / "repo")
-    else:  # the experiment resumes its own folder; the world is reused
+    else:
         steps = [c for c in steps if c[1] not in ("generate", "apply")]
+        if (work / "ds" / "meta.json").is_file():
+            steps = [c for c in steps if c[1] != "build-dataset"]
     for cmd in steps:
         if (rc := run(cmd, work)) != 0:
             return rc
-    lines = check_rolling(json.loads((work / "rolling" / "results.json").read_text()),
-                          criteria)
+
+    def results(name: str) -> dict:
+        return json.loads((work / name / "results.json").read_text())
+
+    lines = check_rolling(results("rolling"), criteria) if kind == "rolling" else \
+        [*check_history(results("history"), criteria["history"]),
+         *check_retrieval(results("retrieval"), criteria["retrieval"])]
     for line, _ in lines:
         print(line)
-    write_json({"criteria": criteria, "checked": [{"line": t, "ok": ok} for t, ok in lines],
-                "commands": [copy_shown(work), *(shown(c, work) for c in
-                                                 rolling_commands(criteria, work))],
+    write_json({"criteria": criteria, "seeds": seeds,
+                "checked": [{"line": t, "ok": ok} for t, ok in lines],
+                "commands": [copy_shown(work), *(shown(c, work) for c in listed)],
                 "machine": machine_facts(),
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()},
-               work / "rolling.json")
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render.py"), "rolling",
+               work / f"{kind}.json")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render.py"), kind,
                     str(work)], check=True)
     return 0 if all(ok for _, ok in lines) else 1
 
@@ -150,7 +214,8 @@ def run(cmd: list[str], work: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="default 1 (--feed: its criteria's)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the models' own")
     parser.add_argument("--work", type=Path, default=None,
                         help="default runs/bench-quality-<preset> (--spread: bench-spread-)")
@@ -161,9 +226,14 @@ def main() -> int:
                         help="the multi-scenario experiment alone on both backbones, ungated")
     parser.add_argument("--rolling", action="store_true",
                         help="the rolling evaluation of benchmarks/rolling_gates.json")
+    parser.add_argument("--feed", action="store_true",
+                        help="the history and retrieval criteria of benchmarks/feed_gates.json")
     args = parser.parse_args()
-    if args.rolling:
-        return rolling_main((args.work or ROOT / "runs" / "bench-rolling").resolve())
+    if args.rolling or args.feed:
+        kind = "rolling" if args.rolling else "feed"
+        return criteria_main(kind, (args.work or ROOT / "runs" / f"bench-{kind}").resolve(),
+                             args.seeds)
+    args.seeds = args.seeds or 1
     kind = "spread" if args.spread else "quality"
     work = (args.work or ROOT / "runs" / f"bench-{kind}-{args.preset}").resolve()
     work.mkdir(parents=True, exist_ok=True)

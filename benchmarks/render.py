@@ -4,6 +4,7 @@
     python benchmarks/render.py quality QUALITY_DIR     # the experiments + gates of a run
     python benchmarks/render.py spread SPREAD_DIR       # the multi-scenario spread over seeds
     python benchmarks/render.py rolling ROLLING_DIR     # updated against retrained, by day
+    python benchmarks/render.py feed FEED_DIR           # history and retrieval, a feed world
     python benchmarks/render.py cycle CYCLE_DIR         # one day's steps against all days'
 
 Each writes its own part of the file (between its markers) and keeps the other, so the
@@ -25,8 +26,8 @@ from recsys.files import write_text  # noqa: E402
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 TITLE = """# Benchmark results
 
-Written by `make bench`, `make bench-quality`, `make bench-spread`, `make bench-rolling` and
-`benchmarks/daily_cycle.py` (`benchmarks/render.py`); not edited by hand.
+Written by `make bench`, `make bench-quality`, `make bench-spread`, `make bench-rolling`,
+`make bench-feed` and `benchmarks/daily_cycle.py` (`benchmarks/render.py`); not edited by hand.
 Every figure below is from the run its part names, on the machine it names.
 """
 
@@ -105,9 +106,6 @@ def plots(folder: Path, prefix: str, alt: str) -> list[str]:
 def quality_part(folder: Path) -> str:
     """The experiments of one `make bench-quality` run: its commands, the tables and plots
     each experiment wrote, and the gates' verdict."""
-    from recsys.eval.gates import auc_blocks
-    from recsys.eval.report import auc_table
-
     run = json.loads((folder / "quality.json").read_text())
     lines = ["## Quality gates (`make bench-quality`)", "",
              f"Preset `{run['preset']}`, {run['seeds']} seed(s), {run['finished'][:19]} UTC. "
@@ -118,14 +116,24 @@ def quality_part(folder: Path) -> str:
               f"tolerance**" + ("." if not run["failed"] else ", moved:")), ""]
     lines += [f"- {line}" for line in run["failed"]]
     for name in run["experiments"]:
-        results = json.loads((folder / name / "results.json").read_text())
-        lines += ["", f"### {name}", ""]
-        over = "mean ± std over seeds" if run["seeds"] > 1 else "one seed"
-        for table, block in auc_blocks(results).items():
-            what = block.get("metric", "AUC").replace("recall", "Recall")
-            lines += [f"{what}, {table} ({over}):", "", auc_table(block), ""]
-        lines += plots(folder / name, name, name)
+        lines += experiment_lines(folder, name, run["seeds"], name)
     return "\n".join(lines)
+
+
+def experiment_lines(folder: Path, name: str, seeds: int, prefix: str) -> list[str]:
+    """One experiment's tables (mean ± std over seeds), its paired gains and its plots."""
+    from recsys.eval.gates import auc_blocks
+    from recsys.eval.report import auc_table, gain_table
+
+    results = json.loads((folder / name / "results.json").read_text())
+    lines = ["", f"### {name}", ""]
+    over = "mean ± std over seeds" if seeds > 1 else "one seed"
+    for table, block in auc_blocks(results).items():
+        what = block.get("metric", "AUC").replace("recall", "Recall")
+        lines += [f"{what}, {table} ({over}):", "", auc_table(block), ""]
+    if results.get("gains") and seeds > 1:
+        lines += ["Paired gain, seed by seed:", "", gain_table(results), ""]
+    return lines + plots(folder / name, prefix, name)
 
 
 def spread_part(folder: Path) -> str:
@@ -169,6 +177,22 @@ def rolling_part(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def feed_part(folder: Path) -> str:
+    """The history and retrieval criteria on a feed world (`make bench-feed`): the verdict,
+    each experiment's tables and plots."""
+    run = json.loads((folder / "feed.json").read_text())
+    held = sum(c["ok"] for c in run["checked"])
+    lines = ["## History and retrieval in a feed world (`make bench-feed`)", "",
+             f"Preset `{run['criteria']['preset']}` generated with `--feed`, {run['seeds']} "
+             f"seed(s), {run['finished'][:19]} UTC. " + machine_line(run["machine"]), "",
+             "```bash", *run["commands"], "```", "",
+             f"Criteria `benchmarks/feed_gates.json`: **{held} of {len(run['checked'])} "
+             f"hold**:", "", *(f"- {c['line']}" for c in run["checked"])]
+    for name in ("history", "retrieval"):
+        lines += experiment_lines(folder, name, run["seeds"], f"feed-{name}")
+    return "\n".join(lines)
+
+
 def cycle_part(folder: Path) -> str:
     """benchmarks/daily_cycle.py: each step of one day of a growing log against the same step
     over every day before it, wall time and peak RSS."""
@@ -197,7 +221,8 @@ def main(part: str, source: str) -> None:
     path = Path(source)
     body = {"bench": lambda: bench_part(json.loads(path.read_text())),
             "quality": lambda: quality_part(path), "spread": lambda: spread_part(path),
-            "rolling": lambda: rolling_part(path), "cycle": lambda: cycle_part(path)}[part]()
+            "rolling": lambda: rolling_part(path), "cycle": lambda: cycle_part(path),
+            "feed": lambda: feed_part(path)}[part]()
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else TITLE
     write_text(replace_part(text, part, body), RESULTS_MD)
     print(f"{RESULTS_MD}: {part} part from {source}")
@@ -205,7 +230,7 @@ def main(part: str, source: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality", "spread", "rolling",
-                                                 "cycle"):
+                                                 "cycle", "feed"):
         sys.exit("usage: python benchmarks/render.py bench BENCH_JSON | quality QUALITY_DIR | "
-                 "spread SPREAD_DIR | rolling ROLLING_DIR | cycle CYCLE_DIR")
+                 "spread SPREAD_DIR | rolling ROLLING_DIR | cycle CYCLE_DIR | feed FEED_DIR")
     main(*sys.argv[1:])
