@@ -115,8 +115,7 @@ def check_history(results: dict, criteria: dict) -> list[tuple[str, bool]]:
     """The best history model's paired gain over the baseline: at least the margin overall,
     and more on few-shot users than overall."""
     base, few = criteria["baseline"], criteria["few_shot_column"]
-    gains = {name.split(" − ")[0]: g["auc"] for name, g in results["gains"].items()
-             if name.endswith(f" − {base}")}
+    gains = {g["arm"]: g["auc"] for g in results["gains"].values() if g["baseline"] == base}
     best = max(gains, key=lambda arm: gains[arm]["overall"]["mean"])
     overall, on_few = gains[best]["overall"]["mean"], gains[best][few]["mean"]
     margin = criteria["min_overall_gain"]

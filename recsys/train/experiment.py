@@ -130,7 +130,8 @@ def multi_scenario(dataset: Path, out: Path, seeds: int = 1,
 def paired_gains(runs: dict[str, list[dict]], pairs: list[tuple[str, str]],
                  columns: list[str] | tuple[str, ...]) -> dict:
     """For each (arm, baseline): AUC(arm) - AUC(baseline), seed by seed, as mean ± std over
-    seeds per column (a results block `report.gain_table` prints)."""
+    seeds per column (a results block `report.gain_table` prints), named "arm − baseline" and
+    naming both, so a reader need not parse the name."""
     table = {}
     for arm, base in pairs:
         diffs = {}
@@ -138,7 +139,7 @@ def paired_gains(runs: dict[str, list[dict]], pairs: list[tuple[str, str]],
             pairs_ = [(cell(a, col)["auc"], cell(b, col)["auc"])
                       for a, b in zip(runs[arm], runs[base])]
             diffs[col] = mean_std([a - b for a, b in pairs_ if a is not None and b is not None])
-        table[f"{arm} − {base}"] = {"auc": diffs}
+        table[f"{arm} − {base}"] = {"arm": arm, "baseline": base, "auc": diffs}
     return table
 
 

@@ -16,18 +16,21 @@ spec.loader.exec_module(quality)
 CRITERIA = json.loads(quality.FEED_GATES.read_text())
 
 
-def _gain(overall: float, few: float) -> dict:
-    return {"auc": {"overall": {"mean": overall}, "few_shot_user": {"mean": few}}}
+def _gain(arm: str, base: str, overall: float, few: float) -> dict:
+    """A paired_gains entry, as train.experiment writes it."""
+    return {f"{arm} − {base}": {"arm": arm, "baseline": base,
+                                "auc": {"overall": {"mean": overall},
+                                        "few_shot_user": {"mean": few}}}}
 
 
 def test_the_best_history_model_must_gain_more_on_few_shot_users():
-    results = {"gains": {"din − mmoe": _gain(0.010, 0.004),
-                         "mmoe+history − mmoe": _gain(0.004, 0.020),
-                         "dnn+history − dnn": _gain(0.050, 0.100)}}  # another baseline
+    results = {"gains": {**_gain("din", "mmoe", 0.010, 0.004),
+                         **_gain("mmoe+history", "mmoe", 0.004, 0.020),
+                         **_gain("dnn+history", "dnn", 0.050, 0.100)}}  # another baseline
     (overall, ok_overall), (few, ok_few) = quality.check_history(results, CRITERIA["history"])
     assert "best din - mmoe overall +0.0100" in overall and ok_overall
     assert "on few_shot_user +0.0040" in few and not ok_few
-    results["gains"]["din − mmoe"] = _gain(0.002, 0.004)  # now mmoe+history is the best
+    results["gains"].update(_gain("din", "mmoe", 0.002, 0.004))  # now mmoe+history is best
     (overall, ok_overall), (few, ok_few) = quality.check_history(results, CRITERIA["history"])
     assert "best mmoe+history" in overall and ok_overall and ok_few
 
