@@ -34,7 +34,7 @@ from recsys.models.base import dense_parameters
 from recsys.models.config import ModelConfig
 from recsys.models.registry import build_model
 from recsys.schema import USER_ID
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 
 rechub = pytest.importorskip("torch_rechub", reason="the peer extra: pip install -e .[peer]")
 from torch_rechub.basic.features import DenseFeature, SequenceFeature, SparseFeature  # noqa: E402

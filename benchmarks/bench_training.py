@@ -25,7 +25,7 @@ from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.models.registry import MODELS, build_model, model_names
 from recsys.models.base import dense_parameters
 from recsys.schema import USER_ID
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 
 BATCH, STEPS = TrainConfig.batch_size, 10
 ROUNDS = 2  # timed rounds of STEPS batches each, after one warm-up round

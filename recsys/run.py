@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recsys.config import PROVENANCE, TrainConfig
 from recsys.errors import DataError, UsageError
 from recsys.files import load_torch, read_json, write_json
 
@@ -39,10 +40,6 @@ BEST_OPTIM = "best_optim.pt"  # the best epoch's {dense_opt, fused_opts} (one pr
 SHARDED_BEST, SHARDED = "best", "checkpoint"  # torch.distributed.checkpoint folders
 STATE, DENSE_OPT = "state.json", "dense_opt.pt"  # beside a sharded checkpoint's shards
 SCORES = "{split}_scores.parquet"  # a split's scores, row for row with its files
-# keys of config.json that say where the run came from, not how it trains; a changed commit
-# does not stop a resume, the rest does
-PROVENANCE = ("dataset", "dataset_fingerprint", "nproc", "init_from", "init_fingerprint",
-              "code")
 RETRAIN = "train the run again"  # what to do about a damaged run file
 
 
@@ -57,10 +54,8 @@ class Run:
         """config.json as written: the config and its provenance."""
         return read_json(self.path / CONFIG, RETRAIN)
 
-    def config(self):
+    def config(self) -> TrainConfig:
         """The run's TrainConfig (the model's hyper-parameters included)."""
-        from recsys.train.config import TrainConfig
-
         saved = self.saved
         return TrainConfig.from_json({k: v for k, v in saved.items() if k not in PROVENANCE},
                                      str(self.path / CONFIG))

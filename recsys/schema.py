@@ -107,6 +107,9 @@ HISTORY_ITEMS, HISTORY_SCENARIOS, HISTORY_TIMES = \
     "history_item_ids", "history_scenarios", "history_click_times"
 HISTORY_LENGTH = 50  # clicks a history keeps, unless a repo's schema says otherwise
 MAX_HISTORY_LENGTH = 1000
+# how a model reads the history (`recsys train --history`): DIN's target attention of the
+# candidate item over the clicked items, or their mean
+HISTORY_POOLINGS = ("attention", "mean")
 # the item features each click of the history also carries, as of the click, in the built-in
 # schema: the category, which is where a user's taste shows (an item's ID is seen too rarely
 # to learn it); a repo's schema.yaml may name others (`history_item_features`)
@@ -300,6 +303,9 @@ EVENT_TIMESTAMP = "event_timestamp"
 LABEL = "label"
 P_TRUE = "p_true"
 REQUEST_ID = "request_id"
+# the order of a user's clicks (history_sql and /feedback's merge_clicks): by time, ties at one
+# instant broken by request and then item; a history lists them latest first
+HISTORY_ORDER = (EVENT_TIMESTAMP, REQUEST_ID, ITEM_ID)
 COLD_START_FLAGS = ("zero_shot_user", "few_shot_user", "zero_shot_item", "few_shot_item")
 FEW_SHOT_MAX = 4  # few-shot: 1..4 training interactions; zero-shot: none
 

@@ -4,14 +4,13 @@ Bad input ends with one line on stderr and exit code 2 (cli/common.py)."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from recsys.cli.common import BATCH_SIZE, CONFIG, EPOCHS, FORCE, IMAGE, REPO, TEXT, as_flags, \
-    console, flags_of, friendly, positive, print_feast_reset, run
+    console, flags_of, friendly, positive, print_feast_reset, run, workspace_preset
 from recsys.cli.experiment import experiment_app
 from recsys.cli.imports import import_app
 from recsys.errors import UsageError
@@ -20,10 +19,26 @@ from recsys.models.config import MODEL_NAMES, ModelConfig
 from recsys.schema import ITEM_ID, USER_ID
 from recsys.serve.settings import Settings
 from recsys.files import read_json
-from recsys.train.config import MAX_SEED, PlanRequest, TrainConfig
+from recsys.config import MAX_SEED, TrainConfig
+from recsys.train.config import PlanRequest
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Feature-store-centric multi-scenario, multi-modal CTR platform.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"recsys {version('recsys')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                          is_eager=True, help="Print the version and exit.")):
+    """Feature-store-centric multi-scenario, multi-modal CTR platform."""
 
 
 def _workers_default() -> int:
@@ -77,6 +92,12 @@ def generate(
     print_summary(meta, console)
     console.print(f"offline store: {repo / 'data' / 'offline'}")
     print_feast_reset(meta)
+    if "appended_days" in meta:
+        first, last = meta["appended_days"]
+        console.print(f"appended days {first} .. {last}. Next: `cd {repo} && feast materialize "
+                      f"{first}T00:00:00 {last}T23:59:59`, then `recsys build-dataset --from "
+                      f"{first} --to {last} --out datasets/<name>` and `recsys train "
+                      f"--init-from RUN`", soft_wrap=True)
 
 
 @app.command("encode-text")
@@ -201,8 +222,9 @@ def summary(
 def train(
     model: Optional[str] = typer.Option(None, "--model", help=" | ".join(MODEL_NAMES)
                                         + " (or `model:` in --config)"),
-    dataset: Optional[Path] = typer.Option(None, "--dataset",
-                                           help="Dataset folder (default datasets/small)."),
+    dataset: Optional[Path] = typer.Option(
+        None, "--dataset", help="Dataset folder (default: datasets/<preset>, where "
+        "build-dataset writes the data in feature_repo/)."),
     config: Optional[Path] = CONFIG,
     epochs: Optional[int] = EPOCHS,
     batch_size: Optional[int] = BATCH_SIZE,
@@ -245,16 +267,17 @@ def train(
     """Train one model; resumes an interrupted run in the same --out."""
     from recsys.dataset.meta import read_dataset_meta
 
-    dataset = dataset or Path("datasets/small")
+    dataset = dataset or Path("datasets") / workspace_preset()
     read_dataset_meta(dataset)  # a missing dataset is refused before torch is imported
-    if init_from is not None:
-        from recsys.run import Run
+    from recsys.run import Run
 
+    if init_from is not None:
         Run(init_from).check_trained()
 
     from recsys.eval.report import metrics_table
     from recsys.train import distributed
-    from recsys.train.config import read_config, resolve
+    from recsys.config import read_config, resolve
+    from recsys.train.job import Job, launch
     from recsys.train.loop import train as run
 
     file = read_config(config, model) if config is not None else {}
@@ -273,27 +296,21 @@ def train(
     distributed.check_device(device)
     if nproc < 1:
         raise UsageError(f"--nproc {nproc}: need at least one process")
-    if (nproc > 1 or device == "cuda") and not distributed.under_torchrun():
+    if nproc > 1 or device == "cuda":
         # check here what would fail in every process, then start them
         distributed.check_shardable(cfg.model, nproc, cfg.batch_size)
-        args = sys.argv[sys.argv.index("train") + 1:]
-        keep = [a for i, a in enumerate(args) if not a.startswith("--nproc")
-                and not (i and args[i - 1] == "--nproc")]
-        raise typer.Exit(distributed.launch(nproc, keep))
-    ranks = distributed.Ranks.start(device) if distributed.under_torchrun() else \
-        distributed.Ranks()
-    try:
-        metrics = run(dataset, out, cfg, force=force, log=console.print, ranks=ranks,
-                      init_from=init_from)
-    finally:
-        ranks.stop()
-    if ranks.main:
-        console.print(metrics_table(metrics), soft_wrap=True)
-        for name, h in metrics["hashing"].items():
-            console.print(f"{name}: {h['distinct_ids']:,} distinct IDs hashed into "
-                          f"{h['rows']:,} rows; {h['colliding_share']:.2%} share a row "
-                          f"(uniform hashing: {h['expected_share']:.2%})", soft_wrap=True)
-        console.print(f"metrics: {out / 'metrics.json'}")
+        code = launch(nproc, Job(dataset, out, cfg, device, force, init_from))
+        if code:
+            raise typer.Exit(code)
+        metrics = Run(out).metrics()
+    else:
+        metrics = run(dataset, out, cfg, force=force, log=console.print, init_from=init_from)
+    console.print(metrics_table(metrics), soft_wrap=True)
+    for name, h in metrics["hashing"].items():
+        console.print(f"{name}: {h['distinct_ids']:,} distinct IDs hashed into "
+                      f"{h['rows']:,} rows; {h['colliding_share']:.2%} share a row "
+                      f"(uniform hashing: {h['expected_share']:.2%})", soft_wrap=True)
+    console.print(f"metrics: {out / 'metrics.json'}")
 
 
 @app.command()

@@ -4,6 +4,8 @@ line on stderr, exit code 2, no traceback)."""
 
 from __future__ import annotations
 
+import json
+
 import functools
 import inspect
 import re
@@ -14,7 +16,7 @@ from typing import Callable, Optional
 import typer
 
 from recsys.errors import RecsysError, causes, os_error_message, out_of_memory_message
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 
 
 
@@ -50,7 +52,8 @@ BATCH_SIZE = typer.Option(None, "--batch-size", min=1,
 CONFIG = typer.Option(None, "--config", help="YAML file of the run's hyper-parameters "
                       "(shaped like a run's config.json; flags win).")
 # experiments
-PRESET = typer.Option("small", "--preset", help="Uses datasets/<preset>.")
+PRESET = typer.Option(None, "--preset", help="Uses datasets/<preset> (default: the preset of "
+                      "the data in feature_repo/, else small).")
 DATASET = typer.Option(None, "--dataset", help="Overrides --preset.")
 SEEDS = typer.Option(1, "--seeds", min=1, help="Seeds 0..K-1.")
 TEXT = typer.Option(False, "--text", help="Add the text vectors (`recsys encode-text`).")
@@ -162,3 +165,16 @@ def run(app: typer.Typer) -> None:
         print_error("interrupted; outputs are written whole or not at all: rerun to resume "
                      "or start again")
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def workspace_preset(preset: str | None = None, repo: Path = Path("feature_repo")) -> str:
+    """--preset, else the preset of the data in `repo` (whose dataset `build-dataset` wrote to
+    datasets/<preset>), else small: build, train and the experiments agree on one workspace."""
+    if preset:
+        return preset
+    from recsys.data.offline import REPO_META, offline_dir
+
+    try:
+        return json.loads((offline_dir(repo) / REPO_META).read_text())["preset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "small"

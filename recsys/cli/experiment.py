@@ -8,13 +8,14 @@ from typing import Optional
 import typer
 
 from recsys.cli.common import BATCH_SIZE, CONFIG, DATASET, EPOCHS, FORCE, PRESET, SEEDS, \
-    console, friendly, positive, print_error
+    console, friendly, positive, print_error, workspace_preset
 
-experiment_app = typer.Typer(no_args_is_help=True, help="Experiments over models and seeds.")
+experiment_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                             help="Experiments over models and seeds.")
 
 
 def _experiment_config(config: Optional[Path]) -> dict:
-    from recsys.train.config import read_config
+    from recsys.config import read_config
 
     return read_config(config) if config is not None else {}
 
@@ -64,7 +65,7 @@ def experiment_rolling(
 @experiment_app.command("multi-scenario")
 @friendly
 def experiment_multi_scenario(
-    preset: str = PRESET,
+    preset: Optional[str] = PRESET,
     dataset: Optional[Path] = DATASET,
     seeds: int = SEEDS,
     models: Optional[str] = typer.Option(
@@ -84,6 +85,7 @@ def experiment_multi_scenario(
     from recsys.eval.report import auc_table, gain_table
     from recsys.train.experiment import multi_scenario
 
+    preset = workspace_preset(preset)
     out = out or Path("runs") / f"multi-scenario-{preset}"
     results = multi_scenario(dataset or Path("datasets") / preset, out, seeds=seeds,
                              models=_names(models), backbones=_names(backbones) or ("mlp",),
@@ -99,7 +101,7 @@ def experiment_multi_scenario(
 @experiment_app.command("cold-start")
 @friendly
 def experiment_cold_start(
-    preset: str = PRESET,
+    preset: Optional[str] = PRESET,
     dataset: Optional[Path] = DATASET,
     seeds: int = SEEDS,
     epochs: Optional[int] = EPOCHS,
@@ -117,6 +119,7 @@ def experiment_cold_start(
     from recsys.eval.report import auc_table
     from recsys.train.cold_start import best_multi_scenario, cold_start
 
+    preset = workspace_preset(preset)
     out = out or Path("runs") / f"cold-start-{preset}"
     found = multi_scenario_results or Path("runs") / f"multi-scenario-{preset}" / "results.json"
     best = best_multi_scenario(found)
@@ -136,7 +139,7 @@ def experiment_cold_start(
 @experiment_app.command("multi-modal")
 @friendly
 def experiment_multi_modal(
-    preset: str = PRESET,
+    preset: Optional[str] = PRESET,
     dataset: Optional[Path] = DATASET,
     seeds: int = SEEDS,
     epochs: Optional[int] = EPOCHS,
@@ -152,6 +155,7 @@ def experiment_multi_modal(
     from recsys.eval.report import auc_table, gain_table
     from recsys.train.multi_modal import multi_modal
 
+    preset = workspace_preset(preset)
     out = out or Path("runs") / f"multi-modal-{preset}"
     results = multi_modal(dataset or Path("datasets") / preset, out, seeds=seeds, image=image,
                           file=_experiment_config(config),
@@ -165,7 +169,7 @@ def experiment_multi_modal(
 @experiment_app.command("history")
 @friendly
 def experiment_history(
-    preset: str = PRESET,
+    preset: Optional[str] = PRESET,
     dataset: Optional[Path] = DATASET,
     seeds: int = SEEDS,
     models: Optional[str] = typer.Option(
@@ -182,6 +186,7 @@ def experiment_history(
     from recsys.eval.report import auc_table, gain_table
     from recsys.train.history import MODELS, history
 
+    preset = workspace_preset(preset)
     out = out or Path("runs") / f"history-{preset}"
     results = history(dataset or Path("datasets") / preset, out, seeds=seeds,
                       models=_names(models) or MODELS, file=_experiment_config(config),
@@ -195,7 +200,7 @@ def experiment_history(
 @experiment_app.command("retrieval")
 @friendly
 def experiment_retrieval(
-    preset: str = PRESET,
+    preset: Optional[str] = PRESET,
     dataset: Optional[Path] = DATASET,
     seeds: int = SEEDS,
     text: bool = typer.Option(False, "--text", help="Also train each arm with text vectors."),
@@ -210,6 +215,7 @@ def experiment_retrieval(
     from recsys.eval.report import auc_table
     from recsys.train.retrieval import retrieval
 
+    preset = workspace_preset(preset)
     out = out or Path("runs") / f"retrieval-{preset}"
     results = retrieval(dataset or Path("datasets") / preset, out, seeds=seeds, text=text,
                         file=_experiment_config(config),

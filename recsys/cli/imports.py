@@ -9,7 +9,8 @@ import typer
 
 from recsys.cli.common import FORCE, REPO, console, friendly, print_feast_reset
 
-import_app = typer.Typer(no_args_is_help=True, help="Bring real data into the offline store.")
+import_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Bring real data into the offline store.")
 
 
 APPEND = typer.Option(False, "--append", help="Add the input's days to the repo's import: "

@@ -32,7 +32,8 @@ from recsys.data import vectors
 from recsys.data.aggregates import write_aggregates
 from recsys.data.append import Base
 from recsys.data.presets import START, Preset
-from recsys.data.offline import check_repo, offline_dir, read_repo_meta, write_offline_store
+from recsys.data.offline import check_repo, offline_dir, read_repo_meta
+from recsys.data.writer import write_offline_store
 from recsys.data.summary import summarize
 from recsys.data.synth import ENTITY_CHUNK, World
 from recsys.errors import RecsysError, UsageError
@@ -136,6 +137,9 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
         return meta, ANTM2C
 
     meta = write_offline_store(repo, force, fill, append=append)
+    if append:  # what the command says it added (not kept in meta.json)
+        meta["appended_days"] = [(START + timedelta(days=d)).date().isoformat()
+                                 for d in (held, until - 1)]
     shutil.rmtree(staged, ignore_errors=True)  # its chunks are in the store now
     if staged.parent.is_dir() and not any(staged.parent.iterdir()):
         staged.parent.rmdir()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from recsys.data.offline import connect, write_query
 from recsys.memory import GiB
-from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_SCENARIOS, HISTORY_TIMES, \
-    HISTORY_VIEW, ITEM_ID, LABEL, REQUEST_ID, SCENARIO, USER_ID, Schema, history_column
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_ORDER, HISTORY_SCENARIOS, HISTORY_TIMES, \
+    HISTORY_VIEW, ITEM_ID, LABEL, SCENARIO, USER_ID, Schema, history_column
 
 HISTORY_MEMORY = 2 * GiB
 # The view is written in time order in row groups of this many rows: a build's partition
@@ -39,14 +39,14 @@ def history_sql(length: int, interactions: str = "interactions",
     lists = "".join(f", list(f{n}) OVER w AS l{n}" for n in range(len(item_features)))
     out = "".join(f",\n               list_reverse(l{n}) AS {history_column(f)}"
                   for n, (f, _) in enumerate(item_features))
-    # clicks in a fixed order, ties at one instant broken by request and item: the same log
-    # gives the same lists
+    # clicks in the schema's HISTORY_ORDER: the same log gives the same lists, and /feedback
+    # merges a click where this would put it (merge_clicks)
+    order = ", ".join(f"x.{c}" for c in HISTORY_ORDER)
     return f"""
         WITH clicks AS (
             SELECT x.{USER_ID} AS u, x.{ITEM_ID} AS i, x.{SCENARIO} AS s,
                    x.{EVENT_TIMESTAMP} AS t{values},
-                   row_number() OVER (PARTITION BY x.{USER_ID} ORDER BY x.{EVENT_TIMESTAMP},
-                                      x.{REQUEST_ID}, x.{ITEM_ID}) AS k
+                   row_number() OVER (PARTITION BY x.{USER_ID} ORDER BY {order}) AS k
             FROM (SELECT * FROM {interactions} WHERE {LABEL} = 1) x{joins}),
         lists AS (
             SELECT u, t, k, list(i) OVER w AS items, list(s) OVER w AS scenarios,
@@ -75,3 +75,15 @@ def write_history(offline: Path, schema: Schema) -> None:
                 schema.tables()[HISTORY_VIEW.name], HISTORY_ROW_GROUP_ROWS)
     con.close()
     shutil.rmtree(spill, ignore_errors=True)
+
+
+def merge_clicks(old: list[tuple], new: list[tuple[int, tuple]], length: int) -> list[tuple]:
+    """A user's history with `new` clicks merged in, by the rule of `history_sql`: latest first
+    in HISTORY_ORDER, `length` kept. `old`: the stored history, each click a tuple of the
+    view's lists (item, scenario, time in µs, carried features), latest first; `new`: (request
+    id, click) pairs. A late click lands at its own time, not at the head; at one instant the
+    later request, then the larger item, comes first (the stored clicks' requests are not
+    kept: at an instant shared with a stored click, a new one counts as the later)."""
+    fresh = [c for _, c in sorted(new, key=lambda rc: (rc[1][2], rc[0], rc[1][0]),
+                                  reverse=True)]
+    return sorted(fresh + old, key=lambda c: c[2], reverse=True)[:length]  # stable

@@ -26,7 +26,7 @@ from recsys.data.import_columns import MAX_SCENARIOS, Column, ColumnStats, Decla
 from recsys.data.import_schema import ENTITY_TABLES, RESERVED, DeclaredTables, Side, \
     staged_side_schema
 from recsys.data.import_writer import SCRATCH, AntM2CTables, Counts, Ingest, Parsed, Tables
-from recsys.data.offline import write_offline_store
+from recsys.data.writer import write_offline_store
 from recsys.errors import DataError, UsageError
 from recsys.schema import DEEP_FEATURES, ITEM_ID, SCENARIOS, Schema, TIMESTAMP_TYPE, USER_ID
 from recsys.files import read_yaml

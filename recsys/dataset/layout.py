@@ -15,8 +15,7 @@ import pyarrow.compute as pc
 from recsys.data import vectors as vector_columns
 from recsys.dataset.hashing import hash_rows
 from recsys.errors import DataError, UsageError
-from recsys.models.config import HISTORY_POOLINGS
-from recsys.schema import ANTM2C, HISTORY_ITEMS, HISTORY_SCENARIOS, HISTORY_VIEW, ITEM_ID, \
+from recsys.schema import ANTM2C, HISTORY_ITEMS, HISTORY_POOLINGS, HISTORY_SCENARIOS, HISTORY_VIEW, ITEM_ID, \
     MODALITIES, SCENARIO, Schema, USER_ID, history_column
 
 ID_FEATURES = (USER_ID, ITEM_ID)
@@ -63,7 +62,7 @@ class Layout:
     scales: tuple[tuple[float, float] | None, ...] = ()
     dense_owners: tuple[str, ...] = ()
     # the user's history (`--history`): its last `history` clicks, pooled by `history_pooling`
-    # (models.config.HISTORY_POOLINGS) into one more slot; 0 / "": not read
+    # (HISTORY_POOLINGS) into one more slot; 0 / "": not read
     history: int = 0
     history_pooling: str = ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,9 +18,13 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
-from recsys.models.config import HISTORY_POOLINGS, TABLE_DTYPE_BYTES, ModelConfig, check_fusion
+from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_fusion
 from recsys.models.dcn import CrossNet
-from recsys.schema import ITEM_ID, SCENARIO
+from recsys.schema import HISTORY_POOLINGS, ITEM_ID, SCENARIO
+
+# TorchRec's modules ask torch.fx whether they are being traced on every forward; torch answers
+# with a deprecation notice about its own API that a user can do nothing about
+logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)

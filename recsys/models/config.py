@@ -39,9 +39,6 @@ class ModelConfig:
 MODEL_NAMES = ("dnn", "dnn_mixed", "shared_bottom", "mmoe", "ple", "star", "pepnet", "m2m", "din",
                "dropoutnet", "metaemb", "maml", "melu", "two_tower")
 FUSIONS = ("concat", "gated")
-# how a model reads the user's history (`recsys train --history`): DIN's target attention of
-# the candidate item over the clicked items, or their mean
-HISTORY_POOLINGS = ("attention", "mean")
 BACKBONES = ("mlp", "dcn")
 TABLE_DTYPE_BYTES = {"fp32": 4, "fp16": 2}  # the tables' storage: bytes a value
 

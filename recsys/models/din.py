@@ -6,7 +6,7 @@ output layer per scenario."""
 from dataclasses import dataclass
 
 from recsys.models.base import Capabilities
-from recsys.models.config import HISTORY_POOLINGS
+from recsys.schema import HISTORY_POOLINGS
 from recsys.models.shared_bottom import SharedBottom, SharedBottomConfig
 
 

@@ -20,7 +20,8 @@ from torch.nn.functional import cross_entropy, normalize
 
 from recsys.errors import UsageError
 from recsys.models.base import Capabilities, HistoryPool, Model, SparseArch, mlp
-from recsys.models.config import HISTORY_POOLINGS, ModelConfig
+from recsys.schema import HISTORY_POOLINGS
+from recsys.models.config import ModelConfig
 from recsys.schema import ITEM_ID
 
 ITEM_OWNER = "item"

@@ -76,6 +76,7 @@ class FeedbackEvent(BaseModel):
     scenario: StrictInt | StrictStr
     clicked: StrictBool
     timestamp: datetime | None = None  # ISO 8601 or seconds since the epoch; None: now
+    request_id: StrictInt = 0  # the served request the item was in (orders ties at an instant)
 
 
 FEEDBACK = TypeAdapter(list[FeedbackEvent])

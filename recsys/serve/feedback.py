@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from recsys.data.history import merge_clicks
 from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, ITEM_ID, USER_ID, Schema
 from recsys.serve.scorer import RequestError
 
@@ -22,6 +23,7 @@ class Event:
     scenario: int | str
     clicked: bool
     timestamp: datetime | None = None  # None: now
+    request_id: int = 0  # the served request the item was shown in (orders ties at an instant)
 
 
 class HistoryWriter:
@@ -54,8 +56,9 @@ class HistoryWriter:
             self._write(clicks, now)
         return len(clicks)
 
-    def _checked(self, i: int, event: Event, now: datetime) -> tuple[int, int, int, int]:
-        """(user, item, scenario, time in µs) in the store's terms, or a RequestError."""
+    def _checked(self, i: int, event: Event, now: datetime) -> tuple[int, int, int, int, int]:
+        """(user, item, scenario, time in µs, request) in the store's terms, or a
+        RequestError."""
         where = f"events[{i}]."
         user, items = self.scorer.store_ids(event.user_id, [event.item_id], where, ITEM_ID)
         item = int(items[0])
@@ -73,9 +76,9 @@ class HistoryWriter:
         if at > now + CLOCK_SKEW:
             raise RequestError(f"{where}timestamp: {at.isoformat()} is in the future (now "
                                f"{now.isoformat()}); send when the click happened")
-        return user, item, scenario, int(at.timestamp() * 1_000_000)
+        return user, item, scenario, int(at.timestamp() * 1_000_000), event.request_id
 
-    def _write(self, clicks: list[tuple[int, int, int, int]], now: datetime) -> None:
+    def _write(self, clicks: list[tuple[int, int, int, int, int]], now: datetime) -> None:
         import pandas as pd
 
         users = sorted({c[0] for c in clicks})
@@ -91,10 +94,9 @@ class HistoryWriter:
         rows = {name: [] for name in self.lists}
         for i, user in enumerate(users):
             old = list(zip(*(stored[name][i] or [] for name in self.lists)))
-            new = [(item, scenario, at, *item_values[item])
-                   for u, item, scenario, at in clicks if u == user]
-            # most recent first; a click sent late lands at its own time, not at the head
-            merged = sorted(new + old, key=lambda c: c[2], reverse=True)[:self.length]
+            new = [(request, (item, scenario, at, *item_values[item]))
+                   for u, item, scenario, at, request in clicks if u == user]
+            merged = merge_clicks(old, new, self.length)
             for name, values in zip(self.lists, zip(*merged)):
                 rows[name].append(list(values))
         self.store.write_to_online_store(HISTORY_VIEW.name, pd.DataFrame(

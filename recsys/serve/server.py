@@ -4,6 +4,7 @@ folder of prometheus_client's multiprocess counts, so /metrics sums every worker
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 
@@ -13,9 +14,21 @@ from recsys.serve.app import METRICS_DIR_ENV, SETTINGS_ENV, create_app
 from recsys.serve.settings import Settings
 
 
+def _log_swaps() -> None:
+    """The server's own news (a run swapped in by --watch) at INFO on stderr; uvicorn's access
+    log stays at its warnings."""
+    log = logging.getLogger("recsys.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
 def serve(settings: Settings, started=print) -> None:
     """Serve until stopped. The run and the repo are loaded (and refused) before the port is
     taken; `started` is told what is served where."""
+    _log_swaps()
     app = create_app(settings)
     watching = f", watching {settings.watch} for newer runs" if settings.watch else ""
     started(f"serving {app.state.served.scorer.info['name']} from {settings.run} on "

@@ -95,7 +95,7 @@ class RunWatcher:
             self.count("refused")
             return "refused"
         self.swap(loaded)
-        log.warning("--watch %s: now serving %s", self.folder, found)
+        log.info("--watch %s: now serving %s", self.folder, found)
         self.count("swapped")
         return "swapped"
 

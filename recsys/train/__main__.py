@@ -1,8 +1,11 @@
-"""`torchrun --nproc_per_node N -m recsys.train --model mmoe ...`: `recsys train` in each
-process (what `recsys train --nproc N` starts)."""
+"""`torchrun --nproc_per_node N -m recsys.train JOB.json`: one process of a `recsys train
+--nproc N` job (what `distributed.launch` starts). JOB.json holds the resolved config and the
+run's paths, so the processes train exactly what the command checked, without re-parsing its
+flags."""
 
 import sys
+from pathlib import Path
 
-from recsys.cli import app
+from recsys.train.job import run_job
 
-app(["train", *sys.argv[1:]], prog_name="recsys train")
+sys.exit(run_job(Path(sys.argv[1])))

@@ -8,11 +8,8 @@ gloo on CPU (table-wise / column-wise: what TorchRec shards there), NCCL on CUDA
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
-import subprocess
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +31,7 @@ from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict_stream
 from recsys.models.registry import model_class, model_names
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 
 DEVICES = ("cpu", "cuda")
 GiB = 2 ** 30
@@ -121,18 +118,6 @@ def check_shardable(model: str, nproc: int, batch_size: int) -> None:
                          fields=("batch_size", "nproc"))
 
 
-def under_torchrun() -> bool:
-    return "TORCHELASTIC_RUN_ID" in os.environ
-
-
-def launch(nproc: int, args: list[str]) -> int:
-    """Run `recsys train ARGS` in `nproc` processes on this machine; their exit status."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "recsys.train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    return subprocess.run(cmd, env=env).returncode
-
-
 @dataclass
 class Ranks:
     """This process's place in the job: without torchrun, one process and no process group;
@@ -153,7 +138,6 @@ class Ranks:
         """Join the process group torchrun describes in the environment."""
         # TorchRec / checkpoint deprecation notices, repeated by every rank, say nothing to users
         warnings.filterwarnings("ignore", category=FutureWarning)
-        logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
         where = torch.device("cpu")
         if device == "cuda":
             where = torch.device("cuda", int(os.environ["LOCAL_RANK"]))

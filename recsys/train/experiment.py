@@ -15,10 +15,11 @@ from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import UsageError
 from recsys.eval.report import plot_per_scenario, write_report
 from recsys.models.registry import model_class, model_names
-from recsys.models.config import BACKBONES, HISTORY_POOLINGS, ModelConfig
+from recsys.schema import HISTORY_POOLINGS
+from recsys.models.config import BACKBONES, ModelConfig
 from recsys.schema import MODALITIES
 from recsys.files import write_json
-from recsys.train.config import TrainConfig, history_token
+from recsys.config import TrainConfig, history_token
 from recsys.run import Run
 from recsys.train.loop import train
 

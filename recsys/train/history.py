@@ -10,9 +10,9 @@ from pathlib import Path
 
 from recsys.eval.report import plot_paired, write_history_report
 from recsys.files import write_json
-from recsys.models.config import HISTORY_POOLINGS
+from recsys.schema import HISTORY_POOLINGS
 from recsys.models.registry import model_names
-from recsys.train.config import history_token
+from recsys.config import history_token
 from recsys.train.experiment import paired_gains, scenario_columns, summarize, train_runs
 
 SUBSETS = ("few_shot_user", "zero_shot_user")

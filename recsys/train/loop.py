@@ -33,7 +33,7 @@ from recsys.provenance import code_version, dataset_fingerprint
 from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, METRICS, SHARDED, \
     SHARDED_BEST, STATE, Run, load_sharded
 from recsys.files import load_torch, read_json, save_torch
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 from recsys.train.distributed import Ranks, check_shardable, predict_sharded, save_sharded, \
     shard
 from recsys.train.warm_start import grown_rows, parent_layout, warm_start

@@ -34,7 +34,7 @@ from recsys.files import write_json
 from recsys.models.registry import model_class
 from recsys.run import Run
 from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 from recsys.train.experiment import summarize
 from recsys.train.loop import train
 

@@ -17,7 +17,7 @@ import torch
 from recsys.dataset.layout import Layout
 from recsys.errors import UsageError
 from recsys.run import Run
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 
 
 def parent_layout(parent: Run, cfg: TrainConfig, layout: Layout) -> Layout:

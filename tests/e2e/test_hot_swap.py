@@ -17,7 +17,7 @@ import pytest
 
 from recsys.run import BEST, METRICS, SCORES
 from recsys.serve.watch import POINTER
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 from recsys.train.loop import train
 from serving import copy_applied, recsys_server
 from test_serve import _materialize, _request

@@ -21,7 +21,7 @@ from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict
 from recsys.models.registry import MODELS, model_class
-from recsys.train.config import PROVENANCE, TrainConfig, read_config, resolve
+from recsys.config import PROVENANCE, TrainConfig, read_config, resolve
 from recsys.train.experiment import arm_config
 from recsys.run import CONFIG, SCORES, Run
 from recsys.train.loop import train

@@ -127,7 +127,7 @@ def test_recommend_retrieves_then_ranks(indexed, tiny, tmp_path):
     from datetime import datetime, timezone
 
     from recsys.retrieval.index import load_catalogue
-    from recsys.train.config import TrainConfig
+    from recsys.config import TrainConfig
     from recsys.train.loop import train
     from serving import copy_applied, recsys_server
 

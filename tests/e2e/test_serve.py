@@ -23,7 +23,7 @@ from recsys.data.offline import table_files
 from recsys.schema import ANTM2C, EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_VIEW, INTERACTIONS, \
     ITEM_ID, LABEL, OFFLINE_DIR, USER_ID
 from recsys.serve.app import MAX_BODY_BYTES, MAX_CANDIDATES
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 from recsys.run import SCORES
 from recsys.train.loop import train
 from serving import copy_applied, recsys_server, redis_available, redis_server
@@ -198,7 +198,7 @@ def test_feedback_reaches_the_users_history(server, served):
             ([good, {**good, "scenario": 99}], "events[1].scenario: unknown scenario 99"),
             ([], "send one event or a list of 1 to 1,000 events"),
             ({**good, "item": 3}, "events[0].item: not a known key (the keys: user_id, item_id, "
-                                  "scenario, clicked, timestamp)")]:
+                                  "scenario, clicked, timestamp, request_id)")]:
         answer = server.post("/feedback", json=body)
         assert answer.status_code == 422 and says in answer.json()["error"], answer.text
     assert history(user) == after  # the good event of the refused batch was not written

@@ -17,7 +17,7 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.meta import read_dataset_meta
 from recsys.models.registry import MODELS
 from recsys.run import SHARDED_BEST, Run
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 from recsys.train.distributed import Ranks
 from recsys.train.loop import train
 from serving import free_port

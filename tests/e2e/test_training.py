@@ -130,7 +130,7 @@ def test_checkpoint_reloads_to_identical_predictions(tiny, data, tmp_path):
     """...and the run's stored test scores are those predictions, row for row, with the
     metrics computed from them out of core equal to the same metrics in memory."""
     layout, _, test = data
-    from recsys.train.config import TrainConfig
+    from recsys.config import TrainConfig
     from recsys.run import BEST, SCORES
     from recsys.train.loop import train
     train(tiny["dataset"], tmp_path / "run", TrainConfig(model="mmoe", epochs=1),

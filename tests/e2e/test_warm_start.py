@@ -23,7 +23,7 @@ from recsys.errors import UsageError
 from recsys.models.registry import build_model, model_class
 from recsys.run import SCORES, Run
 from recsys.schema import ITEM_ID, USER_ID
-from recsys.train.config import TrainConfig
+from recsys.config import TrainConfig
 from recsys.train.loop import train
 from recsys.train.warm_start import parent_layout, warm_start
 

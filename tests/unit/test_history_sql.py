@@ -69,3 +69,47 @@ def test_history_sql_equals_a_replay():
     assert [r[2] for r in _replay(2) if r[0] == 1] == [[5], [7, 6], [9, 7]]
     assert [r[5] for r in _replay(50) if r[0] == 1][-1] == [90, 70, 61, 50]  # as of each click
     assert _replay(50)[-1][5] == [None]  # an item without a profile row: a null, kept in place
+
+
+def test_feedback_merges_clicks_where_the_sql_puts_them():
+    """One rule for the build and for /feedback: clicks sent one at a time, in any order, ties
+    at one instant among them, merge into the list the SQL gives for the whole log."""
+    import itertools
+    import random
+
+    from recsys.data.history import merge_clicks
+
+    # user 1: three clicks at t=10 from two requests, two of them in one request
+    log = [(1, 0, 1, 5, 0, 1), (3, 10, 1, 7, 2, 1), (2, 10, 1, 6, 1, 1), (3, 10, 1, 4, 1, 1),
+           (4, 20, 1, 8, 0, 1), (5, 30, 1, 9, 3, 1)]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE interactions (request_id BIGINT, event_timestamp TIMESTAMPTZ, "
+                "user_id BIGINT, item_id BIGINT, scenario BIGINT, label TINYINT)")
+    con.executemany("INSERT INTO interactions VALUES (?, ?, ?, ?, ?, ?)",
+                    [(r[0], T0 + timedelta(seconds=r[1]), *r[2:]) for r in log])
+    rng = random.Random(0)
+    for length in (2, 3, 50):
+        sql = con.execute(history_sql(length)).fetchall()[-1]  # after the last click
+        expected = list(zip(sql[2], sql[3], sql[4]))
+        orders = list(itertools.permutations(log))
+        for order in rng.sample(orders, 40):
+            history: list[tuple] = []
+            for request, at, _, item, scenario, _ in order:  # each click its own request
+                us = int((T0 + timedelta(seconds=at)).timestamp() * 1_000_000)
+                history = merge_clicks(history, [(request, (item, scenario, us))], length)
+            if _ties_arrive_in_order(order):
+                assert history == expected, (length, order)
+        # whatever the order within it, one batch holding every click gives the SQL's list
+        batch = [(r[0], (r[3], r[4], int((T0 + timedelta(seconds=r[1])).timestamp()
+                                           * 1_000_000))) for r in log]
+        assert merge_clicks([], batch, length) == expected, length
+    # latest first, ties by the later request then the larger item
+    assert [c[0] for c in merge_clicks([], batch, 50)] == [9, 8, 7, 4, 6, 5]
+
+
+def _ties_arrive_in_order(order) -> bool:
+    """Whether the clicks of one instant arrive in the order the rule ranks them (a stored
+    click keeps no request, so a later arrival at the same instant cannot pass it)."""
+    tied = [(r[0], r[3]) for r in order if r[1] == 10]
+    return tied == sorted(tied)
