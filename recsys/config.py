@@ -98,6 +98,10 @@ class TrainConfig:
                              f"{' or '.join(cls.capabilities.history_poolings)} only",
                              fields="history")
         check_model_config(self.model_config)
+        if self.model_config.interaction != "none" and not cls.capabilities.interaction:
+            raise UsageError(f"interaction {self.model_config.interaction!r}: {self.model} has "
+                             f"no dot part; leave interaction out (or none)",
+                             fields="interaction")
         for name, rows in self.hashed_rows.items():
             rows_field = f"{name.removesuffix('_id')}_rows"  # user_id -> user_rows
             if rows < 1:

@@ -20,7 +20,7 @@ from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
 from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_fusion
 from recsys.models.dcn import CrossNet
-from recsys.schema import HISTORY_POOLINGS, ITEM_ID, SCENARIO
+from recsys.schema import HISTORY_ITEMS, HISTORY_POOLINGS, ITEM_ID, SCENARIO, USER_ID
 
 # TorchRec's modules ask torch.fx whether they are being traced on every forward; torch answers
 # with a deprecation notice about its own API that a user can do nothing about
@@ -40,6 +40,7 @@ class Capabilities:
     adapts: bool = False  # adapts to each few-shot user's history at test time
     history: str = ""  # reads the user's history by nature, pooled so (din: "attention")
     history_poolings: tuple[str, ...] = HISTORY_POOLINGS  # the poolings of --history it takes
+    interaction: bool = True  # adds the dot part's logit to its own (ModelConfig.interaction)
 
 
 class Model(nn.Module):
@@ -123,6 +124,8 @@ class SparseArch(nn.Module):
                                    for _ in groups) if cfg.fusion == "gated" else None
         self.history = HistoryPool(layout, cfg.embedding_dim, cfg.history_truncation) \
             if layout.history else None
+        self.dot = DotInteraction(layout, cfg) if cfg.interaction == "dot" and \
+            DotInteraction.applies(layout) else None
         self.n_slots = len(layout.sparse) + len(groups) + \
             (HistoryPool.SLOTS if self.history is not None else 0)
         self._orders: dict[tuple[str, ...], torch.Tensor] = {}
@@ -174,9 +177,64 @@ class SparseArch(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.join(self.lookup(batch), batch)
 
+    def interaction(self, batch: Batch) -> torch.Tensor | float:
+        """The dot part's logit (B,), added to the network's by every model; 0 without it."""
+        return self.dot(batch) if self.dot is not None else 0.0
+
     def table(self, name: str) -> torch.Tensor:
         """The embedding table of feature `name`, as a view: writes change the model."""
         return self.ebc.state_dict()[f"embedding_bags.t_{name}.weight"]
+
+
+class DotInteraction(nn.Module):
+    """Logistic MF inside a model: <user, item> and, where the model reads the history,
+    <mean of the history's items, item>, each from tables of its own (fused row-wise Adagrad,
+    like the rest). A network on concatenated embeddings learns a dot product badly (Rendle
+    et al., RecSys 2020), and the candidate's item table cannot also say "who clicked h clicks
+    v"; a table apart for the history can, which is what carries a user the training never
+    saw (his clicks do). The tables cost a user and two item tables more (`recsys plan` counts
+    them)."""
+
+    def __init__(self, layout: Layout, cfg: ModelConfig):
+        super().__init__()
+        rows = dict(zip(layout.sparse, layout.num_embeddings))
+        self.history_keys = [k for k in layout.history_keys
+                             if k.startswith(f"{HISTORY_ITEMS}_")]
+        features = {"dot_user": [USER_ID], "dot_item": [ITEM_ID]}
+        if self.history_keys:
+            features["dot_history"] = self.history_keys
+        self.ebc = FusedEmbeddingBagCollection(
+            tables=[EmbeddingBagConfig(name=name, embedding_dim=cfg.embedding_dim,
+                                       num_embeddings=rows[ITEM_ID if name != "dot_user"
+                                                           else USER_ID],
+                                       feature_names=names,
+                                       data_type=TABLE_DTYPES[cfg.table_dtype],
+                                       pooling=PoolingType.SUM)
+                    for name, names in features.items()],
+            optimizer_type=RowWiseAdagrad, optimizer_kwargs={"lr": cfg.embedding_lr},
+            device=torch.get_default_device())
+        self.dim, self._groups = cfg.embedding_dim, {}
+        self._order: dict[tuple[str, ...], torch.Tensor] = {}
+
+    @staticmethod
+    def applies(layout: Layout) -> bool:
+        return USER_ID in layout.sparse and ITEM_ID in layout.sparse
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        found = table_lookup(self.ebc, batch.sparse, self._groups)
+        keys = tuple(found.keys())
+        if keys not in self._order:
+            self._order[keys] = torch.tensor([keys.index(k) for k in
+                                              (USER_ID, ITEM_ID, *self.history_keys)])
+        values = found.values().view(len(batch), len(keys), self.dim)[:, self._order[keys]]
+        item = values[:, 1]
+        logit = (values[:, 0] * item).sum(1)
+        if self.history_keys:
+            held = (batch.history_ids[:, :len(self.history_keys)] >= 0).unsqueeze(-1)
+            clicks = values[:, 2:] * held.to(values.dtype)
+            pooled = clicks.sum(1) / held.sum(1).clamp(min=1).to(values.dtype)
+            logit = logit + (pooled * item).sum(1)
+        return logit
 
 
 class HistoryPool(nn.Module):

@@ -137,7 +137,8 @@ class ColdStartModel(Model):
         getattr(self, f"{name}_counts")[ids] = 1
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.net(self.embed(batch, self.cold_masks(batch))).squeeze(1)
+        return self.net(self.embed(batch, self.cold_masks(batch))).squeeze(1) + \
+            self.sparse.interaction(batch)
 
     def loss(self, batch: Batch, episode=None) -> torch.Tensor:
         """The training objective on one batch (subclasses add their meta-learning terms on

@@ -33,12 +33,18 @@ class ModelConfig:
     # its length: most rows are busy users' with long histories, and a few-shot user's has a
     # click or three, which the model should read as well (make bench-feed trains with 0.5)
     history_truncation: float = 0.0
+    # "dot": the logit also gets logistic MF's terms, <user, item> and, where the model reads the
+    # history, <mean of the history's items, item>, from tables of their own (an MLP learns a
+    # dot product badly, Rendle et al. 2020; its own history table learns "who clicked h clicks
+    # v", which the candidate's table cannot); "none": the network alone
+    interaction: str = "dot"
 
 
 # the registered models (models.registry), named here for the CLI's help without torch
 MODEL_NAMES = ("dnn", "dnn_mixed", "shared_bottom", "mmoe", "ple", "star", "pepnet", "m2m", "din",
                "dropoutnet", "metaemb", "maml", "melu", "two_tower")
 FUSIONS = ("concat", "gated")
+INTERACTIONS = ("dot", "none")
 BACKBONES = ("mlp", "dcn")
 TABLE_DTYPE_BYTES = {"fp32": 4, "fp16": 2}  # the tables' storage: bytes a value
 
@@ -59,6 +65,9 @@ def check_model_config(cfg: ModelConfig) -> None:
     if cfg.backbone not in BACKBONES:
         raise UsageError(f"backbone {cfg.backbone!r}: choose one of {', '.join(BACKBONES)}",
                          fields="backbone")
+    if cfg.interaction not in INTERACTIONS:
+        raise UsageError(f"interaction {cfg.interaction!r}: choose one of "
+                         f"{', '.join(INTERACTIONS)}", fields="interaction")
     if cfg.table_dtype not in TABLE_DTYPE_BYTES:
         raise UsageError(f"table_dtype {cfg.table_dtype!r}: choose one of "
                          f"{', '.join(TABLE_DTYPE_BYTES)}")

@@ -8,6 +8,8 @@ and warm users their own embeddings, as in every cold-start model."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
@@ -17,16 +19,22 @@ from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import rows_batch, SplitData
 from recsys.models.base import Capabilities
-from recsys.models.cold import ColdStartModel, linear_layers, masked_bce, replace_slot, \
+from recsys.models.cold import ColdStartConfig, ColdStartModel, linear_layers, masked_bce, replace_slot, \
     task_forward
 from recsys.schema import FEW_SHOT_MAX, USER_ID
 
 USER = USER_ID
 
 
+@dataclass
+class UserTaskConfig(ColdStartConfig):
+    interaction: str = "none"  # the adapted scores (task_forward) are the network's alone
+
+
 class UserTaskLearner(ColdStartModel):
     capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
-                                episodes=(USER,), adapts=True)
+                                episodes=(USER,), adapts=True, interaction=False)
+    Config = UserTaskConfig
     adapt_user_embedding = False  # maml: the user's own embedding adapts too
     first_adapted_layer = 0  # layers from this one on adapt per task (negative: from the end)
 

@@ -32,7 +32,7 @@ class MMoE(Model):
                                     for _ in layout.scenarios)
 
     def forward(self, batch):
-        return self.head(self.sparse(batch), batch.scenario)
+        return self.head(self.sparse(batch), batch.scenario) + self.sparse.interaction(batch)
 
     def head(self, x, scenario):
         """Everything after the embedding lookups: experts, gates and towers."""

@@ -72,4 +72,4 @@ class PLE(Model):
         for level in self.levels:
             task_inputs, shared = level(task_inputs, shared)
         return route(torch.cat([t(h) for t, h in zip(self.towers, task_inputs)], dim=1),
-                     batch.scenario)
+                     batch.scenario) + self.sparse.interaction(batch)

@@ -28,4 +28,5 @@ class SharedBottom(Model):
 
     def forward(self, batch):
         h = self.bottom(self.sparse(batch))
-        return route(torch.cat([t(h) for t in self.towers], dim=1), batch.scenario)
+        return route(torch.cat([t(h) for t in self.towers], dim=1), batch.scenario) + \
+            self.sparse.interaction(batch)

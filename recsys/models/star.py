@@ -110,4 +110,4 @@ class STAR(Model):
             out = out.index_copy(0, rows, h.squeeze(1))
         if self.aux is not None:
             out = out + self.aux(self.side(emb, batch)).squeeze(1)
-        return out
+        return out + self.sparse.interaction(batch)

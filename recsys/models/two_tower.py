@@ -33,13 +33,14 @@ class TwoTowerConfig(ModelConfig):
     item_tower: tuple[int, ...] = (128, 64)
     temperature: float = 0.05
     frequency_decay: float = 0.01  # of the streaming estimate of how often an item is clicked
+    interaction: str = "none"  # its score is a dot product already
 
 
 class TwoTower(Model):
     # the history (--history mean) pooled by its mean alone: a user's vector cannot depend on
     # the candidate item
     capabilities = Capabilities("retrieval", shardable=False,
-                                history_poolings=(HISTORY_POOLINGS[1],))
+                                history_poolings=(HISTORY_POOLINGS[1],), interaction=False)
     Config = TwoTowerConfig
 
     def __init__(self, layout, cfg: TwoTowerConfig):
