@@ -46,7 +46,10 @@ def positive(value: Optional[float]) -> Optional[float]:
 REPO = typer.Option(Path("feature_repo"), "--repo", help="Feast feature repo folder.")
 FORCE = typer.Option(False, "--force", help="Replace existing output.")
 # None: not given, so a --config file's value (or the default) holds
-EPOCHS = typer.Option(None, "--epochs", min=1, help=f"Default {TrainConfig.epochs}.")
+EPOCHS = typer.Option(None, "--epochs", min=1, help=f"The most epochs (default "
+                      f"{TrainConfig.epochs}): training stops when validation AUC has not "
+                      f"improved for {TrainConfig.patience} (`patience:` in --config) and keeps "
+                      f"the best epoch.")
 BATCH_SIZE = typer.Option(None, "--batch-size", min=1,
                           help=f"Default {TrainConfig.batch_size}.")
 CONFIG = typer.Option(None, "--config", help="YAML file of the run's hyper-parameters "

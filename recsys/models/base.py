@@ -177,9 +177,12 @@ class SparseArch(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.join(self.lookup(batch), batch)
 
-    def interaction(self, batch: Batch) -> torch.Tensor | float:
-        """The dot part's logit (B,), added to the network's by every model; 0 without it."""
-        return self.dot(batch) if self.dot is not None else 0.0
+    def interaction(self, batch: Batch, cold: dict[str, torch.Tensor] | None = None
+                    ) -> torch.Tensor | float:
+        """The dot part's logit (B,), added to the network's by every model; 0 without it.
+        `cold`: rows whose user / item takes a cold-start model's cold path (their terms are 0:
+        one defined path for an ID the training never saw)."""
+        return self.dot(batch, cold) if self.dot is not None else 0.0
 
     def table(self, name: str) -> torch.Tensor:
         """The embedding table of feature `name`, as a view: writes change the model."""
@@ -216,11 +219,17 @@ class DotInteraction(nn.Module):
         self.dim, self._groups = cfg.embedding_dim, {}
         self._order: dict[tuple[str, ...], torch.Tensor] = {}
 
+    def table(self, name: str) -> torch.Tensor:
+        """The dot table of ID feature `name` (user_id / item_id), as a view."""
+        which = "dot_user" if name == USER_ID else "dot_item"
+        return self.ebc.state_dict()[f"embedding_bags.{which}.weight"]
+
     @staticmethod
     def applies(layout: Layout) -> bool:
         return USER_ID in layout.sparse and ITEM_ID in layout.sparse
 
-    def forward(self, batch: Batch) -> torch.Tensor:
+    def forward(self, batch: Batch, cold: dict[str, torch.Tensor] | None = None
+                ) -> torch.Tensor:
         found = table_lookup(self.ebc, batch.sparse, self._groups)
         keys = tuple(found.keys())
         if keys not in self._order:
@@ -228,7 +237,12 @@ class DotInteraction(nn.Module):
                                               (USER_ID, ITEM_ID, *self.history_keys)])
         values = found.values().view(len(batch), len(keys), self.dim)[:, self._order[keys]]
         item = values[:, 1]
-        logit = (values[:, 0] * item).sum(1)
+        user = values[:, 0]
+        if cold is not None:
+            warm_item = ~cold[ITEM_ID].unsqueeze(1)
+            item = item * warm_item
+            user = user * ~cold[USER_ID].unsqueeze(1)
+        logit = (user * item).sum(1)
         if self.history_keys:
             held = (batch.history_ids[:, :len(self.history_keys)] >= 0).unsqueeze(-1)
             clicks = values[:, 2:] * held.to(values.dtype)

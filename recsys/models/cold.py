@@ -134,11 +134,13 @@ class ColdStartModel(Model):
         warm-up protocol)."""
         self.eval()
         self.sparse.table(name)[ids] = self.correction(self.sparse.lookup(batch), name)
+        if self.sparse.dot is not None:  # the dot part's term was 0 for them: it stays so
+            self.sparse.dot.table(name)[ids] = 0.0
         getattr(self, f"{name}_counts")[ids] = 1
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.net(self.embed(batch, self.cold_masks(batch))).squeeze(1) + \
-            self.sparse.interaction(batch)
+        cold = self.cold_masks(batch)
+        return self.net(self.embed(batch, cold)).squeeze(1) + self.sparse.interaction(batch, cold)
 
     def loss(self, batch: Batch, episode=None) -> torch.Tensor:
         """The training objective on one batch (subclasses add their meta-learning terms on

@@ -161,8 +161,11 @@ def assert_close(a, b, path: str = "") -> None:
 
 
 def test_killed_run_resumes_from_its_checkpoint(tiny, tmp_path):
-    args = ["train", "--model", "dnn_mixed", "--dataset", str(tiny["dataset"]), "--epochs", "3",
-            "--batch-size", "256"]
+    """Early stopping too: the run stops once validation AUC has not improved for `patience`
+    epochs, keeps the best one, and a killed run resumes to the same epochs and scores."""
+    (tmp_path / "stop.yaml").write_text("patience: 1\n")
+    args = ["train", "--model", "dnn_mixed", "--dataset", str(tiny["dataset"]), "--epochs", "8",
+            "--batch-size", "256", "--config", str(tmp_path / "stop.yaml")]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([str(BIN / "recsys"), *args, "--out", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -180,6 +183,23 @@ def test_killed_run_resumes_from_its_checkpoint(tiny, tmp_path):
     assert [h["val_auc"] for h in a["train"]["history"]] == \
         pytest.approx([h["val_auc"] for h in b["train"]["history"]], abs=1e-6)
     assert a["overall"]["auc"] == pytest.approx(b["overall"]["auc"], abs=1e-6)
+    trained = a["train"]
+    val = [h["val_auc"] for h in trained["history"]]
+    assert trained["epochs"] == len(val) < 8  # stopped before the most epochs
+    best = int(np.argmax(val))
+    assert trained["best_epoch"] == best + 1 and trained["epochs"] == best + 1 + 1  # patience 1
+    # the test scores are the best epoch's: its weights score validation to its AUC
+    assert max(val) == pytest.approx(_val_auc_of_best(killed, tiny["dataset"]), abs=1e-6)
+
+
+def _val_auc_of_best(out, dataset) -> float:
+    """Validation AUC of the run's kept weights (best.pt), scored afresh."""
+    from recsys.run import Run
+
+    kept = Run(out)
+    layout = kept.layout()
+    data = load_split(dataset, "val", layout)
+    return roc_auc_score(data.labels, predict(kept.load_model(layout), data, layout))
 
 
 def test_metrics_per_scenario_match_sklearn_and_small_subsets_get_no_auc(data):
