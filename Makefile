@@ -7,7 +7,7 @@ PRESET ?= small
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(FLAVOR)
 
-.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality bench-spread bench-rolling bench-feed clean
+.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality bench-spread bench-rolling bench-feed bench-real clean
 
 setup: $(STAMP)
 
@@ -95,6 +95,12 @@ bench-rolling: setup
 # seeds of benchmarks/feed_gates.json, checked against its criteria, rendered likewise
 bench-feed: setup
 	$(BIN)/python benchmarks/quality.py --feed
+
+# Real data: MovieLens-100K (from the recbole wheel, fetched at bench time) in two task forms,
+# imported as a user would, every model family at its defaults over 3 seeds beside independent
+# references (benchmarks/references/), checked against benchmarks/real_gates.json
+bench-real: setup
+	$(BIN)/python benchmarks/real.py
 
 clean:
 	rm -rf feature_repo/data datasets runs .pytest_cache .benchmarks

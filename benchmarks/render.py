@@ -6,6 +6,7 @@
     python benchmarks/render.py rolling ROLLING_DIR     # updated against retrained, by day
     python benchmarks/render.py feed FEED_DIR           # history and retrieval, a feed world
     python benchmarks/render.py cycle CYCLE_DIR         # one day's steps against all days'
+    python benchmarks/render.py real REAL_DIR           # MovieLens-100K beside the references
 
 Each writes its own part of the file (between its markers) and keeps the other, so the
 throughput tables and the quality tables can be measured at different times; each part says
@@ -27,7 +28,8 @@ RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 TITLE = """# Benchmark results
 
 Written by `make bench`, `make bench-quality`, `make bench-spread`, `make bench-rolling`,
-`make bench-feed` and `benchmarks/daily_cycle.py` (`benchmarks/render.py`); not edited by hand.
+`make bench-feed`, `make bench-real` and `benchmarks/daily_cycle.py` (`benchmarks/render.py`);
+not edited by hand.
 Every figure below is from the run its part names, on the machine it names.
 """
 
@@ -208,6 +210,36 @@ def cycle_part(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def real_part(folder: Path) -> str:
+    """`make bench-real`: MovieLens-100K in its task forms, the references beside every recsys
+    model family at its defaults (mean ± std over seeds), the criteria's verdicts."""
+    run = json.loads((folder / "real.json").read_text())
+    lines = ["## Real data: MovieLens-100K (`make bench-real`)", "",
+             f"{run['seeds']} seed(s), {run['finished'][:19]} UTC. " +
+             machine_line(run["machine"]), "", "```bash", *run["commands"], "```", ""]
+    if run.get("checked"):
+        held = sum(c["ok"] for c in run["checked"])
+        lines += [f"Criteria `benchmarks/real_gates.json` (click form): **{held} of "
+                  f"{len(run['checked'])} hold**:", "",
+                  *(f"- {c['line']}" for c in run["checked"]), ""]
+    for form, r in run["forms"].items():
+        scen = [f"scenario_{i}" for i in range(len(r["scenarios"]))] \
+            if len(r["scenarios"]) > 1 else []
+        rows = ", ".join(f"{s} {n:,}" for s, n in r["rows"].items())
+        names = [r["scenarios"][int(c.split("_")[1])] for c in scen]
+        lines += [f"### Form `{form}` ({rows} rows; scenarios: "
+                  f"{', '.join(r['scenarios'])})", "",
+                  ("| | model | test AUC | " + "".join(f"{n} | " for n in names)).rstrip(),
+                  "| --- | --- | ---: |" + " ---: |" * len(scen)]
+        for side, table in (("reference", r["references"]), ("recsys", r["recsys"])):
+            for name, cells in table.items():
+                m, sd = cells["overall"]
+                per = "".join(f"{cells[c][0]:.4f} | " if c in cells else "- | " for c in scen)
+                lines.append(f"| {side} | {name} | {m:.4f} ± {sd:.4f} | {per}".rstrip())
+        lines.append("")
+    return "\n".join(lines)
+
+
 def replace_part(text: str, part: str, body: str) -> str:
     start, end = f"<!-- {part}:start -->", f"<!-- {part}:end -->"
     block = f"{start}\n{body}\n{end}"
@@ -222,7 +254,7 @@ def main(part: str, source: str) -> None:
     body = {"bench": lambda: bench_part(json.loads(path.read_text())),
             "quality": lambda: quality_part(path), "spread": lambda: spread_part(path),
             "rolling": lambda: rolling_part(path), "cycle": lambda: cycle_part(path),
-            "feed": lambda: feed_part(path)}[part]()
+            "feed": lambda: feed_part(path), "real": lambda: real_part(path)}[part]()
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else TITLE
     write_text(replace_part(text, part, body), RESULTS_MD)
     print(f"{RESULTS_MD}: {part} part from {source}")
@@ -230,7 +262,7 @@ def main(part: str, source: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality", "spread", "rolling",
-                                                 "cycle", "feed"):
+                                                 "cycle", "feed", "real"):
         sys.exit("usage: python benchmarks/render.py bench BENCH_JSON | quality QUALITY_DIR | "
                  "spread SPREAD_DIR | rolling ROLLING_DIR | cycle CYCLE_DIR | feed FEED_DIR")
     main(*sys.argv[1:])
