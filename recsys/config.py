@@ -18,8 +18,9 @@ command line win over it:
       n_experts: 8
 
 It sits below `train/` so that a run folder (`recsys.run`), serving and evaluation read it
-without importing training. The module is light to import (the registry and the layout are imported where used): the
-CLI's defaults and help text come from these dataclasses without importing torch.
+without importing training. The module is light to import (the registry and the layout are
+imported where used): the CLI's defaults and help text come from these dataclasses without
+importing torch.
 """
 
 from __future__ import annotations

@@ -303,6 +303,10 @@ EVENT_TIMESTAMP = "event_timestamp"
 LABEL = "label"
 P_TRUE = "p_true"
 REQUEST_ID = "request_id"
+# a categorical value that is missing or unknown, where the store holds a code (a history's
+# carried features, whose lists Feast cannot hold with null elements): the loader reads it,
+# as any negative value, as the feature's unknown row
+UNKNOWN_CODE = -1
 # the order of a user's clicks (history_sql and /feedback's merge_clicks): by time, ties at one
 # instant broken by request and then item; a history lists them latest first
 HISTORY_ORDER = (EVENT_TIMESTAMP, REQUEST_ID, ITEM_ID)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from recsys.data.offline import connect, write_query
 from recsys.memory import GiB
-from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_ORDER, HISTORY_SCENARIOS, HISTORY_TIMES, \
-    HISTORY_VIEW, ITEM_ID, LABEL, SCENARIO, USER_ID, Schema, history_column
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_ORDER, HISTORY_SCENARIOS, \
+    HISTORY_TIMES, HISTORY_VIEW, ITEM_ID, LABEL, SCENARIO, UNKNOWN_CODE, USER_ID, Schema, \
+    history_column
 
 HISTORY_MEMORY = 2 * GiB
 # The view is written in time order in row groups of this many rows: a build's partition
@@ -35,7 +36,10 @@ def history_sql(length: int, interactions: str = "interactions",
             ASOF LEFT JOIN {t} v{j} ON v{j}.{ITEM_ID} = x.{ITEM_ID}
                                      AND x.{EVENT_TIMESTAMP} >= v{j}.{EVENT_TIMESTAMP}"""
                     for j, t in enumerate(tables))
-    values = "".join(f", v{tables.index(t)}.{f} AS f{n}" for n, (f, t) in enumerate(item_features))
+    # an item without the feature as of the click (no profile row, a missing value) carries
+    # the unknown code: a list element Feast can materialize
+    values = "".join(f", coalesce(v{tables.index(t)}.{f}, {UNKNOWN_CODE}) AS f{n}"
+                     for n, (f, t) in enumerate(item_features))
     lists = "".join(f", list(f{n}) OVER w AS l{n}" for n in range(len(item_features)))
     out = "".join(f",\n               list_reverse(l{n}) AS {history_column(f)}"
                   for n, (f, _) in enumerate(item_features))

@@ -187,7 +187,8 @@ class DeclaredTables:
             return f"v_{c.name}.code", (f"LEFT JOIN vocab_{c.name} AS v_{c.name} "
                                         f"ON v_{c.name}.value = {_clean(c.name, 's.')}")
         split = f"string_split({_clean(c.name)}, '{_sql(c.separator)}')"
-        return f"l_{c.name}.codes", f"""LEFT JOIN (
+        # a missing value: no codes (the loader reads an empty list as the unknown row)
+        return f"coalesce(l_{c.name}.codes, []::BIGINT[])", f"""LEFT JOIN (
             SELECT {KEY}, list_slice(list(v.code ORDER BY pos), 1, {self.max_values[c.name]})
                        AS codes
             FROM (SELECT {KEY}, trim(unnest({split})) AS value,

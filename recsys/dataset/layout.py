@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 from recsys.data import vectors as vector_columns
 from recsys.dataset.hashing import hash_rows
 from recsys.errors import DataError, UsageError
-from recsys.schema import ANTM2C, HISTORY_ITEMS, HISTORY_POOLINGS, HISTORY_SCENARIOS, HISTORY_VIEW, ITEM_ID, \
-    MODALITIES, SCENARIO, Schema, USER_ID, history_column
+from recsys.schema import ANTM2C, HISTORY_ITEMS, HISTORY_POOLINGS, HISTORY_SCENARIOS, \
+    HISTORY_VIEW, ITEM_ID, MODALITIES, SCENARIO, Schema, USER_ID, history_column
 
 ID_FEATURES = (USER_ID, ITEM_ID)
 # the history's lists a model reads, each looked up in the table of the feature it holds values

@@ -19,8 +19,8 @@ from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import rows_batch, SplitData
 from recsys.models.base import Capabilities
-from recsys.models.cold import ColdStartConfig, ColdStartModel, linear_layers, masked_bce, replace_slot, \
-    task_forward
+from recsys.models.cold import ColdStartConfig, ColdStartModel, linear_layers, masked_bce, \
+    replace_slot, task_forward
 from recsys.schema import FEW_SHOT_MAX, USER_ID
 
 USER = USER_ID

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from recsys.data.history import merge_clicks
-from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, ITEM_ID, USER_ID, Schema
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, ITEM_ID, UNKNOWN_CODE, USER_ID, \
+    Schema
 from recsys.serve.scorer import RequestError
 
 CLOCK_SKEW = timedelta(seconds=1)  # a client's clock may run this far ahead of ours
@@ -89,7 +90,8 @@ class HistoryWriter:
         carried = self.store.get_online_features(
             features=self.carried, entity_rows=[{ITEM_ID: i} for i in items]).to_dict() \
             if self.carried else {}
-        item_values = {i: tuple(carried[ref.split(":")[1]][j] for ref in self.carried)
+        item_values = {i: tuple(UNKNOWN_CODE if carried[ref.split(":")[1]][j] is None
+                                else carried[ref.split(":")[1]][j] for ref in self.carried)
                        for j, i in enumerate(items)}
         rows = {name: [] for name in self.lists}
         for i, user in enumerate(users):

@@ -24,7 +24,7 @@ PROFILE = [(5, 0, 50), (6, 0, 60), (6, 10, 61), (7, 0, 70), (8, 0, 80), (9, 0, 9
 def _category(item: int, at: int):
     """The item's category in its latest profile row at or before `at`."""
     rows = sorted((t, c) for i, t, c in PROFILE if i == item and t <= at)
-    return rows[-1][1] if rows else None
+    return rows[-1][1] if rows else -1  # none known: the unknown code
 
 
 def _replay(length: int) -> list[tuple]:
@@ -68,7 +68,7 @@ def test_history_sql_equals_a_replay():
     # the two clicks of one instant make one row holding both
     assert [r[2] for r in _replay(2) if r[0] == 1] == [[5], [7, 6], [9, 7]]
     assert [r[5] for r in _replay(50) if r[0] == 1][-1] == [90, 70, 61, 50]  # as of each click
-    assert _replay(50)[-1][5] == [None]  # an item without a profile row: a null, kept in place
+    assert _replay(50)[-1][5] == [-1]  # an item without a profile row: the unknown code
 
 
 def test_feedback_merges_clicks_where_the_sql_puts_them():
