@@ -13,6 +13,7 @@ from recsys.cli.common import BATCH_SIZE, CONFIG, EPOCHS, FORCE, IMAGE, REPO, TE
     console, flags_of, friendly, positive, print_feast_reset, run, workspace_preset
 from recsys.cli.experiment import experiment_app
 from recsys.cli.imports import import_app
+from recsys.cli.runs import runs_app
 from recsys.errors import UsageError
 from recsys.memory import DEFAULT_MEMORY_GB
 from recsys.models.config import MODEL_NAMES, ModelConfig
@@ -437,6 +438,7 @@ def index(
 
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(import_app, name="import")
+app.add_typer(runs_app, name="runs")
 
 
 def main() -> None:

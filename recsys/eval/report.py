@@ -39,8 +39,9 @@ def auc_table(results: dict, key: str | None = None) -> str:
     cols, models = results["columns"], results["models"]
     better = min if key == "logloss" else max
     best = {}
-    for c in cols:
-        means = [m[key][c]["mean"] for m in models.values() if m[key][c]["mean"] is not None]
+    for c in cols:  # an AUC at or below chance (0.5) is never the best of anything
+        means = [m[key][c]["mean"] for m in models.values() if m[key][c]["mean"] is not None
+                 and (key != "auc" or m[key][c]["mean"] > 0.5)]
         best[c] = better(means) if means else None
     lines = ["| model | " + " | ".join(_header(results)) + " |",
              "| --- |" + " ---: |" * len(cols)]
@@ -49,7 +50,12 @@ def auc_table(results: dict, key: str | None = None) -> str:
         for c in cols:
             mean = m[key][c]["mean"]
             text = _value(m[key][c])
-            cells.append(f"**{text}**" if mean is not None and mean == best[c] else text)
+            if mean is not None and mean == best[c]:
+                text = f"**{text}**"
+            elif _within_noise(m[key][c], [x[key][c] for x in models.values()
+                                            if x[key][c]["mean"] == best[c]]):
+                text += " ≈"
+            cells.append(text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if key == "auc" and any(v is not None for v in results["oracle_auc"].values()):
         lines.append("| *Bayes (p_true)* | " + " | ".join(
@@ -64,12 +70,22 @@ def auc_table(results: dict, key: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _within_noise(cell: dict, best: list[dict]) -> bool:
+    """Whether a cell's mean is within the spread over seeds (the larger std of the two) of the
+    best's: their difference is noise, not a ranking."""
+    if cell["mean"] is None or not best or not cell.get("std"):
+        return False
+    spread = max(cell["std"], best[0].get("std") or 0.0)
+    return abs(best[0]["mean"] - cell["mean"]) <= spread
+
+
 def write_report(results: dict, path: Path) -> None:
     speed = _speed_rows(results["models"])
     text = f"""# Multi-scenario experiment
 
 Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; {_over_seeds(results)}.
-Bold: best model per column. The Bayes row (generated data only) is the AUC of the
+Bold: best model per column (above chance); ≈: within the spread over seeds of the best (a
+difference within noise). The Bayes row (generated data only) is the AUC of the
 generator's true click probability, the ceiling no model can pass.
 
 ## AUC
@@ -317,7 +333,7 @@ def write_retrieval_report(results: dict, path: Path) -> None:
     text = f"""# Retrieval experiment
 
 Dataset `{results['dataset']}`, {results['seeds']} seed(s); {_over_seeds(results)}.
-{RETRIEVAL_ABOUT} Bold: best per column.
+{RETRIEVAL_ABOUT} Bold: best per column (≈: within the seeds' spread of it).
 
 {tables}
 
@@ -362,7 +378,7 @@ def write_paired_report(results: dict, path: Path, title: str, about: str, gains
     text = f"""# {title}
 
 Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; {_over_seeds(results)}.
-{about} Bold: best per column; the Bayes row (generated data only) is the AUC of the generator's
+{about} Bold: best per column (above chance; ≈: within the seeds' spread of it); the Bayes row (generated data only) is the AUC of the generator's
 true click probability.
 
 ## AUC
