@@ -378,8 +378,8 @@ def write_paired_report(results: dict, path: Path, title: str, about: str, gains
     text = f"""# {title}
 
 Dataset `{results['dataset']}`, {results['seeds']} seed(s); test split; {_over_seeds(results)}.
-{about} Bold: best per column (above chance; ≈: within the seeds' spread of it); the Bayes row (generated data only) is the AUC of the generator's
-true click probability.
+{about} Bold: best per column (above chance; ≈: within the seeds' spread of it); the Bayes
+row (generated data only) is the AUC of the generator's true click probability.
 
 ## AUC
 
