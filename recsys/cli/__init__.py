@@ -316,6 +316,56 @@ def train(
 
 @app.command()
 @friendly
+def tune(
+    model: Optional[str] = typer.Option(None, "--model", help="The model to tune (or `model:` "
+                                        "in --config)."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Dataset folder (default: "
+                                           "datasets/<preset>)."),
+    config: Optional[Path] = CONFIG,
+    trials: int = typer.Option(20, "--trials", min=1, help="Finished trials to reach (pruned "
+                               "ones count)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds for the whole "
+                                            "tune; the trials running then finish."),
+    jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", min=1,
+                             help="Trials at once, each in its own process."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/tune-<model>."),
+    force: bool = FORCE,
+) -> None:
+    """Tune a model's rates, batch, width and regularization with Optuna (TPE, median
+    pruning) on validation AUC; each trial a run folder; a killed tune resumes; best.yaml for
+    `recsys train --config`."""
+    from recsys.config import read_config
+    from recsys.dataset.meta import read_dataset_meta
+
+    dataset = dataset or Path("datasets") / workspace_preset()
+    read_dataset_meta(dataset)
+    base = read_config(config, model) if config is not None else {}
+    if model is not None:
+        base["model"] = model
+    if "model" not in base:
+        raise UsageError("missing --model: pass it, or `model:` in a --config file")
+    from recsys.train.tune import Tune, tune as run
+
+    out = out or Path("runs") / f"tune-{base['model']}"
+    result = run(Tune(dataset, out, base, trials, timeout, jobs), force=force,
+                 log=console.print)
+    console.print("| trial | state | validation AUC | epochs | parameters |")
+    console.print("| ---: | --- | ---: | ---: | --- |")
+    for t in result["trials"]:
+        auc = "-" if t["val_auc"] is None else f"{t['val_auc']:.4f}"
+        params = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in t["params"].items())
+        console.print(f"| {t['number']} | {t['state'].lower()} | {auc} | {t['epochs']} | "
+                      f"{params} |", soft_wrap=True)
+    best = result["best"]
+    console.print(f"best: trial {best['number']}, validation AUC {best['val_auc']:.4f} (test "
+                  f"AUC {best['test_auc']:.4f}, reported, not chosen on); "
+                  f"{result['seconds']:.0f} s; `recsys train --config {out / 'best.yaml'}`; "
+                  f"plot {out / 'trials.png'}", soft_wrap=True)
+
+
+@app.command()
+@friendly
 def plan(
     preset: str = typer.Option(PlanRequest.preset, "--preset",
                                help="ID scale: tiny | small | medium | full"),

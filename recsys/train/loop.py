@@ -174,11 +174,12 @@ def _check_batch_fits(layout: Layout, model_config: ModelConfig, batch_size: int
 
 def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
           progress: bool = True, log=print, ranks: Ranks | None = None,
-          init_from: Path | None = None) -> dict:
+          init_from: Path | None = None, on_epoch=None) -> dict:
     """Train, evaluate the best epoch on test, write out/metrics.json and return it. With
     `ranks` from torchrun, the model is sharded over the processes and each trains on its
     share of every batch. `init_from`: a finished run whose best epoch the model starts from
-    (train.warm_start: the same model and features, tables that may have grown)."""
+    (train.warm_start: the same model and features, tables that may have grown). `on_epoch`:
+    called with (epoch, validation AUC) after each epoch (a tuner's pruning: it may raise)."""
     ranks = ranks or Ranks()
     cfg.check()
     if ranks.distributed:
@@ -274,6 +275,8 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
             checkpoints.save_best(model, trainer, dense_opt)
         state["epoch"] = epoch + 1
         save(0, 0.0)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, val_auc)
 
     if state["best_epoch"] != state["epoch"] - 1:  # else the model is the best epoch already
         Run(out).load_weights(model)

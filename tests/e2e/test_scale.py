@@ -144,7 +144,8 @@ def test_plan_that_cannot_fit_says_so_and_exits_nonzero():
                "--memory-gb", "4", check=False)
     assert proc.returncode == 1
     assert "DOES NOT FIT" in proc.stdout
-    assert "--world-size 4" in proc.stdout and "--uvm" in proc.stdout  # what would fit
+    # what would fit (the dot part's own user and item tables count: ModelConfig.interaction)
+    assert "--world-size 8" in proc.stdout and "--dim 4" in proc.stdout
 
 
 def test_plan_refuses_bad_flags():

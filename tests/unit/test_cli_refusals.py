@@ -35,9 +35,17 @@ runner = CliRunner()
     (["serve", "--watch", "{tmp}"], "no finished run in it yet"),
     (["train", "--model", "mmoe", "--dataset", "{tmp}", "--init-from", "{tmp}/missing"],
      "not a finished run"),
+    (["tune", "--model", "mmoe", "--dataset", "{tmp}/missing"], "meta.json is missing"),
+    (["tune", "--dataset", "{tmp}"], "missing --model"),
+    (["tune", "--model", "mmoe", "--trials", "0"], "--trials"),
+    (["runs", "compare", "{tmp}/a", "{tmp}/b"], "not a finished run"),
+    (["runs", "list", "--folder", "{tmp}/none"], "--folder"),
+    (["train", "--model", "two_tower", "--dataset", "{tmp}", "--config", "{tmp}/dot.yaml"],
+     "two_tower has no dot part"),
 ])
 def test_refusal_is_one_line(tmp_path, args, says):
     (tmp_path / "meta.json").write_text("{}")
+    (tmp_path / "dot.yaml").write_text("model_config:\n  interaction: dot\n")
     result = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
     assert result.exit_code == 2, result.output
     assert says in result.output
