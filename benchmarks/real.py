@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,6 +58,7 @@ MODELS = {"click": [("dnn_mixed", ["--model", "dnn_mixed"]), ("mmoe", ["--model"
           "age": [("dnn_mixed", ["--model", "dnn_mixed"]), ("mmoe", ["--model", "mmoe"]),
                   ("star", ["--model", "star"]), ("din", ["--model", "din"])]}
 HISTORY_ARMS = ("din", "dnn_mixed+history-mean", "mmoe+history")
+TUNED = ("dnn_mixed+history-mean", "model: dnn_mixed\nhistory: mean\n")  # on the click form
 
 
 def sh(*cmd, cwd: Path | None = None, log: Path | None = None) -> None:
@@ -145,11 +147,46 @@ def build(src: Path, form: str, work: Path) -> Path:
 
 
 def train(dataset: Path, runs: Path, name: str, flags: list[str], seed: int) -> dict:
+    """A default run's metrics, with the wall seconds of the command that trained it."""
     out = runs / f"{name}-seed{seed}"
+    wall = out.parent / f"{out.name}.wall"
     if not Run(out).finished:
+        start = time.perf_counter()
         sh(BIN / "recsys", "train", *flags, "--dataset", dataset, "--seed", seed, "--out", out,
            "--force", log=runs / f"{name}-seed{seed}.log")
-    return Run(out).metrics()
+        wall.write_text(f"{time.perf_counter() - start:.1f}")
+    return {**Run(out).metrics(), "wall": float(wall.read_text()) if wall.is_file() else None}
+
+
+def tune(dataset: Path, work: Path, default: list[dict], gates: dict) -> dict:
+    """`recsys tune --trials N` of the TUNED arm on the click form, against its default runs:
+    the best trial's validation AUC above the defaults' (mean over seeds), its wall within
+    `tune_wall` default trainings."""
+    name, config = TUNED
+    out = work / "tune"
+    if not (out / "tune.json").is_file():
+        (work / "tune.yaml").write_text(config)
+        sh(BIN / "recsys", "tune", "--config", work / "tune.yaml", "--dataset", dataset,
+           "--trials", gates["tune_trials"], "--jobs", "2", "--out", out, "--force",
+           log=work / "tune.log")
+    result = json.loads((out / "tune.json").read_text())
+    default_val = float(np.mean([max(h["val_auc"] for h in m["train"]["history"])
+                                 for m in default]))
+    walls = [m["wall"] for m in default if m.get("wall")]
+    one = float(np.mean(walls)) if walls else None
+    best = result["best"]
+    return {"arm": name, "trials": len(result["trials"]), "best": best,
+            "default_val_auc": default_val, "seconds": result["seconds"],
+            "default_seconds": one,
+            "checked": [
+                {"ok": best["val_auc"] > default_val,
+                 "line": f"tune: best trial's validation AUC {best['val_auc']:.4f} vs the "
+                         f"defaults' {default_val:.4f} (test AUC {best['test_auc']:.4f}, "
+                         f"reported): needs above"},
+                {"ok": one is not None and result["seconds"] <= gates["tune_wall"] * one,
+                 "line": f"tune: {result['seconds']:.0f} s for {len(result['trials'])} "
+                         f"trials vs one default training {one or 0:.0f} s: needs <= "
+                         f"{gates['tune_wall']}x"}]}
 
 
 def aucs(metrics: dict) -> dict:
@@ -187,6 +224,11 @@ def criteria(table: dict, refs: dict, gates: dict) -> list[dict]:
     return [{"ok": bool(ok), "line": f"{line}: {'ok' if ok else 'FAILS'}"} for ok, line in checks]
 
 
+def _wall(runs: Path, name: str, seed: int) -> float | None:
+    path = runs / f"{name}-seed{seed}.wall"
+    return float(path.read_text()) if path.is_file() else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="make bench-real")
     parser.add_argument("--seeds", type=int, default=None)
@@ -211,8 +253,9 @@ def main() -> None:
         refs = {name: mean_std(r) for name, r in json.loads(ref_json.read_text()).items()}
         jobs = [(name, flags, seed) for name, flags in MODELS[form] for seed in range(seeds)]
         with ThreadPoolExecutor(2) as pool:  # two trainings at a time: two cores
-            done = list(pool.map(lambda j: (j[0], aucs(train(dataset, runs, *j))), jobs))
-        table = {name: mean_std([a for n, a in done if n == name]) for name, _ in MODELS[form]}
+            done = list(pool.map(lambda j: (j[0], train(dataset, runs, *j)), jobs))
+        table = {name: mean_std([aucs(m) for n, m in done if n == name])
+                 for name, _ in MODELS[form]}
         results["forms"][form] = {
             "rows": {s: v["rows"] for s, v in meta["splits"].items()},
             "scenarios": [s["name"] for s in meta["schema"]["scenarios"]],
@@ -223,6 +266,13 @@ def main() -> None:
     if "click" in results["forms"]:
         click = results["forms"]["click"]
         results["checked"] = criteria(click["recsys"], click["references"], gates)
+        if gates.get("tune_trials"):
+            default = [Run(args.work / "click" / "runs" / f"{TUNED[0]}-seed{s}").metrics()
+                       | {"wall": _wall(args.work / "click" / "runs", TUNED[0], s)}
+                       for s in range(seeds)]
+            results["tune"] = tune(args.work / "click" / "dataset", args.work / "click",
+                                   default, gates)
+            results["checked"] += results["tune"]["checked"]
         for c in results["checked"]:
             print(c["line"])
     results.update(finished=datetime.datetime.now(datetime.timezone.utc).isoformat(),

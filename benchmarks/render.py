@@ -222,6 +222,14 @@ def real_part(folder: Path) -> str:
         lines += [f"Criteria `benchmarks/real_gates.json` (click form): **{held} of "
                   f"{len(run['checked'])} hold**:", "",
                   *(f"- {c['line']}" for c in run["checked"]), ""]
+    if run.get("tune"):
+        t = run["tune"]
+        lines += [f"`recsys tune` of `{t['arm']}` on the click form: {t['trials']} trials in "
+                  f"{t['seconds']:.0f} s; best trial {t['best']['number']}, validation AUC "
+                  f"{t['best']['val_auc']:.4f} (the defaults' {t['default_val_auc']:.4f}), "
+                  f"test AUC {t['best']['test_auc']:.4f}; its parameters: " +
+                  ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in t["best"]["params"].items()) + ".", ""]
     for form, r in run["forms"].items():
         scen = [f"scenario_{i}" for i in range(len(r["scenarios"]))] \
             if len(r["scenarios"]) > 1 else []
