@@ -11,6 +11,7 @@ import os
 # every float sum's order fixed. Set before anything imports torch; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import hashlib  # noqa: E402
 import re  # noqa: E402
 import shutil
 import subprocess  # noqa: E402
@@ -81,3 +82,25 @@ def tiny(tmp_path_factory) -> dict:
     repo = base / "feature_repo"
     return {"base": base, "repo": repo, "offline": repo / "data" / "offline",
             "dataset": base / "datasets" / "tiny"}
+
+
+def fingerprint(folder: Path, skip=lambda name: False) -> str:
+    """Hash of every file's path and bytes under a folder, but those with a path part (a file
+    or folder name) that `skip` names."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = f.relative_to(folder)
+        if any(skip(part) for part in rel.parts):
+            continue
+        h.update(str(rel).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def fails(*args: str, says: str, cwd: Path | None = None) -> str:
+    proc = run("recsys", *args, cwd=cwd, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and says in lines[0], lines[0]
+    return lines[0]

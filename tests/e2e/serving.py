@@ -9,9 +9,13 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
+
+from conftest import run
 
 BIN = Path(sys.executable).parent
 
@@ -106,3 +110,20 @@ def use_redis(repo: Path, port: int) -> None:
     config = yaml.safe_load(path.read_text())
     config["online_store"] = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def materialize(repo, end: datetime | None = None, everything: bool = False) -> None:
+    """Feast's incremental materialization up to `end` (now), or every row up to it."""
+    end = (end or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S")
+    if everything:
+        run("feast", "materialize", "2000-01-01T00:00:00", end, cwd=repo)
+    else:
+        run("feast", "materialize-incremental", end, cwd=repo)
+
+
+def score_request(test: pa.Table, row: int) -> dict:
+    """The /score body of test row `row`: its user, scenario, item and context."""
+    context = [c for c in test.column_names if c.startswith("deep_features_")]
+    value = {c: test[c][row].as_py() for c in ("user_id", "item_id", "scenario", *context)}
+    return {"user_id": value["user_id"], "scenario": value["scenario"],
+            "item_ids": [value["item_id"]], "context": {c: value[c] for c in context}}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import time
@@ -14,29 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import copy_repo, error_lines, run
-
-
-def fingerprint(folder: Path, skip=lambda name: False) -> str:
-    """Hash of every file's path and bytes under a folder, but those with a path part (a file
-    or folder name) that `skip` names."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = f.relative_to(folder)
-        if any(skip(part) for part in rel.parts):
-            continue
-        h.update(str(rel).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def fails(*args: str, says: str, cwd: Path | None = None) -> str:
-    proc = run("recsys", *args, cwd=cwd, check=False)
-    assert proc.returncode == 2, proc.stderr
-    lines = error_lines(proc.stderr)
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ") and says in lines[0], lines[0]
-    return lines[0]
+from conftest import copy_repo, fails, fingerprint, run
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BIN, copy_repo, error_lines, run
-from test_errors import fingerprint
+from conftest import BIN, copy_repo, error_lines, fingerprint, run
 
 # name -> what to write there; `{tmp}/<name>` in a case's arguments is made before it runs
 FILES = {

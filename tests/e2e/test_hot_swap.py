@@ -19,8 +19,7 @@ from recsys.run import BEST, METRICS, SCORES
 from recsys.serve.watch import POINTER
 from recsys.config import TrainConfig
 from recsys.train.loop import train
-from serving import copy_applied, recsys_server
-from test_serve import _materialize, _request
+from serving import copy_applied, materialize, recsys_server, score_request
 
 QUIET = {"progress": False, "log": lambda *a, **k: None}
 CLIENTS = 8
@@ -32,7 +31,7 @@ def watched(tiny, tmp_path_factory) -> dict:
     seed) and "other" (another model) trained beside it, to be moved in."""
     base = tmp_path_factory.mktemp("watch")
     repo = copy_applied(tiny["repo"], base / "repo")
-    _materialize(repo)
+    materialize(repo)
     (base / "runs").mkdir()
     for name, folder, model, seed in (("old", "runs", "mmoe", 0), ("new", "staged", "mmoe", 1),
                                       ("other", "staged", "dnn", 0)):
@@ -55,7 +54,7 @@ def _metric(client, line: str) -> float:
     return float(found[0].split()[-1]) if found else 0.0
 
 
-def test_a_new_run_is_swapped_in_under_load_without_a_failed_request(watched):
+def test_a_new_run_is_swapped_in_under_load_without_a_failedscore_request(watched):
     runs, test = watched["runs"], watched["test"]
     rows = np.random.default_rng(0).choice(test.num_rows, 40, replace=False)
     offline = {name: pq.read_table(path / SCORES.format(split="test"))["score"].to_numpy()
@@ -70,7 +69,7 @@ def test_a_new_run_is_swapped_in_under_load_without_a_failed_request(watched):
                 i = worker
                 while not stop.is_set():
                     row = int(rows[i % len(rows)])
-                    r = own.post("/score", json=_request(test, row))
+                    r = own.post("/score", json=score_request(test, row))
                     answers.append((r.status_code, r.headers.get("x-recsys-run"), row,
                                     r.json()["scores"][0]["score"] if r.is_success else r.text))
                     i += CLIENTS
@@ -103,7 +102,7 @@ def test_a_run_that_cannot_serve_is_refused_and_the_old_one_serves_on(watched):
     with recsys_server(None, watched["repo"], "--watch", str(runs), "--watch-seconds",
                        "0.3") as client:
         serving = client.get("/metadata").json()["run"]
-        body = _request(test, 0)
+        body = score_request(test, 0)
         before = client.post("/score", json=body).json()
         # a finished run whose weights are damaged, then one of another model's weights
         shutil.copytree(Path(serving), runs / "corrupt")

@@ -12,14 +12,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import BIN, run
-from recsys.dataset.hashing import collisions, hash_rows
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
 from recsys.dataset.meta import read_dataset_meta
@@ -151,15 +149,6 @@ def test_plan_that_cannot_fit_says_so_and_exits_nonzero():
 def test_plan_refuses_bad_flags():
     proc = run("recsys", "plan", "--dtype", "fp8", check=False)
     assert proc.returncode == 2 and "--dtype fp8" in proc.stderr
-
-
-def test_hash_spreads_ids_like_a_uniform_hash():
-    ids = np.arange(200_000, dtype=np.int64) * 7919 + 10 ** 15
-    rows = hash_rows(ids, 100_000)
-    assert rows.min() >= 0 and rows.max() < 100_000
-    assert np.array_equal(rows, hash_rows(ids, 100_000))  # a pure function
-    stats = collisions(ids, 100_000)
-    assert stats["colliding_share"] == pytest.approx(stats["expected_share"], abs=0.01)
 
 
 def test_ids_far_beyond_the_table_train_and_score(tiny, runs, tmp_path):

@@ -26,20 +26,12 @@ from recsys.serve.app import MAX_BODY_BYTES, MAX_CANDIDATES
 from recsys.config import TrainConfig
 from recsys.run import SCORES
 from recsys.train.loop import train
-from serving import copy_applied, recsys_server, redis_available, redis_server
+from serving import copy_applied, materialize, recsys_server, redis_available, redis_server, \
+    score_request
 
 QUIET = {"progress": False, "log": lambda *a, **k: None}
 # the history view's lists: items, scenarios, click times, then the clicked item's features
 HISTORY = [f.name for f in ANTM2C.view_features(HISTORY_VIEW.name)]
-
-
-def _materialize(repo, end: datetime | None = None, everything: bool = False) -> None:
-    """Feast's incremental materialization up to `end` (now), or every row up to it."""
-    end = (end or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S")
-    if everything:
-        run("feast", "materialize", "2000-01-01T00:00:00", end, cwd=repo)
-    else:
-        run("feast", "materialize-incremental", end, cwd=repo)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +40,7 @@ def served(tiny, tmp_path_factory):
     with the text vectors, and din (the user's history)."""
     base = tmp_path_factory.mktemp("serve")
     repo = copy_applied(tiny["repo"], base / "repo")
-    _materialize(repo)
+    materialize(repo)
     runs = {}
     for name, model, modalities in (("mmoe", "mmoe", ()), ("text", "dnn_mixed", ("text",)),
                                     ("din", "din", ())):
@@ -66,25 +58,17 @@ def server(served):
         yield client
 
 
-def _request(test: pa.Table, row: int) -> dict:
-    """The /score body of test row `row`: its user, scenario, item and context."""
-    context = [c for c in test.column_names if c.startswith("deep_features_")]
-    value = {c: test[c][row].as_py() for c in ("user_id", "item_id", "scenario", *context)}
-    return {"user_id": value["user_id"], "scenario": value["scenario"],
-            "item_ids": [value["item_id"]], "context": {c: value[c] for c in context}}
-
-
 def _served_equals_offline(client, run_dir, test, n=120, rows=None) -> None:
     offline = pq.read_table(run_dir / SCORES.format(split="test"))["score"].to_numpy()
     if rows is None:
         rows = np.random.default_rng(0).choice(test.num_rows, n, replace=False)
-    served = np.array([client.post("/score", json=_request(test, int(r))).json()
+    served = np.array([client.post("/score", json=score_request(test, int(r))).json()
                        ["scores"][0]["score"] for r in rows])
     np.testing.assert_allclose(served, offline[rows], atol=1e-5, rtol=0)
 
 
 def test_endpoints(server, served):
-    body = _request(served["test"], 0)
+    body = score_request(served["test"], 0)
     body["item_ids"] = [0, 1, 2, 3, 10 ** 9]  # the last one unknown: its cold path
     response = server.post("/score", json=body)
     assert response.status_code == 200
@@ -141,7 +125,7 @@ def test_served_din_scores_equal_the_offline_scores(served):
     with recsys_server(served["runs"]["din"], served["repo"]) as client:
         _served_equals_offline(client, served["runs"]["din"], test, rows=rows)
         # a click sent to /feedback is in the very next /score's history: its scores move
-        body = _request(test, int(held[0]))
+        body = score_request(test, int(held[0]))
         body["item_ids"] = [body["item_ids"][0], 1, 2, 3]
         before = client.post("/score", json=body).json()["scores"]
         click = {"user_id": body["user_id"], "item_id": 1, "scenario": body["scenario"],
@@ -256,7 +240,7 @@ def test_malformed_or_oversized_bodies(server):
 
 
 def test_unknown_users_and_items_take_the_cold_path(server, served):
-    body = _request(served["test"], 3)
+    body = score_request(served["test"], 3)
     known = server.post("/score", json=body).json()["scores"][0]["score"]
     # (a name where the repo's IDs are whole numbers is a client's bug: a 422, in BAD)
     for change in ({"user_id": 10 ** 12}, {"user_id": str(10 ** 12)},
@@ -272,7 +256,7 @@ def test_unknown_users_and_items_take_the_cold_path(server, served):
 def test_a_restarted_server_gives_the_same_answers_on_two_workers(served):
     """Restarted with --workers 2: the same answers from either worker, and /metrics counts
     the requests of both, whichever answers it."""
-    body = _request(served["test"], 5)
+    body = score_request(served["test"], 5)
     body["item_ids"] = list(range(50))
     with recsys_server(served["runs"]["mmoe"], served["repo"]) as client:
         first = client.post("/score", json=body).json()
@@ -288,7 +272,7 @@ def test_a_new_materialization_reaches_the_item_cache(served, tmp_path):
     """A later item profile, materialized while the server runs, is served within the
     cache's refresh interval, without a restart."""
     repo = copy_applied(served["repo"], tmp_path / "repo")
-    body = _request(served["test"], 7)
+    body = score_request(served["test"], 7)
     item = body["item_ids"][0]
     with recsys_server(served["runs"]["mmoe"], repo, "--refresh-seconds", "0.5") as client:
         before = client.post("/score", json=body).json()["scores"][0]["score"]
@@ -303,7 +287,7 @@ def test_a_new_materialization_reaches_the_item_cache(served, tmp_path):
             changed = changed.set_column(i, name, pa.array([(changed[name][0].as_py() + 7) % 10],
                                                            changed.schema.field(name).type))
         pq.write_table(changed, repo / "data" / "offline" / "item_profile" / "part-later.parquet")
-        _materialize(repo, now + timedelta(minutes=1))
+        materialize(repo, now + timedelta(minutes=1))
         deadline = time.monotonic() + 60
         while client.get("/health").json()["reloads"] < 1:
             assert time.monotonic() < deadline, "the item cache never reloaded"
@@ -316,13 +300,13 @@ def test_a_new_materialization_reaches_the_item_cache(served, tmp_path):
 def test_redis_end_to_end(served, tmp_path):
     """A real redis-server as the online store: materialized into, served from, and the
     answers those of the SQLite store."""
-    body = _request(served["test"], 11)
+    body = score_request(served["test"], 11)
     body["item_ids"] = list(range(100))
     with recsys_server(served["runs"]["mmoe"], served["repo"]) as client:
         sqlite = client.post("/score", json=body).json()
     with redis_server(tmp_path) as port:
         repo = copy_applied(served["repo"], tmp_path / "repo", redis_port=port)
-        _materialize(repo, everything=True)
+        materialize(repo, everything=True)
         with recsys_server(served["runs"]["mmoe"], repo) as client:
             assert client.post("/score", json=body).json() == sqlite
             assert client.get("/metadata").json()["feature_service"] == "multi_modal"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from feast import FeatureStore
 
-from conftest import run
+from conftest import fails, fingerprint, run
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split, rows_batch
 from recsys.dataset.meta import read_dataset_meta
@@ -23,7 +23,6 @@ from recsys.dataset.episodes import EpisodeSampler
 from recsys.models.base import SparseArch
 from recsys.text.cache import TextCache, text_keys
 from recsys.text.encode import ENCODING, default_model, encode_missing, load_encoder
-from test_errors import fails, fingerprint
 
 
 def vectors_of(offline, view: str) -> dict:
