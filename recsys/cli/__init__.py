@@ -306,12 +306,42 @@ def train(
         metrics = Run(out).metrics()
     else:
         metrics = run(dataset, out, cfg, force=force, log=console.print, init_from=init_from)
-    console.print(metrics_table(metrics), soft_wrap=True)
+    from recsys.models.registry import model_class
+
+    if model_class(cfg.model).capabilities.family == "retrieval":
+        _print_retrieval(out)  # judged by where a click ranks, not by a CTR logloss
+    else:
+        console.print(metrics_table(metrics), soft_wrap=True)
     for name, h in metrics["hashing"].items():
         console.print(f"{name}: {h['distinct_ids']:,} distinct IDs hashed into "
                       f"{h['rows']:,} rows; {h['colliding_share']:.2%} share a row "
                       f"(uniform hashing: {h['expected_share']:.2%})", soft_wrap=True)
     console.print(f"metrics: {out / 'metrics.json'}")
+
+
+def _print_retrieval(out: Path) -> None:
+    """A retrieval run's Recall@K of the test clicks beside popularity's, overall and per
+    scenario (measured here, not published: `recsys index` does that); said plainly where the
+    model is below popularity."""
+    from recsys.retrieval.index import build_index
+
+    found = build_index(out, force=True, publish=False)["retrieval"]
+    rows = {"overall": found["overall"], **found["per_scenario"]}
+    ks = [k.split("@")[1] for k in rows["overall"]["model"] if k.startswith("recall@")]
+    console.print("| slice | " + " | ".join(f"Recall@{k} (popularity)" for k in ks) + " |",
+                  soft_wrap=True)
+    console.print("| --- |" + " ---: |" * len(ks))
+    below = []
+    for name, r in rows.items():
+        cells = [f"{r['model'][f'recall@{k}']:.4f} ({r['popularity'][f'recall@{k}']:.4f})"
+                 for k in ks]
+        console.print(f"| {name} | " + " | ".join(cells) + " |")
+        if r["model"][f"recall@{ks[1]}"] < r["popularity"][f"recall@{ks[1]}"]:
+            below.append(name)
+    if below:
+        console.print(f"below popularity at Recall@{ks[1]} in: {', '.join(below)}: this run "
+                      f"retrieves worse than ranking items by their training clicks",
+                      soft_wrap=True)
 
 
 @app.command()
