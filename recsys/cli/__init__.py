@@ -308,7 +308,7 @@ def train(
         metrics = run(dataset, out, cfg, force=force, log=console.print, init_from=init_from)
     from recsys.models.registry import model_class
 
-    if model_class(cfg.model).capabilities.family == "retrieval":
+    if model_class(cfg.model).capabilities.retrieval:
         _print_retrieval(out)  # judged by where a click ranks, not by a CTR logloss
     else:
         console.print(metrics_table(metrics), soft_wrap=True)

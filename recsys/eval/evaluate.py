@@ -46,8 +46,7 @@ def predict(model: torch.nn.Module, data: SplitData, layout: Layout,
     user's history at test time (maml, melu) get the training split as `history`."""
     probs = np.concatenate(list(score_batches(model, BatchLoader(data, layout, batch_size),
                                               device)))
-    if history is not None and getattr(model, "capabilities", None) is not None and \
-            model.capabilities.adapts:
+    if history is not None and model.capabilities.adapts:
         probs = model.predict_split(data, layout, history, probs)
     return probs
 

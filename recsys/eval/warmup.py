@@ -20,7 +20,6 @@ from recsys.dataset.loader import BatchLoader, rows_batch, SplitData
 from recsys.eval.evaluate import MIN_ROWS, predict
 from recsys.metrics import auc
 from recsys.models.base import SparseArch, set_sparse_lr
-from recsys.models.cold import ColdStartModel
 from recsys.schema import ITEM_ID
 
 STAGES = ("cold", "warm-a", "warm-b", "warm-c")
@@ -66,7 +65,7 @@ def warmup_curve(model: torch.nn.Module, layout: Layout, train: SplitData, later
     curve["bayes_auc"] = auc(evaluation.labels, evaluation.p_true)
     rows = torch.from_numpy(items)
     arches = [m for m in model.modules() if isinstance(m, SparseArch)]
-    if isinstance(model, ColdStartModel):  # start from the cold path's embedding
+    if model.capabilities.cold_path:  # start from the cold path's embedding
         model.start_from_cold(ITEM, rows, rows_batch(batches[0], layout,
                                                      slice(0, None, k)))  # one row per item
     set_sparse_lr(model, lr)

@@ -27,12 +27,15 @@ from recsys.schema import HISTORY_ITEMS, HISTORY_POOLINGS, ITEM_ID, SCENARIO, US
 logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 
 
+# which experiment a model belongs to: a closed set, each read the same way everywhere
+FAMILIES = ("multi-scenario", "cold-start", "history", "retrieval")
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a model needs and offers beyond forward(batch) -> logits and loss(batch)."""
 
-    # "multi-scenario" | "cold-start" | "history" | "retrieval": which experiment it belongs to
-    family: str
+    family: str  # one of FAMILIES
     shardable: bool = True  # DistributedModelParallel can shard its tables (one lookup a step)
     # entities whose meta-learning episodes (dataset.episodes) its loss takes
     episodes: tuple[str, ...] = ()
@@ -41,6 +44,15 @@ class Capabilities:
     history: str = ""  # reads the user's history by nature, pooled so (din: "attention")
     history_poolings: tuple[str, ...] = HISTORY_POOLINGS  # the poolings of --history it takes
     interaction: bool = True  # adds the dot part's logit to its own (ModelConfig.interaction)
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"family {self.family!r}: one of {', '.join(FAMILIES)}")
+
+    @property
+    def retrieval(self) -> bool:
+        """It gives user and item vectors (`vectors(batch)`) for a search over the catalogue."""
+        return self.family == "retrieval"
 
 
 class Model(nn.Module):

@@ -49,7 +49,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
 
     trained = Run(run).check_trained()
     cfg, meta = trained.config(), trained.dataset_meta()
-    if model_class(cfg.model).capabilities.family != "retrieval":
+    if not model_class(cfg.model).capabilities.retrieval:
         raise UsageError(f"run {run}: its model {cfg.model} scores (user, item) pairs and has no "
                          f"item vectors; train a retrieval model (recsys train --model "
                          f"two_tower) and index its output", fields="run")

@@ -38,7 +38,7 @@ class Recommender:
 
         self.ranker = ranker
         self.retriever = Scorer(retrieval_run, repo, refresh_seconds)
-        if not hasattr(self.retriever.model, "vectors"):
+        if not self.retriever.model.capabilities.retrieval:
             raise RequestError(f"{retrieval_run}: not a retrieval run (its model "
                                f"{self.retriever.info['model']} has no user vectors)")
         self.index, self.index_info = load_index(retrieval_run)
