@@ -55,10 +55,16 @@ class Run:
         return read_json(self.path / CONFIG, RETRAIN)
 
     def config(self) -> TrainConfig:
-        """The run's TrainConfig (the model's hyper-parameters included)."""
+        """The run's TrainConfig (the model's hyper-parameters included). A run written by an
+        older recsys whose config no longer reads is refused, never misread."""
         saved = self.saved
-        return TrainConfig.from_json({k: v for k, v in saved.items() if k not in PROVENANCE},
-                                     str(self.path / CONFIG))
+        try:
+            return TrainConfig.from_json({k: v for k, v in saved.items()
+                                          if k not in PROVENANCE}, str(self.path / CONFIG))
+        except UsageError as e:
+            raise DataError(f"{e}: this run was trained by another version of recsys; train "
+                            f"it again (`recsys train --model {saved.get('model', 'MODEL')} "
+                            f"--out {self.path} --force`, with its flags)") from None
 
     def dataset_meta(self) -> dict:
         """The meta.json of the dataset the run trained on, kept in the run folder."""

@@ -91,7 +91,9 @@ def paired(a: Run, b: Run, split: str = "test", resamples: int = RESAMPLES,
     """B − A on the same rows: the AUC difference overall and per scenario, its bootstrap
     interval and the share of resamples where B is not better; `within_noise` when the
     interval holds 0."""
-    fa, fb = (r.check_trained().saved.get("dataset_fingerprint") for r in (a, b))
+    for run in (a, b):
+        run.check_trained().config()  # a run this version cannot read is refused here
+    fa, fb = (r.saved.get("dataset_fingerprint") for r in (a, b))
     if fa != fb:
         raise UsageError(f"{a.path} and {b.path} were trained on different data (dataset "
                          f"fingerprints {fa} and {fb}): compare runs of one dataset")

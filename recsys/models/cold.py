@@ -35,16 +35,16 @@ COLD_ENTITIES = (USER_ID, ITEM_ID)
 
 @dataclass
 class ColdStartConfig(DNNConfig):
+    """dropoutnet's (and every cold-start model's): how often training drops an ID."""
+
     id_dropout: float = 0.3  # share of training rows whose user / item ID is dropped
+
+
+@dataclass
+class EpisodeConfig(ColdStartConfig):
+    """A cold-start model that also learns on meta-learning episodes."""
+
     meta_tasks: int = 32  # tasks (users or items) per meta-learning step
-    # maml / melu: weight of the meta loss beside the usual loss. It moves the shared network
-    # with the noisy gradient of a few dozen tasks, which at weight 1 swamps the usual loss.
-    meta_weight: float = 0.1
-    inner_lr: float = 0.01  # maml / melu: step size of the per-task (inner) update
-    inner_steps: int = 1
-    metaemb_weight: float = 1.0  # metaemb: its meta loss moves only the generators
-    metaemb_alpha: float = 0.1  # metaemb: weight of the cold loss against the warm-up loss
-    metaemb_lr: float = 0.1  # metaemb: step size of the simulated warm-up
 
 
 class ColdStartModel(Model):

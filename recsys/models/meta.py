@@ -19,7 +19,7 @@ from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import rows_batch, SplitData
 from recsys.models.base import Capabilities
-from recsys.models.cold import ColdStartConfig, ColdStartModel, linear_layers, masked_bce, \
+from recsys.models.cold import ColdStartModel, EpisodeConfig, linear_layers, masked_bce, \
     replace_slot, task_forward
 from recsys.schema import FEW_SHOT_MAX, USER_ID
 
@@ -27,7 +27,14 @@ USER = USER_ID
 
 
 @dataclass
-class UserTaskConfig(ColdStartConfig):
+class UserTaskConfig(EpisodeConfig):
+    """maml's and melu's: the per-user inner loop."""
+
+    # the weight of the meta loss beside the usual loss: it moves the shared network with the
+    # noisy gradient of a few dozen tasks, which at weight 1 swamps the usual loss
+    meta_weight: float = 0.1
+    inner_lr: float = 0.01  # step size of the per-task (inner) update
+    inner_steps: int = 1
     interaction: str = "none"  # the adapted scores (task_forward) are the network's alone
 
 

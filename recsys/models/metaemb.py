@@ -6,6 +6,8 @@ the base's content prior plus the generator's correction (zero at the start); th
 trains as usual, and the meta objective moves only the generators (the base is frozen inside
 it)."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -13,12 +15,21 @@ from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
 from recsys.dataset.episodes import Episode
 from recsys.models.base import Capabilities
-from recsys.models.cold import COLD_ENTITIES, ColdStartModel, content_mlp, replace_slot
+from recsys.models.cold import COLD_ENTITIES, ColdStartModel, EpisodeConfig, content_mlp, \
+    replace_slot
+
+
+@dataclass
+class MetaEmbConfig(EpisodeConfig):
+    metaemb_weight: float = 1.0  # its meta loss moves only the generators
+    metaemb_alpha: float = 0.1  # weight of the cold loss against the warm-up loss
+    metaemb_lr: float = 0.1  # step size of the simulated warm-up
 
 
 class MetaEmb(ColdStartModel):
     capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
                                 episodes=COLD_ENTITIES)
+    Config = MetaEmbConfig
 
     def __init__(self, layout, cfg):
         super().__init__(layout, cfg)

@@ -75,3 +75,20 @@ def test_an_append_to_a_repo_without_data_is_one_line(tmp_path):
         assert result.exit_code == 2, result.output
         assert "no data in" in result.output and "Traceback" not in result.output
         assert not (repo / "data").exists()
+
+
+def test_a_run_of_an_older_recsys_is_refused_not_misread(tmp_path):
+    """A run whose config.json this version no longer reads (dropoutnet once carried maml's
+    keys) is one line saying to train it again, whatever reads it."""
+    import json
+
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(
+        {"model": "dropoutnet", "model_config": {"meta_tasks": 32, "inner_lr": 0.01}}))
+    (run / "best.pt").write_bytes(b"")
+    (run / "metrics.json").write_text("{}")
+    result = runner.invoke(app, ["runs", "compare", str(run), str(run)])
+    assert result.exit_code == 2
+    last = result.output.strip().splitlines()[-1]
+    assert "model_config.meta_tasks: not a known key" in last and "train it again" in last
