@@ -45,13 +45,19 @@ def _by_user(row):
     return row[0], row[1]
 
 
-def test_history_sql_equals_a_replay():
+def _log_table(log) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection holding `log` as its interactions table."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE TABLE interactions (request_id BIGINT, event_timestamp TIMESTAMPTZ, "
                 "user_id BIGINT, item_id BIGINT, scenario BIGINT, label TINYINT)")
     con.executemany("INSERT INTO interactions VALUES (?, ?, ?, ?, ?, ?)",
-                    [(r[0], T0 + timedelta(seconds=r[1]), *r[2:]) for r in LOG])
+                    [(r[0], T0 + timedelta(seconds=r[1]), *r[2:]) for r in log])
+    return con
+
+
+def test_history_sql_equals_a_replay():
+    con = _log_table(LOG)
     con.execute("CREATE TABLE item_profile (item_id BIGINT, event_timestamp TIMESTAMPTZ, "
                 "item_category BIGINT)")
     con.executemany("INSERT INTO item_profile VALUES (?, ?, ?)",
@@ -82,12 +88,7 @@ def test_feedback_merges_clicks_where_the_sql_puts_them():
     # user 1: three clicks at t=10 from two requests, two of them in one request
     log = [(1, 0, 1, 5, 0, 1), (3, 10, 1, 7, 2, 1), (2, 10, 1, 6, 1, 1), (3, 10, 1, 4, 1, 1),
            (4, 20, 1, 8, 0, 1), (5, 30, 1, 9, 3, 1)]
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE TABLE interactions (request_id BIGINT, event_timestamp TIMESTAMPTZ, "
-                "user_id BIGINT, item_id BIGINT, scenario BIGINT, label TINYINT)")
-    con.executemany("INSERT INTO interactions VALUES (?, ?, ?, ?, ?, ?)",
-                    [(r[0], T0 + timedelta(seconds=r[1]), *r[2:]) for r in log])
+    con = _log_table(log)
     rng = random.Random(0)
     for length in (2, 3, 50):
         sql = con.execute(history_sql(length)).fetchall()[-1]  # after the last click
