@@ -31,6 +31,9 @@ SPACE = {"dense_lr": ("log", 1e-4, 1e-2), "embedding_lr": ("log", 0.005, 0.3),
          "embedding_dim": ("choice", (8, 16, 32)), "dropout": ("float", 0.0, 0.5),
          "weight_decay": ("log", 1e-7, 1e-3)}
 MODEL_KEYS = ("embedding_lr", "embedding_dim", "dropout")  # the rest are the run's
+# a trial is pruned only after this many trials finished and from this epoch on (earlier, the
+# validation AUC of a slow starter says little)
+PRUNE_AFTER_TRIALS, PRUNE_AFTER_EPOCHS = 10, 3
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,12 @@ def trial_config(base: dict, params: dict) -> TrainConfig:
     return resolve(base, run, model, "the trial")
 
 
+def default_params(base: dict) -> dict:
+    """The base config's values of the searched keys (the defaults where it says nothing)."""
+    cfg = resolve(base, {}, where="the config")
+    return {k: getattr(cfg.model_config if k in MODEL_KEYS else cfg, k) for k in SPACE}
+
+
 def _suggest(trial) -> dict:
     params = {}
     for name, (kind, *args) in SPACE.items():
@@ -81,7 +90,8 @@ def _study(tune: Tune, worker: int = 0):
     return optuna.create_study(
         study_name="tune", storage=f"sqlite:///{tune.out / STUDY}", direction="maximize",
         load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=tune.seed + worker),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS,
+                                           n_warmup_steps=PRUNE_AFTER_EPOCHS))
 
 
 def _objective(tune: Tune):
@@ -141,6 +151,8 @@ def tune(t: Tune, force: bool = False, log=print) -> dict:
         shutil.rmtree(t.out)
     t.out.mkdir(parents=True, exist_ok=True)
     study = _study(t)
+    if not study.get_trials(deepcopy=False):  # the defaults first: the tune starts from them
+        study.enqueue_trial(default_params(t.base))
     for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):  # killed
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # its run is started anew
     deadline = time.time() + t.timeout if t.timeout else None
