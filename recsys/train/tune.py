@@ -64,9 +64,19 @@ def trial_config(base: dict, params: dict) -> TrainConfig:
 
 
 def default_params(base: dict) -> dict:
-    """The base config's values of the searched keys (the defaults where it says nothing)."""
+    """The base config's values of the searched keys (the defaults where it says nothing),
+    each held to the space: a value below a range's low end takes the low end (weight_decay
+    0 is 1e-7), a choice the space lacks is left to the sampler."""
     cfg = resolve(base, {}, where="the config")
-    return {k: getattr(cfg.model_config if k in MODEL_KEYS else cfg, k) for k in SPACE}
+    out = {}
+    for k, (kind, *args) in SPACE.items():
+        value = getattr(cfg.model_config if k in MODEL_KEYS else cfg, k)
+        if kind == "choice":
+            if value in args[0]:
+                out[k] = value
+        else:
+            out[k] = min(max(value, args[0]), args[1])
+    return out
 
 
 def _suggest(trial) -> dict:
