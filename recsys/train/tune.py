@@ -161,12 +161,17 @@ def tune(t: Tune, force: bool = False, log=print) -> dict:
         shutil.rmtree(t.out)
     t.out.mkdir(parents=True, exist_ok=True)
     study = _study(t)
-    if not study.get_trials(deepcopy=False):  # the defaults first: the tune starts from them
-        study.enqueue_trial(default_params(t.base))
     for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):  # killed
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # its run is started anew
     deadline = time.time() + t.timeout if t.timeout else None
     started = time.time()
+    if not any(tr.state.is_finished() and tr.state != optuna.trial.TrialState.FAIL
+               for tr in study.get_trials(deepcopy=False)):
+        # the defaults first, here, before the processes: two processes on SQLite would both
+        # take an enqueued trial
+        if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            study.enqueue_trial(default_params(t.base))
+        study.optimize(_objective(t), n_trials=1, catch=())
     if t.jobs == 1:
         _worker(t, deadline)
     else:  # each process its own torch: trials side by side on the cores
