@@ -164,7 +164,9 @@ def train(dataset: Path, runs: Path, name: str, flags: list[str], seed: int) -> 
         sh(BIN / "recsys", "train", *flags, "--dataset", dataset, "--seed", seed, "--out", out,
            "--force", log=runs / f"{out.name}.log")
         wall.write_text(f"{time.perf_counter() - start:.1f}")
-    return {**Run(out).metrics(), "wall": float(wall.read_text()) if wall.is_file() else None}
+    code = Run(out).saved.get("code") or {}
+    return {**Run(out).metrics(), "wall": float(wall.read_text()) if wall.is_file() else None,
+            "commit": (code.get("commit") or "unknown")[:7] + ("+" if code.get("dirty") else "")}
 
 
 def tune(dataset: Path, work: Path, default: list[dict], gates: dict) -> dict:
@@ -270,6 +272,7 @@ def main() -> None:
         table = {name: mean_std([aucs(m) for n, m in done if n == name])
                  for name, _ in MODELS[form]}
         results["forms"][form] = {
+            "trained_at": sorted({m["commit"] for _, m in done}),  # runs are reused
             "rows": {s: v["rows"] for s, v in meta["splits"].items()},
             "scenarios": [s["name"] for s in meta["schema"]["scenarios"]],
             "recsys": table, "references": refs}

@@ -237,6 +237,9 @@ def real_part(folder: Path) -> str:
         names = [r["scenarios"][int(c.split("_")[1])] for c in scen]
         lines += [f"### Form `{form}` ({rows} rows; scenarios: "
                   f"{', '.join(r['scenarios'])})", "",
+                  f"Its runs were trained at commit(s) {', '.join(r.get('trained_at', []))} "
+                  f"(a finished run is reused by the next invocation; + marks uncommitted "
+                  f"changes).", "",
                   ("| | model | test AUC | " + "".join(f"{n} | " for n in names)).rstrip(),
                   "| --- | --- | ---: |" + " ---: |" * len(scen)]
         for side, table in (("reference", r["references"]), ("recsys", r["recsys"])):
