@@ -325,7 +325,7 @@ def _print_retrieval(out: Path) -> None:
     model is below popularity."""
     from recsys.retrieval.index import build_index
 
-    found = build_index(out, force=True, publish=False)["retrieval"]
+    found = build_index(out, publish=False, write=False)["retrieval"]
     rows = {"overall": found["overall"], **found["per_scenario"]}
     ks = [k.split("@")[1] for k in rows["overall"]["model"] if k.startswith("recall@")]
     console.print("| slice | " + " | ".join(f"Recall@{k} (popularity)" for k in ks) + " |",

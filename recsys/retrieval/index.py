@@ -35,9 +35,10 @@ RECALL_QUERIES, RECALL_K = 1_000, 100  # the sample an approximate index's recal
 
 def build_index(run: Path, repo: Path | None = None, force: bool = False,
                 exact_items: int = EXACT_ITEMS, publish: bool = True,
-                log: Callable[[str], None] = lambda _: None) -> dict:
+                log: Callable[[str], None] = lambda _: None, write: bool = True) -> dict:
     """Encode the catalogue with the run's item tower and write its index; its description.
-    `publish`: also write the vectors into the repo's feature store (retrieval.store)."""
+    `publish`: also write the vectors into the repo's feature store (retrieval.store);
+    `write=False`: measure only (the run folder and the store are left as they are)."""
     import faiss
 
     from recsys.data.offline import check_repo, read_repo_meta
@@ -55,7 +56,9 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
                          f"two_tower) and index its output", fields="run")
     repo = check_repo(Path(repo or meta["repo"]))
     out = run / INDEX_DIR
-    check_output_free(out, force)
+    publish = publish and write
+    if write:
+        check_output_free(out, force)
     if publish:
         store.check_free(repo, run, force)
     layout = trained.layout()
@@ -77,6 +80,8 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
             "dim": dim, f"recall@{RECALL_K} against exact": recall,
             "encode_seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1),
             "fingerprint": trained.fingerprint()}
+    if not write:
+        return {**info, "retrieval": metrics}
     with atomic_dir(out, force) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
         write_json(info, tmp / INDEX_META)
