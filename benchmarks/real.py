@@ -156,9 +156,7 @@ def train(dataset: Path, runs: Path, name: str, flags: list[str], seed: int) -> 
     """A default run's metrics, with the wall seconds of the command that trained it."""
     out = runs / f"{name.replace(', ', '-').replace(' ', '-')}-seed{seed}"
     wall = out.parent / f"{out.name}.wall"
-    nodot = runs.parent / "nodot.yaml"
-    nodot.write_text(NO_DOT)
-    flags = [str(nodot) if f == "{nodot}" else f for f in flags]
+    flags = [str(runs.parent / "nodot.yaml") if f == "{nodot}" else f for f in flags]
     if not Run(out).finished:
         start = time.perf_counter()
         sh(BIN / "recsys", "train", *flags, "--dataset", dataset, "--seed", seed, "--out", out,
@@ -260,6 +258,7 @@ def main() -> None:
         meta = json.loads((dataset / "meta.json").read_text())
         runs = args.work / form / "runs"
         runs.mkdir(parents=True, exist_ok=True)
+        (runs.parent / "nodot.yaml").write_text(NO_DOT)  # the ablation arms' config, once
         ref_json = args.work / form / "references.json"
         if not ref_json.is_file():
             sh(sys.executable, ROOT / "benchmarks" / "references" / "references.py", dataset,

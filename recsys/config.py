@@ -195,6 +195,17 @@ def read_config(path: Path, model: str | None = None) -> dict:
     return data
 
 
+def config_with_model(path: Path | None, model: str | None) -> dict:
+    """A command's --config file (or none) with its --model in: the model must be named by
+    one of them."""
+    data = read_config(path, model) if path is not None else {}
+    if model is not None:
+        data["model"] = model
+    if "model" not in data:
+        raise UsageError("missing --model: pass it, or `model:` in a --config file")
+    return data
+
+
 def resolve(file: dict, flags: dict, model_flags: dict | None = None,
             where: str = "the config") -> TrainConfig:
     """The run's config: the defaults, then the config file's keys, then the flags given

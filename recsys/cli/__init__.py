@@ -277,13 +277,11 @@ def train(
 
     from recsys.eval.report import metrics_table
     from recsys.train import distributed
-    from recsys.config import read_config, resolve
+    from recsys.config import config_with_model, resolve
     from recsys.train.job import Job, launch
     from recsys.train.loop import train as run
 
-    file = read_config(config, model) if config is not None else {}
-    if model is None and "model" not in file:
-        raise UsageError("missing --model: pass it, or `model:` in a --config file")
+    file = config_with_model(config, model)
     modalities = [m for m, on in (("text", text), ("image", image)) if on]
     hashed_rows = {n: r for n, r in ((USER_ID, user_rows), (ITEM_ID, item_rows))
                    if r is not None}
@@ -364,16 +362,12 @@ def tune(
     """Tune a model's rates, batch, width and regularization with Optuna (TPE, median
     pruning) on validation AUC; each trial a run folder; a killed tune resumes; best.yaml for
     `recsys train --config`."""
-    from recsys.config import read_config
+    from recsys.config import config_with_model
     from recsys.dataset.meta import read_dataset_meta
 
     dataset = dataset or Path("datasets") / workspace_preset()
     read_dataset_meta(dataset)
-    base = read_config(config, model) if config is not None else {}
-    if model is not None:
-        base["model"] = model
-    if "model" not in base:
-        raise UsageError("missing --model: pass it, or `model:` in a --config file")
+    base = config_with_model(config, model)
     from recsys.train.tune import Tune, tune as run
 
     out = out or Path("runs") / f"tune-{base['model']}"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from recsys.config import PROVENANCE
 from recsys.errors import DataError, UsageError
 from recsys.provenance import dataset_fingerprint
 from recsys.run import METRICS, Run
@@ -50,8 +51,6 @@ def _flat(config: dict, prefix: str = "") -> dict:
 def run_table(runs: list[Run]) -> dict:
     """Rows of the runs' test AUC (overall and per scenario) and the config keys that differ
     among them (provenance left aside)."""
-    from recsys.config import PROVENANCE
-
     configs = [{k: v for k, v in _flat(r.saved).items()
                 if k.split(".")[0] not in PROVENANCE} for r in runs]
     keys = sorted({k for c in configs for k in c})
