@@ -83,22 +83,6 @@ def rolling_commands(criteria: dict, work: Path) -> list[list[str]]:
              criteria["model"], "--start", criteria["start"], "--out", str(work / "rolling")]]
 
 
-def check_rolling(results: dict, criteria: dict) -> list[tuple[str, bool]]:
-    """Each criterion of the rolling gates: (its line, whether it holds)."""
-    auc = {arm: results["models"][arm]["auc"] for arm in ("update", "retrain")}
-    lines = []
-    for column, margin in criteria["update_minus_retrain"].items():
-        up, re_ = auc["update"][column]["mean"], auc["retrain"][column]["mean"]
-        ok = up - re_ >= margin
-        lines.append((f"{column}: update {up:.4f} - retrain {re_:.4f} = {up - re_:+.4f}, "
-                      f"needs >= {margin:+.4f}: {'ok' if ok else 'FAILED'}", ok))
-    share = results["examples_share"]
-    ok = share <= criteria["max_examples_share"]
-    lines.append((f"examples: update trained {share:.1%} of retrain's, needs <= "
-                  f"{criteria['max_examples_share']:.0%}: {'ok' if ok else 'FAILED'}", ok))
-    return lines
-
-
 def feed_commands(criteria: dict, seeds: int, work: Path) -> list[list[str]]:
     repo, ds = work / "repo", work / "ds"
     return [["recsys", "generate", "--preset", criteria["preset"], "--feed", "--repo",
@@ -109,40 +93,6 @@ def feed_commands(criteria: dict, seeds: int, work: Path) -> list[list[str]]:
              "--config", str(FEED_HISTORY), "--out", str(work / "history")],
             ["recsys", "experiment", "retrieval", "--dataset", str(ds), "--seeds", str(seeds),
              "--out", str(work / "retrieval")]]
-
-
-def check_history(results: dict, criteria: dict) -> list[tuple[str, bool]]:
-    """The best history model's paired gain over the baseline: at least the margin overall,
-    and more on few-shot users than overall."""
-    base, few = criteria["baseline"], criteria["few_shot_column"]
-    gains = {g["arm"]: g["auc"] for g in results["gains"].values() if g["baseline"] == base}
-    best = max(gains, key=lambda arm: gains[arm]["overall"]["mean"])
-    overall, on_few = gains[best]["overall"]["mean"], gains[best][few]["mean"]
-    margin = criteria["min_overall_gain"]
-    return [(f"history: best {best} - {base} overall {overall:+.4f}, needs >= {margin:+.4f}: "
-             f"{'ok' if overall >= margin else 'FAILED'}", overall >= margin),
-            (f"history: {best} - {base} on {few} {on_few:+.4f}, needs > overall "
-             f"{overall:+.4f}: {'ok' if on_few > overall else 'FAILED'}", on_few > overall)]
-
-
-def check_retrieval(results: dict, criteria: dict) -> list[tuple[str, bool]]:
-    """The best two_tower arm's Recall@K over popularity's, overall and in each scenario with
-    enough test clicks."""
-    metric, ratio = criteria["metric"], criteria["min_ratio"]
-    models = results["models"]
-    arms = [a for a in models if a != "popularity"]
-    best = max(arms, key=lambda a: models[a][metric]["overall"]["mean"])
-    columns = [c for c in results["columns"]
-               if c == "overall" or results["test_rows"][c] >= criteria["min_test_clicks"]]
-    lines = []
-    for col in columns:
-        model, pop = models[best][metric][col]["mean"], models["popularity"][metric][col]["mean"]
-        ok = model >= ratio * pop
-        name = col if col == "overall" else f"scenario {col} ({results['names'][col]})"
-        lines.append((f"retrieval: {best} {metric} {name} {model:.4f} = {model / pop:.2f}x "
-                      f"popularity's {pop:.4f}, needs >= {ratio:.1f}x: "
-                      f"{'ok' if ok else 'FAILED'}", ok))
-    return lines
 
 
 def criteria_main(kind: str, work: Path, seeds: int | None) -> int:
@@ -169,20 +119,21 @@ def criteria_main(kind: str, work: Path, seeds: int | None) -> int:
     def results(name: str) -> dict:
         return json.loads((work / name / "results.json").read_text())
 
-    lines = check_rolling(results("rolling"), criteria) if kind == "rolling" else \
-        [*check_history(results("history"), criteria["history"]),
-         *check_retrieval(results("retrieval"), criteria["retrieval"])]
-    for line, _ in lines:
-        print(line)
+    checks = gates.rolling_criteria(results("rolling"), criteria) if kind == "rolling" else \
+        [*gates.history_criteria(results("history"), criteria["history"]),
+         *gates.retrieval_criteria(results("retrieval"), criteria["retrieval"])]
+    for c in checks:
+        print(c.line())
+    print(gates.verdict(checks))
     write_json({"criteria": criteria, "seeds": seeds,
-                "checked": [{"line": t, "ok": ok} for t, ok in lines],
+                "checked": [{"line": c.line(), "ok": c.passed} for c in checks],
                 "commands": [copy_shown(work), *(shown(c, work) for c in listed)],
                 "machine": machine_facts(),
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()},
                work / f"{kind}.json")
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render.py"), kind,
                     str(work)], check=True)
-    return 0 if all(ok for _, ok in lines) else 1
+    return 0 if all(c.passed for c in checks) else 1
 
 
 def _relative(arg: str | Path) -> str:

@@ -39,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from recsys.eval.gates import Criterion, real_criteria  # noqa: E402
 from recsys.features.feature_store import copy_definitions  # noqa: E402
 from recsys.files import write_json  # noqa: E402
 from recsys.provenance import machine_facts  # noqa: E402
@@ -189,15 +190,12 @@ def tune(dataset: Path, work: Path, default: list[dict], gates: dict) -> dict:
             "default_val_auc": default_val, "seconds": result["seconds"],
             "default_seconds": one,
             "checked": [
-                {"ok": best["val_auc"] > default_val,
-                 "line": f"tune: best trial's validation AUC {best['val_auc']:.4f} vs the "
-                         f"defaults' {default_val:.4f} (test AUC {best['test_auc']:.4f}, "
-                         f"reported): needs above: "
-                         f"{'ok' if best['val_auc'] > default_val else 'FAILS'}"},
-                {"ok": fast,
-                 "line": f"tune: {result['seconds']:.0f} s for {len(result['trials'])} "
-                         f"trials vs one default training {one or 0:.0f} s: needs <= "
-                         f"{gates['tune_wall']}x: {'ok' if fast else 'FAILS'}"}]}
+                Criterion(f"tune: best trial's validation AUC {best['val_auc']:.4f} vs the "
+                          f"defaults' {default_val:.4f} (test AUC {best['test_auc']:.4f}, "
+                          f"reported): needs above", best["val_auc"] > default_val),
+                Criterion(f"tune: {result['seconds']:.0f} s for {len(result['trials'])} "
+                          f"trials vs one default training {one or 0:.0f} s: needs <= "
+                          f"{gates['tune_wall']}x", fast)]}
 
 
 def aucs(metrics: dict) -> dict:
@@ -211,30 +209,6 @@ def mean_std(runs: list[dict]) -> dict:
     keys = [k for k in runs[0] if k == "overall" or k.startswith("scenario_")]
     return {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
             for k in keys if all(r.get(k) is not None for r in runs)}
-
-
-def criteria(table: dict, refs: dict, gates: dict) -> list[dict]:
-    """The criteria on the click form (the models at their defaults), each with its verdict
-    and a line saying it."""
-    overall = {name: cells["overall"][0] for name, cells in table.items()
-               if name not in ABLATIONS}
-    best_ref = max((cells["overall"][0], name) for name, cells in refs.items())
-    best = max((v, n) for n, v in overall.items())
-    history = max((overall[n], n) for n in HISTORY_ARMS if n in overall)
-    plain = max((v, n) for n, v in overall.items() if n not in HISTORY_ARMS)
-    mf = refs["logistic_mf"]["overall"][0]
-    worst = min((v, n) for n, v in overall.items())
-    checks = [(best[0] >= best_ref[0] - gates["best_vs_reference"],
-               f"best recsys model {best[1]} {best[0]:.4f} vs best reference {best_ref[1]} "
-               f"{best_ref[0]:.4f}: needs >= reference - {gates['best_vs_reference']}"),
-              (history[0] >= plain[0] + gates["history_gain"],
-               f"best history model {history[1]} {history[0]:.4f} vs best without history "
-               f"{plain[1]} {plain[0]:.4f}: needs >= +{gates['history_gain']} "
-               f"({history[0] - plain[0]:+.4f})"),
-              (worst[0] >= mf - gates["every_vs_mf"],
-               f"every recsys model >= reference logistic MF {mf:.4f} - {gates['every_vs_mf']}: "
-               f"lowest {worst[1]} {worst[0]:.4f}")]
-    return [{"ok": bool(ok), "line": f"{line}: {'ok' if ok else 'FAILS'}"} for ok, line in checks]
 
 
 def _wall(runs: Path, name: str, seed: int) -> float | None:
@@ -280,16 +254,20 @@ def main() -> None:
                                                     for k, (m, s) in cells.items()), flush=True)
     if "click" in results["forms"]:
         click = results["forms"]["click"]
-        results["checked"] = criteria(click["recsys"], click["references"], gates)
+        overall = {n: cells["overall"][0] for n, cells in click["recsys"].items()
+                   if n not in ABLATIONS}  # the models at their defaults
+        checked = real_criteria(overall, HISTORY_ARMS, {n: cells["overall"][0] for n, cells
+                                                        in click["references"].items()}, gates)
         if gates.get("tune_trials"):
             default = [Run(args.work / "click" / "runs" / f"{TUNED[0]}-seed{s}").metrics()
                        | {"wall": _wall(args.work / "click" / "runs", TUNED[0], s)}
                        for s in range(seeds)]
             results["tune"] = tune(args.work / "click" / "dataset", args.work / "click",
                                    default, gates)
-            results["checked"] += results["tune"]["checked"]
-        for c in results["checked"]:
-            print(c["line"])
+            checked += results["tune"].pop("checked")
+        results["checked"] = [{"line": c.line(), "ok": c.passed} for c in checked]
+        for c in checked:
+            print(c.line())
     results.update(finished=datetime.datetime.now(datetime.timezone.utc).isoformat(),
                    machine=machine_facts(),
                    commands=[f"python benchmarks/real.py --seeds {seeds}"])

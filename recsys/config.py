@@ -42,6 +42,27 @@ PROVENANCE = ("dataset", "dataset_fingerprint", "nproc", "init_from", "init_fing
               "code")
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One arm of an experiment: the part of a run's config its runs differ by."""
+
+    model: str
+    modalities: tuple[str, ...] = ()  # "text", "image"
+    history: str = ""  # a history pooling; "": none beyond what the model reads by nature
+    backbone: str = "mlp"
+
+    @property
+    def name(self) -> str:
+        """The arm as its run folder and the tables name it: "mmoe+text+history+dcn"."""
+        history = (history_token(self.history),) if self.history else ()
+        backbone = () if self.backbone == "mlp" else (self.backbone,)
+        return "+".join((self.model, *self.modalities, *history, *backbone))
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Arm":
+        return cls(**{**data, "modalities": tuple(data.get("modalities", ()))})
+
+
 @dataclass
 class TrainConfig:
     __pydantic_config__ = STRICT  # read by pydantic when a file is validated
@@ -74,16 +95,18 @@ class TrainConfig:
         self.history = self.history or cls.capabilities.history
 
     @property
-    def name(self) -> str:
-        """The model with its modalities, its history unless the model reads it by nature and
-        a non-default backbone: "mmoe+text+history+dcn" (an experiment's arm)."""
+    def arm(self) -> "Arm":
+        """What an experiment varies between its runs: the model, its modalities, its history
+        (none where the model reads its own by nature) and its backbone."""
         from recsys.models.registry import model_class
 
-        backbone = () if self.model_config.backbone == "mlp" else (self.model_config.backbone,)
         own = model_class(self.model).capabilities.history
-        history = (history_token(self.history),) if self.history and self.history != own \
-            else ()
-        return "+".join((self.model, *self.modalities, *history, *backbone))
+        return Arm(self.model, tuple(self.modalities),
+                   self.history if self.history != own else "", self.model_config.backbone)
+
+    @property
+    def name(self) -> str:
+        return self.arm.name
 
     def check(self) -> None:
         from recsys.dataset.layout import check_history, check_modalities

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Optional
 
@@ -9,220 +10,67 @@ import typer
 
 from recsys.cli.common import BATCH_SIZE, CONFIG, DATASET, EPOCHS, FORCE, PRESET, SEEDS, \
     console, friendly, positive, print_error, workspace_preset
+from recsys.experiments.catalog import EXPERIMENTS
+from recsys.experiments.spec import Experiment, Option
 
 experiment_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                              help="Experiments over models and seeds.")
 
 
-def _experiment_config(config: Optional[Path]) -> dict:
-    from recsys.config import read_config
-
-    return read_config(config) if config is not None else {}
-
-
-def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+def _option(o: Option) -> inspect.Parameter:
+    flags = o.flags or (f"--{o.name.replace('_', '-')}",)
+    return inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=o.type,
+                             default=typer.Option(o.default, *flags, help=o.help, min=o.min))
 
 
-@experiment_app.command("rolling")
-@friendly
-def experiment_rolling(
-    dataset_repo: Path = typer.Option(Path("feature_repo"), "--dataset-repo", "--repo",
-                                      help="The feature repo whose log to roll over."),
-    model: str = typer.Option(..., "--model", help="The model both arms train."),
-    start: str = typer.Option(..., "--start", help="The first day (ISO date) to train on; "
-                              "its next day is the first evaluated."),
-    end: Optional[str] = typer.Option(None, "--end", help="The last day to train on "
-                                      "(default: the last with two days after it)."),
-    retrain_every: int = typer.Option(1, "--retrain-every", min=1,
-                                      help="Refit the retrain arm every K days."),
-    epochs: int = typer.Option(1, "--epochs", min=1, help="Epochs per run (one: no selection "
-                               "on the evaluated day)."),
-    batch_size: Optional[int] = BATCH_SIZE,
-    update_dense_lr: Optional[float] = typer.Option(
-        None, "--update-dense-lr", min=0.0, help="Adam's rate on the dense layers in the update "
-        "arm (default: a tenth of a fresh run's, see recsys.train.rolling)."),
-    seed: int = typer.Option(0, "--seed", min=0),
-    memory_gb: Optional[float] = typer.Option(None, "--memory-gb",
-                                              help="The dataset builds' memory budget (GB)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/rolling-<model>."),
-    force: bool = FORCE,
-) -> None:
-    """Update yesterday's model on today's data, or retrain on every day: next-day AUC per day,
-    overall, per scenario and on the day's new users and items; table, report and plot."""
-    from recsys.eval.report import auc_table
-    from recsys.train.rolling import rolling
-
-    out = out or Path("runs") / f"rolling-{model}"
-    results = rolling(dataset_repo, out, model, start, end, retrain_every, epochs, batch_size,
-                      seed, memory_gb, force=force, log=console.print,
-                      update_dense_lr=update_dense_lr)
-    console.print(auc_table(results), soft_wrap=True)
-    console.print(f"update trained {results['examples_share']:.1%} of retrain's examples")
-    console.print(f"report: {out / 'report.md'}, plot: {out / 'rolling_auc.png'}")
+def _common(experiment: Experiment) -> list[inspect.Parameter]:
+    """The options every experiment takes: on one dataset over seeds, its config, epochs and
+    batch size, where to write and --force."""
+    common = {"preset": (Optional[str], PRESET), "dataset": (Optional[Path], DATASET),
+              "seeds": (int, SEEDS)} if experiment.on_dataset else {}
+    common.update(config=(Optional[Path], CONFIG), epochs=(Optional[int], EPOCHS),
+                  batch_size=(Optional[int], BATCH_SIZE),
+                  out=(Optional[Path], typer.Option(None, "--out", help=f"Default "
+                       f"{experiment.default_out('<preset>', {'model': '<model>'})}.")),
+                  force=(bool, FORCE))
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
+                              default=default) for name, (kind, default) in common.items()]
 
 
-@experiment_app.command("multi-scenario")
-@friendly
-def experiment_multi_scenario(
-    preset: Optional[str] = PRESET,
-    dataset: Optional[Path] = DATASET,
-    seeds: int = SEEDS,
-    models: Optional[str] = typer.Option(
-        None, "--models", help="Models to compare, a,b,c (default: every multi-scenario "
-        "model: dnn, dnn_mixed, shared_bottom, mmoe, ple, star, pepnet, m2m)."),
-    backbones: str = typer.Option("mlp", "--backbones", help="Run each model on these "
-                                  "bottoms: mlp | dcn | mlp,dcn."),
-    config: Optional[Path] = CONFIG,
-    epochs: Optional[int] = EPOCHS,
-    batch_size: Optional[int] = BATCH_SIZE,
-    out: Optional[Path] = typer.Option(None, "--out",
-                                       help="Default runs/multi-scenario-<preset>."),
-    force: bool = FORCE,
-) -> None:
-    """Train the multi-scenario models over K seeds; write the report, the paired gains over
-    dnn and the plot."""
-    from recsys.eval.report import auc_table, gain_table
-    from recsys.train.experiment import multi_scenario
+def make_command(experiment: Experiment) -> None:
+    """`recsys experiment NAME` from the experiment's spec: its options beside the common
+    ones (an option of its own wins over a common one of the same name)."""
+    own = [_option(o) for o in experiment.options]
+    common = [p for p in _common(experiment) if p.name not in {o.name for o in own}]
+    first = [p for p in common if p.name in ("preset", "dataset", "seeds")]
+    params = first + own + [p for p in common if p not in first]
 
-    preset = workspace_preset(preset)
-    out = out or Path("runs") / f"multi-scenario-{preset}"
-    results = multi_scenario(dataset or Path("datasets") / preset, out, seeds=seeds,
-                             models=_names(models), backbones=_names(backbones) or ("mlp",),
-                             file=_experiment_config(config),
-                             flags={"epochs": epochs, "batch_size": batch_size}, force=force,
-                             log=console.print)
-    console.print(auc_table(results), soft_wrap=True)
-    if results.get("gains"):
-        console.print(gain_table(results), soft_wrap=True)
-    console.print(f"report: {out / 'report.md'}, plot: {out / 'per_scenario_auc.png'}")
+    def command(**given) -> None:
+        from recsys.config import read_config
+        from recsys.experiments.runner import run
+
+        preset = workspace_preset(given.pop("preset", None))
+        dataset = given.pop("dataset", None) or Path("datasets") / preset \
+            if experiment.on_dataset else None
+        config, force, seeds = given.pop("config"), given.pop("force"), given.pop("seeds", 1)
+        flags = {k: given.pop(k) for k in ("epochs", "batch_size")}
+        out = given.pop("out") or experiment.default_out(preset, given)
+        results = run(experiment, dataset, out, seeds, given,
+                      read_config(config) if config is not None else {}, flags, force=force,
+                      log=console.print, preset=preset)
+        for table in experiment.tables(results):
+            console.print(table, soft_wrap=True)
+        console.print(f"report: {out / 'report.md'}, plot: {out / experiment.plot_file}")
+
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = experiment.about
+    command.__name__ = f"experiment_{experiment.name.replace('-', '_')}"
+    experiment_app.command(experiment.name)(friendly(command))
 
 
-@experiment_app.command("cold-start")
-@friendly
-def experiment_cold_start(
-    preset: Optional[str] = PRESET,
-    dataset: Optional[Path] = DATASET,
-    seeds: int = SEEDS,
-    epochs: Optional[int] = EPOCHS,
-    batch_size: Optional[int] = BATCH_SIZE,
-    multi_scenario_results: Optional[Path] = typer.Option(
-        None, "--multi-scenario-results",
-        help="Its best model joins the comparison (default "
-             "runs/multi-scenario-<preset>/results.json; mmoe when there is none)."),
-    config: Optional[Path] = CONFIG,
-    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/cold-start-<preset>."),
-    force: bool = FORCE,
-) -> None:
-    """Compare dropoutnet, metaemb, maml and melu with dnn_mixed and the best multi-scenario
-    model on zero-shot / few-shot users and items, plus the warm-up curve of new items."""
-    from recsys.eval.report import auc_table
-    from recsys.train.cold_start import best_multi_scenario, cold_start
-
-    preset = workspace_preset(preset)
-    out = out or Path("runs") / f"cold-start-{preset}"
-    found = multi_scenario_results or Path("runs") / f"multi-scenario-{preset}" / "results.json"
-    best = best_multi_scenario(found)
-    if best is None:
-        best = "mmoe"
-        console.print(f"no multi-scenario results at {found}: comparing with {best} (pass "
-                      f"--multi-scenario-results to pick the best model of an experiment)")
-    results = cold_start(dataset or Path("datasets") / preset, out, seeds=seeds,
-                         baselines=("dnn_mixed", best), file=_experiment_config(config),
-                         flags={"epochs": epochs, "batch_size": batch_size}, force=force,
-                         log=console.print)
-    console.print(auc_table(results["subsets"]), soft_wrap=True)
-    console.print(auc_table(results["warmup"]), soft_wrap=True)
-    console.print(f"report: {out / 'report.md'}, plot: {out / 'cold_start.png'}")
-
-
-@experiment_app.command("multi-modal")
-@friendly
-def experiment_multi_modal(
-    preset: Optional[str] = PRESET,
-    dataset: Optional[Path] = DATASET,
-    seeds: int = SEEDS,
-    epochs: Optional[int] = EPOCHS,
-    batch_size: Optional[int] = BATCH_SIZE,
-    image: bool = typer.Option(False, "--image",
-                               help="Also train each model with text and image vectors."),
-    config: Optional[Path] = CONFIG,
-    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/multi-modal-<preset>."),
-    force: bool = FORCE,
-) -> None:
-    """dnn_mixed and mmoe with and without text vectors: per scenario and on zero-shot users
-    and items, with the paired gain."""
-    from recsys.eval.report import auc_table, gain_table
-    from recsys.train.multi_modal import multi_modal
-
-    preset = workspace_preset(preset)
-    out = out or Path("runs") / f"multi-modal-{preset}"
-    results = multi_modal(dataset or Path("datasets") / preset, out, seeds=seeds, image=image,
-                          file=_experiment_config(config),
-                          flags={"epochs": epochs, "batch_size": batch_size}, force=force,
-                          log=console.print)
-    console.print(auc_table(results), soft_wrap=True)
-    console.print(gain_table(results), soft_wrap=True)
-    console.print(f"report: {out / 'report.md'}, plot: {out / 'multi_modal.png'}")
-
-
-@experiment_app.command("history")
-@friendly
-def experiment_history(
-    preset: Optional[str] = PRESET,
-    dataset: Optional[Path] = DATASET,
-    seeds: int = SEEDS,
-    models: Optional[str] = typer.Option(
-        None, "--models", help="Models read with and without the history, a,b (default "
-        "mmoe); din joins them."),
-    epochs: Optional[int] = EPOCHS,
-    batch_size: Optional[int] = BATCH_SIZE,
-    config: Optional[Path] = CONFIG,
-    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/history-<preset>."),
-    force: bool = FORCE,
-) -> None:
-    """Each model without the user's history, with it (target attention, mean) and din: per
-    scenario and on few-shot / zero-shot users, with the paired gains."""
-    from recsys.eval.report import auc_table, gain_table
-    from recsys.train.history import MODELS, history
-
-    preset = workspace_preset(preset)
-    out = out or Path("runs") / f"history-{preset}"
-    results = history(dataset or Path("datasets") / preset, out, seeds=seeds,
-                      models=_names(models) or MODELS, file=_experiment_config(config),
-                      flags={"epochs": epochs, "batch_size": batch_size}, force=force,
-                      log=console.print)
-    console.print(auc_table(results), soft_wrap=True)
-    console.print(gain_table(results), soft_wrap=True)
-    console.print(f"report: {out / 'report.md'}, plot: {out / 'history.png'}")
-
-
-@experiment_app.command("retrieval")
-@friendly
-def experiment_retrieval(
-    preset: Optional[str] = PRESET,
-    dataset: Optional[Path] = DATASET,
-    seeds: int = SEEDS,
-    text: bool = typer.Option(False, "--text", help="Also train each arm with text vectors."),
-    epochs: Optional[int] = EPOCHS,
-    batch_size: Optional[int] = BATCH_SIZE,
-    config: Optional[Path] = CONFIG,
-    out: Optional[Path] = typer.Option(None, "--out", help="Default runs/retrieval-<preset>."),
-    force: bool = FORCE,
-) -> None:
-    """two_tower with and without the user's history, each run indexed: Recall@K and NDCG@K
-    of the test clicks beside popularity (and the generator's ceiling on generated data)."""
-    from recsys.eval.report import auc_table
-    from recsys.train.retrieval import retrieval
-
-    preset = workspace_preset(preset)
-    out = out or Path("runs") / f"retrieval-{preset}"
-    results = retrieval(dataset or Path("datasets") / preset, out, seeds=seeds, text=text,
-                        file=_experiment_config(config),
-                        flags={"epochs": epochs, "batch_size": batch_size}, force=force,
-                        log=console.print)
-    console.print(auc_table(results), soft_wrap=True)
-    console.print(f"report: {out / 'report.md'}, plot: {out / 'retrieval.png'}")
+for _experiment in EXPERIMENTS.values():
+    make_command(_experiment)
 
 
 @experiment_app.command("gate")

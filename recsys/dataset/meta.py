@@ -7,6 +7,7 @@ from pathlib import Path
 
 from recsys.errors import DataError
 from recsys.files import read_json
+from recsys.provenance import dataset_fingerprint
 
 DATASET_META = "meta.json"
 
@@ -18,3 +19,11 @@ def read_dataset_meta(dataset: Path) -> dict:
                         f"`recsys build-dataset`, or pass its folder as dataset",
                         fields="dataset")
     return read_json(path, "build the dataset again with `recsys build-dataset --force`")
+
+
+def dataset_provenance(dataset: Path) -> dict:
+    """A dataset as results record it: its folder, the preset and data seed it was built from
+    and its fingerprint."""
+    meta = read_dataset_meta(dataset)
+    return {"dataset": str(dataset), "preset": meta.get("preset"), "seed": meta.get("seed"),
+            "fingerprint": dataset_fingerprint(dataset)}

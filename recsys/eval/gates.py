@@ -1,4 +1,7 @@
-"""Quality gates: the test AUC an experiment is expected to reach, per model and column, with a
+"""Quality gates, the one gate system of `recsys experiment gate` and every `make bench-*`:
+cells and criteria.
+
+Cells: the test AUC an experiment is expected to reach, per model and column, with a
 tolerance and the number of seeds it is a mean over, kept in one JSON file. `check` compares
 experiment results with it and names every cell that moved; `record` writes it from results
 (a deliberate new baseline).
@@ -9,7 +12,11 @@ A gates file:
                      "cold-start": {"subsets": {...}, "warmup": {...}, ...}}}
 A cell is a number (the mean AUC over `seeds` seeds, within `tolerance`; the measure a table
 gates, see auc_blocks) or {"auc": number, "tolerance": number} for a cell with its own
-tolerance."""
+tolerance.
+
+Criteria (`Criterion`): relations between results that a cell cannot say, such as a paired
+gain over a baseline or a ratio to popularity, each a function of an experiment's results and
+its criteria file (benchmarks/rolling_gates.json, feed_gates.json, real_gates.json)."""
 
 from __future__ import annotations
 
@@ -71,18 +78,17 @@ def load_results(paths: list[Path]) -> list[dict]:
 
 
 def measured_at(results: list[dict]) -> dict:
-    """Where recorded gates come from: the code's commit and each experiment's dataset (its
-    preset, data seed and fingerprint)."""
-    from recsys.provenance import code_version, dataset_fingerprint
+    """Where recorded gates come from: the code's commit and each experiment's datasets (their
+    preset, data seed and fingerprint, as the experiment recorded them)."""
+    from recsys.provenance import code_version
 
     datasets = {}
     for res in results:
-        ds = Path(res["dataset"])
-        meta = read_json(ds / "meta.json", "build the dataset again") \
-            if (ds / "meta.json").is_file() else {}
-        datasets[res.get("experiment", "multi-scenario")] = {
-            "dataset": str(ds), "preset": meta.get("preset"), "seed": meta.get("seed"),
-            "fingerprint": dataset_fingerprint(ds) if meta else None}
+        if "datasets" not in res:
+            raise UsageError(f"the {res.get('experiment')} results record no dataset "
+                             f"fingerprints (written by an older recsys): run the experiment "
+                             f"again (its finished runs are reused)")
+        datasets[res["experiment"]] = res["datasets"]
     return {**code_version(), "datasets": datasets}
 
 
@@ -114,7 +120,7 @@ def check(results: list[dict], gates: dict) -> list[Cell]:
     cells = []
     tolerance = float(gates.get("tolerance", DEFAULT_TOLERANCE))
     for res in results:
-        name = res.get("experiment", "multi-scenario")
+        name = res["experiment"]
         if name not in gates["experiments"]:
             raise UsageError(f"the gates have no \"{name}\" experiment (they gate "
                              f"{', '.join(gates['experiments']) or 'nothing'}); record it "
@@ -139,9 +145,93 @@ def check(results: list[dict], gates: dict) -> list[Cell]:
     return cells
 
 
-def verdict(cells: list[Cell]) -> str:
-    passed = sum(c.passed for c in cells)
-    return f"{passed} of {len(cells)} gated cells within tolerance"
+def verdict(checks: list[Cell] | list[Criterion]) -> str:
+    passed = sum(c.passed for c in checks)
+    what = "gated cells within tolerance" if all(isinstance(c, Cell) for c in checks) \
+        else "criteria hold"
+    return f"{passed} of {len(checks)} {what}"
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A gate on a relation between results (a gain over a baseline, a ratio, a share) rather
+    than on one cell's value: what it compares and whether it holds."""
+
+    text: str
+    passed: bool
+
+    def line(self) -> str:
+        return f"{self.text}: {'ok' if self.passed else 'FAILED'}"
+
+
+def rolling_criteria(results: dict, criteria: dict) -> list[Criterion]:
+    """The rolling evaluation's: update minus retrain per column at least its margin; the
+    update arm trained at most a share of retrain's examples."""
+    auc = {arm: results["models"][arm]["auc"] for arm in ("update", "retrain")}
+    checks = []
+    for column, margin in criteria["update_minus_retrain"].items():
+        up, re_ = auc["update"][column]["mean"], auc["retrain"][column]["mean"]
+        checks.append(Criterion(f"{column}: update {up:.4f} - retrain {re_:.4f} = "
+                                f"{up - re_:+.4f}, needs >= {margin:+.4f}", up - re_ >= margin))
+    share, most = results["examples_share"], criteria["max_examples_share"]
+    return [*checks, Criterion(f"examples: update trained {share:.1%} of retrain's, needs <= "
+                               f"{most:.0%}", share <= most)]
+
+
+def history_criteria(results: dict, criteria: dict) -> list[Criterion]:
+    """The best history arm's paired gain over the baseline: at least the margin overall, and
+    more on few-shot users than overall."""
+    base, few = criteria["baseline"], criteria["few_shot_column"]
+    gains = {g["arm"]: g["auc"] for g in results["gains"].values() if g["baseline"] == base}
+    best = max(gains, key=lambda arm: gains[arm]["overall"]["mean"])
+    overall, on_few = gains[best]["overall"]["mean"], gains[best][few]["mean"]
+    margin = criteria["min_overall_gain"]
+    return [Criterion(f"history: best {best} - {base} overall {overall:+.4f}, needs >= "
+                      f"{margin:+.4f}", overall >= margin),
+            Criterion(f"history: {best} - {base} on {few} {on_few:+.4f}, needs > overall "
+                      f"{overall:+.4f}", on_few > overall)]
+
+
+def retrieval_criteria(results: dict, criteria: dict) -> list[Criterion]:
+    """The best two_tower arm's Recall@K over popularity's, overall and in each scenario with
+    enough test clicks."""
+    metric, ratio = criteria["metric"], criteria["min_ratio"]
+    models = results["models"]
+    best = max((a for a in models if a != "popularity"),
+               key=lambda a: models[a][metric]["overall"]["mean"])
+    columns = [c for c in results["columns"]
+               if c == "overall" or results["test_rows"][c] >= criteria["min_test_clicks"]]
+    checks = []
+    for col in columns:
+        model, pop = models[best][metric][col]["mean"], models["popularity"][metric][col]["mean"]
+        name = col if col == "overall" else f"scenario {col} ({results['names'][col]})"
+        checks.append(Criterion(f"retrieval: {best} {metric} {name} {model:.4f} = "
+                                f"{model / pop:.2f}x popularity's {pop:.4f}, needs >= "
+                                f"{ratio:.1f}x", model >= ratio * pop))
+    return checks
+
+
+def real_criteria(overall: dict[str, float], history_arms: tuple[str, ...],
+                  refs: dict[str, float], gates: dict) -> list[Criterion]:
+    """Real data's (make bench-real): the best model against the best independent reference;
+    the history's gain over the best model without it; every model against logistic MF.
+    `overall`: each recsys arm's overall AUC; `refs`: each reference's."""
+    best_ref = max((v, n) for n, v in refs.items())
+    best = max((v, n) for n, v in overall.items())
+    history = max((overall[n], n) for n in history_arms if n in overall)
+    plain = max((v, n) for n, v in overall.items() if n not in history_arms)
+    mf, worst = refs["logistic_mf"], min((v, n) for n, v in overall.items())
+    return [Criterion(f"best recsys model {best[1]} {best[0]:.4f} vs best reference "
+                      f"{best_ref[1]} {best_ref[0]:.4f}: needs >= reference - "
+                      f"{gates['best_vs_reference']}",
+                      best[0] >= best_ref[0] - gates["best_vs_reference"]),
+            Criterion(f"best history model {history[1]} {history[0]:.4f} vs best without "
+                      f"history {plain[1]} {plain[0]:.4f}: needs >= +{gates['history_gain']} "
+                      f"({history[0] - plain[0]:+.4f})",
+                      history[0] >= plain[0] + gates["history_gain"]),
+            Criterion(f"every recsys model >= reference logistic MF {mf:.4f} - "
+                      f"{gates['every_vs_mf']}: lowest {worst[1]} {worst[0]:.4f}",
+                      worst[0] >= mf - gates["every_vs_mf"])]
 
 
 def record(results: list[dict], tolerance: float, provenance: dict) -> dict:
@@ -153,7 +243,7 @@ def record(results: list[dict], tolerance: float, provenance: dict) -> dict:
                          f"gate experiments run with the same seeds", fields="seeds")
     experiments = {}
     for res in results:
-        experiments[res.get("experiment", "multi-scenario")] = {
+        experiments[res["experiment"]] = {
             table: {model: {col: round(stats[metric][col]["mean"], 4)
                             for col in block["columns"]
                             if stats[metric][col]["mean"] is not None}

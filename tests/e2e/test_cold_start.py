@@ -250,7 +250,8 @@ def _gate_the_experiment(out, gates):
     n = sum(len(c) for e in table["experiments"].values() for m in e.values() for c in m.values())
     assert f"recorded {n} gated cells over 1 seed(s)" in recorded.stdout and n > 40
     assert set(table["experiments"]["cold-start"]) >= {"subsets", "warmup"}
-    assert table["measured_at"]["datasets"]["cold-start"]["preset"] == "tiny"
+    [dataset] = table["measured_at"]["datasets"]["cold-start"]
+    assert dataset["preset"] == "tiny" and len(dataset["fingerprint"]) == 16
     passed = run("recsys", "experiment", "gate", str(out), "--gates", str(gates))
     assert f"{n} of {n} gated cells within tolerance" in passed.stdout
 

@@ -22,7 +22,6 @@ from recsys.errors import UsageError
 from recsys.eval.evaluate import predict
 from recsys.models.registry import MODELS, model_class
 from recsys.config import PROVENANCE, TrainConfig, read_config, resolve
-from recsys.train.experiment import arm_config
 from recsys.run import CONFIG, SCORES, Run
 from recsys.train.loop import train
 
@@ -127,14 +126,3 @@ def test_a_bad_config_file_is_one_line_exit_2(tiny, tmp_path):
     assert proc.returncode == 2 and not (tmp_path / "run").exists()
     lines = error_lines(proc.stderr)
     assert len(lines) == 1 and "model_config.n_expert: not a known key" in lines[0]
-
-
-def test_an_experiment_config_takes_the_keys_every_model_has():
-    cfg = arm_config("pepnet+dcn", 2, {"epochs": 4, "model_config": {"embedding_dim": 8}},
-                     {"batch_size": 512}, "exp.yaml")
-    assert (cfg.model, cfg.seed, cfg.epochs, cfg.batch_size) == ("pepnet", 2, 4, 512)
-    assert (cfg.model_config.embedding_dim, cfg.model_config.backbone) == (8, "dcn")
-    with pytest.raises(UsageError, match="model_config.n_experts: an experiment's config"):
-        arm_config("mmoe", 0, {"model_config": {"n_experts": 8}}, {}, "exp.yaml")
-    with pytest.raises(UsageError, match="arm 'mmoe\\+video'"):
-        arm_config("mmoe+video", 0, {}, {}, "exp.yaml")

@@ -5,6 +5,7 @@ alone; the table, the report, the plot and a gate recorded from the results."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from datetime import date, timedelta
 
 import duckdb
@@ -14,7 +15,7 @@ from conftest import run
 from recsys.data.offline import table_glob
 from recsys.eval.gates import auc_blocks
 from recsys.schema import INTERACTIONS
-from recsys.train.rolling import log_days
+from recsys.experiments.rolling import log_days
 
 
 @pytest.fixture(scope="module")
@@ -64,5 +65,13 @@ def test_the_report_plot_and_gates(rolled, tmp_path):
     assert set(auc_blocks(results)) == {"per_scenario"}
     gates = tmp_path / "gates.json"
     run("recsys", "experiment", "gate", str(out), "--gates", str(gates), "--record")
-    assert json.loads(gates.read_text())["experiments"]["rolling"]
+    recorded = json.loads(gates.read_text())
+    assert recorded["experiments"]["rolling"]
+    # every dataset a day read, with its fingerprint: the window of each day and up to each day
+    read = recorded["measured_at"]["datasets"]["rolling"]
+    assert sorted(Path(d["dataset"]).name for d in read) == sorted(
+        f"{kind}-{day}" for kind in ("day", "upto") for day in
+        (rolled["start"], rolled["start"] + timedelta(days=1)) if kind == "day" or
+        day == rolled["start"] or results["retrain_every"] == 1)
+    assert all(len(d["fingerprint"]) == 16 for d in read)
     run("recsys", "experiment", "gate", str(out), "--gates", str(gates))

@@ -28,7 +28,8 @@ from recsys.models.registry import MODELS, build_model, model_names
 
 MULTI_SCENARIO_MODELS = model_names(family="multi-scenario")
 from recsys.models.base import dense_parameters
-from recsys.train.experiment import multi_scenario
+from recsys.experiments.catalog import EXPERIMENTS
+from recsys.experiments.runner import run as run_experiment
 
 
 @pytest.fixture(scope="module")
@@ -224,9 +225,10 @@ def test_metrics_per_scenario_match_sklearn_and_small_subsets_get_no_auc(data):
 def test_experiment_writes_results_report_and_plot(tiny, tmp_path):
     """--models and --backbones pick the arms; the report has the paired gains over dnn."""
     out = tmp_path / "exp"
-    results = multi_scenario(tiny["dataset"], out, seeds=1, models=("dnn", "mmoe", "star"),
-                             backbones=("mlp", "dcn"), flags={"epochs": 1, "batch_size": 512},
-                             progress=False,
+    results = run_experiment(EXPERIMENTS["multi-scenario"], tiny["dataset"], out, seeds=1,
+                             options={"models": ("dnn", "mmoe", "star"),
+                                      "backbones": ("mlp", "dcn")},
+                             flags={"epochs": 1, "batch_size": 512}, progress=False,
                              log=lambda s: None)
     arms = ["dnn", "mmoe", "star", "dnn+dcn", "mmoe+dcn", "star+dcn"]
     assert list(results["models"]) == arms
