@@ -13,10 +13,11 @@ from recsys.cli.common import BATCH_SIZE, CONFIG, EPOCHS, FORCE, IMAGE, REPO, TE
     console, flags_of, friendly, positive, print_feast_reset, run, workspace_preset
 from recsys.cli.experiment import experiment_app
 from recsys.cli.imports import import_app
+from recsys.cli.models import list_models
 from recsys.cli.runs import runs_app
 from recsys.errors import UsageError
 from recsys.memory import DEFAULT_MEMORY_GB
-from recsys.models.config import MODEL_NAMES, ModelConfig
+from recsys.models.config import ModelConfig
 from recsys.schema import ITEM_ID, USER_ID
 from recsys.serve.settings import Settings
 from recsys.files import read_json
@@ -221,8 +222,8 @@ def summary(
 @app.command()
 @friendly
 def train(
-    model: Optional[str] = typer.Option(None, "--model", help=" | ".join(MODEL_NAMES)
-                                        + " (or `model:` in --config)"),
+    model: Optional[str] = typer.Option(None, "--model", help="The model (`recsys models` lists "
+                                        "them; or `model:` in --config)."),
     dataset: Optional[Path] = typer.Option(
         None, "--dataset", help="Dataset folder (default: datasets/<preset>, where "
         "build-dataset writes the data in feature_repo/)."),
@@ -510,6 +511,7 @@ def index(
             for key in figures["model"] if key.startswith("recall@")))
 
 
+app.command("models")(list_models)
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(import_app, name="import")
 app.add_typer(runs_app, name="runs")

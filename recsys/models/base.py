@@ -55,6 +55,9 @@ class Capabilities:
         return self.family == "retrieval"
 
 
+REGISTRY: dict[str, type["Model"]] = {}  # filled as the model modules are imported
+
+
 class Model(nn.Module):
     """The contract every model keeps: a function of its batches. `forward(batch)` gives one
     logit per row; `loss(batch, episode)` the training objective (binary cross-entropy unless
@@ -63,6 +66,17 @@ class Model(nn.Module):
 
     capabilities: ClassVar[Capabilities]
     Config: ClassVar[type[ModelConfig]] = ModelConfig
+    name: ClassVar[str] = ""  # a registered model's name ("" for a base of others)
+
+    def __init_subclass__(cls, name: str = "", **kwargs):
+        """`class MMoE(Model, name="mmoe")` registers the model under its name: the one list
+        of models is the registry's, in the order their modules are imported."""
+        super().__init_subclass__(**kwargs)
+        cls.name = name
+        if name:
+            if name in REGISTRY:
+                raise ValueError(f"model {name!r} registered twice")
+            REGISTRY[name] = cls
 
     def loss(self, batch: Batch, episode=None) -> torch.Tensor:
         return binary_cross_entropy_with_logits(self(batch), batch.labels)

@@ -40,9 +40,6 @@ class ModelConfig:
     interaction: str = "dot"
 
 
-# the registered models (models.registry), named here for the CLI's help without torch
-MODEL_NAMES = ("dnn", "dnn_mixed", "shared_bottom", "mmoe", "ple", "star", "pepnet", "m2m", "din",
-               "dropoutnet", "metaemb", "maml", "melu", "two_tower")
 FUSIONS = ("concat", "gated")
 INTERACTIONS = ("dot", "none")
 BACKBONES = ("mlp", "dcn")

@@ -16,7 +16,7 @@ class DINConfig(SharedBottomConfig):
     tower: tuple[int, ...] = ()  # per scenario: one output layer
 
 
-class DIN(SharedBottom):
+class DIN(SharedBottom, name="din"):
     """shared_bottom's network, whose input always holds the history by target attention."""
 
     capabilities = Capabilities("history", history=HISTORY_POOLINGS[0])

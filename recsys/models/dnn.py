@@ -9,7 +9,7 @@ from recsys.models.base import Capabilities, Model
 from recsys.models.dnn_mixed import DNNConfig, DNNMixed
 
 
-class SingleScenarioDNN(Model):
+class SingleScenarioDNN(Model, name="dnn"):
     # not shardable: a batch without a scenario's rows skips its network, and a sharded
     # lookup must run on every rank at once
     capabilities = Capabilities("multi-scenario", shardable=False)

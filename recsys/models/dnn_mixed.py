@@ -11,7 +11,7 @@ class DNNConfig(ModelConfig):
     hidden: tuple[int, ...] = (256, 128, 64)
 
 
-class DNNMixed(Model):
+class DNNMixed(Model, name="dnn_mixed"):
     capabilities = Capabilities("multi-scenario")
     Config = DNNConfig
 

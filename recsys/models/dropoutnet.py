@@ -6,5 +6,5 @@ at serving, cold IDs take exactly that path. It is the shared base of the cold-s
 from recsys.models.cold import ColdStartModel
 
 
-class DropoutNet(ColdStartModel):
+class DropoutNet(ColdStartModel, name="dropoutnet"):
     pass

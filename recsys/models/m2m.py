@@ -33,7 +33,7 @@ class M2MConfig(ModelConfig):
     tower_layers: int = 2  # generated layers of the meta tower
 
 
-class M2M(Model):
+class M2M(Model, name="m2m"):
     capabilities = Capabilities("multi-scenario")
     Config = M2MConfig
 

@@ -5,5 +5,5 @@ loop learns those starting points from the rows that follow."""
 from recsys.models.meta import UserTaskLearner
 
 
-class MAML(UserTaskLearner):
+class MAML(UserTaskLearner, name="maml"):
     adapt_user_embedding = True

@@ -5,6 +5,6 @@ only by the outer loop."""
 from recsys.models.meta import UserTaskLearner
 
 
-class MeLU(UserTaskLearner):
+class MeLU(UserTaskLearner, name="melu"):
     adapt_user_embedding = False
     first_adapted_layer = -2  # the decision layers: the last two linear layers

@@ -26,7 +26,7 @@ class MetaEmbConfig(EpisodeConfig):
     metaemb_lr: float = 0.1  # step size of the simulated warm-up
 
 
-class MetaEmb(ColdStartModel):
+class MetaEmb(ColdStartModel, name="metaemb"):
     capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
                                 episodes=COLD_ENTITIES)
     Config = MetaEmbConfig

@@ -17,7 +17,7 @@ class MMoEConfig(ModelConfig):
     n_experts: int = 4
 
 
-class MMoE(Model):
+class MMoE(Model, name="mmoe"):
     capabilities = Capabilities("multi-scenario")
     Config = MMoEConfig
 

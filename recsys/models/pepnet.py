@@ -41,7 +41,7 @@ class GateNU(nn.Module):
         return self.scale * self.net(x)
 
 
-class PEPNet(Model):
+class PEPNet(Model, name="pepnet"):
     capabilities = Capabilities("multi-scenario")
     Config = PEPNetConfig
 

@@ -52,7 +52,7 @@ class CGCLevel(nn.Module):
         return outs, shared_next
 
 
-class PLE(Model):
+class PLE(Model, name="ple"):
     capabilities = Capabilities("multi-scenario")
     Config = PLEConfig
 

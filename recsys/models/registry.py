@@ -6,44 +6,19 @@ from __future__ import annotations
 
 from recsys.dataset.layout import Layout
 from recsys.errors import UsageError
-from recsys.models.base import Model
-from recsys.models.config import MODEL_NAMES, ModelConfig
-from recsys.models.din import DIN
-from recsys.models.dnn import SingleScenarioDNN
-from recsys.models.dnn_mixed import DNNMixed
-from recsys.models.dropoutnet import DropoutNet
-from recsys.models.m2m import M2M
-from recsys.models.maml import MAML
-from recsys.models.melu import MeLU
-from recsys.models.metaemb import MetaEmb
-from recsys.models.mmoe import MMoE
-from recsys.models.pepnet import PEPNet
-from recsys.models.ple import PLE
-from recsys.models.shared_bottom import SharedBottom
-from recsys.models.star import STAR
-from recsys.models.two_tower import TwoTower
+from recsys.models.base import REGISTRY, Model
+from recsys.models.config import ModelConfig
+from recsys.models import (din, dnn, dnn_mixed, dropoutnet, m2m, maml, melu, metaemb, mmoe,
+                           pepnet, ple, shared_bottom, star, two_tower)
 
-MODELS: dict[str, type[Model]] = {
-    # the AntM2C paper's multi-scenario baselines, then the newer multi-scenario models
-    "dnn": SingleScenarioDNN,
-    "dnn_mixed": DNNMixed,
-    "shared_bottom": SharedBottom,
-    "mmoe": MMoE,
-    "ple": PLE,
-    "star": STAR,
-    "pepnet": PEPNet,
-    "m2m": M2M,
-    # the user's history against the candidate
-    "din": DIN,
-    # cold start
-    "dropoutnet": DropoutNet,
-    "metaemb": MetaEmb,
-    "maml": MAML,
-    "melu": MeLU,
-    # retrieval: a user's vector and an item's, for a vector search over the catalogue
-    "two_tower": TwoTower,
-}
-assert tuple(MODELS) == MODEL_NAMES, "models.config.MODEL_NAMES must name the registry's models"
+# importing a model's module registers it (base.Model's `name`); the modules in the tables'
+# order: the AntM2C paper's multi-scenario baselines, then the newer multi-scenario models, the
+# user's history against the candidate, cold start, retrieval
+ORDER = (dnn, dnn_mixed, shared_bottom, mmoe, ple, star, pepnet, m2m, din, dropoutnet, metaemb,
+         maml, melu, two_tower)
+MODELS: dict[str, type[Model]] = {name: cls for module in ORDER for name, cls in REGISTRY.items()
+                                  if cls.__module__ == module.__name__}
+assert len(MODELS) == len(REGISTRY), "a registered model's module is missing from ORDER"
 
 
 def model_names(family: str | None = None, shardable: bool | None = None) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ class SharedBottomConfig(ModelConfig):
     tower: tuple[int, ...] = (32,)
 
 
-class SharedBottom(Model):
+class SharedBottom(Model, name="shared_bottom"):
     capabilities = Capabilities("multi-scenario")
     Config = SharedBottomConfig
 

@@ -81,7 +81,7 @@ class StarLinear(nn.Module):
         return x @ (self.weight * self.scenario_weight[s]) + self.bias + self.scenario_bias[s]
 
 
-class STAR(Model):
+class STAR(Model, name="star"):
     capabilities = Capabilities("multi-scenario")
     Config = STARConfig
 

@@ -36,7 +36,7 @@ class TwoTowerConfig(ModelConfig):
     interaction: str = "none"  # its score is a dot product already
 
 
-class TwoTower(Model):
+class TwoTower(Model, name="two_tower"):
     # the history (--history mean) pooled by its mean alone: a user's vector cannot depend on
     # the candidate item
     capabilities = Capabilities("retrieval", shardable=False,

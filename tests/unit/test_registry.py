@@ -1,0 +1,26 @@
+"""Models register themselves: the registry's list is the one list of names (each class's own
+`name`), `recsys models` prints it, and a second model of a taken name is refused."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from recsys.cli import app
+from recsys.models.base import REGISTRY, Model
+from recsys.models.registry import MODELS, model_names
+
+
+def test_every_model_is_registered_once_under_its_own_name():
+    assert MODELS == REGISTRY and all(cls.name == name for name, cls in MODELS.items())
+    assert model_names(family="multi-scenario")[:2] == ("dnn", "dnn_mixed")  # the tables' order
+    shown = CliRunner().invoke(app, ["models"], terminal_width=120)
+    assert shown.exit_code == 0
+    assert all(f"│ {name} " in shown.output for name in MODELS)
+
+
+def test_a_taken_name_is_refused():
+    with pytest.raises(ValueError, match="'mmoe' registered twice"):
+        class Another(Model, name="mmoe"):
+            pass
+    assert REGISTRY["mmoe"].__name__ == "MMoE"
