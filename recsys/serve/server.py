@@ -10,7 +10,8 @@ import tempfile
 
 import uvicorn
 
-from recsys.serve.app import METRICS_DIR_ENV, SETTINGS_ENV, create_app
+from recsys.serve.app import SETTINGS_ENV, create_app
+from recsys.serve.metrics import METRICS_DIR_ENV
 from recsys.serve.settings import Settings
 
 
@@ -31,15 +32,13 @@ def serve(settings: Settings, started=print) -> None:
     _log_swaps()
     app = create_app(settings)
     watching = f", watching {settings.watch} for newer runs" if settings.watch else ""
-    started(f"serving {app.state.served.scorer.info['name']} from {settings.run} on "
+    started(f"serving {app.state.serving.served.scorer.info['name']} from {settings.run} on "
             f"http://{settings.host}:{settings.port} ({settings.workers} worker(s){watching})")
     if settings.workers == 1:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
         return
     os.environ[SETTINGS_ENV] = json.dumps(vars(settings))
-    app.state.served.scorer.close()
-    if settings.watch:
-        app.state.watcher.close()
+    app.state.serving.close()  # each worker loads its own
     with tempfile.TemporaryDirectory(prefix="recsys-metrics-") as counts:
         # the workers' prometheus_client reads it on import, and Feast keeps one already set
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[METRICS_DIR_ENV] = counts

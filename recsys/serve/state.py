@@ -1,0 +1,99 @@
+"""What a server answers with, built and swapped by one loader: a run's scorer (its features
+and model), the history writer and the recommender that use it, and the headers naming it.
+`--watch DIR` loads a newer run here, in the watcher's thread, checks it, and swaps it in with
+one assignment; every request reads `Serving.served` once, so it ends on the run it started
+with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recsys.serve.feedback import HistoryWriter
+from recsys.serve.metrics import ServerMetrics
+from recsys.serve.recommender import Recommender
+from recsys.serve.scorer import Request as ScoreRequest
+from recsys.serve.scorer import Scorer
+from recsys.serve.settings import Settings
+from recsys.serve.watch import RunWatcher
+
+
+@dataclass(frozen=True)
+class Served:
+    """One run's serving objects, replaced whole."""
+
+    scorer: Scorer
+    history: HistoryWriter
+    recommender: Recommender | None
+    headers: dict
+
+    @classmethod
+    def of(cls, scorer: Scorer, recommender: Recommender | None) -> "Served":
+        info = scorer.info
+        return cls(scorer, HistoryWriter(scorer, scorer.schema),
+                   recommender.ranked_by(scorer) if recommender else None,
+                   {"X-Recsys-Model": f"{info['name']} {info['model_fingerprint']}",
+                    "X-Recsys-Run": info["run"],
+                    "X-Recsys-Dataset": str(info["dataset_fingerprint"])})
+
+    def labels(self) -> tuple[str, str]:
+        return self.scorer.info["run"], self.scorer.info["model_fingerprint"]
+
+
+class Serving:
+    """The loader: the first run's serving objects, and each newer one `--watch` finds."""
+
+    def __init__(self, settings: Settings, metrics: ServerMetrics, scorer: Scorer | None = None):
+        self.settings, self.metrics = settings, metrics
+        scorer = scorer or self._scorer(Path(settings.run))
+        recommender = Recommender(scorer, Path(settings.retrieval), Path(settings.repo),
+                                  settings.refresh_seconds) if settings.retrieval else None
+        self.served = Served.of(scorer, recommender)
+        metrics.serving.labels(*self.served.labels()).set(1)
+        self.watcher = self._watch() if settings.watch else None
+
+    def _scorer(self, run: Path) -> Scorer:
+        return Scorer(run, Path(self.settings.repo), self.settings.refresh_seconds)
+
+    def load(self, run: Path) -> Served:
+        """A newer run's serving objects, checked against the serving run's."""
+        serving = self.served
+        scorer = self._scorer(run)
+        try:
+            check_swappable(serving.scorer, scorer)
+        except BaseException:
+            scorer.close()
+            raise
+        return Served.of(scorer, serving.recommender)
+
+    def swap(self, new: Served) -> None:
+        old, self.served = self.served, new
+        self.metrics.serving.labels(*old.labels()).set(0)
+        self.metrics.serving.labels(*new.labels()).set(1)
+        old.scorer.close()  # stops its cache refresh; requests still on it finish
+
+    def _watch(self) -> RunWatcher:
+        s = self.settings
+        return RunWatcher(Path(s.watch), s.watch_seconds, Path(s.run), self.load, self.swap,
+                          lambda result: self.metrics.swaps.labels(result).inc()).start()
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
+        self.served.scorer.close()
+
+
+def check_swappable(serving: Scorer, new: Scorer) -> None:
+    """A run may replace the serving one if it reads the same repo's features the same way and
+    scores a request: refused (ValueError) otherwise, before any request reaches it."""
+    for what in ("schema", "feature_service", "scenarios"):
+        if serving.info[what] != new.info[what]:
+            raise ValueError(f"its {what} {new.info[what]!r} is not the serving run's "
+                             f"{serving.info[what]!r}")
+    first = np.zeros(1, dtype=np.int64)  # the first user and item of the store
+    scores = new.score(ScoreRequest(new.features.users.raw_ids(first)[0], 0,
+                                    new.features.items.raw_ids(first))).scores
+    if not np.isfinite(scores).all():
+        raise ValueError(f"it scored a request {scores.tolist()}: not a probability")
