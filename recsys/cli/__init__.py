@@ -15,7 +15,7 @@ from recsys.cli.experiment import experiment_app
 from recsys.cli.imports import import_app
 from recsys.cli.models import list_models
 from recsys.cli.runs import runs_app
-from recsys.errors import UsageError
+from recsys.errors import OutputExistsError, UsageError
 from recsys.memory import DEFAULT_MEMORY_GB
 from recsys.models.config import ModelConfig
 from recsys.schema import ITEM_ID, USER_ID
@@ -275,15 +275,19 @@ def train(
 
     if init_from is not None:
         Run(init_from).check_trained()
-
-    from recsys.eval.report import metrics_table
-    from recsys.train import distributed
-    from recsys.config import config_with_model, resolve
-    from recsys.train.job import Job, launch
-    from recsys.train.loop import train as run
+    from recsys.config import Arm, config_with_model, resolve
 
     file = config_with_model(config, model)
     modalities = [m for m, on in (("text", text), ("image", image)) if on]
+    # a finished run is refused before torch is imported where its folder is known without the
+    # registry: --out, or the flags alone name it (a model's own history is the registry's)
+    known = out or (Path("runs") / Arm(model, tuple(modalities), "", backbone or "mlp").name
+                    if config is None and history is None else None)
+    if known is not None and Run(known).finished and not force:
+        raise OutputExistsError(f"{known} holds a finished run; pass force=True to train it "
+                                f"again or choose another out", fields=("force", "out"))
+    from recsys.train.job import Job, train_job
+
     hashed_rows = {n: r for n, r in ((USER_ID, user_rows), (ITEM_ID, item_rows))
                    if r is not None}
     cfg = resolve(file, {"model": model, "epochs": epochs, "batch_size": batch_size,
@@ -293,21 +297,17 @@ def train(
                   {"fusion": fusion, "backbone": backbone},
                   f"--config {config}" if config else "the flags")
     out = out or Path("runs") / cfg.name
-    distributed.check_device(device)
-    if nproc < 1:
-        raise UsageError(f"--nproc {nproc}: need at least one process")
-    if nproc > 1 or device == "cuda":
-        # check here what would fail in every process, then start them
-        distributed.check_shardable(cfg.model, nproc, cfg.batch_size)
-        code = launch(nproc, Job(dataset, out, cfg, device, force, init_from))
-        if code:
-            raise typer.Exit(code)
-        metrics = Run(out).metrics()
-    else:
-        metrics = run(dataset, out, cfg, force=force, log=console.print, init_from=init_from)
+    metrics = train_job(Job(dataset, out, cfg, device, force, init_from), nproc, console.print)
+    if isinstance(metrics, int):  # the processes failed, and said why
+        raise typer.Exit(metrics)
+    _print_trained(cfg.model, out, metrics)
+
+
+def _print_trained(model: str, out: Path, metrics: dict) -> None:
+    from recsys.eval.report import metrics_table
     from recsys.models.registry import model_class
 
-    if model_class(cfg.model).capabilities.retrieval:
+    if model_class(model).capabilities.retrieval:
         _print_retrieval(out)  # judged by where a click ranks, not by a CTR logloss
     else:
         console.print(metrics_table(metrics), soft_wrap=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recsys.config import TrainConfig
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, UsageError
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,21 @@ def launch(nproc: int, job: Job) -> int:
                f"--nproc_per_node={nproc}", "-m", "recsys.train", str(path)]
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         return subprocess.run(cmd, env=env).returncode
+
+
+def train_job(job: Job, nproc: int, log=print) -> dict | int:
+    """Train `job` here (one process on the CPU) or in `nproc` torchrun processes (several, or
+    on the GPU): its metrics, or the processes' failed exit status."""
+    from recsys.run import Run
+    from recsys.train import distributed
+    from recsys.train.loop import train
+
+    distributed.check_device(job.device)
+    if nproc < 1:
+        raise UsageError(f"--nproc {nproc}: need at least one process")
+    if nproc == 1 and job.device == "cpu":
+        return train(job.dataset, job.out, job.config, force=job.force, log=log,
+                     init_from=job.init_from)
+    # check here what would fail in every process, then start them
+    distributed.check_shardable(job.config.model, nproc, job.config.batch_size)
+    return launch(nproc, job) or Run(job.out).metrics()

@@ -180,121 +180,163 @@ def train(dataset: Path, out: Path, cfg: TrainConfig, force: bool = False,
     share of every batch. `init_from`: a finished run whose best epoch the model starts from
     (train.warm_start: the same model and features, tables that may have grown). `on_epoch`:
     called with (epoch, validation AUC) after each epoch (a tuner's pruning: it may raise)."""
-    ranks = ranks or Ranks()
-    cfg.check()
-    if ranks.distributed:
-        check_shardable(cfg.model, ranks.world, cfg.batch_size)
-    log = log if ranks.main else (lambda *a, **k: None)
-    meta = read_dataset_meta(dataset)
-    can = model_class(cfg.model).capabilities
-    layout = Layout.from_meta(meta, cfg.modalities, cfg.hashed_rows, cfg.history)
-    parent = Run(init_from) if init_from else None  # a warm start's: checked before a write
-    layout_before = parent_layout(parent, cfg, layout) if parent else None
-    if parent and ranks.distributed and grown_rows(layout_before, layout):
-        raise UsageError(f"--init-from {parent.path}: this dataset's tables are larger than "
-                         f"the parent's; warm-start a grown model in one process (--nproc 1)",
-                         fields=("init_from", "nproc"))
-    # the resolved config and where it ran: any number in a report traces back to it
-    config = {**cfg.to_json(), "dataset": str(dataset),
-              "dataset_fingerprint": dataset_fingerprint(dataset),
-              **({"nproc": ranks.world} if ranks.distributed else {}),
-              **({"init_from": str(init_from), "init_fingerprint": parent.fingerprint()}
-                 if parent else {}), "code": code_version()}
-    _check_tables_fit(layout, cfg.model_config, ranks)  # before anything is written
-    # the splits' footers and labels too: a damaged dataset is refused before the run starts
-    files = {split: SplitFiles(dataset, split, layout) for split in ("train", "val", "test")}
-    _check_batch_fits(layout, cfg.model_config, cfg.batch_size, files["train"].rows)
-    checkpoints = _Checkpoints(out, ranks)
-    resume = _prepare_out(out, config, force, checkpoints, meta)
+    trainer = Trainer(dataset, out, cfg, ranks or Ranks(), progress, log)
+    trainer.prepare(force, init_from)
+    while trainer.more_epochs():
+        val_auc = trainer.epoch()
+        if on_epoch is not None:
+            on_epoch(trainer.state["epoch"], val_auc)
+    return trainer.finish()
 
-    # meta-learning episodes and test-time adaptation read the training split in memory
-    train_data = load_split(dataset, "train", layout) if can.episodes or can.adapts else None
-    model, trainer = _build(cfg, layout, ranks, log, parent)
-    sampler = EpisodeSampler(train_data, layout, can.episodes, cfg.model_config.meta_tasks,
-                             cfg.seed) if can.episodes else None
-    dense_opt = torch.optim.Adam(dense_parameters(model), lr=cfg.dense_lr,
-                                 weight_decay=cfg.weight_decay)
-    if parent and not resume and not ranks.distributed:
-        kept = warm_start(model, parent, layout_before, layout, dense_opt,
-                          sparse_optimizers(trainer))
-        log(f"starting from {parent.path}'s best epoch" +
-            ("" if kept else " (its weights: it kept no optimizer state)"))
-    if can.cold_path:  # the unseen IDs take the cold path: counted once, saved with the model
-        model.set_counts(training_counts(files["train"], layout, COLD_ENTITIES),
-                         add=parent is not None)
-    state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
-             "seconds": 0.0, "examples": 0, "step": 0, "loss_sum": 0.0}
-    if resume:
-        state = checkpoints.load(model, trainer, dense_opt)
-        where = f" step {state['step']}" if state.get("step") else ""
-        log(f"resuming {out} from epoch {state['epoch'] + 1}{where}")
-        if "rng" in state:
-            torch.set_rng_state(torch.tensor(state["rng"], dtype=torch.uint8))
-        if sampler is not None:
-            sampler.load_state_dict(state["episodes"])
 
-    def score(split: str) -> Path:
+class Trainer:
+    """One run's training in phases: `prepare` (checks, the run folder, the model and its
+    optimizers, a resume or a warm start), `epoch` (one pass over the training split, scored
+    on validation, the best kept), `evaluate` (a split's scores, written to the run) and
+    `finish` (the best epoch on test, metrics.json)."""
+
+    def __init__(self, dataset: Path, out: Path, cfg: TrainConfig, ranks: Ranks,
+                 progress: bool = True, log=print):
+        cfg.check()
+        if ranks.distributed:
+            check_shardable(cfg.model, ranks.world, cfg.batch_size)
+        self.dataset, self.out, self.cfg, self.ranks, self.progress = \
+            dataset, out, cfg, ranks, progress
+        self.log = log if ranks.main else (lambda *a, **k: None)
+        self.meta = read_dataset_meta(dataset)
+        self.can = model_class(cfg.model).capabilities
+        self.layout = Layout.from_meta(self.meta, cfg.modalities, cfg.hashed_rows, cfg.history)
+        self.state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
+                      "seconds": 0.0, "examples": 0, "step": 0, "loss_sum": 0.0}
+
+    def prepare(self, force: bool, init_from: Path | None) -> None:
+        """Everything is checked before anything is written; then the run folder, the model,
+        its optimizers and where it starts (a checkpoint, a parent's best epoch, or random)."""
+        cfg, ranks, layout, dataset = self.cfg, self.ranks, self.layout, self.dataset
+        parent = Run(init_from) if init_from else None  # a warm start's: checked before a write
+        layout_before = parent_layout(parent, cfg, layout) if parent else None
+        if parent and ranks.distributed and grown_rows(layout_before, layout):
+            raise UsageError(f"--init-from {parent.path}: this dataset's tables are larger "
+                             f"than the parent's; warm-start a grown model in one process "
+                             f"(--nproc 1)", fields=("init_from", "nproc"))
+        # the resolved config and where it ran: any number in a report traces back to it
+        config = {**cfg.to_json(), "dataset": str(dataset),
+                  "dataset_fingerprint": dataset_fingerprint(dataset),
+                  **({"nproc": ranks.world} if ranks.distributed else {}),
+                  **({"init_from": str(init_from), "init_fingerprint": parent.fingerprint()}
+                     if parent else {}), "code": code_version()}
+        _check_tables_fit(layout, cfg.model_config, ranks)  # before anything is written
+        # the splits' footers and labels too: a damaged dataset is refused before the run
+        self.files = {split: SplitFiles(dataset, split, layout)
+                      for split in ("train", "val", "test")}
+        _check_batch_fits(layout, cfg.model_config, cfg.batch_size, self.files["train"].rows)
+        self.checkpoints = _Checkpoints(self.out, ranks)
+        resume = _prepare_out(self.out, config, force, self.checkpoints, self.meta)
+        # meta-learning episodes and test-time adaptation read the training split in memory
+        self.train_data = load_split(dataset, "train", layout) \
+            if self.can.episodes or self.can.adapts else None
+        self.model, self.wrapper = _build(cfg, layout, ranks, self.log, parent)
+        self.sampler = EpisodeSampler(self.train_data, layout, self.can.episodes,
+                                      cfg.model_config.meta_tasks, cfg.seed) \
+            if self.can.episodes else None
+        self.dense_opt = torch.optim.Adam(dense_parameters(self.model), lr=cfg.dense_lr,
+                                          weight_decay=cfg.weight_decay)
+        if parent and not resume and not ranks.distributed:
+            kept = warm_start(self.model, parent, layout_before, layout, self.dense_opt,
+                              sparse_optimizers(self.wrapper))
+            self.log(f"starting from {parent.path}'s best epoch" +
+                     ("" if kept else " (its weights: it kept no optimizer state)"))
+        if self.can.cold_path:  # the unseen IDs take the cold path: counted once, kept
+            self.model.set_counts(training_counts(self.files["train"], layout, COLD_ENTITIES),
+                                  add=parent is not None)
+        if resume:
+            self._resume()
+        self.loader = StreamLoader(self.files["train"], layout, cfg.batch_size // ranks.world,
+                                   shuffle=True, seed=cfg.seed, rank=ranks.rank,
+                                   world=ranks.world)
+
+    def _resume(self) -> None:
+        self.state = self.checkpoints.load(self.model, self.wrapper, self.dense_opt)
+        where = f" step {self.state['step']}" if self.state.get("step") else ""
+        self.log(f"resuming {self.out} from epoch {self.state['epoch'] + 1}{where}")
+        if "rng" in self.state:
+            torch.set_rng_state(torch.tensor(self.state["rng"], dtype=torch.uint8))
+        if self.sampler is not None:
+            self.sampler.load_state_dict(self.state["episodes"])
+
+    def more_epochs(self) -> bool:
+        """Below the most epochs, and validation AUC improved within `patience` epochs."""
+        state = self.state
+        return state["epoch"] < self.cfg.epochs and \
+            state["epoch"] - state["best_epoch"] <= self.cfg.patience
+
+    def epoch(self) -> float:
+        """One epoch, then its validation AUC (the best epoch kept); the AUC."""
+        state, epoch = self.state, self.state["epoch"]
+        train_loss = _train_epoch(self.wrapper, self.dense_opt, self.loader, self.sampler,
+                                  state, self.cfg, self.ranks, self.progress, self.checkpoint)
+        val_scores = self.evaluate("val")  # every rank: sharded scoring is collective
+        val_auc = self._main_only(lambda: split_auc(self.dataset, "val", val_scores))
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
+                                 "val_auc": val_auc})
+        self.log(f"{self.cfg.name} epoch {epoch + 1}: train loss {train_loss:.4f}, "
+                 f"val AUC {val_auc:.4f}")
+        if val_auc > state["best_auc"]:
+            state["best_auc"], state["best_epoch"] = val_auc, epoch
+            self.checkpoints.save_best(self.model, self.wrapper, self.dense_opt)
+        state["epoch"] = epoch + 1
+        self.checkpoint(0, 0.0)
+        return val_auc
+
+    def checkpoint(self, step: int, loss_sum: float) -> None:
+        """The run as it stands (`step` into the current epoch), to resume from."""
+        self.state.update(step=step, loss_sum=loss_sum, rng=torch.get_rng_state().tolist())
+        if self.sampler is not None:
+            self.state["episodes"] = self.sampler.state_dict()
+        self.checkpoints.save(self.model, self.wrapper, self.dense_opt, self.state)
+
+    def evaluate(self, split: str) -> Path:
         """The split's scores, written to the run folder as they stream out of the model."""
-        if can.adapts:  # adapts to each user's history: in memory
-            batches = [predict(model, load_split(dataset, split, layout), layout, train_data)]
+        ranks, layout = self.ranks, self.layout
+        if self.can.adapts:  # adapts to each user's history: in memory
+            batches = [predict(self.model, load_split(self.dataset, split, layout), layout,
+                               self.train_data)]
         elif ranks.distributed:
-            batches = [predict_sharded(model, files[split], layout, ranks, EVAL_BATCH)]
+            batches = [predict_sharded(self.model, self.files[split], layout, ranks,
+                                       EVAL_BATCH)]
         else:
-            batches = score_batches(model, StreamLoader(files[split], layout, EVAL_BATCH))
-        path = Run(out).scores(split)
+            batches = score_batches(self.model, StreamLoader(self.files[split], layout,
+                                                             EVAL_BATCH))
+        path = Run(self.out).scores(split)
         if ranks.main:
             write_scores(batches, path)
         ranks.barrier()
         return path
 
-    def main_only(compute):
+    def _main_only(self, compute):
         """What the main rank computes from the stored scores, handed to every rank."""
-        return ranks.gather(compute() if ranks.main else None)[0]
+        return self.ranks.gather(compute() if self.ranks.main else None)[0]
 
-    def save(step: int, loss_sum: float) -> None:
-        state.update(step=step, loss_sum=loss_sum, rng=torch.get_rng_state().tolist())
-        if sampler is not None:
-            state["episodes"] = sampler.state_dict()
-        checkpoints.save(model, trainer, dense_opt, state)
-
-    loader = StreamLoader(files["train"], layout, cfg.batch_size // ranks.world, shuffle=True,
-                          seed=cfg.seed, rank=ranks.rank, world=ranks.world)
-    while state["epoch"] < cfg.epochs and \
-            state["epoch"] - state["best_epoch"] <= cfg.patience:
-        epoch = state["epoch"]
-        train_loss = _train_epoch(trainer, dense_opt, loader, sampler, state, cfg, ranks,
-                                  progress, save)
-        val_scores = score("val")  # every rank: sharded scoring is collective
-        val_auc = main_only(lambda: split_auc(dataset, "val", val_scores))
-        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
-                                 "val_auc": val_auc})
-        log(f"{cfg.name} epoch {epoch + 1}: train loss {train_loss:.4f}, "
-            f"val AUC {val_auc:.4f}")
-        if val_auc > state["best_auc"]:
-            state["best_auc"], state["best_epoch"] = val_auc, epoch
-            checkpoints.save_best(model, trainer, dense_opt)
-        state["epoch"] = epoch + 1
-        save(0, 0.0)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, val_auc)
-
-    if state["best_epoch"] != state["epoch"] - 1:  # else the model is the best epoch already
-        Run(out).load_weights(model)
-    test_scores = score("test")
-    metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(dataset),
-               "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
-               "nproc": ranks.world,
-               **main_only(lambda: split_metrics(dataset, "test", test_scores)),
-               "hashing": {name: collisions(distinct_values(dataset, "train", name), rows)
-                           for name, rows in cfg.hashed_rows.items()},
-               "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),
-                         "epochs": state["epoch"], "best_epoch": state["best_epoch"] + 1,
-                         "seconds": state["seconds"], "history": state["history"],
-                         "memory": memory_use(model, layout, cfg.model_config.embedding_dim,
-                                              ranks)}}
-    if ranks.main:
-        Run(out).write_metrics(metrics)
-    return metrics
+    def finish(self) -> dict:
+        """The best epoch's test metrics, written to metrics.json (the run is finished)."""
+        cfg, state = self.cfg, self.state
+        if state["best_epoch"] != state["epoch"] - 1:  # else the model is the best already
+            Run(self.out).load_weights(self.model)
+        test_scores = self.evaluate("test")
+        metrics = {"model": cfg.model, "seed": cfg.seed, "dataset": str(self.dataset),
+                   "modalities": list(cfg.modalities), "fusion": cfg.model_config.fusion,
+                   "nproc": self.ranks.world,
+                   **self._main_only(lambda: split_metrics(self.dataset, "test", test_scores)),
+                   "hashing": {name: collisions(distinct_values(self.dataset, "train", name),
+                                                rows) for name, rows in cfg.hashed_rows.items()},
+                   "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),
+                             "epochs": state["epoch"], "best_epoch": state["best_epoch"] + 1,
+                             "seconds": state["seconds"], "history": state["history"],
+                             "memory": memory_use(self.model, self.layout,
+                                                  cfg.model_config.embedding_dim, self.ranks)}}
+        if self.ranks.main:
+            Run(self.out).write_metrics(metrics)
+        return metrics
 
 
 def _build(cfg: TrainConfig, layout: Layout, ranks: Ranks, log, parent: Run | None):

@@ -53,16 +53,26 @@ def test_refusal_is_one_line(tmp_path, args, says):
 
 
 @pytest.mark.parametrize("args", [["train", "--model", "mmoe", "--dataset", "/nonexistent"],
-                                  ["serve", "--run", "/nonexistent"]])
-def test_refusal_imports_no_heavy_library(args):
-    """The command is refused before torch, torchrec or feast is imported."""
+                                  ["serve", "--run", "/nonexistent"],
+                                  ["train", "--model", "mmoe", "--dataset", "{tmp}",
+                                   "--out", "{tmp}/done"],
+                                  ["train", "--model", "mmoe", "--text", "--dataset", "{tmp}"]])
+def test_refusal_imports_no_heavy_library(args, tmp_path):
+    """The command is refused before torch, torchrec or feast is imported: a missing dataset
+    or run; a finished run, named by --out or by the flags (runs/mmoe+text)."""
+    (tmp_path / "meta.json").write_text("{}")
+    for run in (tmp_path / "done", tmp_path / "runs" / "mmoe+text"):
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text("{}")
+    args = [a.format(tmp=tmp_path) for a in args]
     code = ("import sys\nfrom recsys.cli import main\nsys.argv = ['recsys', *%r]\n"
             "try:\n    main()\nexcept SystemExit as e:\n"
             "    heavy = [m for m in ('torch', 'torchrec', 'feast') if m in sys.modules]\n"
             "    print(e.code, heavy)\n" % (args,))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=tmp_path)
     assert out.stdout.strip() == "2 []", (out.stdout, out.stderr)
+    assert ("holds a finished run" in out.stderr) == (str(tmp_path) in " ".join(args))
 
 
 def test_an_append_to_a_repo_without_data_is_one_line(tmp_path):
