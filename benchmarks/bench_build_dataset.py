@@ -17,7 +17,7 @@ import pytest
 from conftest import NO_HISTORY, RESULTS, generated_repo, tenth
 from recsys.data.offline import connect, offline_dir, read_repo_meta
 from recsys.dataset.build import build_dataset
-from recsys.schema import ENTITY_BY_NAME, MODEL_VIEWS, view_features
+from recsys.antm2c import ENTITY_BY_NAME, MODEL_VIEWS, view_features
 
 MEMORY_GB = 1.0  # the budget both sizes are built under
 

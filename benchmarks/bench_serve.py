@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 from conftest import MMOE_EPOCH, RESULTS
-from recsys.schema import ITEM_ID, SCENARIO, SCENARIOS, USER_ID
+from recsys.schema import ITEM_ID, SCENARIO, USER_ID
+from recsys.antm2c import SCENARIOS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from serving import copy_applied, free_port, recsys_server, redis_available, \

@@ -21,7 +21,7 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
 from recsys.dataset.meta import read_dataset_meta
 from recsys.models.registry import build_model
-from recsys.schema import TEXT_FIELDS
+from recsys.antm2c import TEXT_FIELDS
 from recsys.text.cache import TextCache, text_keys
 from recsys.text.encode import default_model, encode_missing, encode_text, load_encoder
 

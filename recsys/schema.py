@@ -1,9 +1,10 @@
-"""The single source of truth: scenarios, entities, feature views and every feature.
+"""The single source of truth's types: scenarios, entities, feature views, features and the
+`Schema` that holds a repo's, with what every schema has (the join keys, the aggregate, text
+vector, history and retrieval views, the log's columns).
 
 A repo's facts live in its `schema.yaml` (a `Schema`), written by `recsys generate` and
-`recsys import` and read by the Feast definitions (feature_repo/features.py). `ANTM2C` is the
-built-in schema that the generator and the AntM2C importer write; the module constants below
-are its parts.
+`recsys import` and read by the Feast definitions (feature_repo/features.py). The built-in
+AntM2C instance, which the generator and the AntM2C importer write, is `recsys.antm2c`.
 """
 
 from __future__ import annotations
@@ -38,17 +39,6 @@ class Scenario:
     share: float  # share of impressions in the public AntM2C release
 
 
-# Codes as in the public release; names inferred from its item titles.
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(0, "contents", 0.06),
-    Scenario(1, "mini-programs", 0.25),
-    Scenario(2, "advertisements", 0.51),
-    Scenario(3, "videos", 0.11),
-    Scenario(4, "vouchers", 0.07),
-)
-SCENARIO_NAMES = {s.code: s.name for s in SCENARIOS}
-
-
 @dataclass(frozen=True)
 class Entity:
     __pydantic_config__ = STRICT  # read by pydantic when a file is validated
@@ -60,13 +50,6 @@ class Entity:
 
 # the entities' join keys: the columns the log, the feature tables and a request are keyed by
 USER_ID, ITEM_ID, SCENARIO = "user_id", "item_id", "scenario"
-
-ENTITIES: tuple[Entity, ...] = (
-    Entity("user", USER_ID, "An Alipay-style user, shared by all scenarios"),
-    Entity("item", ITEM_ID, "An item; each item belongs to exactly one scenario"),
-    Entity("scenario", SCENARIO, "A scenario (kind of item): 0..4"),
-)
-ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
 
 
 @dataclass(frozen=True)
@@ -110,10 +93,6 @@ MAX_HISTORY_LENGTH = 1000
 # how a model reads the history (`recsys train --history`): DIN's target attention of the
 # candidate item over the clicked items, or their mean
 HISTORY_POOLINGS = ("attention", "mean")
-# the item features each click of the history also carries, as of the click, in the built-in
-# schema: the category, which is where a user's taste shows (an item's ID is seen too rarely
-# to learn it); a repo's schema.yaml may name others (`history_item_features`)
-HISTORY_ITEM_FEATURES = ("item_category",)
 
 
 # Written by `recsys index` (empty until then): each item's vector by the item tower of the
@@ -131,24 +110,6 @@ def retrieval_features() -> tuple["Feature", ...]:
 def history_column(feature: str) -> str:
     """The history's list of an item feature's values, one per click."""
     return f"history_{feature}"
-
-VIEWS: tuple[View, ...] = (
-    View("user_profile", "user", "Static user profile, stamped at the user's arrival"),
-    View("user_text", "user", "User behaviour text (bill / service / query entities), refreshed"),
-    AGGREGATE_VIEWS["user_agg"],
-    View("item_profile", "item", "Item profile, stamped at the item's launch"),
-    View("item_text", "item", "Item title and entity names, stamped at the item's launch"),
-    AGGREGATE_VIEWS["item_agg"],
-    AGGREGATE_VIEWS["scenario_stats"],
-    TEXT_VECTOR_VIEWS["user"],
-    TEXT_VECTOR_VIEWS["item"],
-    # Precomputed per-item image vectors (synthetic ones from the generator, or imported).
-    View("item_image", "item", "Image vector of the item, stamped at the item's launch"),
-    RETRIEVAL_VIEW,
-    HISTORY_VIEW,
-)
-VIEW_BY_NAME = {v.name: v for v in VIEWS}
-MODEL_VIEWS = tuple(v for v in VIEWS if v != RETRIEVAL_VIEW)  # what a model may read
 
 
 @dataclass(frozen=True)
@@ -178,45 +139,10 @@ class Feature:
         return self.dtype == "list<int64>" and self.kind == "categorical"
 
 
-N_DEEP_FEATURES = 27
-# deep_features_0..21 are categorical with these vocabulary sizes; 22..26 are numeric.
-DEEP_CATEGORICAL_CARDINALITIES = (
-    24, 10, 7, 5, 4, 8, 16, 32, 64, 100, 3, 6, 12, 50, 200, 1000, 20, 2, 2, 9, 30, 500,
-)
-N_TOPICS = 20  # item categories: one per text topic of the generator
-N_BRANDS = 1000
-
-
 def vector_name(text_field: str) -> str:
     """The feature holding the sentence embedding of a text field."""
     return f"{text_field}_vec"
 
-
-def _deep_features() -> list[Feature]:
-    feats = []
-    for i in range(N_DEEP_FEATURES):
-        if i < len(DEEP_CATEGORICAL_CARDINALITIES):
-            card = DEEP_CATEGORICAL_CARDINALITIES[i]
-            feats.append(Feature(f"deep_features_{i}", "categorical", "context", "int64", card,
-                                 description="Anonymised context feature (categorical)"))
-        else:
-            feats.append(Feature(f"deep_features_{i}", "numeric", "context", "float32",
-                                 description="Anonymised context feature (numeric)"))
-    return feats
-
-
-_TEXT: tuple[Feature, ...] = (
-    Feature("bill_entity_seq", "text", "user", "string", None, "user_text",
-            "Entities of the user's recent bills"),
-    Feature("service_entity_seq", "text", "user", "string", None, "user_text",
-            "Entities of services the user used"),
-    Feature("query_entity_seq", "text", "user", "string", None, "user_text",
-            "Entities of the user's search queries"),
-    Feature("item_title", "text", "item", "string", None, "item_text", "Item title"),
-    Feature("item_entity_names", "text", "item", "string", None, "item_text",
-            "Entity names attached to the item"),
-)
-_TEXT_BY_OWNER = {o: tuple(f for f in _TEXT if f.owner == o) for o in ("user", "item")}
 
 def aggregate_features(view: str, scenarios: tuple[Scenario, ...]) -> tuple[Feature, ...]:
     """The features of an aggregate view (AGGREGATE_VIEWS): one click count per scenario."""
@@ -265,40 +191,8 @@ def id_features(n_scenarios: int) -> tuple[Feature, ...]:
                     "Scenario code of the impression"))
 
 
-FEATURES: tuple[Feature, ...] = (
-    *id_features(len(SCENARIOS)),
-    *_deep_features(),
-    # user profile
-    Feature("user_age_bucket", "categorical", "user", "int64", 8, "user_profile", "Age bucket"),
-    Feature("user_gender", "categorical", "user", "int64", 3, "user_profile", "Gender"),
-    Feature("user_city_level", "categorical", "user", "int64", 6, "user_profile", "City tier"),
-    Feature("user_member_level", "categorical", "user", "int64", 5, "user_profile",
-            "Membership level"),
-    *_TEXT_BY_OWNER["user"],
-    *aggregate_features("user_agg", SCENARIOS),
-    # item profile and text
-    Feature("item_category", "categorical", "item", "int64", N_TOPICS, "item_profile",
-            "Item category"),
-    Feature("item_brand", "categorical", "item", "int64", N_BRANDS, "item_profile", "Brand"),
-    Feature("item_price_level", "categorical", "item", "int64", 10, "item_profile",
-            "Price level"),
-    *_TEXT_BY_OWNER["item"],
-    *aggregate_features("item_agg", SCENARIOS),
-    *aggregate_features("scenario_stats", SCENARIOS),
-    # vectors: one per text field (its sentence embedding), and the item's image vector
-    *text_vector_features(_TEXT),
-    Feature("item_image_vec", "vector", "item", "list<float32>", None, "item_image",
-            "Image vector of the item"),
-    *retrieval_features(),
-    *history_features(HISTORY_ITEM_FEATURES),  # last: with_history replaces them
-)
-FEATURE_BY_NAME = {f.name: f for f in FEATURES}
-
-TEXT_FIELDS = tuple(f.name for f in FEATURES if f.kind == "text")
 # Modalities a model may add to the IDs (`--text`, `--image`): the views holding their vectors.
 MODALITIES = ("text", "image")
-DEEP_FEATURES = tuple(f.name for f in FEATURES if f.name.startswith("deep_features_"))
-
 EVENT_TIMESTAMP = "event_timestamp"
 LABEL = "label"
 P_TRUE = "p_true"
@@ -312,15 +206,6 @@ UNKNOWN_CODE = -1
 HISTORY_ORDER = (EVENT_TIMESTAMP, REQUEST_ID, ITEM_ID)
 COLD_START_FLAGS = ("zero_shot_user", "few_shot_user", "zero_shot_item", "few_shot_item")
 FEW_SHOT_MAX = 4  # few-shot: 1..4 training interactions; zero-shot: none
-
-# Feast feature services: which views each task reads.
-FEATURE_SERVICES: dict[str, tuple[str, ...]] = {
-    "multi_scenario": ("user_profile", "user_agg", "item_profile", "item_agg", "scenario_stats"),
-    "cold_start": ("user_profile", "user_text", "user_agg", "item_profile", "item_text",
-                   "item_agg"),
-    "multi_modal": tuple(v.name for v in MODEL_VIEWS),
-}
-DEFAULT_FEATURE_SERVICE = "multi_modal"
 
 _OPTIONAL = ("vocabulary", "max_values", "scale")  # left out of a schema's JSON when unset
 
@@ -576,19 +461,8 @@ def _where(data, loc: tuple) -> str:
     return ".".join(parts) or "the file"
 
 
-ANTM2C = Schema("antm2c", SCENARIOS, ENTITIES, VIEWS, FEATURES, FEATURE_SERVICES,
-                DEFAULT_FEATURE_SERVICE, history_item_features=HISTORY_ITEM_FEATURES)
-# the built-in schema's tables and training set, for the generator and the AntM2C importer
-view_features = ANTM2C.view_features
-view_schema = ANTM2C.view_schema
-interaction_schema = ANTM2C.interaction_schema
-dataset_schema = ANTM2C.dataset_schema
-
-
 def __getattr__(name: str):
     """The Arrow-typed names, made on first use (they need pyarrow)."""
     if name == "TIMESTAMP_TYPE":
         return arrow_type("timestamp")
-    if name == "TABLES":
-        return ANTM2C.tables()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

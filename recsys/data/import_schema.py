@@ -24,10 +24,11 @@ from recsys.data.append import Base
 from recsys.data.import_columns import MAX_LIST_VALUES, MAX_SCENARIOS, Column
 from recsys.data.import_writer import DUPLICATES_PER_BATCH, Counts
 from recsys.data.offline import VOCABULARIES, write_query
-from recsys.schema import AGGREGATE_VIEWS, COLD_START_FLAGS, ENTITIES, EVENT_TIMESTAMP, \
-    HISTORY_VIEW, ITEM_ID, LABEL, P_TRUE, REQUEST_ID, RETRIEVAL_VIEW, SCENARIO, TEXT_VECTOR_VIEWS, \
-    USER_ID, Entity, Feature, Scenario, Schema, View, aggregate_features, history_features, \
-    id_features, retrieval_features, text_vector_features
+from recsys.schema import AGGREGATE_VIEWS, COLD_START_FLAGS, EVENT_TIMESTAMP, HISTORY_VIEW, \
+    ITEM_ID, LABEL, P_TRUE, REQUEST_ID, RETRIEVAL_VIEW, SCENARIO, TEXT_VECTOR_VIEWS, USER_ID, \
+    Entity, Feature, Scenario, Schema, View, aggregate_features, history_features, id_features, \
+    retrieval_features, text_vector_features
+from recsys.antm2c import ENTITIES
 
 KEY = "k"  # a staged users / items row's raw ID
 # names no imported feature may take (the platform's own columns and features)

@@ -33,8 +33,9 @@ from recsys.data.append import Base
 from recsys.data.offline import ID_MAPS, QUARANTINE, table_files, write_query
 from recsys.data.summary import summarize
 from recsys.errors import DataError
-from recsys.schema import ANTM2C, DEEP_FEATURES, EVENT_TIMESTAMP, FEATURE_BY_NAME, INTERACTIONS, \
-    ITEM_ID, SCENARIO, SCENARIOS, Schema, TEXT_FIELDS, TIMESTAMP_TYPE, USER_ID
+from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS, ITEM_ID, SCENARIO, TIMESTAMP_TYPE, \
+    USER_ID, Schema
+from recsys.antm2c import ANTM2C, DEEP_FEATURES, FEATURE_BY_NAME, SCENARIOS, TEXT_FIELDS
 
 SCRATCH = ".scratch"  # staged rows, DuckDB's database and spill files: removed at the end
 QUARANTINE_SCHEMA = pa.schema([("source", pa.string()), ("row", pa.int64()),

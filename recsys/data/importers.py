@@ -28,7 +28,8 @@ from recsys.data.import_schema import ENTITY_TABLES, RESERVED, DeclaredTables, S
 from recsys.data.import_writer import SCRATCH, AntM2CTables, Counts, Ingest, Parsed, Tables
 from recsys.data.writer import write_offline_store
 from recsys.errors import DataError, UsageError
-from recsys.schema import DEEP_FEATURES, ITEM_ID, SCENARIOS, Schema, TIMESTAMP_TYPE, USER_ID
+from recsys.schema import ITEM_ID, TIMESTAMP_TYPE, USER_ID, Schema
+from recsys.antm2c import DEEP_FEATURES, SCENARIOS
 from recsys.files import read_yaml
 
 BLOCK_BYTES = 16 << 20  # CSV bytes per block: memory is a few blocks, whatever the file size

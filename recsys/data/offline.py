@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 
 from recsys.errors import DataError, RepoError
 from recsys.memory import duckdb_limit
-from recsys.schema import ANTM2C, INTERACTIONS, OFFLINE_DIR, \
-    SCHEMA_FILE, Schema
+from recsys.schema import INTERACTIONS, OFFLINE_DIR, SCHEMA_FILE, Schema
 from recsys.files import read_json, read_yaml
 
 PROJECT = "recsys"
@@ -85,8 +84,7 @@ def read_repo_meta(repo: Path) -> dict:
     return read_json(path, "restore it, or generate / import the data again with force=True")
 
 
-def validate_offline_store(offline: Path, meta: dict | None = None,
-                           schema: Schema = ANTM2C) -> None:
+def validate_offline_store(offline: Path, schema: Schema, meta: dict | None = None) -> None:
     """Check every Parquet part of every table against the schema; the errors say how to
     write the data again the way it was written (`meta`: the store's metadata)."""
     how = "import it again with `recsys import ... --force`" if meta and "import" in meta \

@@ -43,7 +43,7 @@ from scipy.special import expit, ndtri
 
 from recsys.data import vocab
 from recsys.data.presets import Preset
-from recsys.schema import DEEP_CATEGORICAL_CARDINALITIES, FEATURE_BY_NAME, N_BRANDS, \
+from recsys.antm2c import DEEP_CATEGORICAL_CARDINALITIES, FEATURE_BY_NAME, N_BRANDS, \
     N_DEEP_FEATURES, N_TOPICS, SCENARIOS
 
 ENTITY_CHUNK = 1_000_000  # ids per pass over an entity table (weights, rows written)

@@ -45,7 +45,7 @@ TOPIC_WORDS: tuple[tuple[str, ...], ...] = (
      "bestseller", "chapter", "memoir", "comics"),
 )
 
-# Words that name what an item is in each scenario (codes as in recsys.schema.SCENARIOS).
+# Words that name what an item is in each scenario (codes as in recsys.antm2c.SCENARIOS).
 SCENARIO_NOUNS: tuple[tuple[str, ...], ...] = (
     ("article", "story", "guide", "review"),
     ("app", "mini program", "service", "assistant"),

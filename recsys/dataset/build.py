@@ -116,7 +116,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
         raise UsageError(f"partition_rows {partition_rows}: must be at least 1",
                          fields="partition_rows")
     offline = offline_dir(repo)
-    validate_offline_store(offline, meta, repo_schema)
+    validate_offline_store(offline, repo_schema, meta)
     out = out or default_out(repo, meta)
     check_output_free(out, force)
     store = open_store(repo)

@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 from recsys.data import vectors as vector_columns
 from recsys.dataset.hashing import hash_rows
 from recsys.errors import DataError, UsageError
-from recsys.schema import ANTM2C, HISTORY_ITEMS, HISTORY_POOLINGS, HISTORY_SCENARIOS, \
-    HISTORY_VIEW, ITEM_ID, MODALITIES, SCENARIO, Schema, USER_ID, history_column
+from recsys.schema import HISTORY_ITEMS, HISTORY_POOLINGS, HISTORY_SCENARIOS, HISTORY_VIEW, \
+    ITEM_ID, MODALITIES, SCENARIO, USER_ID, Schema, history_column
 
 ID_FEATURES = (USER_ID, ITEM_ID)
 # the history's lists a model reads, each looked up in the table of the feature it holds values
@@ -53,7 +53,7 @@ class Layout:
     vectors: tuple[VectorGroup, ...] = ()
     hashed: tuple[str, ...] = ()  # ID features whose raw values are hashed into their table
     # the dataset's columns (Arrow types), of the repo schema's feature service it was built with
-    columns: pa.Schema = field(default_factory=ANTM2C.dataset_schema, compare=False)
+    columns: pa.Schema | None = field(default=None, compare=False)
     # per sparse feature: the values a row holds (1; a multi-valued one's max_values, pooled
     # by their mean) and its owner (user / item / context / scenario)
     widths: tuple[int, ...] = ()
@@ -192,9 +192,12 @@ def check_history(history: str) -> None:
 
 
 def dataset_facts(meta: dict) -> Schema:
-    """The schema a dataset was built with (its meta.json); datasets built before schemas
-    were recorded hold the built-in AntM2C one."""
-    return Schema.from_json(meta["schema"]) if "schema" in meta else ANTM2C
+    """The schema a dataset was built with (its meta.json)."""
+    if "schema" not in meta:
+        raise DataError("the dataset was built by an older recsys (its meta.json has no "
+                        "schema): build it again with `recsys build-dataset --force`, and "
+                        "train its runs again")
+    return Schema.from_json(meta["schema"])
 
 
 def _vector_groups(meta: dict, schema: Schema,

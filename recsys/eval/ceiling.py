@@ -32,9 +32,9 @@ def retrieval_ceiling(dataset: Path, ks: tuple[int, ...]) -> dict | None:
     meta = read_repo_meta(Path(read_dataset_meta(dataset)["repo"]))  # the generator's facts
     if "import" in meta or "preset" not in meta:
         return None
-    whole = meta.get("world", meta)  # the world's days, of which the repo may hold the first
+    whole = meta["world"]  # the world's days, of which the repo may hold the first
     world = World(replace(get_preset(meta["preset"], whole["n_rows"], whole["n_days"],
-                                     whole.get("feed", False)),
+                                     whole["feed"]),
                           n_rows=whole["n_rows"], n_users=meta["n_users"],
                           n_items=meta["n_items"]), meta["seed"])
     items = np.arange(int(meta["n_items"]))

@@ -71,15 +71,15 @@ def train_job(job: Job, nproc: int, log=print) -> dict | int:
     """Train `job` here (one process on the CPU) or in `nproc` torchrun processes (several, or
     on the GPU): its metrics, or the processes' failed exit status."""
     from recsys.run import Run
-    from recsys.train import distributed
+    from recsys.train.distributed import check_device, check_shardable
     from recsys.train.loop import train
 
-    distributed.check_device(job.device)
+    check_device(job.device)
     if nproc < 1:
         raise UsageError(f"--nproc {nproc}: need at least one process")
     if nproc == 1 and job.device == "cpu":
         return train(job.dataset, job.out, job.config, force=job.force, log=log,
                      init_from=job.init_from)
     # check here what would fail in every process, then start them
-    distributed.check_shardable(job.config.model, nproc, job.config.batch_size)
+    check_shardable(job.config.model, nproc, job.config.batch_size)
     return launch(nproc, job) or Run(job.out).metrics()

@@ -23,8 +23,8 @@ import pytest
 
 from conftest import BIN, copy_repo, run
 from recsys.data.offline import table_glob
-from recsys.schema import ENTITY_BY_NAME, HISTORY_ITEMS, INTERACTIONS, MODEL_VIEWS, \
-    view_features
+from recsys.schema import HISTORY_ITEMS, INTERACTIONS
+from recsys.antm2c import ENTITY_BY_NAME, MODEL_VIEWS, view_features
 
 DAY = 86_400
 

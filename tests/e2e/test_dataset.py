@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.data.offline import table_glob
-from recsys.schema import COLD_START_FLAGS, ENTITY_BY_NAME, FEW_SHOT_MAX, INTERACTIONS, \
-    MODEL_VIEWS, SCENARIOS, VIEWS, dataset_schema, view_features
+from recsys.schema import COLD_START_FLAGS, FEW_SHOT_MAX, INTERACTIONS
+from recsys.antm2c import ENTITY_BY_NAME, MODEL_VIEWS, SCENARIOS, VIEWS, dataset_schema, \
+    view_features
 
 
 @pytest.fixture(scope="module")

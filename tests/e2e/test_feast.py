@@ -10,7 +10,7 @@ from feast import FeatureStore
 
 from conftest import run
 from recsys.data.offline import table_glob
-from recsys.schema import FEATURE_SERVICES, VIEWS
+from recsys.antm2c import FEATURE_SERVICES, VIEWS
 
 
 def test_apply_registered_every_view_and_service(tiny):

@@ -13,7 +13,7 @@ from recsys.data.presets import PRESETS, get_preset
 from recsys.data.offline import connect, table_files
 from recsys.data.synth import SCENARIO_SHARES, TARGET_POSITIVE_RATE, World
 from recsys.metrics import auc
-from recsys.schema import SCENARIOS, TABLES
+from recsys.antm2c import SCENARIOS, TABLES
 
 TINY = PRESETS["tiny"]
 

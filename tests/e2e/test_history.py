@@ -17,8 +17,9 @@ from feast import FeatureStore
 from conftest import copy_repo, error_lines, run
 from recsys.data.offline import table_files
 from recsys.dataset.build import build_dataset
-from recsys.schema import ANTM2C, EVENT_TIMESTAMP, HISTORY_LENGTH, HISTORY_VIEW, INTERACTIONS, \
-    ITEM_ID, LABEL, REQUEST_ID, SCENARIO, SCHEMA_FILE, USER_ID, Schema
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_LENGTH, HISTORY_VIEW, INTERACTIONS, ITEM_ID, \
+    LABEL, REQUEST_ID, SCENARIO, SCHEMA_FILE, USER_ID, Schema
+from recsys.antm2c import ANTM2C
 
 HISTORY = ("history_item_ids", "history_scenarios", "history_click_times",
            "history_item_category")

@@ -14,6 +14,7 @@ import pytest
 
 from antm2c_files import antm2c_rows, write_antm2c
 from conftest import copy_repo, error_lines, run
+from recsys.antm2c import ANTM2C
 from recsys.data.offline import read_schema, validate_offline_store
 
 OFFLINE = ("data", "offline")
@@ -39,7 +40,7 @@ def antm2c_import(tmp_path_factory):
 
 def test_antm2c_rows_are_imported_or_quarantined_with_a_reason(antm2c_import):
     offline = antm2c_import["repo"].joinpath(*OFFLINE)
-    validate_offline_store(offline)  # the generator's tables, the generator's schema
+    validate_offline_store(offline, ANTM2C)  # the generator's tables and schema
     meta = json.loads((offline / "meta.json").read_text())
     imp = meta["import"]
     assert imp["quarantined"] == {
@@ -134,7 +135,7 @@ def test_interactions_ratings_with_threshold_and_titles(tmp_path):
         "timestamp", "--label-col", "rating", "--label-threshold", "4", "--text-cols",
         "title,genres", "--repo", str(repo))
     offline = repo.joinpath(*OFFLINE)
-    validate_offline_store(offline, schema=read_schema(repo))
+    validate_offline_store(offline, read_schema(repo))
     meta = json.loads((offline / "meta.json").read_text())
     assert meta["import"]["quarantined"] == {"unparseable time": 1}
     inter = pq.read_table(offline / "interactions").to_pandas()

@@ -14,7 +14,8 @@ from conftest import ROOT, copy_repo, run
 from recsys.dataset.layout import Layout
 from recsys.dataset.meta import read_dataset_meta
 from recsys.errors import DataError
-from recsys.schema import ANTM2C, SCHEMA_FILE, Schema
+from recsys.schema import SCHEMA_FILE, Schema
+from recsys.antm2c import ANTM2C
 
 
 def test_committed_schema_is_the_builtin_one(tmp_path):

@@ -20,8 +20,9 @@ import pytest
 
 from conftest import error_lines, run
 from recsys.data.offline import table_files
-from recsys.schema import ANTM2C, EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_VIEW, INTERACTIONS, \
-    ITEM_ID, LABEL, OFFLINE_DIR, USER_ID
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_VIEW, INTERACTIONS, ITEM_ID, \
+    LABEL, OFFLINE_DIR, USER_ID
+from recsys.antm2c import ANTM2C
 from recsys.serve.routes import MAX_BODY_BYTES, MAX_CANDIDATES
 from recsys.config import TrainConfig
 from recsys.run import SCORES

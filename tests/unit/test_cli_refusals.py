@@ -42,6 +42,9 @@ runner = CliRunner()
     (["runs", "list", "--folder", "{tmp}/none"], "--folder"),
     (["train", "--model", "two_tower", "--dataset", "{tmp}", "--config", "{tmp}/dot.yaml"],
      "two_tower has no dot part"),
+    # a dataset (or a run's copy of its meta) from before schemas were recorded
+    (["train", "--model", "mmoe", "--dataset", "{tmp}", "--out", "{tmp}/run"],
+     "built by an older recsys (its meta.json has no schema): build it again"),
 ])
 def test_refusal_is_one_line(tmp_path, args, says):
     (tmp_path / "meta.json").write_text("{}")

@@ -70,7 +70,7 @@ def test_an_append_takes_later_days_and_replaces_held_ones_only_when_forced(tmp_
 
     from recsys.data.append import Base
     from recsys.errors import DataError, OutputExistsError
-    from recsys.schema import ANTM2C
+    from recsys.antm2c import ANTM2C
 
     offline = tmp_path / "offline"
     for day in ("2026-01-01", "2026-01-02"):
@@ -92,7 +92,7 @@ def test_a_described_column_is_the_column_and_grown_cardinalities_replace_the_ol
     from pathlib import Path
 
     from recsys.data.import_columns import Column, ColumnStats
-    from recsys.schema import ANTM2C
+    from recsys.antm2c import ANTM2C
 
     for declared, why in ((True, "declared"), (False, "short strings")):
         col = Column("items", Path("items.csv"), "genre", "categorical", "|", declared, why,
