@@ -15,7 +15,7 @@ from bench_training import BATCH, ROUNDS, STEPS, _batches, _train_steps
 from conftest import RESULTS
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.eval.evaluate import predict
 from recsys.dataset.episodes import EpisodeSampler
 from recsys.models.registry import build_model, model_names
@@ -25,7 +25,7 @@ from recsys.schema import FEW_SHOT_MAX, USER_ID
 
 @pytest.fixture(scope="module")
 def splits(built_dataset):
-    layout = Layout.from_meta(read_dataset_meta(built_dataset))
+    layout = Layout.from_meta(DatasetMeta.read(built_dataset))
     return layout, load_split(built_dataset, "train", layout), \
         load_split(built_dataset, "test", layout)
 

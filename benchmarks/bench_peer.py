@@ -27,7 +27,7 @@ import torch
 
 from conftest import MMOE_EPOCH, RESULTS, run_figures
 from recsys.dataset.layout import Layout
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.metrics import auc
 from recsys.models.base import dense_parameters
@@ -152,7 +152,7 @@ def recsys_steps(dataset: Path, name: str, user_rows: int | None, steps: int,
     as `--user-rows` builds it), its loss, fused row-wise Adagrad on the tables in the backward
     pass and Adam on the rest at its default rate; its test AUC at the dataset's own table."""
     hashed = {USER_ID: user_rows} if user_rows else None
-    layout = Layout.from_meta(read_dataset_meta(dataset), hashed_rows=hashed, history=history)
+    layout = Layout.from_meta(DatasetMeta.read(dataset), hashed_rows=hashed, history=history)
     torch.manual_seed(0)
     model = build_model(name, layout)
     model.train()
@@ -188,7 +188,7 @@ def test_peer_mmoe_beside_recsys_mmoe(benchmark, built_dataset, mmoe_run, tmp_pa
                                       user_rows):
     """One epoch each at the dataset's own user table (recsys's: the shared mmoe run), the same
     first STEPS_BIG batches at the bigger ones."""
-    layout = Layout.from_meta(read_dataset_meta(built_dataset))
+    layout = Layout.from_meta(DatasetMeta.read(built_dataset))
     if any(w > 1 for w in layout.widths):
         pytest.skip("the peer takes one value per sparse feature; this dataset has bags")
     label = _label(user_rows, layout)
@@ -212,7 +212,7 @@ def test_peer_din_beside_recsys_din(benchmark, built_dataset, tmp_path, user_row
     """The same rows and histories (recsys's loader, the layout of `recsys train --model
     din`): the same first DIN_STEPS batches each and the test AUC at the dataset's own user
     table (a whole epoch of the peer's DIN takes minutes here), STEPS_BIG at the 2M-row one."""
-    layout = Layout.from_meta(read_dataset_meta(built_dataset), history="attention")
+    layout = Layout.from_meta(DatasetMeta.read(built_dataset), history="attention")
     if any(w > 1 for w in layout.widths):
         pytest.skip("the peer takes one value per sparse feature; this dataset has bags")
     label = _label(user_rows, layout)

@@ -19,7 +19,7 @@ from bench_training import BATCH, ROUNDS, STEPS, _batches, _train_steps
 from recsys.data.offline import offline_dir, read_repo_meta
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.models.registry import build_model
 from recsys.antm2c import TEXT_FIELDS
 from recsys.text.cache import TextCache, text_keys
@@ -64,7 +64,7 @@ def test_encoder_texts_per_second(benchmark, applied_repo, tmp_path):
 @pytest.mark.parametrize("model", ["dnn_mixed", "mmoe"])
 @pytest.mark.parametrize("modalities", [(), ("text",)], ids=["ids", "text"])
 def test_training_with_and_without_text(benchmark, text_dataset, model, modalities):
-    layout = Layout.from_meta(read_dataset_meta(text_dataset), modalities)
+    layout = Layout.from_meta(DatasetMeta.read(text_dataset), modalities)
     data = load_split(text_dataset, "train", layout)
     batches = _batches(layout, data)
     net = build_model(model, layout)

@@ -20,7 +20,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 from conftest import RESULTS
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import BatchLoader, load_split
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.models.registry import MODELS, build_model, model_names
 from recsys.models.base import dense_parameters
@@ -33,7 +33,7 @@ ROUNDS = 2  # timed rounds of STEPS batches each, after one warm-up round
 
 @pytest.fixture(scope="module")
 def train_split(built_dataset):
-    layout = Layout.from_meta(read_dataset_meta(built_dataset))
+    layout = Layout.from_meta(DatasetMeta.read(built_dataset))
     return layout, load_split(built_dataset, "train", layout)
 
 
@@ -56,7 +56,7 @@ def _train_steps(model, batches, sampler=None):
 
 
 def test_loader_rows_per_second(benchmark, built_dataset):
-    layout = Layout.from_meta(read_dataset_meta(built_dataset))
+    layout = Layout.from_meta(DatasetMeta.read(built_dataset))
     loader = StreamLoader(SplitFiles(built_dataset, "train", layout), layout, BATCH,
                           shuffle=True)
     benchmark.group = "loader vs training"
@@ -65,7 +65,7 @@ def test_loader_rows_per_second(benchmark, built_dataset):
 
 
 def test_mmoe_training_examples_per_second(benchmark, built_dataset):
-    layout = Layout.from_meta(read_dataset_meta(built_dataset))
+    layout = Layout.from_meta(DatasetMeta.read(built_dataset))
     loader = StreamLoader(SplitFiles(built_dataset, "train", layout), layout, BATCH,
                           shuffle=True)
     batches = list(itertools.islice(loader, STEPS))

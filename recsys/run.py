@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from recsys.config import PROVENANCE, TrainConfig
 from recsys.errors import DataError, UsageError
+from recsys.dataset.meta import DatasetMeta
 from recsys.files import load_torch, read_json, write_json
 
 if TYPE_CHECKING:  # torch and the layout are imported where a model is built: a missing run
@@ -66,12 +67,13 @@ class Run:
                             f"it again (`recsys train --model {saved.get('model', 'MODEL')} "
                             f"--out {self.path} --force`, with its flags)") from None
 
-    def dataset_meta(self) -> dict:
+    def dataset_meta(self) -> DatasetMeta:
         """The meta.json of the dataset the run trained on, kept in the run folder."""
         path = self.path / DATASET_COPY
-        if not path.is_file():  # runs trained before it was kept
-            path = Path(self.saved["dataset"]) / "meta.json"
-        return read_json(path, RETRAIN)
+        if not path.is_file():
+            raise DataError(f"{self.path}: keeps no copy of its dataset's meta.json (trained "
+                            f"by an older recsys); {RETRAIN}")
+        return DatasetMeta.from_json(read_json(path, RETRAIN), str(path))
 
     def layout(self) -> Layout:
         """The model's inputs as the run trained them (modalities, hashed tables)."""
@@ -162,11 +164,11 @@ class Run:
                                              mmap=True))
 
     # ---- writing (the training loop) ------------------------------------------------------------
-    def write_start(self, config: dict, dataset_meta: dict) -> None:
+    def write_start(self, config: dict, dataset_meta: DatasetMeta) -> None:
         """A new run folder's config.json and its dataset's facts."""
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / CONFIG).write_text(json.dumps(config, indent=2))
-        write_json(dataset_meta, self.path / DATASET_COPY)
+        write_json(dataset_meta.raw, self.path / DATASET_COPY)
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(metrics, self.path / METRICS)

@@ -20,7 +20,6 @@ from recsys.memory import DEFAULT_MEMORY_GB
 from recsys.models.config import ModelConfig
 from recsys.schema import ITEM_ID, USER_ID
 from recsys.serve.settings import Settings
-from recsys.files import read_json
 from recsys.config import MAX_SEED, TrainConfig
 from recsys.train.config import PlanRequest
 
@@ -202,7 +201,7 @@ def summary(
     from recsys.data.offline import offline_dir, read_repo_meta
     from recsys.data.summary import print_import, print_summary
     from recsys.dataset.build import default_out
-    from recsys.dataset.meta import DATASET_META
+    from recsys.dataset.meta import DATASET_META, DatasetMeta
 
     meta = read_repo_meta(repo)
     if "import" in meta:  # what was read, what each column became, the maps
@@ -211,9 +210,7 @@ def summary(
         print_summary(meta, console)
     dataset = dataset or default_out(repo, meta)
     if (dataset / DATASET_META).is_file():
-        info = read_json(dataset / DATASET_META,
-                         "build the dataset again with `recsys build-dataset --force`")
-        for split, v in info["splits"].items():
+        for split, v in DatasetMeta.read(dataset).splits.items():
             console.print(f"{dataset}/{split}: {v['rows']:,} rows in {v['parts']} part(s)")
     else:
         console.print(f"no dataset at {dataset}: run `recsys build-dataset`")
@@ -267,10 +264,10 @@ def train(
     force: bool = FORCE,
 ) -> None:
     """Train one model; resumes an interrupted run in the same --out."""
-    from recsys.dataset.meta import read_dataset_meta
+    from recsys.dataset.meta import DatasetMeta
 
     dataset = dataset or Path("datasets") / workspace_preset()
-    read_dataset_meta(dataset)  # a missing dataset is refused before torch is imported
+    DatasetMeta.read(dataset)  # a missing dataset is refused before torch is imported
     from recsys.run import Run
 
     if init_from is not None:
@@ -364,10 +361,10 @@ def tune(
     pruning) on validation AUC; each trial a run folder; a killed tune resumes; best.yaml for
     `recsys train --config`."""
     from recsys.config import config_with_model
-    from recsys.dataset.meta import read_dataset_meta
+    from recsys.dataset.meta import DatasetMeta
 
     dataset = dataset or Path("datasets") / workspace_preset()
-    read_dataset_meta(dataset)
+    DatasetMeta.read(dataset)
     base = config_with_model(config, model)
     from recsys.train.tune import Tune, tune as run
 

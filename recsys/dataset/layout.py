@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from recsys.data import vectors as vector_columns
 from recsys.dataset.hashing import hash_rows
+from recsys.dataset.meta import DatasetMeta
 from recsys.errors import DataError, UsageError
 from recsys.schema import HISTORY_ITEMS, HISTORY_POOLINGS, HISTORY_SCENARIOS, HISTORY_VIEW, \
     ITEM_ID, MODALITIES, SCENARIO, USER_ID, Schema, history_column
@@ -67,16 +68,16 @@ class Layout:
     history_pooling: str = ""
 
     @classmethod
-    def from_meta(cls, meta: dict, modalities: tuple[str, ...] = (),
+    def from_meta(cls, meta: DatasetMeta, modalities: tuple[str, ...] = (),
                   hashed_rows: dict[str, int] | None = None, history: str = "") -> "Layout":
-        """`meta`: a dataset's meta.json, whose schema and feature service say its columns.
+        """`meta`: a dataset's, whose schema and feature service say its columns.
         `hashed_rows`: ID feature -> table rows its raw IDs are hashed into (any size of ID
         space then fits the table; see dataset.hashing). `history`: how the user's history
         is pooled ("": not read)."""
         hashed_rows = hashed_rows or {}
-        schema = dataset_facts(meta)
-        columns = schema.dataset_schema(meta.get("feature_service"))
-        ids = {USER_ID: meta["n_users"], ITEM_ID: meta["n_items"], **hashed_rows}
+        schema = meta.schema
+        columns = schema.dataset_schema(meta.feature_service)
+        ids = {USER_ID: meta.n_users, ITEM_ID: meta.n_items, **hashed_rows}
         features = [f for f in schema.features if f.name in columns.names]
         sparse = [f for f in features if f.kind in ("id", "categorical")]
         # one column each first, then the bags of several values (kjt relies on it)
@@ -191,20 +192,11 @@ def check_history(history: str) -> None:
                          fields="history")
 
 
-def dataset_facts(meta: dict) -> Schema:
-    """The schema a dataset was built with (its meta.json)."""
-    if "schema" not in meta:
-        raise DataError("the dataset was built by an older recsys (its meta.json has no "
-                        "schema): build it again with `recsys build-dataset --force`, and "
-                        "train its runs again")
-    return Schema.from_json(meta["schema"])
-
-
-def _vector_groups(meta: dict, schema: Schema,
+def _vector_groups(meta: DatasetMeta, schema: Schema,
                    modalities: tuple[str, ...]) -> list[VectorGroup]:
     """The vector groups of the asked modalities, with sizes the dataset recorded."""
     check_modalities(modalities)
-    dims = meta.get("vector_dims", {})
+    dims = meta.vector_dims
     groups = []
     for modality in modalities:
         views = schema.modality_views(modality)

@@ -19,7 +19,7 @@ from scipy.special import expit
 from recsys.data.offline import read_repo_meta
 from recsys.data.presets import get_preset
 from recsys.data.synth import AFFINITY_GAIN, World
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.schema import EVENT_TIMESTAMP, ITEM_ID, LABEL, SCENARIO, USER_ID
 
 CHUNK = 2_000  # test clicks scored at a time
@@ -29,7 +29,7 @@ RANKINGS = ("generator's chance", "exposure weight")
 def retrieval_ceiling(dataset: Path, ks: tuple[int, ...]) -> dict | None:
     """{ranking: {column: {"recall@K": share}}} (columns: each scenario code, "overall"), or
     None for data the generator did not write."""
-    meta = read_repo_meta(Path(read_dataset_meta(dataset)["repo"]))  # the generator's facts
+    meta = read_repo_meta(Path(DatasetMeta.read(dataset).repo))  # the generator's facts
     if "import" in meta or "preset" not in meta:
         return None
     whole = meta["world"]  # the world's days, of which the repo may hold the first

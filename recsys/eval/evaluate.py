@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import torch
 
 from recsys.data.offline import limit_memory
-from recsys.dataset.layout import dataset_facts, Layout
+from recsys.dataset.layout import Layout
 from recsys.dataset.loader import BatchLoader, SplitData
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.metrics import auc_sql
 from recsys.memory import GiB
@@ -77,7 +77,7 @@ def write_scores(batches: Iterable[np.ndarray], path: Path) -> Path:
 
 def split_metrics(dataset: Path, split: str, scores: Path) -> dict:
     """The metrics.json blocks of a split's stored scores (see `compute_metrics`)."""
-    scenarios = dataset_facts(read_dataset_meta(dataset)).scenario_names
+    scenarios = DatasetMeta.read(dataset).schema.scenario_names
     with _scored(dataset, split, scores) as (con, relation):
         return _metrics(con, relation, scenarios)
 
@@ -86,7 +86,7 @@ def run_metrics(run, dataset: Path, split: str, scores: Path) -> dict:
     """The metrics.json blocks of a finished run (a `recsys.run.Run`) on a split of another
     dataset of the same repo (its rows scored into `scores`, streamed)."""
     cfg = run.config()
-    layout = Layout.from_meta(read_dataset_meta(dataset), cfg.modalities, cfg.hashed_rows,
+    layout = Layout.from_meta(DatasetMeta.read(dataset), cfg.modalities, cfg.hashed_rows,
                               cfg.history)
     model = run.load_model(layout)
     loader = StreamLoader(SplitFiles(dataset, split, layout), layout, EVAL_BATCH)

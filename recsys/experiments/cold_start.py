@@ -122,12 +122,12 @@ def warmup_curves(ctx: Context, arms: list[str]) -> dict[str, list[dict]]:
     """Each arm's warm-up curve per seed, measured where its warmup.json is missing."""
     from recsys.dataset.layout import Layout
     from recsys.dataset.loader import SplitData, load_split
-    from recsys.dataset.meta import read_dataset_meta
+    from recsys.dataset.meta import DatasetMeta
     from recsys.eval.warmup import warmup_curve
     from recsys.experiments.training import run_dir
     from recsys.run import Run
 
-    layout = Layout.from_meta(read_dataset_meta(ctx.dataset))
+    layout = Layout.from_meta(DatasetMeta.read(ctx.dataset))
     train: SplitData | None = None
     curves: dict[str, list[dict]] = {a: [] for a in arms}
     for seed in range(ctx.seeds):

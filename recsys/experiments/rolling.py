@@ -127,12 +127,12 @@ class Rolling(Experiment):
     def trained(self, ctx: Context, name: str, data: Path, config,
                 parent: Path | None) -> tuple[Path, dict]:
         """A run (reused when finished with the same config) and its training figures."""
-        from recsys.dataset.meta import read_dataset_meta
+        from recsys.dataset.meta import DatasetMeta
         from recsys.experiments.training import trained
 
         path = ctx.out / "runs" / name
         metrics = trained(path, data, config, ctx, init_from=parent)
-        rows = read_dataset_meta(data)["splits"]["train"]["rows"]
+        rows = DatasetMeta.read(data).rows("train")
         return path, {"examples": rows * metrics["train"]["epochs"],
                       "seconds": metrics["train"]["seconds"]}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from recsys.dataset.meta import dataset_provenance, read_dataset_meta
+from recsys.dataset.meta import DatasetMeta, dataset_provenance
 from recsys.errors import UsageError
 from recsys.experiments.context import Context
 from recsys.experiments.spec import Experiment
@@ -23,7 +23,7 @@ def run(experiment: Experiment, dataset: Path | None, out: Path, seeds: int = 1,
     if seeds < 1:
         raise UsageError(f"seeds {seeds}: need at least one seed", fields="seeds")
     if dataset is not None:  # fail early, with the dataset's own message
-        preset = preset or read_dataset_meta(dataset).get("preset")
+        preset = preset or DatasetMeta.read(dataset).preset
     given = options or {}
     if missing := [o.name for o in experiment.options if o.default is ... and o.name not in given]:
         raise UsageError(f"{experiment.name}: {missing[0]} is needed", fields=missing[0])

@@ -43,7 +43,6 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
 
     from recsys.data.offline import check_repo, read_repo_meta
     from recsys.dataset.loader import rows_batch
-    from recsys.dataset.layout import dataset_facts
     from recsys.eval.retrieval import catalogue_facts, retrieval_metrics
     from recsys.models.registry import model_class
     from recsys.retrieval.catalogue import item_batches
@@ -54,7 +53,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
         raise UsageError(f"run {run}: its model {cfg.model} scores (user, item) pairs and has no "
                          f"item vectors; train a retrieval model (recsys train --model "
                          f"two_tower) and index its output", fields="run")
-    repo = check_repo(Path(repo or meta["repo"]))
+    repo = check_repo(Path(repo or meta.repo))
     out = run / INDEX_DIR
     publish = publish and write
     if write:
@@ -67,7 +66,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     index, kind = new_index(n, dim, exact_items)
     start = time.perf_counter()
     with torch.no_grad():  # batch by batch into the index: no copy of every vector besides
-        for ids, rows in item_batches(repo, dataset_facts(meta), layout):
+        for ids, rows in item_batches(repo, meta.schema, layout):
             index.add(model.vectors(rows_batch(rows, layout, slice(None)))[1].numpy())
             log(f"encoded items up to {int(ids[-1]) + 1:,}")
     seconds = time.perf_counter() - start

@@ -49,7 +49,7 @@ class Recommender:
         self.popular = {s: m[np.lexsort((m, -clicks[m]))] for s, m in self.members.items()}
         self.selectors = {s: faiss.IDSelectorBatch(m) for s, m in self.members.items()}
         self.hnsw = self.index_info["kind"] == "hnsw"
-        self.n_users = int(Run(retrieval_run).dataset_meta()["n_users"])  # store IDs 0..n-1
+        self.n_users = Run(retrieval_run).dataset_meta().n_users  # store IDs 0..n-1
         self.info = {"run": str(retrieval_run), "model": self.retriever.info["model"],
                      "model_fingerprint": self.retriever.info["model_fingerprint"],
                      "index": {k: v for k, v in self.index_info.items() if k != "run"}}

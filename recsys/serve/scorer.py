@@ -17,7 +17,6 @@ import torch
 
 from recsys.data.offline import offline_dir
 from recsys.dataset.batch import Batch
-from recsys.dataset.layout import dataset_facts
 from recsys.dataset.loader import needed_columns, rows_batch, SplitData
 from recsys.errors import RecsysError
 from recsys.serve.features import OnlineFeatures, check_online
@@ -53,8 +52,8 @@ class Scorer:
         check_online(repo)
         cfg, meta = trained.config(), trained.dataset_meta()
         self.layout = trained.layout()
-        self.schema = dataset_facts(meta)
-        self.service = meta.get("feature_service") or self.schema.default_service
+        self.schema = meta.schema
+        self.service = meta.feature_service or self.schema.default_service
         self.columns = needed_columns(self.layout, for_metrics=False)
         self.model = trained.load_model(self.layout).eval()
         # a column the request leaves out (a context feature, the unknown user's) is null:
@@ -62,7 +61,7 @@ class Scorer:
         self.null_inputs = {c.name: c.transform(pa.nulls(1, self.columns.field(c.name).type),
                                                 RAW) for c in self.layout.inputs}
         self.features = OnlineFeatures(repo, self.schema, self.service, self.columns,
-                                       meta["n_items"], refresh_seconds, prepare=self._prepare)
+                                       meta.n_items, refresh_seconds, prepare=self._prepare)
         by_name = {f.name: f for f in self.schema.features}
         entities = {e.join_key for e in self.schema.entities}
         self.context = {n: by_name[n] for n in self.columns.names

@@ -18,7 +18,7 @@ from recsys.dataset.episodes import EpisodeSampler
 from recsys.dataset.hashing import collisions
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import distinct_values, load_split
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.dataset.stream import PREFETCH, SplitFiles, StreamLoader
 from recsys.errors import OutputExistsError, UsageError
 from recsys.eval.evaluate import EVAL_BATCH, predict, score_batches, split_auc, \
@@ -108,7 +108,7 @@ class _Checkpoints:
 
 
 def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints,
-                 meta: dict) -> bool:
+                 meta: DatasetMeta) -> bool:
     """Check the run folder (every rank), then clear or create it (rank 0) with the config and
     the dataset's metadata (its schema and sizes: what serving rebuilds the model's inputs
     from); whether to resume."""
@@ -203,7 +203,7 @@ class Trainer:
         self.dataset, self.out, self.cfg, self.ranks, self.progress = \
             dataset, out, cfg, ranks, progress
         self.log = log if ranks.main else (lambda *a, **k: None)
-        self.meta = read_dataset_meta(dataset)
+        self.meta = DatasetMeta.read(dataset)
         self.can = model_class(cfg.model).capabilities
         self.layout = Layout.from_meta(self.meta, cfg.modalities, cfg.hashed_rows, cfg.history)
         self.state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],

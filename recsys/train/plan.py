@@ -15,7 +15,9 @@ from torchrec.distributed.types import ShardingPlan
 
 from recsys.data.presets import get_preset
 from recsys.train.config import PlanRequest
+from recsys.antm2c import ANTM2C
 from recsys.dataset.layout import Layout
+from recsys.dataset.meta import DatasetMeta
 from recsys.models.registry import build_model, model_class
 from recsys.models.base import dense_bytes_with_adam, table_bytes
 from recsys.train.distributed import RESERVED, GiB, make_planner, table_rows
@@ -23,7 +25,7 @@ from recsys.train.distributed import RESERVED, GiB, make_planner, table_rows
 
 def _meta_model(req: PlanRequest) -> torch.nn.Module:
     preset = get_preset(req.preset)
-    layout = Layout.from_meta({"n_users": preset.n_users, "n_items": preset.n_items})
+    layout = Layout.from_meta(DatasetMeta(ANTM2C, preset.n_users, preset.n_items))
     with torch.device("meta"):
         return build_model(req.model, layout, model_class(req.model).Config(
             embedding_dim=req.dim, table_dtype=req.dtype))

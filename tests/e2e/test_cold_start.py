@@ -18,7 +18,7 @@ from recsys.dataset.episodes import EpisodeSampler, Histories, Tasks
 from recsys.dataset.stream import SplitFiles
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import BatchLoader, load_split, rows_batch, SplitData
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.errors import DataError
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
 from recsys.eval.warmup import STAGES, warmup_curve, warmup_sets
@@ -30,7 +30,7 @@ from recsys.schema import FEW_SHOT_MAX
 
 @pytest.fixture(scope="module")
 def splits(tiny):
-    layout = Layout.from_meta(read_dataset_meta(tiny["dataset"]))
+    layout = Layout.from_meta(DatasetMeta.read(tiny["dataset"]))
     return layout, *(load_split(tiny["dataset"], s, layout) for s in ("train", "val", "test"))
 
 

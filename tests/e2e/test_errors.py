@@ -313,18 +313,3 @@ def test_running_out_of_memory_is_one_line():
     message = out_of_memory_message(caught.value)
     assert "\n" not in message and message.startswith("out of memory (Out of Memory Error")
     assert out_of_memory_message(MemoryError()).startswith("out of memory (MemoryError)")
-
-
-def test_a_batch_beyond_memory_is_refused_with_the_numbers():
-    """Only a split with that many rows makes such a batch: checked on the function."""
-    from recsys.dataset.layout import Layout
-    from recsys.errors import UsageError
-    from recsys.models.base import ModelConfig
-    from recsys.train.loop import _check_batch_fits
-
-    layout = Layout.from_meta({"n_users": 10, "n_items": 10})
-    with pytest.raises(UsageError, match=r"batch_size 1,000,000,000: needs about [\d,.]+ "
-                                         r"GiB of memory, [\d,.]+ GiB there"):
-        _check_batch_fits(layout, ModelConfig(), 10 ** 9, 10 ** 9)
-    _check_batch_fits(layout, ModelConfig(), 10 ** 9, 2048)  # a split smaller than the batch
-    _check_batch_fits(layout, ModelConfig(), 2048, 10 ** 9)

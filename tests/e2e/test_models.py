@@ -17,7 +17,7 @@ import yaml
 from conftest import ROOT, error_lines, run
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict
 from recsys.models.registry import MODELS, model_class
@@ -40,7 +40,7 @@ def _stop_after_epoch_one(line: str) -> None:
 
 @pytest.fixture(scope="module")
 def splits(tiny):
-    layout = Layout.from_meta(read_dataset_meta(tiny["dataset"]))
+    layout = Layout.from_meta(DatasetMeta.read(tiny["dataset"]))
     return layout, load_split(tiny["dataset"], "train", layout), \
         load_split(tiny["dataset"], "test", layout)
 

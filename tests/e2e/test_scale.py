@@ -20,7 +20,7 @@ import pytest
 from conftest import BIN, run
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.eval.evaluate import predict
 from recsys.metrics import auc
 from recsys.run import Run
@@ -74,7 +74,7 @@ def test_two_process_gloo_run_matches_one_process(runs):
 def test_sharded_checkpoint_loads_into_one_process(tiny, runs):
     """torch.distributed.checkpoint reshards: the 2-rank best epoch, read by one process,
     scores the test split exactly as the 2-rank run did."""
-    layout = Layout.from_meta(read_dataset_meta(tiny["dataset"]))
+    layout = Layout.from_meta(DatasetMeta.read(tiny["dataset"]))
     test = load_split(tiny["dataset"], "test", layout)
     model = Run(runs["two_dir"]).load_model(layout)
     assert auc(test.labels, predict(model, test, layout)) == \
@@ -161,7 +161,7 @@ def test_ids_far_beyond_the_table_train_and_score(tiny, runs, tmp_path):
         i = table.schema.get_field_index("user_id")
         raw = pc.add(pc.multiply(table["user_id"].cast(pa.int64()), 1_000_003), 10 ** 12)
         pq.write_table(table.set_column(i, table.schema.field(i), raw), part)
-    layout = Layout.from_meta(read_dataset_meta(far), hashed_rows={"user_id": 20_000})
+    layout = Layout.from_meta(DatasetMeta.read(far), hashed_rows={"user_id": 20_000})
     ids = load_split(far, "test", layout).ids[:, layout.slot("user_id")]
     assert (ids < 20_000).all()  # no row sent to the unknown row (20,000)
     hashed = _train(tiny, tmp_path / "run", "--user-rows", "20000", dataset=far)

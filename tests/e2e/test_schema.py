@@ -12,7 +12,7 @@ from feast import FeatureStore
 
 from conftest import ROOT, copy_repo, run
 from recsys.dataset.layout import Layout
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.errors import DataError
 from recsys.schema import SCHEMA_FILE, Schema
 from recsys.antm2c import ANTM2C
@@ -116,8 +116,8 @@ def test_build_and_train_follow_the_edited_schema(tmp_path):
     run("feast", "apply", cwd=repo)
     dataset = tmp_path / "ds"
     run("recsys", "build-dataset", "--repo", str(repo), "--out", str(dataset))
-    meta = read_dataset_meta(dataset)
-    assert meta["feature_service"] == "multi_scenario"
+    meta = DatasetMeta.read(dataset)
+    assert meta.feature_service == "multi_scenario"
     columns = pq.read_schema(next((dataset / "train").glob("*.parquet"))).names
     assert "item_price_level" not in columns and "item_brand" in columns
     assert "item_title" not in columns  # the text views are not in multi_scenario

@@ -14,7 +14,7 @@ import torch.distributed.checkpoint as dcp
 import torch.multiprocessing as mp
 
 from recsys.dataset.layout import Layout
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.models.registry import MODELS
 from recsys.run import SHARDED_BEST, Run
 from recsys.config import TrainConfig
@@ -48,8 +48,8 @@ def _rank(rank: int, world: int, port: int, dataset: Path, out: Path, init: Path
 def test_own_loss_trains_the_same_on_one_and_two_processes(tiny, tmp_path, monkeypatch):
     monkeypatch.setitem(MODELS, NAME, WeightedMMoE)
     dataset = tiny["dataset"]
-    meta = read_dataset_meta(dataset)
-    rows = meta["splits"]["train"]["rows"]
+    meta = DatasetMeta.read(dataset)
+    rows = meta.rows("train")
     batch_size = rows + rows % 2  # even, and the whole split: no row left out on 2 ranks
     # the starting weights both runs load (a sharded run's own tables start elsewhere)
     torch.manual_seed(0)

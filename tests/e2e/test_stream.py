@@ -20,7 +20,7 @@ from conftest import BIN, run
 from recsys.dataset import stream
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import needed_columns
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.errors import DataError
 
@@ -40,7 +40,7 @@ def small_groups(tiny, tmp_path_factory):
         t = t.set_column(t.schema.get_field_index("p_true"), "p_true", number)
         pq.write_table(t, out / "train" / f.name, row_group_size=1000)
         at += t.num_rows
-    layout = Layout.from_meta(read_dataset_meta(out))
+    layout = Layout.from_meta(DatasetMeta.read(out))
     files = SplitFiles(out, "train", layout)
     files.columns = needed_columns(layout)  # with p_true
     return out, layout, files

@@ -4,6 +4,8 @@ with text (and image) vectors."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from datetime import datetime, timezone
 
@@ -16,7 +18,7 @@ from feast import FeatureStore
 from conftest import fails, fingerprint, run
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import load_split, rows_batch
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.errors import DataError
 from recsys.models.registry import MODELS, build_model
 from recsys.dataset.episodes import EpisodeSampler
@@ -75,7 +77,7 @@ def test_vectors_served_by_the_offline_join_equal_the_store(tiny):
         np.testing.assert_array_equal(served, item_vec.loc[row["item_id"], "item_title_vec"])
         np.testing.assert_array_equal(np.array(row["item_image_vec"], dtype=np.float32),
                                       image.loc[row["item_id"], "item_image_vec"])
-    assert read_dataset_meta(tiny["dataset"])["vector_dims"]["query_entity_seq_vec"] == 32
+    assert DatasetMeta.read(tiny["dataset"])["vector_dims"]["query_entity_seq_vec"] == 32
 
 
 def test_vectors_served_online_equal_the_store(tiny):
@@ -108,14 +110,14 @@ def test_missing_model_folder_fails_clearly(tiny, tmp_path):
 
 
 def test_text_asked_of_a_dataset_without_vectors_fails_clearly(tiny):
-    meta = {**read_dataset_meta(tiny["dataset"]), "vector_dims": {}}
+    meta = replace(DatasetMeta.read(tiny["dataset"]), vector_dims={})
     with pytest.raises(DataError, match="recsys encode-text"):
         Layout.from_meta(meta, ("text",))
 
 
 @pytest.mark.parametrize("fusion", ["concat", "gated"])
 def test_every_model_trains_with_text_and_image(tiny, fusion):
-    layout = Layout.from_meta(read_dataset_meta(tiny["dataset"]), ("text", "image"))
+    layout = Layout.from_meta(DatasetMeta.read(tiny["dataset"]), ("text", "image"))
     assert [g.width for g in layout.vectors] == [96, 64, 32]
     train = load_split(tiny["dataset"], "train", layout)
     assert train.vectors.shape == (len(train), 192) and np.abs(train.vectors).sum() > 0

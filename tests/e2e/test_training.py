@@ -22,7 +22,7 @@ from conftest import BIN, error_lines, run
 from recsys.dataset.batch import kjt
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import BatchLoader, load_split
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.eval.evaluate import MIN_ROWS, compute_metrics, predict
 from recsys.models.registry import MODELS, build_model, model_names
 
@@ -34,17 +34,17 @@ from recsys.experiments.runner import run as run_experiment
 
 @pytest.fixture(scope="module")
 def data(tiny):
-    layout = Layout.from_meta(read_dataset_meta(tiny["dataset"]))
+    layout = Layout.from_meta(DatasetMeta.read(tiny["dataset"]))
     return layout, load_split(tiny["dataset"], "train", layout), \
         load_split(tiny["dataset"], "test", layout)
 
 
 def test_layout_follows_the_schema_and_dataset(tiny, data):
     layout, train, _ = data
-    meta = read_dataset_meta(tiny["dataset"])
+    meta = DatasetMeta.read(tiny["dataset"])
     sizes = dict(zip(layout.sparse, layout.num_embeddings))
     # every table ends with one unknown row
-    assert sizes["user_id"] == meta["n_users"] + 1 and sizes["item_id"] == meta["n_items"] + 1
+    assert sizes["user_id"] == meta.n_users + 1 and sizes["item_id"] == meta.n_items + 1
     assert sizes["deep_features_0"] == 25 and "deep_features_26" in layout.dense
     assert (train.ids < np.array(layout.num_embeddings)).all() and (train.ids >= 0).all()
 

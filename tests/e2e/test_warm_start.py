@@ -5,6 +5,8 @@ parents are refused with one line; config.json records the lineage."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import re
 
@@ -15,7 +17,7 @@ import torch
 
 from conftest import error_lines, run
 from recsys.dataset.layout import Layout
-from recsys.dataset.meta import read_dataset_meta
+from recsys.dataset.meta import DatasetMeta
 from recsys.dataset.stream import SplitFiles, StreamLoader
 from recsys.eval.evaluate import predict_stream
 from recsys.models.base import TrainWrapper, dense_parameters, sparse_optimizers
@@ -89,9 +91,8 @@ def test_the_parents_optimizer_state_comes_with_this_runs_rates(parents):
 
 def test_grown_tables_keep_the_known_rows_and_start_the_new_ones_fresh(tiny, parents):
     parent = parents["mmoe"]
-    cfg, meta = parent.config(), read_dataset_meta(tiny["dataset"])
-    grown = Layout.from_meta({**meta, "n_users": meta["n_users"] + 7,
-                              "n_items": meta["n_items"] + 3})
+    cfg, meta = parent.config(), DatasetMeta.read(tiny["dataset"])
+    grown = Layout.from_meta(replace(meta, n_users=meta.n_users + 7, n_items=meta.n_items + 3))
     child, sparse, _ = _child(parent, cfg, grown)
     torch.manual_seed(cfg.seed)
     fresh = build_model(cfg.model, grown, cfg.model_config).state_dict()

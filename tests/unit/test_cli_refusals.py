@@ -3,15 +3,25 @@ naming it, exit 2, and none of them needs torch, TorchRec or Feast to say so."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 from typer.testing import CliRunner
 
+from recsys.antm2c import ANTM2C
 from recsys.cli import app
 
 runner = CliRunner()
+
+
+def _dataset(folder) -> None:
+    """A dataset's meta.json: what a command reads before it reads the data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "meta.json").write_text(json.dumps({"schema": ANTM2C.to_json(), "n_users": 10,
+                                                  "n_items": 10}))
+
 
 
 @pytest.mark.parametrize("args, says", [
@@ -43,11 +53,13 @@ runner = CliRunner()
     (["train", "--model", "two_tower", "--dataset", "{tmp}", "--config", "{tmp}/dot.yaml"],
      "two_tower has no dot part"),
     # a dataset (or a run's copy of its meta) from before schemas were recorded
-    (["train", "--model", "mmoe", "--dataset", "{tmp}", "--out", "{tmp}/run"],
-     "built by an older recsys (its meta.json has no schema): build it again"),
+    (["train", "--model", "mmoe", "--dataset", "{tmp}/old", "--out", "{tmp}/run"],
+     "old/meta.json: written by an older recsys (no schema in it): build the dataset again"),
 ])
 def test_refusal_is_one_line(tmp_path, args, says):
-    (tmp_path / "meta.json").write_text("{}")
+    _dataset(tmp_path)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "meta.json").write_text("{}")
     (tmp_path / "dot.yaml").write_text("model_config:\n  interaction: dot\n")
     result = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
     assert result.exit_code == 2, result.output
@@ -63,7 +75,7 @@ def test_refusal_is_one_line(tmp_path, args, says):
 def test_refusal_imports_no_heavy_library(args, tmp_path):
     """The command is refused before torch, torchrec or feast is imported: a missing dataset
     or run; a finished run, named by --out or by the flags (runs/mmoe+text)."""
-    (tmp_path / "meta.json").write_text("{}")
+    _dataset(tmp_path)
     for run in (tmp_path / "done", tmp_path / "runs" / "mmoe+text"):
         run.mkdir(parents=True)
         (run / "metrics.json").write_text("{}")
