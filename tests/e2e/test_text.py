@@ -77,7 +77,7 @@ def test_vectors_served_by_the_offline_join_equal_the_store(tiny):
         np.testing.assert_array_equal(served, item_vec.loc[row["item_id"], "item_title_vec"])
         np.testing.assert_array_equal(np.array(row["item_image_vec"], dtype=np.float32),
                                       image.loc[row["item_id"], "item_image_vec"])
-    assert DatasetMeta.read(tiny["dataset"])["vector_dims"]["query_entity_seq_vec"] == 32
+    assert DatasetMeta.read(tiny["dataset"]).vector_dims["query_entity_seq_vec"] == 32
 
 
 def test_vectors_served_online_equal_the_store(tiny):
