@@ -92,7 +92,7 @@ def _inputs(batch, layout: Layout) -> dict[str, torch.Tensor]:
     x.update({name: batch.dense[:, j] for j, name in enumerate(layout.dense)})
     history = batch.history_ids
     for k, (column, table) in enumerate(layout.history_tables):
-        clicks = history[:, k * layout.history:(k + 1) * layout.history]
+        clicks = history[:, k * layout.history_length:(k + 1) * layout.history_length]
         x[column] = torch.where(clicks >= 0, clicks, layout.num_embeddings[
             layout.sparse.index(table)])  # no click: the padding row
     return x

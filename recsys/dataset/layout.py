@@ -62,9 +62,9 @@ class Layout:
     # per dense feature: the (mean, std) it is standardized with, or None; and its owner
     scales: tuple[tuple[float, float] | None, ...] = ()
     dense_owners: tuple[str, ...] = ()
-    # the user's history (`--history`): its last `history` clicks, pooled by `history_pooling`
-    # (HISTORY_POOLINGS) into one more slot; 0 / "": not read
-    history: int = 0
+    # the user's history (`--history`): its last `history_length` clicks, pooled by
+    # `history_pooling` (HISTORY_POOLINGS) into one more slot; 0 / "": not read
+    history_length: int = 0
     history_pooling: str = ""
 
     @classmethod
@@ -104,7 +104,8 @@ class Layout:
                    owners=tuple(f.owner for f in sparse),
                    scales=tuple(f.scale for f in dense),
                    dense_owners=tuple(f.owner for f in dense),
-                   history=schema.history_length if history else 0, history_pooling=history)
+                   history_length=schema.history_length if history else 0,
+                   history_pooling=history)
 
     def content(self, owner: str) -> tuple[str, ...]:
         """The sparse features describing a user / item besides its ID (its profile)."""
@@ -121,7 +122,7 @@ class Layout:
     @functools.cached_property  # read on every batch: worked out once
     def history_tables(self) -> tuple[tuple[str, str], ...]:
         """(history column, the feature whose table it is looked up in) of the history read."""
-        if not self.history:
+        if not self.history_length:
             return ()
         # and each item feature the clicks carry (the schema's history_item_features)
         carried = tuple((history_column(f), f) for f in self.sparse
@@ -132,7 +133,7 @@ class Layout:
     def history_keys(self) -> tuple[str, ...]:
         """The KJT features of the history: one per list and position ("history_item_ids_0"),
         at most one value a row (none past the user's last click)."""
-        return tuple(f"{c}_{i}" for c, _ in self.history_tables for i in range(self.history))
+        return tuple(f"{c}_{i}" for c, _ in self.history_tables for i in range(self.history_length))
 
     @property
     def kjt_keys(self) -> tuple[str, ...]:
@@ -163,10 +164,10 @@ class Layout:
                                    hashed=name in self.hashed))
             at += width
         for name, table in self.history_tables:
-            out.append(InputColumn(name, "ids", at, self.history,
+            out.append(InputColumn(name, "ids", at, self.history_length,
                                    size=self.num_embeddings[self.sparse.index(table)],
                                    hashed=table in self.hashed, history=True))
-            at += self.history
+            at += self.history_length
         for j, (name, scale) in enumerate(zip(self.dense,
                                               self.scales or (None,) * len(self.dense))):
             counts = str(self.columns.field(name).type) in _COUNT_DTYPES
@@ -246,7 +247,7 @@ class InputColumn:
             return (np.log1p(np.maximum(col, 0)) if self.counts else col)[:, None]
         unknown = self.size - 1
         if self.width > 1 or pa.types.is_list(column.type):
-            return bag_matrix(column, self.width, unknown, empty=not self.history,
+            return bag_matrix(column, self.width, unknown, empty=not self.history_length,
                               hashed=self.hashed)
         col = _filled(column, -1).astype(np.int64)
         if self.hashed:

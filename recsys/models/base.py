@@ -149,7 +149,7 @@ class SparseArch(nn.Module):
         self.gates = nn.ModuleList(nn.Linear(2 * cfg.embedding_dim, cfg.embedding_dim)
                                    for _ in groups) if cfg.fusion == "gated" else None
         self.history = HistoryPool(layout, cfg.embedding_dim, cfg.history_truncation) \
-            if layout.history else None
+            if layout.history_length else None
         self.dot = DotInteraction(layout, cfg) if cfg.interaction == "dot" and \
             DotInteraction.applies(layout) else None
         self.n_slots = len(layout.sparse) + len(groups) + \
@@ -291,11 +291,11 @@ class HistoryPool(nn.Module):
 
     def __init__(self, layout: Layout, dim: int, truncation: float = 0.0, hidden: int = 36):
         super().__init__()
-        self.lists, self.length, self.dim = len(layout.history_tables), layout.history, dim
+        self.lists, self.length, self.dim = len(layout.history_tables), layout.history_length, dim
         self.truncation = truncation
         self.target = layout.slot(ITEM_ID)
         attention = layout.history_pooling == "attention"
-        self.positions = nn.Parameter(torch.randn(layout.history, dim) * 0.01) \
+        self.positions = nn.Parameter(torch.randn(layout.history_length, dim) * 0.01) \
             if attention else None
         self.unit = nn.Sequential(nn.Linear(5 * dim, hidden), nn.PReLU(),
                                   nn.Linear(hidden, 1)) if attention else None

@@ -58,7 +58,7 @@ class TwoTower(Model, name="two_tower"):
         # history's slots (its pooled clicks the user's; their product with the candidate
         # item is left out, as anything of the candidate is from the user's side)
         owners = [*layout.owners, *(g.owner for g in layout.vectors),
-                  *(("user", None) if layout.history else ())]
+                  *(("user", None) if layout.history_length else ())]
         assert len(owners) == self.sparse.n_slots and HistoryPool.SLOTS == 2
         self.item_slots = [i for i, o in enumerate(owners) if o == ITEM_OWNER]
         self.user_slots = [i for i, o in enumerate(owners) if o not in (ITEM_OWNER, None)]

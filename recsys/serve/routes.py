@@ -147,7 +147,7 @@ async def feedback(request: Request):
     except ValidationError as e:
         return refuse(request.app, 422, "invalid request", _first_error(e, FeedbackEvent, "events"))
     try:
-        clicks = await run_in_threadpool(served.history.record,
+        clicks = await run_in_threadpool(served.history_writer.record,
                                          [Event(**e.model_dump()) for e in parsed])
     except RequestError as e:
         return refuse(request.app, 422, "invalid request", str(e))

@@ -25,7 +25,7 @@ class Served:
     """One run's serving objects, replaced whole."""
 
     scorer: Scorer
-    history: HistoryWriter
+    history_writer: HistoryWriter
     recommender: Recommender | None
     headers: dict
 

@@ -31,7 +31,7 @@ def parent_layout(parent: Run, cfg: TrainConfig, layout: Layout) -> Layout:
              ("sparse features", before.sparse, layout.sparse),
              ("dense features", before.dense, layout.dense),
              ("scenarios", before.scenarios, layout.scenarios),
-             ("history length", before.history, layout.history),
+             ("history length", before.history_length, layout.history_length),
              ("vector features", [g.columns for g in before.vectors],
               [g.columns for g in layout.vectors])]
     if was.model == cfg.model:  # then its sizes (another model's config has other fields)

@@ -23,7 +23,7 @@ def layout(history: str = "") -> Layout:
                          (HISTORY_ITEMS, pa.list_(pa.int64())),
                          (HISTORY_SCENARIOS, pa.list_(pa.int64())),
                          (history_column("item_kind"), pa.list_(pa.int64()))])
-    return Layout(history=HISTORY if history else 0, history_pooling=history,
+    return Layout(history_length=HISTORY if history else 0, history_pooling=history,
                   sparse=("user_id", "item_id", "scenario", "user_gender", "item_kind",
                           "context_0"),
                   num_embeddings=(USERS + 1, ITEMS + 1, 3 + 1, 2 + 1, 4 + 1, CONTEXT + 1),

@@ -22,7 +22,7 @@ def test_the_dot_part_is_mf_plus_the_history_mean():
                              for t in ("user", "item", "history"))
     u = users[batch.ids[:, lay.slot("user_id")]]
     v = items[batch.ids[:, lay.slot("item_id")]]
-    ids = batch.history_ids[:, :lay.history]
+    ids = batch.history_ids[:, :lay.history_length]
     held = (ids >= 0).unsqueeze(-1).float()
     pooled = (history[ids.clamp(min=0)] * held).sum(1) / held.sum(1).clamp(min=1)
     expected = (u * v).sum(1) + (pooled * v).sum(1)
