@@ -41,6 +41,12 @@ BEST_OPTIM = "best_optim.pt"  # the best epoch's {dense_opt, fused_opts} (one pr
 SHARDED_BEST, SHARDED = "best", "checkpoint"  # torch.distributed.checkpoint folders
 STATE, DENSE_OPT = "state.json", "dense_opt.pt"  # beside a sharded checkpoint's shards
 SCORES = "{split}_scores.parquet"  # a split's scores, row for row with its files
+# a retrieval run's index folder (`recsys index`): the FAISS index and its facts, the run's
+# Recall@K / NDCG@K beside popularity, and each store ID's scenario (where it is shown most;
+# -1: never shown) and training clicks, what /recommend keeps a scenario's items by and ranks a
+# cold user's by
+INDEX_DIR, INDEX_FILE, INDEX_META = "index", "items.faiss", "index.json"
+RETRIEVAL_METRICS, CATALOGUE = "retrieval.json", "catalogue.parquet"
 RETRAIN = "train the run again"  # what to do about a damaged run file
 
 

@@ -467,7 +467,7 @@ def serve(
     settings.check()
     Run(run).check_trained()  # before the server's imports: a wrong --run answers at once
     if retrieval is not None:
-        from recsys.retrieval.index import INDEX_DIR, INDEX_META
+        from recsys.run import INDEX_DIR, INDEX_META
 
         Run(retrieval).check_trained()
         if not (retrieval / INDEX_DIR / INDEX_META).is_file():
@@ -491,7 +491,8 @@ def index(
 ) -> None:
     """Encode every item with a retrieval run's item tower into a FAISS index (RUN/index), and
     the vectors into the repo's feature store (its item_retrieval view)."""
-    from recsys.retrieval.index import INDEX_DIR, build_index
+    from recsys.retrieval.index import build_index
+    from recsys.run import INDEX_DIR
 
     info = build_index(run, repo, force=force, log=console.print)
     recall = next(v for k, v in info.items() if k.startswith("recall@"))

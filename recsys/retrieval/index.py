@@ -19,13 +19,8 @@ import torch
 from recsys.errors import UsageError
 from recsys.retrieval import store
 from recsys.files import atomic_dir, check_output_free, write_json
-from recsys.run import Run
+from recsys.run import CATALOGUE, INDEX_DIR, INDEX_FILE, INDEX_META, RETRIEVAL_METRICS, Run
 
-INDEX_DIR, INDEX_FILE, INDEX_META = "index", "items.faiss", "index.json"
-RETRIEVAL_METRICS = "retrieval.json"  # the run's Recall@K / NDCG@K beside popularity
-# each store ID's scenario (where it is shown most; -1: never shown) and its training clicks:
-# what /recommend keeps a scenario's items by, and ranks a cold user's by
-CATALOGUE = "catalogue.parquet"
 EXACT_ITEMS = 200_000  # past this many items, an approximate index
 # HNSW's links per node and search depths; 256 deep, 1M clustered vectors' top-100 recall of
 # the exact top-100 was 0.9665 (128: 0.9343; benchmarks/bench_retrieval.py's vectors)

@@ -17,7 +17,8 @@ import torch
 
 from conftest import error_lines, run
 from recsys.dataset.loader import load_split, rows_batch
-from recsys.retrieval.index import INDEX_DIR, RETRIEVAL_METRICS, build_index, load_index
+from recsys.retrieval.index import build_index, load_index
+from recsys.run import INDEX_DIR, RETRIEVAL_METRICS
 from recsys.run import Run
 from recsys.schema import ITEM_ID, LABEL, SCENARIO
 
