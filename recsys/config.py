@@ -36,10 +36,29 @@ from recsys.files import read_yaml
 
 
 MAX_SEED = 2 ** 63 - 1  # seeds are 64-bit integers
-# keys of config.json that say where the run came from, not how it trains; a changed commit
-# does not stop a resume, the rest does
-PROVENANCE = ("dataset", "dataset_fingerprint", "nproc", "init_from", "init_fingerprint",
-              "code")
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run came from, kept in its config.json beside the config: the dataset it read
+    (and its fingerprint), the processes it ran in, the run it started from, the code's commit.
+    A changed commit does not stop a resume; the rest does."""
+
+    dataset: str
+    dataset_fingerprint: str
+    nproc: int | None = None  # None: one process
+    init_from: str | None = None  # a warm start's parent run, and its fingerprint
+    init_fingerprint: str | None = None
+    code: dict | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "code"}
+
+    @classmethod
+    def from_json(cls, saved: dict) -> "Provenance":
+        return cls(**{k: saved.get(k) for k in PROVENANCE})
+
+
+# keys of config.json that say where the run came from, not how it trains
+PROVENANCE = tuple(f.name for f in fields(Provenance))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recsys.config import PROVENANCE, TrainConfig
+from recsys.config import PROVENANCE, Provenance, TrainConfig
 from recsys.errors import DataError, UsageError
 from recsys.dataset.meta import DatasetMeta
 from recsys.files import load_torch, read_json, write_json
@@ -60,6 +60,11 @@ class Run:
     def saved(self) -> dict:
         """config.json as written: the config and its provenance."""
         return read_json(self.path / CONFIG, RETRAIN)
+
+    @property
+    def provenance(self) -> Provenance:
+        """Where the run came from (config.json's provenance keys)."""
+        return Provenance.from_json(self.saved)
 
     def config(self) -> TrainConfig:
         """The run's TrainConfig (the model's hyper-parameters included). A run written by an

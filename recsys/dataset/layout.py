@@ -247,7 +247,7 @@ class InputColumn:
             return (np.log1p(np.maximum(col, 0)) if self.counts else col)[:, None]
         unknown = self.size - 1
         if self.width > 1 or pa.types.is_list(column.type):
-            return bag_matrix(column, self.width, unknown, empty=not self.history_length,
+            return bag_matrix(column, self.width, unknown, empty=not self.history,
                               hashed=self.hashed)
         col = _filled(column, -1).astype(np.int64)
         if self.hashed:

@@ -34,7 +34,7 @@ def finished_runs(folder: Path, dataset: Path | None = None) -> list[Run]:
             if (p.parent / "config.json").is_file()]
     if dataset is not None:
         wanted = dataset_fingerprint(dataset)
-        runs = [r for r in runs if r.saved.get("dataset_fingerprint") == wanted]
+        runs = [r for r in runs if r.provenance.dataset_fingerprint == wanted]
     return runs
 
 
@@ -92,13 +92,13 @@ def paired(a: Run, b: Run, split: str = "test", resamples: int = RESAMPLES,
     interval holds 0."""
     for run in (a, b):
         run.check_trained().config()  # a run this version cannot read is refused here
-    fa, fb = (r.saved.get("dataset_fingerprint") for r in (a, b))
+    fa, fb = (r.provenance.dataset_fingerprint for r in (a, b))
     if fa != fb:
         raise UsageError(f"{a.path} and {b.path} were trained on different data (dataset "
                          f"fingerprints {fa} and {fb}): compare runs of one dataset")
     if resamples < 100:
         raise UsageError(f"resamples {resamples}: must be at least 100", fields="resamples")
-    dataset = Path(a.saved["dataset"])
+    dataset = Path(a.provenance.dataset)
     files = sorted((dataset / split).glob("*.parquet"))
     if not files:
         raise DataError(f"{dataset / split}: no Parquet files; the runs' dataset is gone: "

@@ -29,7 +29,7 @@ def retrieval_metrics(run: Path, vectors: np.ndarray, ks: tuple[int, ...] = KS,
     trained = Run(run)
     layout = trained.layout()
     model = trained.load_model(layout).eval()
-    dataset = Path(trained.saved["dataset"])
+    dataset = Path(trained.provenance.dataset)
     scenario_of, clicks = facts or catalogue_facts(dataset, len(vectors))
     members = {s: np.flatnonzero(scenario_of == s) for s in range(len(layout.scenarios))}
     n = len(vectors)

@@ -68,7 +68,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
     recall = 1.0
     if kind == "hnsw":
         recall = recall_against_exact(index, index.reconstruct_n(0, index.ntotal))
-    facts = catalogue_facts(Path(trained.saved["dataset"]), n)
+    facts = catalogue_facts(Path(trained.provenance.dataset), n)
     metrics = retrieval_metrics(run, index.reconstruct_n(0, index.ntotal), facts=facts)
     info = {"run": str(run), "repo": str(repo), "model": cfg.model, "kind": kind, "items": n,
             "dim": dim, f"recall@{RECALL_K} against exact": recall,

@@ -69,13 +69,12 @@ class Scorer:
         self.vocabularies = {n: _vocabulary(offline_dir(repo) / f.vocabulary)
                              for n, f in self.context.items() if f.vocabulary}
         self.scenarios = {s.name: s.code for s in self.schema.scenarios}
-        saved = trained.saved
+        came = trained.provenance
         self.info = {"run": str(run), "model": cfg.model, "name": cfg.name,
-                     "model_fingerprint": trained.fingerprint(),
-                     "dataset": saved.get("dataset"),
-                     "dataset_fingerprint": saved.get("dataset_fingerprint"),
+                     "model_fingerprint": trained.fingerprint(), "dataset": came.dataset,
+                     "dataset_fingerprint": came.dataset_fingerprint,
                      "feature_service": self.service, "schema": self.schema.name,
-                     "scenarios": list(self.schema.scenario_names), "code": saved.get("code"),
+                     "scenarios": list(self.schema.scenario_names), "code": came.code,
                      "config": cfg.to_json()}
 
     # ---- the request's parts ------------------------------------------------------------------

@@ -33,7 +33,7 @@ from recsys.provenance import code_version, dataset_fingerprint
 from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, METRICS, SHARDED, \
     SHARDED_BEST, STATE, Run, load_sharded
 from recsys.files import load_torch, read_json, save_torch
-from recsys.config import TrainConfig
+from recsys.config import Provenance, TrainConfig
 from recsys.train.distributed import Ranks, check_shardable, predict_sharded, save_sharded, \
     shard
 from recsys.train.warm_start import grown_rows, parent_layout, warm_start
@@ -220,11 +220,11 @@ class Trainer:
                              f"than the parent's; warm-start a grown model in one process "
                              f"(--nproc 1)", fields=("init_from", "nproc"))
         # the resolved config and where it ran: any number in a report traces back to it
-        config = {**cfg.to_json(), "dataset": str(dataset),
-                  "dataset_fingerprint": dataset_fingerprint(dataset),
-                  **({"nproc": ranks.world} if ranks.distributed else {}),
-                  **({"init_from": str(init_from), "init_fingerprint": parent.fingerprint()}
-                     if parent else {}), "code": code_version()}
+        came = Provenance(str(dataset), dataset_fingerprint(dataset),
+                          ranks.world if ranks.distributed else None,
+                          str(init_from) if parent else None,
+                          parent.fingerprint() if parent else None, code_version())
+        config = {**cfg.to_json(), **came.to_json()}
         _check_tables_fit(layout, cfg.model_config, ranks)  # before anything is written
         # the splits' footers and labels too: a damaged dataset is refused before the run
         self.files = {split: SplitFiles(dataset, split, layout)
