@@ -276,13 +276,10 @@ def train(
 
     file = config_with_model(config, model)
     modalities = [m for m, on in (("text", text), ("image", image)) if on]
-    # a finished run is refused before torch is imported where its folder is known without the
-    # registry: --out, or the flags alone name it (a model's own history is the registry's)
-    known = out or (Path("runs") / Arm(model, tuple(modalities), "", backbone or "mlp").name
-                    if config is None and history is None else None)
-    if known is not None and Run(known).finished and not force:
-        raise OutputExistsError(f"{known} holds a finished run; pass force=True to train it "
-                                f"again or choose another out", fields=("force", "out"))
+    if not force:
+        _refuse_finished(out or (Path("runs") / Arm(model, tuple(modalities), "", backbone
+                                                    or "mlp").name
+                                 if config is None and history is None else None))
     from recsys.train.job import Job, train_job
 
     hashed_rows = {n: r for n, r in ((USER_ID, user_rows), (ITEM_ID, item_rows))
@@ -298,6 +295,16 @@ def train(
     if isinstance(metrics, int):  # the processes failed, and said why
         raise typer.Exit(metrics)
     _print_trained(cfg.model, out, metrics)
+
+
+def _refuse_finished(out: Path | None) -> None:
+    """A finished run is refused before torch is imported where its folder is known without
+    the registry: --out, or the flags alone name it (a model's own history is the registry's)."""
+    from recsys.run import Run
+
+    if out is not None and Run(out).finished:
+        raise OutputExistsError(f"{out} holds a finished run; pass force=True to train it "
+                                f"again or choose another out", fields=("force", "out"))
 
 
 def _print_trained(model: str, out: Path, metrics: dict) -> None:
