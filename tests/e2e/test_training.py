@@ -1,5 +1,6 @@
-"""Training on the tiny preset: the layout follows the data, checkpoints reload exactly, a killed run
-resumes, metrics agree with scikit-learn, experiments write their report, bad input is refused."""
+"""Training on the tiny preset: the layout follows the data, checkpoints reload exactly, a
+killed run resumes, metrics agree with scikit-learn, experiments write their report, bad input
+is refused."""
 
 from __future__ import annotations
 
