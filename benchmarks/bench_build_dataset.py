@@ -49,12 +49,12 @@ def raw_asof_sql(target: str) -> str:
 
 def test_raw_duckdb_asof_join(benchmark, applied_repo, tmp_path):
     meta = read_repo_meta(applied_repo)
-    con: duckdb.DuckDBPyConnection = connect(offline_dir(applied_repo), meta["start_epoch"])
+    con: duckdb.DuckDBPyConnection = connect(offline_dir(applied_repo), meta.start_epoch)
     sql = raw_asof_sql(str(tmp_path / "raw.parquet"))
     benchmark.group = "point-in-time join"
     benchmark.pedantic(lambda: con.execute(sql), rounds=2, iterations=1, warmup_rounds=1)
     rows = duckdb.sql(f"SELECT count(*) FROM '{tmp_path / 'raw.parquet'}'").fetchone()[0]
-    assert rows == meta["n_rows"]
+    assert rows == meta.n_rows
     RESULTS["raw DuckDB ASOF join"] = benchmark.stats.stats.mean
 
 

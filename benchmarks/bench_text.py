@@ -41,7 +41,7 @@ def text_dataset(tmp_path_factory):
         stats["texts_per_s"]
     RESULTS["encode-text distinct / snapshot text values"] = 1 - stats["saved_by_dedup"]
     RESULTS["encode-text distinct / impression text values"] = \
-        stats["distinct"] / (read_repo_meta(repo)["n_rows"] * len(TEXT_FIELDS))
+        stats["distinct"] / (read_repo_meta(repo).n_rows * len(TEXT_FIELDS))
     out = tmp_path_factory.mktemp("text") / "ds"
     build_dataset(repo, out, progress=False)
     return out

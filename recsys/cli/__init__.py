@@ -204,10 +204,10 @@ def summary(
     from recsys.dataset.meta import DATASET_META, DatasetMeta
 
     meta = read_repo_meta(repo)
-    if "import" in meta:  # what was read, what each column became, the maps
-        print_import(meta, offline_dir(repo), console)
+    if meta.imported:  # what was read, what each column became, the maps
+        print_import(meta.raw, offline_dir(repo), console)
     else:
-        print_summary(meta, console)
+        print_summary(meta.raw, console)
     dataset = dataset or default_out(repo, meta)
     if (dataset / DATASET_META).is_file():
         for split, v in DatasetMeta.read(dataset).splits.items():

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from recsys.data.offline import ID_MAPS, QUARANTINE, REPO_META, VOCABULARIES, offline_dir, \
-    read_repo_meta, read_schema
+    RepoMeta, read_repo_meta, read_schema
 from recsys.errors import DataError, OutputExistsError, UsageError
 from recsys.files import link_or_copy
 from recsys.schema import AGGREGATE_VIEWS, HISTORY_VIEW, INTERACTIONS, Schema
@@ -38,7 +38,7 @@ class Base:
     replaced rather than refused)."""
 
     offline: Path
-    meta: dict
+    meta: RepoMeta
     schema: Schema
     replace_days: bool
 
@@ -47,8 +47,8 @@ class Base:
         """The repo's store, which must be an import of the same format."""
         meta = read_repo_meta(repo)
         offline = offline_dir(repo)
-        if meta.get("preset") != f"import-{fmt}":
-            preset = str(meta.get("preset"))
+        if meta.preset != f"import-{fmt}":
+            preset = meta.preset
             what = f"an import of {preset.removeprefix('import-')}" \
                 if preset.startswith("import-") else f"generated data (preset {preset})"
             raise UsageError(f"{offline}: holds {what}; --append adds days to a repo imported "
@@ -59,7 +59,7 @@ class Base:
     # ---- what the base holds ----------------------------------------------------------------
     @property
     def start_epoch(self) -> int:
-        return int(self.meta["start_epoch"])
+        return self.meta.start_epoch
 
     def days(self) -> list[date]:
         return sorted(date.fromisoformat(p.name.removeprefix(DAY_FOLDER))
@@ -132,6 +132,7 @@ class Base:
         held = self.days()
         meta["import"]["days"] = [str(new_days[0]), str(new_days[-1])]
         meta["import"]["replaced_days"] = [str(d) for d in replaced]
-        first = self.meta.get("imports", [short(self.meta, [str(held[0]), str(held[-1])])])
+        first = self.meta.raw.get("imports",  # the first import's record, on the first append
+                                  [short(self.meta.raw, [str(held[0]), str(held[-1])])])
         meta["imports"] = first + [short(meta, meta["import"]["days"])]
         return meta

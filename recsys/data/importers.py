@@ -487,7 +487,7 @@ def append_mapping(base: Base, mapping: Path | None, declared: dict[str, Declare
     """An append's mapping: the repo's first import's, with the new log (`interactions`);
     a field given must be the first import's (another is a schema change), and the users /
     items tables and the columns' kinds are the first import's."""
-    first = base.meta["import"]["mapping"]
+    first = base.meta.imported["mapping"]
     if mapping is not None:
         from_file = Mapping.from_yaml(mapping, declared, **given)
         given = {k: getattr(from_file, k) for k in (*APPEND_KEEPS, "interactions", "users",
@@ -516,8 +516,8 @@ def _base_columns(base: Base, m: Mapping, log_columns: list[str]) -> list[Column
     """The first import's columns (every table's: the schema keeps them); the new log must
     have the same columns as the first."""
     paths = {"interactions": m.interactions,
-             **{t: Path(base.meta["import"]["mapping"].get(t, t)) for t in ("users", "items")}}
-    columns = [Column.described(d, paths[d["table"]]) for d in base.meta["import"]["columns"]]
+             **{t: Path(base.meta.imported["mapping"].get(t, t)) for t in ("users", "items")}}
+    columns = [Column.described(d, paths[d["table"]]) for d in base.meta.imported["columns"]]
     had = {c.source for c in columns if c.table == "interactions"}
     new, gone = sorted(set(log_columns) - had), sorted(had - set(log_columns))
     if new or gone:

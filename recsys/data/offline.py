@@ -3,6 +3,7 @@ against the schema, and a DuckDB connection with one view per table."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -75,19 +76,47 @@ def table_glob(offline: Path, table: str) -> str:
 _PATTERN = {True: "day=*/*.parquet", False: "*.parquet"}
 
 
-def read_repo_meta(repo: Path) -> dict:
-    """The generator's metadata of a (checked) repo's offline store."""
+@dataclass(frozen=True)
+class RepoMeta:
+    """A repo's offline store's meta.json (generate and import write it), read through one
+    type: the log's size and first instant, where it came from, and the record as written."""
+
+    start_epoch: int  # the log's first day, seconds since the epoch: day indexes count from it
+    n_users: int
+    n_items: int
+    n_rows: int
+    n_days: int
+    preset: str  # a generator preset, or "import-<format>"
+    seed: int | None  # the generator's (None: imported data)
+    world: dict | None  # the generated world's size (its days may exceed those held)
+    imported: dict | None  # the import's record (None: generated data)
+    raw: dict = field(compare=False, repr=False)  # the file as written
+
+    @classmethod
+    def from_json(cls, data: dict, where: str) -> "RepoMeta":
+        try:
+            return cls(int(data["start_epoch"]), int(data["n_users"]), int(data["n_items"]),
+                       int(data["n_rows"]), int(data["n_days"]), str(data["preset"]),
+                       data.get("seed"), data.get("world"), data.get("import"), data)
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{where}: unreadable ({type(e).__name__}: {e}); generate or "
+                            f"import the data again with force=True") from None
+
+
+def read_repo_meta(repo: Path) -> RepoMeta:
+    """The metadata of a (checked) repo's offline store."""
     path = offline_dir(check_repo(repo)) / REPO_META
     if not path.is_file():
         raise RepoError(f"no data in {offline_dir(repo)}: run `recsys generate --repo {repo}` "
                         f"or `recsys import ... --repo {repo}` first")
-    return read_json(path, "restore it, or generate / import the data again with force=True")
+    return RepoMeta.from_json(read_json(path, "restore it, or generate / import the data "
+                                              "again with force=True"), str(path))
 
 
-def validate_offline_store(offline: Path, schema: Schema, meta: dict | None = None) -> None:
+def validate_offline_store(offline: Path, schema: Schema, meta: RepoMeta | None = None) -> None:
     """Check every Parquet part of every table against the schema; the errors say how to
     write the data again the way it was written (`meta`: the store's metadata)."""
-    how = "import it again with `recsys import ... --force`" if meta and "import" in meta \
+    how = "import it again with `recsys import ... --force`" if meta and meta.imported \
         else "regenerate with `recsys generate --force`"
     for table, expected in schema.tables().items():
         check_parquet_files(table_files(offline, table), expected, offline / table, how)
@@ -104,14 +133,14 @@ def check_parquet_files(files: list[Path], expected: pa.Schema, folder: Path, fi
             actual = pq.read_schema(file)
         except Exception as e:  # pyarrow raises several types for broken files
             raise DataError(f"{file}: not a readable Parquet file ({e}); {fix}") from None
-        for field in expected:
-            if field.name not in actual.names:
-                raise DataError(f"{file}: missing column '{field.name}' ({field.type}); "
+        for column in expected:
+            if column.name not in actual.names:
+                raise DataError(f"{file}: missing column '{column.name}' ({column.type}); "
                                 f"{fix} or fix the file")
-            got = actual.field(field.name).type
-            if check_types and got != field.type:
-                raise DataError(f"{file}: column '{field.name}' is {got}, expected "
-                                f"{field.type}; {fix} or fix the file")
+            got = actual.field(column.name).type
+            if check_types and got != column.type:
+                raise DataError(f"{file}: column '{column.name}' is {got}, expected "
+                                f"{column.type}; {fix} or fix the file")
 
 
 def limit_memory(con: duckdb.DuckDBPyConnection, memory_bytes: int, spill: Path | None,

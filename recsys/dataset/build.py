@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import vectors
-from recsys.data.offline import connect, offline_dir, read_repo_meta, read_schema, table_files, \
-    validate_offline_store
+from recsys.data.offline import RepoMeta, connect, offline_dir, read_repo_meta, read_schema, \
+    table_files, validate_offline_store
 from recsys.dataset.history_join import HistoryJoin
 from recsys.dataset.meta import DATASET_META
 from recsys.data.split import DAY_US, SPLITS, Split, SplitSpec, Window, choose_split, \
@@ -87,8 +87,8 @@ class Partition:
         return {s: root / s / f"part-{index:05d}.parquet" for s in self.rows}
 
 
-def default_out(repo: Path, meta: dict | None = None) -> Path:
-    return Path("datasets") / (meta or read_repo_meta(repo))["preset"]
+def default_out(repo: Path, meta: RepoMeta | None = None) -> Path:
+    return Path("datasets") / (meta or read_repo_meta(repo)).preset
 
 
 def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
@@ -126,7 +126,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     budget = int(memory_gb * GiB)  # half to Feast's DuckDB, a quarter to ours
     spill = out.parent / f".{out.name}.spill"  # DuckDB's, removed at the end
     spill.parent.mkdir(parents=True, exist_ok=True)
-    con = connect(offline, meta["start_epoch"], memory_bytes=budget // 4, spill=spill)
+    con = connect(offline, meta.start_epoch, memory_bytes=budget // 4, spill=spill)
     con.execute(f"CREATE TEMP VIEW {WINDOW} AS SELECT * FROM {INTERACTIONS} "
                 f"WHERE {window.where()}")
     _check_window(con, window)
@@ -365,14 +365,13 @@ def _joiner(engine: str, repo: Path, store, service, memory_bytes: int, spill: P
     return join
 
 
-def _describe(meta: dict, repo: Path, repo_schema: Schema, service_name: str, split: Split,
+def _describe(meta: RepoMeta, repo: Path, repo_schema: Schema, service_name: str, split: Split,
               partitions: list[Partition], memory_gb: float, engine: str,
               max_rows: int) -> dict:
     rows = {s: sum(p.rows.get(s, 0) for p in partitions) for s in SPLITS}
-    return {"preset": meta["preset"], "seed": meta["seed"], "repo": str(repo.resolve()),
+    return {"preset": meta.preset, "seed": meta.seed, "repo": str(repo.resolve()),
             "feature_service": service_name, "schema": repo_schema.to_json(),
-            "n_users": meta["n_users"],
-            "n_items": meta["n_items"], "n_days": meta["n_days"],
+            "n_users": meta.n_users, "n_items": meta.n_items, "n_days": meta.n_days,
             "split": split.to_json(),
             "splits": {s: {"rows": rows[s],
                            "parts": sum(s in p.rows for p in partitions)} for s in SPLITS},

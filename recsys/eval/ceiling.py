@@ -30,19 +30,19 @@ def retrieval_ceiling(dataset: Path, ks: tuple[int, ...]) -> dict | None:
     """{ranking: {column: {"recall@K": share}}} (columns: each scenario code, "overall"), or
     None for data the generator did not write."""
     meta = read_repo_meta(Path(DatasetMeta.read(dataset).repo))  # the generator's facts
-    if "import" in meta or "preset" not in meta:
+    if meta.world is None:  # imported data: no generator to ask
         return None
-    whole = meta["world"]  # the world's days, of which the repo may hold the first
-    world = World(replace(get_preset(meta["preset"], whole["n_rows"], whole["n_days"],
+    whole = meta.world  # the world's days, of which the repo may hold the first
+    world = World(replace(get_preset(meta.preset, whole["n_rows"], whole["n_days"],
                                      whole["feed"]),
-                          n_rows=whole["n_rows"], n_users=meta["n_users"],
-                          n_items=meta["n_items"]), meta["seed"])
-    items = np.arange(int(meta["n_items"]))
+                          n_rows=whole["n_rows"], n_users=meta.n_users,
+                          n_items=meta.n_items), meta.seed)
+    items = np.arange(meta.n_items)
     scenario_of = world.item_scenario(items)
     latent, quality = world.item_latent(items), world.item_quality(items)
     price = world.item_profile(items)["item_price_level"]
     test = duckdb.sql(f"SELECT {USER_ID}, {ITEM_ID}, {SCENARIO}, (epoch({EVENT_TIMESTAMP}) - "
-                      f"{meta['start_epoch']}) // 86400 AS day FROM read_parquet("
+                      f"{meta.start_epoch}) // 86400 AS day FROM read_parquet("
                       f"'{dataset}/test/*.parquet') WHERE {LABEL} = 1").fetchnumpy()
     ranks: dict[str, dict[str, np.ndarray]] = {r: {} for r in RANKINGS}
     for s in range(len(world.bias)):

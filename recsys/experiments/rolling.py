@@ -245,7 +245,7 @@ def log_days(repo: Path) -> list[date]:
     from recsys.data.offline import connect, offline_dir, read_repo_meta
     from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS
 
-    con = connect(offline_dir(repo), read_repo_meta(repo)["start_epoch"])
+    con = connect(offline_dir(repo), read_repo_meta(repo).start_epoch)
     try:
         return [d for (d,) in con.execute(f"SELECT DISTINCT {EVENT_TIMESTAMP}::DATE AS d "
                                           f"FROM {INTERACTIONS} ORDER BY d").fetchall()]

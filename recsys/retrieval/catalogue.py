@@ -43,12 +43,12 @@ def item_batches(repo: Path, schema: Schema, layout: Layout,
             views.items()))
     columns = "".join(f", v{j}.{n}" for j, names in enumerate(views.values()) for n in names)
     spill = offline_dir(repo) / ".catalogue-spill"
-    con = connect(offline_dir(repo), meta["start_epoch"], memory_bytes=CATALOGUE_MEMORY,
+    con = connect(offline_dir(repo), meta.start_epoch, memory_bytes=CATALOGUE_MEMORY,
                   spill=spill)
     try:
         reader = con.execute(f"""
             SELECT items.{ITEM_ID}{columns}
-            FROM (SELECT range AS {ITEM_ID} FROM range({int(meta['n_items'])})) items{latest}
+            FROM (SELECT range AS {ITEM_ID} FROM range({meta.n_items})) items{latest}
             ORDER BY items.{ITEM_ID}""").fetch_record_batch(batch_items)
         for part in reader:
             yield part.column(ITEM_ID).to_numpy(), _as_inputs(pa.Table.from_batches([part]),

@@ -57,7 +57,7 @@ def build_index(run: Path, repo: Path | None = None, force: bool = False,
         store.check_free(repo, run, force)
     layout = trained.layout()
     model = trained.load_model(layout).eval()
-    n, dim = int(read_repo_meta(repo)["n_items"]), model.vector_dim
+    n, dim = read_repo_meta(repo).n_items, model.vector_dim
     index, kind = new_index(n, dim, exact_items)
     start = time.perf_counter()
     with torch.no_grad():  # batch by batch into the index: no copy of every vector besides
