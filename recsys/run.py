@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.config import PROVENANCE, Provenance, TrainConfig
-from recsys.errors import DataError, UsageError
+from recsys.errors import DataError, OutputExistsError, UsageError
 from recsys.dataset.meta import DatasetMeta
 from recsys.files import load_torch, read_json, write_json
 
@@ -108,6 +108,12 @@ class Run:
     @property
     def finished(self) -> bool:
         return (self.path / METRICS).is_file()
+
+    def check_not_finished(self) -> None:
+        """Refuse to train over a finished run (an OutputExistsError naming force and out)."""
+        if self.finished:
+            raise OutputExistsError(f"{self.path} holds a finished run; pass force=True to train "
+                                    f"it again or choose another out", fields=("force", "out"))
 
     def check_trained(self) -> "Run":
         """A run with its config and a best epoch, or a DataError saying what is missing."""

@@ -15,7 +15,7 @@ from recsys.cli.experiment import experiment_app
 from recsys.cli.imports import import_app
 from recsys.cli.models import list_models
 from recsys.cli.runs import runs_app
-from recsys.errors import OutputExistsError, UsageError
+from recsys.errors import UsageError
 from recsys.memory import DEFAULT_MEMORY_GB
 from recsys.models.config import ModelConfig
 from recsys.schema import ITEM_ID, USER_ID
@@ -276,10 +276,11 @@ def train(
 
     file = config_with_model(config, model)
     modalities = [m for m, on in (("text", text), ("image", image)) if on]
-    if not force:
-        _refuse_finished(out or (Path("runs") / Arm(model, tuple(modalities), "", backbone
-                                                    or "mlp").name
-                                 if config is None and history is None else None))
+    # refused before torch where --out or the flags alone name the folder (not the registry)
+    known = out or (Path("runs") / Arm(model, tuple(modalities), "", backbone or "mlp").name
+                    if config is None and history is None else None)
+    if known is not None and not force:
+        Run(known).check_not_finished()
     from recsys.train.job import Job, train_job
 
     hashed_rows = {n: r for n, r in ((USER_ID, user_rows), (ITEM_ID, item_rows))
@@ -295,16 +296,6 @@ def train(
     if isinstance(metrics, int):  # the processes failed, and said why
         raise typer.Exit(metrics)
     _print_trained(cfg.model, out, metrics)
-
-
-def _refuse_finished(out: Path | None) -> None:
-    """A finished run is refused before torch is imported where its folder is known without
-    the registry: --out, or the flags alone name it (a model's own history is the registry's)."""
-    from recsys.run import Run
-
-    if out is not None and Run(out).finished:
-        raise OutputExistsError(f"{out} holds a finished run; pass force=True to train it "
-                                f"again or choose another out", fields=("force", "out"))
 
 
 def _print_trained(model: str, out: Path, metrics: dict) -> None:

@@ -49,9 +49,10 @@ def make_command(experiment: Experiment) -> None:
         from recsys.config import read_config
         from recsys.experiments.runner import run
 
-        preset = workspace_preset(given.pop("preset", None))
-        dataset = given.pop("dataset", None) or Path("datasets") / preset \
-            if experiment.on_dataset else None
+        preset = dataset = None  # rolling builds its own datasets from --repo
+        if experiment.on_dataset:
+            preset = workspace_preset(given.pop("preset"))
+            dataset = given.pop("dataset") or Path("datasets") / preset
         config, force, seeds = given.pop("config"), given.pop("force"), given.pop("seeds", 1)
         flags = {k: given.pop(k) for k in ("epochs", "batch_size")}
         out = given.pop("out") or experiment.default_out(preset, given)

@@ -5,8 +5,9 @@ gain of a modality is the paired difference of the same model and seed with and 
 from __future__ import annotations
 
 from recsys.config import Arm
+from recsys.experiments.context import Context
 from recsys.experiments.paired import PairedExperiment
-from recsys.experiments.spec import Context, Option
+from recsys.experiments.spec import Option
 
 SUBSETS = ("zero_shot_user", "zero_shot_item")
 MODELS = ("dnn_mixed", "mmoe")

@@ -38,8 +38,9 @@ class Retrieval(Experiment):
         from recsys.eval.retrieval import KS
         from recsys.experiments.training import mean_std, run_dir, train_arms
 
-        names = [a.name for a in self.arms(ctx)]
-        runs = train_arms(ctx, tuple(self.arms(ctx)))
+        arms = tuple(self.arms(ctx))
+        names = [a.name for a in arms]
+        runs = train_arms(ctx, arms)
         found = {a: [_indexed(run_dir(ctx.out, a, seed), ctx.force, ctx.log)
                      for seed in range(ctx.seeds)] for a in names}
         scenarios = next(iter(runs.values()))[0]["scenarios"]  # code -> {"name", ...}

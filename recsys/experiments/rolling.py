@@ -93,11 +93,10 @@ class Rolling(Experiment):
                                                        update_cfg, update)
             for arm, path in (("update", update), ("retrain", refit)):
                 entry = self.evaluate(ctx, arm, day, path, evaluated, spent[arm], read[arm])
+                metrics = entry.pop("metrics")
                 per_day.append(entry)
-                if i > 0:
-                    runs[arm].append(entry.pop("metrics"))
-                else:
-                    entry.pop("metrics")
+                if i > 0:  # the chain's start is the same run for both arms: not compared
+                    runs[arm].append(metrics)
         return self.summary(ctx, runs, per_day, chosen, cfg, update_cfg)
 
     def config(self, ctx: Context):
@@ -145,8 +144,8 @@ class Rolling(Experiment):
 
         metrics = run_metrics(Run(run), evaluated, EVALUATED,
                               ctx.out / "scores" / f"{arm}-{day}.parquet")
-        ctx.log(f"{day} {arm}: next-day AUC {_auc(metrics['overall'])}, new users "
-                f"{_auc(metrics['subsets']['zero_shot_user'])}, {spent['examples']:,} "
+        ctx.log(f"{day} {arm}: next-day AUC {_auc(metrics['overall'], 'n/a')}, new users "
+                f"{_auc(metrics['subsets']['zero_shot_user'], 'n/a')}, {spent['examples']:,} "
                 f"examples trained")
         return {"day": str(day), "evaluated_on": str(day + timedelta(days=1)), "arm": arm,
                 "run": str(run), "datasets": [str(p) for p in read],
@@ -184,8 +183,8 @@ class Rolling(Experiment):
     def report(self, results: dict, path: Path) -> None:
         """The mean over days per column, then each day's next-day AUC."""
         rows = "\n".join(
-            f"| {d['day']} | {d['evaluated_on']} | {d['arm']} | {_cell_auc(d['overall'])} | "
-            f"{_cell_auc(d['zero_shot_user'])} | {_cell_auc(d['zero_shot_item'])} | "
+            f"| {d['day']} | {d['evaluated_on']} | {d['arm']} | {_auc(d['overall'])} | "
+            f"{_auc(d['zero_shot_user'])} | {_auc(d['zero_shot_item'])} | "
             f"{d['examples']:,} | {d['seconds']:.1f} |" for d in results["days"])
         totals = "\n".join(f"| {arm} | {t['examples']:,} | {t['seconds']:.1f} |"
                            for arm, t in results["totals"].items())
@@ -279,9 +278,5 @@ def rolled_days(repo: Path, model: str, start: str, end: str | None,
     return chosen, days
 
 
-def _auc(cell: dict) -> str:
-    return "n/a" if cell["auc"] is None else f"{cell['auc']:.4f}"
-
-
-def _cell_auc(cell: dict) -> str:
-    return "-" if cell["auc"] is None else f"{cell['auc']:.4f}"
+def _auc(cell: dict, missing: str = "-") -> str:
+    return missing if cell["auc"] is None else f"{cell['auc']:.4f}"

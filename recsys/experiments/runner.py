@@ -23,7 +23,8 @@ def run(experiment: Experiment, dataset: Path | None, out: Path, seeds: int = 1,
     if seeds < 1:
         raise UsageError(f"seeds {seeds}: need at least one seed", fields="seeds")
     if dataset is not None:  # fail early, with the dataset's own message
-        preset = preset or DatasetMeta.read(dataset).preset
+        meta = DatasetMeta.read(dataset)
+        preset = preset or meta.preset
     given = options or {}
     if missing := [o.name for o in experiment.options if o.default is ... and o.name not in given]:
         raise UsageError(f"{experiment.name}: {missing[0]} is needed", fields=missing[0])

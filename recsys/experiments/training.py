@@ -95,7 +95,8 @@ def oracle_auc(metrics: dict, col: str) -> float | None:
 def summarize(runs: dict[str, list[dict]], ctx: Context, columns: tuple[str, ...],
               experiment: str) -> dict:
     """Mean and standard deviation over seeds of AUC and logloss per column."""
-    first = next(iter(runs.values()))[0]
+    one = next(iter(runs.values()))  # an arm's runs, one per seed (a day, for rolling)
+    first = one[0]
     models = {}
     for arm, ms in runs.items():
         stats = {key: {col: mean_std([cell(m, col)[key] for m in ms]) for col in columns}
@@ -103,7 +104,7 @@ def summarize(runs: dict[str, list[dict]], ctx: Context, columns: tuple[str, ...
         stats["examples_per_s"] = float(np.mean([m["train"]["examples_per_s"] for m in ms]))
         models[arm] = stats
     return {"experiment": experiment, "dataset": str(ctx.dataset),
-            "seeds": len(next(iter(runs.values()))), "columns": list(columns),
+            "seeds": len(one), "columns": list(columns),
             "names": {code: s["name"] for code, s in first["scenarios"].items()},
             "models": models, "oracle_auc": {c: oracle_auc(first, c) for c in columns},
             "test_rows": {c: cell(first, c)["n"] for c in columns}}

@@ -30,7 +30,7 @@ from recsys.models.base import TrainWrapper, dense_bytes_with_adam, dense_parame
 from recsys.models.config import ModelConfig
 from recsys.models.cold import COLD_ENTITIES
 from recsys.provenance import code_version, dataset_fingerprint
-from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, METRICS, SHARDED, \
+from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, SHARDED, \
     SHARDED_BEST, STATE, Run, load_sharded
 from recsys.files import load_torch, read_json, save_torch
 from recsys.config import Provenance, TrainConfig
@@ -112,9 +112,8 @@ def _prepare_out(out: Path, config: dict, force: bool, checkpoints: _Checkpoints
     """Check the run folder (every rank), then clear or create it (rank 0) with the config and
     the dataset's metadata (its schema and sizes: what serving rebuilds the model's inputs
     from); whether to resume."""
-    if (out / METRICS).exists() and not force:
-        raise OutputExistsError(f"{out} holds a finished run; pass force=True to train it again "
-                                f"or choose another out", fields=("force", "out"))
+    if not force:
+        Run(out).check_not_finished()
     ranks = checkpoints.ranks
     saved = read_json(out / CONFIG, RESTART) if (out / CONFIG).exists() and not force else {}
     resume = not force and checkpoints.check_resumable(saved.get("nproc"))
