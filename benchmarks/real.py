@@ -56,15 +56,22 @@ MODELS = {"click": [("dnn_mixed", ["--model", "dnn_mixed"]), ("mmoe", ["--model"
                     ("dnn_mixed+history-mean", ["--model", "dnn_mixed", "--history", "mean"]),
                     ("mmoe+history", ["--model", "mmoe", "--history", "attention"]),
                     ("dropoutnet", ["--model", "dropoutnet"]),
-                    # the ablation: the history arms without the dot part
+                    # the ablations: the history arms without the dot part, and with
+                    # mf-first (the MF trained alone first, then the network joins)
                     ("din, no dot", ["--model", "din", "--config", "{nodot}"]),
                     ("dnn_mixed+history-mean, no dot",
-                     ["--model", "dnn_mixed", "--history", "mean", "--config", "{nodot}"])],
+                     ["--model", "dnn_mixed", "--history", "mean", "--config", "{nodot}"]),
+                    ("din, mf-first", ["--model", "din", "--config", "{mffirst}"]),
+                    ("dnn_mixed+history-mean, mf-first",
+                     ["--model", "dnn_mixed", "--history", "mean", "--config", "{mffirst}"]),
+                    ("mmoe, mf-first", ["--model", "mmoe", "--config", "{mffirst}"])],
           "age": [("dnn_mixed", ["--model", "dnn_mixed"]), ("mmoe", ["--model", "mmoe"]),
                   ("star", ["--model", "star"]), ("din", ["--model", "din"])]}
 HISTORY_ARMS = ("din", "dnn_mixed+history-mean", "mmoe+history")
-ABLATIONS = ("din, no dot", "dnn_mixed+history-mean, no dot")  # not defaults: not in criteria
-NO_DOT = "model_config:\n  interaction: none\n"
+ABLATIONS = ("din, no dot", "dnn_mixed+history-mean, no dot", "din, mf-first",
+             "dnn_mixed+history-mean, mf-first", "mmoe, mf-first")  # not defaults: no criteria
+CONFIGS = {"{nodot}": ("nodot.yaml", "model_config:\n  interaction: none\n"),
+           "{mffirst}": ("mffirst.yaml", "model_config:\n  interaction: mf-first\n")}
 TUNED = ("dnn_mixed+history-mean", "model: dnn_mixed\nhistory: mean\n")  # on the click form
 
 
@@ -157,7 +164,7 @@ def train(dataset: Path, runs: Path, name: str, flags: list[str], seed: int) -> 
     """A default run's metrics, with the wall seconds of the command that trained it."""
     out = runs / f"{name.replace(', ', '-').replace(' ', '-')}-seed{seed}"
     wall = out.parent / f"{out.name}.wall"
-    flags = [str(runs.parent / "nodot.yaml") if f == "{nodot}" else f for f in flags]
+    flags = [str(runs.parent / CONFIGS[f][0]) if f in CONFIGS else f for f in flags]
     if not Run(out).finished:
         start = time.perf_counter()
         sh(BIN / "recsys", "train", *flags, "--dataset", dataset, "--seed", seed, "--out", out,
@@ -199,14 +206,16 @@ def tune(dataset: Path, work: Path, default: list[dict], gates: dict) -> dict:
 
 
 def aucs(metrics: dict) -> dict:
-    out = {"overall": metrics["overall"]["auc"]}
+    """A run's test AUCs and the validation AUC of its kept epoch."""
+    out = {"overall": metrics["overall"]["auc"],
+           "val": max(h["val_auc"] for h in metrics["train"]["history"])}
     out.update({f"scenario_{code}": s["auc"] for code, s in metrics["scenarios"].items()})
     return out
 
 
 def mean_std(runs: list[dict]) -> dict:
-    """(mean, std) over seeds of each AUC cell (overall, scenario_<code>)."""
-    keys = [k for k in runs[0] if k == "overall" or k.startswith("scenario_")]
+    """(mean, std) over seeds of each AUC cell (overall, val, scenario_<code>)."""
+    keys = [k for k in runs[0] if k in ("overall", "val") or k.startswith("scenario_")]
     return {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
             for k in keys if all(r.get(k) is not None for r in runs)}
 
@@ -232,7 +241,8 @@ def main() -> None:
         meta = json.loads((dataset / "meta.json").read_text())
         runs = args.work / form / "runs"
         runs.mkdir(parents=True, exist_ok=True)
-        (runs.parent / "nodot.yaml").write_text(NO_DOT)  # the ablation arms' config, once
+        for file, text in CONFIGS.values():  # the ablation arms' configs
+            (runs.parent / file).write_text(text)
         ref_json = args.work / form / "references.json"
         if not ref_json.is_file():
             sh(sys.executable, ROOT / "benchmarks" / "references" / "references.py", dataset,

@@ -239,16 +239,36 @@ def real_part(folder: Path) -> str:
                   f"{', '.join(r['scenarios'])})", "",
                   f"Its runs were trained at commit(s) {', '.join(r.get('trained_at', []))} "
                   f"(a finished run is reused by the next invocation; + marks uncommitted "
-                  f"changes).", "",
-                  ("| | model | test AUC | " + "".join(f"{n} | " for n in names)).rstrip(),
-                  "| --- | --- | ---: |" + " ---: |" * len(scen)]
+                  f"changes).", "", *_val_vs_test(r),
+                  ("| | model | val AUC | test AUC | " + "".join(f"{n} | " for n in names)
+                   ).rstrip(),
+                  "| --- | --- | ---: | ---: |" + " ---: |" * len(scen)]
         for side, table in (("reference", r["references"]), ("recsys", r["recsys"])):
             for name, cells in table.items():
                 m, sd = cells["overall"]
+                val = f"{cells['val'][0]:.4f}" if "val" in cells else "-"
                 per = "".join(f"{cells[c][0]:.4f} | " if c in cells else "- | " for c in scen)
-                lines.append(f"| {side} | {name} | {m:.4f} ± {sd:.4f} | {per}".rstrip())
+                lines.append(f"| {side} | {name} | {val} | {m:.4f} ± {sd:.4f} | "
+                             f"{per}".rstrip())
         lines.append("")
     return "\n".join(lines)
+
+
+def _val_vs_test(form: dict) -> list[str]:
+    """Whether validation (on which every run and reference keeps its epoch) and test rank
+    the same arm first: a line, when every arm has its validation AUC."""
+    arms = {**form["references"], **form["recsys"]}
+    if not all("val" in cells for cells in arms.values()):
+        return []
+    by_val = max(arms, key=lambda n: arms[n]["val"][0])
+    by_test = max(arms, key=lambda n: arms[n]["overall"][0])
+
+    def cell(n: str) -> str:
+        return f"{n} (val {arms[n]['val'][0]:.4f}, test {arms[n]['overall'][0]:.4f})"
+    if by_val == by_test:
+        return [f"Validation and test rank the same arm first: {cell(by_val)}.", ""]
+    return [f"Validation and test disagree: validation ranks {cell(by_val)} first, test "
+            f"ranks {cell(by_test)} first.", ""]
 
 
 def replace_part(text: str, part: str, body: str) -> str:

@@ -150,8 +150,12 @@ class SparseArch(nn.Module):
                                    for _ in groups) if cfg.fusion == "gated" else None
         self.history = HistoryPool(layout, cfg.embedding_dim, cfg.history_truncation) \
             if layout.history_length else None
-        self.dot = DotInteraction(layout, cfg) if cfg.interaction == "dot" and \
+        self.dot = DotInteraction(layout, cfg) if cfg.interaction != "none" and \
             DotInteraction.applies(layout) else None
+        # mf-first: the network's logit enters scaled by this, 0 (kept so by the Trainer)
+        # while the MF trains alone; it learns once the network joins
+        self.network_scale = nn.Parameter(torch.zeros(())) \
+            if self.dot is not None and self.dot.biases else None
         self.n_slots = len(layout.sparse) + len(groups) + \
             (HistoryPool.SLOTS if self.history is not None else 0)
         self._orders: dict[tuple[str, ...], torch.Tensor] = {}
@@ -203,12 +207,17 @@ class SparseArch(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.join(self.lookup(batch), batch)
 
-    def interaction(self, batch: Batch, cold: dict[str, torch.Tensor] | None = None
-                    ) -> torch.Tensor | float:
-        """The dot part's logit (B,), added to the network's by every model; 0 without it.
-        `cold`: rows whose user / item takes a cold-start model's cold path (their terms are 0:
-        one defined path for an ID the training never saw)."""
-        return self.dot(batch, cold) if self.dot is not None else 0.0
+    def combine(self, network: torch.Tensor, batch: Batch,
+                cold: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """A model's logit (B,): its network's `network` plus the dot part's (scaled by
+        `network_scale` under mf-first). `cold`: rows whose user / item takes a cold-start
+        model's cold path (their dot terms are 0: one defined path for an ID the training
+        never saw)."""
+        if self.dot is None:
+            return network
+        if self.network_scale is not None:
+            network = self.network_scale * network
+        return network + self.dot(batch, cold)
 
     def table(self, name: str) -> torch.Tensor:
         """The embedding table of feature `name`, as a view: writes change the model."""
@@ -229,11 +238,16 @@ class DotInteraction(nn.Module):
         rows = dict(zip(layout.sparse, layout.num_embeddings))
         self.history_keys = [k for k in layout.history_keys
                              if k.startswith(f"{HISTORY_ITEMS}_")]
+        # mf-first: logistic MF's user and item biases ride in BIAS_WIDTH more columns of the
+        # user and item tables, summed (the fused tables take widths in fours; one width for
+        # all three tables keeps one lookup, so the history table's are unused)
+        self.biases = cfg.interaction == "mf-first"
+        extra = self.BIAS_WIDTH if self.biases else 0
         features = {"dot_user": [USER_ID], "dot_item": [ITEM_ID]}
         if self.history_keys:
             features["dot_history"] = self.history_keys
         self.ebc = FusedEmbeddingBagCollection(
-            tables=[EmbeddingBagConfig(name=name, embedding_dim=cfg.embedding_dim,
+            tables=[EmbeddingBagConfig(name=name, embedding_dim=cfg.embedding_dim + extra,
                                        num_embeddings=rows[ITEM_ID if name != "dot_user"
                                                            else USER_ID],
                                        feature_names=names,
@@ -242,8 +256,10 @@ class DotInteraction(nn.Module):
                     for name, names in features.items()],
             optimizer_type=RowWiseAdagrad, optimizer_kwargs={"lr": cfg.embedding_lr},
             device=torch.get_default_device())
-        self.dim, self._groups = cfg.embedding_dim, {}
+        self.dim, self.width, self._groups = cfg.embedding_dim, cfg.embedding_dim + extra, {}
         self._order: dict[tuple[str, ...], torch.Tensor] = {}
+
+    BIAS_WIDTH = 4
 
     def table(self, name: str) -> torch.Tensor:
         """The dot table of ID feature `name` (user_id / item_id), as a view."""
@@ -261,17 +277,19 @@ class DotInteraction(nn.Module):
         if keys not in self._order:
             self._order[keys] = torch.tensor([keys.index(k) for k in
                                               (USER_ID, ITEM_ID, *self.history_keys)])
-        values = found.values().view(len(batch), len(keys), self.dim)[:, self._order[keys]]
-        item = values[:, 1]
-        user = values[:, 0]
+        values = found.values().view(len(batch), len(keys), self.width)[:, self._order[keys]]
+        user, item = values[:, 0], values[:, 1]
         if cold is not None:
-            warm_item = ~cold[ITEM_ID].unsqueeze(1)
-            item = item * warm_item
+            item = item * ~cold[ITEM_ID].unsqueeze(1)
             user = user * ~cold[USER_ID].unsqueeze(1)
-        logit = (user * item).sum(1)
+        d = self.dim
+        logit = (user[:, :d] * item[:, :d]).sum(1)
+        if self.biases:
+            logit = logit + user[:, d:].sum(1) + item[:, d:].sum(1)
+        item = item[:, :d]
         if self.history_keys:
             held = (batch.history_ids[:, :len(self.history_keys)] >= 0).unsqueeze(-1)
-            clicks = values[:, 2:] * held.to(values.dtype)
+            clicks = values[:, 2:, :d] * held.to(values.dtype)
             pooled = clicks.sum(1) / held.sum(1).clamp(min=1).to(values.dtype)
             logit = logit + (pooled * item).sum(1)
         return logit

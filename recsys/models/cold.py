@@ -140,7 +140,7 @@ class ColdStartModel(Model):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         cold = self.cold_masks(batch)
-        return self.net(self.embed(batch, cold)).squeeze(1) + self.sparse.interaction(batch, cold)
+        return self.sparse.combine(self.net(self.embed(batch, cold)).squeeze(1), batch, cold)
 
     def loss(self, batch: Batch, episode=None) -> torch.Tensor:
         """The training objective on one batch (subclasses add their meta-learning terms on

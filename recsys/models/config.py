@@ -36,12 +36,17 @@ class ModelConfig:
     # "dot": the logit also gets logistic MF's terms, <user, item> and, where the model reads the
     # history, <mean of the history's items, item>, from tables of their own (an MLP learns a
     # dot product badly, Rendle et al. 2020; its own history table learns "who clicked h clicks
-    # v", which the candidate's table cannot); "none": the network alone
+    # v", which the candidate's table cannot); "mf-first": those terms with logistic MF's user
+    # and item biases, trained alone until validation AUC stops improving, then the network
+    # joins as a residual that starts at zero (a learned scale from 0, ReZero) and the two
+    # train on: the network changes the MF only where that helps validation, instead of
+    # outlearning it from the first step (joint training leaves the dot part under-trained);
+    # "none": the network alone
     interaction: str = "dot"
 
 
 FUSIONS = ("concat", "gated")
-INTERACTIONS = ("dot", "none")
+INTERACTIONS = ("dot", "mf-first", "none")
 BACKBONES = ("mlp", "dcn")
 TABLE_DTYPE_BYTES = {"fp32": 4, "fp16": 2}  # the tables' storage: bytes a value
 

@@ -21,4 +21,4 @@ class DNNMixed(Model, name="dnn_mixed"):
         self.net = tower(self.sparse.out_dim, cfg.hidden, cfg.dropout)
 
     def forward(self, batch):
-        return self.net(self.sparse(batch)).squeeze(1) + self.sparse.interaction(batch)
+        return self.sparse.combine(self.net(self.sparse(batch)).squeeze(1), batch)

@@ -78,4 +78,4 @@ class M2M(Model, name="m2m"):
         h = (alpha[:, :, None] * views).sum(1)
         for weight, bias in zip(self.tower_weights, self.tower_biases):
             h = torch.relu(torch.einsum("bi,bio->bo", h, weight(s).view(b, w, w)) + bias(s)) + h
-        return self.out(h).squeeze(1) + self.sparse.interaction(batch)
+        return self.sparse.combine(self.out(h).squeeze(1), batch)

@@ -32,7 +32,7 @@ class MMoE(Model, name="mmoe"):
                                     for _ in layout.scenarios)
 
     def forward(self, batch):
-        return self.head(self.sparse(batch), batch.scenario) + self.sparse.interaction(batch)
+        return self.sparse.combine(self.head(self.sparse(batch), batch.scenario), batch)
 
     def head(self, x, scenario):
         """Everything after the embedding lookups: experts, gates and towers."""

@@ -71,4 +71,4 @@ class PEPNet(Model, name="pepnet"):
         h = self.sparse.rows(torch.cat([gated, batch.dense], dim=1))
         for layer, gate in zip(self.layers, self.layer_gates):
             h = self.dropout(torch.relu(layer(h)) * gate(prior))
-        return self.out(h).squeeze(1) + self.sparse.interaction(batch)
+        return self.sparse.combine(self.out(h).squeeze(1), batch)

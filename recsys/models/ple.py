@@ -71,5 +71,6 @@ class PLE(Model, name="ple"):
         task_inputs, shared = [x] * len(self.towers), x
         for level in self.levels:
             task_inputs, shared = level(task_inputs, shared)
-        return route(torch.cat([t(h) for t, h in zip(self.towers, task_inputs)], dim=1),
-                     batch.scenario) + self.sparse.interaction(batch)
+        return self.sparse.combine(route(torch.cat([t(h) for t, h in zip(self.towers,
+                                                                          task_inputs)], dim=1),
+                                         batch.scenario), batch)

@@ -28,5 +28,5 @@ class SharedBottom(Model, name="shared_bottom"):
 
     def forward(self, batch):
         h = self.bottom(self.sparse(batch))
-        return route(torch.cat([t(h) for t in self.towers], dim=1), batch.scenario) + \
-            self.sparse.interaction(batch)
+        return self.sparse.combine(route(torch.cat([t(h) for t in self.towers], dim=1),
+                                         batch.scenario), batch)

@@ -110,4 +110,4 @@ class STAR(Model, name="star"):
             out = out.index_copy(0, rows, h.squeeze(1))
         if self.aux is not None:
             out = out + self.aux(self.side(emb, batch)).squeeze(1)
-        return out + self.sparse.interaction(batch)
+        return self.sparse.combine(out, batch)

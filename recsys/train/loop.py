@@ -206,7 +206,8 @@ class Trainer:
         self.can = model_class(cfg.model).capabilities
         self.layout = Layout.from_meta(self.meta, cfg.modalities, cfg.hashed_rows, cfg.history)
         self.state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],
-                      "seconds": 0.0, "examples": 0, "step": 0, "loss_sum": 0.0}
+                      "seconds": 0.0, "examples": 0, "step": 0, "loss_sum": 0.0,
+                      "stage": "joint", "stage_start": 0}
 
     def prepare(self, force: bool, init_from: Path | None) -> None:
         """Everything is checked before anything is written; then the run folder, the model,
@@ -248,6 +249,10 @@ class Trainer:
         if self.can.cold_path:  # the unseen IDs take the cold path: counted once, kept
             self.model.set_counts(training_counts(self.files["train"], layout, COLD_ENTITIES),
                                   add=parent is not None)
+        # mf-first: the MF trains alone first (a resumed run goes on in its stage)
+        self.scale = getattr(getattr(self.model, "sparse", None), "network_scale", None)
+        if self.scale is not None and not resume:
+            self.state["stage"] = "mf"
         if resume:
             self._resume()
         self.loader = StreamLoader(self.files["train"], layout, cfg.batch_size // ranks.world,
@@ -255,7 +260,8 @@ class Trainer:
                                    world=ranks.world)
 
     def _resume(self) -> None:
-        self.state = self.checkpoints.load(self.model, self.wrapper, self.dense_opt)
+        self.state = {**self.state, **self.checkpoints.load(self.model, self.wrapper,
+                                                            self.dense_opt)}
         where = f" step {self.state['step']}" if self.state.get("step") else ""
         self.log(f"resuming {self.out} from epoch {self.state['epoch'] + 1}{where}")
         if "rng" in self.state:
@@ -264,20 +270,37 @@ class Trainer:
             self.sampler.load_state_dict(self.state["episodes"])
 
     def more_epochs(self) -> bool:
-        """Below the most epochs, and validation AUC improved within `patience` epochs."""
+        """Below the most epochs of the stage, and validation AUC improved within `patience`
+        epochs of it; at the end of mf-first's MF stage, the network joins."""
         state = self.state
-        return state["epoch"] < self.cfg.epochs and \
-            state["epoch"] - state["best_epoch"] <= self.cfg.patience
+        start = state["stage_start"]
+        more = state["epoch"] - start < self.cfg.epochs and \
+            state["epoch"] - max(state["best_epoch"], start - 1) <= self.cfg.patience
+        if more or state["stage"] != "mf":
+            return more
+        self._join_network()
+        return True
+
+    def _join_network(self) -> None:
+        """From the MF's best epoch, the network joins: its scale (0 so far, so the model
+        starts as that MF) learns from now on; the best so far stays the one to beat."""
+        Run(self.out).load_weights(self.model)
+        self.state.update(stage="joint", stage_start=self.state["epoch"])
+        self.log(f"{self.cfg.name}: the MF's best epoch is {self.state['best_epoch'] + 1} "
+                 f"(val AUC {self.state['best_auc']:.4f}); the network joins")
 
     def epoch(self) -> float:
         """One epoch, then its validation AUC (the best epoch kept); the AUC."""
         state, epoch = self.state, self.state["epoch"]
+        # the MF stage: the network's scale stays 0 (its grad dropped; so the network's are 0)
+        frozen = self.scale if state["stage"] == "mf" else None
         train_loss = _train_epoch(self.wrapper, self.dense_opt, self.loader, self.sampler,
-                                  state, self.cfg, self.ranks, self.progress, self.checkpoint)
+                                  state, self.cfg, self.ranks, self.progress, self.checkpoint,
+                                  frozen)
         val_scores = self.evaluate("val")  # every rank: sharded scoring is collective
         val_auc = self._main_only(lambda: split_auc(self.dataset, "val", val_scores))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
-                                 "val_auc": val_auc})
+                                 "val_auc": val_auc, "stage": state["stage"]})
         self.log(f"{self.cfg.name} epoch {epoch + 1}: train loss {train_loss:.4f}, "
                  f"val AUC {val_auc:.4f}")
         if val_auc > state["best_auc"]:
@@ -360,22 +383,26 @@ def _build(cfg: TrainConfig, layout: Layout, ranks: Ranks, log, parent: Run | No
 
 
 def _train_epoch(trainer, dense_opt, loader: StreamLoader, sampler, state: dict,
-                 cfg: TrainConfig, ranks: Ranks, progress: bool, save) -> float:
+                 cfg: TrainConfig, ranks: Ranks, progress: bool, save,
+                 frozen: torch.nn.Parameter | None = None) -> float:
     """One epoch from `state`'s step (a resumed run replays the stream from there); the mean
-    training loss over every rank's batches."""
+    training loss over every rank's batches. `frozen`: a parameter the epoch leaves as is."""
     epoch = state["epoch"]
     # the stream is a function of (seed, epoch): a resumed run replays it from its step
     loader.epoch, loader.start_batch = epoch, state["step"]
     trainer.train()
     bar = tqdm(total=len(loader), initial=state["step"], unit="batch",
                disable=not (progress and ranks.main),
-               desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", mininterval=1.0)
+               desc=f"{cfg.name}{' MF' if frozen is not None else ''} epoch "
+                    f"{epoch + 1 - state['stage_start']}/{cfg.epochs}", mininterval=1.0)
     start, loss_sum, step, seen = time.perf_counter(), state["loss_sum"], state["step"], 0
     for batch in loader:
         episode = sampler.next() if sampler is not None else None
         loss = trainer(batch.to(ranks.device), episode)
         dense_opt.zero_grad()
         loss.backward()  # also updates the embedding rows (fused optimizer)
+        if frozen is not None:
+            frozen.grad = None
         dense_opt.step()
         loss_sum, step, seen = loss_sum + loss.item(), step + 1, seen + len(batch)
         bar.update(1)

@@ -12,6 +12,7 @@ import subprocess
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from conftest import ROOT, error_lines, run
@@ -20,7 +21,7 @@ from recsys.dataset.loader import load_split
 from recsys.dataset.meta import DatasetMeta
 from recsys.errors import UsageError
 from recsys.eval.evaluate import predict
-from recsys.models.registry import MODELS, model_class
+from recsys.models.registry import MODELS, build_model, model_class
 from recsys.config import PROVENANCE, TrainConfig, read_config, resolve
 from recsys.run import CONFIG, SCORES, Run
 from recsys.train.loop import train
@@ -74,6 +75,34 @@ def test_every_model_trains_reloads_and_resumes(tiny, splits, tmp_path, name):
     resumed = train(tiny["dataset"], tmp_path / "resumed", _config(name), **QUIET)
     assert resumed["train"]["history"] == history
     assert resumed["overall"] == whole["overall"]
+
+
+def test_mf_first_trains_the_mf_alone_then_the_network_joins_and_resumes(tiny, tmp_path):
+    """mf-first: the first stage moves the dot part's tables alone (every other weight is as
+    built, the network's scale 0); then the network joins and its scale learns; a run killed
+    in the first stage resumes across the switch to the same epochs and scores."""
+    def config() -> TrainConfig:
+        cfg = _config("din")
+        cfg.epochs, cfg.model_config.interaction = 1, "mf-first"
+        return cfg
+
+    with pytest.raises(Interrupt):
+        train(tiny["dataset"], tmp_path / "mf", config(), progress=False,
+              log=_stop_after_epoch_one)
+    after_mf = torch.load(tmp_path / "mf" / "checkpoint.pt", weights_only=False)["model"]
+    torch.manual_seed(0)
+    built = build_model("din", Run(tmp_path / "mf").layout(), config().model_config).state_dict()
+    moved = {k for k, v in built.items() if not torch.equal(v, after_mf[k])}
+    assert moved and all(k.startswith("sparse.dot.") for k in moved), moved
+    assert float(after_mf["sparse.network_scale"]) == 0.0
+
+    resumed = train(tiny["dataset"], tmp_path / "mf", config(), **QUIET)
+    whole = train(tiny["dataset"], tmp_path / "whole", config(), **QUIET)
+    assert [h["stage"] for h in whole["train"]["history"]] == ["mf", "joint"]
+    assert resumed["train"]["history"] == whole["train"]["history"]
+    assert resumed["overall"] == whole["overall"]
+    joined = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["model"]
+    assert float(joined["sparse.network_scale"]) != 0.0
 
 
 def test_a_config_file_overrides_defaults_and_lands_in_config_json(tiny, tmp_path):
