@@ -1,17 +1,20 @@
-"""`POST /feedback`: what a user did with an item reaches his history in the online store at
-once, through Feast's write API, without a new materialization: the next `/score` for him
-reads it. A click goes to the head of the user's `user_history` (kept in time order, most
-recent first, `history_length` long); an impression without a click changes nothing there."""
+"""`POST /feedback`: what a user did with an item is kept in the repo's feedback log (every
+event, on disk before the answer: serve.feedback_log) and a click reaches his history in the
+online store at once, through Feast's write API, without a new materialization: the next
+`/score` for him reads it. A click goes to the head of the user's `user_history` (kept in time
+order, most recent first, `history_length` long); an impression without a click changes
+nothing there. The merge is locked across the server's processes (HistoryLock), so clicks of
+one user sent to two workers at once are both kept."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from recsys.data.history import merge_clicks
 from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, ITEM_ID, UNKNOWN_CODE, USER_ID, \
     Schema
+from recsys.serve.feedback_log import FeedbackLog, HistoryLock
 from recsys.serve.scorer import RequestError
 
 CLOCK_SKEW = timedelta(seconds=1)  # a client's clock may run this far ahead of ours
@@ -28,8 +31,7 @@ class Event:
 
 
 class HistoryWriter:
-    """Merges clicks into the users' histories in the online store. One writer per server
-    process; its lock keeps two requests of this process from losing each other's clicks."""
+    """Logs events and merges clicks into the users' histories in the online store."""
 
     def __init__(self, scorer, schema: Schema):
         self.scorer, self.store = scorer, scorer.features.store
@@ -40,21 +42,24 @@ class HistoryWriter:
         self.lists = [f.name for f in schema.view_features(HISTORY_VIEW.name)]
         views = {f.name: f.view for f in schema.features}
         self.carried = [f"{views[f]}:{f}" for f in schema.history_item_features]
-        self.lock = threading.Lock()
+        self.log, self.lock = FeedbackLog.of(scorer.repo), HistoryLock.of(scorer.repo)
 
     def record(self, events: list[Event]) -> int:
-        """Check every event, then write the clicks; the number of clicks written. A bad
-        event refuses the whole batch before anything is written."""
+        """Check every event, log them all, then write the clicks to the online histories;
+        the number of clicks. A bad event refuses the whole batch before anything is
+        written."""
         if not self.present:
             raise RequestError(f"this repo's schema has no {HISTORY_VIEW.name} view: import "
                                f"or generate the data again to give it one")
         now = datetime.now(timezone.utc)
         checked = [self._checked(i, e, now) for i, e in enumerate(events)]
+        self.log.append([(u, i, s, e.clicked, at, r)
+                         for (u, i, s, at, r), e in zip(checked, events)])
         clicks = [c for c, e in zip(checked, events) if e.clicked]
         if not clicks:
             return 0
         with self.lock:
-            self._write(clicks, now)
+            self._write(clicks, self.lock.stamp())
         return len(clicks)
 
     def _checked(self, i: int, event: Event, now: datetime) -> tuple[int, int, int, int, int]:
@@ -79,7 +84,7 @@ class HistoryWriter:
                                f"{now.isoformat()}); send when the click happened")
         return user, item, scenario, int(at.timestamp() * 1_000_000), event.request_id
 
-    def _write(self, clicks: list[tuple[int, int, int, int, int]], now: datetime) -> None:
+    def _write(self, clicks: list[tuple[int, int, int, int, int]], written: datetime) -> None:
         import pandas as pd
 
         users = sorted({c[0] for c in clicks})
@@ -102,4 +107,4 @@ class HistoryWriter:
             for name, values in zip(self.lists, zip(*merged)):
                 rows[name].append(list(values))
         self.store.write_to_online_store(HISTORY_VIEW.name, pd.DataFrame(
-            {USER_ID: users, EVENT_TIMESTAMP: [now] * len(users), **rows}))
+            {USER_ID: users, EVENT_TIMESTAMP: [written] * len(users), **rows}))

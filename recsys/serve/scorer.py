@@ -50,6 +50,7 @@ class Scorer:
     def __init__(self, run: Path, repo: Path, refresh_seconds: float = 10.0):
         trained = Run(run).check_trained()
         check_online(repo)
+        self.repo = repo
         cfg, meta = trained.config(), trained.dataset_meta()
         self.layout = trained.layout()
         self.schema = meta.schema

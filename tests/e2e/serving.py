@@ -36,7 +36,7 @@ def recsys_server(run: Path | None, repo: Path, *args: str, timeout: float = 180
         proc = subprocess.Popen([str(BIN / "recsys"), "serve", *(("--run", str(run)) if run
                                                                   else ()),
                                  "--repo", str(repo), "--port", str(port), *args], stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             deadline = time.monotonic() + timeout
@@ -50,7 +50,7 @@ def recsys_server(run: Path | None, repo: Path, *args: str, timeout: float = 180
                     pass
                 assert time.monotonic() < deadline, f"no /health: {log.read_text()}"
                 time.sleep(0.2)
-            client.log = log
+            client.log, client.proc = log, proc  # proc: its own process group (os.killpg)
             yield client
     finally:
         proc.terminate()  # a supervisor of --workers N stops its workers first

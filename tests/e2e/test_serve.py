@@ -321,3 +321,58 @@ def test_serve_refuses_what_it_cannot_serve(served, tmp_path):
         proc = run("recsys", "serve", "--repo", str(served["repo"]), *args, check=False)
         lines = error_lines(proc.stderr)
         assert proc.returncode == 2 and len(lines) == 1 and says in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_concurrent_clicks_on_four_workers_are_all_kept_after_a_kill(served, tmp_path, store):
+    """1,000 clicks over 50 users sent at once to `--workers 4`: every one answered 200 is in
+    its user's online history and in the feedback log, none twice, also after a kill -9 of
+    the server right after the answers."""
+    import os
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    from feast import FeatureStore
+
+    from recsys.serve.feedback_log import read_feedback
+
+    if store == "redis" and redis_available() is not None:
+        pytest.skip(redis_available())
+    users, per_user = list(range(100, 150)), 20
+    start = datetime.now(timezone.utc) - timedelta(minutes=5)
+    clicks = [(u, 1 + 7 * k + u % 7, start + timedelta(milliseconds=per_user * i + k))
+              for i, u in enumerate(users) for k in range(per_user)]
+
+    def check(repo) -> None:
+        fs = FeatureStore(repo_path=str(repo))
+        rows = fs.get_online_features(
+            features=[f"{HISTORY_VIEW.name}:{HISTORY_ITEMS}", f"{HISTORY_VIEW.name}:{HISTORY[2]}"],
+            entity_rows=[{USER_ID: u} for u in users]).to_dict()
+        for i, u in enumerate(users):
+            kept = set(zip(rows[HISTORY_ITEMS][i], rows[HISTORY[2]][i]))
+            sent = {(item, int(at.timestamp() * 1_000_000)) for v, item, at in clicks if v == u}
+            assert sent <= kept, (u, sent - kept)
+        log = [e for e in read_feedback(repo).to_pylist() if e["user_id"] in users]
+        assert sorted((e["user_id"], e["item_id"], e["event_timestamp"]) for e in log) == \
+            sorted((u, item, int(at.timestamp() * 1_000_000)) for u, item, at in clicks)
+
+    def serve_and_kill(repo) -> None:
+        with recsys_server(served["runs"]["mmoe"], repo, "--workers", "4") as client:
+            def send(click) -> int:
+                u, item, at = click
+                return client.post("/feedback", json={
+                    "user_id": u, "item_id": item, "scenario": 1, "clicked": True,
+                    "timestamp": at.isoformat()}).status_code
+            with ThreadPoolExecutor(32) as pool:
+                assert set(pool.map(send, clicks)) == {200}
+            os.killpg(client.proc.pid, signal.SIGKILL)
+            client.proc.wait(timeout=30)
+        check(repo)
+
+    if store == "sqlite":
+        serve_and_kill(copy_applied(served["repo"], tmp_path / "repo"))
+        return
+    with redis_server(tmp_path) as port:
+        repo = copy_applied(served["repo"], tmp_path / "repo", redis_port=port)
+        materialize(repo, everything=True)
+        serve_and_kill(repo)
