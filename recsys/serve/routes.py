@@ -151,7 +151,12 @@ async def feedback(request: Request):
                                          [Event(**e.model_dump()) for e in parsed])
     except RequestError as e:
         return refuse(request.app, 422, "invalid request", str(e))
-    return JSONResponse({"events": len(parsed), "clicks": clicks}, headers=served.headers)
+    answer = {"events": len(parsed), "clicks": clicks}
+    if clicks and not served.scorer.layout.history_length:
+        answer["note"] = (f"the serving model ({served.scorer.info['name']}) reads no history: "
+                          f"the clicks are kept in the users' histories and the feedback log "
+                          f"and change no score until a model that reads the history serves")
+    return JSONResponse(answer, headers=served.headers)
 
 
 @router.post("/recommend")
