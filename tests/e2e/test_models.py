@@ -82,7 +82,7 @@ def test_mf_first_trains_the_mf_alone_then_the_network_joins_and_resumes(tiny, t
     built, the network's scale 0); then the network joins and its scale learns; a run killed
     in the first stage resumes across the switch to the same epochs and scores."""
     def config() -> TrainConfig:
-        cfg = _config("din")
+        cfg = _config("dnn_mixed")
         cfg.epochs, cfg.model_config.interaction = 1, "mf-first"
         return cfg
 
@@ -91,7 +91,8 @@ def test_mf_first_trains_the_mf_alone_then_the_network_joins_and_resumes(tiny, t
               log=_stop_after_epoch_one)
     after_mf = torch.load(tmp_path / "mf" / "checkpoint.pt", weights_only=False)["model"]
     torch.manual_seed(0)
-    built = build_model("din", Run(tmp_path / "mf").layout(), config().model_config).state_dict()
+    built = build_model("dnn_mixed", Run(tmp_path / "mf").layout(),
+                        config().model_config).state_dict()
     moved = {k for k, v in built.items() if not torch.equal(v, after_mf[k])}
     assert moved and all(k.startswith("sparse.dot.") for k in moved), moved
     assert float(after_mf["sparse.network_scale"]) == 0.0
