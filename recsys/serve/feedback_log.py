@@ -33,17 +33,27 @@ def feedback_dir(repo: Path) -> Path:
     return repo / FEEDBACK_DIR
 
 
-class FeedbackLog:
-    """This process's file of the log, opened for appending on first use; one per process and
-    repo (`of`): the serving objects a hot swap replaces write on into the same file."""
+class _OnePerRepo:
+    """One instance per process and repo (`of`): the serving objects a hot swap replaces go on
+    with the same one."""
 
-    _open: dict[Path, "FeedbackLog"] = {}
     _made = threading.Lock()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._open = {}
+
     @classmethod
-    def of(cls, repo: Path) -> "FeedbackLog":
-        with cls._made:
-            return cls._open.setdefault(repo.resolve(), cls(repo))
+    def of(cls, repo: Path):
+        with _OnePerRepo._made:
+            key = repo.resolve()
+            if key not in cls._open:
+                cls._open[key] = cls(repo)
+            return cls._open[key]
+
+
+class FeedbackLog(_OnePerRepo):
+    """This process's file of the log, opened for appending on first use."""
 
     def __init__(self, repo: Path):
         self.folder = feedback_dir(repo)
@@ -66,19 +76,11 @@ class FeedbackLog:
             os.fsync(self._file.fileno())
 
 
-class HistoryLock:
+class HistoryLock(_OnePerRepo):
     """One writer at a time for the users' online histories, across every server process of
     one machine on the repo (an exclusive flock on a file beside the log) and every thread of
     this one: a click's merge (read the history, add it, write it back) is never interleaved
-    with another's, so neither is lost. One per process and repo (`of`)."""
-
-    _open: dict[Path, "HistoryLock"] = {}
-    _made = threading.Lock()
-
-    @classmethod
-    def of(cls, repo: Path) -> "HistoryLock":
-        with cls._made:
-            return cls._open.setdefault(repo.resolve(), cls(repo))
+    with another's, so neither is lost."""
 
     def __init__(self, repo: Path):
         self.path = feedback_dir(repo) / "history.lock"
