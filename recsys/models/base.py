@@ -233,6 +233,8 @@ class DotInteraction(nn.Module):
     saw (his clicks do). The tables cost a user and two item tables more (`recsys plan` counts
     them)."""
 
+    BIAS_WIDTH = 4  # mf-first: the columns that hold a user's / an item's bias
+
     def __init__(self, layout: Layout, cfg: ModelConfig):
         super().__init__()
         rows = dict(zip(layout.sparse, layout.num_embeddings))
@@ -258,8 +260,6 @@ class DotInteraction(nn.Module):
             device=torch.get_default_device())
         self.dim, self.width, self._groups = cfg.embedding_dim, cfg.embedding_dim + extra, {}
         self._order: dict[tuple[str, ...], torch.Tensor] = {}
-
-    BIAS_WIDTH = 4
 
     def table(self, name: str) -> torch.Tensor:
         """The dot table of ID feature `name` (user_id / item_id), as a view."""
