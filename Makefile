@@ -99,7 +99,7 @@ bench-feed: setup
 # Real data: MovieLens-100K (from the recbole wheel, fetched at bench time) in two task forms,
 # imported as a user would, every model family at its defaults over 3 seeds beside independent
 # references (benchmarks/references/), checked against benchmarks/real_gates.json
-bench-real: setup
+bench-real: setup setup-peer
 	$(BIN)/python benchmarks/real.py
 
 clean:

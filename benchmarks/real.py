@@ -14,7 +14,8 @@ bench time; nothing is committed). Each task form is imported exactly as a user 
 Then `recsys import interactions` -> `feast apply` -> `recsys build-dataset` (the automatic
 time split), and on the same split files: the independent references
 (benchmarks/references/references.py: popularity, item-kNN, logistic MF, MF + history, history
-alone) and every recsys model family at its defaults (`recsys train`, the seeds given), the
+alone), the real peers at their own defaults (benchmarks/peers/: torch-rechub's DIN) and every
+recsys model family at its defaults (`recsys train`, the seeds given), the
 test AUC overall and per scenario. The criteria are printed and written with the tables into
 results.json, rendered into benchmarks/RESULTS.md (part `real`). Finished runs are reused; a
 killed bench continues where it stopped."""
@@ -72,6 +73,7 @@ ABLATIONS = ("din, no dot", "dnn_mixed+history-mean, no dot", "din, mf-first",
              "dnn_mixed+history-mean, mf-first", "mmoe, mf-first")  # not defaults: no criteria
 CONFIGS = {"{nodot}": ("nodot.yaml", "model_config:\n  interaction: none\n"),
            "{mffirst}": ("mffirst.yaml", "model_config:\n  interaction: mf-first\n")}
+PEERS = ("rechub_din",)  # benchmarks/peers/<name>.py, the peer extra installed
 TUNED = ("dnn_mixed+history-mean", "model: dnn_mixed\nhistory: mean\n")  # on the click form
 
 
@@ -249,6 +251,15 @@ def main() -> None:
                "--seeds", ",".join(map(str, range(seeds))), "--json", ref_json,
                log=args.work / form / "references.log")
         refs = {name: mean_std(r) for name, r in json.loads(ref_json.read_text()).items()}
+        peers = {}
+        for peer in PEERS:
+            peer_json = args.work / form / f"{peer}.json"
+            if not peer_json.is_file():
+                sh(sys.executable, ROOT / "benchmarks" / "peers" / f"{peer}.py", dataset,
+                   "--seeds", ",".join(map(str, range(seeds))), "--json", peer_json,
+                   log=args.work / form / f"{peer}.log")
+            peers.update({name: mean_std(r)
+                          for name, r in json.loads(peer_json.read_text()).items()})
         jobs = [(name, flags, seed) for name, flags in MODELS[form] for seed in range(seeds)]
         with ThreadPoolExecutor(2) as pool:  # two trainings at a time: two cores
             done = list(pool.map(lambda j: (j[0], train(dataset, runs, *j)), jobs))
@@ -258,16 +269,18 @@ def main() -> None:
             "trained_at": sorted({m["commit"] for _, m in done}),  # runs are reused
             "rows": {s: v["rows"] for s, v in meta["splits"].items()},
             "scenarios": [s["name"] for s in meta["schema"]["scenarios"]],
-            "recsys": table, "references": refs}
-        for name, cells in {**refs, **table}.items():
+            "recsys": table, "references": refs, "peers": peers}
+        for name, cells in {**refs, **peers, **table}.items():
             print(f"{form} {name:24s} " + "  ".join(f"{k} {m:.4f}±{s:.4f}"
                                                     for k, (m, s) in cells.items()), flush=True)
     if "click" in results["forms"]:
         click = results["forms"]["click"]
         overall = {n: cells["overall"][0] for n, cells in click["recsys"].items()
                    if n not in ABLATIONS}  # the models at their defaults
-        checked = real_criteria(overall, HISTORY_ARMS, {n: cells["overall"][0] for n, cells
-                                                        in click["references"].items()}, gates)
+        checked = real_criteria(overall, HISTORY_ARMS,
+                                {n: cells["overall"][0] for n, cells in click["references"].items()},
+                                {n: cells["overall"][0] for n, cells in click["peers"].items()},
+                                gates)
         if gates.get("tune_trials"):
             default = [Run(args.work / "click" / "runs" / f"{TUNED[0]}-seed{s}").metrics()
                        | {"wall": _wall(args.work / "click" / "runs", TUNED[0], s)}

@@ -243,7 +243,8 @@ def real_part(folder: Path) -> str:
                   ("| | model | val AUC | test AUC | " + "".join(f"{n} | " for n in names)
                    ).rstrip(),
                   "| --- | --- | ---: | ---: |" + " ---: |" * len(scen)]
-        for side, table in (("reference", r["references"]), ("recsys", r["recsys"])):
+        for side, table in (("reference", r["references"]), ("peer", r.get("peers", {})),
+                            ("recsys", r["recsys"])):
             for name, cells in table.items():
                 m, sd = cells["overall"]
                 val = f"{cells['val'][0]:.4f}" if "val" in cells else "-"
@@ -257,7 +258,7 @@ def real_part(folder: Path) -> str:
 def _val_vs_test(form: dict) -> list[str]:
     """Whether validation (on which every run and reference keeps its epoch) and test rank
     the same arm first: a line, when every arm has its validation AUC."""
-    arms = {**form["references"], **form["recsys"]}
+    arms = {**form["references"], **form.get("peers", {}), **form["recsys"]}
     if not all("val" in cells for cells in arms.values()):
         return []
     by_val = max(arms, key=lambda n: arms[n]["val"][0])

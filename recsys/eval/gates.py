@@ -212,10 +212,12 @@ def retrieval_criteria(results: dict, criteria: dict) -> list[Criterion]:
 
 
 def real_criteria(overall: dict[str, float], history_arms: tuple[str, ...],
-                  refs: dict[str, float], gates: dict) -> list[Criterion]:
-    """Real data's (make bench-real): the best model against the best independent reference;
-    the history's gain over the best model without it; every model against logistic MF.
-    `overall`: each recsys arm's overall AUC; `refs`: each reference's."""
+                  refs: dict[str, float], peers: dict[str, float],
+                  gates: dict) -> list[Criterion]:
+    """Real data's (make bench-real): the best model against the best independent reference
+    and against each real peer; the history's gain over the best model without it; every model
+    against logistic MF. `overall`: each recsys arm's overall AUC; `refs`, `peers`: each
+    reference's and each peer's."""
     best_ref = max((v, n) for n, v in refs.items())
     best = max((v, n) for n, v in overall.items())
     history = max((overall[n], n) for n in history_arms if n in overall)
@@ -225,6 +227,8 @@ def real_criteria(overall: dict[str, float], history_arms: tuple[str, ...],
                       f"{best_ref[1]} {best_ref[0]:.4f}: needs >= reference - "
                       f"{gates['best_vs_reference']}",
                       best[0] >= best_ref[0] - gates["best_vs_reference"]),
+            *(Criterion(f"best recsys model {best[1]} {best[0]:.4f} vs peer {name} "
+                        f"{auc:.4f}: needs >=", best[0] >= auc) for name, auc in peers.items()),
             Criterion(f"best history model {history[1]} {history[0]:.4f} vs best without "
                       f"history {plain[1]} {plain[0]:.4f}: needs >= +{gates['history_gain']} "
                       f"({history[0] - plain[0]:+.4f})",
