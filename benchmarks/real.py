@@ -277,9 +277,9 @@ def main() -> None:
         click = results["forms"]["click"]
         overall = {n: cells["overall"][0] for n, cells in click["recsys"].items()
                    if n not in ABLATIONS}  # the models at their defaults
-        checked = real_criteria(overall, HISTORY_ARMS,
-                                {n: cells["overall"][0] for n, cells in click["references"].items()},
-                                {n: cells["overall"][0] for n, cells in click["peers"].items()},
+        def means(side: str) -> dict:
+            return {n: cells["overall"][0] for n, cells in click[side].items()}
+        checked = real_criteria(overall, HISTORY_ARMS, means("references"), means("peers"),
                                 gates)
         if gates.get("tune_trials"):
             default = [Run(args.work / "click" / "runs" / f"{TUNED[0]}-seed{s}").metrics()

@@ -447,6 +447,12 @@ def serve(
         "to load or to score is refused and the old one keeps serving."),
     watch_seconds: float = typer.Option(Settings.watch_seconds, "--watch-seconds", min=0.1,
                                         help="How often --watch looks for a newer run."),
+    log_served: bool = typer.Option(Settings.log_served, "--log-served/--no-log-served",
+                                    help="Log every answer's items, scores and features under "
+                                    "the repo's data/served/."),
+    log_flush_seconds: float = typer.Option(
+        Settings.log_flush_seconds, "--log-flush-seconds", min=0.01, help="How often the "
+        "served log is written (a kill -9 loses at most the answers of this interval)."),
 ) -> None:
     """Serve a trained run: POST /score, /feedback, /recommend; GET /health, /metadata,
     /metrics."""
@@ -461,7 +467,8 @@ def serve(
                          fields=("run", "watch"))
     run = run or first_run(watch)
     settings = Settings(str(run), str(repo), refresh_seconds, host, port, workers,
-                        str(retrieval or ""), str(watch or ""), watch_seconds)
+                        str(retrieval or ""), str(watch or ""), watch_seconds, log_served,
+                        log_flush_seconds)
     settings.check()
     Run(run).check_trained()  # before the server's imports: a wrong --run answers at once
     if retrieval is not None:

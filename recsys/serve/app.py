@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI, Request
@@ -42,7 +43,13 @@ SETTINGS_ENV = "RECSYS_SERVE"  # the settings of each worker process (JSON)
 def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
     """The app: the serving state (`state.Serving`), the metrics and the routes."""
     torch.set_num_threads(1)  # one request, one core: concurrency comes from the requests
-    app = FastAPI(title="recsys", docs_url=None, redoc_url=None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        app.state.serving.close()  # a clean shutdown: the served log's waiting rows written
+
+    app = FastAPI(title="recsys", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.metrics = ServerMetrics()
     app.state.serving = Serving(settings, app.state.metrics, scorer)
     app.add_middleware(Measured, metrics=app.state.metrics, max_body_bytes=MAX_BODY_BYTES,

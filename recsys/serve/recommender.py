@@ -17,7 +17,7 @@ import torch
 
 from recsys.retrieval.index import HNSW_SEARCH_DEPTH, load_catalogue, load_index
 from recsys.run import Run
-from recsys.serve.scorer import Request, RequestError, Scorer
+from recsys.serve.scorer import Request, RequestError, Scorer, Seen
 
 CANDIDATES = 500  # items retrieved for the ranker, unless a request says otherwise
 
@@ -29,6 +29,7 @@ class Recommendation:
     retrieval_scores: np.ndarray | None  # None: the popular fallback
     source: str  # "retrieval" | "popular"
     seconds: dict  # each stage's
+    seen: Seen | None = None  # what the ranked items' rows were made of (none shown: None)
 
 
 class Recommender:
@@ -96,4 +97,5 @@ class Recommender:
         return Recommendation([raw[i] for i in order], ranked.scores[order],
                               None if near is None else near[order], source,
                               {"retrieval": retrieved - start,
-                               "ranking": time.perf_counter() - retrieved})
+                               "ranking": time.perf_counter() - retrieved},
+                              ranked.seen.take(order))

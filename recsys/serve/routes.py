@@ -5,6 +5,7 @@ in {"error": ...}, counted by reason."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, Request
@@ -20,6 +21,7 @@ from recsys.serve.metrics import all_workers
 from recsys.serve.recommender import CANDIDATES
 from recsys.serve.scorer import Request as ScoreRequest
 from recsys.serve.scorer import RequestError
+from recsys.serve.served_log import Shown, new_request_id
 
 MAX_CANDIDATES = 1000  # items one request may score
 MAX_EVENTS = 1000  # feedback events one request may carry
@@ -126,9 +128,22 @@ async def score(request: Request):
         return refuse(request.app, 422, "invalid request", str(e))
     request.app.state.metrics.features.observe(result.feature_seconds)
     order = (-result.scores).argsort(kind="stable")
+    request_id = log_served(request.app, served, "score", result.seen.take(order),
+                            result.scores[order])
     return JSONResponse({"scores": [{ITEM_ID: result.item_ids[i],
-                                     "score": float(result.scores[i])} for i in order]},
-                        headers=served.headers)
+                                     "score": float(result.scores[i])} for i in order],
+                         "request_id": request_id}, headers=served.headers)
+
+
+def log_served(app: FastAPI, served, endpoint: str, seen, scores) -> int:
+    """The answer's ID; its items (in the answer's order) on their way to the served log."""
+    request_id = new_request_id()
+    if app.state.serving.served_log is not None and seen is not None:
+        info = served.scorer.info
+        app.state.serving.served_log.record(Shown(request_id, time.time_ns() // 1000, endpoint,
+                                                  info["run"], info["model_fingerprint"], seen,
+                                                  scores))
+    return request_id
 
 
 @router.post("/feedback")
@@ -180,7 +195,8 @@ async def recommend(request: Request):
         return refuse(request.app, 422, "invalid request", str(e))
     for stage, seconds in found.seconds.items():
         request.app.state.metrics.stages.labels(stage).observe(seconds)
-    return JSONResponse({"items": [
+    request_id = log_served(request.app, served, "recommend", found.seen, found.rank_scores)
+    return JSONResponse({"request_id": request_id, "items": [
         {ITEM_ID: item, "score": float(score),
          "retrieval_score": None if found.retrieval_scores is None else
          float(found.retrieval_scores[i])}

@@ -39,11 +39,48 @@ class Request:
 
 
 @dataclass
+class Seen:
+    """What one request's rows were made of, in the store's terms (-1: unknown): enough to
+    write down later, off the request's path, the features the model saw (`features`)."""
+
+    user: int
+    scenario: int
+    items: np.ndarray
+    user_row: pa.Table  # the user's row of the online store (no columns: unknown)
+    context: dict  # the context's values, as the dataset holds them
+    context_types: dict  # their Arrow types
+    caches: dict  # the item and scenario tables the rows were placed from
+    left_out: tuple = ()  # columns `features` leaves out (the text vectors: the item's text says)
+
+    def take(self, order: np.ndarray) -> "Seen":
+        """The same request's rows in `order` (a subset: the items shown)."""
+        return Seen(self.user, self.scenario, self.items[order], self.user_row, self.context,
+                    self.context_types, self.caches, self.left_out)
+
+    def features(self) -> dict[str, pa.Array]:
+        """Each feature column the rows were assembled from, one value per item, in the
+        dataset's types: the user's, the context's, each item's and the scenario's (the IDs
+        and the scenario themselves are not among them)."""
+        n, unknown = len(self.items), self.caches["item"].num_rows - 1
+        rows = {"item": np.where((self.items >= 0) & (self.items < unknown), self.items,
+                                 unknown), SCENARIO: np.full(n, self.scenario)}
+        out = {c: self.user_row[c].take(np.zeros(n, dtype=np.int64))
+               for c in self.user_row.column_names}
+        out.update({c: pa.array([v] * n, self.context_types[c]) for c, v in self.context.items()})
+        for part in ("item", SCENARIO):
+            table = self.caches[part]
+            out.update({c: table[c].take(rows[part]) for c in table.column_names
+                        if c not in out})
+        return {c: v for c, v in out.items() if c not in self.left_out}
+
+
+@dataclass
 class Scores:
     item_ids: list
     scores: np.ndarray  # click probabilities, the items' order
     feature_seconds: float  # reading and assembling the features
     model_seconds: float
+    seen: Seen | None = None
 
 
 class Scorer:
@@ -129,10 +166,12 @@ class Scorer:
         scenario = self.scenario_code(request.scenario)
         context = self.context_values(request.context)
         user, items = self.store_ids(request.user_id, request.item_ids)
-        batch = self.batch(user, scenario, items, context)
+        seen = self.seen(user, scenario, items, context)
+        batch = rows_batch(self._inputs(seen), self.layout, slice(None))
         middle = time.perf_counter()
         probs = torch.sigmoid(self.model(batch)).numpy()
-        return Scores(request.item_ids, probs, middle - start, time.perf_counter() - middle)
+        return Scores(request.item_ids, probs, middle - start, time.perf_counter() - middle,
+                      seen)
 
     # ---- the model's inputs ----------------------------------------------------------------------
     # Each column is transformed by the loader's own InputColumn.transform: an item's or a
@@ -156,19 +195,25 @@ class Scorer:
     def batch(self, user: int, scenario: int, items: np.ndarray,
               context: dict[str, object] | None = None) -> Batch:
         """The model's batch of one request in the store's terms (user -1: unknown)."""
-        return rows_batch(self._inputs(user, scenario, items, context or {}), self.layout,
-                          slice(None))
+        return rows_batch(self._inputs(self.seen(user, scenario, items, context or {})),
+                          self.layout, slice(None))
 
-    def _inputs(self, user: int, scenario: int, items: np.ndarray,
-                context: dict[str, object]) -> SplitData:
+    def seen(self, user: int, scenario: int, items: np.ndarray,
+             context: dict[str, object]) -> Seen:
+        """A request's parts: the user's row read from the online store, the caches of now."""
+        user_row = self.features.user(user) if user >= 0 else pa.table({})
+        return Seen(user, scenario, items, user_row, context,
+                    {c: self.columns.field(c).type for c in context}, self.features.caches,
+                    self.layout.vector_columns)
+
+    def _inputs(self, seen: Seen) -> SplitData:
         """One row per candidate: the request's own inputs repeated, each item's and the
         scenario's placed from the caches."""
-        caches = self.features.caches
+        caches, user_row, items, scenario = seen.caches, seen.user_row, seen.items, seen.scenario
         placed = {c.name for part in caches["inputs"].values() for c, _ in part}
-        user_row = self.features.user(user) if user >= 0 else pa.table({})
-        values = {**({USER_ID: pa.array([user], pa.int64())} if user >= 0 else {}),
+        values = {**({USER_ID: pa.array([seen.user], pa.int64())} if seen.user >= 0 else {}),
                   **{c: user_row[c] for c in user_row.column_names},
-                  **{c: pa.array([v], self.columns.field(c).type) for c, v in context.items()}}
+                  **{c: pa.array([v], seen.context_types[c]) for c, v in seen.context.items()}}
         n, unknown = len(items), caches["item"].num_rows - 1
         out = {"ids": np.empty((n, self.layout.id_columns), dtype=np.int64),
                "dense": np.empty((n, len(self.layout.dense)), dtype=np.float32),

@@ -20,6 +20,8 @@ class Settings:
     retrieval: str = ""  # a retrieval run with its index (`recsys index`): POST /recommend
     watch: str = ""  # a folder of runs: serve its newest finished run, swap in newer ones
     watch_seconds: float = 5.0  # how often --watch looks for a newer run
+    log_served: bool = True  # every answer's items into the repo's served log
+    log_flush_seconds: float = 1.0  # how often the served log is written (a kill -9 loses this)
 
     def check(self) -> None:
         if not 0 < self.port < 65536:
@@ -28,5 +30,7 @@ class Settings:
             raise UsageError(f"workers {self.workers}: need at least one")
         if self.watch_seconds <= 0:
             raise UsageError(f"watch_seconds {self.watch_seconds}: must be more than 0")
+        if self.log_flush_seconds <= 0:
+            raise UsageError(f"log_flush_seconds {self.log_flush_seconds}: must be more than 0")
         if self.refresh_seconds < 0:
             raise UsageError(f"refresh_seconds {self.refresh_seconds}: must be at least 0")

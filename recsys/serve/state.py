@@ -1,8 +1,8 @@
 """What a server answers with, built and swapped by one loader: a run's scorer (its features
 and model), the history writer and the recommender that use it, and the headers naming it.
-`--watch DIR` loads a newer run here, in the watcher's thread, checks it, and swaps it in with
-one assignment; every request reads `Serving.served` once, so it ends on the run it started
-with."""
+The served log (one per app) outlives the swaps. `--watch DIR` loads a newer run here, in the
+watcher's thread, checks it, and swaps it in with one assignment; every request reads
+`Serving.served` once, so it ends on the run it started with."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from recsys.serve.metrics import ServerMetrics
 from recsys.serve.recommender import Recommender
 from recsys.serve.scorer import Request as ScoreRequest
 from recsys.serve.scorer import Scorer
+from recsys.serve.served_log import ServedLog
 from recsys.serve.settings import Settings
 from recsys.serve.watch import RunWatcher
 
@@ -51,6 +52,8 @@ class Serving:
         recommender = Recommender(scorer, Path(settings.retrieval), Path(settings.repo),
                                   settings.refresh_seconds) if settings.retrieval else None
         self.served = Served.of(scorer, recommender)
+        self.served_log = ServedLog(Path(settings.repo), settings.log_flush_seconds) \
+            if settings.log_served else None
         metrics.serving.labels(*self.served.labels()).set(1)
         self.watcher = self._watch() if settings.watch else None
 
@@ -82,6 +85,8 @@ class Serving:
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
+        if self.served_log is not None:
+            self.served_log.close()
         self.served.scorer.close()
 
 

@@ -138,6 +138,49 @@ def test_served_din_scores_equal_the_offline_scores(served):
         assert all(abs(moved[s["item_id"]] - s["score"]) > 1e-6 for s in before), (before, after)
 
 
+def test_the_served_log_holds_every_answer_with_the_features_the_model_saw(server, served):
+    """Each /score answer's items are in the served log, in the answer's order with its scores
+    and run, and their features are the ones the model saw: for test rows of the last day
+    (whose point-in-time features the online store holds), the test row's own values."""
+    from recsys.serve.served_log import FIELDS, read_served
+
+    test = served["test"]
+    rows = np.random.default_rng(1).choice(test.num_rows, 40, replace=False)
+    answers = {}
+    for r in rows:
+        body = score_request(test, int(r))
+        body["item_ids"] = body["item_ids"] + [10 ** 9]  # and an unknown item
+        response = server.post("/score", json=body)
+        answers[response.json()["request_id"]] = (int(r), response)
+    deadline = time.monotonic() + 30  # written within the flush interval
+    while True:
+        log = read_served(served["repo"])
+        log = log.filter(pc.is_in(log["request_id"], pa.array(list(answers))))
+        if log.num_rows == 2 * len(rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert log.num_rows == 2 * len(rows)
+    features = [c for c in log.column_names if c in test.column_names and c not in
+                FIELDS.names]
+    assert any(c.startswith("user_") for c in features) and \
+        any(c.startswith("item_") for c in features), features
+    for entry in log.to_pylist():
+        r, response = answers[entry["request_id"]]
+        shown = response.json()["scores"][entry["position"]]
+        assert entry["score"] == pytest.approx(shown["score"], abs=1e-6)
+        assert entry["run"] == response.headers["x-recsys-run"] and entry["endpoint"] == "score"
+        assert entry[USER_ID] == test[USER_ID][r].as_py()
+        if shown["item_id"] == 10 ** 9:  # an ID the store has no item of: no features
+            assert entry[ITEM_ID] == 10 ** 9 and all(entry[c] is None for c in features
+                                                     if c.startswith("item_")), entry
+            continue
+        assert entry[ITEM_ID] == test[ITEM_ID][r].as_py()
+        for c in features:
+            want = test[c][r].as_py()
+            assert entry[c] == pytest.approx(want, rel=1e-6) if isinstance(want, float) \
+                else entry[c] == want, (c, entry[c], want)
+
+
 FEEDBACK_USER = 11  # the user whose online history the feedback test changes
 
 
@@ -330,7 +373,8 @@ def test_serve_refuses_what_it_cannot_serve(served, tmp_path):
 def test_concurrent_clicks_on_four_workers_are_all_kept_after_a_kill(served, tmp_path, store):
     """1,000 clicks over 50 users sent at once to `--workers 4`: every one answered 200 is in
     its user's online history and in the feedback log, none twice, also after a kill -9 of
-    the server right after the answers."""
+    the server right after the answers; and 200 /score answers, in the served log after a
+    kill -9 a flush interval later."""
     import os
     import signal
     from concurrent.futures import ThreadPoolExecutor
@@ -338,6 +382,8 @@ def test_concurrent_clicks_on_four_workers_are_all_kept_after_a_kill(served, tmp
     from feast import FeatureStore
 
     from recsys.serve.feedback_log import read_feedback
+    from recsys.serve.served_log import read_served
+    from recsys.serve.settings import Settings
 
     if store == "redis" and redis_available() is not None:
         pytest.skip(redis_available())
@@ -368,9 +414,17 @@ def test_concurrent_clicks_on_four_workers_are_all_kept_after_a_kill(served, tmp
                     "timestamp": at.isoformat()}).status_code
             with ThreadPoolExecutor(32) as pool:
                 assert set(pool.map(send, clicks)) == {200}
+                scored = [r.json()["request_id"] for r in pool.map(
+                    lambda r: client.post("/score", json=score_request(served["test"], r)),
+                    range(200))]
+            time.sleep(2 * Settings.log_flush_seconds + 0.5)  # a flush interval and its write
             os.killpg(client.proc.pid, signal.SIGKILL)
             client.proc.wait(timeout=30)
         check(repo)
+        # every answer older than the flush interval was on disk before the kill
+        log = read_served(repo)
+        ours = log.filter(pc.is_in(log["request_id"], pa.array(scored)))["request_id"]
+        assert sorted(ours.to_pylist()) == sorted(scored)  # each once: one item a request
 
     if store == "sqlite":
         serve_and_kill(copy_applied(served["repo"], tmp_path / "repo"))

@@ -1,0 +1,169 @@
+"""The served log: every item a `/score` or `/recommend` answer showed, one row each, with the
+request, its position and score, the serving run and the features the model saw.
+
+A request only puts what it used (`scorer.Seen`: references, no copies) on a bounded queue; a
+thread of the process turns the waiting requests into one Arrow table every `flush_seconds` and
+appends it to the process's own file under the repo's `data/served/` (an Arrow IPC stream,
+flushed and fsynced). Memory is bounded by the queue (a full queue makes a request wait for the
+writer, it never drops one); a clean shutdown writes every waiting request; a kill -9 loses at
+most what was answered in the last flush interval (and a torn last batch, which `read_served`
+leaves out). A file holds one feature layout: a swap to a run that reads other columns starts a
+new file. Times are µs since the epoch; IDs and the scenario are the store's (null: unknown)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from recsys.schema import ITEM_ID, SCENARIO, USER_ID
+from recsys.serve.scorer import Seen
+
+SERVED_DIR = "data/served"  # in the feature repo, beside the feedback log
+WAITING = 10_000  # requests queued for the writer at most (then a request waits for it)
+# each row's own fields; the feature columns follow, in the dataset's names and types
+FIELDS = pa.schema([("request_id", pa.int64()), ("served_at", pa.int64()),
+                    ("endpoint", pa.string()), ("run", pa.string()),
+                    ("model_fingerprint", pa.string()), (USER_ID, pa.int64()),
+                    (SCENARIO, pa.int64()), (ITEM_ID, pa.int64()), ("position", pa.int32()),
+                    ("score", pa.float32())])
+log = logging.getLogger("recsys.serve")
+
+
+def served_dir(repo: Path) -> Path:
+    return repo / SERVED_DIR
+
+
+def new_request_id() -> int:
+    """A request's ID: random, 63 bits (what /feedback's `request_id` names)."""
+    return secrets.randbits(63)
+
+
+@dataclass
+class Shown:
+    """One answer: the items it showed (Seen's, in the answer's order) and their scores."""
+
+    request_id: int
+    served_at: int  # µs
+    endpoint: str
+    run: str
+    model_fingerprint: str
+    seen: Seen
+    scores: np.ndarray
+
+    def table(self) -> pa.Table:
+        n, seen = len(self.seen.items), self.seen
+        known = seen.items >= 0
+        own = [pa.array(np.full(n, self.request_id)), pa.array(np.full(n, self.served_at)),
+               pa.array([self.endpoint] * n), pa.array([self.run] * n),
+               pa.array([self.model_fingerprint] * n),
+               pa.array(np.full(n, seen.user), mask=np.full(n, seen.user < 0)),
+               pa.array(np.full(n, seen.scenario, dtype=np.int64)),
+               pa.array(seen.items.astype(np.int64), mask=~known),
+               pa.array(np.arange(n, dtype=np.int32)),
+               pa.array(np.asarray(self.scores, dtype=np.float32))]
+        features = seen.features()
+        return pa.table(own + list(features.values()),
+                        schema=pa.schema(list(FIELDS) + [pa.field(c, a.type)
+                                                         for c, a in features.items()]))
+
+
+class ServedLog:
+    """A server's writer of the served log (one per app, so per worker process): `record` on
+    the request's path, the rest in its thread."""
+
+    _files = itertools.count()  # two apps of one process never share a file
+
+    def __init__(self, repo: Path, flush_seconds: float):
+        self.folder, self.flush_seconds = served_dir(repo), flush_seconds
+        self.waiting: queue.Queue = queue.Queue(maxsize=WAITING)
+        self.failed: BaseException | None = None
+        self._stop = threading.Event()
+        self._file = self._writer = self._schema = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="served-log")
+        self._thread.start()
+
+    def record(self, shown: Shown) -> None:
+        if self.failed is not None:  # a request fails while its answer cannot be logged
+            raise RuntimeError(f"the served log cannot be written ({self.folder}): "
+                               f"{self.failed}") from self.failed
+        self.waiting.put(shown)
+
+    def close(self) -> None:
+        """Write every waiting request, then stop (a clean shutdown loses nothing)."""
+        self._stop.set()
+        self._thread.join()
+
+    # ---- the writer's thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._stop.wait(self.flush_seconds)
+                self._flush()
+            self._flush()
+        except BaseException as e:  # said on every request from now on, and here once
+            self.failed = e
+            log.error("the served log stopped: %s: %s", type(e).__name__, e)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+                self._file.close()
+
+    def _flush(self) -> None:
+        shown = []
+        while True:
+            try:
+                shown.append(self.waiting.get_nowait())
+            except queue.Empty:
+                break
+        tables = [s.table() for s in shown]
+        for table in tables:  # consecutive tables of one layout go out as one write
+            if self._schema is None or not table.schema.equals(self._schema):
+                self._open(table.schema)
+            self._writer.write_table(table)
+        if tables:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def _open(self, schema: pa.Schema) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._file.close()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / (f"{socket.gethostname()}-{os.getpid()}-"
+                              f"{time.time_ns() // 1000}-{next(self._files)}.arrows")
+        self._file = open(path, "wb")
+        self._writer = pa.ipc.new_stream(self._file, schema)
+        self._schema = schema
+
+
+def read_served(repo: Path) -> pa.Table:
+    """Every row of the repo's served log; the files' layouts unified (a column one file lacks
+    is null there), each file's torn last batch (a kill mid-write) left out."""
+    tables = []
+    for path in sorted(served_dir(repo).glob("*.arrows")):
+        with pa.OSFile(str(path)) as f:
+            try:
+                reader = pa.ipc.open_stream(f)
+            except pa.ArrowInvalid:  # killed before its schema was written
+                continue
+            batches = []
+            while True:
+                try:
+                    batches.append(reader.read_next_batch())
+                except (StopIteration, pa.ArrowInvalid, OSError):
+                    break
+            tables.append(pa.Table.from_batches(batches, reader.schema))
+    if not tables:
+        return FIELDS.empty_table()
+    return pa.concat_tables(tables, promote_options="default")
