@@ -8,7 +8,9 @@
   requests/s;
 - an mmoe reading the user's history (`--history attention`): /score at 100 candidates, and the
   time from a click sent to /feedback until the next /score has it (its scores move);
-- /recommend (a two_tower run's index, the mmoe ranking): k = 20 of 500 candidates."""
+- /recommend (a two_tower run's index, the mmoe ranking): k = 20 of 500 candidates;
+- the served log's cost: /score at 100 candidates on two servers of the same run, one logging
+  every answer (the default) and one with `--no-log-served`, their requests interleaved."""
 
 from __future__ import annotations
 
@@ -116,6 +118,30 @@ def test_score_latency_redis(benchmark, served_run, applied_repo, tmp_path):
         _materialize(repo)
         with recsys_server(served_run, repo) as client:
             _score_latencies(benchmark, client, "redis")
+
+
+def test_score_latency_with_and_without_the_served_log(benchmark, served_run, applied_repo,
+                                                       tmp_path):
+    """Two servers side by side, the requests alternating between them (the machine's noise
+    falls on both), each server's own copy of the repo."""
+    benchmark.group = "serve /score, 100 candidates"
+    quiet = copy_applied(applied_repo, tmp_path / "repo")
+    with recsys_server(served_run, applied_repo) as logging, \
+            recsys_server(served_run, quiet, "--no-log-served") as plain:
+        bodies = _bodies(100, REQUESTS, seed=7)
+        times = {"logging": [], "plain": []}
+        for body in bodies[:20]:
+            logging.post("/score", json=body), plain.post("/score", json=body)
+        for body in bodies:
+            for name, client in (("logging", logging), ("plain", plain)):
+                start = time.perf_counter()
+                assert client.post("/score", json=body).status_code == 200
+                times[name].append(time.perf_counter() - start)
+        rounds = iter(bodies * 2)
+        benchmark.pedantic(lambda: logging.post("/score", json=next(rounds)), rounds=50,
+                           iterations=1, warmup_rounds=5)
+    _record("/score sqlite with the served log, 100 candidates", np.array(times["logging"]))
+    _record("/score sqlite without the served log, 100 candidates", np.array(times["plain"]))
 
 
 def test_feast_feature_server_for_the_same_rows(benchmark, served_run, applied_repo):

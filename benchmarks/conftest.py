@@ -131,6 +131,9 @@ def ratio_pairs() -> list[tuple[str, str]]:
             ("/score sqlite, 100 candidates p99 ms", "/score redis, 100 candidates p99 ms"),
             ("/score sqlite with the history, 100 candidates p99 ms",
              "/score sqlite, 100 candidates p99 ms"),
+            *((f"/score sqlite with the served log, 100 candidates {p} ms",
+               f"/score sqlite without the served log, 100 candidates {p} ms")
+              for p in ("p50", "p99")),
             ("/score sqlite, 100 candidates p99 ms",
              "feast serve /get-online-features, 1 user + 100 items p99 ms"),
             ("/score sqlite, 100 candidates p50 ms",
