@@ -1,4 +1,4 @@
-"""Real servers for the tests and benchmarks: `recsys serve` and `redis-server` as
+"""Real servers for the tests and benchmarks (so nothing here imports either's conftest): `recsys serve` and `redis-server` as
 subprocesses on free loopback ports, stopped when the block ends."""
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
-
-from conftest import run
 
 BIN = Path(sys.executable).parent
 
@@ -115,10 +113,10 @@ def use_redis(repo: Path, port: int) -> None:
 def materialize(repo, end: datetime | None = None, everything: bool = False) -> None:
     """Feast's incremental materialization up to `end` (now), or every row up to it."""
     end = (end or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S")
-    if everything:
-        run("feast", "materialize", "2000-01-01T00:00:00", end, cwd=repo)
-    else:
-        run("feast", "materialize-incremental", end, cwd=repo)
+    args = ("materialize", "2000-01-01T00:00:00", end) if everything else \
+        ("materialize-incremental", end)
+    done = subprocess.run([str(BIN / "feast"), *args], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, f"feast {' '.join(args)} failed:\n{done.stderr}"
 
 
 def score_request(test: pa.Table, row: int) -> dict:
