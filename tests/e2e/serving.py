@@ -1,5 +1,6 @@
-"""Real servers for the tests and benchmarks (so nothing here imports either's conftest): `recsys serve` and `redis-server` as
-subprocesses on free loopback ports, stopped when the block ends."""
+"""Real servers for the tests and benchmarks (so nothing here imports either's conftest):
+`recsys serve` and `redis-server` as subprocesses on free loopback ports, stopped when the
+block ends."""
 
 from __future__ import annotations
 
