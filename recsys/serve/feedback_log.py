@@ -4,13 +4,12 @@ Each server process appends JSON lines to a file of its own under the repo's `da
 (no two processes share a file, so no line is torn by another) and fsyncs before the request
 is answered: an acknowledged event survives a kill -9 of the server. A process killed while
 writing leaves at most one unfinished last line, of an event that was never acknowledged;
-`read_feedback` leaves it out. The log is what a training set of the served days is made
-from; the online history is what the next `/score` reads."""
+`data.serving_logs.read_feedback` leaves it out. The log is what a training set of the served
+days is made from; the online history is what the next `/score` reads."""
 
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import os
 import socket
@@ -19,18 +18,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.json as pajson
-
-FEEDBACK_DIR = "data/feedback"  # in the feature repo, beside the offline store
-# a line's fields: IDs and scenario in the store's terms, times in µs since the epoch
-FIELDS = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("scenario", pa.int64()),
-                    ("clicked", pa.bool_()), ("event_timestamp", pa.int64()),
-                    ("request_id", pa.int64()), ("received", pa.int64())])
-
-
-def feedback_dir(repo: Path) -> Path:
-    return repo / FEEDBACK_DIR
+from recsys.data.serving_logs import FEEDBACK_FIELDS as FIELDS
+from recsys.data.serving_logs import feedback_dir
 
 
 class _OnePerRepo:
@@ -112,15 +101,3 @@ class HistoryLock(_OnePerRepo):
         now = max(time.time_ns() // 1000, int(last or 0) + 1)
         os.pwrite(self._fd, f"{now:>20}".encode(), 0)
         return datetime.fromtimestamp(now / 1_000_000, timezone.utc)
-
-
-def read_feedback(repo: Path) -> pa.Table:
-    """Every event of the repo's feedback log (each file's unfinished last line left out)."""
-    tables = [FIELDS.empty_table()]
-    for path in sorted(feedback_dir(repo).glob("*.jsonl")):
-        data = path.read_bytes()
-        data = data[:data.rfind(b"\n") + 1]  # a kill mid-write: the tail was never answered
-        if data:
-            tables.append(pajson.read_json(io.BytesIO(data), parse_options=pajson.ParseOptions(
-                explicit_schema=FIELDS)))
-    return pa.concat_tables(tables)

@@ -6,9 +6,10 @@ thread of the process turns the waiting requests into one Arrow table every `flu
 appends it to the process's own file under the repo's `data/served/` (an Arrow IPC stream,
 flushed and fsynced). Memory is bounded by the queue (a full queue makes a request wait for the
 writer, it never drops one); a clean shutdown writes every waiting request; a kill -9 loses at
-most what was answered in the last flush interval (and a torn last batch, which `read_served`
-leaves out). A file holds one feature layout: a swap to a run that reads other columns starts a
-new file. Times are µs since the epoch; IDs and the scenario are the store's (null: unknown)."""
+most what was answered in the last flush interval (and a torn last batch, which
+`data.serving_logs.read_served` leaves out). A file holds one feature layout: a swap to a run
+that reads other columns starts a new file. Times are µs since the epoch; IDs and the scenario
+are the store's (null: unknown)."""
 
 from __future__ import annotations
 
@@ -26,22 +27,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from recsys.schema import ITEM_ID, SCENARIO, USER_ID
+from recsys.data.serving_logs import SERVED_FIELDS as FIELDS
+from recsys.data.serving_logs import served_dir
 from recsys.serve.scorer import Seen
 
-SERVED_DIR = "data/served"  # in the feature repo, beside the feedback log
 WAITING = 10_000  # requests queued for the writer at most (then a request waits for it)
-# each row's own fields; the feature columns follow, in the dataset's names and types
-FIELDS = pa.schema([("request_id", pa.int64()), ("served_at", pa.int64()),
-                    ("endpoint", pa.string()), ("run", pa.string()),
-                    ("model_fingerprint", pa.string()), (USER_ID, pa.int64()),
-                    (SCENARIO, pa.int64()), (ITEM_ID, pa.int64()), ("position", pa.int32()),
-                    ("score", pa.float32())])
 log = logging.getLogger("recsys.serve")
-
-
-def served_dir(repo: Path) -> Path:
-    return repo / SERVED_DIR
 
 
 def new_request_id() -> int:
@@ -145,25 +136,3 @@ class ServedLog:
         self._file = open(path, "wb")
         self._writer = pa.ipc.new_stream(self._file, schema)
         self._schema = schema
-
-
-def read_served(repo: Path) -> pa.Table:
-    """Every row of the repo's served log; the files' layouts unified (a column one file lacks
-    is null there), each file's torn last batch (a kill mid-write) left out."""
-    tables = []
-    for path in sorted(served_dir(repo).glob("*.arrows")):
-        with pa.OSFile(str(path)) as f:
-            try:
-                reader = pa.ipc.open_stream(f)
-            except pa.ArrowInvalid:  # killed before its schema was written
-                continue
-            batches = []
-            while True:
-                try:
-                    batches.append(reader.read_next_batch())
-                except (StopIteration, pa.ArrowInvalid, OSError):
-                    break
-            tables.append(pa.Table.from_batches(batches, reader.schema))
-    if not tables:
-        return FIELDS.empty_table()
-    return pa.concat_tables(tables, promote_options="default")

@@ -142,7 +142,8 @@ def test_the_served_log_holds_every_answer_with_the_features_the_model_saw(serve
     """Each /score answer's items are in the served log, in the answer's order with its scores
     and run, and their features are the ones the model saw: for test rows of the last day
     (whose point-in-time features the online store holds), the test row's own values."""
-    from recsys.serve.served_log import FIELDS, read_served
+    from recsys.data.serving_logs import SERVED_FIELDS as FIELDS
+    from recsys.data.serving_logs import read_served
 
     test = served["test"]
     rows = np.random.default_rng(1).choice(test.num_rows, 40, replace=False)
@@ -381,8 +382,7 @@ def test_concurrent_clicks_on_four_workers_are_all_kept_after_a_kill(served, tmp
 
     from feast import FeatureStore
 
-    from recsys.serve.feedback_log import read_feedback
-    from recsys.serve.served_log import read_served
+    from recsys.data.serving_logs import read_feedback, read_served
     from recsys.serve.settings import Settings
 
     if store == "redis" and redis_available() is not None:

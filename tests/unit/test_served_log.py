@@ -11,7 +11,8 @@ import pyarrow as pa
 
 from recsys.schema import ITEM_ID, SCENARIO, USER_ID
 from recsys.serve.scorer import Seen
-from recsys.serve.served_log import ServedLog, Shown, read_served, served_dir
+from recsys.data.serving_logs import read_served, served_dir
+from recsys.serve.served_log import ServedLog, Shown
 
 
 def _shown(request_id: int, user: int) -> Shown:
