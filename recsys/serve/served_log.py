@@ -117,7 +117,10 @@ class ServedLog:
                 shown.append(self.waiting.get_nowait())
             except queue.Empty:
                 break
-        tables = [s.table() for s in shown]
+        tables = []
+        for s in shown:
+            tables.append(s.table())
+            time.sleep(0)  # the GIL to a request between two tables: its latency, not ours
         for table in tables:  # consecutive tables of one layout go out as one write
             if self._schema is None or not table.schema.equals(self._schema):
                 self._open(table.schema)
