@@ -99,3 +99,26 @@ def import_interactions(
     else:
         meta = run(Mapping.from_flags(mapping, declared, **given), repo, force=force)
     _print_import(meta, repo)
+
+
+@import_app.command("served")
+@friendly
+def import_served(
+    repo: Path = REPO,
+    label_window: Optional[float] = typer.Option(
+        None, "--label-window", min=0, help="Seconds after an item was served within which "
+        "a click on it labels it 1 (default: recsys.data.served.LABEL_WINDOW_SECONDS); only "
+        "impressions this old are taken."),
+) -> None:
+    """What the repo's servers showed (data/served/), labeled by the clicks sent back to
+    /feedback (data/feedback/), as new rows of the repo's log: IDs, scenario, request and
+    the context the model saw kept."""
+    from recsys.data.served import LABEL_WINDOW_SECONDS, import_served as run
+
+    meta = run(repo, LABEL_WINDOW_SECONDS if label_window is None else label_window)
+    done = meta["served"][-1]
+    console.print(f"imported {done['rows']:,} served impressions ({done['clicks']:,} clicked; "
+                  f"{done['unknown']:,} of users or items the store does not hold left out) up "
+                  f"to {done['until']}; the repo holds {meta['n_rows']:,} rows over "
+                  f"{meta['n_days']} days. The online store follows with `cd {repo} && feast "
+                  f"materialize-incremental $(date -u +%Y-%m-%dT%H:%M:%S)`")
