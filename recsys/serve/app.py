@@ -24,6 +24,7 @@ server goes on serving.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from contextlib import asynccontextmanager
 
@@ -67,4 +68,17 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process (`recsys serve --workers N`)."""
+    log_to_stderr()  # a worker is a fresh process: its logging is set up again
     return create_app(Settings(**json.loads(os.environ[SETTINGS_ENV])))
+
+
+def log_to_stderr() -> None:
+    """The server's own news (a run swapped in, a worker's load) at INFO on stderr; uvicorn's
+    access log stays at its warnings."""
+    log = logging.getLogger("recsys.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # a root handler (Feast sets one) would say it twice

@@ -6,6 +6,7 @@ watcher's thread, checks it, and swaps it in with one assignment; every request 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from recsys.serve.scorer import Request as ScoreRequest
 from recsys.serve.scorer import Scorer
 from recsys.serve.served_log import ServedLog
 from recsys.serve.settings import Settings
+from recsys.serve.swap import SWAP_DIR_ENV, Follower, SwapBoard
 from recsys.serve.watch import RunWatcher
 
 
@@ -48,31 +50,46 @@ class Serving:
 
     def __init__(self, settings: Settings, metrics: ServerMetrics, scorer: Scorer | None = None):
         self.settings, self.metrics = settings, metrics
-        scorer = scorer or self._scorer(Path(settings.run))
+        board = SwapBoard(Path(os.environ[SWAP_DIR_ENV])) \
+            if settings.watch and os.environ.get(SWAP_DIR_ENV) else None
+        # a worker started after a swap serves the run the supervisor switched to
+        run = (Follower.current_run(board) if board else None) or settings.run
+        scorer = scorer or self._scorer(Path(run))
         recommender = Recommender(scorer, Path(settings.retrieval), Path(settings.repo),
                                   settings.refresh_seconds) if settings.retrieval else None
-        self.served = Served.of(scorer, recommender)
+        self._served = Served.of(scorer, recommender)
         self.served_log = ServedLog(Path(settings.repo), settings.log_flush_seconds) \
             if settings.log_served else None
-        metrics.serving.labels(*self.served.labels()).set(1)
-        self.watcher = self._watch() if settings.watch else None
+        metrics.serving.labels(*self._served.labels()).set(1)
+        # --watch: one worker watches DIR itself; one of several follows its supervisor
+        self.follower = Follower(board, self.load, self.swap, lambda s: s.scorer.close()) \
+            if board else None
+        self.watcher = self._watch() if settings.watch and not board else None
+
+    @property
+    def served(self) -> Served:
+        """The serving run's objects (a following worker first takes a switch the board
+        announced)."""
+        if self.follower is not None:
+            self.follower.follow()
+        return self._served
 
     def _scorer(self, run: Path) -> Scorer:
         return Scorer(run, Path(self.settings.repo), self.settings.refresh_seconds)
 
     def load(self, run: Path) -> Served:
         """A newer run's serving objects, checked against the serving run's."""
-        serving = self.served
+        serving = self._served
         scorer = self._scorer(run)
         try:
-            check_swappable(serving.scorer, scorer)
+            check_swappable(serving.scorer.info, scorer)
         except BaseException:
             scorer.close()
             raise
         return Served.of(scorer, serving.recommender)
 
     def swap(self, new: Served) -> None:
-        old, self.served = self.served, new
+        old, self._served = self._served, new
         self.metrics.serving.labels(*old.labels()).set(0)
         self.metrics.serving.labels(*new.labels()).set(1)
         old.scorer.close()  # stops its cache refresh; requests still on it finish
@@ -85,18 +102,21 @@ class Serving:
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
+        if self.follower is not None:
+            self.follower.close()
         if self.served_log is not None:
             self.served_log.close()
-        self.served.scorer.close()
+        self._served.scorer.close()
 
 
-def check_swappable(serving: Scorer, new: Scorer) -> None:
-    """A run may replace the serving one if it reads the same repo's features the same way and
-    scores a request: refused (ValueError) otherwise, before any request reaches it."""
+def check_swappable(serving: dict, new: Scorer) -> None:
+    """A run (`new`) may replace the serving one (`serving`: its info) if it reads the same
+    repo's features the same way and scores a request: refused (ValueError) otherwise, before
+    any request reaches it."""
     for what in ("schema", "feature_service", "scenarios"):
-        if serving.info[what] != new.info[what]:
+        if serving[what] != new.info[what]:
             raise ValueError(f"its {what} {new.info[what]!r} is not the serving run's "
-                             f"{serving.info[what]!r}")
+                             f"{serving[what]!r}")
     first = np.zeros(1, dtype=np.int64)  # the first user and item of the store
     scores = new.score(ScoreRequest(new.features.users.raw_ids(first)[0], 0,
                                     new.features.items.raw_ids(first))).scores

@@ -123,3 +123,46 @@ def test_a_run_that_cannot_serve_is_refused_and_the_old_one_serves_on(watched):
         _wait(client, runs / "old")
         assert client.post("/score", json=body).status_code == 200
         assert _metric(client, 'recsys_swaps_total{result="refused"}') == 1
+
+
+def test_four_workers_switch_to_a_new_run_together(watched):
+    """`--workers 4 --watch`: the supervisor alone watches; every worker loads the new run
+    once, and every request that starts after the switch is answered by it, with no failure."""
+    runs, test = watched["runs"], watched["test"]
+    rows = np.random.default_rng(1).choice(test.num_rows, 40, replace=False)
+    with recsys_server(None, watched["repo"], "--watch", str(runs), "--watch-seconds", "0.3",
+                       "--workers", "4") as client:
+        serving = client.get("/metadata").json()["run"]
+        answers, stop = [], threading.Event()
+
+        def score(worker: int) -> None:
+            with client.__class__(base_url=client.base_url, timeout=30) as own:
+                i = worker
+                while not stop.is_set():
+                    started = time.monotonic()
+                    r = own.post("/score", json=score_request(test, int(rows[i % len(rows)])))
+                    answers.append((started, r.status_code, r.headers.get("x-recsys-run")))
+                    i += CLIENTS
+
+        threads = [threading.Thread(target=score, args=(w,)) for w in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        shutil.copytree(Path(serving), runs / "again")  # the same weights, a new run
+        (runs / POINTER).write_text("again\n")
+        deadline = time.monotonic() + 300
+        while "now serving" not in client.log.read_text():  # the supervisor switched
+            assert time.monotonic() < deadline, client.log.read_text()
+            time.sleep(0.05)
+        switched = time.monotonic()
+        time.sleep(2)
+        stop.set()
+        for t in threads:
+            t.join()
+    assert [a for a in answers if a[1] != 200] == []
+    after = {run for started, _, run in answers if started > switched}
+    assert after == {str(runs / "again")}, after
+    assert {run for started, _, run in answers if started < switched - 1} == {serving}
+    loaded = [line for line in client.log.read_text().splitlines()
+              if "loaded" in line and line.endswith(str(runs / "again"))]
+    assert len(loaded) == 4 and len({line.split(":")[1] for line in loaded}) == 4, loaded
