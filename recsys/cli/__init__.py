@@ -95,10 +95,25 @@ def generate(
     print_feast_reset(meta)
     if "appended_days" in meta:
         first, last = meta["appended_days"]
-        console.print(f"appended days {first} .. {last}. Next: `cd {repo} && feast materialize "
-                      f"{first}T00:00:00 {last}T23:59:59`, then `recsys build-dataset --from "
+        console.print(f"appended days {first} .. {last}. Next: `recsys materialize --repo "
+                      f"{repo}`, then `recsys build-dataset --from "
                       f"{first} --to {last} --out datasets/<name>` and `recsys train "
                       f"--init-from RUN`", soft_wrap=True)
+
+
+@app.command("materialize")
+@friendly
+def materialize(repo: Path = REPO) -> None:
+    """Bring the online store up to the offline log: every day new or changed since the last
+    run, up to now (the first run: the whole log), through Feast's materialize."""
+    from recsys.data.online import materialize as run
+
+    done = run(repo)
+    if not done["days"]:
+        console.print(f"{repo}: the online store holds every day of the log already")
+        return
+    console.print(f"materialized {done['days']} day(s) of the log: {done['from']} .. "
+                  f"{done['to']}")
 
 
 @app.command("encode-text")

@@ -29,8 +29,7 @@ def _print_import(meta: dict, repo: Path) -> None:
         console.print(f"appended {first} .. {last}"
                       + (f" (replacing {', '.join(replaced)})" if replaced else "")
                       + f"; the repo holds {meta['n_rows']:,} rows over {meta['n_days']} days. "
-                      f"The online store follows with `cd {repo} && feast apply && feast "
-                      f"materialize-incremental {last}T23:59:59`")
+                      f"The online store follows with `recsys materialize --repo {repo}`")
 
 
 @import_app.command("antm2c")
@@ -120,5 +119,5 @@ def import_served(
     console.print(f"imported {done['rows']:,} served impressions ({done['clicks']:,} clicked; "
                   f"{done['unknown']:,} of users or items the store does not hold left out) up "
                   f"to {done['until']}; the repo holds {meta['n_rows']:,} rows over "
-                  f"{meta['n_days']} days. The online store follows with `cd {repo} && feast "
-                  f"materialize-incremental $(date -u +%Y-%m-%dT%H:%M:%S)`")
+                  f"{meta['n_days']} days. The online store follows with `recsys materialize "
+                  f"--repo {repo}`")

@@ -68,8 +68,10 @@ class HistoryWriter:
         where = f"events[{i}]."
         user, items = self.scorer.store_ids(event.user_id, [event.item_id], where, ITEM_ID)
         item = int(items[0])
-        if user < 0:
-            raise RequestError(f"{where}user_id: {event.user_id!r} is not a user of this repo")
+        if user < 0:  # an imported repo's ID maps do not hold it (yet)
+            raise RequestError(f"{where}user_id: {event.user_id!r} is not a user of this repo "
+                               f"yet: a user arrives with the log (`recsys import ... "
+                               f"--append`), before which a click has no ID to be kept under")
         if item < 0 or item >= self.scorer.features.n_items:
             raise RequestError(f"{where}item_id: {event.item_id!r} is not an item of this repo")
         try:

@@ -33,6 +33,16 @@ class ServerMetrics:
         self.serving = Gauge("recsys_serving_run", "1 for the run serving, 0 for those it "
                              "replaced", ["run", "model_fingerprint"], registry=self.registry,
                              multiprocess_mode="livemax")
+        self.log_latest = Gauge("recsys_log_latest_seconds", "The offline log's latest event "
+                                "time (seconds since the epoch)", registry=self.registry,
+                                multiprocess_mode="max")
+        self.materialized = Gauge("recsys_view_materialized_until_seconds", "Each feature "
+                                  "view's materialized-until (the end of Feast's last "
+                                  "interval)", ["view"], registry=self.registry,
+                                  multiprocess_mode="max")
+        self.pending_days = Gauge("recsys_log_days_not_materialized", "The log's days new or "
+                                  "changed since the last `recsys materialize` (-1: it never "
+                                  "ran)", registry=self.registry, multiprocess_mode="max")
         self.swaps = Counter("recsys_swaps", "Runs a watching server tried, by result (swapped "
                              "| refused)", ["result"], registry=self.registry)
 

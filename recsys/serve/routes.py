@@ -219,12 +219,14 @@ def metadata(request: Request):
                          "limits": {"max_candidates": MAX_CANDIDATES,
                                     "max_body_bytes": MAX_BODY_BYTES},
                          "retrieval": served.recommender.info if served.recommender else None,
-                         "watch": serving.settings.watch or None, "versions": _versions()},
+                         "watch": serving.settings.watch or None,
+                         "freshness": serving.freshness(), "versions": _versions()},
                         headers=served.headers)
 
 
 @router.get("/metrics")
 def prometheus(request: Request):
+    request.app.state.serving.freshness()  # the log's and the views' times, as of now
     return PlainTextResponse(generate_latest(all_workers() or request.app.state.metrics.registry),
                              media_type=CONTENT_TYPE_LATEST)
 

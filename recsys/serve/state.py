@@ -6,12 +6,15 @@ watcher's thread, checks it, and swaps it in with one assignment; every request 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from recsys.data.online import freshness
 from recsys.serve.feedback import HistoryWriter
 from recsys.serve.metrics import ServerMetrics
 from recsys.serve.recommender import Recommender
@@ -20,6 +23,8 @@ from recsys.serve.scorer import Scorer
 from recsys.serve.served_log import ServedLog
 from recsys.serve.settings import Settings
 from recsys.serve.swap import SWAP_DIR_ENV, Follower, SwapBoard
+
+log = logging.getLogger("recsys.serve")
 from recsys.serve.watch import RunWatcher
 
 
@@ -61,10 +66,31 @@ class Serving:
         self.served_log = ServedLog(Path(settings.repo), settings.log_flush_seconds) \
             if settings.log_served else None
         metrics.serving.labels(*self._served.labels()).set(1)
+        pending = self.freshness()["pending_days"]
+        if pending:
+            log.warning("the online store is behind the log: %d day(s) since %s not "
+                        "materialized; run `recsys materialize --repo %s`", len(pending),
+                        pending[0], settings.repo)
         # --watch: one worker watches DIR itself; one of several follows its supervisor
         self.follower = Follower(board, self.load, self.swap, lambda s: s.scorer.close()) \
             if board else None
         self.watcher = self._watch() if settings.watch and not board else None
+
+    def freshness(self) -> dict:
+        """The log's latest instant, its days not materialized yet and each view's
+        materialized-until (data.online), also set in the metrics."""
+        store = self._served.scorer.features.store
+        store.refresh_registry()
+        found = freshness(store, Path(self.settings.repo))
+        if found["log_latest"]:
+            self.metrics.log_latest.set(datetime.fromisoformat(found["log_latest"]).timestamp())
+        pending = found["pending_days"]
+        self.metrics.pending_days.set(-1 if pending is None else len(pending))
+        for view, until in found["views"].items():
+            if until:
+                self.metrics.materialized.labels(view).set(
+                    datetime.fromisoformat(until).timestamp())
+        return found
 
     @property
     def served(self) -> Served:

@@ -78,3 +78,9 @@ def test_missing_values_of_every_kind_import_materialize_build_train_and_serve(t
                                              "item_ids": [0, 1, 2, 3]})
         assert answer.status_code == 200, answer.text
         assert len(answer.json()["scores"]) == 4
+        # a user the import's ID maps do not hold: refused, saying how users arrive
+        click = {"user_id": 10 ** 6, "item_id": 1, "scenario": 0, "clicked": True}
+        answer = client.post("/feedback", json=click)
+        assert answer.status_code == 422 and "not a user of this repo yet" in \
+            answer.json()["error"], answer.text
+        assert client.post("/feedback", json={**click, "user_id": 1}).status_code == 200

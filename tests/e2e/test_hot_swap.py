@@ -103,7 +103,7 @@ def test_a_run_that_cannot_serve_is_refused_and_the_old_one_serves_on(watched):
                        "0.3") as client:
         serving = client.get("/metadata").json()["run"]
         body = score_request(test, 0)
-        before = client.post("/score", json=body).json()
+        before = client.post("/score", json=body).json()["scores"]
         # a finished run whose weights are damaged, then one of another model's weights
         shutil.copytree(Path(serving), runs / "corrupt")
         (runs / "corrupt" / BEST).write_bytes(b"not a checkpoint")
@@ -113,7 +113,7 @@ def test_a_run_that_cannot_serve_is_refused_and_the_old_one_serves_on(watched):
             assert time.monotonic() < deadline, client.log.read_text()
             time.sleep(0.2)
         assert client.get("/metadata").json()["run"] == serving
-        assert client.post("/score", json=body).json() == before
+        assert client.post("/score", json=body).json()["scores"] == before
         assert "refused" in client.log.read_text() and "corrupt" in client.log.read_text()
 
         shutil.move(watched["staged"] / "other", runs / "other")  # loads and scores: swapped

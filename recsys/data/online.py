@@ -1,0 +1,95 @@
+"""The online store against the offline log: `recsys materialize` brings it up to date, and
+`freshness` says how far each view is materialized beside the log's latest instant.
+
+Feast's `materialize-incremental` starts where its last run ended, in event time. A log that
+grows by days dated before that end (a synthetic world's days, an import of yesterday after a
+materialization to now) is then never materialized: the interval runs backwards and Feast says
+nothing. `materialize` goes by the log's files instead: it remembers each day's files (names,
+sizes, times) at its last run (`data/materialized.json`), and materializes from the first day
+that is new or changed up to now (or the log's last day, if later), every view, through Feast's
+own `materialize`. The first run takes the whole log."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from recsys.data.append import DAY_FOLDER
+from recsys.data.offline import offline_dir, read_repo_meta
+from recsys.features.feature_store import open_store
+from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS
+
+STATE = "data/materialized.json"  # in the repo: the log's days as the last run saw them
+
+
+def _days(repo: Path) -> dict[str, list]:
+    """Each day folder of the log: its files' (name, size, mtime)."""
+    log = offline_dir(repo) / INTERACTIONS
+    return {p.name.removeprefix(DAY_FOLDER): sorted(  # lists: as the state's JSON reads back
+        [f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in p.glob("*.parquet"))
+        for p in sorted(log.glob(f"{DAY_FOLDER}*"))}
+
+
+def log_latest(repo: Path) -> datetime | None:
+    """The latest event time of the log (its last day's files' statistics, no data read)."""
+    days = _days(repo)
+    if not days:
+        return None
+    folder = offline_dir(repo) / INTERACTIONS / f"{DAY_FOLDER}{max(days)}"
+    latest = None
+    for f in folder.glob("*.parquet"):
+        meta = pq.ParquetFile(f).metadata
+        column = meta.schema.to_arrow_schema().get_field_index(EVENT_TIMESTAMP)
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(column).statistics
+            if stats is not None and stats.has_min_max:
+                latest = stats.max if latest is None else max(latest, stats.max)
+    return latest
+
+
+def materialize(repo: Path, now: datetime | None = None) -> dict:
+    """Materialize what the log gained since the last run: {"from", "to", "days"} (no "from":
+    nothing new)."""
+    path = repo / STATE
+    days, pending = _days(repo), pending_days(repo)
+    changed = sorted(days) if pending is None else pending
+    if not changed:
+        return {"days": 0}
+    now = now or datetime.now(timezone.utc)
+    start = datetime.fromtimestamp(read_repo_meta(repo).start_epoch, timezone.utc) \
+        if pending is None else datetime.fromisoformat(changed[0]).replace(tzinfo=timezone.utc)
+    last = datetime.fromisoformat(max(days)).replace(tzinfo=timezone.utc) + timedelta(days=1)
+    # aggregates are stamped up to a week after the day they count (a click leaving the window)
+    end = max(now, last + timedelta(days=8))
+    open_store(repo).materialize(start - timedelta(days=1), end)
+    tmp = path.with_suffix(f".{os.getpid()}")
+    tmp.write_text(json.dumps(days))
+    os.replace(tmp, path)
+    return {"from": start.isoformat(), "to": end.isoformat(), "days": len(changed)}
+
+
+def pending_days(repo: Path) -> list[str] | None:
+    """The log's days new or changed since the last `materialize` (None: it never ran here,
+    so what the online store holds is not known: Feast's own intervals cannot tell a day
+    added behind their end)."""
+    path = repo / STATE
+    if not path.is_file():
+        return None
+    seen = json.loads(path.read_text())
+    return sorted(d for d, files in _days(repo).items() if seen.get(d) != files)
+
+
+def freshness(store, repo: Path) -> dict:
+    """The log's latest event time, the days `materialize` has yet to take, and each feature
+    view's materialized-until (the end of Feast's last interval: None, never materialized)."""
+    latest = log_latest(repo)
+    views = {}
+    for view in store.list_feature_views():
+        ends = [b for _, b in view.materialization_intervals]
+        views[view.name] = max(ends).isoformat() if ends else None
+    return {"log_latest": latest.isoformat() if latest else None,
+            "pending_days": pending_days(repo), "views": views}
