@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/recsys generate --preset $(PRESET) --force
 	cd feature_repo && ../$(BIN)/feast apply
-	cd feature_repo && ../$(BIN)/feast materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
+	$(BIN)/recsys materialize
 	$(BIN)/recsys build-dataset --force
 	$(BIN)/recsys summary
 	$(BIN)/recsys experiment multi-scenario --preset $(PRESET) --seeds 1 --force

@@ -20,10 +20,9 @@ import pyarrow.parquet as pq
 
 from recsys.data.append import DAY_FOLDER
 from recsys.data.offline import offline_dir, read_repo_meta
+from recsys.features.feature_store import MATERIALIZED as STATE
 from recsys.features.feature_store import open_store
 from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS
-
-STATE = "data/materialized.json"  # in the repo: the log's days as the last run saw them
 
 
 def _days(repo: Path) -> dict[str, list]:

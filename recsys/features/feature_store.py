@@ -77,11 +77,15 @@ def feature_service(store, repo: Path, name: str, schema: Schema):
                         f"run `cd {repo} && feast apply` first") from None
 
 
+MATERIALIZED = "data/materialized.json"  # the log's days as `recsys materialize` last saw them
+
+
 def reset_state(repo: Path) -> list[Path]:
-    """Remove the repo's file registry and SQLite online store (they describe offline data that
-    was just replaced); return what was removed. `feast apply` and materialize rebuild them."""
+    """Remove the repo's file registry, SQLite online store and what `recsys materialize`
+    remembers (they describe offline data that was just replaced); return what was removed.
+    `feast apply` and materialize rebuild them."""
     removed = []
-    for path in filter(None, state_paths(repo)):
+    for path in [*filter(None, state_paths(repo)), repo / MATERIALIZED]:
         if path.is_file():
             path.unlink()
             removed.append(path)
