@@ -92,6 +92,14 @@ class RepoMeta:
     imported: dict | None  # the import's record (None: generated data)
     raw: dict = field(compare=False, repr=False)  # the file as written
 
+    def origin(self) -> dict:
+        """What the data is, unchanged by appending days: the world (preset, seed) or the first
+        import's record, and the first instant. Another origin: the data was replaced."""
+        first = (self.raw.get("imports") or [self.imported])[0] if self.imported else None
+        return {"preset": self.preset, "seed": self.seed, "start_epoch": self.start_epoch,
+                "first_import": None if first is None else
+                {k: first.get(k) for k in ("files", "rows_read")}}
+
     @classmethod
     def from_json(cls, data: dict, where: str) -> "RepoMeta":
         try:

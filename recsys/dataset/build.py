@@ -370,6 +370,7 @@ def _describe(meta: RepoMeta, repo: Path, repo_schema: Schema, service_name: str
               max_rows: int) -> dict:
     rows = {s: sum(p.rows.get(s, 0) for p in partitions) for s in SPLITS}
     return {"preset": meta.preset, "seed": meta.seed, "repo": str(repo.resolve()),
+            "origin": meta.origin(),  # a server checks the repo still holds this data
             "feature_service": service_name, "schema": repo_schema.to_json(),
             "n_users": meta.n_users, "n_items": meta.n_items, "n_days": meta.n_days,
             "split": split.to_json(),

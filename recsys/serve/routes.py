@@ -220,7 +220,8 @@ def metadata(request: Request):
                                     "max_body_bytes": MAX_BODY_BYTES},
                          "retrieval": served.recommender.info if served.recommender else None,
                          "watch": serving.settings.watch or None,
-                         "freshness": serving.freshness(), "versions": _versions()},
+                         "freshness": serving.freshness(), "warnings": serving.warnings(),
+                         "versions": _versions()},
                         headers=served.headers)
 
 

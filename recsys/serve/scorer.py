@@ -107,6 +107,7 @@ class Scorer:
         self.vocabularies = {n: _vocabulary(offline_dir(repo) / f.vocabulary)
                              for n, f in self.context.items() if f.vocabulary}
         self.scenarios = {s.name: s.code for s in self.schema.scenarios}
+        self.trained_on = meta.raw.get("origin")  # what data the run's dataset was built of
         came = trained.provenance
         self.info = {"run": str(run), "model": cfg.model, "name": cfg.name,
                      "model_fingerprint": trained.fingerprint(), "dataset": came.dataset,

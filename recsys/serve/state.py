@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.data.offline import read_repo_meta
 from recsys.data.online import freshness
 from recsys.serve.feedback import HistoryWriter
 from recsys.serve.metrics import ServerMetrics
@@ -66,11 +67,8 @@ class Serving:
         self.served_log = ServedLog(Path(settings.repo), settings.log_flush_seconds) \
             if settings.log_served else None
         metrics.serving.labels(*self._served.labels()).set(1)
-        pending = self.freshness()["pending_days"]
-        if pending:
-            log.warning("the online store is behind the log: %d day(s) since %s not "
-                        "materialized; run `recsys materialize --repo %s`", len(pending),
-                        pending[0], settings.repo)
+        for warning in self.warnings():
+            log.warning(warning)
         # --watch: one worker watches DIR itself; one of several follows its supervisor
         self.follower = Follower(board, self.load, self.swap, lambda s: s.scorer.close()) \
             if board else None
@@ -91,6 +89,22 @@ class Serving:
                 self.metrics.materialized.labels(view).set(
                     datetime.fromisoformat(until).timestamp())
         return found
+
+    def warnings(self) -> list[str]:
+        """What a person should know: the online store behind the log, a run trained on data
+        the repo no longer holds."""
+        out, repo = [], self.settings.repo
+        pending = self.freshness()["pending_days"]
+        if pending:
+            out.append(f"the online store is behind the log: {len(pending)} day(s) since "
+                       f"{pending[0]} not materialized; run `recsys materialize --repo {repo}`")
+        scorer = self._served.scorer
+        held = read_repo_meta(Path(repo)).origin()
+        if scorer.trained_on is not None and scorer.trained_on != held:
+            out.append(f"{scorer.info['run']} was trained on data the repo no longer holds "
+                       f"(its dataset was built of {scorer.trained_on}, the repo now holds "
+                       f"{held}): build and train on the repo's data again")
+        return out
 
     @property
     def served(self) -> Served:

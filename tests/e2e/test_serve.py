@@ -370,6 +370,28 @@ def test_redis_end_to_end(served, tmp_path):
             assert client.get("/metadata").json()["feature_service"] == "multi_modal"
 
 
+def test_a_run_trained_on_data_the_repo_no_longer_holds_is_said(served, tmp_path):
+    """After the repo's data is replaced (here: its world's seed), the server says its run was
+    trained on other data (in /metadata's warnings and on stderr at start)."""
+    from recsys.serve.metrics import ServerMetrics
+    from recsys.serve.settings import Settings
+    from recsys.serve.state import Serving
+
+    repo = copy_applied(served["repo"], tmp_path / "repo")
+    settings = Settings(str(served["runs"]["mmoe"]), str(repo), refresh_seconds=0,
+                        log_served=False)
+    serving = Serving(settings, ServerMetrics())
+    try:
+        assert not [w for w in serving.warnings() if "no longer holds" in w]
+        path = repo / OFFLINE_DIR / "meta.json"
+        meta = json.loads(path.read_text())
+        path.write_text(json.dumps({**meta, "seed": meta["seed"] + 1}))
+        [said] = [w for w in serving.warnings() if "no longer holds" in w]
+        assert str(served["runs"]["mmoe"]) in said and "train on the repo's data again" in said
+    finally:
+        serving.close()
+
+
 def test_serve_refuses_what_it_cannot_serve(served, tmp_path):
     for args, says in ((["--run", str(tmp_path / "nothing")], "not a finished run"),
                        (["--run", str(served["runs"]["mmoe"]), "--port", "0"], "'--port'"),
