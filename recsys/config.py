@@ -36,6 +36,13 @@ from recsys.files import read_yaml
 
 
 MAX_SEED = 2 ** 63 - 1  # seeds are 64-bit integers
+# A warm start's dense rate, as a share of a fresh run's (the rolling evaluation's update arm,
+# `recsys follow`). Yesterday's dense layers already fit every day before; one day at a fresh
+# run's rate pulls them toward that day, which costs next-day AUC, most on new users, while the
+# new day's ID rows learn at their own row-wise rate.
+UPDATE_DENSE_LR_SHARE = 0.1
+
+
 @dataclass(frozen=True)
 class Provenance:
     """Where a run came from, kept in its config.json beside the config: the dataset it read

@@ -116,6 +116,27 @@ def materialize(repo: Path = REPO) -> None:
                   f"{done['to']}")
 
 
+@app.command("follow")
+@friendly
+def follow(
+    watch: Path = typer.Option(..., "--watch", help="The folder of runs `recsys serve --watch` "
+                               "serves from: its run is warm-started, the new one moved in."),
+    repo: Path = REPO,
+    every: float = typer.Option(300.0, "--every", min=1, help="Seconds between two cycles."),
+    label_window: Optional[float] = typer.Option(
+        None, "--label-window", min=0, help="Seconds within which a click labels an item "
+        "served (default: recsys.data.served.LABEL_WINDOW_SECONDS)."),
+    once: bool = typer.Option(False, "--once", help="One cycle, then stop."),
+) -> None:
+    """Every --every seconds: import what was served and clicked, materialize, build those
+    days, warm-start the run --watch serves on them, check it and publish it into --watch."""
+    from recsys.data.served import LABEL_WINDOW_SECONDS
+    from recsys.follow import follow as run
+
+    run(repo, watch, every, LABEL_WINDOW_SECONDS if label_window is None else label_window,
+        once=once, log=console.print)
+
+
 @app.command("encode-text")
 @friendly
 def encode_text(

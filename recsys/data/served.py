@@ -35,6 +35,11 @@ from recsys.data.writer import write_offline_store
 from recsys.errors import DataError
 from recsys.schema import EVENT_TIMESTAMP, INTERACTIONS, ITEM_ID, LABEL, USER_ID
 
+
+class NothingNew(DataError):
+    """No served impression to import since the last import (`recsys follow` waits)."""
+
+
 LABEL_WINDOW_SECONDS = 1800.0  # a click within this long after the item was served labels it
 DAY_US = 86_400_000_000
 
@@ -49,7 +54,7 @@ def import_served(repo: Path, window_seconds: float = LABEL_WINDOW_SECONDS,
     imports = meta.raw.get("served", [])
     since = imports[-1]["until_us"] if imports else -1
     if cutoff <= since:
-        raise DataError(f"{repo}: the served log up to {_iso(since)} is imported; impressions "
+        raise NothingNew(f"{repo}: the served log up to {_iso(since)} is imported; impressions "
                         f"after it are not {window_seconds:g} s old yet (the label window)")
     columns = schema.tables()[INTERACTIONS]
 
@@ -107,6 +112,9 @@ def _write_rows(repo: Path, tmp: Path, columns: pa.Schema, since: int, cutoff: i
             FROM shown s""").fetch_arrow_table()
         con.unregister("shown")
         rows = _as_interactions(labeled, columns)
+        times = pc.min_max(labeled["served_at"]).as_py()  # the rows' span: the days built next
+        counts["first_us"] = min(counts.get("first_us", times["min"]), times["min"])
+        counts["last_us"] = max(counts.get("last_us", times["max"]), times["max"])
         counts["rows"] += rows.num_rows
         counts["clicks"] += pc.sum(rows[LABEL]).as_py() or 0
         day = pc.floor(pc.divide(labeled["served_at"], DAY_US))
@@ -120,7 +128,7 @@ def _write_rows(repo: Path, tmp: Path, columns: pa.Schema, since: int, cutoff: i
             pq.write_table(taken, path)
     if not counts["rows"]:
         after = "" if since < 0 else " (the last import's end)"
-        raise DataError(f"{repo}: no served impression of a user and item the store holds "
+        raise NothingNew(f"{repo}: no served impression of a user and item the store holds "
                         f"between {_iso(since)}{after} and {_iso(cutoff)} ({counts['unknown']} "
                         f"of others): nothing new to import; serve more, or wait out the "
                         f"label window")

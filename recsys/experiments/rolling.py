@@ -24,7 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Optional
 
-from recsys.config import Arm
+from recsys.config import UPDATE_DENSE_LR_SHARE, Arm
 from recsys.errors import UsageError
 from recsys.eval.report import auc_table
 from recsys.experiments.context import Context
@@ -32,11 +32,6 @@ from recsys.experiments.spec import Experiment, Option
 from recsys.files import write_text
 
 ARMS = ("update", "retrain")
-# The update arm's dense rate, as a share of a fresh run's. Yesterday's dense layers already fit
-# every day before; one day at a fresh run's rate pulls them toward that day, which costs
-# next-day AUC, most on new users (`--update-dense-lr` at the full rate shows it), while the
-# new day's ID rows learn at their own row-wise rate.
-UPDATE_DENSE_LR_SHARE = 0.1
 EPOCHS = 1  # per run: one, so no run selects an epoch on the day it is evaluated on
 NEW = ("zero_shot_user", "zero_shot_item")  # the day's new users and items
 EVALUATED = "val"  # the split of day d+1 in day d's datasets

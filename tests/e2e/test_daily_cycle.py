@@ -1,24 +1,26 @@
 """The daily cycle through real processes, on a world grown after the tour's `feast
 materialize-incremental` to now (whose interval then ends after every day the world will ever
 add): each new day's clicks reach the users' online histories through `recsys materialize`;
-a server says how fresh it is in /metadata; what it served and the clicks sent back become new
-rows of the log (`recsys import served`), a training set is built from them, and a run
-warm-started on it scores the same request."""
+a server says how fresh it is in /metadata; what it served and the clicks sent back become, in
+one cycle of `recsys follow`, new rows of the log, a training set of exactly those impressions
+and a run warm-started from the serving one, published beside it."""
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 import duckdb
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+import pytest
 from feast import FeatureStore
 
 from conftest import copy_repo, error_lines, run
-from recsys.config import TrainConfig
+from recsys.config import UPDATE_DENSE_LR_SHARE, TrainConfig
 from recsys.data.online import pending_days
 from recsys.data.serving_logs import read_served
 from recsys.schema import EVENT_TIMESTAMP, HISTORY_ITEMS, HISTORY_VIEW, INTERACTIONS, ITEM_ID, \
@@ -108,32 +110,34 @@ def test_the_daily_cycle_from_a_new_day_to_a_model_of_what_was_served(tiny, tmp_
     assert served.num_rows == sum(len(set(score_request(test, r)["item_ids"] + [1, 2, 3]))
                                   for r in range(30))
     time.sleep(1.5)  # past the label window given below
-    run("recsys", "import", "served", "--repo", str(repo), "--label-window", "1")
+    # one cycle of `recsys follow`: import, materialize, build, warm-start, check, publish
+    watch = first.parent
+    said = run("recsys", "follow", "--once", "--repo", str(repo), "--watch", str(watch),
+               "--label-window", "1").stdout
+    assert "published" in said, said
     want = {(q, u, i, int((q, u, i) in clicked)) for q, u, i in zip(
         served["request_id"].to_pylist(), served[USER_ID].to_pylist(),
         served[ITEM_ID].to_pylist())}
     log = repo / "data" / "offline" / INTERACTIONS
     assert _rows(log.glob("day=*/part-served-*.parquet")) == want
     assert sum(label for *_, label in want) == len(clicked)
-    today = datetime.now(timezone.utc).date().isoformat()
-    assert pending_days(repo) == [today]  # the served day, for the next materialize
-    # nothing new to take: refused in one line
-    again = run("recsys", "import", "served", "--repo", str(repo), "--label-window", "1",
-                check=False)
-    assert again.returncode != 0 and len(error_lines(again.stderr)) == 1, again.stderr
-    assert "nothing new to import" in again.stderr
-
+    assert pending_days(repo) == []  # the served day materialized
     # tomorrow's training set: the served day, point in time, every row a served impression
-    dataset = tmp_path / "dataset"
-    run("recsys", "build-dataset", "--repo", str(repo), "--out", str(dataset), "--from", today,
-        "--to", today)
+    [dataset] = (watch / ".follow").glob("dataset-*")
     assert _rows(dataset.glob("*/*.parquet")) == want
-    # warm-started from the serving run, the new run scores the same request
-    second = tmp_path / "runs" / "mmoe-2"
-    run("recsys", "train", "--model", "mmoe", "--dataset", str(dataset), "--init-from",
-        str(first), "--out", str(second), "--epochs", "1")
+    [second] = [p for p in watch.iterdir() if p.name.startswith("follow-")]
+    config = json.loads((second / "config.json").read_text())
+    assert config["init_from"] == str(first) and config["dense_lr"] == pytest.approx(
+        json.loads((first / "config.json").read_text())["dense_lr"] * UPDATE_DENSE_LR_SHARE)
     scorer = Scorer(second, repo, refresh_seconds=0)
     body = score_request(test, 0)
     scores = scorer.score(Request(body["user_id"], body["scenario"], body["item_ids"])).scores
     scorer.close()
     assert np.isfinite(scores).all() and ((0 < scores) & (scores < 1)).all()
+    # nothing new: the next cycle says so; the import alone refuses in one line
+    assert "nothing new" in run("recsys", "follow", "--once", "--repo", str(repo), "--watch",
+                                str(watch), "--label-window", "1").stdout
+    again = run("recsys", "import", "served", "--repo", str(repo), "--label-window", "1",
+                check=False)
+    assert again.returncode != 0 and len(error_lines(again.stderr)) == 1, again.stderr
+    assert "nothing new to import" in again.stderr
