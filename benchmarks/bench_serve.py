@@ -10,7 +10,8 @@
   time from a click sent to /feedback until the next /score has it (its scores move);
 - /recommend (a two_tower run's index, the mmoe ranking): k = 20 of 500 candidates;
 - the served log's cost: /score at 100 candidates on two servers of the same run, one logging
-  every answer (the default) and one with `--no-log-served`, their requests interleaved."""
+  every answer (the default) and one with `--no-log-served`, their requests interleaved;
+- /feedback from 8 concurrent clients on 1 worker and on 4 (one click a request)."""
 
 from __future__ import annotations
 
@@ -259,3 +260,33 @@ def test_recommend_latency(benchmark, served_run, applied_repo, two_tower_run):
         rest = iter(bodies[REQUESTS:])
         benchmark.pedantic(lambda: client.post("/recommend", json=next(rest)), rounds=80,
                            iterations=1, warmup_rounds=5)
+
+
+def test_feedback_latency_on_one_and_four_workers(benchmark, served_run, applied_repo,
+                                                  tmp_path):
+    """8 concurrent clients sending one click each per request (distinct users: no two wait on
+    one merge), to 1 worker and to 4 (the merge is locked across the workers of a machine)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    benchmark.group = "serve /feedback, 8 clients"
+    repo = copy_applied(applied_repo, tmp_path / "repo")
+    clicks = [{USER_ID: b[USER_ID], ITEM_ID: b["item_ids"][0], SCENARIO: b[SCENARIO],
+               "clicked": True} for b in _bodies(1, 400, seed=11)]
+    for workers in (1, 4):
+        with recsys_server(served_run, repo, "--workers", str(workers)) as client:
+            base = str(client.base_url)
+
+            def send(click) -> float:
+                with httpx.Client(base_url=base, timeout=30) as own:
+                    start = time.perf_counter()
+                    assert own.post("/feedback", json=click).status_code == 200
+                    return time.perf_counter() - start
+
+            with ThreadPoolExecutor(CLIENTS) as pool:
+                list(pool.map(send, clicks[:40]))  # warm
+                seconds = np.array(list(pool.map(send, clicks)))
+            _record(f"/feedback sqlite, {workers} worker(s), {CLIENTS} clients", seconds)
+            if workers == 4:
+                rest = iter(clicks * 2)
+                benchmark.pedantic(lambda: client.post("/feedback", json=next(rest)),
+                                   rounds=50, iterations=1, warmup_rounds=5)

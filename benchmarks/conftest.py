@@ -131,6 +131,8 @@ def ratio_pairs() -> list[tuple[str, str]]:
             ("/score sqlite, 100 candidates p99 ms", "/score redis, 100 candidates p99 ms"),
             ("/score sqlite with the history, 100 candidates p99 ms",
              "/score sqlite, 100 candidates p99 ms"),
+            *((f"/feedback sqlite, 4 worker(s), 8 clients {p} ms",
+               f"/feedback sqlite, 1 worker(s), 8 clients {p} ms") for p in ("p50", "p99")),
             *((f"/score sqlite with the served log, 100 candidates {p} ms",
                f"/score sqlite without the served log, 100 candidates {p} ms")
               for p in ("p50", "p99")),
