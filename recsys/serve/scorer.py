@@ -46,9 +46,9 @@ class Seen:
     user: int
     scenario: int
     items: np.ndarray
-    user_row: pa.Table  # the user's row of the online store (no columns: unknown)
-    context: dict  # the context's values, as the dataset holds them
-    context_types: dict  # their Arrow types
+    user_row: pa.Table  # the user's row of the online store (nulls: unknown)
+    context: dict  # the context's values given, as the dataset holds them
+    context_types: dict  # every context feature's Arrow type
     caches: dict  # the item and scenario tables the rows were placed from
     left_out: tuple = ()  # columns `features` leaves out (the text vectors: the item's text says)
 
@@ -66,7 +66,8 @@ class Seen:
                                  unknown), SCENARIO: np.full(n, self.scenario)}
         out = {c: self.user_row[c].take(np.zeros(n, dtype=np.int64))
                for c in self.user_row.column_names}
-        out.update({c: pa.array([v] * n, self.context_types[c]) for c, v in self.context.items()})
+        out.update({c: pa.array([self.context.get(c)] * n, t)  # a context left out: null
+                    for c, t in self.context_types.items()})
         for part in ("item", SCENARIO):
             table = self.caches[part]
             out.update({c: table[c].take(rows[part]) for c in table.column_names
@@ -202,10 +203,10 @@ class Scorer:
     def seen(self, user: int, scenario: int, items: np.ndarray,
              context: dict[str, object]) -> Seen:
         """A request's parts: the user's row read from the online store, the caches of now."""
-        user_row = self.features.user(user) if user >= 0 else pa.table({})
-        return Seen(user, scenario, items, user_row, context,
-                    {c: self.columns.field(c).type for c in context}, self.features.caches,
-                    self.layout.vector_columns)
+        # an unknown user's row: typed nulls (no read), so every answer logs the same columns
+        return Seen(user, scenario, items, self.features.user(user), context,
+                    {c: self.columns.field(c).type for c in self.context},
+                    self.features.caches, self.layout.vector_columns)
 
     def _inputs(self, seen: Seen) -> SplitData:
         """One row per candidate: the request's own inputs repeated, each item's and the

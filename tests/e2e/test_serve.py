@@ -151,12 +151,15 @@ def test_the_served_log_holds_every_answer_with_the_features_the_model_saw(serve
     for r in rows:
         body = score_request(test, int(r))
         body["item_ids"] = body["item_ids"] + [10 ** 9]  # and an unknown item
+        if r == rows[0]:  # one of an unknown user, without its context: the same columns
+            body = {**body, "user_id": 10 ** 12, "context": {}}
         response = server.post("/score", json=body)
         answers[response.json()["request_id"]] = (int(r), response)
     deadline = time.monotonic() + 30  # written within the flush interval
     while True:  # this server's batches (other servers of the module log other columns)
         mine = [b for b in served_batches(served["repo"])
                 if set(b["request_id"].to_pylist()) & set(answers)]
+        assert len({b.schema for b in mine}) <= 1  # one layout: one file
         log = pa.Table.from_batches(mine) if mine else FIELDS.empty_table()
         log = log.filter(pc.is_in(log["request_id"], pa.array(list(answers))))
         if log.num_rows == 2 * len(rows) or time.monotonic() > deadline:
@@ -169,6 +172,10 @@ def test_the_served_log_holds_every_answer_with_the_features_the_model_saw(serve
         any(c.startswith("item_") for c in features), features
     for entry in log.to_pylist():
         r, response = answers[entry["request_id"]]
+        if r == rows[0]:  # the unknown user: nulls for his row and the context left out
+            assert entry[USER_ID] == 10 ** 12 and all(
+                entry[c] is None for c in features if c.startswith(("user_", "deep_")))
+            continue
         shown = response.json()["scores"][entry["position"]]
         assert entry["score"] == pytest.approx(shown["score"], abs=1e-6)
         assert entry["run"] == response.headers["x-recsys-run"] and entry["endpoint"] == "score"
