@@ -29,7 +29,7 @@ from recsys.data.split import Window
 from recsys.dataset.build import build_dataset
 from recsys.run import METRICS, Run
 from recsys.serve.scorer import Scorer
-from recsys.serve.state import check_swappable
+from recsys.serve.state import check_run
 from recsys.serve.watch import first_run
 from recsys.train.loop import train
 
@@ -79,15 +79,10 @@ def follow(repo: Path, watch: Path, every_seconds: float, window_seconds: float,
 
 
 def _check(serving: Path, new: Path, repo: Path) -> None:
-    """As a watching server checks a run before it serves it (serve.state.check_swappable)."""
-    old, scorer = Scorer(serving, repo, refresh_seconds=0), None
-    try:
-        scorer = Scorer(new, repo, refresh_seconds=0)
-        check_swappable(old.info, scorer)
-    finally:
-        old.close()
-        if scorer is not None:
-            scorer.close()
+    """As a watching server checks a run before it serves it (serve.state.check_run)."""
+    old = Scorer(serving, repo, refresh_seconds=0)  # for its info: what the new one must match
+    old.close()
+    check_run(old.info, new, repo)
 
 
 def _prune(watch: Path, keep: Path, dataset: Path) -> None:

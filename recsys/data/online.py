@@ -35,11 +35,10 @@ def _days(repo: Path) -> dict[str, list]:
 
 def log_latest(repo: Path) -> datetime | None:
     """The latest event time of the log (its last day's files' statistics, no data read)."""
-    days = _days(repo)
-    if not days:
+    folders = sorted((offline_dir(repo) / INTERACTIONS).glob(f"{DAY_FOLDER}*"))
+    if not folders:
         return None
-    folder = offline_dir(repo) / INTERACTIONS / f"{DAY_FOLDER}{max(days)}"
-    latest = None
+    folder, latest = folders[-1], None
     for f in folder.glob("*.parquet"):
         meta = pq.ParquetFile(f).metadata
         column = meta.schema.to_arrow_schema().get_field_index(EVENT_TIMESTAMP)
@@ -54,7 +53,8 @@ def materialize(repo: Path, now: datetime | None = None) -> dict:
     """Materialize what the log gained since the last run: {"from", "to", "days"} (no "from":
     nothing new)."""
     path = repo / STATE
-    days, pending = _days(repo), pending_days(repo)
+    days = _days(repo)
+    pending = pending_days(repo, days)
     changed = sorted(days) if pending is None else pending
     if not changed:
         return {"days": 0}
@@ -71,15 +71,15 @@ def materialize(repo: Path, now: datetime | None = None) -> dict:
     return {"from": start.isoformat(), "to": end.isoformat(), "days": len(changed)}
 
 
-def pending_days(repo: Path) -> list[str] | None:
-    """The log's days new or changed since the last `materialize` (None: it never ran here,
-    so what the online store holds is not known: Feast's own intervals cannot tell a day
-    added behind their end)."""
+def pending_days(repo: Path, days: dict | None = None) -> list[str] | None:
+    """The log's days (`days`: as `_days` just listed them) new or changed since the last
+    `materialize` (None: it never ran here, so what the online store holds is not known:
+    Feast's own intervals cannot tell a day added behind their end)."""
     path = repo / STATE
     if not path.is_file():
         return None
-    seen = json.loads(path.read_text())
-    return sorted(d for d, files in _days(repo).items() if seen.get(d) != files)
+    seen, days = json.loads(path.read_text()), _days(repo) if days is None else days
+    return sorted(d for d, files in days.items() if seen.get(d) != files)
 
 
 def freshness(store, repo: Path) -> dict:

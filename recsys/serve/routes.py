@@ -215,12 +215,13 @@ def health(request: Request):
 def metadata(request: Request):
     serving = request.app.state.serving
     served = serving.served
+    fresh = serving.freshness()
     return JSONResponse({**served.scorer.info,
                          "limits": {"max_candidates": MAX_CANDIDATES,
                                     "max_body_bytes": MAX_BODY_BYTES},
                          "retrieval": served.recommender.info if served.recommender else None,
                          "watch": serving.settings.watch or None,
-                         "freshness": serving.freshness(), "warnings": serving.warnings(),
+                         "freshness": fresh, "warnings": serving.warnings(fresh),
                          "versions": _versions()},
                         headers=served.headers)
 

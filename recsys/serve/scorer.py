@@ -57,13 +57,18 @@ class Seen:
         return Seen(self.user, self.scenario, self.items[order], self.user_row, self.context,
                     self.context_types, self.caches, self.left_out)
 
+    def cache_rows(self) -> dict[str, np.ndarray]:
+        """Each row's row of the item and the scenario caches (an unknown item: the cache's
+        last, all-null row)."""
+        unknown = self.caches["item"].num_rows - 1
+        return {"item": np.where((self.items >= 0) & (self.items < unknown), self.items,
+                                 unknown), SCENARIO: np.full(len(self.items), self.scenario)}
+
     def features(self) -> dict[str, pa.Array]:
         """Each feature column the rows were assembled from, one value per item, in the
         dataset's types: the user's, the context's, each item's and the scenario's (the IDs
         and the scenario themselves are not among them)."""
-        n, unknown = len(self.items), self.caches["item"].num_rows - 1
-        rows = {"item": np.where((self.items >= 0) & (self.items < unknown), self.items,
-                                 unknown), SCENARIO: np.full(n, self.scenario)}
+        n, rows = len(self.items), self.cache_rows()
         out = {c: self.user_row[c].take(np.zeros(n, dtype=np.int64))
                for c in self.user_row.column_names}
         out.update({c: pa.array([self.context.get(c)] * n, t)  # a context left out: null
@@ -211,12 +216,12 @@ class Scorer:
     def _inputs(self, seen: Seen) -> SplitData:
         """One row per candidate: the request's own inputs repeated, each item's and the
         scenario's placed from the caches."""
-        caches, user_row, items, scenario = seen.caches, seen.user_row, seen.items, seen.scenario
+        caches, user_row = seen.caches, seen.user_row
         placed = {c.name for part in caches["inputs"].values() for c, _ in part}
         values = {**({USER_ID: pa.array([seen.user], pa.int64())} if seen.user >= 0 else {}),
                   **{c: user_row[c] for c in user_row.column_names},
                   **{c: pa.array([v], seen.context_types[c]) for c, v in seen.context.items()}}
-        n, unknown = len(items), caches["item"].num_rows - 1
+        n = len(seen.items)
         out = {"ids": np.empty((n, self.layout.id_columns), dtype=np.int64),
                "dense": np.empty((n, len(self.layout.dense)), dtype=np.float32),
                "vectors": np.empty((n, sum(g.width for g in self.layout.vectors)),
@@ -226,13 +231,12 @@ class Scorer:
                 value = values.get(c.name)
                 out[c.matrix][:, c.start:c.start + c.width] = self.null_inputs[c.name] \
                     if value is None else c.transform(value, RAW)
-        rows = {"item": np.where((items >= 0) & (items < unknown), items, unknown),
-                SCENARIO: np.full(n, scenario)}
+        rows = seen.cache_rows()
         for part, columns in caches["inputs"].items():
             for c, inputs in columns:
                 out[c.matrix][:, c.start:c.start + c.width] = inputs[rows[part]]
         return SplitData(**out, labels=np.zeros(n, np.float32),
-                         scenario=np.full(n, scenario, dtype=np.int64),
+                         scenario=np.full(n, seen.scenario, dtype=np.int64),
                          p_true=np.zeros(n, np.float32), flags={},
                          time=np.zeros(n, np.int64))
 

@@ -12,9 +12,8 @@ import uvicorn
 
 from recsys.serve.app import SETTINGS_ENV, create_app, log_to_stderr
 from recsys.serve.metrics import METRICS_DIR_ENV
-from recsys.serve.scorer import Scorer
 from recsys.serve.settings import Settings
-from recsys.serve.state import check_swappable
+from recsys.serve.state import check_run
 from recsys.serve.swap import SWAP_DIR_ENV, Coordinator, SwapBoard
 from recsys.serve.watch import RunWatcher
 
@@ -51,13 +50,7 @@ def _coordinate(settings: Settings, serving: dict, board: Path) -> RunWatcher:
     (serve.swap); the workers follow the board."""
     os.environ[SWAP_DIR_ENV] = str(board)
 
-    def check(run: Path) -> None:  # loaded and scored once here, then let go
-        scorer = Scorer(run, Path(settings.repo), refresh_seconds=0)
-        try:
-            check_swappable(serving, scorer)
-        finally:
-            scorer.close()
-
-    coordinator = Coordinator(SwapBoard(board), settings.workers, check)
+    coordinator = Coordinator(SwapBoard(board), settings.workers,
+                              lambda run: check_run(serving, run, Path(settings.repo)))
     return RunWatcher(Path(settings.watch), settings.watch_seconds, Path(settings.run),
                       coordinator.offer, coordinator.switch, lambda result: None).start()

@@ -24,9 +24,9 @@ from recsys.serve.scorer import Scorer
 from recsys.serve.served_log import ServedLog
 from recsys.serve.settings import Settings
 from recsys.serve.swap import SWAP_DIR_ENV, Follower, SwapBoard
+from recsys.serve.watch import RunWatcher
 
 log = logging.getLogger("recsys.serve")
-from recsys.serve.watch import RunWatcher
 
 
 @dataclass(frozen=True)
@@ -90,11 +90,12 @@ class Serving:
                     datetime.fromisoformat(until).timestamp())
         return found
 
-    def warnings(self) -> list[str]:
-        """What a person should know: the online store behind the log, a run trained on data
-        the repo no longer holds."""
+    def warnings(self, fresh: dict | None = None) -> list[str]:
+        """What a person should know: the online store behind the log (`fresh`: the
+        freshness just read, else read here), a run trained on data the repo no longer
+        holds."""
         out, repo = [], self.settings.repo
-        pending = self.freshness()["pending_days"]
+        pending = (fresh or self.freshness())["pending_days"]
         if pending:
             out.append(f"the online store is behind the log: {len(pending)} day(s) since "
                        f"{pending[0]} not materialized; run `recsys materialize --repo {repo}`")
@@ -147,6 +148,16 @@ class Serving:
         if self.served_log is not None:
             self.served_log.close()
         self._served.scorer.close()
+
+
+def check_run(serving: dict, run: Path, repo: Path) -> None:
+    """check_swappable of a run not served yet: loaded, checked, let go (the supervisor of
+    several workers and `recsys follow` check a run so before offering it)."""
+    scorer = Scorer(run, repo, refresh_seconds=0)
+    try:
+        check_swappable(serving, scorer)
+    finally:
+        scorer.close()
 
 
 def check_swappable(serving: dict, new: Scorer) -> None:
