@@ -7,7 +7,7 @@ PRESET ?= small
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(FLAVOR)
 
-.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality bench-spread bench-rolling bench-feed bench-real clean
+.PHONY: setup setup-spark setup-peer setup-redis demo test test-fast bench bench-quality bench-spread bench-rolling bench-feed bench-online bench-real clean
 
 setup: $(STAMP)
 
@@ -95,6 +95,11 @@ bench-rolling: setup
 # seeds of benchmarks/feed_gates.json, checked against its criteria, rendered likewise
 bench-feed: setup
 	$(BIN)/python benchmarks/quality.py --feed
+
+# The simulated online A/B test (`recsys experiment online`) of benchmarks/online_gates.json:
+# popularity, a run frozen, updated daily and every part of a day, each behind its own server
+bench-online: setup
+	$(BIN)/python benchmarks/quality.py --online
 
 # Real data: MovieLens-100K (from the recbole wheel, fetched at bench time) in two task forms,
 # imported as a user would, every model family at its defaults over 3 seeds beside independent

@@ -7,6 +7,7 @@ stopped (finished data steps and training runs are reused).
     python benchmarks/quality.py --preset small --seeds 3 --spread   # `make bench-spread`
     python benchmarks/quality.py --rolling                          # `make bench-rolling`
     python benchmarks/quality.py --feed                             # `make bench-feed`
+    python benchmarks/quality.py --online                           # `make bench-online`
 
 Exits 1 when a gated cell moved beyond its tolerance (the cells are named), 2 on bad input.
 `--spread` runs the multi-scenario experiment alone, on both backbones (mlp, dcn), ungated: the
@@ -14,7 +15,10 @@ spread over seeds of every model and its paired gain over dnn, rendered as its o
 `--rolling` runs the rolling evaluation of benchmarks/rolling_gates.json (a world of its days,
 updated against retrained day by day) and checks its criteria, rendered as its own part.
 `--feed` runs the history and retrieval experiments of benchmarks/feed_gates.json on a feed
-world (`recsys generate --feed`) and checks their criteria, rendered as its own part."""
+world (`recsys generate --feed`) and checks their criteria, rendered as its own part.
+`--online` runs the simulated online A/B test of benchmarks/online_gates.json (a feed world
+generated up to a day, a run trained on it, its later days served to every arm) and checks its
+criteria, rendered as its own part."""
 
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ BIN = Path(sys.executable).parent
 GATES = ROOT / "benchmarks" / "quality_gates.json"
 ROLLING_GATES = ROOT / "benchmarks" / "rolling_gates.json"
 FEED_GATES = ROOT / "benchmarks" / "feed_gates.json"
+ONLINE_GATES = ROOT / "benchmarks" / "online_gates.json"
 FEED_HISTORY = ROOT / "benchmarks" / "feed_history.yaml"  # the history arms' config
 EXPERIMENTS = ("multi-scenario", "cold-start", "multi-modal", "history")
 
@@ -95,12 +100,31 @@ def feed_commands(criteria: dict, seeds: int, work: Path) -> list[list[str]]:
              "--out", str(work / "retrieval")]]
 
 
+def online_commands(criteria: dict, work: Path) -> list[list[str]]:
+    """The world generated up to `until`, its run trained, then its later days served."""
+    repo, ds = work / "repo", work / "ds"
+    return [["recsys", "generate", "--preset", criteria["preset"], "--feed", "--until",
+             str(criteria["until"]), "--repo", str(repo), "--workers", "2", "--force"],
+            ["feast", "apply"],
+            ["recsys", "materialize", "--repo", str(repo)],
+            ["recsys", "build-dataset", "--repo", str(repo), "--out", str(ds), "--force"],
+            ["recsys", "train", "--model", criteria["model"], "--dataset", str(ds), "--out",
+             str(work / "run"), "--force"],
+            ["recsys", "experiment", "online", "--repo", str(repo), "--run", str(work / "run"),
+             *(a for k in ("days", "requests", "slices") for a in (f"--{k}", str(criteria[k]))),
+             "--out", str(work / "online"), "--force"]]
+
+
+GATES_OF = {"rolling": ROLLING_GATES, "feed": FEED_GATES, "online": ONLINE_GATES}
+
+
 def criteria_main(kind: str, work: Path, seeds: int | None) -> int:
     """`--rolling` / `--feed`: run the experiments of the kind's criteria file (a killed run
     resumes its folder; the world is reused), check the criteria, render the kind's part."""
-    criteria = json.loads((ROLLING_GATES if kind == "rolling" else FEED_GATES).read_text())
+    criteria = json.loads(GATES_OF[kind].read_text())
     seeds = seeds or criteria.get("seeds", 1)
     listed = rolling_commands(criteria, work) if kind == "rolling" else \
+        online_commands(criteria, work) if kind == "online" else \
         feed_commands(criteria, seeds, work)
     work.mkdir(parents=True, exist_ok=True)
     steps = listed
@@ -109,9 +133,11 @@ def criteria_main(kind: str, work: Path, seeds: int | None) -> int:
         print(f"$ {copy_shown(work)}", flush=True)
         copy_definitions(ROOT / "feature_repo", work / "repo")
     else:
-        steps = [c for c in steps if c[1] not in ("generate", "apply")]
+        steps = [c for c in steps if c[1] not in ("generate", "apply", "materialize")]
         if (work / "ds" / "meta.json").is_file():
             steps = [c for c in steps if c[1] != "build-dataset"]
+        if (work / "run" / "metrics.json").is_file():
+            steps = [c for c in steps if c[1] != "train"]
     for cmd in steps:
         if (rc := run(cmd, work)) != 0:
             return rc
@@ -120,6 +146,7 @@ def criteria_main(kind: str, work: Path, seeds: int | None) -> int:
         return json.loads((work / name / "results.json").read_text())
 
     checks = gates.rolling_criteria(results("rolling"), criteria) if kind == "rolling" else \
+        gates.online_criteria(results("online"), criteria) if kind == "online" else \
         [*gates.history_criteria(results("history"), criteria["history"]),
          *gates.retrieval_criteria(results("retrieval"), criteria["retrieval"])]
     for c in checks:
@@ -178,9 +205,11 @@ def main() -> int:
                         help="the rolling evaluation of benchmarks/rolling_gates.json")
     parser.add_argument("--feed", action="store_true",
                         help="the history and retrieval criteria of benchmarks/feed_gates.json")
+    parser.add_argument("--online", action="store_true",
+                        help="the simulated online A/B test of benchmarks/online_gates.json")
     args = parser.parse_args()
-    if args.rolling or args.feed:
-        kind = "rolling" if args.rolling else "feed"
+    if args.rolling or args.feed or args.online:
+        kind = "rolling" if args.rolling else "online" if args.online else "feed"
         return criteria_main(kind, (args.work or ROOT / "runs" / f"bench-{kind}").resolve(),
                              args.seeds)
     args.seeds = args.seeds or 1

@@ -7,6 +7,7 @@
     python benchmarks/render.py feed FEED_DIR           # history and retrieval, a feed world
     python benchmarks/render.py cycle CYCLE_DIR         # one day's steps against all days'
     python benchmarks/render.py real REAL_DIR           # MovieLens-100K beside the references
+    python benchmarks/render.py online ONLINE_DIR       # the simulated online A/B test
 
 Each writes its own part of the file (between its markers) and keeps the other, so the
 throughput tables and the quality tables can be measured at different times; each part says
@@ -28,7 +29,7 @@ RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 TITLE = """# Benchmark results
 
 Written by `make bench`, `make bench-quality`, `make bench-spread`, `make bench-rolling`,
-`make bench-feed`, `make bench-real` and `benchmarks/daily_cycle.py` (`benchmarks/render.py`);
+`make bench-feed`, `make bench-online`, `make bench-real` and `benchmarks/daily_cycle.py` (`benchmarks/render.py`);
 not edited by hand.
 Every figure below is from the run its part names, on the machine it names.
 """
@@ -195,6 +196,36 @@ def feed_part(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def online_part(folder: Path) -> str:
+    """The simulated online A/B test (`make bench-online`): the criteria's verdict, the table
+    per arm and day, the agreement of offline AUC and online CTR, the update cycles' time."""
+    from recsys.experiments.online import table
+
+    run = json.loads((folder / "online.json").read_text())
+    results = json.loads((folder / "online" / "results.json").read_text())
+    held = sum(c["ok"] for c in run["checked"])
+    a = results["agreement"]
+    lines = ["## A simulated online A/B test (`make bench-online`)", "",
+             f"Preset `{run['criteria']['preset']}` with `--feed`, generated up to day "
+             f"{results['world']['held_days']}; its days {results['world']['held_days']} .. "
+             f"{results['world']['held_days'] + results['days'] - 1} served to the arms "
+             f"(`recsys experiment online`), {results['requests']:,} requests a day, "
+             f"{results['candidates']} candidates each, the best {results['shown']} shown, "
+             f"{results['slices']} parts a day; {run['finished'][:19]} UTC. "
+             + machine_line(run["machine"]), "", "```bash", *run["commands"], "```", "",
+             f"Criteria `benchmarks/online_gates.json`: **{held} of {len(run['checked'])} "
+             f"hold**:", "", *(f"- {c['line']}" for c in run["checked"]), "",
+             table(results), "",
+             f"Offline AUC and online CTR order the arms alike in {a['pairs_agreeing']} of "
+             f"{a['pairs']} (day, pair) comparisons; each arm's rank by AUC / by CTR per day: "
+             + "; ".join(f"{arm} {' '.join(r)}" for arm, r in a["ranks"].items()) + ".", "",
+             "A `recsys follow` cycle (served log to a published run answering), seconds: "
+             + "; ".join(f"{arm} {', '.join(f'{s:g}' for s in c['cycle_seconds'])}"
+                         for arm, c in results["arms"].items() if c["cycle_seconds"]) + ".", ""]
+    lines += plots(folder / "online", "online", "online A/B")
+    return "\n".join(lines)
+
+
 def cycle_part(folder: Path) -> str:
     """benchmarks/daily_cycle.py: each step of one day of a growing log against the same step
     over every day before it, wall time and peak RSS."""
@@ -286,7 +317,8 @@ def main(part: str, source: str) -> None:
     body = {"bench": lambda: bench_part(json.loads(path.read_text())),
             "quality": lambda: quality_part(path), "spread": lambda: spread_part(path),
             "rolling": lambda: rolling_part(path), "cycle": lambda: cycle_part(path),
-            "feed": lambda: feed_part(path), "real": lambda: real_part(path)}[part]()
+            "feed": lambda: feed_part(path), "real": lambda: real_part(path),
+            "online": lambda: online_part(path)}[part]()
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else TITLE
     write_text(replace_part(text, part, body), RESULTS_MD)
     print(f"{RESULTS_MD}: {part} part from {source}")
@@ -294,7 +326,7 @@ def main(part: str, source: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "quality", "spread", "rolling",
-                                                 "cycle", "feed", "real"):
+                                                 "cycle", "feed", "real", "online"):
         sys.exit("usage: python benchmarks/render.py bench BENCH_JSON | quality QUALITY_DIR | "
                  "spread SPREAD_DIR | rolling ROLLING_DIR | cycle CYCLE_DIR | feed FEED_DIR")
     main(*sys.argv[1:])

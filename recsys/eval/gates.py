@@ -178,6 +178,18 @@ def rolling_criteria(results: dict, criteria: dict) -> list[Criterion]:
                                f"{most:.0%}", share <= most)]
 
 
+def online_criteria(results: dict, criteria: dict) -> list[Criterion]:
+    """The online experiment's: each pair's arm's online CTR (mean over the days) at least, or
+    above, the other's."""
+    def ctr(arm: str) -> float:
+        return sum(d["arms"][arm]["ctr"] for d in results["per_day"]) / len(results["per_day"])
+
+    return [Criterion(f"online CTR: {a} {ctr(a):.4f} vs {b} {ctr(b):.4f}, needs {a} "
+                      f"{'>=' if strict == 'at_least' else '>'} {b}",
+                      ctr(a) >= ctr(b) if strict == "at_least" else ctr(a) > ctr(b))
+            for strict in ("at_least", "above") for a, b in criteria[strict]]
+
+
 def history_criteria(results: dict, criteria: dict) -> list[Criterion]:
     """The best history arm's paired gain over the baseline: at least the margin overall, and
     more on few-shot users than overall."""

@@ -38,6 +38,9 @@ class ScoreBody(BaseModel):
     item_ids: list[StrictInt] | list[StrictStr] = Field(min_length=1,
                                                         max_length=MAX_CANDIDATES)
     context: dict[str, StrictInt | float | StrictStr | None] = Field(default_factory=dict)
+    # how many of the answer's first (best) items the client shows: only they are impressions
+    # in the served log; the answer still scores every candidate. None: all are shown
+    shown: StrictInt | None = Field(default=None, ge=1)
 
 
 class FeedbackEvent(BaseModel):
@@ -128,8 +131,9 @@ async def score(request: Request):
         return refuse(request.app, 422, "invalid request", str(e))
     request.app.state.metrics.features.observe(result.feature_seconds)
     order = (-result.scores).argsort(kind="stable")
-    request_id = log_served(request.app, served, "score", result.seen.take(order),
-                            result.scores[order])
+    logged = order[:parsed.shown]
+    request_id = log_served(request.app, served, "score", result.seen.take(logged),
+                            result.scores[logged])
     return JSONResponse({"scores": [{ITEM_ID: result.item_ids[i],
                                      "score": float(result.scores[i])} for i in order],
                          "request_id": request_id}, headers=served.headers)

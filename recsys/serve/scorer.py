@@ -119,7 +119,8 @@ class Scorer:
                      "model_fingerprint": trained.fingerprint(), "dataset": came.dataset,
                      "dataset_fingerprint": came.dataset_fingerprint,
                      "feature_service": self.service, "schema": self.schema.name,
-                     "scenarios": list(self.schema.scenario_names), "code": came.code,
+                     "scenarios": list(self.schema.scenario_names),
+                     "context": list(self.context), "code": came.code,
                      "config": cfg.to_json()}
 
     # ---- the request's parts ------------------------------------------------------------------
