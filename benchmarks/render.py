@@ -29,8 +29,8 @@ RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 TITLE = """# Benchmark results
 
 Written by `make bench`, `make bench-quality`, `make bench-spread`, `make bench-rolling`,
-`make bench-feed`, `make bench-online`, `make bench-real` and `benchmarks/daily_cycle.py` (`benchmarks/render.py`);
-not edited by hand.
+`make bench-feed`, `make bench-online`, `make bench-real` and `benchmarks/daily_cycle.py`
+(`benchmarks/render.py`); not edited by hand.
 Every figure below is from the run its part names, on the machine it names.
 """
 
