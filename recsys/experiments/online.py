@@ -77,6 +77,8 @@ class Online(Experiment):
                     ctx.log(f"starting arm {name} (update: {update})")
                     arms.append(Served(name, update, o["repo"], o["run"], ctx.out / name,
                                        ctx.log))
+            for arm in arms:
+                arm.ready()
             days = [_day(ctx, audience, arms, d) for d in range(o["days"])]
         finally:
             for arm in arms:
@@ -163,7 +165,7 @@ def _checked(ctx: Context):
         raise UsageError(f"{o['repo']}: its online store is not SQLite; each arm serves a copy "
                          f"of the repo of its own, which a shared Redis would not be",
                          fields="repo")
-    audience = Audience(o["repo"])
+    audience = Audience.of(o["repo"])
     if o["days"] > audience.days:
         raise UsageError(f"days {o['days']}: the repo holds the world's days before "
                          f"{audience.held} and the world has {audience.days} more; simulate at "

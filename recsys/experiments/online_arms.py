@@ -47,6 +47,9 @@ class Popularity:
         self.clicks[ids] = clicks
         self.run = "popularity"
 
+    def ready(self) -> None:
+        pass
+
     def score(self, user_id: int, scenario: int, items: np.ndarray, context: dict,
               shown: int) -> tuple[np.ndarray, int]:
         return self.clicks[items], 0
@@ -77,6 +80,10 @@ class Served:
                  "--repo", str(self.repo), "--port", str(port), *SERVE_FLAGS],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        self.run, self.context = "", []
+
+    def ready(self) -> None:
+        """Wait for the server to answer (the servers of all arms load at once)."""
         self.run = self._wait(lambda run: True, "start")
         self.context = self.client.get("/metadata").json()["context"]
 

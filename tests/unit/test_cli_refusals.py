@@ -52,6 +52,11 @@ def _dataset(folder) -> None:
     (["runs", "list", "--folder", "{tmp}/none"], "--folder"),
     (["train", "--model", "two_tower", "--dataset", "{tmp}", "--config", "{tmp}/dot.yaml"],
      "two_tower has no dot part"),
+    (["experiment", "online", "--run", "{tmp}/missing", "--shown", "30"],
+     "shown 30: more than the 20 candidates"),
+    (["experiment", "online", "--run", "{tmp}/missing", "--epochs", "2"],
+     "drop --config, --epochs and --batch-size"),
+    (["experiment", "online", "--run", "{tmp}/missing"], "not a finished run"),
     # a dataset (or a run's copy of its meta) from before schemas were recorded
     (["train", "--model", "mmoe", "--dataset", "{tmp}/old", "--out", "{tmp}/run"],
      "old/meta.json: written by an older recsys (no schema in it): build the dataset again"),
