@@ -33,15 +33,15 @@ from tqdm import tqdm
 from recsys.data import vectors
 from recsys.data.offline import RepoMeta, connect, offline_dir, read_repo_meta, read_schema, \
     table_files, validate_offline_store
-from recsys.dataset.history_join import HistoryJoin
+from recsys.dataset.history_join import ROW, HistoryJoin
 from recsys.dataset.meta import DATASET_META
 from recsys.data.split import DAY_US, SPLITS, Split, SplitSpec, Window, choose_split, \
     train_counts_sql, with_cold_start_flags
 from recsys.errors import UsageError
 from recsys.features.feature_store import feature_service, open_store
 from recsys.memory import DEFAULT_MEMORY_GB, GiB, check_fits, machine_memory
-from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, INTERACTIONS, ITEM_ID, LABEL, \
-    REQUEST_ID, USER_ID, Schema
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_ORDER, HISTORY_VIEW, INTERACTIONS, ITEM_ID, \
+    LABEL, REQUEST_ID, USER_ID, Schema
 from recsys.files import check_output_free, resumable_dir, write_parquet
 
 ENGINES = ("duckdb", "spark")
@@ -300,18 +300,19 @@ def _build_partition(con, files: dict[int, list[str]], part: Partition, split: S
         chosen = files[-1]  # some file outside a day folder: read them all
     rows = (f"(SELECT * FROM read_parquet({chosen!r}, hive_partitioning = false) "
             f"WHERE {part.where()})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE part AS "
-                f"{with_cold_start_flags(rows, 'tu', 'ti')}")
-    entity = con.execute(f"SELECT {', '.join(keys)} FROM part").fetch_arrow_table()
+    # joined back on the row's number (ROW), not its request ID
+    con.execute(f"CREATE OR REPLACE TEMP TABLE part AS SELECT *, row_number() OVER () AS "
+                f"{ROW} FROM ({with_cold_start_flags(rows, 'tu', 'ti')})")
+    entity = con.execute(f"SELECT {ROW}, {', '.join(keys)} FROM part").fetch_arrow_table()
     joined = join(entity)
     con.register("joined", joined)
     lists, pit = (history.columns(), history.clause(part.start, part.end)) if history \
         else ("", "")
     table = con.execute(f"""
-        SELECT part.*, joined.* EXCLUDE ({', '.join(keys)}){lists},
+        SELECT part.* EXCLUDE ({ROW}), joined.* EXCLUDE ({ROW}, {', '.join(keys)}){lists},
                {split.of(f"epoch_us(part.{EVENT_TIMESTAMP})")} AS split
-        FROM part JOIN joined USING ({REQUEST_ID}){pit}
-        ORDER BY part.{EVENT_TIMESTAMP}, part.{REQUEST_ID}""").fetch_arrow_table()
+        FROM part JOIN joined USING ({ROW}){pit}
+        ORDER BY {', '.join(f'part.{c}' for c in HISTORY_ORDER)}""").fetch_arrow_table()
     con.unregister("joined")
     con.execute("DROP TABLE part")
     return table

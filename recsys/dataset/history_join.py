@@ -16,8 +16,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from recsys.data.offline import table_glob
-from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, REQUEST_ID, USER_ID, Schema
+from recsys.schema import EVENT_TIMESTAMP, HISTORY_VIEW, USER_ID, Schema
 
+ROW = "_row"  # the key a partition's rows are joined back on: its row number (a request
+# ID names several rows where a request showed several items, as the served log's do)
 LATEST = "history.latest"  # the table of each user's latest view row, in its own file
 
 
@@ -45,7 +47,7 @@ class HistoryJoin:
         self._advance(start)
         users = f"{USER_ID} IN (SELECT {USER_ID} FROM part)"
         return f"""
-        JOIN (SELECT part.{REQUEST_ID} AS rid, h.{EVENT_TIMESTAMP} AS ts,
+        JOIN (SELECT part.{ROW} AS rid, h.{EVENT_TIMESTAMP} AS ts,
                      {', '.join(f'h.{n}' for n in self.names)}
               FROM part ASOF LEFT JOIN (
                   SELECT {self.cols} FROM {LATEST} WHERE {users}
@@ -54,7 +56,7 @@ class HistoryJoin:
                   WHERE {self._between(start, end)} AND {users}) h
               ON part.{USER_ID} = h.{USER_ID}
                  AND part.{EVENT_TIMESTAMP} >= h.{EVENT_TIMESTAMP}) pit
-        ON pit.rid = part.{REQUEST_ID}"""
+        ON pit.rid = part.{ROW}"""
 
     def _advance(self, start: int) -> None:
         """Fold the view's rows stamped in [covered, start) into LATEST, a row per user."""
