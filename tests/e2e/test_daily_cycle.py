@@ -48,10 +48,11 @@ def _history_heads(repo, users: list[int]) -> list:
     return [r[0] if r else None for r in rows]
 
 
-def _rows(files) -> set:
+def _rows(files) -> list:
+    """The rows' (request, user, item, label), sorted: a row twice is there twice."""
     table = pads.dataset(sorted(str(p) for p in files), format="parquet").to_table(
         columns=["request_id", USER_ID, ITEM_ID, LABEL])
-    return set(zip(*(table[c].to_pylist() for c in table.column_names)))
+    return sorted(zip(*(table[c].to_pylist() for c in table.column_names)))
 
 
 def _grow_two_days(tiny, repo) -> None:
@@ -115,9 +116,9 @@ def test_the_daily_cycle_from_a_new_day_to_a_model_of_what_was_served(tiny, tmp_
     said = run("recsys", "follow", "--once", "--repo", str(repo), "--watch", str(watch),
                "--label-window", "1").stdout
     assert "published" in said, said
-    want = {(q, u, i, int((q, u, i) in clicked)) for q, u, i in zip(
+    want = sorted((q, u, i, int((q, u, i) in clicked)) for q, u, i in zip(
         served["request_id"].to_pylist(), served[USER_ID].to_pylist(),
-        served[ITEM_ID].to_pylist())}
+        served[ITEM_ID].to_pylist()))
     log = repo / "data" / "offline" / INTERACTIONS
     assert _rows(log.glob("day=*/part-served-*.parquet")) == want
     assert sum(label for *_, label in want) == len(clicked)
