@@ -202,6 +202,9 @@ def build_dataset(
         None, "--from", help="Build only the rows from this day (ISO date, UTC) on; the split "
         "is chosen inside the window, the history still reaches back before it."),
     to_day: Optional[str] = typer.Option(None, "--to", help="... up to this day, included."),
+    features: str = typer.Option("joined", "--features", help="joined (point in time) | "
+                                 "logged (the served impressions alone, with the features the "
+                                 "serving model saw, from the served log)."),
     force: bool = FORCE,
 ) -> None:
     """Build train / val / test sets with Feast's point-in-time join, partition by partition
@@ -215,7 +218,8 @@ def build_dataset(
     window = Window.of(from_day, to_day)
     out = out or default_out(repo)
     info = run(repo, out, force=force, service_name=feature_service, memory_gb=memory_gb,
-               engine=engine, partition_rows=partition_rows, split_spec=spec, window=window)
+               engine=engine, partition_rows=partition_rows, split_spec=spec, window=window,
+               features=features)
     sizes = ", ".join(f"{s} {v['rows']:,}" for s, v in info["splits"].items())
     if info["window"]:
         console.print(f"window: {info['window']['from'] or 'the first day'} to "
@@ -223,7 +227,8 @@ def build_dataset(
     console.print(f"split: {info['split']['how']}; validation from "
                   f"{info['split']['val_from']}, test from {info['split']['test_from']}")
     console.print(f"dataset {out}: {sizes} rows, {len(info['columns'])} columns, "
-                  f"{info['build']['partitions']} partition(s) on {engine}")
+                  f"{info['build']['partitions']} partition(s) on {engine}"
+                  + (", the features as logged" if features == "logged" else ""))
 
 
 @app.command()

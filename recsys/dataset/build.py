@@ -33,6 +33,7 @@ from tqdm import tqdm
 from recsys.data import vectors
 from recsys.data.offline import RepoMeta, connect, offline_dir, read_repo_meta, read_schema, \
     table_files, validate_offline_store
+from recsys.dataset import logged
 from recsys.dataset.history_join import ROW, HistoryJoin
 from recsys.dataset.meta import DATASET_META
 from recsys.data.split import DAY_US, SPLITS, Split, SplitSpec, Window, choose_split, \
@@ -95,8 +96,11 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
                   service_name: str | None = None, progress: bool = True,
                   memory_gb: float = DEFAULT_MEMORY_GB, engine: str = "duckdb",
                   partition_rows: int | None = None,
-                  split_spec: SplitSpec = SplitSpec(), window: Window = Window()) -> dict:
+                  split_spec: SplitSpec = SplitSpec(), window: Window = Window(),
+                  features: str = "joined") -> dict:
     """`service_name`: the feature service to join (default: the repo schema's default).
+    `features`: joined point in time, or "logged": the served impressions with the features
+    the serving model saw (dataset.logged).
     `partition_rows`: the most rows one join takes (default: what `memory_gb` allows).
     `split_spec`: how validation and test are cut off (see data.split). `window`: the days
     whose rows to build (default: all); their history still reaches back before it."""
@@ -104,6 +108,9 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     split_spec.check()
     repo_schema = read_schema(repo)
     service_name = repo_schema.default_service if service_name is None else service_name
+    if features not in logged.SOURCES:
+        raise UsageError(f"features {features!r}: unknown; choose one of "
+                         f"{', '.join(logged.SOURCES)}", fields="features")
     if engine not in ENGINES:
         raise UsageError(f"engine {engine!r}: unknown; choose one of {', '.join(ENGINES)}",
                          fields="engine")
@@ -127,19 +134,25 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     spill = out.parent / f".{out.name}.spill"  # DuckDB's, removed at the end
     spill.parent.mkdir(parents=True, exist_ok=True)
     con = connect(offline, meta.start_epoch, memory_bytes=budget // 4, spill=spill)
-    con.execute(f"CREATE TEMP VIEW {WINDOW} AS SELECT * FROM {INTERACTIONS} "
-                f"WHERE {window.where()}")
+    rows = f"(SELECT * FROM {INTERACTIONS} WHERE {window.where()})"
+    if features == "logged":
+        in_log = logged.stage(con, repo, spill / "served")
+        rows = f"({logged.served_only(rows)})"
+    con.execute(f"CREATE TEMP VIEW {WINDOW} AS SELECT * FROM {rows}")
     _check_window(con, window)
     split = choose_split(con, WINDOW, spec=split_spec)
     views = repo_schema.services[service_name]
-    history = HISTORY_VIEW.name in views
+    history = HISTORY_VIEW.name in views and features == "joined"  # logged: as served
     width = ROW_COST * row_width(offline, tuple(v for v in views if v != HISTORY_VIEW.name)) + \
         HISTORY_COST * (table_width(offline, HISTORY_VIEW.name) if history else 0)
     max_rows = partition_rows or max(1, budget // width)
     partitions = plan_partitions(con, split, max_rows, WINDOW)
-    plan = {"engine": engine, "feature_service": service_name, "split": asdict(split),
+    plan = {"engine": engine, "features": features, "feature_service": service_name,
+            "split": asdict(split),
             "offline": _fingerprint(offline), "partitions": [asdict(p) for p in partitions]}
-    join = _joiner(engine, repo, store, service, budget // 2, spill)
+    join = _joiner(engine, repo, store, service, budget // 2, spill) if features == "joined" \
+        else logged.joiner(con, in_log, _keys(repo_schema), schema,
+                           repo_schema.tables()[INTERACTIONS].names)
     ttl = next(v.ttl for v in repo_schema.views if v.name == HISTORY_VIEW.name) \
         if history else None
     try:
@@ -147,7 +160,8 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
             info = _build(con, tmp, offline, split, partitions, join, repo_schema, schema,
                           progress, ttl, spill)
             info.update(_describe(meta, repo, repo_schema, service_name, split, partitions,
-                                  memory_gb, engine, max_rows), window=window.to_json())
+                                  memory_gb, engine, max_rows), window=window.to_json(),
+                        features=features)
             (tmp / DATASET_META).write_text(json.dumps(info, indent=2))
     finally:
         con.close()
@@ -162,7 +176,7 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
     `schema`: the dataset's Arrow schema (of `repo_schema`'s service); `history_ttl`: the
     history view's, when the service reads it; `spill`: the build's folder for what does not
     stay in memory."""
-    keys = [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
+    keys = _keys(repo_schema)
     history = HistoryJoin(con, offline, history_ttl, repo_schema, spill) \
         if history_ttl else None
     dictionary = _dictionary_columns(repo_schema, schema)
@@ -197,6 +211,11 @@ def _build(con, tmp: Path, offline: Path, split: Split, partitions: list[Partiti
                 vector_dims[name] = dim
                 break
     return {"columns": schema.names, "vector_dims": vector_dims}
+
+
+def _keys(repo_schema: Schema) -> list[str]:
+    """A row's keys in a join: its request ID, its time and its entities' join keys."""
+    return [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
 
 
 def plan_partitions(con, split: Split, max_rows: int,
@@ -386,6 +405,8 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Select and cast to the dataset schema (a feature absent for a whole partition comes
     back from the join untyped)."""
     def column(f: pa.Field):
+        if f.name not in table.column_names:  # a logged build's column the model did not read
+            return pa.nulls(len(table), f.type)
         col = table[f.name]
         return pa.nulls(len(col), f.type) if col.null_count == len(col) else col.cast(f.type)
 
