@@ -109,11 +109,12 @@ def materialize(repo: Path = REPO) -> None:
     from recsys.data.online import materialize as run
 
     done = run(repo)
-    if not done["days"]:
+    if "from" not in done:
         console.print(f"{repo}: the online store holds every day of the log already")
         return
-    console.print(f"materialized {done['days']} day(s) of the log: {done['from']} .. "
-                  f"{done['to']}")
+    what = f"{done['days']} day(s) of the log" if done["days"] else \
+        "the rows stamped since the last run"
+    console.print(f"materialized {what}: {done['from']} .. {done['to']}")
 
 
 @app.command("follow")

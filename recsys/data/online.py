@@ -6,8 +6,8 @@ grows by days dated before that end (a synthetic world's days, an import of yest
 materialization to now) is then never materialized: the interval runs backwards and Feast says
 nothing. `materialize` goes by the log's files instead: it remembers each day's files (names,
 sizes, times) at its last run (`data/materialized.json`), and materializes from the first day
-that is new or changed up to now (or the log's last day, if later), every view, through Feast's
-own `materialize`. The first run takes the whole log."""
+that is new or changed (or from its last end, when rows stamped after it have come of age) up
+to now, every view, through Feast's own `materialize`. The first run takes the whole log."""
 
 from __future__ import annotations
 
@@ -50,36 +50,59 @@ def log_latest(repo: Path) -> datetime | None:
 
 
 def materialize(repo: Path, now: datetime | None = None) -> dict:
-    """Materialize what the log gained since the last run: {"from", "to", "days"} (no "from":
-    nothing new)."""
+    """Materialize what the log gained since the last run, up to now: {"from", "to", "days"}
+    (no "from": nothing to do). Rows stamped after now (the aggregates of a day are stamped up
+    to a week after it) are left for a later run: the online store never holds a value from
+    the future, which training, joined point in time, never sees."""
     path = repo / STATE
-    days = _days(repo)
-    pending = pending_days(repo, days)
-    changed = sorted(days) if pending is None else pending
-    if not changed:
-        return {"days": 0}
+    days, state = _days(repo), _state(repo)
     now = now or datetime.now(timezone.utc)
-    start = datetime.fromtimestamp(read_repo_meta(repo).start_epoch, timezone.utc) \
-        if pending is None else datetime.fromisoformat(changed[0]).replace(tzinfo=timezone.utc)
-    last = datetime.fromisoformat(max(days)).replace(tzinfo=timezone.utc) + timedelta(days=1)
-    # aggregates are stamped up to a week after the day they count (a click leaving the window)
-    end = max(now, last + timedelta(days=8))
-    open_store(repo).materialize(start - timedelta(days=1), end)
+    if state is None:  # never ran here: the whole log
+        changed, start = sorted(days), datetime.fromtimestamp(read_repo_meta(repo).start_epoch,
+                                                             timezone.utc)
+    else:
+        changed = sorted(d for d, files in days.items() if state["days"].get(d) != files)
+        until = datetime.fromisoformat(state["until"])
+        start = min([until, *(_midnight(d) for d in changed[:1])])
+        if not changed and not _came_of_age(repo, until, now):
+            return {"days": 0}
+    open_store(repo).materialize(start - timedelta(days=1), now)
     tmp = path.with_suffix(f".{os.getpid()}")
-    tmp.write_text(json.dumps(days))
+    tmp.write_text(json.dumps({"days": days, "until": now.isoformat()}))
     os.replace(tmp, path)
-    return {"from": start.isoformat(), "to": end.isoformat(), "days": len(changed)}
+    return {"from": start.isoformat(), "to": now.isoformat(), "days": len(changed)}
 
 
 def pending_days(repo: Path, days: dict | None = None) -> list[str] | None:
     """The log's days (`days`: as `_days` just listed them) new or changed since the last
     `materialize` (None: it never ran here, so what the online store holds is not known:
     Feast's own intervals cannot tell a day added behind their end)."""
+    state = _state(repo)
+    if state is None:
+        return None
+    days = _days(repo) if days is None else days
+    return sorted(d for d, files in days.items() if state["days"].get(d) != files)
+
+
+def _state(repo: Path) -> dict | None:
+    """What the last `materialize` saw: {"days": each day's files, "until": its end}; None
+    when it never ran (or ran before it kept its end: then it runs over the whole log)."""
     path = repo / STATE
     if not path.is_file():
         return None
-    seen, days = json.loads(path.read_text()), _days(repo) if days is None else days
-    return sorted(d for d, files in days.items() if seen.get(d) != files)
+    state = json.loads(path.read_text())
+    return state if "until" in state else None
+
+
+def _came_of_age(repo: Path, until: datetime, now: datetime) -> bool:
+    """Whether rows stamped after the last run's end may be due by now: a day began since
+    (the aggregates are stamped at midnights), or the log reaches past that end."""
+    latest = log_latest(repo)
+    return until.date() < now.date() or (latest is not None and latest > until)
+
+
+def _midnight(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
 
 
 def freshness(store, repo: Path) -> dict:

@@ -145,10 +145,10 @@ def test_the_daily_cycle_from_a_new_day_to_a_model_of_what_was_served(tiny, tmp_
     assert unread and not kept, kept
     differ = {c for c in joined.column_names if c not in unread and c != "split"
               and not joined[c].equals(as_logged[c])}
-    # where they differ: only the 7-day counts, which the online store held as of the day
-    # after the served one (recsys materialize reaches a week past the log's last day)
+    # nothing the model read differs but (perhaps) the 7-day counts: the online store's
+    # values as of the last materialization, the build's as of each row's instant
     aggregates = {f.name for f in schema.features if f.view in AGGREGATE_VIEWS}
-    assert differ and differ <= aggregates, differ
+    assert differ <= aggregates, differ
     [second] = [p for p in watch.iterdir() if p.name.startswith("follow-")]
     config = json.loads((second / "config.json").read_text())
     assert config["init_from"] == str(first) and config["dense_lr"] == pytest.approx(
