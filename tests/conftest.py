@@ -36,6 +36,27 @@ def run(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
     return proc
 
 
+def in_process(*args: str) -> tuple[int, str]:
+    """`recsys ARGS` as its console script runs it (usage errors made one line too), in this
+    process, its output captured: the exit code and what it wrote to stderr. For refusals,
+    which need no process of their own."""
+    from click.testing import CliRunner
+
+    from recsys.cli import main
+
+    argv = sys.argv
+    with CliRunner().isolation() as (_, err, _all):
+        sys.argv = ["recsys", *args]
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        finally:
+            sys.argv = argv
+        return code, err.getvalue().decode()
+
+
 PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar
 
 
