@@ -27,10 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's console scripts: recsys, feast
 
 
-def run(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a console script of this environment, capturing its output."""
+def run(*args: str, cwd: Path | None = None, check: bool = True,
+        threads: int | None = None) -> subprocess.CompletedProcess:
+    """Run a console script of this environment, capturing its output (`threads`: its
+    OpenMP threads, where nothing else runs beside it)."""
+    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
@@ -78,7 +81,8 @@ def build_tiny(base: Path) -> None:
     repo = copy_repo(base / "feature_repo")
     run("recsys", "generate", "--preset", "tiny", "--seed", "7", "--repo", str(repo),
         "--workers", "2")
-    run("recsys", "encode-text", "--repo", str(repo))
+    # the other worker waits for this build: the text encoder may take both cores
+    run("recsys", "encode-text", "--repo", str(repo), threads=2)
     run("feast", "apply", cwd=repo)
     run("recsys", "build-dataset", "--repo", str(repo), "--out", str(base / "datasets" / "tiny"))
 
@@ -118,10 +122,11 @@ def fingerprint(folder: Path, skip=lambda name: False) -> str:
     return h.hexdigest()
 
 
-def fails(*args: str, says: str, cwd: Path | None = None) -> str:
-    proc = run("recsys", *args, cwd=cwd, check=False)
-    assert proc.returncode == 2, proc.stderr
-    lines = error_lines(proc.stderr)
-    assert len(lines) == 1, proc.stderr
+def fails(*args: str, says: str) -> str:
+    """`recsys ARGS` refused: exit 2 and one line (in process: a refusal needs no process)."""
+    code, stderr = in_process(*args)
+    assert code == 2, stderr
+    lines = error_lines(stderr)
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("error: ") and says in lines[0], lines[0]
     return lines[0]
