@@ -27,6 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's console scripts: recsys, feast
 
 
+# The longest modules first, so that two workers taking whole modules (make test: --dist
+# loadscope) end together rather than one waiting on the other's last long module; the first
+# needs no tiny fixture, so one worker runs it while the other builds the fixture.
+LONGEST_FIRST = ("test_online_experiment", "test_daily_cycle", "test_serve", "test_build",
+                 "test_scale", "test_hostile", "test_errors", "test_cold_start", "test_import")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    first = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.path.stem, len(first)))  # stable: else as found
+
+
 def run(*args: str, cwd: Path | None = None, check: bool = True,
         threads: int | None = None) -> subprocess.CompletedProcess:
     """Run a console script of this environment, capturing its output (`threads`: its
