@@ -55,9 +55,10 @@ demo: setup
 # Two tiers: tests/unit runs in process on hand-made batches (seconds); tests/e2e drives the
 # real CLI, Feast, Spark, Redis and uvicorn. make test runs both; two workers, since most e2e
 # tests wait on a subprocess on one core, each taking whole modules (--dist loadscope), so a
-# module's fixture (its datasets and runs) is built once, not once per worker.
+# module's fixture (its datasets and runs) is built once, not once per worker; in the order
+# tests/conftest.py gives them, the longest first (--no-loadscope-reorder).
 test: setup setup-spark setup-redis
-	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=25 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder --durations=25 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -q tests/unit

@@ -30,8 +30,10 @@ BIN = Path(sys.executable).parent  # the venv's console scripts: recsys, feast
 # The longest modules first, so that two workers taking whole modules (make test: --dist
 # loadscope) end together rather than one waiting on the other's last long module; the first
 # needs no tiny fixture, so one worker runs it while the other builds the fixture.
-LONGEST_FIRST = ("test_online_experiment", "test_daily_cycle", "test_serve", "test_build",
-                 "test_scale", "test_hostile", "test_errors", "test_cold_start", "test_import")
+LONGEST_FIRST = ("test_online_experiment", "test_serve", "test_build", "test_scale",
+                 "test_daily_cycle", "test_hostile", "test_models", "test_cold_start",
+                 "test_import", "test_errors", "test_retrieval", "test_text", "test_own_data",
+                 "test_training", "test_hot_swap", "test_append")
 
 
 def pytest_collection_modifyitems(items) -> None:
