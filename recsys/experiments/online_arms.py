@@ -24,10 +24,11 @@ from recsys.errors import DataError
 from recsys.features.feature_store import state_paths
 from recsys.schema import INTERACTIONS, ITEM_ID, LABEL
 
-SERVE_FLAGS = ("--watch-seconds", "0.5", "--refresh-seconds", "1", "--log-flush-seconds", "0.2")
+FLUSH_SECONDS = 0.2  # each server's served-log interval: an update waits two of them
+SERVE_FLAGS = ("--watch-seconds", "0.5", "--refresh-seconds", "1", "--log-flush-seconds",
+               str(FLUSH_SECONDS))
 LABEL_WINDOW_SECONDS = 1.0  # every click is sent right after its answer, so a second is plenty
 STARTUP_SECONDS = 300.0  # a server's load, or a swap, taking longer than this is a failure
-UPDATES = ("never", "daily", "slice")
 
 
 class Popularity:
@@ -107,7 +108,7 @@ class Served:
         answers with the new run."""
         from recsys.follow import cycle
 
-        time.sleep(LABEL_WINDOW_SECONDS + 2 * float(SERVE_FLAGS[-1]))  # the served log flushed
+        time.sleep(LABEL_WINDOW_SECONDS + 2 * FLUSH_SECONDS)  # the served log flushed
         started = time.perf_counter()
         published = cycle(self.repo, self.watch, LABEL_WINDOW_SECONDS,
                           log=lambda line: self.log(f"{self.name}: {line}"))
