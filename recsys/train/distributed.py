@@ -146,8 +146,13 @@ class Ranks:
         return cls(dist.get_rank(), dist.get_world_size(), where, True,
                    int(os.environ["LOCAL_WORLD_SIZE"]))
 
-    def stop(self) -> None:
+    def stop(self, finished: bool = True) -> None:
+        """Leave the process group. A `finished` rank first waits for the others: one that tore
+        its group down while a peer still wrote its last results aborted now and then ("terminate
+        called without an active exception"); after a failure no barrier, a peer may be gone."""
         if dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
     def gather(self, value):

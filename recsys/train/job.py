@@ -45,14 +45,16 @@ def run_job(path: Path) -> int:
 
     job = Job.read(path)
     ranks = Ranks.start(job.device)
+    finished = False
     try:
         train(job.dataset, job.out, job.config, force=job.force, ranks=ranks,
               init_from=job.init_from)
+        finished = True
     except RecsysError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
-        ranks.stop()
+        ranks.stop(finished)
     return 0
 
 
