@@ -57,10 +57,15 @@ def write_empty(offline: Path, table: str, columns: pa.Schema) -> None:
 def write_query(con: duckdb.DuckDBPyConnection, sql: str, path: Path,
                 schema: pa.Schema, row_group_rows: int | None = None) -> None:
     """Stream a query's result into one Parquet file of the given schema (row groups of at
-    most `row_group_rows` rows, or pyarrow's default)."""
+    most `row_group_rows` rows, or pyarrow's default). DuckDB hands the rows over a row group
+    at a time where one is given: its batches live outside its memory budget (its default
+    batch, a million rows, held a user history's lists at ~1 GiB, twice over with the cast)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    result = con.execute(sql)
+    batches = result.fetch_record_batch(row_group_rows) if row_group_rows else \
+        result.fetch_record_batch()
     with pq.ParquetWriter(path, schema) as writer:
-        for batch in con.execute(sql).fetch_record_batch():
+        for batch in batches:
             writer.write_table(pa.Table.from_batches([batch]).cast(schema), row_group_rows)
 
 

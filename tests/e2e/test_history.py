@@ -155,3 +155,27 @@ def test_feast_serves_each_users_latest_history(tiny, tmp_path):
         want = _replay(clicks[user], clicks[user][-1][0] + timedelta(microseconds=1),
                        ANTM2C.history_length) if user in clicks else ([], [], [], [])
         assert tuple(online[name][i] or [] for name in HISTORY) == want, user
+
+
+def test_a_view_built_in_parts_equals_the_one_pass_view(tiny, tmp_path, monkeypatch):
+    """A log longer than PART_CLICKS is built in parts of whole users, merged in time order
+    range by range: the same rows in the same order as one pass, in full row groups."""
+    import pyarrow.parquet as pq
+
+    import recsys.data.history as history
+
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    for folder in tiny["offline"].iterdir():  # the tiny log and its views, the history apart
+        if folder.is_dir() and folder.name != HISTORY_VIEW.name:
+            (offline / folder.name).symlink_to(folder)
+    one_pass = pq.read_table(table_files(tiny["offline"], HISTORY_VIEW.name)[0])
+    monkeypatch.setattr(history, "PART_CLICKS", one_pass.num_rows // 7)
+    monkeypatch.setattr(history, "HISTORY_ROW_GROUP_ROWS", 1000)
+    history.write_history(offline, Schema.load(tiny["repo"] / SCHEMA_FILE))
+    (path,) = table_files(offline, HISTORY_VIEW.name)
+    assert pq.read_table(path).equals(one_pass)
+    groups = pq.ParquetFile(path).metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)][:-1] == \
+        [1000] * (groups.num_row_groups - 1)
+    assert not (offline / ".history-spill").exists()  # its parts removed
