@@ -30,13 +30,15 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from recsys.errors import UsageError
 from recsys.experiments.context import Context
 from recsys.experiments.spec import Experiment, Option
 from recsys.files import write_text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ARMS = {"popularity": None, "frozen": "never", "daily": "daily", "minute": "slice"}
 SPLIT_STREAM = 101  # the hash stream of the users' split over the arms
@@ -184,6 +186,7 @@ def _checked(ctx: Context):
 
 def _day(ctx: Context, audience, arms: list, d: int) -> dict:
     """Simulate world day held + d: serve, click, send back, update; its figures."""
+    import numpy as np  # the CLI imports this module: numpy only when a day runs
     from recsys.data.synth import hash_uniform
     from recsys.metrics import auc
 
@@ -246,6 +249,7 @@ def _day(ctx: Context, audience, arms: list, d: int) -> dict:
 
 def _shown_clicks(scores: np.ndarray, labels: np.ndarray, shown: int) -> np.ndarray:
     """Per request: the clicks on its `shown` best-scored candidates (ties: the first)."""
+    import numpy as np  # the CLI imports this module: numpy only when a day runs
     top = np.argsort(-scores, axis=1, kind="stable")[:, :shown]
     return np.take_along_axis(labels, top, axis=1).sum(1).astype(np.float64)
 

@@ -78,7 +78,7 @@ def test_refusal_is_one_line(tmp_path, args, says):
                                    "--out", "{tmp}/done"],
                                   ["train", "--model", "mmoe", "--text", "--dataset", "{tmp}"]])
 def test_refusal_imports_no_heavy_library(args, tmp_path):
-    """The command is refused before torch, torchrec or feast is imported: a missing dataset
+    """The command is refused before numpy, torch, torchrec or feast is imported: a missing dataset
     or run; a finished run, named by --out or by the flags (runs/mmoe+text)."""
     _dataset(tmp_path)
     for run in (tmp_path / "done", tmp_path / "runs" / "mmoe+text"):
@@ -87,7 +87,7 @@ def test_refusal_imports_no_heavy_library(args, tmp_path):
     args = [a.format(tmp=tmp_path) for a in args]
     code = ("import sys\nfrom recsys.cli import main\nsys.argv = ['recsys', *%r]\n"
             "try:\n    main()\nexcept SystemExit as e:\n"
-            "    heavy = [m for m in ('torch', 'torchrec', 'feast') if m in sys.modules]\n"
+            "    heavy = [m for m in ('numpy', 'torch', 'torchrec', 'feast') if m in sys.modules]\n"
             "    print(e.code, heavy)\n" % (args,))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, cwd=tmp_path)
