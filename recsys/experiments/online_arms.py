@@ -21,7 +21,8 @@ import numpy as np
 
 from recsys.data.offline import connect, offline_dir, read_repo_meta
 from recsys.errors import DataError
-from recsys.features.feature_store import state_paths
+from recsys.features.feature_store import copy_applied
+from recsys.serve.settings import free_port
 from recsys.schema import INTERACTIONS, ITEM_ID, LABEL
 
 FLUSH_SECONDS = 0.2  # each server's served-log interval: an update waits two of them
@@ -71,10 +72,10 @@ class Served:
         self.name, self.update, self.log = name, update, log
         self.cycle_seconds: list[float] = []
         self.repo, self.watch = folder / "repo", folder / "runs"
-        _copy_applied(repo, self.repo)
+        copy_applied(repo, self.repo, ignore=("feedback", "served"))
         shutil.copytree(run, self.watch / run.name)
         self.server_log = folder / "serve.log"
-        port = _free_port()
+        port = free_port()
         with open(self.server_log, "w") as out:
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "recsys"), "serve", "--watch", str(self.watch),
@@ -149,25 +150,3 @@ class Served:
             time.sleep(0.2)
         raise DataError(f"arm {self.name}: no {what} within {STARTUP_SECONDS:.0f} s (see "
                         f"{self.server_log})")
-
-
-def _copy_applied(src: Path, dest: Path) -> None:
-    """A copy of the repo with its data and online store, applied with a registry of its own
-    (Feast's registry names the online store's tables by path: a copied one would point the
-    copy's applies at the original's)."""
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("feedback", "served"))
-    registry = state_paths(dest)[0]
-    if registry is not None:
-        registry.unlink(missing_ok=True)
-    done = subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=dest,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise DataError(f"{dest}: feast apply failed: {done.stderr.strip().splitlines()[-1]}")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

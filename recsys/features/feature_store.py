@@ -4,6 +4,7 @@ what to run."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,6 +38,29 @@ def state_paths(repo: Path) -> tuple[Path | None, Path | None]:
     paths = [registry, online.get("path") if online.get("type", "sqlite") == "sqlite" else None]
     return tuple(None if p is None or "://" in str(p) else
                  (Path(p) if Path(p).is_absolute() else repo / p) for p in paths)
+
+
+def copy_applied(src: Path, dest: Path, ignore: tuple[str, ...] = (),
+                 configure: Callable[[Path], None] | None = None) -> Path:
+    """A copy of a feature repo with its data and online store (but the folders named in
+    `ignore`), `feast apply`-ed with a registry of its own, after `configure(dest)` where given
+    (another online store, say): Feast's registry names the online tables by absolute path, so
+    a copied registry would point the copy's applies at the original's tables."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*ignore))
+    registry = state_paths(dest)[0]
+    if registry is not None:
+        registry.unlink(missing_ok=True)
+    if configure is not None:
+        configure(dest)
+    done = subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=dest,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RepoError(f"{dest}: feast apply failed: {done.stderr.strip().splitlines()[-1]}")
+    return dest
 
 
 @contextmanager

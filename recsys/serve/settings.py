@@ -34,3 +34,12 @@ class Settings:
             raise UsageError(f"log_flush_seconds {self.log_flush_seconds}: must be more than 0")
         if self.refresh_seconds < 0:
             raise UsageError(f"refresh_seconds {self.refresh_seconds}: must be at least 0")
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now (for a server started next)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

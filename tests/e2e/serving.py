@@ -16,13 +16,10 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 
+from recsys.features import feature_store
+from recsys.serve.settings import free_port
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -85,20 +82,10 @@ def redis_server(folder: Path):
 
 
 def copy_applied(src: Path, dest: Path, redis_port: int | None = None) -> Path:
-    """A copy of a feature repo with its data and online store but a registry of its own,
-    `feast apply`-ed (on a Redis online store when a port is given). Feast's registry records
-    the online tables by absolute path: applied over a copy of the original's registry, a
-    change of online store would tear down the original's tables."""
-    from recsys.features.feature_store import state_paths
-
-    shutil.copytree(src, dest)
-    registry = state_paths(dest)[0]
-    if registry is not None:
-        registry.unlink(missing_ok=True)
-    if redis_port is not None:
-        use_redis(dest, redis_port)
-    subprocess.run([str(BIN / "feast"), "apply"], cwd=dest, check=True, capture_output=True)
-    return dest
+    """The library's copy_applied: a copy of a feature repo with a registry of its own, applied
+    (on a Redis online store when a port is given)."""
+    return feature_store.copy_applied(
+        src, dest, configure=None if redis_port is None else lambda d: use_redis(d, redis_port))
 
 
 def use_redis(repo: Path, port: int) -> None:
