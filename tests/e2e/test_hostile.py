@@ -147,6 +147,8 @@ CASES = [
     ("build-dataset", "--repo {repo} --out {out} --memory-gb -2", "--memory-gb"),
     ("build-dataset", "--repo {repo} --out {out} --partition-rows 0", "--partition-rows"),
     ("build-dataset", "--repo {repo} --out {out} --engine hadoop", "--engine"),
+    ("build-dataset", "--repo {repo} --out {out} --features logged", "no served log"),
+    ("build-dataset", "--repo {repo} --out {out} --features seen", "--features"),
     ("build-dataset", "--repo {repo} --out {out} --feature-service ''", "feature service"),
     ("build-dataset", "--repo {repo} --out {ds}", "--force"),
     ("build-dataset", "--repo {broken_repo} --out {out}", "meta.json"),
