@@ -60,9 +60,13 @@ class PartitionedNorm(nn.Module):
                                                    MOMENTUM * unbiased, var))
             mean = torch.where(seen, batch_mean, self.running_mean)
             var = torch.where(seen, batch_var, self.running_var)
-        normed = (x - mean[scenario]) / torch.sqrt(var[scenario] + EPS)
-        return self.gamma * self.scenario_gamma[scenario] * normed + \
-            self.beta + self.scenario_beta[scenario]
+        # each row's scenario's statistics and parameters picked by a one-hot matmul, not by
+        # indexing: an index's backward adds the rows into the table in threads, in no fixed
+        # order, and two runs of one seed drifted apart (the picked values are the same)
+        rows = torch.nn.functional.one_hot(scenario, mean.shape[0]).to(x.dtype)
+        normed = (x - rows @ mean) / torch.sqrt(rows @ var + EPS)
+        return self.gamma * (rows @ self.scenario_gamma) * normed + \
+            self.beta + rows @ self.scenario_beta
 
 
 class StarLinear(nn.Module):
