@@ -4,6 +4,9 @@ what to run."""
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,10 +49,6 @@ def copy_applied(src: Path, dest: Path, ignore: tuple[str, ...] = (),
     `ignore`), `feast apply`-ed with a registry of its own, after `configure(dest)` where given
     (another online store, say): Feast's registry names the online tables by absolute path, so
     a copied registry would point the copy's applies at the original's tables."""
-    import shutil
-    import subprocess
-    import sys
-
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*ignore))
     registry = state_paths(dest)[0]
     if registry is not None:
