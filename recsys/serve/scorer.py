@@ -64,20 +64,30 @@ class Seen:
         return {"item": np.where((self.items >= 0) & (self.items < unknown), self.items,
                                  unknown), SCENARIO: np.full(len(self.items), self.scenario)}
 
-    def features(self) -> dict[str, pa.Array]:
-        """Each feature column the rows were assembled from, one value per item, in the
-        dataset's types: the user's, the context's, each item's and the scenario's (the IDs
-        and the scenario themselves are not among them)."""
-        n, rows = len(self.items), self.cache_rows()
-        out = {c: self.user_row[c].take(np.zeros(n, dtype=np.int64))
-               for c in self.user_row.column_names}
-        out.update({c: pa.array([self.context.get(c)] * n, t)  # a context left out: null
-                    for c, t in self.context_types.items()})
+    def layout(self) -> tuple:
+        """What decides `features_of`'s columns: requests of one layout go into one table."""
+        return (id(self.caches), tuple(self.user_row.column_names), tuple(self.context_types),
+                self.left_out)
+
+    @staticmethod
+    def features_of(seens: list["Seen"]) -> dict[str, pa.Array]:
+        """Each feature column the rows of `seens` (one layout) were assembled from, one value
+        per item, the requests one after the other, in the dataset's types: the user's, the
+        context's, each item's and the scenario's (the IDs and the scenario themselves are not
+        among them). One take per column for all the requests: the served log's writer builds
+        a flush's rows in a few calls, not a few per request."""
+        first, counts = seens[0], [len(s.items) for s in seens]
+        request = pa.array(np.repeat(np.arange(len(seens)), counts))  # each row's request
+        users = pa.concat_tables([s.user_row for s in seens])
+        out = {c: users[c].take(request) for c in users.column_names}
+        out.update({c: pa.array([s.context.get(c) for s in seens], t).take(request)
+                    for c, t in first.context_types.items()})  # a context left out: null
+        rows = [s.cache_rows() for s in seens]
         for part in ("item", SCENARIO):
-            table = self.caches[part]
-            out.update({c: table[c].take(rows[part]) for c in table.column_names
-                        if c not in out})
-        return {c: v for c, v in out.items() if c not in self.left_out}
+            table = first.caches[part]
+            at = np.concatenate([r[part] for r in rows])
+            out.update({c: table[c].take(at) for c in table.column_names if c not in out})
+        return {c: v for c, v in out.items() if c not in first.left_out}
 
 
 @dataclass

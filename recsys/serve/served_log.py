@@ -52,21 +52,31 @@ class Shown:
     seen: Seen
     scores: np.ndarray
 
-    def table(self) -> pa.Table:
-        n, seen = len(self.seen.items), self.seen
-        known = seen.items >= 0
-        own = [pa.array(np.full(n, self.request_id)), pa.array(np.full(n, self.served_at)),
-               pa.array([self.endpoint] * n), pa.array([self.run] * n),
-               pa.array([self.model_fingerprint] * n),
-               pa.array(np.full(n, seen.user), mask=np.full(n, seen.user < 0)),
-               pa.array(np.full(n, seen.scenario, dtype=np.int64)),
-               pa.array(seen.items.astype(np.int64), mask=~known),
-               pa.array(np.arange(n, dtype=np.int32)),
-               pa.array(np.asarray(self.scores, dtype=np.float32))]
-        features = seen.features()
-        return pa.table(own + list(features.values()),
-                        schema=pa.schema(list(FIELDS) + [pa.field(c, a.type)
-                                                         for c, a in features.items()]))
+
+
+def served_table(shown: list[Shown]) -> pa.Table:
+    """The rows of answers of one layout (`Seen.layout`), one per item shown, in order."""
+    counts = [len(s.seen.items) for s in shown]
+    request = pa.array(np.repeat(np.arange(len(shown)), counts))  # each row's answer
+
+    def each(values, type):  # an answer's value on each of its rows: one take, in Arrow
+        return pa.array(values, type).take(request)
+
+    items = np.concatenate([s.seen.items for s in shown]).astype(np.int64)
+    own = [each([s.request_id for s in shown], pa.int64()),
+           each([s.served_at for s in shown], pa.int64()),
+           each([s.endpoint for s in shown], pa.string()),
+           each([s.run for s in shown], pa.string()),
+           each([s.model_fingerprint for s in shown], pa.string()),
+           each([s.seen.user if s.seen.user >= 0 else None for s in shown], pa.int64()),
+           each([s.seen.scenario for s in shown], pa.int64()),
+           pa.array(items, mask=items < 0),
+           pa.array(np.concatenate([np.arange(n, dtype=np.int32) for n in counts])),
+           pa.array(np.concatenate([np.asarray(s.scores, dtype=np.float32) for s in shown]))]
+    features = Seen.features_of([s.seen for s in shown])
+    return pa.table(own + list(features.values()),
+                    schema=pa.schema(list(FIELDS) + [pa.field(c, a.type)
+                                                     for c, a in features.items()]))
 
 
 class ServedLog:
@@ -117,11 +127,8 @@ class ServedLog:
                 shown.append(self.waiting.get_nowait())
             except queue.Empty:
                 break
-        tables = []
-        for s in shown:
-            tables.append(s.table())
-            time.sleep(0)  # the GIL to a request between two tables: its latency, not ours
-        for table in tables:  # consecutive tables of one layout go out as one write
+        tables = [served_table(part) for part in _layouts(shown)]
+        for table in tables:  # consecutive answers of one layout go out as one write
             if self._schema is None or not table.schema.equals(self._schema):
                 self._open(table.schema)
             self._writer.write_table(table)
@@ -139,3 +146,14 @@ class ServedLog:
         self._file = open(path, "wb")
         self._writer = pa.ipc.new_stream(self._file, schema)
         self._schema = schema
+
+
+def _layouts(shown: list[Shown]) -> list[list[Shown]]:
+    """`shown` cut into runs of consecutive answers of one layout (a swap starts a new one)."""
+    parts: list[list[Shown]] = []
+    for s in shown:
+        if parts and parts[-1][-1].seen.layout() == s.seen.layout():
+            parts[-1].append(s)
+        else:
+            parts.append([s])
+    return parts
