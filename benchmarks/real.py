@@ -68,7 +68,8 @@ MODELS = {"click": [("dnn_mixed", ["--model", "dnn_mixed"]), ("mmoe", ["--model"
                     ("mmoe, mf-first", ["--model", "mmoe", "--config", "{mffirst}"])],
           "age": [("dnn_mixed", ["--model", "dnn_mixed"]), ("mmoe", ["--model", "mmoe"]),
                   ("star", ["--model", "star"]), ("din", ["--model", "din"])]}
-HISTORY_ARMS = ("din", "dnn_mixed+history-mean", "mmoe+history")
+# the arms that read the history (dropoutnet: by its mean, where the dataset has one)
+HISTORY_ARMS = ("din", "dnn_mixed+history-mean", "mmoe+history", "dropoutnet")
 ABLATIONS = ("din, no dot", "dnn_mixed+history-mean, no dot", "din, mf-first",
              "dnn_mixed+history-mean, mf-first", "mmoe, mf-first")  # not defaults: no criteria
 CONFIGS = {"{nodot}": ("nodot.yaml", "model_config:\n  interaction: none\n"),

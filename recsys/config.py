@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from recsys.errors import STRICT, UsageError
-from recsys.schema import HISTORY_POOLINGS
+from recsys.schema import HISTORY_POOLINGS, NO_HISTORY
 from recsys.models.config import ModelConfig, check_model_config
 from recsys.files import read_yaml
 
@@ -106,7 +106,9 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
     modalities: tuple[str, ...] = ()  # "text", "image": vectors fused with the IDs
     # the user's history, pooled by "attention" or "mean" ("": not read; a model that reads
-    # it by nature, din, takes its own by default)
+    # it by nature, din, takes its own by default, and one that reads it where present, the
+    # cold-start models, takes its own when the dataset has one (`resolve_history`); "none":
+    # not read by such a model either)
     history: str = ""
     # ID feature -> rows its raw IDs are hashed into (user_rows / item_rows on the CLI)
     hashed_rows: dict[str, int] = field(default_factory=dict)
@@ -120,13 +122,23 @@ class TrainConfig:
             self.model_config = cls.Config()
         self.history = self.history or cls.capabilities.history
 
+    def resolve_history(self, dataset_has_one: bool) -> None:
+        """The history of a model that reads it where present, once the dataset is known
+        (the run's saved config then says what it read)."""
+        from recsys.models.registry import model_class
+
+        own = model_class(self.model).capabilities.history_where_present
+        if not self.history and own and dataset_has_one:
+            self.history = own
+
     @property
     def arm(self) -> "Arm":
         """What an experiment varies between its runs: the model, its modalities, its history
         (none where the model reads its own by nature) and its backbone."""
         from recsys.models.registry import model_class
 
-        own = model_class(self.model).capabilities.history
+        can = model_class(self.model).capabilities
+        own = can.history or can.history_where_present
         return Arm(self.model, tuple(self.modalities),
                    self.history if self.history != own else "", self.model_config.backbone)
 
@@ -147,7 +159,8 @@ class TrainConfig:
             raise UsageError(f"history {self.history!r}: {self.model} always pools it by "
                              f"{cls.capabilities.history}; leave history out",
                              fields="history")
-        if self.history and self.history not in cls.capabilities.history_poolings:
+        if self.history and self.history != NO_HISTORY and \
+                self.history not in cls.capabilities.history_poolings:
             raise UsageError(f"history {self.history!r}: {self.model} pools it by "
                              f"{' or '.join(cls.capabilities.history_poolings)} only",
                              fields="history")

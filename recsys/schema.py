@@ -93,6 +93,7 @@ MAX_HISTORY_LENGTH = 1000
 # how a model reads the history (`recsys train --history`): DIN's target attention of the
 # candidate item over the clicked items, or their mean
 HISTORY_POOLINGS = ("attention", "mean")
+NO_HISTORY = "none"  # `--history none`: a model that reads it where present does not
 
 
 # Written by `recsys index` (empty until then): each item's vector by the item tower of the

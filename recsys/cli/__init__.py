@@ -279,7 +279,8 @@ def train(
     image: bool = IMAGE,
     history: Optional[str] = typer.Option(
         None, "--history", help="Also read the user's last clicks, pooled by attention (DIN's "
-        "target attention over the candidate) | mean; din reads them by attention."),
+        "target attention over the candidate) | mean | none; din reads them by attention, the "
+        "cold-start models by their mean where the dataset has them (none: not)."),
     fusion: Optional[str] = typer.Option(None, "--fusion",
                                          help="How vectors join the IDs: concat | gated "
                                               f"(default {ModelConfig.fusion})."),

@@ -12,14 +12,17 @@ def list_models() -> None:
 
     from recsys.models.registry import MODELS
 
-    table = Table(caption="history: read by nature, else the poolings --history takes; cold: "
+    table = Table(caption="history: read by nature (+: where the dataset has one, unless "
+                  "--history none), else the poolings --history takes; cold: "
                   "a cold path for unseen IDs; adapt: to each user at test time; dot: the "
                   "dot part; DMP: TorchRec shards its tables")
     for column in ("model", "family", "history", "cold", "adapt", "dot", "DMP"):
         table.add_column(column, no_wrap=True)
     for name, cls in MODELS.items():
         c = cls.capabilities
-        table.add_row(name, c.family, c.history or "|".join(c.history_poolings),
+        history = c.history or (f"{c.history_where_present}+" if c.history_where_present
+                                else "|".join(c.history_poolings))
+        table.add_row(name, c.family, history,
                       *("yes" if flag else "-" for flag in
                         (c.cold_path, c.adapts, c.interaction, c.shardable)))
     console.print(table)

@@ -17,7 +17,7 @@ from recsys.dataset.hashing import hash_rows
 from recsys.dataset.meta import DatasetMeta
 from recsys.errors import DataError, UsageError
 from recsys.schema import HISTORY_ITEMS, HISTORY_POOLINGS, HISTORY_SCENARIOS, HISTORY_VIEW, \
-    ITEM_ID, MODALITIES, SCENARIO, USER_ID, Schema, history_column
+    ITEM_ID, MODALITIES, NO_HISTORY, SCENARIO, USER_ID, Schema, history_column
 
 ID_FEATURES = (USER_ID, ITEM_ID)
 # the history's lists a model reads, each looked up in the table of the feature it holds values
@@ -88,6 +88,7 @@ class Layout:
                 raise UsageError(f"hashed table {name}={rows}: only {', '.join(ID_FEATURES)} "
                                  f"can be hashed, into at least one row")
         check_history(history)
+        history = "" if history == NO_HISTORY else history
         if history and HISTORY_ITEMS not in columns.names:
             raise DataError(f"the dataset has no user history (the {HISTORY_VIEW.name} view; "
                             f"--history): rebuild it with a feature service that reads the "
@@ -188,9 +189,14 @@ def check_modalities(modalities: tuple[str, ...]) -> None:
 
 
 def check_history(history: str) -> None:
-    if history and history not in HISTORY_POOLINGS:
-        raise UsageError(f"history {history!r}: choose one of {', '.join(HISTORY_POOLINGS)}",
-                         fields="history")
+    if history and history not in (*HISTORY_POOLINGS, NO_HISTORY):
+        raise UsageError(f"history {history!r}: choose one of "
+                         f"{', '.join((*HISTORY_POOLINGS, NO_HISTORY))}", fields="history")
+
+
+def has_history(meta: DatasetMeta) -> bool:
+    """The dataset's rows carry the user's history (its feature service reads the view)."""
+    return HISTORY_ITEMS in meta.schema.dataset_schema(meta.feature_service).names
 
 
 def _vector_groups(meta: DatasetMeta, schema: Schema,

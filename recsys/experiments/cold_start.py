@@ -120,15 +120,12 @@ evaluation set. AUC cold, then after each batch (only the new items' ID embeddin
 
 def warmup_curves(ctx: Context, arms: list[str]) -> dict[str, list[dict]]:
     """Each arm's warm-up curve per seed, measured where its warmup.json is missing."""
-    from recsys.dataset.layout import Layout
     from recsys.dataset.loader import SplitData, load_split
-    from recsys.dataset.meta import DatasetMeta
     from recsys.eval.warmup import warmup_curve
     from recsys.experiments.training import run_dir
     from recsys.run import Run
 
-    layout = Layout.from_meta(DatasetMeta.read(ctx.dataset))
-    train: SplitData | None = None
+    read: list[tuple] = []  # (layout, train, later): the splits as each layout reads them
     curves: dict[str, list[dict]] = {a: [] for a in arms}
     for seed in range(ctx.seeds):
         for arm in arms:
@@ -136,11 +133,14 @@ def warmup_curves(ctx: Context, arms: list[str]) -> dict[str, list[dict]]:
             if path.exists() and not ctx.force:
                 curves[arm].append(read_json(path, "pass force=True to run it again"))
                 continue
-            if train is None:  # read once, only when some curve is missing
-                train = load_split(ctx.dataset, "train", layout)
-                later = SplitData.concat([load_split(ctx.dataset, s, layout)
-                                          for s in ("val", "test")])
-            curve = warmup_curve(Run(path.parent).load_model(layout), layout, train, later)
+            run = Run(path.parent)
+            layout = run.layout()  # the run's own inputs (a cold-start model's history)
+            if not any(lay == layout for lay, *_ in read):  # read once per layout, if needed
+                read.append((layout, load_split(ctx.dataset, "train", layout),
+                             SplitData.concat([load_split(ctx.dataset, s, layout)
+                                               for s in ("val", "test")])))
+            _, train, later = next(r for r in read if r[0] == layout)
+            curve = warmup_curve(run.load_model(layout), layout, train, later)
             ctx.log(f"warm-up {arm} seed {seed}: " + ", ".join(
                 f"{k} {v:.4f}" if v is not None else f"{k} -" for k, v in curve["auc"].items()))
             write_json(curve, path)

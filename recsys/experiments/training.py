@@ -59,8 +59,11 @@ def trained(folder: Path, dataset: Path, config: TrainConfig, ctx: Context,
             init_from: Path | None = None) -> dict:
     """The metrics of the run in `folder`: reused when it finished with this config, trained
     (or resumed) otherwise."""
+    from recsys.dataset.layout import has_history
+    from recsys.dataset.meta import DatasetMeta
     from recsys.train.loop import train
 
+    config.resolve_history(has_history(DatasetMeta.read(dataset)))  # as the training will
     if Run(folder).finished and not ctx.force:
         if Run(folder).config() != config:
             raise UsageError(f"{folder}: a finished run of another config; pass force=True to "

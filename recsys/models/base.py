@@ -42,6 +42,9 @@ class Capabilities:
     cold_path: bool = False  # counts training interactions per ID: the unseen go cold
     adapts: bool = False  # adapts to each few-shot user's history at test time
     history: str = ""  # reads the user's history by nature, pooled so (din: "attention")
+    # reads it, pooled so, where the dataset has one unless told `--history none` (the
+    # cold-start models: a new user's clicks so far are most of what is known of him)
+    history_where_present: str = ""
     history_poolings: tuple[str, ...] = HISTORY_POOLINGS  # the poolings of --history it takes
     interaction: bool = True  # adds the dot part's logit to its own (ModelConfig.interaction)
 

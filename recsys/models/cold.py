@@ -50,7 +50,8 @@ class EpisodeConfig(ColdStartConfig):
 class ColdStartModel(Model):
     # not shardable: the priors and meta-learning read and write table rows directly, which
     # sharded tables do not offer
-    capabilities = Capabilities("cold-start", shardable=False, cold_path=True)
+    capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
+                                history_where_present="mean")
     Config = ColdStartConfig
 
     def __init__(self, layout: Layout, cfg: ColdStartConfig):

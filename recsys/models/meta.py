@@ -40,7 +40,8 @@ class UserTaskConfig(EpisodeConfig):
 
 class UserTaskLearner(ColdStartModel):
     capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
-                                episodes=(USER,), adapts=True, interaction=False)
+                                episodes=(USER,), adapts=True, interaction=False,
+                                history_where_present="mean")
     Config = UserTaskConfig
     adapt_user_embedding = False  # maml: the user's own embedding adapts too
     first_adapted_layer = 0  # layers from this one on adapt per task (negative: from the end)

@@ -28,7 +28,7 @@ class MetaEmbConfig(EpisodeConfig):
 
 class MetaEmb(ColdStartModel, name="metaemb"):
     capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
-                                episodes=COLD_ENTITIES)
+                                episodes=COLD_ENTITIES, history_where_present="mean")
     Config = MetaEmbConfig
 
     def __init__(self, layout, cfg):

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from recsys.dataset.counts import training_counts
 from recsys.dataset.episodes import EpisodeSampler
 from recsys.dataset.hashing import collisions
-from recsys.dataset.layout import Layout
+from recsys.dataset.layout import has_history, Layout
 from recsys.dataset.loader import distinct_values, load_split
 from recsys.dataset.meta import DatasetMeta
 from recsys.dataset.stream import PREFETCH, SplitFiles, StreamLoader
@@ -203,6 +203,7 @@ class Trainer:
             dataset, out, cfg, ranks, progress
         self.log = log if ranks.main else (lambda *a, **k: None)
         self.meta = DatasetMeta.read(dataset)
+        cfg.resolve_history(has_history(self.meta))
         self.can = model_class(cfg.model).capabilities
         self.layout = Layout.from_meta(self.meta, cfg.modalities, cfg.hashed_rows, cfg.history)
         self.state = {"epoch": 0, "best_auc": float("-inf"), "best_epoch": -1, "history": [],

@@ -32,7 +32,7 @@ def _dataset(folder) -> None:
     (["train", "--model", "mmoe", "--epochs", "0"], "--epochs"),
     # a dataset's folder is there: the config is checked before its data is read
     (["train", "--model", "mmoe", "--dataset", "{tmp}", "--history", "last"],
-     "--history 'last': choose one of attention, mean"),
+     "--history 'last': choose one of attention, mean, none"),
     (["train", "--model", "din", "--dataset", "{tmp}", "--history", "mean"],
      "--history 'mean': din always pools it by attention; leave --history out"),
     (["train", "--model", "two_tower", "--dataset", "{tmp}", "--history", "attention"],

@@ -40,7 +40,7 @@ def _model(name: str, history: str = ""):
 # every model alone, and every model reading the user's history (--history; din always does)
 CASES = [(name, history) for name in MODELS for history in ("", "attention", "mean")
          if not (history and MODELS[name].capabilities.history)
-         and (history in ("", "attention") or name in ("mmoe", "two_tower"))
+         and (history in ("", "attention") or name in ("mmoe", "two_tower", "dropoutnet", "maml"))
          and (not history or history in MODELS[name].capabilities.history_poolings)]
 
 

@@ -24,3 +24,20 @@ def test_a_taken_name_is_refused():
         class Another(Model, name="mmoe"):
             pass
     assert REGISTRY["mmoe"].__name__ == "MMoE"
+
+
+def test_a_cold_start_model_reads_the_history_where_the_dataset_has_one():
+    """Resolved once the dataset is known (the run's config then says it); none: not read;
+    the arm keeps its name (the history is the model's own)."""
+    from recsys.config import TrainConfig
+
+    for model in ("dropoutnet", "metaemb", "maml", "melu"):
+        read, without, refused = (TrainConfig(model=model), TrainConfig(model=model),
+                                  TrainConfig(model=model, history="none"))
+        read.resolve_history(True), without.resolve_history(False), refused.resolve_history(True)
+        assert (read.history, without.history, refused.history) == ("mean", "", "none")
+        assert read.name == without.name == model and refused.name == f"{model}+history-none"
+        refused.check()
+    mmoe = TrainConfig(model="mmoe")
+    mmoe.resolve_history(True)
+    assert mmoe.history == ""  # the others read it only when told
