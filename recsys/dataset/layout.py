@@ -89,7 +89,7 @@ class Layout:
                                  f"can be hashed, into at least one row")
         check_history(history)
         history = "" if history == NO_HISTORY else history
-        if history and HISTORY_ITEMS not in columns.names:
+        if history and not has_history(meta):
             raise DataError(f"the dataset has no user history (the {HISTORY_VIEW.name} view; "
                             f"--history): rebuild it with a feature service that reads the "
                             f"view (`recsys build-dataset --feature-service "

@@ -135,11 +135,13 @@ def warmup_curves(ctx: Context, arms: list[str]) -> dict[str, list[dict]]:
                 continue
             run = Run(path.parent)
             layout = run.layout()  # the run's own inputs (a cold-start model's history)
-            if not any(lay == layout for lay, *_ in read):  # read once per layout, if needed
-                read.append((layout, load_split(ctx.dataset, "train", layout),
-                             SplitData.concat([load_split(ctx.dataset, s, layout)
-                                               for s in ("val", "test")])))
-            _, train, later = next(r for r in read if r[0] == layout)
+            found = next((r for r in read if r[0] == layout), None)
+            if found is None:  # read once per layout, only when some curve is missing
+                found = (layout, load_split(ctx.dataset, "train", layout),
+                         SplitData.concat([load_split(ctx.dataset, s, layout)
+                                           for s in ("val", "test")]))
+                read.append(found)
+            _, train, later = found
             curve = warmup_curve(run.load_model(layout), layout, train, later)
             ctx.log(f"warm-up {arm} seed {seed}: " + ", ".join(
                 f"{k} {v:.4f}" if v is not None else f"{k} -" for k, v in curve["auc"].items()))

@@ -8,7 +8,7 @@ and warm users their own embeddings, as in every cold-start model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -18,7 +18,6 @@ from recsys.dataset.episodes import Episode, Histories
 from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
 from recsys.dataset.loader import rows_batch, SplitData
-from recsys.models.base import Capabilities
 from recsys.models.cold import ColdStartModel, EpisodeConfig, linear_layers, masked_bce, \
     replace_slot, task_forward
 from recsys.schema import FEW_SHOT_MAX, USER_ID
@@ -39,9 +38,8 @@ class UserTaskConfig(EpisodeConfig):
 
 
 class UserTaskLearner(ColdStartModel):
-    capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
-                                episodes=(USER,), adapts=True, interaction=False,
-                                history_where_present="mean")
+    capabilities = replace(ColdStartModel.capabilities, episodes=(USER,), adapts=True,
+                           interaction=False)
     Config = UserTaskConfig
     adapt_user_embedding = False  # maml: the user's own embedding adapts too
     first_adapted_layer = 0  # layers from this one on adapt per task (negative: from the end)

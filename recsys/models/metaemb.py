@@ -6,7 +6,7 @@ the base's content prior plus the generator's correction (zero at the start); th
 trains as usual, and the meta objective moves only the generators (the base is frozen inside
 it)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -14,7 +14,6 @@ from torch.func import functional_call
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
 from recsys.dataset.episodes import Episode
-from recsys.models.base import Capabilities
 from recsys.models.cold import COLD_ENTITIES, ColdStartModel, EpisodeConfig, content_mlp, \
     replace_slot
 
@@ -27,8 +26,7 @@ class MetaEmbConfig(EpisodeConfig):
 
 
 class MetaEmb(ColdStartModel, name="metaemb"):
-    capabilities = Capabilities("cold-start", shardable=False, cold_path=True,
-                                episodes=COLD_ENTITIES, history_where_present="mean")
+    capabilities = replace(ColdStartModel.capabilities, episodes=COLD_ENTITIES)
     Config = MetaEmbConfig
 
     def __init__(self, layout, cfg):
