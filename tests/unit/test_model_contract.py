@@ -4,6 +4,8 @@ model's objective, not binary cross-entropy in its place."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +179,24 @@ def test_star_gradients_repeat_exactly_on_two_threads():
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+def test_star_normalizes_each_scenarios_dense_features_and_not_the_embeddings():
+    """star's partitioned normalization: in training, each scenario's rows of the dense
+    features leave it with mean 0 and variance 1 by that scenario's own statistics (whatever
+    the other scenarios' scale); the embeddings reach the network as looked up."""
+    lay, data = layout(), split(rows=512)
+    batch = rows_batch(data, lay, slice(None))
+    model = build_model("star", lay, model_class("star").Config(embedding_dim=8))
+    assert model.norm.running_mean.shape == (len(lay.scenarios), len(lay.dense))
+    seen = {}
+    model.norm.register_forward_hook(lambda m, args, out: seen.update(out=out))
+    model.sparse.backbone.register_forward_hook(lambda m, args, out: seen.update(rows=out))
+    dense = batch.dense * (1 + 10 * batch.scenario.unsqueeze(1))  # a scale per scenario
+    model(dataclasses.replace(batch, dense=dense))
+    for s in batch.scenario.unique():
+        rows = seen["out"][batch.scenario == s]
+        assert torch.allclose(rows.mean(0), torch.zeros(rows.shape[1]), atol=1e-4)
+        assert torch.allclose(rows.var(0, unbiased=False), torch.ones(rows.shape[1]), atol=1e-2)
+    emb = model.sparse.lookup(batch).flatten(1)
+    assert torch.equal(seen["rows"][:, :emb.shape[1]], emb)
