@@ -411,7 +411,7 @@ def test_serve_refuses_what_it_cannot_serve(served, tmp_path):
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_concurrent_clicks_on_four_workers_are_all_kept_after_a_kill(served, tmp_path, store):
-    """500 clicks over 25 users sent at once to `--workers 4`: every one answered 200 is in
+    """1,000 clicks over 50 users sent at once to `--workers 4`: every one answered 200 is in
     its user's online history and in the feedback log, none twice, also after a kill -9 of
     the server right after the answers; and 200 /score answers, in the served log after a
     kill -9 a flush interval later."""
@@ -426,7 +426,7 @@ def test_concurrent_clicks_on_four_workers_are_all_kept_after_a_kill(served, tmp
 
     if store == "redis" and redis_available() is not None:
         pytest.skip(redis_available())
-    users, per_user = list(range(100, 125)), 20
+    users, per_user = list(range(100, 150)), 20
     start = datetime.now(timezone.utc) - timedelta(minutes=5)
     clicks = [(u, 1 + 7 * k + u % 7, start + timedelta(milliseconds=per_user * i + k))
               for i, u in enumerate(users) for k in range(per_user)]
