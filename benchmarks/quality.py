@@ -239,6 +239,9 @@ def main() -> int:
         return 0
     folders = [work / e for e in EXPERIMENTS]
     gate = ["recsys", "experiment", "gate", *map(str, folders), "--gates", str(args.gates)]
+    # the commit and the tree as the runs left them: --record writes the gates' file, which
+    # would make every recorded part read "with uncommitted changes"
+    machine = machine_facts()
     if args.record and (rc := run([*gate, "--record", "--force"], work)) != 0:
         return rc
     # the verdict `recsys experiment gate` prints, kept for the rendered part
@@ -258,7 +261,7 @@ def main() -> int:
                 "gates": str(shown_gates.relative_to(ROOT)
                              if shown_gates.is_relative_to(ROOT) else shown_gates),
                 "recorded": args.record, "cells": len(cells), "passed": len(cells) - len(failed),
-                "failed": failed, "experiments": list(EXPERIMENTS), "machine": machine_facts(),
+                "failed": failed, "experiments": list(EXPERIMENTS), "machine": machine,
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()},
                work / "quality.json")
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render.py"), "quality",
