@@ -198,10 +198,13 @@ class SparseArch(nn.Module):
             self._orders[keys] = torch.tensor([where[k] for k in self.keys + self.history_keys])
         return self._orders[keys]
 
-    def join(self, emb: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """(B, F, D) embeddings + the batch's dense features -> the model's input row, through
-        the backbone (cross layers with --backbone dcn)."""
-        return self.rows(torch.cat([emb.flatten(1), batch.dense], dim=1))
+    def join(self, emb: torch.Tensor, batch: Batch,
+             dense: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, F, D) embeddings + the batch's dense features (or `dense`, a model's own
+        transform of them) -> the model's input row, through the backbone (cross layers with
+        --backbone dcn)."""
+        dense = batch.dense if dense is None else dense
+        return self.rows(torch.cat([emb.flatten(1), dense], dim=1))
 
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone over input rows (..., out_dim): the one place it is applied."""

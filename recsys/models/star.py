@@ -106,8 +106,8 @@ class STAR(Model, name="star"):
 
     def forward(self, batch):
         emb = self.sparse.lookup(batch)
-        dense = batch.dense if self.norm is None else self.norm(batch.dense, batch.scenario)
-        x = self.sparse.rows(torch.cat([emb.flatten(1), dense], dim=1))
+        dense = None if self.norm is None else self.norm(batch.dense, batch.scenario)
+        x = self.sparse.join(emb, batch, dense)
         out = torch.zeros(len(batch), dtype=x.dtype, device=x.device)
         for s in torch.unique(batch.scenario).tolist():  # each scenario's rows, its network
             rows = torch.nonzero(batch.scenario == s).squeeze(1)

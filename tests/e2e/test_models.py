@@ -60,8 +60,9 @@ def test_every_model_trains_reloads_and_resumes(tiny, splits, tmp_path, name):
     assert history[1]["train_loss"] < history[0]["train_loss"], history  # it learns
 
     # the run folder alone rebuilds the model: no training split is read
-    if Run(tmp_path / "whole").layout() != layout:  # it reads the history: the run's inputs
-        layout = Run(tmp_path / "whole").layout()
+    own = Run(tmp_path / "whole").layout()
+    if own != layout:  # it reads the history: the run's inputs
+        layout = own
         test, train_split = (load_split(tiny["dataset"], s, layout) for s in ("test", "train"))
     model = Run(tmp_path / "whole").load_model(layout)
     adapts = model_class(name).capabilities.adapts  # maml / melu adapt few-shot users on
