@@ -4,7 +4,9 @@ Every cycle (each `every` seconds, or once):
 1. `recsys import served`: the served log's impressions a label window old and new since the
    last cycle, labeled by the feedback log, appended to the repo's log (data.served);
 2. `recsys materialize`: the online store takes the new day(s) (data.online);
-3. the days those impressions span are built into a training set (point in time);
+3. those impressions, and no others, are built into a training set (point in time: the
+   window from the first one's instant to the last one's), so no update trains again on what
+   the run it starts from was trained on;
 4. the run DIR serves (its CURRENT or newest finished run) is warm-started on it: its own
    config, the dense layers at UPDATE_DENSE_LR_SHARE of its rate;
 5. the new run is checked as a watching server checks one (it loads, reads the same schema,
@@ -52,8 +54,8 @@ def cycle(repo: Path, watch: Path, window_seconds: float, log=print) -> Path | N
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     work = watch / WORK
     dataset = work / f"dataset-{stamp}"
-    days = [_day(done["first_us"]), _day(done["last_us"])]
-    build_dataset(repo, dataset, force=True, progress=False, window=Window.of(*days))
+    span = Window.span(done["first_us"], done["last_us"])
+    build_dataset(repo, dataset, force=True, progress=False, window=span)
     cfg = Run(serving).config()
     cfg = replace(cfg, dense_lr=cfg.dense_lr * UPDATE_DENSE_LR_SHARE)
     name = f"follow-{stamp}"
@@ -64,7 +66,8 @@ def cycle(repo: Path, watch: Path, window_seconds: float, log=print) -> Path | N
     published = watch / name
     staged.rename(published)  # one rename: a watching server sees a finished run appear
     _prune(watch, published, dataset)
-    log(f"published {published} (warm-started from {serving.name} on {days[0]} .. {days[1]}) "
+    log(f"published {published} (warm-started from {serving.name} on the impressions "
+        f"served {_instant(done['first_us'])} .. {_instant(done['last_us'])}) "
         f"in {time.perf_counter() - started:.0f} s")
     return published
 
@@ -98,5 +101,5 @@ def _prune(watch: Path, keep: Path, dataset: Path) -> None:
             shutil.rmtree(old)
 
 
-def _day(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, timezone.utc).date().isoformat()
+def _instant(us: int) -> str:
+    return datetime.fromtimestamp(us / 1_000_000, timezone.utc).isoformat(timespec="seconds")

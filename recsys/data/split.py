@@ -138,6 +138,11 @@ class Window:
                              f"pass --to on or after --from", fields=("from", "to"))
         return cls(start, end)
 
+    @classmethod
+    def span(cls, first_us: int, last_us: int) -> "Window":
+        """From the instant `first_us` to `last_us`, both included (µs since the epoch)."""
+        return cls(first_us, last_us + 1)
+
     @property
     def whole(self) -> bool:
         return self.start is None and self.end is None
@@ -150,9 +155,12 @@ class Window:
 
     def to_json(self) -> dict | None:
         """Its first and last day (ISO dates; None: unbounded), or None for the whole log."""
-        return None if self.whole else {
-            "from": None if self.start is None else _iso(self.start)[:10],
-            "to": None if self.end is None else _iso(self.end - DAY_US)[:10]}
+        if self.whole:
+            return None
+        if (self.start or 0) % DAY_US or (self.end or 0) % DAY_US:  # a span of instants
+            return {"from": _iso(self.start), "to": _iso(self.end - 1)}
+        return {"from": None if self.start is None else _iso(self.start)[:10],
+                "to": None if self.end is None else _iso(self.end - DAY_US)[:10]}
 
 
 def _day_us(text: str, flag: str) -> int:

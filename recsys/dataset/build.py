@@ -146,7 +146,7 @@ def build_dataset(repo: Path, out: Path | None = None, force: bool = False,
     width = ROW_COST * row_width(offline, tuple(v for v in views if v != HISTORY_VIEW.name)) + \
         HISTORY_COST * (table_width(offline, HISTORY_VIEW.name) if history else 0)
     max_rows = partition_rows or max(1, budget // width)
-    partitions = plan_partitions(con, split, max_rows, WINDOW)
+    partitions = plan_partitions(con, split, max_rows, WINDOW, window)
     plan = {"engine": engine, "features": features, "feature_service": service_name,
             "split": asdict(split),
             "offline": _fingerprint(offline), "partitions": [asdict(p) for p in partitions]}
@@ -218,10 +218,16 @@ def _keys(repo_schema: Schema) -> list[str]:
     return [REQUEST_ID, EVENT_TIMESTAMP, *(e.join_key for e in repo_schema.entities)]
 
 
-def plan_partitions(con, split: Split, max_rows: int,
-                    rows: str = INTERACTIONS) -> list[Partition]:
+def plan_partitions(con, split: Split, max_rows: int, rows: str = INTERACTIONS,
+                    window: Window = Window()) -> list[Partition]:
     """Runs of whole days of the relation `rows` up to `max_rows` rows each, in time order; a
-    day above `max_rows` becomes hash buckets of about `max_rows` rows."""
+    day above `max_rows` becomes hash buckets of about `max_rows` rows. A partition's span
+    ends where `window` does (a window of instants, as `recsys follow` builds, is not days)."""
+
+    def span(start: int, end: int) -> tuple[int, int]:
+        return (start if window.start is None else max(start, window.start),
+                end if window.end is None else min(end, window.end))
+
     per_day: dict[int, dict[str, int]] = {}  # one entry per day with rows
     for day, name, n in con.execute(f"""
             SELECT epoch_us({EVENT_TIMESTAMP}) // {DAY_US} AS day, {split.of()} AS split,
@@ -234,7 +240,7 @@ def plan_partitions(con, split: Split, max_rows: int,
     def close_run():
         if run:
             rows = {s: sum(per_day[d].get(s, 0) for d in run) for s in SPLITS}
-            parts.append(Partition(run[0] * DAY_US, (run[-1] + 1) * DAY_US, 0, 1,
+            parts.append(Partition(*span(run[0] * DAY_US, (run[-1] + 1) * DAY_US), 0, 1,
                                    {s: n for s, n in rows.items() if n}))
             run.clear()
 
@@ -249,7 +255,7 @@ def plan_partitions(con, split: Split, max_rows: int,
             run_rows += n
             continue
         buckets = math.ceil(n / max_rows)
-        start, end = day * DAY_US, (day + 1) * DAY_US
+        start, end = span(day * DAY_US, (day + 1) * DAY_US)
         by_bucket: dict[int, dict[str, int]] = {}
         for b, name, k in con.execute(f"""
                 SELECT hash(user_id) % {buckets} AS b, {split.of()} AS split, count(*)

@@ -11,7 +11,8 @@ import duckdb
 import pytest
 import torch
 
-from recsys.data.split import Window
+from recsys.data.split import Window, choose_split
+from recsys.dataset.build import plan_partitions
 from recsys.errors import UsageError
 from recsys.run import METRICS
 from recsys.serve.watch import POINTER, newest_run
@@ -34,6 +35,26 @@ def test_a_window_takes_whole_days_both_included():
     assert window.start == int(datetime(2026, 1, 2, tzinfo=timezone.utc).timestamp()) * 10**6
     with pytest.raises(UsageError, match="ends before it starts"):
         Window.of("2026-01-03", "2026-01-02")
+
+
+def test_a_span_of_instants_partitions_only_its_rows():
+    """`recsys follow` builds one import's impressions: a span inside a day, whose
+    partitions must not reach the rest of that day (an earlier import's rows)."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE t AS SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + "
+                "INTERVAL (i) MINUTE AS event_timestamp, i AS user_id FROM range(600) r(i)")
+    first = int(datetime(2026, 1, 1, 2, tzinfo=timezone.utc).timestamp()) * 10**6
+    span = Window.span(first, first + 59 * 60 * 10**6)  # 02:00 .. 02:59, both included
+    con.execute(f"CREATE VIEW w AS SELECT * FROM t WHERE {span.where()}")
+    split = choose_split(con, "w")
+    for max_rows in (1_000, 25):  # one run of days; the day in hash buckets
+        parts = plan_partitions(con, split, max_rows, "w", span)
+        taken = sum(con.execute(f"SELECT count(*) FROM t WHERE {p.where()}").fetchone()[0]
+                    for p in parts)
+        assert taken == sum(sum(p.rows.values()) for p in parts) == 60
+    assert span.to_json() == {"from": "2026-01-01T02:00:00+00:00",
+                              "to": "2026-01-01T02:59:00+00:00"}
 
 
 def test_a_grown_table_keeps_known_rows_and_the_unknown_row_last():
