@@ -256,6 +256,8 @@ class Trainer:
             self.state["stage"] = "mf"
         if resume:
             self._resume()
+        elif parent and not ranks.distributed:
+            self._score_start(parent)
         self.loader = StreamLoader(self.files["train"], layout, cfg.batch_size // ranks.world,
                                    shuffle=True, seed=cfg.seed, rank=ranks.rank,
                                    world=ranks.world)
@@ -269,6 +271,16 @@ class Trainer:
             torch.set_rng_state(torch.tensor(self.state["rng"], dtype=torch.uint8))
         if self.sampler is not None:
             self.sampler.load_state_dict(self.state["episodes"])
+
+    def _score_start(self, parent: Run) -> None:
+        """A warm start's starting point is the epoch to beat: an update whose epochs do not
+        improve on its validation AUC (on this dataset's validation rows) keeps the parent's
+        weights, so a few noisy rows cannot make the served model worse by validation."""
+        auc = split_auc(self.dataset, "val", self.evaluate("val"))  # one process: no ranks
+        self.state.update(best_auc=auc, start_auc=auc)
+        self.checkpoints.save_best(self.model, self.wrapper, self.dense_opt)
+        self.log(f"{self.cfg.name}: {parent.path.name}'s weights score val AUC {auc:.4f} here; "
+                 f"an epoch must beat it")
 
     def more_epochs(self) -> bool:
         """Below the most epochs of the stage, and validation AUC improved within `patience`
@@ -354,6 +366,9 @@ class Trainer:
                                                 rows) for name, rows in cfg.hashed_rows.items()},
                    "train": {"examples_per_s": state["examples"] / max(state["seconds"], 1e-9),
                              "epochs": state["epoch"], "best_epoch": state["best_epoch"] + 1,
+                             # a warm start's: its parent's weights (best_epoch 0 if none beat it)
+                             **({"start_val_auc": state["start_auc"]}
+                                if "start_auc" in state else {}),
                              "seconds": state["seconds"], "history": state["history"],
                              "memory": memory_use(self.model, self.layout,
                                                   cfg.model_config.embedding_dim, self.ranks)}}

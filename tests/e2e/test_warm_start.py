@@ -65,6 +65,22 @@ def test_a_warm_start_scores_as_its_parent_before_any_step(tiny, parents, model)
     np.testing.assert_array_equal(scores.astype(np.float32), expected)
 
 
+def test_an_update_that_does_not_beat_its_parent_on_validation_keeps_the_parents_weights(
+        tiny, parents, tmp_path):
+    """The parent's weights are the epoch to beat: a rate that wrecks the model (every epoch
+    worse on validation) leaves the run scoring the test rows exactly as the parent did."""
+    parent = parents["mmoe"]
+    cfg = replace(parent.config(), dense_lr=50.0, epochs=2, patience=1,
+                  model_config=replace(parent.config().model_config, embedding_lr=50.0))
+    metrics = train(tiny["dataset"], tmp_path / "child", cfg, init_from=parent.path, **QUIET)
+    start = metrics["train"]["start_val_auc"]
+    assert all(e["val_auc"] <= start for e in metrics["train"]["history"])
+    assert metrics["train"]["best_epoch"] == 0 and metrics["train"]["epochs"] == 1  # patience
+    expected = pq.read_table(parent.path / SCORES.format(split="test"))["score"].to_numpy()
+    scores = pq.read_table(tmp_path / "child" / SCORES.format(split="test"))["score"]
+    np.testing.assert_array_equal(scores.to_numpy(), expected)
+
+
 def test_the_parents_optimizer_state_comes_with_this_runs_rates(parents):
     """An update may train at another rate than its parent: the moments are the parent's, the
     rates (dense and row-wise) the child's config."""
