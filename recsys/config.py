@@ -41,6 +41,10 @@ MAX_SEED = 2 ** 63 - 1  # seeds are 64-bit integers
 # run's rate pulls them toward that day, which costs next-day AUC, most on new users, while the
 # new day's ID rows learn at their own row-wise rate.
 UPDATE_DENSE_LR_SHARE = 0.1
+# `recsys follow`'s passes over a cycle's impressions: one, as online learning reads a stream
+# (each impression trained on once; the update is kept only if it beats its parent on the
+# cycle's validation rows)
+FOLLOW_EPOCHS = 1
 
 
 @dataclass(frozen=True)

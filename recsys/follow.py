@@ -8,7 +8,9 @@ Every cycle (each `every` seconds, or once):
    window from the first one's instant to the last one's), so no update trains again on what
    the run it starts from was trained on;
 4. the run DIR serves (its CURRENT or newest finished run) is warm-started on it: its own
-   config, the dense layers at UPDATE_DENSE_LR_SHARE of its rate;
+   config, the dense layers at UPDATE_DENSE_LR_SHARE of its rate, FOLLOW_EPOCHS passes (one:
+   a stream's impressions are each trained on once), kept only where it beats the parent on
+   the cycle's validation rows (train.loop);
 5. the new run is checked as a watching server checks one (it loads, reads the same schema,
    feature service and scenarios, and scores a request) and moved into DIR under a new name,
    where `recsys serve --watch DIR` swaps it in; DIR keeps the newest KEEP runs (and
@@ -24,7 +26,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from recsys.config import UPDATE_DENSE_LR_SHARE
+from recsys.config import FOLLOW_EPOCHS, UPDATE_DENSE_LR_SHARE
 from recsys.data.online import materialize
 from recsys.data.served import NothingNew, import_served
 from recsys.data.split import Window
@@ -57,7 +59,7 @@ def cycle(repo: Path, watch: Path, window_seconds: float, log=print) -> Path | N
     span = Window.span(done["first_us"], done["last_us"])
     build_dataset(repo, dataset, force=True, progress=False, window=span)
     cfg = Run(serving).config()
-    cfg = replace(cfg, dense_lr=cfg.dense_lr * UPDATE_DENSE_LR_SHARE)
+    cfg = replace(cfg, dense_lr=cfg.dense_lr * UPDATE_DENSE_LR_SHARE, epochs=FOLLOW_EPOCHS)
     name = f"follow-{stamp}"
     staged = work / name
     train(dataset, staged, cfg, force=True, progress=False, log=lambda *a, **k: None,
