@@ -30,7 +30,7 @@ from recsys.models.base import TrainWrapper, dense_bytes_with_adam, dense_parame
 from recsys.models.config import ModelConfig
 from recsys.models.cold import COLD_ENTITIES
 from recsys.provenance import code_version, dataset_fingerprint
-from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, SHARDED, \
+from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, SCORES, SHARDED, \
     SHARDED_BEST, STATE, Run, load_sharded
 from recsys.files import load_torch, read_json, save_torch
 from recsys.config import Provenance, TrainConfig
@@ -310,7 +310,9 @@ class Trainer:
         train_loss = _train_epoch(self.wrapper, self.dense_opt, self.loader, self.sampler,
                                   state, self.cfg, self.ranks, self.progress, self.checkpoint,
                                   frozen)
-        val_scores = self.evaluate("val")  # every rank: sharded scoring is collective
+        # every rank: sharded scoring is collective; the run's val scores stay the kept
+        # epoch's (this epoch's replace them below only when it is the best)
+        val_scores = self.evaluate("val", self.out / f".epoch-{SCORES.format(split='val')}")
         val_auc = self._main_only(lambda: split_auc(self.dataset, "val", val_scores))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
                                  "val_auc": val_auc, "stage": state["stage"]})
@@ -319,6 +321,10 @@ class Trainer:
         if val_auc > state["best_auc"]:
             state["best_auc"], state["best_epoch"] = val_auc, epoch
             self.checkpoints.save_best(self.model, self.wrapper, self.dense_opt)
+            if self.ranks.main:
+                val_scores.replace(Run(self.out).scores("val"))
+        elif self.ranks.main:
+            val_scores.unlink()
         state["epoch"] = epoch + 1
         self.checkpoint(0, 0.0)
         return val_auc
@@ -330,8 +336,9 @@ class Trainer:
             self.state["episodes"] = self.sampler.state_dict()
         self.checkpoints.save(self.model, self.wrapper, self.dense_opt, self.state)
 
-    def evaluate(self, split: str) -> Path:
-        """The split's scores, written to the run folder as they stream out of the model."""
+    def evaluate(self, split: str, path: Path | None = None) -> Path:
+        """The split's scores, written to the run folder (or `path`) as they stream out of the
+        model."""
         ranks, layout = self.ranks, self.layout
         if self.can.adapts:  # adapts to each user's history: in memory
             batches = [predict(self.model, load_split(self.dataset, split, layout), layout,
@@ -342,7 +349,7 @@ class Trainer:
         else:
             batches = score_batches(self.model, StreamLoader(self.files[split], layout,
                                                              EVAL_BATCH))
-        path = Run(self.out).scores(split)
+        path = path or Run(self.out).scores(split)
         if ranks.main:
             write_scores(batches, path)
         ranks.barrier()

@@ -29,6 +29,7 @@ from recsys.models.registry import build_model, model_names
 MULTI_SCENARIO_MODELS = model_names(family="multi-scenario")
 from recsys.experiments.catalog import EXPERIMENTS
 from recsys.experiments.runner import run as run_experiment
+from recsys.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -173,12 +174,15 @@ def test_killed_run_resumes_from_its_checkpoint(tiny, tmp_path):
     assert trained["best_epoch"] == best + 1 and trained["epochs"] == best + 1 + 1  # patience 1
     # the test scores are the best epoch's: its weights score validation to its AUC
     assert max(val) == pytest.approx(_val_auc_of_best(killed, tiny["dataset"]), abs=1e-6)
+    # and the run's stored validation scores are the kept epoch's, not the last one's
+    labels = load_split(tiny["dataset"], "val", Run(killed).layout()).labels
+    stored = pq.read_table(Run(killed).scores("val"))["score"].to_numpy()
+    assert roc_auc_score(labels, stored) == pytest.approx(max(val), abs=1e-6) != val[-1]
+    assert not list(killed.glob(".epoch-*"))
 
 
 def _val_auc_of_best(out, dataset) -> float:
     """Validation AUC of the run's kept weights (best.pt), scored afresh."""
-    from recsys.run import Run
-
     kept = Run(out)
     layout = kept.layout()
     data = load_split(dataset, "val", layout)
