@@ -137,7 +137,7 @@ def generate(repo: Path, preset: Preset, seed: int = 0, workers: int = 1, force:
         meta["summary"] = summarize(tmp, meta, ANTM2C.scenario_names)
         return meta, ANTM2C
 
-    meta = write_offline_store(repo, force, fill, append=append)
+    meta = write_offline_store(repo, force, fill, append=append, progress=progress)
     if append:  # what the command says it added (not kept in meta.json)
         meta["appended_days"] = [(START + timedelta(days=d)).date().isoformat()
                                  for d in (held, until - 1)]

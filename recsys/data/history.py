@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from recsys.data.offline import connect, write_query
 from recsys.memory import GiB
@@ -73,7 +74,7 @@ def history_sql(length: int, interactions: str = "interactions",
         ORDER BY t, u"""
 
 
-def write_history(offline: Path, schema: Schema) -> None:
+def write_history(offline: Path, schema: Schema, progress: bool = False) -> None:
     """The user_history table of `offline` from its interactions, under a fixed memory budget
     (DuckDB spills beyond it). A window's lists live outside that budget, so a log of more than
     PART_CLICKS clicks is built in parts of whole users (one pass splits the clicks by user),
@@ -101,7 +102,8 @@ def write_history(offline: Path, schema: Schema) -> None:
                               FROM interactions WHERE {LABEL} = 1)
                         TO '{by_user}' (FORMAT parquet, PARTITION_BY (part))""")
         lists = spill / "lists"
-        for part in sorted(by_user.iterdir()):
+        for part in tqdm(sorted(by_user.iterdir()), desc="user history", unit="part",
+                         disable=not progress):
             write_query(con, history_sql(schema.history_length,
                                          f"read_parquet('{part}/*.parquet')", item_features),
                         lists / f"{part.name}.parquet", table, HISTORY_ROW_GROUP_ROWS)

@@ -15,13 +15,14 @@ from recsys.schema import HISTORY_LENGTH, MAX_HISTORY_LENGTH, SCHEMA_FILE, Schem
 
 
 def write_offline_store(repo: Path, force: bool,
-                        fill: Callable[[Path], tuple[dict, Schema]], append: bool = False) -> dict:
+                        fill: Callable[[Path], tuple[dict, Schema]], append: bool = False,
+                        progress: bool = False) -> dict:
     """Replace `repo`'s offline store in one piece: `fill(tmp)` writes every table into a
     temporary folder and returns the metadata, written beside them as meta.json, and the
     schema, the facts of those tables, which goes to the repo's schema.yaml. Replacing old
     data removes the Feast registry and online store that described it (listed in the
     returned metadata's `feast_reset`); data that extends the old (`append`) keeps them, as
-    it keeps the old store's rows."""
+    it keeps the old store's rows. `progress`: a bar over the history's parts."""
     from recsys.features.feature_store import reset_state
 
     out = offline_dir(check_repo(repo))
@@ -34,7 +35,7 @@ def write_offline_store(repo: Path, force: bool,
         schema = schema.with_history(length, schema.history_item_features
                                      if item_features is None else
                                      schema.carried_item_features(item_features))
-        write_history(tmp, schema)  # every writer's log gives the history the same way
+        write_history(tmp, schema, progress)  # every writer's log gives the history the same way
         for table, columns in schema.tables().items():  # e.g. text vectors: `recsys
             if not table_files(tmp, table):               # encode-text` fills them
                 write_empty(tmp, table, columns)
