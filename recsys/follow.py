@@ -68,9 +68,9 @@ def cycle(repo: Path, watch: Path, window_seconds: float, log=print) -> Path | N
     published = watch / name
     staged.rename(published)  # one rename: a watching server sees a finished run appear
     _prune(watch, published, dataset)
+    served = span.to_json()
     log(f"published {published} (warm-started from {serving.name} on the impressions "
-        f"served {_instant(done['first_us'])} .. {_instant(done['last_us'])}) "
-        f"in {time.perf_counter() - started:.0f} s")
+        f"served {served['from']} .. {served['to']}) in {time.perf_counter() - started:.0f} s")
     return published
 
 
@@ -102,6 +102,3 @@ def _prune(watch: Path, keep: Path, dataset: Path) -> None:
         if old != dataset:
             shutil.rmtree(old)
 
-
-def _instant(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, timezone.utc).isoformat(timespec="seconds")

@@ -30,7 +30,7 @@ from recsys.models.base import TrainWrapper, dense_bytes_with_adam, dense_parame
 from recsys.models.config import ModelConfig
 from recsys.models.cold import COLD_ENTITIES
 from recsys.provenance import code_version, dataset_fingerprint
-from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, SCORES, SHARDED, \
+from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, SHARDED, \
     SHARDED_BEST, STATE, Run, load_sharded
 from recsys.files import load_torch, read_json, save_torch
 from recsys.config import Provenance, TrainConfig
@@ -312,7 +312,8 @@ class Trainer:
                                   frozen)
         # every rank: sharded scoring is collective; the run's val scores stay the kept
         # epoch's (this epoch's replace them below only when it is the best)
-        val_scores = self.evaluate("val", self.out / f".epoch-{SCORES.format(split='val')}")
+        kept = Run(self.out).scores("val")
+        val_scores = self.evaluate("val", kept.with_name(f".epoch-{kept.name}"))
         val_auc = self._main_only(lambda: split_auc(self.dataset, "val", val_scores))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss,
                                  "val_auc": val_auc, "stage": state["stage"]})
@@ -322,7 +323,7 @@ class Trainer:
             state["best_auc"], state["best_epoch"] = val_auc, epoch
             self.checkpoints.save_best(self.model, self.wrapper, self.dense_opt)
             if self.ranks.main:
-                val_scores.replace(Run(self.out).scores("val"))
+                val_scores.replace(kept)
         elif self.ranks.main:
             val_scores.unlink()
         state["epoch"] = epoch + 1
