@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 from recsys.errors import RepoError, UsageError
+from recsys.features.feast_cli import command as feast_command
 from recsys.schema import SCHEMA_FILE, Schema
 from recsys.files import read_yaml
 
@@ -55,8 +55,7 @@ def copy_applied(src: Path, dest: Path, ignore: tuple[str, ...] = (),
         registry.unlink(missing_ok=True)
     if configure is not None:
         configure(dest)
-    done = subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=dest,
-                          capture_output=True, text=True)
+    done = subprocess.run(feast_command("apply"), cwd=dest, capture_output=True, text=True)
     if done.returncode != 0:
         raise RepoError(f"{dest}: feast apply failed: {done.stderr.strip().splitlines()[-1]}")
     return dest

@@ -17,6 +17,7 @@ import httpx
 import pyarrow as pa
 
 from recsys.features import feature_store
+from recsys.features.feast_cli import command as feast_command
 from recsys.serve.settings import free_port
 
 BIN = Path(sys.executable).parent
@@ -103,7 +104,7 @@ def materialize(repo, end: datetime | None = None, everything: bool = False) -> 
     end = (end or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S")
     args = ("materialize", "2000-01-01T00:00:00", end) if everything else \
         ("materialize-incremental", end)
-    done = subprocess.run([str(BIN / "feast"), *args], cwd=repo, capture_output=True, text=True)
+    done = subprocess.run(feast_command(*args), cwd=repo, capture_output=True, text=True)
     assert done.returncode == 0, f"feast {' '.join(args)} failed:\n{done.stderr}"
 
 

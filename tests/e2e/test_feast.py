@@ -17,13 +17,13 @@ def test_apply_registered_every_view_and_service(tiny):
     store = FeatureStore(repo_path=str(tiny["repo"]))
     assert {fv.name for fv in store.list_feature_views()} == {v.name for v in VIEWS}
     assert {fs.name for fs in store.list_feature_services()} == set(FEATURE_SERVICES)
-    listed = run("feast", "feature-views", "list", cwd=tiny["repo"]).stdout
+    listed = run("feast", "feature-views", "list", cwd=tiny["repo"], plain=True).stdout
     assert all(v.name in listed for v in VIEWS)
 
 
 def test_materialize_incremental_then_online_features(tiny):
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    run("feast", "materialize-incremental", now, cwd=tiny["repo"])
+    run("feast", "materialize-incremental", now, cwd=tiny["repo"], plain=True)
     store = FeatureStore(repo_path=str(tiny["repo"]))
     # the latest offline row of a few entities must be what the online store serves
     con = duckdb.connect()
