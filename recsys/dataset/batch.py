@@ -26,6 +26,10 @@ class Batch:
     vectors: torch.Tensor  # (B, V) float32: the Layout's vector groups, concatenated
     widths: tuple[int, ...] = ()  # Layout.widths
     history: int = 0  # len(Layout.history_keys)
+    # every row is one request's candidate, whose history is row 0's (a served request): the
+    # history's tables are read for row 0 alone and its lookups broadcast, the KJT holding no
+    # history value for the other rows (`ids` still holds each row's)
+    one_history: bool = False
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -35,13 +39,14 @@ class Batch:
             return self
         return Batch(self.sparse.to(device), self.ids.to(device), self.dense.to(device),
                      self.labels.to(device), self.scenario.to(device), self.vectors.to(device),
-                     self.widths, self.history)
+                     self.widths, self.history, self.one_history)
 
     def select(self, mask: torch.Tensor) -> "Batch":
         ids = self.ids[mask]
-        return Batch(kjt(self.sparse.keys(), ids, self.widths, self.history), ids,
+        one = self.one_history and bool(mask[0])  # row 0 kept: it stays the first
+        return Batch(kjt(self.sparse.keys(), ids, self.widths, self.history, one), ids,
                      self.dense[mask], self.labels[mask], self.scenario[mask],
-                     self.vectors[mask], self.widths, self.history)
+                     self.vectors[mask], self.widths, self.history, one)
 
     @property
     def history_ids(self) -> torch.Tensor:
@@ -49,11 +54,12 @@ class Batch:
         return self.ids[:, self.ids.shape[1] - self.history:]
 
 
-def kjt(keys: list[str] | tuple[str, ...], ids: torch.Tensor,
-        widths: tuple[int, ...] = (), history: int = 0) -> KeyedJaggedTensor:
+def kjt(keys: list[str] | tuple[str, ...], ids: torch.Tensor, widths: tuple[int, ...] = (),
+        history: int = 0, one_history: bool = False) -> KeyedJaggedTensor:
     """KJT from a (B, columns) ID matrix: one value per (feature, row) for the single-valued
     features; a multi-valued one's `widths[j]` columns give its values, -1 padding left out;
-    the last `history` columns are one feature each, of one value or none (-1)."""
+    the last `history` columns are one feature each, of one value or none (-1): row 0's
+    alone where `one_history` (Batch.one_history)."""
     single = sum(1 for w in widths if w == 1) if widths else len(keys) - history
     values = [ids[:, :single].t().reshape(-1)]
     lengths = [torch.ones(ids.shape[0] * single, dtype=torch.int32)]
@@ -65,9 +71,12 @@ def kjt(keys: list[str] | tuple[str, ...], ids: torch.Tensor,
         lengths.append(held.sum(1, dtype=torch.int32))
         at += width
     if history:
-        positions = ids[:, ids.shape[1] - history:].t()  # feature-major, as a KJT's values
+        # feature-major, as a KJT's values
+        positions = ids[:1 if one_history else None, ids.shape[1] - history:].t()
         held = positions >= 0
         values.append(positions[held])
+        if one_history:  # the other rows: no value (their lookups are row 0's, broadcast)
+            held = torch.cat([held, held.new_zeros(history, ids.shape[0] - 1)], dim=1)
         lengths.append(held.reshape(-1).to(torch.int32))
     if len(values) == 1:
         return KeyedJaggedTensor(keys=list(keys), values=values[0], lengths=lengths[0])

@@ -144,14 +144,16 @@ def distinct_values(dataset: Path, split: str, name: str) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
-def rows_batch(data: SplitData, layout: Layout, rows: np.ndarray | slice) -> Batch:
-    """One batch of the given rows of a split."""
+def rows_batch(data: SplitData, layout: Layout, rows: np.ndarray | slice,
+               one_history: bool = False) -> Batch:
+    """One batch of the given rows of a split (`one_history`: the rows are one request's,
+    sharing row 0's history; see Batch)."""
     ids = torch.from_numpy(data.ids[rows])
     history = len(layout.history_keys)
-    return Batch(kjt(layout.kjt_keys, ids, layout.widths, history), ids,
+    return Batch(kjt(layout.kjt_keys, ids, layout.widths, history, one_history), ids,
                  torch.from_numpy(data.dense[rows]), torch.from_numpy(data.labels[rows]),
                  torch.from_numpy(data.scenario[rows]), torch.from_numpy(data.vectors[rows]),
-                 layout.widths, history)
+                 layout.widths, history, one_history)
 
 
 class BatchLoader:

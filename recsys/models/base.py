@@ -171,13 +171,11 @@ class SparseArch(nn.Module):
         """(B, F + G (+ slots), D): one embedding per sparse feature, in Layout order, then one
         per vector group, then the pooled history's slots when the Layout reads it."""
         pooled = table_lookup(self.ebc, batch.sparse, self._groups)
-        wanted = self.keys + self.history_keys
-        if pooled.keys() == wanted:
-            values = pooled.values().view(len(batch), len(wanted), self.dim)
-        else:  # the tables answer in their own order (sharded: grouped by rank): pick ours
-            values = pooled.values().view(len(batch), len(pooled.keys()), self.dim)[
-                :, self._order(tuple(pooled.keys()))]
-        emb = values[:, :self.n_sparse]
+        values = pooled.values().view(len(batch), len(pooled.keys()), self.dim)
+        # the tables answer in their own order (sharded: grouped by rank): pick ours
+        order = None if pooled.keys() == self.keys + self.history_keys else \
+            self._order(tuple(pooled.keys()))
+        emb = values[:, :self.n_sparse] if order is None else values[:, order[:self.n_sparse]]
         slots = []
         for i, (start, width) in enumerate(self.spans):
             value = self.projections[i](batch.vectors[:, start:start + width])
@@ -187,7 +185,12 @@ class SparseArch(nn.Module):
                 value = gate * value + (1 - gate) * own
             slots.append(value)
         if self.history is not None:
-            slots.extend(self.history(values[:, self.n_sparse:], batch.history_ids, emb))
+            # one request's rows: the history was looked up for row 0 alone, broadcast
+            rows = values[:1] if batch.one_history else values
+            clicks = rows[:, self.n_sparse:] if order is None else \
+                rows[:, order[self.n_sparse:]]
+            slots.extend(self.history(clicks.expand(len(batch), -1, -1), batch.history_ids,
+                                      emb))
         return torch.cat([emb, torch.stack(slots, dim=1)], dim=1) if slots else emb
 
     def _order(self, keys: tuple[str, ...]) -> torch.Tensor:
@@ -283,8 +286,9 @@ class DotInteraction(nn.Module):
         if keys not in self._order:
             self._order[keys] = torch.tensor([keys.index(k) for k in
                                               (USER_ID, ITEM_ID, *self.history_keys)])
-        values = found.values().view(len(batch), len(keys), self.width)[:, self._order[keys]]
-        user, item = values[:, 0], values[:, 1]
+        values = found.values().view(len(batch), len(keys), self.width)
+        order = self._order[keys]
+        user, item = values[:, order[0]], values[:, order[1]]
         if cold is not None:
             item = item * ~cold[ITEM_ID].unsqueeze(1)
             user = user * ~cold[USER_ID].unsqueeze(1)
@@ -295,7 +299,8 @@ class DotInteraction(nn.Module):
         item = item[:, :d]
         if self.history_keys:
             held = (batch.history_ids[:, :len(self.history_keys)] >= 0).unsqueeze(-1)
-            clicks = values[:, 2:, :d] * held.to(values.dtype)
+            rows = values[:1] if batch.one_history else values  # see Batch.one_history
+            clicks = rows[:, order[2:], :d] * held.to(values.dtype)
             pooled = clicks.sum(1) / held.sum(1).clamp(min=1).to(values.dtype)
             logit = logit + (pooled * item).sum(1)
         return logit

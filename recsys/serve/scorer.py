@@ -2,7 +2,8 @@
 of the dataset the run trained on (the user's, items' and scenario's features from the online
 store, the context from the request) and go through the loader's own `to_split_data` and
 `rows_batch` into one model call, so a served row is transformed exactly as a training row
-was. Unknown users, items and categorical values are nulls there: the model's cold path."""
+was. Unknown users, items and categorical values are nulls there: the model's cold path. The
+request's rows share one history, whose tables are read once a request (Batch.one_history)."""
 
 from __future__ import annotations
 
@@ -185,7 +186,7 @@ class Scorer:
         context = self.context_values(request.context)
         user, items = self.store_ids(request.user_id, request.item_ids)
         seen = self.seen(user, scenario, items, context)
-        batch = rows_batch(self._inputs(seen), self.layout, slice(None))
+        batch = rows_batch(self._inputs(seen), self.layout, slice(None), one_history=True)
         middle = time.perf_counter()
         probs = torch.sigmoid(self.model(batch)).numpy()
         return Scores(request.item_ids, probs, middle - start, time.perf_counter() - middle,
@@ -214,7 +215,7 @@ class Scorer:
               context: dict[str, object] | None = None) -> Batch:
         """The model's batch of one request in the store's terms (user -1: unknown)."""
         return rows_batch(self._inputs(self.seen(user, scenario, items, context or {})),
-                          self.layout, slice(None))
+                          self.layout, slice(None), one_history=True)
 
     def seen(self, user: int, scenario: int, items: np.ndarray,
              context: dict[str, object]) -> Seen:
