@@ -448,17 +448,27 @@ def plan(
     batch_size: int = typer.Option(PlanRequest.batch_size, "--batch-size", min=1,
                                    help="Batch per rank."),
     model: str = typer.Option(PlanRequest.model, "--model"),
+    serving: bool = typer.Option(PlanRequest.serving, "--serving",
+                                 help="The memory of one serving replica (--memory-gb: its "
+                                 "host's) instead of a training plan."),
 ) -> None:
     """Plan the sharding of a preset's tables with TorchRec's planner (meta device, no memory
-    used): the plan, bytes per rank and whether it fits. Exits 1 when it does not."""
-    from recsys.eval.report import plan_table
-    from recsys.train.plan import summary
+    used): the plan, bytes per rank and whether it fits; or with --serving, one serving
+    replica's memory. Exits 1 when it does not fit."""
+    from recsys.eval.report import plan_table, serving_table
+    from recsys.train import plan as planning
 
     req = PlanRequest(preset=preset, world_size=world_size, device=device, memory_gb=memory_gb,
                       dim=dim, dtype=dtype, uvm=uvm, host_memory_gb=host_memory_gb,
-                      batch_size=batch_size, model=model)
+                      batch_size=batch_size, model=model, serving=serving)
     req.check()
-    report = summary(req)
+    if serving:
+        report = planning.serving(req)
+        console.print(serving_table(report), soft_wrap=True)
+        if report["replica_bytes"] > memory_gb * 2 ** 30:
+            raise typer.Exit(1)
+        return
+    report = planning.summary(req)
     if "remedies" in report:  # they name the request's fields
         flags = flags_of(plan.__wrapped__)
         report["remedies"] = [as_flags(r, tuple(flags), flags) for r in report["remedies"]]

@@ -134,6 +134,36 @@ def plan_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def serving_table(report: dict) -> str:
+    """`recsys plan --serving`'s answer: one replica's memory, table by table, and whether it
+    fits the memory given."""
+    req = report["request"]
+
+    def size(b: int) -> str:
+        return f"{b / 2 ** 30:,.2f} GB" if b >= 2 ** 30 else f"{b / 2 ** 20:,.1f} MB"
+
+    lines = [f"{req['preset']} preset, model {req['model']}, dim {req['dim']} {req['dtype']}: "
+             f"one serving replica (each of `recsys serve --workers N` holds one)", "",
+             "| part | rows | size |", "| --- | ---: | ---: |"]
+    for t in sorted(report["tables"], key=lambda t: -t["bytes"]):
+        if t["bytes"] >= 2 ** 20:
+            lines.append(f"| table {t['table']} (dim {t['dim']}) | {t['rows']:,} | "
+                         f"{size(t['bytes'])} |")
+    small = [t for t in report["tables"] if t["bytes"] < 2 ** 20]
+    if small:
+        lines.append(f"| {len(small)} tables under 1 MB | {sum(t['rows'] for t in small):,} | "
+                     f"{size(sum(t['bytes'] for t in small))} |")
+    lines += [f"| dense weights | | {size(report['dense_bytes'])} |",
+              f"| item cache | | {size(report['cache_bytes'])} |",
+              f"| **replica** | | **{size(report['replica_bytes'])}** |"]
+    room = req["memory_gb"] * 2 ** 30
+    verdict = "FITS" if report["replica_bytes"] <= room else "DOES NOT FIT"
+    lines.append(f"\n{verdict} in {req['memory_gb']:g} GB "
+                 f"({report['replica_bytes'] / room:.1%}); tables: weights + row-wise Adagrad "
+                 f"state (the trained module is served), dense: float32 weights")
+    return "\n".join(lines)
+
+
 def gain_table(results: dict) -> str:
     """An experiment's paired AUC gains: mean ± std over seeds, signed."""
     cols = results["columns"]

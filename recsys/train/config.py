@@ -24,6 +24,7 @@ class PlanRequest:
     host_memory_gb: float = 256.0  # per rank, used with uvm
     batch_size: int = TrainConfig.batch_size  # per rank
     model: str = "mmoe"
+    serving: bool = False  # one serving replica's memory (of memory_gb) instead of the ranks'
 
     def check(self) -> None:
         from recsys.data.presets import get_preset
@@ -35,7 +36,14 @@ class PlanRequest:
         if self.dtype not in TABLE_DTYPE_BYTES:
             raise UsageError(f"dtype {self.dtype}: choose one of {', '.join(TABLE_DTYPE_BYTES)}",
                              fields="dtype")
-        if self.model not in model_names(shardable=True):
+        if self.serving and self.dtype != "fp32":  # FBGEMM's CPU tables are float32 whatever
+            # the run's table_dtype (their weights_host, read back): what serve holds today
+            raise UsageError(f"dtype {self.dtype} with serving: `recsys serve` holds every "
+                             f"table in fp32 on CPU; leave --dtype out", fields="dtype")
+        if self.serving and self.model not in model_names():
+            raise UsageError(f"model {self.model}: choose one of {', '.join(model_names())}",
+                             fields="model")
+        if not self.serving and self.model not in model_names(shardable=True):
             raise UsageError(f"model {self.model}: not shardable; choose one of "
                              f"{', '.join(model_names(shardable=True))}", fields="model")
         for name in ("world_size", "dim", "memory_gb", "batch_size"):

@@ -92,6 +92,12 @@ def table_rows(model: torch.nn.Module) -> dict[str, int]:
             if isinstance(m, FusedEmbeddingBagCollection) for c in m.embedding_bag_configs()}
 
 
+def table_dims(model: torch.nn.Module) -> dict[str, int]:
+    """Every embedding table of the model: name -> width."""
+    return {c.name: c.embedding_dim for m in model.modules()
+            if isinstance(m, FusedEmbeddingBagCollection) for c in m.embedding_bag_configs()}
+
+
 def check_device_name(device: str) -> None:
     if device not in DEVICES:
         raise UsageError(f"device {device}: choose one of {', '.join(DEVICES)}", fields="device")

@@ -2,7 +2,7 @@
 memory used) at the preset's ID scale, TorchRec's planner places every table on the ranks, and
 the plan is printed with its bytes per rank and a verdict; when nothing fits, the same planner
 is asked about the usual remedies (fp16 tables, more ranks, a smaller dim, UVM caching) and the
-ones that fit are named."""
+ones that fit are named. `--serving`: what one serving replica holds instead (`serving`)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,18 @@ from recsys.antm2c import ANTM2C
 from recsys.dataset.layout import Layout
 from recsys.dataset.meta import DatasetMeta
 from recsys.models.registry import build_model, model_class
-from recsys.models.base import dense_bytes_with_adam, table_bytes
-from recsys.train.distributed import RESERVED, GiB, make_planner, table_rows
+from recsys.models.base import dense_bytes_with_adam, dense_parameters, table_bytes
+from recsys.schema import ITEM_ID
+from recsys.train.distributed import RESERVED, GiB, make_planner, table_dims, table_rows
+
+
+def _meta_layout(req: PlanRequest) -> Layout:
+    preset = get_preset(req.preset)
+    return Layout.from_meta(DatasetMeta(ANTM2C, preset.n_users, preset.n_items))
 
 
 def _meta_model(req: PlanRequest) -> torch.nn.Module:
-    preset = get_preset(req.preset)
-    layout = Layout.from_meta(DatasetMeta(ANTM2C, preset.n_users, preset.n_items))
+    layout = _meta_layout(req)
     with torch.device("meta"):
         return build_model(req.model, layout, model_class(req.model).Config(
             embedding_dim=req.dim, table_dtype=req.dtype))
@@ -102,3 +107,28 @@ def remedies(req: PlanRequest) -> list[str]:
             found.append(flag)
             answered.add(kind)
     return found
+
+
+# an item's row of the serving cache, per value: an ID column's int64, a dense or vector float32
+CACHE_ID_BYTES, CACHE_VALUE_BYTES = 8, 4
+
+
+def serving(req: PlanRequest) -> dict:
+    """One serving replica (`recsys serve` worker) of the preset's model: every table whole
+    (the training module is loaded: weights + row-wise Adagrad state), the dense weights in
+    float32, and the item cache (each item's model inputs and the Arrow row they came from:
+    twice its IDs and values). Bytes each; `--workers N` holds N of them."""
+    model, layout = _meta_model(req), _meta_layout(req)
+    dims = table_dims(model)
+    tables = [{"table": name, "rows": rows, "dim": dims[name],
+               "bytes": table_bytes(rows, dims[name], req.dtype)}
+              for name, rows in table_rows(model).items()]
+    ids = sum(w for o, w in zip(layout.owners, layout.widths or (1,) * len(layout.sparse))
+              if o == "item")
+    values = sum(1 for o in layout.dense_owners if o == "item") + \
+        sum(g.width for g in layout.vectors if g.owner == ITEM_ID)
+    cache = 2 * get_preset(req.preset).n_items * (ids * CACHE_ID_BYTES + values * CACHE_VALUE_BYTES)
+    dense = sum(p.numel() for p in dense_parameters(model)) * 4
+    return {"request": asdict(req), "tables": tables, "dense_bytes": dense,
+            "cache_bytes": cache,
+            "replica_bytes": sum(t["bytes"] for t in tables) + dense + cache}
