@@ -49,6 +49,9 @@ FUSIONS = ("concat", "gated")
 INTERACTIONS = ("dot", "mf-first", "none")
 BACKBONES = ("mlp", "dcn")
 TABLE_DTYPE_BYTES = {"fp32": 4, "fp16": 2}  # the tables' storage: bytes a value
+# what one process's tables are stored in, whatever table_dtype says: TorchRec's unsharded
+# FusedEmbeddingBagCollection hands FBGEMM no storage type (the sharded modules do)
+ONE_PROCESS_TABLE_DTYPE = "fp32"
 
 
 def check_fusion(fusion: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from recsys.config import TrainConfig
 from recsys.errors import UsageError
-from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig
+from recsys.models.config import ONE_PROCESS_TABLE_DTYPE, TABLE_DTYPE_BYTES, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,10 @@ class PlanRequest:
         if self.dtype not in TABLE_DTYPE_BYTES:
             raise UsageError(f"dtype {self.dtype}: choose one of {', '.join(TABLE_DTYPE_BYTES)}",
                              fields="dtype")
-        if self.serving and self.dtype != "fp32":  # FBGEMM's CPU tables are float32 whatever
-            # the run's table_dtype (their weights_host, read back): what serve holds today
+        if self.serving and self.dtype != ONE_PROCESS_TABLE_DTYPE:  # serve is one process
             raise UsageError(f"dtype {self.dtype} with serving: `recsys serve` holds every "
-                             f"table in fp32 on CPU; leave --dtype out", fields="dtype")
+                             f"table in {ONE_PROCESS_TABLE_DTYPE}; leave --dtype out",
+                             fields="dtype")
         if self.serving and self.model not in model_names():
             raise UsageError(f"model {self.model}: choose one of {', '.join(model_names())}",
                              fields="model")

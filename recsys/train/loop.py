@@ -27,7 +27,7 @@ from recsys.memory import available_memory, check_fits
 from recsys.models.registry import build_model, model_class
 from recsys.models.base import TrainWrapper, dense_bytes_with_adam, dense_parameters, \
     sparse_optimizers, table_bytes
-from recsys.models.config import ModelConfig
+from recsys.models.config import ONE_PROCESS_TABLE_DTYPE, ModelConfig
 from recsys.models.cold import COLD_ENTITIES
 from recsys.provenance import code_version, dataset_fingerprint
 from recsys.run import BEST, BEST_OPTIM, CHECKPOINT, CONFIG, DENSE_OPT, SHARDED, \
@@ -149,8 +149,8 @@ def _check_tables_fit(layout: Layout, model_config: ModelConfig, ranks: Ranks) -
     if ranks.device.type != "cpu":
         return  # GPU memory: `recsys plan` answers that
     rows = sum(layout.num_embeddings)
-    need = table_bytes(rows, model_config.embedding_dim, model_config.table_dtype) * \
-        ranks.local_world // ranks.world
+    dtype = model_config.table_dtype if ranks.distributed else ONE_PROCESS_TABLE_DTYPE
+    need = table_bytes(rows, model_config.embedding_dim, dtype) * ranks.local_world // ranks.world
     flags = f"{rows:,} table rows of dim {model_config.embedding_dim}"
     check_fits(flags, need, available_memory(), "memory",
                "pass a smaller user_rows / item_rows, or more machines", ("user_rows", "item_rows"))
@@ -392,6 +392,11 @@ def _build(cfg: TrainConfig, layout: Layout, ranks: Ranks, log, parent: Run | No
     tables of the parent's sizes."""
     torch.manual_seed(cfg.seed)
     if not ranks.distributed:
+        dtype = cfg.model_config.table_dtype
+        if dtype != ONE_PROCESS_TABLE_DTYPE:
+            log(f"table_dtype {dtype}: one process keeps its tables in "
+                f"{ONE_PROCESS_TABLE_DTYPE} (TorchRec's unsharded fused tables take no storage "
+                f"type); they are {dtype} when sharded (--nproc)")
         model = build_model(cfg.model, layout, cfg.model_config)
         return model, TrainWrapper(model)
     with torch.device("meta"):  # each rank allocates only its shards

@@ -41,3 +41,13 @@ def test_a_replica_larger_than_the_memory_given_exits_1():
     assert fits.exit_code == 0 and "FITS in 80 GB" in fits.output
     half = CliRunner().invoke(app, ["plan", "--serving", "--dtype", "fp16"])
     assert half.exit_code == 2 and "--dtype fp16 with serving" in half.output
+
+
+def test_one_process_keeps_fp16_tables_in_fp32():
+    """The fact `recsys train` says and `--serving` counts on: an unsharded model's tables are
+    fp32 whatever its table_dtype (when TorchRec passes the type, this fails: say fp16)."""
+    req = PlanRequest(preset="tiny", model="mmoe")
+    model = build_model("mmoe", _meta_layout(req), model_class("mmoe").Config(table_dtype="fp16"))
+    stored = {m._emb_module.weights_host.dtype for module in model.modules()
+              if isinstance(module, FusedEmbeddingBagCollection) for m in module._emb_modules}
+    assert stored == {torch.float32}
