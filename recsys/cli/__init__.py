@@ -465,7 +465,7 @@ def plan(
     if serving:
         report = planning.serving(req)
         console.print(serving_table(report), soft_wrap=True)
-        if report["replica_bytes"] > memory_gb * 2 ** 30:
+        if not report["fits"]:
             raise typer.Exit(1)
         return
     report = planning.summary(req)

@@ -156,11 +156,10 @@ def serving_table(report: dict) -> str:
     lines += [f"| dense weights | | {size(report['dense_bytes'])} |",
               f"| item cache | | {size(report['cache_bytes'])} |",
               f"| **replica** | | **{size(report['replica_bytes'])}** |"]
-    room = req["memory_gb"] * 2 ** 30
-    verdict = "FITS" if report["replica_bytes"] <= room else "DOES NOT FIT"
-    lines.append(f"\n{verdict} in {req['memory_gb']:g} GB "
-                 f"({report['replica_bytes'] / room:.1%}); tables: weights + row-wise Adagrad "
-                 f"state (the trained module is served), dense: float32 weights")
+    verdict, share = "FITS" if report["fits"] else "DOES NOT FIT", \
+        report["replica_bytes"] / (req["memory_gb"] * 2 ** 30)
+    lines.append(f"\n{verdict} in {req['memory_gb']:g} GB ({share:.1%}); tables: weights + "
+                 f"row-wise Adagrad state (the trained module is served), dense: float32 weights")
     return "\n".join(lines)
 
 

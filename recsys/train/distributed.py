@@ -26,6 +26,7 @@ from torchrec.distributed.planner.types import HardwareConfig, KernelConfig, \
 from torchrec.distributed.sharding_plan import get_default_sharders
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.types import ShardingType
+from torchrec.modules.embedding_configs import EmbeddingBagConfig
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
 from recsys.errors import UsageError
@@ -86,16 +87,15 @@ def host_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def table_configs(model: torch.nn.Module) -> dict[str, EmbeddingBagConfig]:
+    """Every embedding table of the model: name -> its config (rows, width, ...)."""
+    return {c.name: c for m in model.modules()
+            if isinstance(m, FusedEmbeddingBagCollection) for c in m.embedding_bag_configs()}
+
+
 def table_rows(model: torch.nn.Module) -> dict[str, int]:
     """Every embedding table of the model: name -> rows."""
-    return {c.name: c.num_embeddings for m in model.modules()
-            if isinstance(m, FusedEmbeddingBagCollection) for c in m.embedding_bag_configs()}
-
-
-def table_dims(model: torch.nn.Module) -> dict[str, int]:
-    """Every embedding table of the model: name -> width."""
-    return {c.name: c.embedding_dim for m in model.modules()
-            if isinstance(m, FusedEmbeddingBagCollection) for c in m.embedding_bag_configs()}
+    return {name: c.num_embeddings for name, c in table_configs(model).items()}
 
 
 def check_device_name(device: str) -> None:

@@ -21,7 +21,7 @@ from recsys.dataset.meta import DatasetMeta
 from recsys.models.registry import build_model, model_class
 from recsys.models.base import dense_bytes_with_adam, dense_parameters, table_bytes
 from recsys.schema import ITEM_ID
-from recsys.train.distributed import RESERVED, GiB, make_planner, table_dims, table_rows
+from recsys.train.distributed import RESERVED, GiB, make_planner, table_configs, table_rows
 
 
 def _meta_layout(req: PlanRequest) -> Layout:
@@ -29,8 +29,8 @@ def _meta_layout(req: PlanRequest) -> Layout:
     return Layout.from_meta(DatasetMeta(ANTM2C, preset.n_users, preset.n_items))
 
 
-def _meta_model(req: PlanRequest) -> torch.nn.Module:
-    layout = _meta_layout(req)
+def _meta_model(req: PlanRequest, layout: Layout | None = None) -> torch.nn.Module:
+    layout = layout or _meta_layout(req)
     with torch.device("meta"):
         return build_model(req.model, layout, model_class(req.model).Config(
             embedding_dim=req.dim, table_dtype=req.dtype))
@@ -117,18 +117,20 @@ def serving(req: PlanRequest) -> dict:
     """One serving replica (`recsys serve` worker) of the preset's model: every table whole
     (the training module is loaded: weights + row-wise Adagrad state), the dense weights in
     float32, and the item cache (each item's model inputs and the Arrow row they came from:
-    twice its IDs and values). Bytes each; `--workers N` holds N of them."""
-    model, layout = _meta_model(req), _meta_layout(req)
-    dims = table_dims(model)
-    tables = [{"table": name, "rows": rows, "dim": dims[name],
-               "bytes": table_bytes(rows, dims[name], req.dtype)}
-              for name, rows in table_rows(model).items()]
+    twice its IDs and values). Bytes each; `--workers N` holds N of them. Whether it fits
+    memory_gb."""
+    layout = _meta_layout(req)
+    model = _meta_model(req, layout)
+    tables = [{"table": name, "rows": c.num_embeddings, "dim": c.embedding_dim,
+               "bytes": table_bytes(c.num_embeddings, c.embedding_dim, req.dtype)}
+              for name, c in table_configs(model).items()]
     ids = sum(w for o, w in zip(layout.owners, layout.widths or (1,) * len(layout.sparse))
               if o == "item")
     values = sum(1 for o in layout.dense_owners if o == "item") + \
         sum(g.width for g in layout.vectors if g.owner == ITEM_ID)
     cache = 2 * get_preset(req.preset).n_items * (ids * CACHE_ID_BYTES + values * CACHE_VALUE_BYTES)
     dense = sum(p.numel() for p in dense_parameters(model)) * 4
+    replica = sum(t["bytes"] for t in tables) + dense + cache
     return {"request": asdict(req), "tables": tables, "dense_bytes": dense,
-            "cache_bytes": cache,
-            "replica_bytes": sum(t["bytes"] for t in tables) + dense + cache}
+            "cache_bytes": cache, "replica_bytes": replica,
+            "fits": replica <= req.memory_gb * GiB}
