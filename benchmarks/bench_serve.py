@@ -11,7 +11,9 @@
 - /recommend (a two_tower run's index, the mmoe ranking): k = 20 of 500 candidates;
 - the served log's cost: /score at 100 candidates on two servers of the same run, one logging
   every answer (the default) and one with `--no-log-served`, their requests interleaved;
-- /feedback from 8 concurrent clients on 1 worker and on 4 (one click a request)."""
+- /feedback from 8 concurrent clients on 1 worker and on 4 (one click a request);
+- the history run exported with int8 tables (`recsys export`) against itself in fp32: the
+  model alone scoring one request's 500 candidates."""
 
 from __future__ import annotations
 
@@ -248,6 +250,37 @@ def test_score_latency_with_history(benchmark, history_run, applied_repo):
         bodies = iter(_bodies(100, 10_000))
         benchmark.pedantic(lambda: client.post("/score", json=next(bodies)), rounds=100,
                            iterations=1, warmup_rounds=5)
+
+
+def test_exported_int8_scoring_against_the_eager_model(benchmark, history_run):
+    """Model alone, one request's 500 candidates (the history looked up once): the history
+    run in eager fp32 against its `recsys export --dtype int8` artifact, interleaved."""
+    import torch
+
+    from recsys.models.export import Program, example_inputs
+    from recsys.run import Run
+
+    artifact = history_run.parent / "int8"
+    subprocess.run([str(BIN / "recsys"), "export", str(history_run), "--out", str(artifact)],
+                   check=True, capture_output=True)
+    layout = Run(history_run).layout()
+    eager = Program(Run(history_run).load_model(layout).eval(), layout)
+    program = Run(artifact).load_model(layout).program
+    rows = example_inputs(layout, 500, torch.Generator().manual_seed(0), one_request=True,
+                          scenario=0)
+    seconds: dict[str, list[float]] = {"eager fp32": [], "artifact int8": []}
+    with torch.no_grad():
+        for _ in range(REQUESTS):
+            for name, score in (("eager fp32", eager.score_request),
+                                ("artifact int8", program.score_request)):
+                start = time.perf_counter()
+                score(*rows)
+                seconds[name].append(time.perf_counter() - start)
+        for name, taken in seconds.items():
+            RESULTS[f"model-only scoring, 500 candidates, {name} examples/s"] = \
+                500 / float(np.median(taken))
+        benchmark.pedantic(lambda: program.score_request(*rows), rounds=50, iterations=1,
+                           warmup_rounds=3)
 
 
 def test_recommend_latency(benchmark, served_run, applied_repo, two_tower_run):

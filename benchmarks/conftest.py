@@ -145,6 +145,8 @@ def ratio_pairs() -> list[tuple[str, str]]:
              "ANN top-100 over 1M vectors, one core, mean ms"),
             *((f"recsys index {what}, 10x items", f"recsys index {what}, 1x items")
               for what in ("items/s", "peak RSS bytes")),
+            ("model-only scoring, 500 candidates, artifact int8 examples/s",
+             "model-only scoring, 500 candidates, eager fp32 examples/s"),
             ("/recommend sqlite, k 20 of 500 candidates p99 ms",
              "/score sqlite, 100 candidates p99 ms"),
             *((f"recsys {c} s", f"{floor} s") for c in ("train --dataset <missing>",

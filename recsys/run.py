@@ -14,6 +14,7 @@ start read it through this module alone, so none of them imports the training lo
       checkpoint.pt | checkpoint/   the latest epoch (and step), to resume
       metrics.json         test metrics, written last: a run with it is finished
       {val,test}_scores.parquet
+An exported run (recsys.artifact) reads as a run: its program in place of the weights.
 """
 
 from __future__ import annotations
@@ -95,15 +96,28 @@ class Run:
                                 cfg.history)
 
     @property
+    def is_artifact(self) -> bool:
+        """An exported run (recsys.artifact): a program in place of the weights."""
+        from recsys.artifact import is_artifact
+
+        return is_artifact(self.path)
+
+    @property
     def weights(self) -> Path:
-        """The file (or a sharded checkpoint's metadata) holding the best epoch."""
+        """The file (or a sharded checkpoint's metadata) holding the best epoch: an
+        artifact's program."""
+        from recsys.artifact import PROGRAM
+
         if (self.path / BEST).is_file():
             return self.path / BEST
+        if self.is_artifact:
+            return self.path / PROGRAM
         return self.path / SHARDED_BEST / ".metadata"
 
     @property
     def has_weights(self) -> bool:
-        return (self.path / BEST).is_file() or (self.path / SHARDED_BEST).is_dir()
+        return (self.path / BEST).is_file() or (self.path / SHARDED_BEST).is_dir() or \
+            self.is_artifact
 
     @property
     def finished(self) -> bool:
@@ -139,8 +153,6 @@ class Run:
         sharded over several processes is gathered into one here."""
         import torch
 
-        from recsys.models.registry import build_model
-
         saved = self.saved
         if tuple(saved.get("modalities", ())) != layout.modalities:
             raise UsageError(f"{self.path} was trained with modalities "
@@ -150,6 +162,12 @@ class Run:
         if saved.get("hashed_rows", {}) != hashed:
             raise UsageError(f"{self.path} hashed its IDs into {saved.get('hashed_rows', {})} "
                              f"rows, the data was loaded with {hashed}")
+        if self.is_artifact:  # its program: no model class is built
+            from recsys.artifact import Artifact
+
+            return Artifact(self.path)
+        from recsys.models.registry import build_model
+
         cfg = self.config()
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, layout, cfg.model_config)
@@ -161,6 +179,9 @@ class Run:
         or a sharded `best/` gathered into a model built as the run was."""
         if (self.path / BEST).is_file():
             return load_torch(self.path / BEST, RETRAIN, weights_only=True, mmap=True)
+        if self.is_artifact:
+            raise UsageError(f"{self.path} is an exported artifact: it keeps no training "
+                             f"state; start from the run it was exported from")
         return self.load_model(self.layout()).state_dict()
 
     def optimizer_state(self) -> dict | None:

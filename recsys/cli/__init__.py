@@ -567,6 +567,39 @@ def index(
             for key in figures["model"] if key.startswith("recall@")))
 
 
+@app.command()
+@friendly
+def export(
+    run: Path = typer.Argument(..., help="A finished run (`recsys train`)."),
+    dtype: str = typer.Option("int8", "--dtype", help="The tables' type: int8 / int4 "
+                              "(row-wise, a scale and bias a row), fp16 or fp32."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Default: RUN-DTYPE beside RUN."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Whose test split checks "
+                                           "the artifact (default: the run's own)."),
+    force: bool = FORCE,
+) -> None:
+    """Export a run as a scoring artifact: a TorchScript program with its tables in DTYPE that
+    loads without recsys's model code; `recsys serve --run` takes it as it takes a run."""
+    from recsys.export import export as export_run
+
+    out = out or run.with_name(f"{run.name}-{dtype}")
+    facts = export_run(run, dtype, out, dataset, force=force, log=console.print)
+    console.print(f"{out}: {facts['model']}, tables {facts['table_bytes'] / 2**20:,.1f} MiB in "
+                  f"{dtype} against {facts['table_bytes_fp32'] / 2**20:,.1f} MiB in fp32 "
+                  f"({facts['table_bytes'] / facts['table_bytes_fp32']:.3f}), "
+                  f"{facts['seconds']:.1f} s", soft_wrap=True)
+    console.print(f"| test AUC | {run.name} | {out.name} |")
+    console.print("| --- | ---: | ---: |")
+    mine, theirs = facts["metrics"], facts["run_metrics"]
+    console.print(f"| overall | {theirs['overall']['auc']:.4f} | {mine['overall']['auc']:.4f} |")
+    for code, scenario in mine["scenarios"].items():
+        console.print(f"| {scenario['name']} | {theirs['scenarios'][code]['auc']:.4f} | "
+                      f"{scenario['auc']:.4f} |")
+    if facts["max_abs_diff_from_run"] is not None:
+        console.print(f"largest |p_artifact - p_run| over the test rows: "
+                      f"{facts['max_abs_diff_from_run']:.2e}")
+
+
 app.command("models")(list_models)
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(import_app, name="import")

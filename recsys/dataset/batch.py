@@ -42,8 +42,9 @@ class Batch:
                      self.widths, self.history, self.one_history)
 
     def select(self, mask: torch.Tensor) -> "Batch":
-        ids = self.ids[mask]
-        one = self.one_history and bool(mask[0])  # row 0 kept: it stays the first
+        # one request's rows share one history: any row kept reads it as row 0 did (no
+        # branch on the mask's values, which an exported program could not replay)
+        ids, one = self.ids[mask], self.one_history
         return Batch(kjt(self.sparse.keys(), ids, self.widths, self.history, one), ids,
                      self.dense[mask], self.labels[mask], self.scenario[mask],
                      self.vectors[mask], self.widths, self.history, one)
@@ -76,7 +77,7 @@ def kjt(keys: list[str] | tuple[str, ...], ids: torch.Tensor, widths: tuple[int,
         held = positions >= 0
         values.append(positions[held])
         if one_history:  # the other rows: no value (their lookups are row 0's, broadcast)
-            held = torch.cat([held, held.new_zeros(history, ids.shape[0] - 1)], dim=1)
+            held = torch.cat([held, held.new_zeros(history, ids[1:].shape[0])], dim=1)
         lengths.append(held.reshape(-1).to(torch.int32))
     if len(values) == 1:
         return KeyedJaggedTensor(keys=list(keys), values=values[0], lengths=lengths[0])

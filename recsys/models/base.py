@@ -14,12 +14,13 @@ from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig, PoolingType
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+from torchrec.sparse.jagged_tensor import KeyedTensor
 
 from recsys.dataset.batch import Batch
 from recsys.dataset.layout import Layout
 from recsys.models.config import TABLE_DTYPE_BYTES, ModelConfig, check_fusion
 from recsys.models.dcn import CrossNet
+from recsys.models.quant import QuantTables
 from recsys.schema import HISTORY_ITEMS, HISTORY_POOLINGS, ITEM_ID, SCENARIO, USER_ID
 
 # TorchRec's modules ask torch.fx whether they are being traced on every forward; torch answers
@@ -89,12 +90,16 @@ class Model(nn.Module):
 TABLE_DTYPES = {"fp32": DataType.FP32, "fp16": DataType.FP16}
 
 
-def table_lookup(ebc: nn.Module, kjt: KeyedJaggedTensor, plans: dict) -> KeyedTensor:
-    """`ebc(kjt)`. For a FusedEmbeddingBagCollection: its own forward less its split of the
+def table_lookup(ebc: nn.Module, batch: Batch, plans: dict) -> KeyedTensor:
+    """`ebc(batch.sparse)`. Exported tables (QuantTables) read the batch themselves. For a
+    FusedEmbeddingBagCollection: its own forward less its split of the
     batch into a JaggedTensor per key, which costs most of a served request's lookup with a
     hundred history keys: one permute into the tables' order, then the same kernel call per
     group of tables on the same values (`plans` keeps each key order's permutation). Other
     collections (sharded) answer themselves."""
+    if isinstance(ebc, QuantTables):
+        return ebc(batch)
+    kjt = batch.sparse
     if not isinstance(ebc, FusedEmbeddingBagCollection) or ebc.is_weighted():
         return ebc(kjt)
     keys = tuple(kjt.keys())
@@ -170,8 +175,8 @@ class SparseArch(nn.Module):
     def lookup(self, batch: Batch) -> torch.Tensor:
         """(B, F + G (+ slots), D): one embedding per sparse feature, in Layout order, then one
         per vector group, then the pooled history's slots when the Layout reads it."""
-        pooled = table_lookup(self.ebc, batch.sparse, self._groups)
-        values = pooled.values().view(len(batch), len(pooled.keys()), self.dim)
+        pooled = table_lookup(self.ebc, batch, self._groups)
+        values = pooled.values().view(-1, len(pooled.keys()), self.dim)
         # the tables answer in their own order (sharded: grouped by rank): pick ours
         order = None if pooled.keys() == self.keys + self.history_keys else \
             self._order(tuple(pooled.keys()))
@@ -189,7 +194,7 @@ class SparseArch(nn.Module):
             rows = values[:1] if batch.one_history else values
             clicks = rows[:, self.n_sparse:] if order is None else \
                 rows[:, order[self.n_sparse:]]
-            slots.extend(self.history(clicks.expand(len(batch), -1, -1), batch.history_ids,
+            slots.extend(self.history(clicks.expand(emb.shape[0], -1, -1), batch.history_ids,
                                       emb))
         return torch.cat([emb, torch.stack(slots, dim=1)], dim=1) if slots else emb
 
@@ -281,12 +286,12 @@ class DotInteraction(nn.Module):
 
     def forward(self, batch: Batch, cold: dict[str, torch.Tensor] | None = None
                 ) -> torch.Tensor:
-        found = table_lookup(self.ebc, batch.sparse, self._groups)
+        found = table_lookup(self.ebc, batch, self._groups)
         keys = tuple(found.keys())
         if keys not in self._order:
             self._order[keys] = torch.tensor([keys.index(k) for k in
                                               (USER_ID, ITEM_ID, *self.history_keys)])
-        values = found.values().view(len(batch), len(keys), self.width)
+        values = found.values().view(-1, len(keys), self.width)
         order = self._order[keys]
         user, item = values[:, order[0]], values[:, order[1]]
         if cold is not None:

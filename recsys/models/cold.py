@@ -120,7 +120,9 @@ class ColdStartModel(Model):
         for name, mask in cold.items():
             slot = self.slots[name]
             value = self.prior(emb, name) + emb[:, slot]
-            if mask.any():
+            # in inference always, so that an exported program holds the cold path whatever
+            # rows it was traced on (where no row is cold, `where` keeps `value`)
+            if mask.any() or not self.training:
                 value = torch.where(mask[:, None], self.cold_embedding(emb, name), value)
             out = replace_slot(out, slot, value)
         return out

@@ -2,7 +2,6 @@
 scenario; each row reaches only its scenario's network, so each network learns from its
 scenario's rows alone, exactly as if trained separately."""
 
-import torch
 from torch import nn
 
 from recsys.models.base import Capabilities, Model
@@ -20,9 +19,10 @@ class SingleScenarioDNN(Model, name="dnn"):
         self.nets = nn.ModuleList(DNNMixed(layout, cfg) for _ in layout.scenarios)
 
     def forward(self, batch):
-        out = torch.zeros(len(batch), device=batch.labels.device)
+        out = batch.labels.new_zeros(batch.labels.shape[0])
         for s, net in enumerate(self.nets):
             mask = batch.scenario == s
-            if mask.any():
+            # in inference every net, rows or none: an exported program replays each
+            if mask.any() or not self.training:
                 out = out.masked_scatter(mask, net(batch.select(mask)))
         return out

@@ -69,7 +69,7 @@ class M2M(Model, name="m2m"):
         x = self.sparse.join(self.attention(emb), batch)
         views = torch.stack([e(x) for e in self.experts], dim=1)  # (B, E, W)
         s = self.scenario(self.side(emb, batch))  # (B, K)
-        b, w = len(batch), self.width
+        b, w = emb.shape[0], self.width
         pair = torch.cat([views, self.task.expand(b, views.shape[1], w)], dim=2)  # (B, E, 2W)
         hidden = torch.relu(torch.einsum("bei,bio->beo", pair,
                                          self.attention_weight(s).view(b, 2 * w, w))

@@ -96,7 +96,7 @@ class STAR(Model, name="star"):
     def __init__(self, layout, cfg: STARConfig):
         super().__init__()
         self.sparse = SparseArch(layout, cfg)
-        n = len(layout.scenarios)
+        n = self.scenarios = len(layout.scenarios)
         self.norm = PartitionedNorm(len(layout.dense), n) if layout.dense else None
         widths = (self.sparse.out_dim, *cfg.hidden, 1)
         self.layers = nn.ModuleList(StarLinear(a, b, n) for a, b in zip(widths, widths[1:]))
@@ -108,8 +108,10 @@ class STAR(Model, name="star"):
         emb = self.sparse.lookup(batch)
         dense = None if self.norm is None else self.norm(batch.dense, batch.scenario)
         x = self.sparse.join(emb, batch, dense)
-        out = torch.zeros(len(batch), dtype=x.dtype, device=x.device)
-        for s in torch.unique(batch.scenario).tolist():  # each scenario's rows, its network
+        out = x.new_zeros(x.shape[0])
+        # each scenario's rows, its network (every scenario, none read from the data: an
+        # exported program replays the loop whatever scenarios a batch holds)
+        for s in range(self.scenarios):
             rows = torch.nonzero(batch.scenario == s).squeeze(1)
             h = x[rows]
             for i, layer in enumerate(self.layers):

@@ -108,6 +108,26 @@ def test_served_din_scores_equal_the_offline_scores(served):
     after the user's last click has as its point-in-time history the latest one, which the
     online store holds: those rows score as `recsys train` scored them, with a history and
     with none."""
+    test = served["test"]
+    held, rows = _after_the_last_click(served)
+    with recsys_server(served["runs"]["din"], served["repo"]) as client:
+        _served_equals_offline(client, served["runs"]["din"], test, rows=rows)
+        # a click sent to /feedback is in the very next /score's history: its scores move
+        body = score_request(test, int(held[0]))
+        body["item_ids"] = [body["item_ids"][0], 1, 2, 3]
+        before = client.post("/score", json=body).json()["scores"]
+        click = {"user_id": body["user_id"], "item_id": 1, "scenario": body["scenario"],
+                 "clicked": True}
+        answer = client.post("/feedback", json=click)
+        assert answer.status_code == 200 and "note" not in answer.json()  # din reads it
+        after = client.post("/score", json=body).json()["scores"]
+        moved = {s["item_id"]: s["score"] for s in after}
+        assert all(abs(moved[s["item_id"]] - s["score"]) > 1e-6 for s in before), (before, after)
+
+
+def _after_the_last_click(served) -> tuple[np.ndarray, np.ndarray]:
+    """Test rows after their user's last click (their history is the online store's): those
+    with a history, and 60 of them with 20 without."""
     import duckdb
 
     test = served["test"]
@@ -122,20 +142,24 @@ def test_served_din_scores_equal_the_offline_scores(served):
                       for u, t in zip(users, times)])
     held, empty = np.flatnonzero(after & (lengths > 0)), np.flatnonzero(after & (lengths == 0))
     assert len(held) >= 20 and len(empty) >= 5, (len(held), len(empty))
-    rows = np.concatenate([held[:60], empty[:20]])
-    with recsys_server(served["runs"]["din"], served["repo"]) as client:
-        _served_equals_offline(client, served["runs"]["din"], test, rows=rows)
-        # a click sent to /feedback is in the very next /score's history: its scores move
-        body = score_request(test, int(held[0]))
-        body["item_ids"] = [body["item_ids"][0], 1, 2, 3]
-        before = client.post("/score", json=body).json()["scores"]
-        click = {"user_id": body["user_id"], "item_id": 1, "scenario": body["scenario"],
-                 "clicked": True}
-        answer = client.post("/feedback", json=click)
-        assert answer.status_code == 200 and "note" not in answer.json()  # din reads it
-        after = client.post("/score", json=body).json()["scores"]
-        moved = {s["item_id"]: s["score"] for s in after}
-        assert all(abs(moved[s["item_id"]] - s["score"]) > 1e-6 for s in before), (before, after)
+    return held, np.concatenate([held[:60], empty[:20]])
+
+
+def test_an_exported_din_serves_its_own_offline_scores(served):
+    """`recsys export` of the din run (int8 tables), served in its place: the rows above score
+    as the artifact scored the test split, and that within int8's rounding of the run."""
+    artifact = served["base"] / "din-int8"
+    run("recsys", "export", str(served["runs"]["din"]), "--out", str(artifact))
+    ours = pq.read_table(artifact / SCORES.format(split="test"))["score"].to_numpy()
+    theirs = pq.read_table(served["runs"]["din"] / SCORES.format(split="test"))["score"]
+    assert 0 < np.abs(ours - theirs.to_numpy()).max() < 0.01
+    held, rows = _after_the_last_click(served)
+    users = served["test"][USER_ID].to_numpy()
+    rows = rows[users[rows] != users[held[0]]]  # the din test sent that user a click
+    with recsys_server(artifact, served["repo"]) as client:
+        _served_equals_offline(client, artifact, served["test"], rows=rows)
+        meta = client.get("/metadata").json()
+        assert meta["model"] == "din" and meta["run"] == str(artifact)
 
 
 def test_the_served_log_holds_every_answer_with_the_features_the_model_saw(server, served):

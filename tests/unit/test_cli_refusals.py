@@ -41,6 +41,8 @@ def _dataset(folder) -> None:
      "the window ends before it starts"),
     (["build-dataset", "--from", "9 January"], "--from 9 January: not an ISO date"),
     (["serve"], "missing --run"),
+    (["export", "{tmp}/missing"], "not a finished run"),
+    (["export", "{tmp}/missing", "--dtype", "int2"], "--dtype: 'int2' is not a table type"),
     (["serve", "--run", "{tmp}", "--watch", "{tmp}"], "--run and --watch: pass one"),
     (["serve", "--watch", "{tmp}"], "no finished run in it yet"),
     (["train", "--model", "mmoe", "--dataset", "{tmp}", "--init-from", "{tmp}/missing"],

@@ -5,6 +5,8 @@ another order than the tables', some rows empty."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
@@ -32,7 +34,7 @@ def test_table_lookup_is_the_collections_forward_and_backward():
     ids = torch.randint(0, 10, (int(lengths.sum()),), generator=torch.Generator().manual_seed(1))
     kjt = KeyedJaggedTensor.from_lengths_sync(keys, ids, lengths)
     own, ours = _collection(), _collection()
-    expected, got = own(kjt), table_lookup(ours, kjt, {})
+    expected, got = own(kjt), table_lookup(ours, SimpleNamespace(sparse=kjt), {})
     assert got.keys() == expected.keys()
     assert torch.equal(got.values(), expected.values())
     assert expected.values().abs().sum() > 0
