@@ -439,7 +439,8 @@ def plan(
                                     help="Memory per rank (GPU memory on cuda, host memory on "
                                     "cpu)."),
     dim: int = typer.Option(PlanRequest.dim, "--dim", min=1, help="Embedding dimension."),
-    dtype: str = typer.Option(PlanRequest.dtype, "--dtype", help="Table storage: fp32 | fp16"),
+    dtype: str = typer.Option(PlanRequest.dtype, "--dtype", help="Table storage: fp32 | fp16; "
+                              "with --serving fp32 (a run) or an export's int8 | int4 | fp16"),
     uvm: bool = typer.Option(PlanRequest.uvm, "--uvm", help="cuda: allow tables in host memory "
                              "behind a GPU cache."),
     host_memory_gb: float = typer.Option(PlanRequest.host_memory_gb, "--host-memory-gb",

@@ -158,8 +158,11 @@ def serving_table(report: dict) -> str:
               f"| **replica** | | **{size(report['replica_bytes'])}** |"]
     verdict, share = "FITS" if report["fits"] else "DOES NOT FIT", \
         report["replica_bytes"] / (req["memory_gb"] * 2 ** 30)
-    lines.append(f"\n{verdict} in {req['memory_gb']:g} GB ({share:.1%}); tables: weights + "
-                 f"row-wise Adagrad state (the trained module is served), dense: float32 weights")
+    tables = f"`recsys export --dtype {req['dtype']}`'s rows (no optimizer state)" \
+        if report["exported"] else "weights + row-wise Adagrad state (the trained module is " \
+        "served)"
+    lines.append(f"\n{verdict} in {req['memory_gb']:g} GB ({share:.1%}); tables: {tables}, "
+                 f"dense: float32 weights")
     return "\n".join(lines)
 
 

@@ -13,6 +13,8 @@ from fbgemm_gpu.split_embedding_configs import SparseType
 from fbgemm_gpu.split_table_batched_embeddings_ops_common import EmbeddingLocation
 from fbgemm_gpu.split_table_batched_embeddings_ops_inference import (
     IntNBitTableBatchedEmbeddingBagsCodegen,
+    align_to_cacheline,
+    rounded_row_size_in_bytes,
 )
 from torch import nn
 from torchrec.modules.embedding_configs import pooling_type_to_pooling_mode
@@ -26,6 +28,17 @@ from recsys.dataset.layout import Layout
 # the storage types an exported table takes: FBGEMM's type and its bits a value
 EXPORT_DTYPES = dict(zip(DTYPES, [(SparseType.INT8, 8), (SparseType.INT4, 4),
                                   (SparseType.FP16, 16), (SparseType.FP32, 32)]))
+
+ROW_ALIGNMENT = 1  # bytes a row is padded to: none on CPU
+SCALE_BIAS_BYTES = 4  # int8 / int4: a float16 scale and bias a row
+
+
+def exported_table_bytes(rows: int, dim: int, dtype: str) -> int:
+    """Bytes of an exported table of `rows` rows of width `dim` in `dtype`, as the inference
+    kernel stores it (each row padded, each table from a 128-byte cache line)."""
+    row = rounded_row_size_in_bytes(dim, EXPORT_DTYPES[dtype][0], ROW_ALIGNMENT,
+                                    SCALE_BIAS_BYTES)
+    return align_to_cacheline(rows * row)
 
 
 def quantized_rows(weight: torch.Tensor, dtype: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -67,7 +80,8 @@ class QuantTables(nn.Module):
                                   EmbeddingLocation.HOST) for t in tables],
                 feature_table_map=[owner[f] for f in features],
                 pooling_mode=pooling_type_to_pooling_mode(pooling), device="cpu",
-                output_dtype=SparseType.FP32, row_alignment=1,
+                output_dtype=SparseType.FP32, row_alignment=ROW_ALIGNMENT,
+                scale_bias_size_in_bytes=SCALE_BIAS_BYTES,
                 weight_lists=[quantized_rows(state[f"embedding_bags.{t.name}.weight"], dtype)
                               for t in tables]))
             history = [f for f in features if f not in columns.get("sparse", {})]

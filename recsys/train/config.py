@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recsys.artifact import DTYPES
 from recsys.config import TrainConfig
 from recsys.errors import UsageError
 from recsys.models.config import ONE_PROCESS_TABLE_DTYPE, TABLE_DTYPE_BYTES, ModelConfig
@@ -33,12 +34,15 @@ class PlanRequest:
 
         get_preset(self.preset)
         check_device_name(self.device)
-        if self.dtype not in TABLE_DTYPE_BYTES:
-            raise UsageError(f"dtype {self.dtype}: choose one of {', '.join(TABLE_DTYPE_BYTES)}",
+        if self.serving and self.dtype not in DTYPES:
+            # served: a run as trained (one process: its tables in ONE_PROCESS_TABLE_DTYPE),
+            # or an export's artifact in its own table type
+            raise UsageError(f"dtype {self.dtype} with serving: choose "
+                             f"{ONE_PROCESS_TABLE_DTYPE} (a run as trained) or an export's "
+                             f"{', '.join(d for d in DTYPES if d != ONE_PROCESS_TABLE_DTYPE)}",
                              fields="dtype")
-        if self.serving and self.dtype != ONE_PROCESS_TABLE_DTYPE:  # serve is one process
-            raise UsageError(f"dtype {self.dtype} with serving: `recsys serve` holds every "
-                             f"table in {ONE_PROCESS_TABLE_DTYPE}; leave --dtype out",
+        if not self.serving and self.dtype not in TABLE_DTYPE_BYTES:
+            raise UsageError(f"dtype {self.dtype}: choose one of {', '.join(TABLE_DTYPE_BYTES)}",
                              fields="dtype")
         if self.serving and self.model not in model_names():
             raise UsageError(f"model {self.model}: choose one of {', '.join(model_names())}",

@@ -20,6 +20,8 @@ from recsys.dataset.layout import Layout
 from recsys.dataset.meta import DatasetMeta
 from recsys.models.registry import build_model, model_class
 from recsys.models.base import dense_bytes_with_adam, dense_parameters, table_bytes
+from recsys.models.config import ONE_PROCESS_TABLE_DTYPE
+from recsys.models.quant import exported_table_bytes
 from recsys.schema import ITEM_ID
 from recsys.train.distributed import RESERVED, GiB, make_planner, table_configs, table_rows
 
@@ -32,8 +34,10 @@ def _meta_layout(req: PlanRequest) -> Layout:
 def _meta_model(req: PlanRequest, layout: Layout | None = None) -> torch.nn.Module:
     layout = layout or _meta_layout(req)
     with torch.device("meta"):
+        # served, the model is built as trained (in one process) whatever its export's dtype
         return build_model(req.model, layout, model_class(req.model).Config(
-            embedding_dim=req.dim, table_dtype=req.dtype))
+            embedding_dim=req.dim,
+            table_dtype=ONE_PROCESS_TABLE_DTYPE if req.serving else req.dtype))
 
 
 def try_plan(req: PlanRequest) -> tuple[ShardingPlan | None, torch.nn.Module, str]:
@@ -115,14 +119,20 @@ CACHE_ID_BYTES, CACHE_VALUE_BYTES = 8, 4
 
 def serving(req: PlanRequest) -> dict:
     """One serving replica (`recsys serve` worker) of the preset's model: every table whole
-    (the training module is loaded: weights + row-wise Adagrad state), the dense weights in
-    float32, and the item cache (each item's model inputs and the Arrow row they came from:
-    twice its IDs and values). Bytes each; `--workers N` holds N of them. Whether it fits
-    memory_gb."""
+    (in fp32 a run as trained is loaded: weights + row-wise Adagrad state; in another dtype
+    `recsys export`'s artifact: the inference kernel's rows), the dense weights in float32,
+    and the item cache (each item's model inputs and the Arrow row they came from: twice its
+    IDs and values). Bytes each; `--workers N` holds N of them. Whether it fits memory_gb."""
     layout = _meta_layout(req)
     model = _meta_model(req, layout)
+    exported = req.dtype != ONE_PROCESS_TABLE_DTYPE  # else the run as trained is served
+
+    def held(rows: int, dim: int) -> int:
+        return exported_table_bytes(rows, dim, req.dtype) if exported else \
+            table_bytes(rows, dim, req.dtype)
+
     tables = [{"table": name, "rows": c.num_embeddings, "dim": c.embedding_dim,
-               "bytes": table_bytes(c.num_embeddings, c.embedding_dim, req.dtype)}
+               "bytes": held(c.num_embeddings, c.embedding_dim)}
               for name, c in table_configs(model).items()]
     ids = sum(w for o, w in zip(layout.owners, layout.widths or (1,) * len(layout.sparse))
               if o == "item")
@@ -131,6 +141,6 @@ def serving(req: PlanRequest) -> dict:
     cache = 2 * get_preset(req.preset).n_items * (ids * CACHE_ID_BYTES + values * CACHE_VALUE_BYTES)
     dense = sum(p.numel() for p in dense_parameters(model)) * 4
     replica = sum(t["bytes"] for t in tables) + dense + cache
-    return {"request": asdict(req), "tables": tables, "dense_bytes": dense,
+    return {"request": asdict(req), "exported": exported, "tables": tables, "dense_bytes": dense,
             "cache_bytes": cache, "replica_bytes": replica,
             "fits": replica <= req.memory_gb * GiB}

@@ -1,6 +1,6 @@
 """`recsys plan --serving`: one replica's table bytes are what a model of that layout holds
 once built (its tables' weights and their row-wise Adagrad state, counted from the modules
-themselves), and a replica larger than --memory-gb exits 1."""
+themselves, or an export's quantized rows), and a replica larger than --memory-gb exits 1."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from typer.testing import CliRunner
 
 from recsys.cli import app
+from recsys.models.quant import quantize
 from recsys.models.registry import build_model, model_class
 from recsys.train.config import PlanRequest
 from recsys.train.plan import _meta_layout, serving
@@ -39,8 +40,19 @@ def test_a_replica_larger_than_the_memory_given_exits_1():
     assert result.exit_code == 1 and "DOES NOT FIT in 8 GB" in result.output
     fits = CliRunner().invoke(app, ["plan", "--preset", "tiny", "--serving"])
     assert fits.exit_code == 0 and "FITS in 80 GB" in fits.output
-    half = CliRunner().invoke(app, ["plan", "--serving", "--dtype", "fp16"])
-    assert half.exit_code == 2 and "--dtype fp16 with serving" in half.output
+    two = CliRunner().invoke(app, ["plan", "--serving", "--dtype", "int2"])
+    assert two.exit_code == 2 and "--dtype int2 with serving" in two.output
+    int8 = CliRunner().invoke(app, ["plan", "--preset", "full", "--serving", "--dtype", "int8"])
+    assert "recsys export --dtype int8" in int8.output
+
+
+def test_an_exported_replicas_tables_are_what_the_quantized_model_holds():
+    for dtype in ("int8", "int4", "fp16"):
+        req = PlanRequest(preset="tiny", model="din", serving=True, dtype=dtype)
+        report = serving(req)
+        built = build_model("din", _meta_layout(req), model_class("din").Config())
+        _, stored = quantize(built, _meta_layout(req), dtype)
+        assert sum(t["bytes"] for t in report["tables"]) == stored > 0
 
 
 def test_one_process_keeps_fp16_tables_in_fp32():
