@@ -26,9 +26,10 @@ class Batch:
     vectors: torch.Tensor  # (B, V) float32: the Layout's vector groups, concatenated
     widths: tuple[int, ...] = ()  # Layout.widths
     history: int = 0  # len(Layout.history_keys)
-    # every row is one request's candidate, whose history is row 0's (a served request): the
-    # history's tables are read for row 0 alone and its lookups broadcast, the KJT holding no
-    # history value for the other rows (`ids` still holds each row's)
+    # every row is one request's candidate, whose user, scenario, context and history are row
+    # 0's (a served request): the history's tables are read for row 0 alone and its lookups
+    # broadcast, the KJT holding no history value for the other rows (`ids` still holds each
+    # row's); what a model computes of the user's side alone it may compute once
     one_history: bool = False
 
     def __len__(self) -> int:

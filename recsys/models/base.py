@@ -190,12 +190,12 @@ class SparseArch(nn.Module):
                 value = gate * value + (1 - gate) * own
             slots.append(value)
         if self.history is not None:
-            # one request's rows: the history was looked up for row 0 alone, broadcast
-            rows = values[:1] if batch.one_history else values
-            clicks = rows[:, self.n_sparse:] if order is None else \
-                rows[:, order[self.n_sparse:]]
-            slots.extend(self.history(clicks.expand(emb.shape[0], -1, -1), batch.history_ids,
-                                      emb))
+            # one request's rows: the history was looked up for row 0 alone (its pooling
+            # broadcasts it as it needs)
+            rows = slice(0, 1) if batch.one_history else slice(None)
+            clicks = values[rows, self.n_sparse:] if order is None else \
+                values[rows][:, order[self.n_sparse:]]
+            slots.extend(self.history(clicks, batch.history_ids[rows], emb))
         return torch.cat([emb, torch.stack(slots, dim=1)], dim=1) if slots else emb
 
     def _order(self, keys: tuple[str, ...]) -> torch.Tensor:
@@ -303,9 +303,10 @@ class DotInteraction(nn.Module):
             logit = logit + user[:, d:].sum(1) + item[:, d:].sum(1)
         item = item[:, :d]
         if self.history_keys:
-            held = (batch.history_ids[:, :len(self.history_keys)] >= 0).unsqueeze(-1)
-            rows = values[:1] if batch.one_history else values  # see Batch.one_history
-            clicks = rows[:, order[2:], :d] * held.to(values.dtype)
+            # one request (Batch.one_history): row 0's history, pooled once and broadcast
+            rows = slice(0, 1) if batch.one_history else slice(None)
+            held = (batch.history_ids[rows, :len(self.history_keys)] >= 0).unsqueeze(-1)
+            clicks = values[rows][:, order[2:], :d] * held.to(values.dtype)
             pooled = clicks.sum(1) / held.sum(1).clamp(min=1).to(values.dtype)
             logit = logit + (pooled * item).sum(1)
         return logit
@@ -337,8 +338,13 @@ class HistoryPool(nn.Module):
     def forward(self, clicks: torch.Tensor, ids: torch.Tensor,
                 emb: torch.Tensor) -> list[torch.Tensor]:
         """`clicks` (B, lists * N, D) the history's lookups, list by list; `ids` its
-        (B, lists * N) table rows (-1: no click); `emb` the row's (B, F, D) embeddings."""
-        b = emb.shape[0]
+        (B, lists * N) table rows (-1: no click); `emb` the row's (B, F, D) embeddings. One
+        request's rows may pass their shared history once (B = 1): the mean is then taken
+        once, the attention still weighs it for each row's candidate."""
+        if self.unit is not None:
+            clicks = clicks.expand(emb.shape[0], -1, -1)
+            ids = ids.expand(emb.shape[0], -1)
+        b = clicks.shape[0]
         h = clicks.reshape(b, self.lists, self.length, self.dim).sum(1)  # (B, N, D)
         held = ids[:, :self.length] >= 0  # (B, N), the latest click first
         if self.training and self.truncation:
@@ -346,7 +352,7 @@ class HistoryPool(nn.Module):
         held = held.unsqueeze(-1).to(h.dtype)  # (B, N, 1)
         target = emb[:, self.target]
         if self.unit is None:
-            pooled = (h * held).sum(1) / held.sum(1).clamp(min=1)
+            pooled = ((h * held).sum(1) / held.sum(1).clamp(min=1)).expand_as(target)
         else:
             pooled = ((self.weights(target, h) * held) * h).sum(1)
         return [pooled, pooled * target]

@@ -17,6 +17,7 @@ The program's methods, each (ids, dense, vectors, scenario) -> one logit a row, 
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import torch
@@ -27,7 +28,7 @@ from recsys.dataset.layout import Layout
 from recsys.errors import UsageError
 from recsys.models.base import Model
 from recsys.models.quant import quantize
-from recsys.schema import SCENARIO
+from recsys.schema import ITEM_ID, SCENARIO
 
 TOLERANCE = 1e-5  # the program against the model it was traced from, on the same tables
 
@@ -96,8 +97,8 @@ def export_program(model: Model, layout: Layout, dtype: str
 def example_inputs(layout: Layout, rows: int, generator: torch.Generator,
                    one_request: bool = False, scenario: int | None = None) -> tuple:
     """Rows of random valid inputs (ids, dense, vectors, scenario): each ID within its table,
-    multi-valued features and histories of random lengths; `one_request`: every row with row
-    0's history and (`scenario`) one scenario, as a served request's candidates."""
+    multi-valued features and histories of random lengths; `one_request`: a served request's
+    candidates, every row with row 0's user, context, history and (`scenario`) scenario."""
     def draw(high: int, shape) -> torch.Tensor:
         return torch.randint(0, high, shape, generator=generator)
 
@@ -117,11 +118,21 @@ def example_inputs(layout: Layout, rows: int, generator: torch.Generator,
         at += layout.history_length
     n = len(layout.scenarios)
     scenarios = draw(n, (rows,)) if scenario is None else torch.full((rows,), scenario)
-    if one_request:
-        start = layout.id_columns - len(layout.history_keys)
-        ids[:, start:] = ids[:1, start:]
     if SCENARIO in layout.sparse:
         ids[:, layout.slot(SCENARIO)] = scenarios
     dense = torch.randn(rows, len(layout.dense), generator=generator)
     vectors = torch.randn(rows, sum(g.width for g in layout.vectors), generator=generator)
+    if one_request:  # all but the candidate item's own features are row 0's
+        at, shared = 0, []
+        for owner, width in zip(layout.owners, widths):
+            shared += range(at, at + width) if owner != "item" else []
+            at += width
+        shared += range(at, layout.id_columns)  # the history
+        ids[:, shared] = ids[:1, shared]
+        users = [j for j, owner in enumerate(layout.dense_owners) if owner != "item"]
+        dense[:, users] = dense[:1, users]
+        starts = [0, *itertools.accumulate(g.width for g in layout.vectors)]
+        for g, start in zip(layout.vectors, starts):
+            if g.owner != ITEM_ID:
+                vectors[:, start:start + g.width] = vectors[:1, start:start + g.width]
     return ids, dense, vectors, scenarios

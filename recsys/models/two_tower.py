@@ -81,8 +81,10 @@ class TwoTower(Model, name="two_tower"):
         emb = self.sparse.lookup(batch)
         user = torch.cat([emb[:, self.user_slots].flatten(1), batch.dense[:, self.user_dense]],
                          dim=1)
-        return (normalize(self.user(user), dim=1),
-                normalize(self.item(emb[:, self.item_slots].flatten(1)), dim=1))
+        if batch.one_history:  # one request: one user, scenario and context, one user vector
+            user = user[:1]
+        item = normalize(self.item(emb[:, self.item_slots].flatten(1)), dim=1)
+        return normalize(self.user(user), dim=1).expand_as(item), item
 
     def forward(self, batch):
         user, item = self.vectors(batch)

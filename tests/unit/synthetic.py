@@ -63,3 +63,21 @@ def split(rows: int = 512, seed: int = 0, history: bool = False,
                      labels=labels, scenario=scenario.astype(np.int64),
                      p_true=np.zeros(rows, np.float32), flags={},
                      time=np.arange(rows, dtype=np.int64))
+
+
+def one_request(data: SplitData, lay: Layout, rows: int = 64) -> SplitData:
+    """`data` with its first `rows` rows made one served request's candidates: the user, the
+    scenario, the context, their dense features and the history of the row with the longest
+    history on every one of them (Batch.one_history's contract); the items stay each row's."""
+    import dataclasses
+
+    ids, dense, scenario = data.ids.copy(), data.dense.copy(), data.scenario.copy()
+    start = ids.shape[1] - len(lay.history_keys)
+    first = int((ids[:rows, start:] >= 0).sum(1).argmax()) if lay.history_keys else 0
+    shared = [j for j, owner in enumerate(lay.owners) if owner != "item"] + \
+        list(range(start, ids.shape[1]))
+    ids[:rows, shared] = ids[first, shared]
+    users = [j for j, owner in enumerate(lay.dense_owners) if owner != "item"]
+    dense[:rows, users] = dense[first, users]
+    scenario[:rows] = scenario[first]
+    return dataclasses.replace(data, ids=ids, dense=dense, scenario=scenario)

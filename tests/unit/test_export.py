@@ -19,7 +19,7 @@ from recsys.models.dnn_mixed import DNNMixed
 from recsys.models.export import ExportError, example_inputs, export_program
 from recsys.models.quant import quantize
 from recsys.models.registry import MODELS, build_model
-from synthetic import layout
+from synthetic import layout, one_request
 from test_model_contract import CASES, _model
 
 torch.set_num_threads(1)
@@ -27,12 +27,8 @@ EXPORTED = [c for c in CASES if not MODELS[c[0]].capabilities.adapts]
 
 
 def _request(data, lay):
-    """The first 64 rows as one request: every row with the longest row's history."""
-    data = dataclasses.replace(data, ids=data.ids.copy())
-    hist = slice(data.ids.shape[1] - len(lay.history_keys), None)
-    data.ids[:64, hist] = data.ids[int((data.ids[:64, hist] >= 0).sum(1).argmax()), hist]
-    data.scenario[:64] = data.scenario[0]
-    return rows_batch(data, lay, slice(0, 64), one_history=True)
+    """The first 64 rows as one request (synthetic.one_request)."""
+    return rows_batch(one_request(data, lay), lay, slice(0, 64), one_history=True)
 
 
 def _inputs(batch):

@@ -17,7 +17,7 @@ from recsys.metrics import auc as roc_auc
 from recsys.models.registry import MODELS, build_model, model_class
 from recsys.models.base import TrainWrapper, dense_parameters
 from recsys.models.mmoe import MMoE
-from synthetic import layout, split
+from synthetic import layout, one_request, split
 
 torch.set_num_threads(1)
 
@@ -74,10 +74,8 @@ def test_one_request_reads_its_history_once_and_scores_the_same(name, history):
     and broadcast (Batch.one_history), every model scores them as it scores the full batch."""
     model, lay, data, _ = _model(name, history)
     model.eval()
-    data = dataclasses.replace(data, ids=data.ids.copy())
+    data = one_request(data, lay)  # one user, scenario, context and history on every row
     request, hist = slice(0, 64), slice(data.ids.shape[1] - len(lay.history_keys), None)
-    longest = int((data.ids[request, hist] >= 0).sum(1).argmax())
-    data.ids[request, hist] = data.ids[longest, hist]  # one user's history on every row
     assert (data.ids[request, hist] >= 0).sum() > 64
     full, once = rows_batch(data, lay, request), rows_batch(data, lay, request, True)
     assert once.sparse.values().numel() < full.sparse.values().numel()
