@@ -13,7 +13,7 @@
   every answer (the default) and one with `--no-log-served`, their requests interleaved;
 - /feedback from 8 concurrent clients on 1 worker and on 4 (one click a request);
 - the history run exported with int8 tables (`recsys export`) against itself in fp32: the
-  model alone scoring one request's 500 candidates."""
+  model alone scoring one request's 500 candidates, and /score at 100 and 500 candidates."""
 
 from __future__ import annotations
 
@@ -252,9 +252,10 @@ def test_score_latency_with_history(benchmark, history_run, applied_repo):
                            iterations=1, warmup_rounds=5)
 
 
-def test_exported_int8_scoring_against_the_eager_model(benchmark, history_run):
+def test_exported_int8_scoring_against_the_eager_model(benchmark, history_run, applied_repo):
     """Model alone, one request's 500 candidates (the history looked up once): the history
-    run in eager fp32 against its `recsys export --dtype int8` artifact, interleaved."""
+    run in eager fp32 against its `recsys export --dtype int8` artifact, interleaved; then
+    /score at 100 and 500 candidates served from each."""
     import torch
 
     from recsys.models.export import Program, example_inputs
@@ -281,6 +282,11 @@ def test_exported_int8_scoring_against_the_eager_model(benchmark, history_run):
                 500 / float(np.median(taken))
         benchmark.pedantic(lambda: program.score_request(*rows), rounds=50, iterations=1,
                            warmup_rounds=3)
+    for name, served in (("run", history_run), ("int8 artifact", artifact)):
+        with recsys_server(served, applied_repo) as client:
+            for n in (100, 500):
+                _record(f"/score sqlite with the history, {name}, {n} candidates",
+                        _latencies(client, "/score", _bodies(n, REQUESTS)))
 
 
 def test_recommend_latency(benchmark, served_run, applied_repo, two_tower_run):

@@ -147,6 +147,11 @@ def ratio_pairs() -> list[tuple[str, str]]:
               for what in ("items/s", "peak RSS bytes")),
             ("model-only scoring, 500 candidates, artifact int8 examples/s",
              "model-only scoring, 500 candidates, eager fp32 examples/s"),
+            *((f"/score sqlite with the history, int8 artifact, {n} candidates p99 ms",
+               f"/score sqlite with the history, run, {n} candidates p99 ms") for n in (100, 500)),
+            *((f"/score sqlite with the history, {w}, 500 candidates p99 ms",
+               f"/score sqlite with the history, {w}, 100 candidates p99 ms")
+              for w in ("run", "int8 artifact")),
             ("/recommend sqlite, k 20 of 500 candidates p99 ms",
              "/score sqlite, 100 candidates p99 ms"),
             *((f"recsys {c} s", f"{floor} s") for c in ("train --dataset <missing>",

@@ -289,7 +289,8 @@ INTERRUPTED = {
                  "impressions:", "repo"),
     "import": (["import", "interactions", "--interactions", "{log}", *LOG, "--force", "--repo",
                 "{repo}"], "import interactions:", "repo"),
-    "encode-text": (["encode-text", "--force", "--repo", "{repo}"], "encode-text:", "repo"),
+    "encode-text": (["encode-text", "--force", "--repo", "{repo}", "--model", "{encoder}"],
+                    "encode-text:", "repo"),
     "build-dataset": (["build-dataset", "--repo", "{repo}", "--out", "{ds}", "--force"],
                       "point-in-time join:", "ds"),
     "train": (["train", "--model", "dnn", "--dataset", "{ds}", "--epochs", "2", "--out",
@@ -305,7 +306,7 @@ def test_interrupted_mid_run_keeps_the_old_state_and_a_rerun_succeeds(tiny, tmp_
     before (the old data stays until the new is complete); the rerun then succeeds and leaves
     no half-written leftovers behind."""
     places = {"repo": tmp_path / "repo", "ds": tmp_path / "ds", "run": tmp_path / "run",
-              "log": tmp_path / "log.parquet"}
+              "log": tmp_path / "log.parquet", "encoder": tiny["encoder"]}
     shutil.copytree(tiny["repo"], places["repo"])
     shutil.copytree(tiny["dataset"], places["ds"])
     if command == "import":

@@ -38,7 +38,8 @@ def test_second_run_encodes_nothing_and_writes_the_same_vectors(tiny):
     assert first["dim"] == 32 and 0 < first["explained_variance"] < 1
     before = {v: vectors_of(tiny["offline"], v) for v in ("user_text_vec", "item_text_vec")}
     fails("encode-text", "--repo", str(tiny["repo"]), says="pass --force")
-    out = run("recsys", "encode-text", "--repo", str(tiny["repo"]), "--force").stdout
+    out = run("recsys", "encode-text", "--repo", str(tiny["repo"]), "--force", "--model",
+              str(tiny["encoder"])).stdout
     again = json.loads((tiny["offline"] / ENCODING).read_text())
     assert again["encoded"] == 0 and again["cached"] == first["distinct"], out
     assert "encoded 0 new texts" in out
