@@ -53,8 +53,7 @@ def export(run_path: Path, dtype: str, out: Path, dataset: Path | None = None,
             shutil.copy2(run_path / name, tmp / name)
         facts = {"run": str(run_path), "run_fingerprint": run.fingerprint(),
                  "model": run.config().model, "dtype": dtype, **tables,
-                 "inputs": {"ids": list(layout.kjt_keys), "id_columns": layout.id_columns,
-                            "dense": list(layout.dense),
+                 "inputs": {"ids": _id_columns(layout), "dense": list(layout.dense),
                             "vectors": sum(g.width for g in layout.vectors),
                             "scenarios": list(layout.scenarios)},
                  "methods": ["forward", "score_request"],
@@ -85,3 +84,12 @@ def _largest_gap(scores: Path, run_scores: Path) -> float | None:
                            f"POSITIONAL JOIN read_parquet('{run_scores}') b").fetchone()[0]
     finally:
         con.close()
+
+
+def _id_columns(layout) -> list[str]:
+    """The program's ID matrix, column by column: each single-valued feature, each value slot
+    of a multi-valued one ("item_genres[1]"), then the history's positions (-1: none)."""
+    widths = layout.widths or (1,) * len(layout.sparse)
+    return [name if width == 1 else f"{name}[{i}]"
+            for name, width in zip(layout.sparse, widths) for i in range(width)] + \
+        list(layout.history_keys)
