@@ -145,21 +145,30 @@ def _after_the_last_click(served) -> tuple[np.ndarray, np.ndarray]:
     return held, np.concatenate([held[:60], empty[:20]])
 
 
-def test_an_exported_din_serves_its_own_offline_scores(served):
-    """`recsys export` of the din run (int8 tables), served in its place: the rows above score
-    as the artifact scored the test split, and that within int8's rounding of the run."""
-    artifact = served["base"] / "din-int8"
-    run("recsys", "export", str(served["runs"]["din"]), "--out", str(artifact))
-    ours = pq.read_table(artifact / SCORES.format(split="test"))["score"].to_numpy()
-    theirs = pq.read_table(served["runs"]["din"] / SCORES.format(split="test"))["score"]
-    assert 0 < np.abs(ours - theirs.to_numpy()).max() < 0.01
+def test_an_exported_din_is_swapped_in_and_serves_its_own_offline_scores(served):
+    """A server watching a folder that holds the din run: `recsys export` of the run (int8
+    tables) into that folder is swapped in, and the rows above score as the artifact scored
+    the test split, that within int8's rounding of the run."""
+    folder = served["base"] / "published"
+    folder.mkdir()
+    (folder / "din").symlink_to(served["runs"]["din"])
     held, rows = _after_the_last_click(served)
     users = served["test"][USER_ID].to_numpy()
     rows = rows[users[rows] != users[held[0]]]  # the din test sent that user a click
-    with recsys_server(artifact, served["repo"]) as client:
+    with recsys_server(None, served["repo"], "--watch", str(folder), "--watch-seconds",
+                       "0.5") as client:
+        assert client.get("/metadata").json()["run"] == str(folder / "din")
+        artifact = folder / "din-int8"
+        run("recsys", "export", str(folder / "din"), "--out", str(artifact))
+        deadline = time.monotonic() + 120
+        while client.get("/metadata").json()["run"] != str(artifact):
+            assert time.monotonic() < deadline, client.log.read_text()
+            time.sleep(0.5)
+        assert client.get("/metadata").json()["model"] == "din"
         _served_equals_offline(client, artifact, served["test"], rows=rows)
-        meta = client.get("/metadata").json()
-        assert meta["model"] == "din" and meta["run"] == str(artifact)
+    ours = pq.read_table(artifact / SCORES.format(split="test"))["score"].to_numpy()
+    theirs = pq.read_table(served["runs"]["din"] / SCORES.format(split="test"))["score"]
+    assert 0 < np.abs(ours - theirs.to_numpy()).max() < 0.01
 
 
 def test_the_served_log_holds_every_answer_with_the_features_the_model_saw(server, served):
