@@ -92,11 +92,11 @@ TABLE_DTYPES = {"fp32": DataType.FP32, "fp16": DataType.FP16}
 
 def table_lookup(ebc: nn.Module, batch: Batch, plans: dict) -> KeyedTensor:
     """`ebc(batch.sparse)`. Exported tables (QuantTables) read the batch themselves. For a
-    FusedEmbeddingBagCollection: its own forward less its split of the
-    batch into a JaggedTensor per key, which costs most of a served request's lookup with a
-    hundred history keys: one permute into the tables' order, then the same kernel call per
-    group of tables on the same values (`plans` keeps each key order's permutation). Other
-    collections (sharded) answer themselves."""
+    FusedEmbeddingBagCollection: its own forward less its split of the batch into a
+    JaggedTensor per key, which costs most of a served request's lookup with a hundred
+    history keys: one permute into the tables' order, then the same kernel call per group of
+    tables on the same values (`plans` keeps each key order's permutation). Other collections
+    (sharded) answer themselves."""
     if isinstance(ebc, QuantTables):
         return ebc(batch)
     kjt = batch.sparse
