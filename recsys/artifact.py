@@ -20,7 +20,7 @@ import hashlib
 from pathlib import Path
 
 from recsys.errors import DataError
-from recsys.files import read_json
+from recsys.files import hash_into, read_json
 
 PROGRAM, ARTIFACT = "program.pt", "artifact.json"
 DTYPES = ("int8", "int4", "fp16", "fp32")  # the table types an export takes (models.quant)
@@ -32,11 +32,7 @@ def is_artifact(path: Path) -> bool:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+    return hash_into(hashlib.sha256(), path).hexdigest()
 
 
 class Artifact:

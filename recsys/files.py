@@ -46,6 +46,14 @@ def link_or_copy(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest)
 
 
+def hash_into(h, path: Path):
+    """`h` (a hashlib hash) fed `path`'s bytes, a few MB at a time: no whole file in memory."""
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h
+
+
 def write_text(text: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as tmp:

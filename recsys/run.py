@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from recsys.config import PROVENANCE, Provenance, TrainConfig
 from recsys.errors import DataError, OutputExistsError, UsageError
 from recsys.dataset.meta import DatasetMeta
-from recsys.files import load_torch, read_json, write_json
+from recsys.files import hash_into, load_torch, read_json, write_json
 
 if TYPE_CHECKING:  # torch and the layout are imported where a model is built: a missing run
     import torch   # is refused without them
@@ -141,11 +141,7 @@ class Run:
 
     def fingerprint(self) -> str:
         """A short hash of the best epoch's weights: which model is serving."""
-        h = hashlib.sha256()
-        with self.weights.open("rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
-        return h.hexdigest()[:16]
+        return hash_into(hashlib.sha256(), self.weights).hexdigest()[:16]
 
     def load_model(self, layout: Layout) -> torch.nn.Module:
         """The best epoch, ready to predict in this process (`layout` must have the run's

@@ -30,7 +30,7 @@ from recsys.data import vectors
 from recsys.data.offline import offline_dir, read_repo_meta, read_schema, table_files
 from recsys.errors import OutputExistsError, UsageError
 from recsys.schema import EVENT_TIMESTAMP, Schema, vector_name
-from recsys.files import atomic_dir, replacing, write_json
+from recsys.files import atomic_dir, hash_into, replacing, write_json
 from recsys.text.cache import TextCache, text_keys
 
 ENCODING = "text_encoding.json"
@@ -52,9 +52,7 @@ def fingerprint(model: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in model.rglob("*") if p.is_file() and ".git" not in p.parts):
         h.update(str(path.relative_to(model)).encode())
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
+        hash_into(h, path)
     return h.hexdigest()[:16]
 
 
