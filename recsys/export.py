@@ -87,9 +87,9 @@ def _largest_gap(scores: Path, run_scores: Path) -> float | None:
 
 
 def _id_columns(layout) -> list[str]:
-    """The program's ID matrix, column by column: each single-valued feature, each value slot
-    of a multi-valued one ("item_genres[1]"), then the history's positions (-1: none)."""
-    widths = layout.widths or (1,) * len(layout.sparse)
-    return [name if width == 1 else f"{name}[{i}]"
-            for name, width in zip(layout.sparse, widths) for i in range(width)] + \
-        list(layout.history_keys)
+    """The program's ID matrix, column by column (Layout.inputs): each single-valued feature,
+    each value slot of a multi-valued one ("item_genres[1]"), then the history's positions
+    ("history_item_ids_0"; -1: none)."""
+    return [c.name if c.width == 1 and not c.history else
+            f"{c.name}_{i}" if c.history else f"{c.name}[{i}]"
+            for c in layout.inputs if c.matrix == "ids" for i in range(c.width)]

@@ -103,19 +103,19 @@ def example_inputs(layout: Layout, rows: int, generator: torch.Generator,
         return torch.randint(0, high, shape, generator=generator)
 
     ids = torch.empty(rows, layout.id_columns, dtype=torch.long)
-    widths = layout.widths or (1,) * len(layout.sparse)
-    at = 0
-    for size, width in zip(layout.num_embeddings, widths):
-        ids[:, at:at + width] = draw(size, (rows, width))
-        if width > 1:  # padded with -1 past each row's values
-            ids[:, at:at + width][torch.arange(width) >= draw(width + 1, (rows, 1))] = -1
-        at += width
+    columns = [c for c in layout.inputs if c.matrix == "ids"]
+    for c in columns:
+        if not c.history:
+            ids[:, c.start:c.start + c.width] = draw(c.size, (rows, c.width))
+            if c.width > 1:  # padded with -1 past each row's values
+                ids[:, c.start:c.start + c.width][
+                    torch.arange(c.width) >= draw(c.width + 1, (rows, 1))] = -1
+    # the history's lists are of the same clicks: one length a row
     held = torch.arange(layout.history_length) < draw(layout.history_length + 1, (rows, 1))
-    table_rows = dict(zip(layout.sparse, layout.num_embeddings))
-    for _, feature in layout.history_tables:  # the lists of the same clicks: one length
-        part = draw(table_rows[feature], (rows, layout.history_length))
-        ids[:, at:at + layout.history_length] = part.masked_fill(~held, -1)
-        at += layout.history_length
+    for c in columns:
+        if c.history:
+            ids[:, c.start:c.start + c.width] = draw(c.size, (rows, c.width)).masked_fill(
+                ~held, -1)
     n = len(layout.scenarios)
     scenarios = draw(n, (rows,)) if scenario is None else torch.full((rows,), scenario)
     if SCENARIO in layout.sparse:
@@ -123,11 +123,9 @@ def example_inputs(layout: Layout, rows: int, generator: torch.Generator,
     dense = torch.randn(rows, len(layout.dense), generator=generator)
     vectors = torch.randn(rows, sum(g.width for g in layout.vectors), generator=generator)
     if one_request:  # all but the candidate item's own features are row 0's
-        at, shared = 0, []
-        for owner, width in zip(layout.owners, widths):
-            shared += range(at, at + width) if owner != "item" else []
-            at += width
-        shared += range(at, layout.id_columns)  # the history
+        owners = dict(zip(layout.sparse, layout.owners))
+        shared = [j for c in columns if c.history or owners.get(c.name, "item") != "item"
+                  for j in range(c.start, c.start + c.width)]
         ids[:, shared] = ids[:1, shared]
         users = [j for j, owner in enumerate(layout.dense_owners) if owner != "item"]
         dense[:, users] = dense[:1, users]

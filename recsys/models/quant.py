@@ -63,8 +63,6 @@ class QuantTables(nn.Module):
         sparse_type, _ = EXPORT_DTYPES[dtype]
         state = ebc.state_dict()
         columns = _columns(layout)
-        single = {n for n, w in zip(layout.sparse, layout.widths or (1,) * len(layout.sparse))
-                  if w == 1}
         order = {k: i for i, k in enumerate(layout.kjt_keys)}
         by_pooling: dict = {}
         for table in ebc._embedding_bag_configs:
@@ -84,13 +82,10 @@ class QuantTables(nn.Module):
                 scale_bias_size_in_bytes=SCALE_BIAS_BYTES,
                 weight_lists=[quantized_rows(state[f"embedding_bags.{t.name}.weight"], dtype)
                               for t in tables]))
-            history = [f for f in features if f not in columns.get("sparse", {})]
-            plain = [f for f in features if f not in history]
-            self.groups.append((
-                [c for f in plain for c in columns["sparse"][f]] +
-                [columns["history"][f] for f in history],
-                tuple(1 if f in single else len(columns["sparse"][f]) for f in plain),
-                len(history)))
+            plain = [f for f in features if f in layout.sparse]  # the history's after them
+            self.groups.append(([c for f in features for c in columns[f]],
+                                tuple(len(columns[f]) for f in plain),
+                                len(features) - len(plain)))
             self.keys += features
         self.dim = ebc._embedding_bag_configs[0].embedding_dim
 
@@ -109,16 +104,16 @@ class QuantTables(nn.Module):
         return sum(k.weights_host.numel() * k.weights_host.element_size() for k in self.kernels)
 
 
-def _columns(layout: Layout) -> dict[str, dict]:
-    """Where each KJT feature sits in a batch's ID matrix: a sparse feature's columns (one, or
-    a multi-valued one's width), a history feature's one column."""
-    widths = layout.widths or (1,) * len(layout.sparse)
-    at, sparse = 0, {}
-    for name, width in zip(layout.sparse, widths):
-        sparse[name] = list(range(at, at + width))
-        at += width
-    return {"sparse": sparse,
-            "history": {k: at + i for i, k in enumerate(layout.history_keys)}}
+def _columns(layout: Layout) -> dict[str, list[int]]:
+    """Where each KJT feature sits in a batch's ID matrix (Layout.inputs): a sparse feature's
+    columns (one, or a multi-valued one's width), a history feature's one column."""
+    out = {}
+    for c in layout.inputs:
+        if c.matrix == "ids" and c.history:  # one feature per position ("history_item_ids_0")
+            out.update({f"{c.name}_{i}": [c.start + i] for i in range(c.width)})
+        elif c.matrix == "ids":
+            out[c.name] = list(range(c.start, c.start + c.width))
+    return out
 
 
 def quantize(model: nn.Module, layout: Layout, dtype: str) -> tuple[int, int]:
