@@ -24,6 +24,7 @@ from torchrec.sparse.jagged_tensor import KeyedTensor
 from recsys.artifact import DTYPES
 from recsys.dataset.batch import Batch, kjt
 from recsys.dataset.layout import Layout
+from recsys.models.config import TABLE_DTYPE_BYTES
 
 # the storage types an exported table takes: FBGEMM's type and its bits a value
 EXPORT_DTYPES = dict(zip(DTYPES, [(SparseType.INT8, 8), (SparseType.INT4, 4),
@@ -65,7 +66,7 @@ class QuantTables(nn.Module):
         columns = _columns(layout)
         order = {k: i for i, k in enumerate(layout.kjt_keys)}
         by_pooling: dict = {}
-        for table in ebc._embedding_bag_configs:
+        for table in ebc.embedding_bag_configs():
             by_pooling.setdefault(table.pooling, []).append(table)
         self.kernels = nn.ModuleList()
         self.groups: list[tuple[list[int], tuple[int, ...], int]] = []
@@ -87,7 +88,7 @@ class QuantTables(nn.Module):
                                 tuple(len(columns[f]) for f in plain),
                                 len(features) - len(plain)))
             self.keys += features
-        self.dim = ebc._embedding_bag_configs[0].embedding_dim
+        self.dim = ebc.embedding_bag_configs()[0].embedding_dim
 
     def forward(self, batch: Batch) -> KeyedTensor:
         out = []
@@ -123,8 +124,8 @@ def quantize(model: nn.Module, layout: Layout, dtype: str) -> tuple[int, int]:
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, FusedEmbeddingBagCollection):
-                before += sum(t.num_embeddings * t.embedding_dim * 4
-                              for t in child._embedding_bag_configs)
+                before += sum(t.num_embeddings * t.embedding_dim * TABLE_DTYPE_BYTES["fp32"]
+                              for t in child.embedding_bag_configs())
                 quant = QuantTables(child, layout, dtype)
                 after += quant.table_bytes()
                 setattr(module, name, quant)
