@@ -1,6 +1,6 @@
 """`recsys export`'s program (models.export) on hand-made batches: every model that has a
 forward to export scores as its eager self, row by row and one request at a time, in fp32
-exactly and in int8 / int4 within their rounding; what cannot be exported is refused by name;
+exactly and in int8 within its rounding; what cannot be exported is refused by name;
 the tables shrink as the issue's sizes say; and the program, saved, scores the same in a
 process that cannot import recsys at all."""
 
