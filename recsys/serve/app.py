@@ -32,6 +32,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from recsys.memory import reuse_freed_memory
 from recsys.serve.metrics import Measured, ServerMetrics
 from recsys.serve.routes import MAX_BODY_BYTES, router, too_large
 from recsys.serve.scorer import Scorer
@@ -44,6 +45,7 @@ SETTINGS_ENV = "RECSYS_SERVE"  # the settings of each worker process (JSON)
 def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
     """The app: the serving state (`state.Serving`), the metrics and the routes."""
     torch.set_num_threads(1)  # one request, one core: concurrency comes from the requests
+    reuse_freed_memory()  # a request's tensors reuse the last one's pages
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
