@@ -90,16 +90,44 @@ class Model(nn.Module):
 TABLE_DTYPES = {"fp32": DataType.FP32, "fp16": DataType.FP16}
 
 
-def table_lookup(ebc: nn.Module, batch: Batch, plans: dict) -> KeyedTensor:
-    """`ebc(batch.sparse)`. Exported tables (QuantTables) read the batch themselves. For a
-    FusedEmbeddingBagCollection: its own forward less its split of the batch into a
-    JaggedTensor per key, which costs most of a served request's lookup with a hundred
-    history keys: one permute into the tables' order, then the same kernel call per group of
-    tables on the same values (`plans` keeps each key order's permutation). Other collections
-    (sharded) answer themselves."""
+def table_lookup(ebc: nn.Module, batch: Batch, plans: dict, keys: list[str],
+                 history_keys: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tables' pooled rows of `keys` (B, len(keys), width) and of `history_keys`
+    (R, len(history_keys), width), in those orders; R = 1 for one request's rows
+    (Batch.one_history: its history is row 0's), else B. Exported tables (QuantTables) read the
+    batch themselves and look the one request's history up once; the other collections answer
+    `batch.sparse` (`plans` keeps each answer's key order's picks)."""
     if isinstance(ebc, QuantTables):
-        return ebc(batch)
-    kjt = batch.sparse
+        (found, values), (found_history, clicks) = zip((ebc.keys, ebc.history_keys), ebc(batch))
+    else:
+        pooled = _pooled(ebc, batch.sparse, plans)
+        found = found_history = tuple(pooled.keys())
+        values = pooled.values().view(-1, len(found), pooled.length_per_key()[0])
+        clicks = values[:1] if batch.one_history else values
+    return _pick(values, tuple(found), keys, plans), \
+        _pick(clicks, tuple(found_history), history_keys, plans)
+
+
+def _pick(values: torch.Tensor, found: tuple[str, ...], wanted: list[str],
+          plans: dict) -> torch.Tensor:
+    """values[:, the slots of `wanted` among `found`]: a view where they sit side by side in
+    order, else one gather (a plain index costs less per step than TorchRec's regroup with a
+    hundred history keys)."""
+    plan = (found, tuple(wanted))
+    if plan not in plans:
+        at = [found.index(k) for k in wanted]
+        start = at[0] if at else 0
+        plans[plan] = slice(start, start + len(at)) if at == list(range(start, start + len(at))) \
+            else torch.tensor(at)
+    return values[:, plans[plan]]
+
+
+def _pooled(ebc: nn.Module, kjt, plans: dict) -> KeyedTensor:
+    """`ebc(kjt)`. For a FusedEmbeddingBagCollection: its own forward less its split of the
+    batch into a JaggedTensor per key, which costs most of a served request's lookup with a
+    hundred history keys: one permute into the tables' order, then the same kernel call per
+    group of tables on the same values (`plans` keeps each key order's permutation). Other
+    collections (sharded) answer themselves."""
     if not isinstance(ebc, FusedEmbeddingBagCollection) or ebc.is_weighted():
         return ebc(kjt)
     keys = tuple(kjt.keys())
@@ -166,7 +194,6 @@ class SparseArch(nn.Module):
             if self.dot is not None and self.dot.biases else None
         self.n_slots = len(layout.sparse) + len(groups) + \
             (HistoryPool.SLOTS if self.history is not None else 0)
-        self._orders: dict[tuple[str, ...], torch.Tensor] = {}
         self._groups: dict = {}  # table_lookup's plans
         self.out_dim = cfg.embedding_dim * self.n_slots + len(layout.dense)
         self.backbone = CrossNet(self.out_dim, cfg.cross_layers, cfg.cross_rank) \
@@ -175,12 +202,8 @@ class SparseArch(nn.Module):
     def lookup(self, batch: Batch) -> torch.Tensor:
         """(B, F + G (+ slots), D): one embedding per sparse feature, in Layout order, then one
         per vector group, then the pooled history's slots when the Layout reads it."""
-        pooled = table_lookup(self.ebc, batch, self._groups)
-        values = pooled.values().view(-1, len(pooled.keys()), self.dim)
-        # the tables answer in their own order (sharded: grouped by rank): pick ours
-        order = None if pooled.keys() == self.keys + self.history_keys else \
-            self._order(tuple(pooled.keys()))
-        emb = values[:, :self.n_sparse] if order is None else values[:, order[:self.n_sparse]]
+        emb, clicks = table_lookup(self.ebc, batch, self._groups, self.keys,
+                                   self.history_keys)
         slots = []
         for i, (start, width) in enumerate(self.spans):
             value = self.projections[i](batch.vectors[:, start:start + width])
@@ -193,18 +216,8 @@ class SparseArch(nn.Module):
             # one request's rows: the history was looked up for row 0 alone (its pooling
             # broadcasts it as it needs)
             rows = slice(0, 1) if batch.one_history else slice(None)
-            clicks = values[rows, self.n_sparse:] if order is None else \
-                values[rows][:, order[self.n_sparse:]]
             slots.extend(self.history(clicks, batch.history_ids[rows], emb))
         return torch.cat([emb, torch.stack(slots, dim=1)], dim=1) if slots else emb
-
-    def _order(self, keys: tuple[str, ...]) -> torch.Tensor:
-        """Where each of our features sits among the tables' answer `keys` (one gather, not
-        TorchRec's regroup: a plain index costs less per step with a hundred history keys)."""
-        if self._orders.get(keys) is None:
-            where = {k: i for i, k in enumerate(keys)}
-            self._orders[keys] = torch.tensor([where[k] for k in self.keys + self.history_keys])
-        return self._orders[keys]
 
     def join(self, emb: torch.Tensor, batch: Batch,
              dense: torch.Tensor | None = None) -> torch.Tensor:
@@ -272,8 +285,7 @@ class DotInteraction(nn.Module):
                     for name, names in features.items()],
             optimizer_type=RowWiseAdagrad, optimizer_kwargs={"lr": cfg.embedding_lr},
             device=torch.get_default_device())
-        self.dim, self.width, self._groups = cfg.embedding_dim, cfg.embedding_dim + extra, {}
-        self._order: dict[tuple[str, ...], torch.Tensor] = {}
+        self.dim, self._groups = cfg.embedding_dim, {}  # table_lookup's plans
 
     def table(self, name: str) -> torch.Tensor:
         """The dot table of ID feature `name` (user_id / item_id), as a view."""
@@ -286,14 +298,9 @@ class DotInteraction(nn.Module):
 
     def forward(self, batch: Batch, cold: dict[str, torch.Tensor] | None = None
                 ) -> torch.Tensor:
-        found = table_lookup(self.ebc, batch, self._groups)
-        keys = tuple(found.keys())
-        if keys not in self._order:
-            self._order[keys] = torch.tensor([keys.index(k) for k in
-                                              (USER_ID, ITEM_ID, *self.history_keys)])
-        values = found.values().view(-1, len(keys), self.width)
-        order = self._order[keys]
-        user, item = values[:, order[0]], values[:, order[1]]
+        ids, clicks = table_lookup(self.ebc, batch, self._groups, [USER_ID, ITEM_ID],
+                                   self.history_keys)
+        user, item = ids[:, 0], ids[:, 1]
         if cold is not None:
             item = item * ~cold[ITEM_ID].unsqueeze(1)
             user = user * ~cold[USER_ID].unsqueeze(1)
@@ -306,8 +313,8 @@ class DotInteraction(nn.Module):
             # one request (Batch.one_history): row 0's history, pooled once and broadcast
             rows = slice(0, 1) if batch.one_history else slice(None)
             held = (batch.history_ids[rows, :len(self.history_keys)] >= 0).unsqueeze(-1)
-            clicks = values[rows][:, order[2:], :d] * held.to(values.dtype)
-            pooled = clicks.sum(1) / held.sum(1).clamp(min=1).to(values.dtype)
+            clicks = clicks[..., :d] * held.to(clicks.dtype)
+            pooled = clicks.sum(1) / held.sum(1).clamp(min=1).to(clicks.dtype)
             logit = logit + (pooled * item).sum(1)
         return logit
 
@@ -341,15 +348,13 @@ class HistoryPool(nn.Module):
         (B, lists * N) table rows (-1: no click); `emb` the row's (B, F, D) embeddings. One
         request's rows may pass their shared history once (B = 1): the mean is then taken
         once, the attention still weighs it for each row's candidate."""
-        if self.unit is not None:
-            clicks = clicks.expand(emb.shape[0], -1, -1)
-            ids = ids.expand(emb.shape[0], -1)
-        b = clicks.shape[0]
-        h = clicks.reshape(b, self.lists, self.length, self.dim).sum(1)  # (B, N, D)
+        h = clicks.reshape(clicks.shape[0], self.lists, self.length, self.dim).sum(1)  # (B, N, D)
         held = ids[:, :self.length] >= 0  # (B, N), the latest click first
         if self.training and self.truncation:
             held = held & (torch.arange(self.length, device=held.device) < self._kept(held))
         held = held.unsqueeze(-1).to(h.dtype)  # (B, N, 1)
+        if self.unit is not None:  # one request's clicks, summed once, weighed for every row
+            h, held = h.expand(emb.shape[0], -1, -1), held.expand(emb.shape[0], -1, -1)
         target = emb[:, self.target]
         if self.unit is None:
             pooled = ((h * held).sum(1) / held.sum(1).clamp(min=1)).expand_as(target)
@@ -375,7 +380,7 @@ class HistoryPool(nn.Module):
         per_row = q @ (w_q + w_d).t() + first.bias  # (B, hidden)
         per_position = self.positions @ w_w.t()  # (N, hidden)
         per_click = (w_h - w_d).t().unsqueeze(0) + q.unsqueeze(2) * w_p.t().unsqueeze(0)
-        x = torch.bmm(h, per_click) + per_row.unsqueeze(1) + per_position.unsqueeze(0)
+        x = torch.bmm(h.contiguous(), per_click) + per_row.unsqueeze(1) + per_position.unsqueeze(0)
         return rest(x)
 
 

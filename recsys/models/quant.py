@@ -19,7 +19,6 @@ from fbgemm_gpu.split_table_batched_embeddings_ops_inference import (
 from torch import nn
 from torchrec.modules.embedding_configs import pooling_type_to_pooling_mode
 from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
-from torchrec.sparse.jagged_tensor import KeyedTensor
 
 from recsys.artifact import DTYPES
 from recsys.dataset.batch import Batch, kjt
@@ -55,9 +54,13 @@ def quantized_rows(weight: torch.Tensor, dtype: str) -> tuple[torch.Tensor, torc
 
 class QuantTables(nn.Module):
     """The tables of a FusedEmbeddingBagCollection in `dtype`, answering the features it
-    holds for a batch as the collection does (a KeyedTensor, one pooled row per feature). One
-    kernel per pooling (a multi-valued feature's mean, the rest summed); each reads its
-    features' columns of `batch.ids`, the history's for row 0 alone where `one_history`."""
+    holds for a batch as the collection does, one pooled row per feature: `forward` gives the
+    rows of `keys` (B, len(keys), dim) and of `history_keys` (R, len(history_keys), dim), R = 1
+    for one request's rows (`one_history`: its history is looked up for row 0 alone, not
+    answered as empty bags for every other row), else B. One kernel per pooling (a
+    multi-valued feature's mean, the rest summed) reads its features' columns of `batch.ids`;
+    the history's features have a kernel of their own on the same tables (the same weights in
+    memory, and saved once), so each kernel runs at its own batch size."""
 
     def __init__(self, ebc: FusedEmbeddingBagCollection, layout: Layout, dtype: str):
         super().__init__()
@@ -68,41 +71,71 @@ class QuantTables(nn.Module):
         by_pooling: dict = {}
         for table in ebc.embedding_bag_configs():
             by_pooling.setdefault(table.pooling, []).append(table)
-        self.kernels = nn.ModuleList()
-        self.groups: list[tuple[list[int], tuple[int, ...], int]] = []
+        self.kernels, self.history_kernels = nn.ModuleList(), nn.ModuleList()
+        # each kernel's ID columns, its multi-valued features' widths and its empty features
+        self.reads: list[tuple[list[int], tuple[int, ...], int]] = []
+        self.history_reads: list[tuple[list[int], tuple[int, ...], int]] = []
         self.keys: list[str] = []
+        self.history_keys: list[str] = []
         for pooling, tables in by_pooling.items():
             owner = {f: t for t, table in enumerate(tables) for f in table.feature_names}
             features = sorted(owner, key=order.__getitem__)  # the batch's own order
-            self.kernels.append(IntNBitTableBatchedEmbeddingBagsCodegen(
-                embedding_specs=[(t.name, t.num_embeddings, t.embedding_dim, sparse_type,
-                                  EmbeddingLocation.HOST) for t in tables],
-                feature_table_map=[owner[f] for f in features],
-                pooling_mode=pooling_type_to_pooling_mode(pooling), device="cpu",
-                output_dtype=SparseType.FP32, row_alignment=ROW_ALIGNMENT,
-                scale_bias_size_in_bytes=SCALE_BIAS_BYTES,
-                weight_lists=[quantized_rows(state[f"embedding_bags.{t.name}.weight"], dtype)
-                              for t in tables]))
-            plain = [f for f in features if f in layout.sparse]  # the history's after them
-            self.groups.append(([c for f in features for c in columns[f]],
-                                tuple(len(columns[f]) for f in plain),
-                                len(features) - len(plain)))
-            self.keys += features
+            plain = [f for f in features if f in layout.sparse]
+            history = [f for f in features if f not in layout.sparse]
+
+            def kernel(names: list[str], weights) -> tuple[nn.Module, int]:
+                # every table of the group, each with a feature (one that no click reads
+                # gets an empty one): the two kernels' storages are then one
+                unread = sorted(set(range(len(tables))) - {owner[f] for f in names})
+                return IntNBitTableBatchedEmbeddingBagsCodegen(
+                    embedding_specs=[(t.name, t.num_embeddings, t.embedding_dim, sparse_type,
+                                      EmbeddingLocation.HOST) for t in tables],
+                    feature_table_map=[owner[f] for f in names] + unread,
+                    pooling_mode=pooling_type_to_pooling_mode(pooling), device="cpu",
+                    output_dtype=SparseType.FP32, row_alignment=ROW_ALIGNMENT,
+                    scale_bias_size_in_bytes=SCALE_BIAS_BYTES, weight_lists=weights), len(unread)
+
+            tables_kernel, unread = kernel(plain, [
+                quantized_rows(state[f"embedding_bags.{t.name}.weight"], dtype) for t in tables])
+            self.kernels.append(tables_kernel)
+            self.reads.append(([c for f in plain for c in columns[f]],
+                               tuple(len(columns[f]) for f in plain), unread))
+            self.keys += plain
+            if history:
+                clicks, unread = kernel(history, None)
+                clicks.initialize_weights()  # then the storage of the tables' kernel replaces it
+                clicks.weights_host = tables_kernel.weights_host
+                self.history_kernels.append(clicks)
+                self.history_reads.append(([c for f in history for c in columns[f]], (), unread))
+                self.history_keys += history
         self.dim = ebc.embedding_bag_configs()[0].embedding_dim
 
-    def forward(self, batch: Batch) -> KeyedTensor:
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = batch.ids[:1] if batch.one_history else batch.ids
+        return (self._pooled(self.kernels, self.reads, batch.ids, len(self.keys)),
+                self._pooled(self.history_kernels, self.history_reads, ids,
+                             len(self.history_keys)))
+
+    def _pooled(self, kernels: nn.ModuleList, reads: list, ids: torch.Tensor,
+                features: int) -> torch.Tensor:
+        """(rows of `ids`, features, dim): each kernel's features, pooled."""
         out = []
-        for kernel, (cols, widths, history) in zip(self.kernels, self.groups):
-            found = kjt([""] * (len(widths) + history), batch.ids[:, cols], widths, history,
-                        batch.one_history)
-            offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(found.lengths())
-            out.append(kernel(found.values().int(), offsets.int()))
-        return KeyedTensor(keys=self.keys, values=torch.cat(out, dim=1),
-                           length_per_key=[self.dim] * len(self.keys))
+        for kernel, (cols, widths, unread) in zip(kernels, reads):
+            found = torch.cat([ids[:, cols], ids.new_full((ids.shape[0], unread), -1)], dim=1)
+            # a feature a column (history-like) after the plain ones: the empty ones are so
+            bags = kjt([""] * (len(widths) + found.shape[1] - sum(widths)), found, widths,
+                       found.shape[1] - sum(widths))
+            offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(bags.lengths())
+            pooled = kernel(bags.values().int(), offsets.int())
+            out.append(pooled[:, :pooled.shape[1] - unread * self.dim])
+        if not out:
+            return ids.new_zeros((ids.shape[0], 0, self.dim), dtype=torch.float32)
+        return torch.cat(out, dim=1).view(ids.shape[0], features, self.dim)
 
     def table_bytes(self) -> int:
         """Bytes of the tables as stored (rows, their scale and bias)."""
-        return sum(k.weights_host.numel() * k.weights_host.element_size() for k in self.kernels)
+        return sum(k.weights_host.numel() * k.weights_host.element_size()
+                   for k in self.kernels)  # the history's kernels share these
 
 
 def _columns(layout: Layout) -> dict[str, list[int]]:

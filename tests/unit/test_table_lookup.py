@@ -1,7 +1,8 @@
 """table_lookup, the models' path to their tables, against TorchRec's own
 FusedEmbeddingBagCollection forward: the same embeddings, and after a backward pass the same
 rows updated by the fused optimizer, for tables of both poolings and a batch whose keys come in
-another order than the tables', some rows empty."""
+another order than the tables', some rows empty; each feature answered in the order asked, the
+history's apart (of row 0 alone for one request's rows)."""
 
 from __future__ import annotations
 
@@ -34,13 +35,21 @@ def test_table_lookup_is_the_collections_forward_and_backward():
     ids = torch.randint(0, 10, (int(lengths.sum()),), generator=torch.Generator().manual_seed(1))
     kjt = KeyedJaggedTensor.from_lengths_sync(keys, ids, lengths)
     own, ours = _collection(), _collection()
-    expected, got = own(kjt), table_lookup(ours, SimpleNamespace(sparse=kjt), {})
-    assert got.keys() == expected.keys()
-    assert torch.equal(got.values(), expected.values())
-    assert expected.values().abs().sum() > 0
-    weight = torch.randn(expected.values().shape)
-    (expected.values() * weight).sum().backward()
-    (got.values() * weight).sum().backward()
+    plain, history = ["x", "bag", "y"], ["hx_0", "hx_1"]
+    expected = own(kjt).to_dict()
+    got, clicks = table_lookup(ours, SimpleNamespace(sparse=kjt, one_history=False), {}, plain,
+                               history)
+    assert torch.equal(got, torch.stack([expected[k] for k in plain], dim=1))
+    assert torch.equal(clicks, torch.stack([expected[k] for k in history], dim=1))
+    assert got.abs().sum() > 0 and clicks.abs().sum() > 0
+    _, row0 = table_lookup(ours, SimpleNamespace(sparse=kjt, one_history=True), {}, plain,
+                           history)
+    assert torch.equal(row0, clicks[:1])
+    weight = torch.randn(got.shape), torch.randn(clicks.shape)
+    expected_all = torch.cat([torch.stack([expected[k] for k in plain], 1),
+                              torch.stack([expected[k] for k in history], 1)], dim=1)
+    (expected_all * torch.cat(weight, dim=1)).sum().backward()
+    ((got * weight[0]).sum() + (clicks * weight[1]).sum()).backward()
     for name, value in own.state_dict().items():
         assert torch.equal(ours.state_dict()[name], value), name
     assert not torch.equal(own.state_dict()["embedding_bags.a.weight"],
