@@ -119,7 +119,8 @@ def _pick(values: torch.Tensor, found: tuple[str, ...], wanted: list[str],
         start = at[0] if at else 0
         plans[plan] = slice(start, start + len(at)) if at == list(range(start, start + len(at))) \
             else torch.tensor(at)
-    return values[:, plans[plan]]
+    pick = plans[plan]
+    return values[:, pick] if isinstance(pick, slice) else values.index_select(1, pick)
 
 
 def _pooled(ebc: nn.Module, kjt, plans: dict) -> KeyedTensor:
@@ -198,6 +199,13 @@ class SparseArch(nn.Module):
         self.out_dim = cfg.embedding_dim * self.n_slots + len(layout.dense)
         self.backbone = CrossNet(self.out_dim, cfg.cross_layers, cfg.cross_rank) \
             if cfg.backbone == "dcn" else nn.Identity()
+        # the input columns that one request's rows share (all but the candidate item's) and
+        # the candidate's: `networks` multiplies the shared ones once a request
+        per_candidate = _candidate_columns(layout, cfg.embedding_dim) \
+            if cfg.backbone != "dcn" else [True] * self.out_dim  # cross layers mix them
+        self.shared_columns, self.candidate_columns = (
+            torch.tensor([j for j, c in enumerate(per_candidate) if c == side], dtype=torch.long)
+            for side in (False, True))
 
     def lookup(self, batch: Batch) -> torch.Tensor:
         """(B, F + G (+ slots), D): one embedding per sparse feature, in Layout order, then one
@@ -227,6 +235,31 @@ class SparseArch(nn.Module):
         dense = batch.dense if dense is None else dense
         return self.rows(torch.cat([emb.flatten(1), dense], dim=1))
 
+    def networks(self, x: torch.Tensor, batch: Batch | None,
+                 nets: list[nn.Module]) -> list[torch.Tensor]:
+        """Each of `nets` (a model's networks on its input rows x (B, out_dim)): an
+        nn.Linear, an nn.Sequential or any module. One request's rows (Batch.one_history)
+        differ only in the candidate item's columns: the first layers (the Linears, and those
+        that begin a Sequential) then multiply the shared columns once (row 0) and broadcast
+        the product, the same sums in another order, all of them in one matrix product."""
+        firsts = [net if isinstance(net, nn.Linear) else
+                  net[0] if isinstance(net, nn.Sequential) and len(net) and
+                  isinstance(net[0], nn.Linear) else None for net in nets]
+        layers = [f for f in firsts if f is not None]
+        if batch is None or not batch.one_history or not len(self.shared_columns) or \
+                not layers:
+            return [net(x) for net in nets]
+        weight = torch.cat([layer.weight for layer in layers])
+        shared, candidate = self.shared_columns, self.candidate_columns  # index_select: a
+        # column gather that advanced indexing does several times slower
+        once = torch.addmm(torch.cat([layer.bias for layer in layers]),
+                           x[:1].index_select(1, shared), weight.index_select(1, shared).t())
+        both = torch.addmm(once, x.index_select(1, candidate),
+                           weight.index_select(1, candidate).t())
+        done = iter(both.split([layer.out_features for layer in layers], dim=1))
+        return [net(x) if first is None else next(done) if first is net else
+                net[1:](next(done)) for net, first in zip(nets, firsts)]
+
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone over input rows (..., out_dim): the one place it is applied."""
         return self.backbone(x)
@@ -249,6 +282,20 @@ class SparseArch(nn.Module):
     def table(self, name: str) -> torch.Tensor:
         """The embedding table of feature `name`, as a view: writes change the model."""
         return self.ebc.state_dict()[f"embedding_bags.t_{name}.weight"]
+
+
+def _candidate_columns(layout: Layout, dim: int) -> list[bool]:
+    """For each column of SparseArch's input rows: whether it holds the candidate item's
+    side (its features, its vectors, the history's slots that weigh the candidate), which one
+    request's rows do not share. A layout that does not say its features' owners: all."""
+    if not layout.owners or ITEM_ID not in layout.sparse:
+        return [True] * (dim * (len(layout.sparse) + len(layout.vectors)) + len(layout.dense)
+                         + (dim * HistoryPool.SLOTS if layout.history_length else 0))
+    item = layout.owners[layout.slot(ITEM_ID)]
+    slots = [o == item for o in layout.owners] + [g.owner == ITEM_ID for g in layout.vectors]
+    if layout.history_length:  # pooled (by mean: the user's alone), its product with the item
+        slots += [layout.history_pooling == "attention", True]
+    return [c for c in slots for _ in range(dim)] + [o == item for o in layout.dense_owners]
 
 
 class DotInteraction(nn.Module):

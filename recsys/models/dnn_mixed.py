@@ -21,4 +21,5 @@ class DNNMixed(Model, name="dnn_mixed"):
         self.net = tower(self.sparse.out_dim, cfg.hidden, cfg.dropout)
 
     def forward(self, batch):
-        return self.sparse.combine(self.net(self.sparse(batch)).squeeze(1), batch)
+        logit, = self.sparse.networks(self.sparse(batch), batch, [self.net])
+        return self.sparse.combine(logit.squeeze(1), batch)

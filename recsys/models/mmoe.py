@@ -32,12 +32,14 @@ class MMoE(Model, name="mmoe"):
                                     for _ in layout.scenarios)
 
     def forward(self, batch):
-        return self.sparse.combine(self.head(self.sparse(batch), batch.scenario), batch)
+        return self.sparse.combine(self.head(self.sparse(batch), batch.scenario, batch), batch)
 
-    def head(self, x, scenario):
-        """Everything after the embedding lookups: experts, gates and towers."""
-        experts = torch.stack([e(x) for e in self.experts], dim=1)  # (B, E, H)
-        gates = self.gates(x).view(x.shape[0], self.n_scenarios, -1).softmax(-1)  # (B, S, E)
+    def head(self, x, scenario, batch=None):
+        """Everything after the embedding lookups: experts, gates and towers (`batch`: the
+        rows x came from, so that one request's shared columns are multiplied once)."""
+        *experts, gates = self.sparse.networks(x, batch, [*self.experts, self.gates])
+        experts = torch.stack(experts, dim=1)  # (B, E, H)
+        gates = gates.view(x.shape[0], self.n_scenarios, -1).softmax(-1)  # (B, S, E)
         mixed = torch.einsum("bse,beh->bsh", gates, experts)
         return route(torch.cat([t(mixed[:, s]) for s, t in enumerate(self.towers)], dim=1),
                      scenario)

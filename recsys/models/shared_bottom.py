@@ -27,6 +27,6 @@ class SharedBottom(Model, name="shared_bottom"):
                                     for _ in layout.scenarios)
 
     def forward(self, batch):
-        h = self.bottom(self.sparse(batch))
+        h, = self.sparse.networks(self.sparse(batch), batch, [self.bottom])
         return self.sparse.combine(route(torch.cat([t(h) for t in self.towers], dim=1),
                                          batch.scenario), batch)
