@@ -202,7 +202,8 @@ class SparseArch(nn.Module):
         # the input columns that one request's rows share (all but the candidate item's) and
         # the candidate's: `networks` multiplies the shared ones once a request
         per_candidate = _candidate_columns(layout, cfg.embedding_dim) \
-            if cfg.backbone != "dcn" else [True] * self.out_dim  # cross layers mix them
+            if cfg.backbone != "dcn" else None  # cross layers mix them all
+        per_candidate = per_candidate or [True] * self.out_dim
         self.shared_columns, self.candidate_columns = (
             torch.tensor([j for j, c in enumerate(per_candidate) if c == side], dtype=torch.long)
             for side in (False, True))
@@ -284,13 +285,12 @@ class SparseArch(nn.Module):
         return self.ebc.state_dict()[f"embedding_bags.t_{name}.weight"]
 
 
-def _candidate_columns(layout: Layout, dim: int) -> list[bool]:
+def _candidate_columns(layout: Layout, dim: int) -> list[bool] | None:
     """For each column of SparseArch's input rows: whether it holds the candidate item's
     side (its features, its vectors, the history's slots that weigh the candidate), which one
-    request's rows do not share. A layout that does not say its features' owners: all."""
+    request's rows do not share. None: the layout does not say its features' owners."""
     if not layout.owners or ITEM_ID not in layout.sparse:
-        return [True] * (dim * (len(layout.sparse) + len(layout.vectors)) + len(layout.dense)
-                         + (dim * HistoryPool.SLOTS if layout.history_length else 0))
+        return None
     item = layout.owners[layout.slot(ITEM_ID)]
     slots = [o == item for o in layout.owners] + [g.owner == ITEM_ID for g in layout.vectors]
     if layout.history_length:  # pooled (by mean: the user's alone), its product with the item
