@@ -98,7 +98,8 @@ def table_lookup(ebc: nn.Module, batch: Batch, plans: dict, keys: list[str],
     batch themselves and look the one request's history up once; the other collections answer
     `batch.sparse` (`plans` keeps each answer's key order's picks)."""
     if isinstance(ebc, QuantTables):
-        (found, values), (found_history, clicks) = zip((ebc.keys, ebc.history_keys), ebc(batch))
+        values, clicks = ebc(batch)
+        found, found_history = ebc.keys, ebc.history_keys
     else:
         pooled = _pooled(ebc, batch.sparse, plans)
         found = found_history = tuple(pooled.keys())
