@@ -57,22 +57,24 @@ MODELS = {"click": [("dnn_mixed", ["--model", "dnn_mixed"]), ("mmoe", ["--model"
                     ("dnn_mixed+history-mean", ["--model", "dnn_mixed", "--history", "mean"]),
                     ("mmoe+history", ["--model", "mmoe", "--history", "attention"]),
                     ("dropoutnet", ["--model", "dropoutnet"]),
-                    # the ablations: the history arms without the dot part, and with
-                    # mf-first (the MF trained alone first, then the network joins)
+                    # the ablations: the history arms (mf-first by default) without the dot
+                    # part, and with it trained jointly from the first step (dot); mmoe
+                    # (dot by default) with mf-first
                     ("din, no dot", ["--model", "din", "--config", "{nodot}"]),
                     ("dnn_mixed+history-mean, no dot",
                      ["--model", "dnn_mixed", "--history", "mean", "--config", "{nodot}"]),
-                    ("din, mf-first", ["--model", "din", "--config", "{mffirst}"]),
-                    ("dnn_mixed+history-mean, mf-first",
-                     ["--model", "dnn_mixed", "--history", "mean", "--config", "{mffirst}"]),
+                    ("din, dot", ["--model", "din", "--config", "{dot}"]),
+                    ("dnn_mixed+history-mean, dot",
+                     ["--model", "dnn_mixed", "--history", "mean", "--config", "{dot}"]),
                     ("mmoe, mf-first", ["--model", "mmoe", "--config", "{mffirst}"])],
           "age": [("dnn_mixed", ["--model", "dnn_mixed"]), ("mmoe", ["--model", "mmoe"]),
                   ("star", ["--model", "star"]), ("din", ["--model", "din"])]}
 # the arms that read the history (dropoutnet: by its mean, where the dataset has one)
 HISTORY_ARMS = ("din", "dnn_mixed+history-mean", "mmoe+history", "dropoutnet")
-ABLATIONS = ("din, no dot", "dnn_mixed+history-mean, no dot", "din, mf-first",
-             "dnn_mixed+history-mean, mf-first", "mmoe, mf-first")  # not defaults: no criteria
+ABLATIONS = ("din, no dot", "dnn_mixed+history-mean, no dot", "din, dot",
+             "dnn_mixed+history-mean, dot", "mmoe, mf-first")  # not defaults: no criteria
 CONFIGS = {"{nodot}": ("nodot.yaml", "model_config:\n  interaction: none\n"),
+           "{dot}": ("dot.yaml", "model_config:\n  interaction: dot\n"),
            "{mffirst}": ("mffirst.yaml", "model_config:\n  interaction: mf-first\n")}
 PEERS = ("rechub_din",)  # benchmarks/peers/<name>.py, the peer extra installed
 TUNED = ("dnn_mixed+history-mean", "model: dnn_mixed\nhistory: mean\n")  # on the click form

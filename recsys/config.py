@@ -111,7 +111,7 @@ class TrainConfig:
     modalities: tuple[str, ...] = ()  # "text", "image": vectors fused with the IDs
     # the user's history, pooled by "attention" or "mean" ("": not read; a model that reads
     # it by nature, din, takes its own by default, and one that reads it where present, the
-    # cold-start models, takes its own when the dataset has one (`resolve_history`); "none":
+    # cold-start models, takes its own when the dataset has one (`resolve_for_data`); "none":
     # not read by such a model either)
     history: str = ""
     # ID feature -> rows its raw IDs are hashed into (user_rows / item_rows on the CLI)
@@ -126,14 +126,18 @@ class TrainConfig:
             self.model_config = cls.Config()
         self.history = self.history or cls.capabilities.history
 
-    def resolve_history(self, dataset_has_one: bool) -> None:
-        """The history of a model that reads it where present, once the dataset is known
-        (the run's saved config then says what it read)."""
+    def resolve_for_data(self, dataset_has_history: bool) -> None:
+        """What the defaults leave to the data, once the dataset is known (the run's saved
+        config then says what it read and how it trained): the history of a model that reads
+        it where present, and the interaction (mf-first where the model reads a history)."""
         from recsys.models.registry import model_class
 
-        own = model_class(self.model).capabilities.history_where_present
-        if not self.history and own and dataset_has_one:
-            self.history = own
+        can = model_class(self.model).capabilities
+        if not self.history and can.history_where_present and dataset_has_history:
+            self.history = can.history_where_present
+        if not self.model_config.interaction:  # (a model without a dot part says "none")
+            reads = bool(self.history) and self.history != NO_HISTORY
+            self.model_config.interaction = "mf-first" if reads else "dot"
 
     @property
     def arm(self) -> "Arm":

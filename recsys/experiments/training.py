@@ -63,7 +63,7 @@ def trained(folder: Path, dataset: Path, config: TrainConfig, ctx: Context,
     from recsys.dataset.meta import DatasetMeta
     from recsys.train.loop import train
 
-    config.resolve_history(has_history(DatasetMeta.read(dataset)))  # as the training will
+    config.resolve_for_data(has_history(DatasetMeta.read(dataset)))  # as the training will
     if Run(folder).finished and not ctx.force:
         if Run(folder).config() != config:
             raise UsageError(f"{folder}: a finished run of another config; pass force=True to "

@@ -38,11 +38,13 @@ class ModelConfig:
     # dot product badly, Rendle et al. 2020; its own history table learns "who clicked h clicks
     # v", which the candidate's table cannot); "mf-first": those terms with logistic MF's user
     # and item biases, trained alone until validation AUC stops improving, then the network
-    # joins as a residual that starts at zero (a learned scale from 0, ReZero) and the two
-    # train on: the network changes the MF only where that helps validation, instead of
-    # outlearning it from the first step (joint training leaves the dot part under-trained);
-    # "none": the network alone
-    interaction: str = "dot"
+    # joins at full weight and the two train on from the MF's best epoch (joint training from
+    # the first step leaves the dot part under-trained: the network fits the rows within a few
+    # epochs and early stopping ends both); "none": the network alone; "" (the default): the
+    # data decides once it is known (`TrainConfig.resolve_for_data`): mf-first for a model
+    # that reads the history (whose dot term is what carries a user the training never saw),
+    # dot for one that does not (docs/training.md says on which validation figures)
+    interaction: str = ""
 
 
 FUSIONS = ("concat", "gated")
@@ -70,7 +72,7 @@ def check_model_config(cfg: ModelConfig) -> None:
     if cfg.backbone not in BACKBONES:
         raise UsageError(f"backbone {cfg.backbone!r}: choose one of {', '.join(BACKBONES)}",
                          fields="backbone")
-    if cfg.interaction not in INTERACTIONS:
+    if cfg.interaction and cfg.interaction not in INTERACTIONS:  # "": resolved with the data
         raise UsageError(f"interaction {cfg.interaction!r}: choose one of "
                          f"{', '.join(INTERACTIONS)}", fields="interaction")
     if cfg.table_dtype not in TABLE_DTYPE_BYTES:

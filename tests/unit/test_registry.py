@@ -34,10 +34,31 @@ def test_a_cold_start_model_reads_the_history_where_the_dataset_has_one():
     for model in ("dropoutnet", "metaemb", "maml", "melu"):
         read, without, refused = (TrainConfig(model=model), TrainConfig(model=model),
                                   TrainConfig(model=model, history="none"))
-        read.resolve_history(True), without.resolve_history(False), refused.resolve_history(True)
+        read.resolve_for_data(True), without.resolve_for_data(False)
+        refused.resolve_for_data(True)
         assert (read.history, without.history, refused.history) == ("mean", "", "none")
         assert read.name == without.name == model and refused.name == f"{model}+history-none"
         refused.check()
     mmoe = TrainConfig(model="mmoe")
-    mmoe.resolve_history(True)
+    mmoe.resolve_for_data(True)
     assert mmoe.history == ""  # the others read it only when told
+
+
+def test_the_interaction_is_mf_first_where_the_model_reads_a_history():
+    """The default interaction, resolved with the data: mf-first for a model that reads the
+    user's history, dot for one that does not; a value given is kept; a model without a dot
+    part keeps none."""
+    from recsys.config import TrainConfig
+    from recsys.models.registry import model_class
+
+    def resolved(model: str, has_history: bool = True, **kw) -> str:
+        cfg = TrainConfig(model=model, **kw)
+        cfg.resolve_for_data(has_history)
+        cfg.check()
+        return cfg.model_config.interaction
+
+    assert resolved("din") == resolved("mmoe", history="mean") == "mf-first"
+    assert resolved("dropoutnet") == "mf-first" and resolved("dropoutnet", False) == "dot"
+    assert resolved("mmoe") == resolved("dropoutnet", history="none") == "dot"
+    assert resolved("din", model_config=model_class("din").Config(interaction="dot")) == "dot"
+    assert resolved("two_tower", history="mean") == resolved("maml") == "none"
