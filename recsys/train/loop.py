@@ -303,10 +303,6 @@ class Trainer:
         Run(self.out).load_weights(self.model)
         with torch.no_grad():
             self.scale.fill_(1.0)
-        import os
-        if os.environ.get("RECSYS_JOIN_SCALE"):
-            with torch.no_grad():
-                self.scale.fill_(float(os.environ["RECSYS_JOIN_SCALE"]))
         self.state.update(stage="joint", stage_start=self.state["epoch"])
         self.log(f"{self.cfg.name}: the MF's best epoch is {self.state['best_epoch'] + 1} "
                  f"(val AUC {self.state['best_auc']:.4f}); the network joins")
