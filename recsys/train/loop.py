@@ -203,6 +203,7 @@ class Trainer:
             dataset, out, cfg, ranks, progress
         self.log = log if ranks.main else (lambda *a, **k: None)
         self.meta = DatasetMeta.read(dataset)
+        self.interaction_given = bool(cfg.model_config.interaction)  # else a parent's, or data's
         cfg.resolve_for_data(has_history(self.meta))
         self.can = model_class(cfg.model).capabilities
         self.layout = Layout.from_meta(self.meta, cfg.modalities, cfg.hashed_rows, cfg.history)
@@ -215,6 +216,9 @@ class Trainer:
         its optimizers and where it starts (a checkpoint, a parent's best epoch, or random)."""
         cfg, ranks, layout, dataset = self.cfg, self.ranks, self.layout, self.dataset
         parent = Run(init_from) if init_from else None  # a warm start's: checked before a write
+        if parent and not self.interaction_given:  # an update trains as its parent did
+            parent.check_trained()
+            cfg.model_config.interaction = parent.config().model_config.interaction
         layout_before = parent_layout(parent, cfg, layout) if parent else None
         if parent and ranks.distributed and grown_rows(layout_before, layout):
             raise UsageError(f"--init-from {parent.path}: this dataset's tables are larger "

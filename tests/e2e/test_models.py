@@ -82,7 +82,8 @@ def test_mf_first_trains_the_mf_alone_then_the_network_joins_and_resumes(tiny, t
     """mf-first: the first stage moves the dot part's tables alone (every other weight is as
     built, the network's scale 0); then the network joins at full weight; a run killed in the
     first stage resumes across the switch to the same epochs and scores; a warm start from it
-    trains both from its first epoch (its parent's MF is trained)."""
+    trains both from its first epoch (its parent's MF is trained), and as mf-first where its
+    interaction is left out (the parent's)."""
     def config() -> TrainConfig:
         cfg = _config("dnn_mixed")
         cfg.epochs, cfg.model_config.interaction = 1, "mf-first"
@@ -106,9 +107,13 @@ def test_mf_first_trains_the_mf_alone_then_the_network_joins_and_resumes(tiny, t
     assert resumed["overall"] == whole["overall"]
     joined = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["model"]
     assert float(joined["sparse.network_scale"]) != 0.0
-    update = train(tiny["dataset"], tmp_path / "update", config(), init_from=tmp_path / "whole",
+    # left out, the interaction is the parent's (dnn_mixed without a history would take dot)
+    unset = config()
+    unset.model_config.interaction = ""
+    update = train(tiny["dataset"], tmp_path / "update", unset, init_from=tmp_path / "whole",
                    **QUIET)
     assert [h["stage"] for h in update["train"]["history"]] == ["joint"]
+    assert Run(tmp_path / "update").config().model_config.interaction == "mf-first"
 
 
 def test_a_config_file_overrides_defaults_and_lands_in_config_json(tiny, tmp_path):

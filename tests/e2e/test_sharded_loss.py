@@ -56,7 +56,9 @@ def test_own_loss_trains_the_same_on_one_and_two_processes(tiny, tmp_path, monke
     start = WeightedMMoE(Layout.from_meta(meta), _config(batch_size).model_config)
     init = tmp_path / "init"
     dcp.save({"model": start.state_dict()}, checkpoint_id=init / SHARDED_BEST, no_dist=True)
-    Run(init).write_start(_config(batch_size).to_json(), meta)  # what a warm start checks
+    parent = _config(batch_size)
+    parent.resolve_for_data(False)  # as a trained run's config says it
+    Run(init).write_start(parent.to_json(), meta)  # what a warm start checks
 
     one = train(dataset, tmp_path / "one", _config(batch_size), init_from=init, **QUIET)
     mp.spawn(_rank, args=(2, free_port(), dataset, tmp_path / "two", init, batch_size),
