@@ -1,5 +1,5 @@
 """`recsys serve --watch DIR` on the tiny preset: a newer run appearing in DIR is swapped into
-four workers at once while 8 clients keep scoring, with no failed request and every answer
+two workers at once while 8 clients keep scoring, with no failed request and every answer
 named by the old run or the new one (and scored as that run scores offline); a corrupt run is
 refused, counted and logged while the old one keeps serving (one process); a CURRENT file
 names the run to serve."""
@@ -24,7 +24,6 @@ from serving import copy_applied, materialize, recsys_server, score_request
 
 QUIET = {"progress": False, "log": lambda *a, **k: None}
 CLIENTS = 8
-WORKERS = 4
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +55,8 @@ def _metric(client, line: str) -> float:
     return float(found[0].split()[-1]) if found else 0.0
 
 
-def test_a_new_run_is_swapped_into_four_workers_at_once_under_load(watched):
-    """`--workers 4 --watch`: the supervisor alone watches; a new run appearing is loaded by
+def test_a_new_run_is_swapped_into_two_workers_at_once_under_load(watched):
+    """`--workers 2 --watch`: the supervisor alone watches; a new run appearing is loaded by
     every worker once and switched to together: no failed request, every answer its run's own
     score, and every request started after the switch answered by the new run."""
     runs, test = watched["runs"], watched["test"]
@@ -65,7 +64,7 @@ def test_a_new_run_is_swapped_into_four_workers_at_once_under_load(watched):
     offline = {name: pq.read_table(path / SCORES.format(split="test"))["score"].to_numpy()
                for name, path in (("old", runs / "old"), ("new", watched["staged"] / "new"))}
     with recsys_server(None, watched["repo"], "--watch", str(runs), "--watch-seconds",
-                       "0.3", "--workers", str(WORKERS)) as client:
+                       "0.3", "--workers", "2") as client:
         assert client.get("/metadata").json()["run"] == str(runs / "old")
         answers, stop = [], threading.Event()
 
@@ -102,7 +101,7 @@ def test_a_new_run_is_swapped_into_four_workers_at_once_under_load(watched):
     assert {Path(a[1]).name for a in answers if a[4] > switched} == {"new"}
     loaded = [line for line in client.log.read_text().splitlines()
               if "loaded" in line and line.endswith(str(runs / "new"))]
-    assert len({line.split(":")[1] for line in loaded}) == len(loaded) == WORKERS, loaded
+    assert len({line.split(":")[1] for line in loaded}) == len(loaded) == 2, loaded
     assert 'recsys_serving_run{model_fingerprint=' in metrics
 
 
